@@ -1,0 +1,1 @@
+"""aicall: not built yet (see the project's open issues)."""

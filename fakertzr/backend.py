@@ -1,0 +1,206 @@
+"""The fake's whole state in one object (after moto's backends).
+
+Credentials, loaded scripts, faults, the journal and limits live here. The pytest fixture
+hands this object to tests; ``fakertzr serve`` exposes it through the control API. The I/O
+shell asks it to authenticate and to open streams; ``reset()`` restores the start state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from .actions import Refusal
+from .align import AudioLocator
+from .errors import FakeRtzrError
+from .faults import Fault, fault_from_spec
+from .fixture import CallScript, load_fixture
+from .journal import AuthRecord, ConnectionRecord, Journal, redact_headers
+from .params import ParamError, parse_stream_params
+from .recognizer_auto import AutoRecognizer
+from .recognizer_script import ScriptRecognizer
+from .results import ResultBuilder
+from .session import StreamSession
+from .tokens import DEFAULT_TOKEN_TTL_S, TokenIssuer, bearer_token
+
+DEFAULT_CLIENT_ID = "fakertzr-client"
+DEFAULT_CLIENT_SECRET = "fakertzr-secret"
+
+
+@dataclass
+class FakeRtzrConfig:
+    """Settings of one fake; every field can be changed at run time through the control API."""
+
+    client_id: str = DEFAULT_CLIENT_ID
+    client_secret: str = DEFAULT_CLIENT_SECRET
+    token_ttl_s: float = DEFAULT_TOKEN_TTL_S
+    max_streams: int = 20  # per client id: RTZR's Basic plan (the free plan allows 5)
+    time_scale: float = 1.0  # multiplies every scripted wall-clock delay; 0 = none
+    idle_timeout_s: float = 60.0  # no audio for this long closes the stream [seen ~60 s]
+    idle_close_code: int = 1000  # [guess]: 1000 or 1001; 1000 is the one clients mishandle
+    max_frame_bytes: int = 1 << 20
+    epd_time: float | None = None  # default for connections that send no epd_time
+    auto_texts: list[str] | None = None
+    auto_word_ms: float = 350.0
+    auto_threshold_dbfs: float = -40.0
+    fixtures: list[str] = field(default_factory=list)
+
+    UPDATABLE = ("token_ttl_s", "max_streams", "time_scale", "idle_timeout_s", "idle_close_code",
+                 "max_frame_bytes", "epd_time", "auto_word_ms", "auto_threshold_dbfs")
+
+
+@dataclass
+class OpenedStream:
+    session: StreamSession
+    record: ConnectionRecord
+
+
+class FakeRtzrBackend:
+    """See the module docstring."""
+
+    def __init__(self, config: FakeRtzrConfig | None = None) -> None:
+        self.config = config or FakeRtzrConfig()
+        self.tokens = TokenIssuer(self.config.token_ttl_s)
+        self.journal = Journal()
+        self.scripts: list[CallScript] = []
+        self.faults: list[Fault] = []
+        self._locators: dict[int, AudioLocator] = {}
+        self._active: dict[str, int] = {}
+        self.reset()
+
+    # ------------------------------------------------------------------ state
+    def reset(self) -> None:
+        """Forget connections, faults and runtime scripts; reload the configured fixtures."""
+        self.journal = Journal()
+        self.faults = []
+        self.scripts = []
+        self._connection_count = 0
+        self.tokens.ttl_s = self.config.token_ttl_s
+        for directory in self.config.fixtures:
+            self.load_script(load_fixture(directory))
+
+    @property
+    def mode(self) -> str:
+        return "script" if self.scripts else "auto"
+
+    def load_fixture(self, directory: str | Path) -> CallScript:
+        return self.load_script(load_fixture(directory))
+
+    def load_script(self, script: CallScript) -> CallScript:
+        """Make ``script`` answer the next connections whose audio it contains; add its faults."""
+        faults = [fault_from_spec(spec, f"{script.source}: faults[{i}]") for i, spec in enumerate(script.faults)]
+        self.scripts.append(script)
+        self._locators.setdefault(id(script.audio), AudioLocator(script.audio))
+        self.faults.extend(faults)
+        return script
+
+    def clear_scripts(self) -> None:
+        self.scripts = []
+
+    def set_auto_texts(self, texts: Sequence[str] | None) -> None:
+        """Auto mode: VAD-found utterances get these texts in order (scripts are cleared)."""
+        self.scripts = []
+        self.config.auto_texts = list(texts) if texts is not None else None
+
+    def add_fault(self, fault: Fault | Mapping[str, Any]) -> Fault:
+        if not isinstance(fault, Fault):
+            fault = fault_from_spec(dict(fault))
+        self.faults.append(fault)
+        return fault
+
+    def clear_faults(self) -> None:
+        self.faults = []
+
+    def update_config(self, changes: Mapping[str, Any]) -> None:
+        for name, value in changes.items():
+            if name not in FakeRtzrConfig.UPDATABLE:
+                raise FakeRtzrError(f"config: {name} cannot be changed (changeable: {', '.join(FakeRtzrConfig.UPDATABLE)})")
+            setattr(self.config, name, value)
+        self.tokens.ttl_s = self.config.token_ttl_s
+
+    def active_streams(self) -> int:
+        return sum(self._active.values())
+
+    # ---------------------------------------------------------- authenticate
+    def authenticate(self, form: Mapping[str, str]) -> tuple[int, dict[str, Any]]:
+        """``POST /v1/authenticate``: (status, JSON body)."""
+        client_id, secret = form.get("client_id"), form.get("client_secret")
+        if not client_id or not secret:
+            refusal = Refusal.of(400, "client_id and client_secret are required")
+        else:
+            refusal = next((r for f in self.faults if (r := f.on_authenticate())), None)
+            if refusal is None and (client_id != self.config.client_id or secret != self.config.client_secret):
+                refusal = Refusal.of(401, "invalid credential")
+        self.journal.auth.append(AuthRecord(client_id or "", refusal.status if refusal else 200))
+        if refusal:
+            return refusal.status, refusal.body()
+        token = self.tokens.issue(client_id)
+        return 200, {"access_token": token.access_token, "expire_at": token.expire_at}
+
+    # ------------------------------------------------------------ streaming
+    def open_stream(self, headers: Mapping[str, str], query: Mapping[str, str]) -> OpenedStream | tuple[Refusal, ConnectionRecord]:
+        """Decide a streaming handshake: an accepted session, or a refusal (both journaled)."""
+        index = self._connection_count
+        self._connection_count += 1
+        record = ConnectionRecord(index=index, query=dict(query), headers=redact_headers(dict(headers)))
+        self.journal.connections.append(record)
+
+        refusal = next((r for f in self.faults if (r := f.on_handshake(index))), None)
+        client_id = None
+        if refusal is None:
+            token = bearer_token(headers.get("Authorization"))
+            client_id, why = self.tokens.verify(token) if token else (None, "missing bearer token")
+            if client_id is None:
+                refusal = Refusal.of(401, why)
+        params = None
+        if refusal is None:
+            try:
+                params = parse_stream_params(query)
+            except ParamError as exc:
+                refusal = Refusal.of(400, str(exc))
+        if refusal is None and self._active.get(client_id or "", 0) >= self.config.max_streams:
+            refusal = Refusal.of(429, f"too many concurrent streams (limit {self.config.max_streams})")
+        record.client_id = client_id
+        if refusal is not None or params is None or client_id is None:
+            assert refusal is not None
+            record.status, record.refusal = refusal.status, refusal.body()
+            return refusal, record
+
+        epd_s = params.epd_time if "epd_time" in query or self.config.epd_time is None else self.config.epd_time
+        builder = ResultBuilder(epd_s * 1000.0)
+        recognizer: ScriptRecognizer | AutoRecognizer
+        if self.scripts:
+            record.mode = "script"
+
+            def on_select(script: CallScript) -> None:
+                behaviour = script.recognizer
+                record.script = script.name
+                if behaviour.epd_time is not None:
+                    builder.epd_ms = behaviour.epd_time * 1000.0
+                builder.partials = behaviour.partials
+                builder.final_delay_ms = behaviour.processing_delay_ms
+                builder.partial_delay_ms = behaviour.partial_delay_ms
+
+            recognizer = ScriptRecognizer(
+                list(self.scripts), [self._locators[id(s.audio)] for s in self.scripts], on_select=on_select
+            )
+        else:
+            record.mode = "auto"
+            recognizer = AutoRecognizer(
+                self.config.auto_texts or [],
+                epd_ms=builder.epd_ms,
+                threshold_dbfs=self.config.auto_threshold_dbfs,
+                word_ms=self.config.auto_word_ms,
+            )
+        session = StreamSession(params, recognizer, builder, self.faults, connection_index=index)
+        self._active[client_id] = self._active.get(client_id, 0) + 1
+        return OpenedStream(session, record)
+
+    def stream_closed(self, opened: OpenedStream) -> None:
+        """The shell is done with a stream: release its concurrency slot, complete its record."""
+        client_id = opened.record.client_id or ""
+        self._active[client_id] = max(0, self._active.get(client_id, 0) - 1)
+        recognizer = opened.session.recognizer
+        opened.record.alignment = list(getattr(recognizer, "alignment_log", []))
+        opened.record.faults_fired = list(opened.session.fired)

@@ -1,0 +1,120 @@
+"""``fakertzr serve``: run the fake RTZR OpenAPI standalone."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+from typing import NoReturn, Sequence
+
+from .backend import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, FakeRtzrBackend, FakeRtzrConfig
+from .errors import FakeRtzrError
+from .fixture import load_fixture
+from .server import CONTROL_PREFIX, FakeRtzrServer
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be zero or more, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="fakertzr", description="A faithful, scriptable fake of RTZR's streaming STT API.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    serve = sub.add_parser("serve", help="serve the fake on a port (Ctrl-C stops it)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
+    serve.add_argument("--client-id", default=DEFAULT_CLIENT_ID, help="client_id the token endpoint accepts")
+    serve.add_argument("--client-secret", default=DEFAULT_CLIENT_SECRET, help="client_secret it accepts")
+    serve.add_argument("--script", action="append", default=[], metavar="FIXTURE_DIR",
+                       help="answer from this fixture (repeatable: each stream is matched by its audio)")
+    serve.add_argument("--auto", action="store_true", help="auto mode: an energy VAD finds utterances")
+    serve.add_argument("--texts-file", type=Path, help="auto mode: one utterance text per line, used in order")
+    serve.add_argument("--epd-time", type=_positive, help="epd_time (s) for streams that send none (default 0.5)")
+    serve.add_argument("--time-scale", type=_non_negative, default=1.0,
+                       help="multiplies scripted wall-clock delays (0 = no delays)")
+    serve.add_argument("--max-streams", type=int, default=20, help="concurrent streams per client (default 20)")
+    serve.add_argument("--token-ttl", type=_positive, default=6 * 3600, help="token lifetime in seconds (default 6 h)")
+    serve.add_argument("--idle-timeout", type=_positive, default=60.0, help="close streams idle this long (default 60 s)")
+    serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return parser
+
+
+def _config(args: argparse.Namespace) -> FakeRtzrConfig:
+    if args.auto and args.script:
+        raise FakeRtzrError("--auto and --script exclude each other")
+    if args.texts_file and not args.auto:
+        raise FakeRtzrError("--texts-file goes with --auto")
+    texts = None
+    if args.texts_file:
+        try:
+            texts = [line.strip() for line in args.texts_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+        except OSError as exc:
+            raise FakeRtzrError(f"{args.texts_file}: cannot read: {exc.strerror}") from None
+    for directory in args.script:
+        load_fixture(directory)  # fail before the port opens
+    if not 1 <= args.port + 1 <= 65536:
+        raise FakeRtzrError(f"--port must be 0-65535, got {args.port}")
+    return FakeRtzrConfig(
+        client_id=args.client_id,
+        client_secret=args.client_secret,
+        token_ttl_s=args.token_ttl,
+        max_streams=args.max_streams,
+        time_scale=args.time_scale,
+        idle_timeout_s=args.idle_timeout,
+        epd_time=args.epd_time,
+        auto_texts=texts,
+        fixtures=[str(Path(d)) for d in args.script],
+    )
+
+
+async def _serve(server: FakeRtzrServer) -> None:
+    await server.start()
+    backend = server.backend
+    print(f"fakertzr listening on {server.base_url} (WebSocket {server.ws_url}/v1/transcribe:streaming)")
+    print(f"  accepts client_id={backend.config.client_id} client_secret={backend.config.client_secret}")
+    detail = ", ".join(s.name for s in backend.scripts) if backend.scripts else f"{len(backend.config.auto_texts or [])} texts"
+    print(f"  mode: {backend.mode} ({detail}); control API under {server.base_url}{CONTROL_PREFIX}/")
+    sys.stdout.flush()
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await server.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+    try:
+        backend = FakeRtzrBackend(_config(args))
+        server = FakeRtzrServer(backend, args.host, args.port)
+        asyncio.run(_serve(server))
+    except FakeRtzrError as exc:
+        print(f"fakertzr: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"fakertzr: error: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""The I/O shell of one streaming connection: moves frames between aiohttp and the session.
+
+A reader task feeds the session; a sender task performs its actions in order, waiting out each
+result's scripted processing delay (scaled by ``time_scale``) from the moment its audio arrived.
+Both live in one TaskGroup; nothing outlives the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+
+from aiohttp import WSMsgType, web
+
+from .actions import Action, Close, Drop, RevokeTokens, SendRaw, SendResult, Stall
+from .backend import FakeRtzrBackend, OpenedStream
+from .journal import SentMessage
+
+log = logging.getLogger("fakertzr")
+
+
+class StreamConnection:
+    """Runs one accepted stream until the client leaves or a close, drop or stall ends it."""
+
+    def __init__(self, ws: web.WebSocketResponse, opened: OpenedStream, backend: FakeRtzrBackend,
+                 transport: asyncio.BaseTransport | None) -> None:
+        self.ws = ws
+        self.session = opened.session
+        self.record = opened.record
+        self.backend = backend
+        self.transport = transport
+        self.queue: asyncio.Queue[tuple[Action, float]] = asyncio.Queue()
+        self.server_closing = False
+        self.stalled = False
+
+    async def run(self) -> None:
+        try:
+            async with asyncio.TaskGroup() as group:
+                sender = group.create_task(self._send_loop())
+                await self._read_loop()
+                if not self.server_closing:
+                    sender.cancel()
+        finally:
+            if self.record.ended is None:
+                code = self.ws.close_code
+                self.record.end("client_closed" if code else "client_vanished", code)
+
+    # ----------------------------------------------------------------- reading
+    async def _read_loop(self) -> None:
+        idle = self.backend.config.idle_timeout_s
+        while True:
+            try:
+                msg = await self.ws.receive(timeout=None if self.stalled else idle)
+            except asyncio.TimeoutError:
+                self._enqueue([Close(self.backend.config.idle_close_code, "idle timeout")])
+                self.record.end("idle_timeout", self.backend.config.idle_close_code, "no audio")
+                continue
+            if msg.type == WSMsgType.BINARY:
+                self.record.audio_frames += 1
+                actions = self.session.receive_audio(msg.data)
+                self.record.audio_bytes = self.session.audio_bytes
+                self.record.audio_ms = round(self.session.audio_ms, 1)
+                self._enqueue(actions)
+            elif msg.type == WSMsgType.TEXT:
+                if len(self.record.text_frames) < self.record.MAX_TEXT_FRAMES:
+                    self.record.text_frames.append(msg.data[:200])
+                self._enqueue(self.session.receive_text(msg.data))
+            else:  # CLOSE, CLOSING, CLOSED, ERROR: the conversation is over
+                if msg.type == WSMsgType.ERROR:
+                    log.info("connection=%s event=ws_error error=%s", self.record.index, self.ws.exception())
+                return
+
+    def _enqueue(self, actions: list[Action]) -> None:
+        now = time.monotonic()
+        for action in actions:
+            if isinstance(action, (Close, Drop)):
+                self.server_closing = True
+            elif isinstance(action, Stall):
+                self.stalled = True
+            self.queue.put_nowait((action, now))
+
+    # ----------------------------------------------------------------- sending
+    async def _send_loop(self) -> None:
+        not_before = 0.0
+        scale = self.backend.config.time_scale
+        while True:
+            action, arrived = await self.queue.get()
+            if isinstance(action, (SendResult, SendRaw)):
+                delay_ms = action.result.delay_ms if isinstance(action, SendResult) else action.delay_ms
+                not_before = max(not_before, arrived + delay_ms * scale / 1000.0)
+                wait = not_before - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)  # the scripted processing delay, not a test wait
+                await self._send(action, arrived, delay_ms * scale)
+            elif isinstance(action, RevokeTokens):
+                self.backend.tokens.revoke_all()
+            elif isinstance(action, Stall):
+                self.record.end("stalled", None, "fault: stall")
+                return
+            elif isinstance(action, Drop):
+                self.record.end("dropped", None, "fault: drop")
+                if self.transport is not None:
+                    self.transport.abort()
+                return
+            elif isinstance(action, Close):
+                self.record.end("server_closed", action.code, action.reason)
+                await self.ws.close(code=action.code, message=action.reason.encode()[:120])
+                return
+
+    async def _send(self, action: SendResult | SendRaw, arrived: float, delay_ms: float) -> None:
+        if isinstance(action, SendResult):
+            payload = json.dumps(action.result.payload, ensure_ascii=False)
+            kind = "final" if action.result.final else "partial"
+            seq, audio_ms = action.result.payload["seq"], action.result.audio_ms
+            text = action.result.payload["alternatives"][0]["text"]
+        else:
+            payload, kind, seq, audio_ms, text = action.text, "raw", None, action.audio_ms, action.text
+        try:
+            await self.ws.send_str(payload)
+        except (ConnectionResetError, RuntimeError):
+            return  # the client went away; the reader will see it
+        self.record.messages.append(
+            SentMessage(kind, seq, text, round(audio_ms, 1), arrived, time.monotonic(), round(delay_ms, 1), payload)
+        )

@@ -1,0 +1,187 @@
+"""Call fixtures (``fixtures/calls/<name>/call.json`` + caller audio): model and loader.
+
+The loader validates against the published JSON Schema, then checks what a schema cannot
+(times in order, words inside their utterance, audio matching the declared format), and
+names the file and field in every error.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import numpy as np
+
+from .errors import FakeRtzrError
+from .g711 import alaw_to_pcm16, ulaw_to_pcm16
+from .wavfile import WavAudio, read_wav
+
+FIXTURE_VERSION = 1
+FIXTURE_RATE = 8000
+
+
+@dataclass(frozen=True)
+class Word:
+    text: str
+    start_ms: float
+    end_ms: float
+
+
+@dataclass(frozen=True)
+class ScriptedPartial:
+    at_ms: float
+    text: str
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One thing the caller says, timed in the call's audio."""
+
+    text: str
+    start_ms: float
+    end_ms: float
+    words: tuple[Word, ...]
+    partials: tuple[ScriptedPartial, ...] = ()
+    confidence: float = 0.93
+
+
+@dataclass(frozen=True)
+class RecognizerBehaviour:
+    """How the scripted recognizer behaves beyond the words: endpointing and delays."""
+
+    epd_time: float | None = None
+    processing_delay_ms: float = 0.0
+    partial_delay_ms: float = 0.0
+    partials: bool = True
+
+
+@dataclass(frozen=True)
+class CallScript:
+    """A whole fixture: what was said, the caller audio it was said in, and the faults."""
+
+    name: str
+    utterances: tuple[Utterance, ...]
+    audio: np.ndarray  # int16 at 8 kHz: the call's caller-side audio
+    recognizer: RecognizerBehaviour = RecognizerBehaviour()
+    faults: tuple[dict[str, Any], ...] = ()
+    source: str = "<memory>"
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def duration_ms(self) -> float:
+        return len(self.audio) * 1000.0 / FIXTURE_RATE
+
+
+@cache
+def call_schema() -> dict[str, Any]:
+    """The published JSON Schema of ``call.json``."""
+    text = resources.files("fakertzr").joinpath("schemas/call.schema.json").read_text("utf-8")
+    return json.loads(text)
+
+
+def _where(error: jsonschema.ValidationError) -> str:
+    path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
+    return path.lstrip(".") or "(top level)"
+
+
+def validate_call_json(doc: Any, source: str) -> None:
+    """Raise :class:`FakeRtzrError` naming the file and field of the first schema violation."""
+    validator = jsonschema.Draft202012Validator(call_schema())
+    errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))
+    if errors:
+        first = errors[0]
+        raise FakeRtzrError(f"{source}: {_where(first)}: {first.message}")
+
+
+def _split_words(text: str, start_ms: float, end_ms: float) -> tuple[Word, ...]:
+    """Word spans in proportion to character counts, when a fixture gives none."""
+    tokens = text.split()
+    if not tokens:
+        return ()
+    total = sum(len(t) for t in tokens)
+    words, cursor = [], start_ms
+    for token in tokens:
+        end = cursor + (end_ms - start_ms) * len(token) / total
+        words.append(Word(token, cursor, end))
+        cursor = end
+    return tuple(words)
+
+
+def decode_caller_audio(wav: WavAudio, source: str) -> np.ndarray:
+    """Caller audio as int16 samples at 8 kHz, from a parsed WAV (mu-law, A-law or PCM16)."""
+    if wav.channels != 1 or wav.sample_rate != FIXTURE_RATE:
+        raise FakeRtzrError(
+            f"{source}: caller audio must be mono {FIXTURE_RATE} Hz, "
+            f"got {wav.channels} channel(s) at {wav.sample_rate} Hz"
+        )
+    if wav.encoding == "MULAW":
+        return ulaw_to_pcm16(wav.data)
+    if wav.encoding == "ALAW":
+        return alaw_to_pcm16(wav.data)
+    return np.frombuffer(wav.data[: len(wav.data) // 2 * 2], dtype="<i2").astype(np.int16)
+
+
+def script_from_dict(doc: dict[str, Any], audio: np.ndarray, source: str = "<memory>") -> CallScript:
+    """Build a :class:`CallScript` from a parsed ``call.json`` and its decoded audio."""
+    validate_call_json(doc, source)
+    duration_ms = len(audio) * 1000.0 / FIXTURE_RATE
+    utterances: list[Utterance] = []
+    previous_end = -1.0
+    for i, u in enumerate(doc["utterances"]):
+        where = f"{source}: utterances[{i}]"
+        if u["end_ms"] <= u["start_ms"]:
+            raise FakeRtzrError(f"{where}: end_ms must be after start_ms")
+        if u["start_ms"] < previous_end:
+            raise FakeRtzrError(f"{where}: starts before the previous utterance ends")
+        if u["end_ms"] > duration_ms + 1:
+            raise FakeRtzrError(f"{where}: end_ms {u['end_ms']} is past the audio ({duration_ms:.0f} ms)")
+        previous_end = u["end_ms"]
+        if "words" in u:
+            words = tuple(Word(w["text"], w["start_ms"], w["end_ms"]) for w in u["words"])
+            for j, w in enumerate(words):
+                if not (u["start_ms"] - 1 <= w.start_ms < w.end_ms <= u["end_ms"] + 1):
+                    raise FakeRtzrError(f"{where}.words[{j}]: span must lie inside the utterance")
+        else:
+            words = _split_words(u["text"], u["start_ms"], u["end_ms"])
+        partials = tuple(ScriptedPartial(p["at_ms"], p["text"]) for p in u.get("partials", ()))
+        utterances.append(
+            Utterance(u["text"], u["start_ms"], u["end_ms"], words, partials, u.get("confidence", 0.93))
+        )
+    rec = doc.get("recognizer", {})
+    behaviour = RecognizerBehaviour(
+        epd_time=rec.get("epd_time"),
+        processing_delay_ms=rec.get("processing_delay_ms", 0.0),
+        partial_delay_ms=rec.get("partial_delay_ms", 0.0),
+        partials=rec.get("partials", True),
+    )
+    return CallScript(
+        name=doc["name"],
+        utterances=tuple(utterances),
+        audio=audio,
+        recognizer=behaviour,
+        faults=tuple(doc.get("faults", ())),
+        source=source,
+        raw=doc,
+    )
+
+
+def load_fixture(directory: str | Path) -> CallScript:
+    """Load ``<directory>/call.json`` and the caller audio it names."""
+    directory = Path(directory)
+    call_path = directory / "call.json"
+    if not call_path.is_file():
+        raise FakeRtzrError(f"{directory}: no call.json (is this a fixture directory?)")
+    try:
+        doc = json.loads(call_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise FakeRtzrError(f"{call_path}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
+    validate_call_json(doc, str(call_path))
+    audio_path = directory / doc["audio"]["file"]
+    if not audio_path.is_file():
+        raise FakeRtzrError(f"{call_path}: audio.file: {audio_path.name} does not exist")
+    return script_from_dict(doc, decode_caller_audio(read_wav(audio_path), str(audio_path)), str(call_path))

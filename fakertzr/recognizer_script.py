@@ -1,0 +1,281 @@
+"""Script mode: what a fixture says was said, heard only where its audio actually arrived.
+
+The recognizer maps each connection's audio onto the call's timeline by finding it in the
+fixture's audio (a reconnect resumes mid-call; a handler may drop frames), checks continuity
+every 20 ms of voiced audio, and reports a word as heard when at least half of its audio
+arrived on this connection. All positions it reports are in the connection's own audio.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .align import BLOCK, MAX_PROBE, RATE, AudioLocator, voiced_blocks
+from .events import HeardWord, RecognizerEvent, ScriptedPartialText, SpeechEnd, SpeechStart
+from .fixture import CallScript
+
+MIN_VOICED_PROBE_MS = 200
+RETRY_EVERY_MS = 250
+CONTINUITY_MIN_SCORE = 0.6
+WORD_HEARD_FRACTION = 0.5
+
+_UTT_START, _WORD_END, _PARTIAL, _UTT_END = range(4)
+
+
+@dataclass(frozen=True)
+class _Mark:
+    call: int  # sample position in the call audio
+    kind: int
+    utt: int
+    item: int  # word or partial index
+
+
+def _ms(samples: float) -> float:
+    return samples * 1000.0 / RATE
+
+
+def _samples(ms: float) -> int:
+    return int(round(ms * RATE / 1000.0))
+
+
+class _Intervals:
+    """Received call-audio spans, merged; appends are almost always at the end."""
+
+    def __init__(self) -> None:
+        self.spans: list[list[int]] = []
+
+    def add(self, a: int, b: int) -> None:
+        if b <= a:
+            return
+        if self.spans and self.spans[-1][0] <= a <= self.spans[-1][1]:
+            self.spans[-1][1] = max(self.spans[-1][1], b)
+            return
+        self.spans.append([a, b])
+        self.spans.sort()
+        merged: list[list[int]] = []
+        for s in self.spans:
+            if merged and s[0] <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], s[1])
+            else:
+                merged.append(s)
+        self.spans = merged
+
+    def covered(self, a: int, b: int) -> int:
+        return sum(max(0, min(b, e) - max(a, s)) for s, e in self.spans if s < b and e > a)
+
+    def first_in(self, a: int, b: int) -> int | None:
+        for s, e in self.spans:
+            if s < b and e > a:
+                return max(a, s)
+        return None
+
+
+@dataclass
+class _Segment:
+    conn_start: int
+    conn_end: int
+    offset: int  # call = conn + offset
+
+
+class ScriptRecognizer:
+    """Hears a fixture's words in a connection's audio; see the module docstring."""
+
+    def __init__(
+        self,
+        scripts: Sequence[CallScript],
+        locators: Sequence[AudioLocator],
+        on_select: Callable[[CallScript], None] | None = None,
+    ) -> None:
+        if not scripts:
+            raise ValueError("script mode needs at least one loaded script")
+        self._candidates = list(zip(scripts, locators))
+        self.script: CallScript | None = None
+        self._locator: AudioLocator | None = None
+        self._marks: list[_Mark] = []
+        self._mark_calls: list[int] = []
+        self.conn_samples = 0
+        self._pending: list[np.ndarray] = []
+        self._pending_start = 0
+        self._pending_voiced = 0
+        self._next_attempt = 0
+        self._segments: list[_Segment] = []
+        self._offset: int | None = None
+        self._received = _Intervals()
+        self._call_cursor = 0
+        self._mark_i = 0
+        self._active_utt: int | None = None
+        self._consumed: set[tuple[int, int]] = set()
+        self.alignment_log: list[dict[str, Any]] = []
+        self._on_select = on_select
+
+    # ----------------------------------------------------------------- feeding
+    def feed(self, samples: np.ndarray) -> list[RecognizerEvent]:
+        """Take the next received audio (int16, 8 kHz) and return what is heard in it."""
+        start = self.conn_samples
+        self.conn_samples += len(samples)
+        if self._offset is None:
+            return self._feed_unaligned(samples, start)
+        scores = self._locator.block_scores(samples, start + self._offset)  # type: ignore[union-attr]
+        voiced = voiced_blocks(samples)
+        bad = np.nonzero(voiced & (scores < CONTINUITY_MIN_SCORE))[0]
+        if len(bad) == 0:
+            return self._map(start, start + len(samples))
+        cut = int(bad[0]) * BLOCK
+        events = self._map(start, start + cut)
+        self.alignment_log.append({"conn_ms": _ms(start + cut), "event": "discontinuity"})
+        self._offset = None
+        self._pending, self._pending_start, self._pending_voiced = [], start + cut, 0
+        self._next_attempt = 0
+        return events + self._feed_unaligned(samples[cut:], start + cut)
+
+    def flush(self, conn_ms: float) -> list[RecognizerEvent]:
+        """Finalize/EOS: words in progress that are mostly received count as heard now."""
+        if self.script is None:
+            return []
+        events: list[RecognizerEvent] = []
+        for mark in self._marks[self._mark_i :]:
+            if mark.kind == _UTT_START:
+                break
+            if mark.kind != _WORD_END or (mark.utt, mark.item) in self._consumed:
+                continue
+            word = self.script.utterances[mark.utt].words[mark.item]
+            a, b = _samples(word.start_ms), _samples(word.end_ms)
+            if a >= self._call_cursor:
+                break
+            if self._received.covered(a, b) >= WORD_HEARD_FRACTION * (b - a):
+                self._consumed.add((mark.utt, mark.item))
+                events.extend(self._heard(mark, conn_ms))
+        return events
+
+    # --------------------------------------------------------------- alignment
+    def _feed_unaligned(self, samples: np.ndarray, start: int) -> list[RecognizerEvent]:
+        self._pending.append(samples)
+        if sum(len(p) for p in self._pending) > 2 * MAX_PROBE:
+            self._pending = [np.concatenate(self._pending)[-MAX_PROBE:]]
+        self._pending_voiced += int(voiced_blocks(samples).sum()) * BLOCK
+        pending_len = self.conn_samples - self._pending_start
+        if _ms(self._pending_voiced) < MIN_VOICED_PROBE_MS or pending_len < self._next_attempt:
+            return []
+        self._next_attempt = pending_len + _samples(RETRY_EVERY_MS)
+        probe = np.concatenate(self._pending)
+        candidates = [(self.script, self._locator)] if self.script else self._candidates
+        best = None
+        for script, locator in candidates:
+            match = locator.locate(probe)
+            if match and (best is None or match.score > best[2].score):
+                best = (script, locator, match)
+        if best is None or not best[2].is_confident():
+            if best is not None:
+                self.alignment_log.append({
+                    "conn_ms": _ms(self.conn_samples), "event": "no_match",
+                    "script": best[0].name, "score": round(best[2].score, 3),
+                })
+            return []
+        script, locator, match = best
+        self._select(script, locator)
+        self._offset = match.offset - (self.conn_samples - match.used)
+        self.alignment_log.append({
+            "conn_ms": _ms(self._pending_start), "call_ms": _ms(self._pending_start + self._offset),
+            "event": "aligned", "script": script.name, "score": round(match.score, 3),
+        })
+        self._pending = []
+        return self._map(self._pending_start, self.conn_samples)
+
+    def _select(self, script: CallScript, locator: AudioLocator) -> None:
+        if self.script is script:
+            return
+        self.script, self._locator = script, locator
+        if self._on_select:
+            self._on_select(script)
+        marks = []
+        for u, utt in enumerate(script.utterances):
+            marks.append(_Mark(_samples(utt.start_ms), _UTT_START, u, 0))
+            for w, word in enumerate(utt.words):
+                marks.append(_Mark(_samples(word.end_ms), _WORD_END, u, w))
+            for p, partial in enumerate(utt.partials):
+                marks.append(_Mark(_samples(partial.at_ms), _PARTIAL, u, p))
+            marks.append(_Mark(_samples(utt.end_ms), _UTT_END, u, 0))
+        self._marks = sorted(marks, key=lambda m: (m.call, m.kind))
+        self._mark_calls = [m.call for m in self._marks]
+
+    # ----------------------------------------------------------------- mapping
+    def _map(self, c0: int, c1: int) -> list[RecognizerEvent]:
+        """Audio [c0, c1) of this connection is call audio [c0+offset, c1+offset)."""
+        assert self._offset is not None
+        if c1 <= c0:
+            return []
+        offset = self._offset
+        k0, k1 = c0 + offset, c1 + offset
+        events: list[RecognizerEvent] = []
+        if not self._segments or self._segments[-1].offset != offset or self._segments[-1].conn_end != c0:
+            events += self._jump(k0, c0)
+            self._segments.append(_Segment(c0, c1, offset))
+        else:
+            self._segments[-1].conn_end = c1
+        self._received.add(max(0, k0), k1)
+        events += self._run_marks(k1, lambda k: k - offset)
+        self._call_cursor = max(self._call_cursor, k1)
+        return events
+
+    def _jump(self, k0: int, c0: int) -> list[RecognizerEvent]:
+        """The connection's audio continues at call position k0 (start, reconnect, or gap)."""
+        if k0 < self._call_cursor:  # audio from earlier in the call, heard again
+            self._mark_i = bisect.bisect_right(self._mark_calls, k0)
+            self._active_utt = None
+            self._call_cursor = k0
+            events: list[RecognizerEvent] = []
+        else:  # skipped audio: whatever happened in it happened "at" c0
+            events = self._run_marks(k0, lambda k: c0, heard=False)
+            self._call_cursor = k0
+        assert self.script is not None
+        for u, utt in enumerate(self.script.utterances):
+            if _samples(utt.start_ms) < k0 < _samples(utt.end_ms) and self._active_utt != u:
+                self._active_utt = u
+                events.append(SpeechStart(_ms(c0)))
+        return events
+
+    def _run_marks(self, upto: int, conn_of: Callable[[int], int], heard: bool = True) -> list[RecognizerEvent]:
+        assert self.script is not None
+        events: list[RecognizerEvent] = []
+        while self._mark_i < len(self._marks) and self._marks[self._mark_i].call <= upto:
+            mark = self._marks[self._mark_i]
+            self._mark_i += 1
+            utt = self.script.utterances[mark.utt]
+            at_ms = _ms(conn_of(mark.call))
+            if mark.kind == _UTT_START and heard:
+                self._active_utt = mark.utt
+                events.append(SpeechStart(at_ms))
+            elif mark.kind == _WORD_END and (mark.utt, mark.item) not in self._consumed:
+                word = utt.words[mark.item]
+                a, b = _samples(word.start_ms), _samples(word.end_ms)
+                if self._received.covered(a, b) >= WORD_HEARD_FRACTION * (b - a):
+                    if self._active_utt != mark.utt:
+                        self._active_utt = mark.utt
+                        events.append(SpeechStart(self._conn_ms_of(a, at_ms)))
+                    events.extend(self._heard(mark, at_ms))
+            elif mark.kind == _PARTIAL and heard and self._active_utt == mark.utt:
+                events.append(ScriptedPartialText(at_ms, utt.partials[mark.item].text))
+            elif mark.kind == _UTT_END and self._active_utt == mark.utt:
+                self._active_utt = None
+                events.append(SpeechEnd(at_ms))
+        return events
+
+    def _heard(self, mark: _Mark, end_ms: float) -> list[RecognizerEvent]:
+        assert self.script is not None
+        utt = self.script.utterances[mark.utt]
+        word = utt.words[mark.item]
+        a, b = _samples(word.start_ms), _samples(word.end_ms)
+        first = self._received.first_in(a, b)
+        start_ms = self._conn_ms_of(first if first is not None else a, end_ms)
+        return [HeardWord(word.text, min(start_ms, end_ms), end_ms, utt.confidence, emit_partial=not utt.partials)]
+
+    def _conn_ms_of(self, call: int, fallback_ms: float) -> float:
+        """Connection position at which call sample ``call`` was received (latest segment)."""
+        for seg in reversed(self._segments):
+            if seg.conn_start <= call - seg.offset < seg.conn_end:
+                return _ms(call - seg.offset)
+        return fallback_ms

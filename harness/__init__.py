@@ -1,0 +1,1 @@
+"""harness: not built yet (see the project's open issues)."""
