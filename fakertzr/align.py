@@ -12,18 +12,19 @@ from dataclasses import dataclass
 import numpy as np
 
 RATE = 8000
-BLOCK = 160  # 20 ms at 8 kHz: the granularity of continuity checks
+BLOCK = 160  # 20 ms at 8 kHz: the unit in which received audio is analysed
+WINDOW = 40  # 5 ms: continuity is checked per window, so a gap is located within 5 ms
 VOICED_DBFS = -45.0
 MAX_PROBE = 4 * RATE
 _VOICED_POWER = (32768.0 * 10 ** (VOICED_DBFS / 20)) ** 2
 
 
-def voiced_blocks(samples: np.ndarray) -> np.ndarray:
-    """Boolean per whole 20 ms block: is its energy above the voiced threshold?"""
-    n = len(samples) // BLOCK
+def voiced_blocks(samples: np.ndarray, size: int = BLOCK) -> np.ndarray:
+    """Boolean per whole block of ``size`` samples: is its energy above the voiced threshold?"""
+    n = len(samples) // size
     if n == 0:
         return np.zeros(0, dtype=bool)
-    blocks = samples[: n * BLOCK].astype(np.float64).reshape(n, BLOCK)
+    blocks = samples[: n * size].astype(np.float64).reshape(n, size)
     return np.mean(blocks * blocks, axis=1) > _VOICED_POWER
 
 
@@ -73,18 +74,18 @@ class AudioLocator:
         runner_up = float(masked.max()) if lags > 1 else -1.0
         return Match(best, float(ncc[best]), runner_up, m)
 
-    def block_scores(self, received: np.ndarray, call_start: int) -> np.ndarray:
-        """Per 20 ms block of ``received``, its correlation with the call audio at ``call_start``.
+    def window_scores(self, received: np.ndarray, call_start: int, size: int = WINDOW) -> np.ndarray:
+        """Per window of ``received``, its correlation with the call audio at ``call_start``.
 
-        Blocks that run past the call audio score 0.
+        Windows that lie outside the call audio score 0.
         """
-        n = len(received) // BLOCK
+        n = len(received) // size
         scores = np.zeros(n)
-        available = max(0, min(n, (len(self.audio) - call_start) // BLOCK)) if call_start >= 0 else 0
+        available = max(0, min(n, (len(self.audio) - call_start) // size)) if call_start >= 0 else 0
         if available == 0:
             return scores
-        r = received[: available * BLOCK].astype(np.float64).reshape(available, BLOCK)
-        a = self.audio[call_start : call_start + available * BLOCK].reshape(available, BLOCK)
+        r = received[: available * size].astype(np.float64).reshape(available, size)
+        a = self.audio[call_start : call_start + available * size].reshape(available, size)
         dots = np.einsum("ij,ij->i", r, a)
         norms = np.sqrt(np.einsum("ij,ij->i", r, r) * np.einsum("ij,ij->i", a, a))
         scores[:available] = np.where(norms > 0, dots / np.maximum(norms, 1e-9), 0.0)

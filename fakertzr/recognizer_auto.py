@@ -52,7 +52,6 @@ class AutoRecognizer:
         return text.split() or [f"발화 {n + 1}"]
 
     def feed(self, samples: np.ndarray) -> list[RecognizerEvent]:
-        self.conn_samples += len(samples)
         data = np.concatenate((self._carry, samples)) if len(self._carry) else samples
         n = len(data) // BLOCK
         self._carry = data[n * BLOCK :].copy()
@@ -64,14 +63,16 @@ class AutoRecognizer:
         for is_loud in loud:
             events.extend(self._step(bool(is_loud)))
             self._block_index += 1
+        self.conn_samples = self._block_index * BLOCK  # position = audio analysed
         return events
 
     def _step(self, loud: bool) -> list[RecognizerEvent]:
         now_ms = (self._block_index + 1) * BLOCK * 1000.0 / RATE  # end of this block
         events: list[RecognizerEvent] = []
         if self._utterance_open and not self._speaking and self._speech_end_ms is not None:
-            if now_ms - self._speech_end_ms >= self.epd_ms:
-                self._utterance_open = False  # the builder finalizes at the same point
+            if now_ms - self._speech_end_ms >= self.epd_ms:  # the builder's final is due now
+                events.extend(self._rest_of_text(self._speech_end_ms))
+                self._utterance_open = False
         if loud:
             self._voiced_run += 1
             if not self._speaking and self._voiced_run >= ONSET_BLOCKS:
@@ -83,7 +84,7 @@ class AutoRecognizer:
                     self._utterance_open = True
                     self._words, self._next_word = self._next_text(), 0
                     self._word_cursor_ms = onset_ms
-            if self._speaking:
+            if self._speaking:  # reveal a word per word_ms of speech, the last one only at the end
                 while (
                     self._next_word < len(self._words) - 1
                     and now_ms - self._word_cursor_ms >= self.word_ms
@@ -93,15 +94,18 @@ class AutoRecognizer:
             self._voiced_run = 0
             if self._speaking:
                 self._speaking = False
-                end_ms = now_ms - BLOCK * 1000.0 / RATE
-                remaining = len(self._words) - self._next_word
-                if remaining:
-                    step = max(1.0, (end_ms - self._word_cursor_ms) / remaining)
-                    while self._next_word < len(self._words):
-                        events.append(self._word(min(end_ms, self._word_cursor_ms + step)))
-                self._speech_end_ms = end_ms
-                events.append(SpeechEnd(end_ms))
+                self._speech_end_ms = now_ms - BLOCK * 1000.0 / RATE
+                events.append(SpeechEnd(self._speech_end_ms))
         return events
+
+    def _rest_of_text(self, end_ms: float) -> list[RecognizerEvent]:
+        """The words not yet revealed, spread up to ``end_ms``."""
+        remaining = len(self._words) - self._next_word
+        if remaining <= 0:
+            return []
+        step = max(1.0, (end_ms - self._word_cursor_ms) / remaining)
+        return [self._word(min(max(end_ms, self._word_cursor_ms), self._word_cursor_ms + step))
+                for _ in range(remaining)]
 
     def _word(self, end_ms: float) -> HeardWord:
         word = HeardWord(self._words[self._next_word], self._word_cursor_ms, end_ms, self.confidence)
@@ -111,8 +115,6 @@ class AutoRecognizer:
 
     def flush(self, conn_ms: float) -> list[RecognizerEvent]:
         """Finalize/EOS: the rest of the current text is heard now; the next speech is new."""
-        events: list[RecognizerEvent] = []
-        while self._utterance_open and self._next_word < len(self._words):
-            events.append(self._word(max(conn_ms, self._word_cursor_ms)))
+        events = self._rest_of_text(max(conn_ms, self._word_cursor_ms)) if self._utterance_open else []
         self._utterance_open = False
         return events

@@ -2,7 +2,7 @@
 
 The recognizer maps each connection's audio onto the call's timeline by finding it in the
 fixture's audio (a reconnect resumes mid-call; a handler may drop frames), checks continuity
-every 20 ms of voiced audio, and reports a word as heard when at least half of its audio
+every 5 ms of voiced audio, and reports a word as heard when at least half of its audio
 arrived on this connection. All positions it reports are in the connection's own audio.
 """
 
@@ -14,14 +14,15 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .align import BLOCK, MAX_PROBE, RATE, AudioLocator, voiced_blocks
+from .align import BLOCK, MAX_PROBE, RATE, WINDOW, AudioLocator, voiced_blocks
 from .events import HeardWord, RecognizerEvent, ScriptedPartialText, SpeechEnd, SpeechStart
 from .fixture import CallScript
 
-MIN_VOICED_PROBE_MS = 200
+MIN_PROBE_MS = 100  # audio needed before the first search; a confident match decides
 RETRY_EVERY_MS = 250
 CONTINUITY_MIN_SCORE = 0.6
 WORD_HEARD_FRACTION = 0.5
+EXACT_FRACTION = 0.99  # of probe samples equal to the call audio for sample-exact checking
 
 _UTT_START, _WORD_END, _PARTIAL, _UTT_END = range(4)
 
@@ -97,10 +98,11 @@ class ScriptRecognizer:
         self._locator: AudioLocator | None = None
         self._marks: list[_Mark] = []
         self._mark_calls: list[int] = []
-        self.conn_samples = 0
+        self.conn_samples = 0  # audio analysed so far (8 kHz samples)
+        self._hold = np.zeros(0, dtype=np.int16)
+        self._exact = False  # learned from the alignment probe: audio arrives sample-exact
         self._pending: list[np.ndarray] = []
         self._pending_start = 0
-        self._pending_voiced = 0
         self._next_attempt = 0
         self._segments: list[_Segment] = []
         self._offset: int | None = None
@@ -114,29 +116,64 @@ class ScriptRecognizer:
 
     # ----------------------------------------------------------------- feeding
     def feed(self, samples: np.ndarray) -> list[RecognizerEvent]:
-        """Take the next received audio (int16, 8 kHz) and return what is heard in it."""
+        """Take the next received audio (int16, 8 kHz) and return what is heard in it.
+
+        Audio is analysed in whole 20 ms blocks; a remainder waits for the next call (or for
+        ``flush``), so clients that send tiny frames are checked like any other.
+        """
+        if len(self._hold):
+            samples = np.concatenate((self._hold, samples))
+        whole = len(samples) // BLOCK * BLOCK
+        self._hold = samples[whole:]
+        return self._feed_blocks(samples[:whole]) if whole else []
+
+    def _feed_blocks(self, samples: np.ndarray) -> list[RecognizerEvent]:
         start = self.conn_samples
         self.conn_samples += len(samples)
         if self._offset is None:
             return self._feed_unaligned(samples, start)
-        scores = self._locator.block_scores(samples, start + self._offset)  # type: ignore[union-attr]
-        voiced = voiced_blocks(samples)
-        bad = np.nonzero(voiced & (scores < CONTINUITY_MIN_SCORE))[0]
-        if len(bad) == 0:
+        cut = self._first_mismatch(samples, start + self._offset)
+        if cut is None:
             return self._map(start, start + len(samples))
-        cut = int(bad[0]) * BLOCK
         events = self._map(start, start + cut)
         self.alignment_log.append({"conn_ms": _ms(start + cut), "event": "discontinuity"})
         self._offset = None
-        self._pending, self._pending_start, self._pending_voiced = [], start + cut, 0
+        self._pending, self._pending_start = [], start + cut
         self._next_attempt = 0
         return events + self._feed_unaligned(samples[cut:], start + cut)
 
+    def _first_mismatch(self, samples: np.ndarray, call_start: int) -> int | None:
+        """Where received audio stops continuing the call audio, or None if it all does.
+
+        A client that passed the call's audio through exactly (G.711 decoded, no filtering)
+        is checked sample by sample, so a gap is found even in a pause; any other is checked
+        by correlation over 5 ms windows where there is speech.
+        """
+        assert self._locator is not None
+        if self._exact:
+            audio = self._locator.audio
+            end = min(len(audio), call_start + len(samples))
+            reference = audio[max(0, call_start) : end] if call_start >= 0 else np.zeros(0)
+            same = samples[: len(reference)] == reference
+            if len(reference) == len(samples) and call_start >= 0 and same.all():
+                return None
+            mismatches = np.nonzero(~same)[0]
+            return int(mismatches[0]) if len(mismatches) else len(reference)
+        scores = self._locator.window_scores(samples, call_start)
+        voiced = voiced_blocks(samples, WINDOW)
+        bad = np.nonzero(voiced & (scores < CONTINUITY_MIN_SCORE))[0]
+        return int(bad[0]) * WINDOW if len(bad) else None
+
     def flush(self, conn_ms: float) -> list[RecognizerEvent]:
         """Finalize/EOS: words in progress that are mostly received count as heard now."""
-        if self.script is None:
-            return []
         events: list[RecognizerEvent] = []
+        if len(self._hold):
+            held, self._hold = self._hold, np.zeros(0, dtype=np.int16)
+            events += self._feed_blocks(held)
+        if self._offset is None and self._pending:
+            events += self._feed_unaligned(np.zeros(0, dtype=np.int16), self.conn_samples, force=True)
+        if self.script is None:
+            return events
         for mark in self._marks[self._mark_i :]:
             if mark.kind == _UTT_START:
                 break
@@ -152,13 +189,12 @@ class ScriptRecognizer:
         return events
 
     # --------------------------------------------------------------- alignment
-    def _feed_unaligned(self, samples: np.ndarray, start: int) -> list[RecognizerEvent]:
+    def _feed_unaligned(self, samples: np.ndarray, start: int, force: bool = False) -> list[RecognizerEvent]:
         self._pending.append(samples)
         if sum(len(p) for p in self._pending) > 2 * MAX_PROBE:
             self._pending = [np.concatenate(self._pending)[-MAX_PROBE:]]
-        self._pending_voiced += int(voiced_blocks(samples).sum()) * BLOCK
         pending_len = self.conn_samples - self._pending_start
-        if _ms(self._pending_voiced) < MIN_VOICED_PROBE_MS or pending_len < self._next_attempt:
+        if not force and (_ms(pending_len) < MIN_PROBE_MS or pending_len < self._next_attempt):
             return []
         self._next_attempt = pending_len + _samples(RETRY_EVERY_MS)
         probe = np.concatenate(self._pending)
@@ -178,9 +214,11 @@ class ScriptRecognizer:
         script, locator, match = best
         self._select(script, locator)
         self._offset = match.offset - (self.conn_samples - match.used)
+        used = probe[len(probe) - match.used :]
+        self._exact = bool(np.mean(used == locator.audio[match.offset : match.offset + match.used]) >= EXACT_FRACTION)
         self.alignment_log.append({
             "conn_ms": _ms(self._pending_start), "call_ms": _ms(self._pending_start + self._offset),
-            "event": "aligned", "script": script.name, "score": round(match.score, 3),
+            "event": "aligned", "script": script.name, "score": round(match.score, 3), "exact": self._exact,
         })
         self._pending = []
         return self._map(self._pending_start, self.conn_samples)

@@ -45,6 +45,7 @@ class ResultBuilder:
         self.seq = 0
         self.words: list[HeardWord] = []
         self.final_due_ms: float | None = None
+        self.speech_end_ms: float | None = None  # where speech last stopped, until it resumes
 
     def advance(self, audio_ms: float) -> list[Result]:
         """Emit the final if its endpoint lies at or before ``audio_ms``."""
@@ -55,10 +56,12 @@ class ResultBuilder:
     def apply(self, event: RecognizerEvent) -> list[Result]:
         """Feed one event; the caller has already advanced to the event's position."""
         if isinstance(event, SpeechStart):
-            self.final_due_ms = None  # speech resumed within epd: same utterance
+            self.final_due_ms = self.speech_end_ms = None  # resumed within epd: same utterance
             return []
         if isinstance(event, HeardWord):
             self.words.append(event)
+            if self.speech_end_ms is not None:  # a word recognised after speech stopped
+                self.final_due_ms = self.speech_end_ms + self.epd_ms
             if event.emit_partial and self.partials:
                 text = " ".join(w.text for w in self.words)
                 return [self._partial(text, event.end_ms)]
@@ -66,6 +69,7 @@ class ResultBuilder:
         if isinstance(event, ScriptedPartialText):
             return [self._partial(event.text, event.at_ms)] if self.partials else []
         if isinstance(event, SpeechEnd):
+            self.speech_end_ms = event.at_ms
             if self.words:
                 self.final_due_ms = event.at_ms + self.epd_ms
             return []
@@ -88,7 +92,7 @@ class ResultBuilder:
         return Result(payload, audio_ms, self.partial_delay_ms)
 
     def _final(self, audio_ms: float) -> list[Result]:
-        words, self.words, self.final_due_ms = self.words, [], None
+        words, self.words, self.final_due_ms, self.speech_end_ms = self.words, [], None, None
         start = round(words[0].start_ms)
         payload = {
             "seq": self.seq,
