@@ -7,9 +7,10 @@ shell asks it to authenticate and to open streams; ``reset()`` restores the star
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from .actions import Refusal
 from .align import AudioLocator
@@ -67,6 +68,7 @@ class FakeRtzrBackend:
         self.faults: list[Fault] = []
         self._locators: dict[int, AudioLocator] = {}
         self._active: dict[str, int] = {}
+        self._changed: asyncio.Event | None = None
         self.reset()
 
     # ------------------------------------------------------------------ state
@@ -194,13 +196,30 @@ class FakeRtzrBackend:
                 word_ms=self.config.auto_word_ms,
             )
         session = StreamSession(params, recognizer, builder, self.faults, connection_index=index)
+        record.alignment = getattr(recognizer, "alignment_log", [])  # live views for the journal
+        record.faults_fired = session.fired
         self._active[client_id] = self._active.get(client_id, 0) + 1
         return OpenedStream(session, record)
 
     def stream_closed(self, opened: OpenedStream) -> None:
-        """The shell is done with a stream: release its concurrency slot, complete its record."""
+        """The shell is done with a stream: release its concurrency slot."""
         client_id = opened.record.client_id or ""
         self._active[client_id] = max(0, self._active.get(client_id, 0) - 1)
-        recognizer = opened.session.recognizer
-        opened.record.alignment = list(getattr(recognizer, "alignment_log", []))
-        opened.record.faults_fired = list(opened.session.fired)
+        self.journal_changed()
+
+    # --------------------------------------------------------------- waiting
+    def journal_changed(self) -> None:
+        """Wake whoever waits on the journal (a message sent, a stream ended)."""
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
+
+    async def wait_for(self, predicate: Callable[[Journal], bool], timeout: float = 10.0) -> None:
+        """Wait until ``predicate(journal)`` holds; raise TimeoutError after ``timeout`` seconds."""
+        async def until() -> None:
+            while not predicate(self.journal):
+                if self._changed is None:
+                    self._changed = asyncio.Event()
+                await self._changed.wait()
+
+        await asyncio.wait_for(until(), timeout)

@@ -43,9 +43,12 @@ class StreamConnection:
                 if not self.server_closing:
                     sender.cancel()
         finally:
-            if self.record.ended is None:
-                code = self.ws.close_code
-                self.record.end("client_closed" if code else "client_vanished", code)
+            if self.record.ended is None:  # no close frame from either side
+                self._end("client_vanished", None, "connection lost without a close frame")
+
+    def _end(self, how: str, code: int | None = None, reason: str = "") -> None:
+        self.record.end(how, code, reason)
+        self.backend.journal_changed()
 
     # ----------------------------------------------------------------- reading
     async def _read_loop(self) -> None:
@@ -55,24 +58,25 @@ class StreamConnection:
                 msg = await self.ws.receive(timeout=None if self.stalled else idle)
             except asyncio.TimeoutError:
                 self._enqueue([Close(self.backend.config.idle_close_code, "idle timeout")])
-                self.record.end("idle_timeout", self.backend.config.idle_close_code, "no audio")
+                self._end("idle_timeout", self.backend.config.idle_close_code, "no audio")
                 continue
             if msg.type == WSMsgType.BINARY:
                 self.record.audio_frames += 1
-                actions = self.session.receive_audio(msg.data)
-                self.record.audio_bytes = self.session.audio_bytes
-                self.record.audio_ms = round(self.session.audio_ms, 1)
-                self._enqueue(actions)
+                self._enqueue(self.session.receive_audio(msg.data))
             elif msg.type == WSMsgType.TEXT:
                 if len(self.record.text_frames) < self.record.MAX_TEXT_FRAMES:
                     self.record.text_frames.append(msg.data[:200])
                 self._enqueue(self.session.receive_text(msg.data))
             else:  # CLOSE, CLOSING, CLOSED, ERROR: the conversation is over
-                if msg.type == WSMsgType.ERROR:
+                if msg.type == WSMsgType.CLOSE:
+                    self._end("client_closed", msg.data, msg.extra or "")
+                elif msg.type == WSMsgType.ERROR:
                     log.info("connection=%s event=ws_error error=%s", self.record.index, self.ws.exception())
                 return
 
     def _enqueue(self, actions: list[Action]) -> None:
+        self.record.audio_bytes = self.session.audio_bytes
+        self.record.audio_ms = round(self.session.audio_ms, 1)
         now = time.monotonic()
         for action in actions:
             if isinstance(action, (Close, Drop)):
@@ -97,15 +101,15 @@ class StreamConnection:
             elif isinstance(action, RevokeTokens):
                 self.backend.tokens.revoke_all()
             elif isinstance(action, Stall):
-                self.record.end("stalled", None, "fault: stall")
+                self._end("stalled", None, "fault: stall")
                 return
             elif isinstance(action, Drop):
-                self.record.end("dropped", None, "fault: drop")
+                self._end("dropped", None, "fault: drop")
                 if self.transport is not None:
                     self.transport.abort()
                 return
             elif isinstance(action, Close):
-                self.record.end("server_closed", action.code, action.reason)
+                self._end("server_closed", action.code, action.reason)
                 await self.ws.close(code=action.code, message=action.reason.encode()[:120])
                 return
 
@@ -124,3 +128,4 @@ class StreamConnection:
         self.record.messages.append(
             SentMessage(kind, seq, text, round(audio_ms, 1), arrived, time.monotonic(), round(delay_ms, 1), payload)
         )
+        self.backend.journal_changed()

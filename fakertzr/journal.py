@@ -68,6 +68,7 @@ class ConnectionRecord:
         return self.status == 101
 
     def end(self, how: str, code: int | None = None, reason: str = "") -> None:
+        """Record how the connection ended; the first account wins."""
         if self.ended is None:
             self.ended = {"how": how, "code": code, "reason": reason, "at": time.time(), "audio_ms": self.audio_ms}
 

@@ -1,0 +1,34 @@
+"""The ``fake_rtzr`` fixture that the package registers as a pytest plugin."""
+
+from __future__ import annotations
+
+import aiohttp
+
+SEED = "fixtures/calls/seed-three-turns"
+
+
+async def test_fake_rtzr_fixture_serves_and_journals(fake_rtzr):
+    script = fake_rtzr.backend.load_fixture(SEED)
+    async with aiohttp.ClientSession() as session:
+        form = {"client_id": fake_rtzr.client_id, "client_secret": fake_rtzr.client_secret}
+        async with session.post(f"{fake_rtzr.base_url}/v1/authenticate", data=form) as resp:
+            token = (await resp.json())["access_token"]
+        url = f"{fake_rtzr.ws_url}/v1/transcribe:streaming?sample_rate=8000&encoding=LINEAR16"
+        async with session.ws_connect(url, headers={"Authorization": f"Bearer {token}"}) as ws:
+            await ws.send_bytes(script.audio.astype("<i2").tobytes())
+            await ws.send_str("EOS")
+            texts = [m.json()["alternatives"][0]["text"] async for m in ws if m.json()["final"]]
+    assert texts == [u.text for u in script.utterances]
+    await fake_rtzr.backend.wait_for(lambda j: j.connections and j.connections[0].ended is not None)
+    assert fake_rtzr.journal.finals() == texts
+
+
+def test_server_runs_in_a_thread_for_synchronous_code():
+    import requests
+
+    from fakertzr import FakeRtzrServer
+
+    with FakeRtzrServer.in_thread() as server:
+        resp = requests.post(f"{server.base_url}/v1/authenticate",
+                             data={"client_id": "fakertzr-client", "client_secret": "fakertzr-secret"}, timeout=10)
+        assert resp.status_code == 200 and resp.json()["access_token"]
