@@ -45,6 +45,7 @@ class AudioLocator:
     """Searches one call's audio for probes; the FFT of the call is computed once."""
 
     def __init__(self, audio: np.ndarray) -> None:
+        self.samples = np.ascontiguousarray(audio, dtype=np.int16)  # for exact comparisons
         self.audio = audio.astype(np.float64)
         squares = np.concatenate(([0.0], np.cumsum(self.audio * self.audio)))
         self._cum_sq = squares

@@ -34,12 +34,15 @@ class StreamConnection:
         self.queue: asyncio.Queue[tuple[Action, float]] = asyncio.Queue()
         self.server_closing = False
         self.stalled = False
+        self.last_audio_at = asyncio.get_running_loop().time()
 
     async def run(self) -> None:
         try:
             async with asyncio.TaskGroup() as group:
                 sender = group.create_task(self._send_loop())
+                watchdog = group.create_task(self._idle_watchdog())
                 await self._read_loop()
+                watchdog.cancel()
                 if not self.server_closing:
                     sender.cancel()
         finally:
@@ -51,16 +54,26 @@ class StreamConnection:
         self.backend.journal_changed()
 
     # ----------------------------------------------------------------- reading
-    async def _read_loop(self) -> None:
-        idle = self.backend.config.idle_timeout_s
+    async def _idle_watchdog(self) -> None:
+        """Close the stream once no audio has arrived for ``idle_timeout_s`` (one timer, not one per frame)."""
+        loop = asyncio.get_running_loop()
         while True:
-            try:
-                msg = await self.ws.receive(timeout=None if self.stalled else idle)
-            except asyncio.TimeoutError:
-                self._enqueue([Close(self.backend.config.idle_close_code, "idle timeout")])
-                self._end("idle_timeout", self.backend.config.idle_close_code, "no audio")
+            idle = self.backend.config.idle_timeout_s
+            remaining = self.last_audio_at + idle - loop.time()
+            if remaining > 0:
+                await asyncio.sleep(remaining)  # the fake's own timer, re-armed lazily
                 continue
+            if not (self.stalled or self.server_closing):
+                self._end("idle_timeout", self.backend.config.idle_close_code, f"no audio for {idle:g} s")
+                self._enqueue([Close(self.backend.config.idle_close_code, "idle timeout")])
+            return
+
+    async def _read_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            msg = await self.ws.receive()
             if msg.type == WSMsgType.BINARY:
+                self.last_audio_at = loop.time()
                 self.record.audio_frames += 1
                 self._enqueue(self.session.receive_audio(msg.data))
             elif msg.type == WSMsgType.TEXT:

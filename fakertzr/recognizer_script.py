@@ -151,12 +151,12 @@ class ScriptRecognizer:
         """
         assert self._locator is not None
         if self._exact:
-            audio = self._locator.audio
+            audio = self._locator.samples
             end = min(len(audio), call_start + len(samples))
-            reference = audio[max(0, call_start) : end] if call_start >= 0 else np.zeros(0)
+            reference = audio[max(0, call_start) : end] if call_start >= 0 else audio[:0]
+            if len(reference) == len(samples) and samples.tobytes() == reference.tobytes():
+                return None  # the common case: one memcmp
             same = samples[: len(reference)] == reference
-            if len(reference) == len(samples) and call_start >= 0 and same.all():
-                return None
             mismatches = np.nonzero(~same)[0]
             return int(mismatches[0]) if len(mismatches) else len(reference)
         scores = self._locator.window_scores(samples, call_start)
@@ -199,6 +199,15 @@ class ScriptRecognizer:
         self._next_attempt = pending_len + _samples(RETRY_EVERY_MS)
         probe = np.concatenate(self._pending)
         candidates = [(self.script, self._locator)] if self.script else self._candidates
+        start = self.conn_samples - len(probe)
+        for script, locator in candidates:  # fast path: the stream is the call from its start
+            if self._exact_at(probe, locator, start):
+                self._select(script, locator)
+                self._offset, self._exact = 0, True
+                self.alignment_log.append({"conn_ms": _ms(self._pending_start), "call_ms": _ms(self._pending_start),
+                                           "event": "aligned", "script": script.name, "score": 1.0, "exact": True})
+                self._pending = []
+                return self._map(self._pending_start, self.conn_samples)
         best = None
         for script, locator in candidates:
             match = locator.locate(probe)
@@ -215,13 +224,20 @@ class ScriptRecognizer:
         self._select(script, locator)
         self._offset = match.offset - (self.conn_samples - match.used)
         used = probe[len(probe) - match.used :]
-        self._exact = bool(np.mean(used == locator.audio[match.offset : match.offset + match.used]) >= EXACT_FRACTION)
+        self._exact = bool(np.mean(used == locator.samples[match.offset : match.offset + match.used]) >= EXACT_FRACTION)
         self.alignment_log.append({
             "conn_ms": _ms(self._pending_start), "call_ms": _ms(self._pending_start + self._offset),
             "event": "aligned", "script": script.name, "score": round(match.score, 3), "exact": self._exact,
         })
         self._pending = []
         return self._map(self._pending_start, self.conn_samples)
+
+    @staticmethod
+    def _exact_at(probe: np.ndarray, locator: AudioLocator, call_start: int) -> bool:
+        """Is ``probe`` sample for sample the call audio at ``call_start`` (and not silence)?"""
+        if call_start < 0 or call_start + len(probe) > len(locator) or not probe.any():
+            return False
+        return probe.tobytes() == locator.samples[call_start : call_start + len(probe)].tobytes()
 
     def _select(self, script: CallScript, locator: AudioLocator) -> None:
         if self.script is script:

@@ -1,0 +1,237 @@
+"""Benchmarks of ``fakertzr serve`` (reported in closing notes; never asserted in tests).
+
+    python bench/fakertzr_bench.py streams --n 500     # N real-time streams at once
+    python bench/fakertzr_bench.py throughput          # one connection fed as fast as possible
+
+``streams``: every stream plays the seed call in 20 ms LINEAR16 frames at real-time pace. Each
+result's lateness is measured at the client: when it arrived, minus when the client sent the
+frame that completed the audio the result was due at (the fixture's word end for a partial,
+utterance end + epd_time for a final). ``server_internal`` is the same delay as the fake's
+journal sees it (frame read -> result written), so the rest is socket queueing and transport.
+CPU of the server and of this client comes from /proc. Results are appended to
+``bench/results/*.jsonl``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from fakertzr.fixture import load_fixture  # noqa: E402
+
+SEED = ROOT / "fixtures" / "calls" / "seed-three-turns"
+FRAME_MS = 20
+EPD_MS = 500
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return round(ordered[int(q / 100 * (len(ordered) - 1))], 2)
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+async def start_server(*extra: str):
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "fakertzr.cli", "serve", "--port", "0", "--script", str(SEED),
+        "--time-scale", "0", "--max-streams", "100000", "--log-level", "WARNING", *extra,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+    )
+    line = (await proc.stdout.readline()).decode()
+    await proc.stdout.readline()
+    await proc.stdout.readline()
+    base = re.search(r"(http://\S+) ", line).group(1)
+    return proc, base
+
+
+async def get_token(session: aiohttp.ClientSession, base: str) -> str:
+    form = {"client_id": "fakertzr-client", "client_secret": "fakertzr-secret"}
+    async with session.post(f"{base}/v1/authenticate", data=form) as resp:
+        return (await resp.json())["access_token"]
+
+
+def due_positions(script) -> dict[tuple[int, str, bool], float]:
+    """(seq, text, final) -> audio ms at which the fake owes that result."""
+    due = {}
+    for seq, utt in enumerate(script.utterances):
+        for k, word in enumerate(utt.words):
+            due[(seq, " ".join(w.text for w in utt.words[: k + 1]), False)] = word.end_ms
+        due[(seq, utt.text, True)] = utt.end_ms + EPD_MS
+    return due
+
+
+async def bench_streams(n: int, ramp_s: float) -> dict:
+    script = load_fixture(SEED)
+    pcm = script.audio.astype("<i2").tobytes()
+    frame_bytes = 8 * FRAME_MS * 2
+    frames = [pcm[i : i + frame_bytes] for i in range(0, len(pcm), frame_bytes)]
+    due = due_positions(script)
+    proc, base = await start_server()
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        token = await get_token(session, base)
+        url = f"{base.replace('http', 'ws')}/v1/transcribe:streaming?sample_rate=8000&encoding=LINEAR16&epd_time={EPD_MS / 1000}"
+        sockets = []
+        for i in range(n):
+            sockets.append(await session.ws_connect(url, headers={"Authorization": f"Bearer {token}"}, autoping=True))
+        sent_at = np.zeros((n, len(frames)))  # one array: no per-frame objects for the GC to walk
+        lateness: list[float] = []
+        samples: list[tuple[float, float, bool]] = []
+        unexpected = 0
+        received = [0] * n
+
+        async def reader(i: int, ws) -> None:
+            nonlocal unexpected
+            async for msg in ws:
+                now = time.monotonic()
+                data = json.loads(msg.data)
+                key = (data["seq"], data["alternatives"][0]["text"], data["final"])
+                if key not in due:
+                    unexpected += 1
+                    continue
+                frame = min(len(frames) - 1, int(np.ceil(due[key] / FRAME_MS)) - 1)
+                lateness.append((now - sent_at[i, frame]) * 1000.0)
+                samples.append((now - t0, lateness[-1], data["final"]))
+                received[i] += 1
+
+        readers = [asyncio.create_task(reader(i, ws)) for i, ws in enumerate(sockets)]
+        # stagger stream starts over ramp_s so their frames do not all land in one tick
+        offsets = [ramp_s * i / n for i in range(n)]
+        t0 = time.monotonic() + 0.2
+        cpu0_server, cpu0_client, wall0 = cpu_seconds(proc.pid), time.process_time(), time.monotonic()
+        tick = 0.005
+        gc.collect()
+        gc.freeze()  # the measuring client must not pause for a collection mid-run
+        next_frame = [0] * n
+        while True:
+            now = time.monotonic()
+            active = False
+            for i, ws in enumerate(sockets):
+                k = next_frame[i]
+                if k >= len(frames):
+                    continue
+                active = True
+                if now >= t0 + offsets[i] + k * FRAME_MS / 1000.0:
+                    sent_at[i, k] = time.monotonic()
+                    await ws.send_bytes(frames[k])
+                    next_frame[i] = k + 1
+            if not active:
+                break
+            await asyncio.sleep(tick)
+        for ws in sockets:
+            await ws.send_str("EOS")
+        await asyncio.wait_for(asyncio.gather(*readers), 60)
+        wall = time.monotonic() - wall0
+        cpu_server, cpu_client = cpu_seconds(proc.pid) - cpu0_server, time.process_time() - cpu0_client
+        async with session.get(f"{base}/_fake/journal") as resp:
+            journal = await resp.json()
+        inside = sorted((m["sent_wall"] - m["due_wall"]) * 1000.0 for c in journal["connections"] for m in c["messages"])
+    proc.terminate()
+    await proc.wait()
+    expected_per_stream = len(due)
+    lat = sorted(lateness)
+    worst = max(samples, key=lambda x: x[1])
+    return {
+        "bench": "streams",
+        "streams": n,
+        "streams_complete": sum(r == expected_per_stream for r in received),
+        "results": len(lat),
+        "unexpected_results": unexpected,
+        "lateness_ms_p50": round(statistics.median(lat), 2),
+        "lateness_ms_p99": percentile(lat, 99),
+        "lateness_ms_p99_partials": percentile([b for _, b, final in samples if not final], 99),
+        "lateness_ms_p99_finals": percentile([b for _, b, final in samples if final], 99),
+        "lateness_ms_max": round(lat[-1], 2),
+        "worst_at_s": round(worst[0], 2),
+        "server_internal_ms_p50": round(statistics.median(inside), 3),
+        "server_internal_ms_p99": percentile(inside, 99),
+        "wall_s": round(wall, 2),
+        "server_cpu_percent": round(100 * cpu_server / wall, 1),
+        "client_cpu_percent": round(100 * cpu_client / wall, 1),
+    }
+
+
+async def bench_throughput(repeats: int, chunk: int, connections: int) -> dict:
+    script = load_fixture(SEED)
+    pcm = script.audio.astype("<i2").tobytes() * repeats
+    audio_s = len(pcm) / 2 / 8000
+    proc, base = await start_server()
+    walls, finals = [], []
+    async with aiohttp.ClientSession() as session:
+        token = await get_token(session, base)
+        url = f"{base.replace('http', 'ws')}/v1/transcribe:streaming?sample_rate=8000&encoding=LINEAR16"
+        for _ in range(connections):
+            ws = await session.ws_connect(url, headers={"Authorization": f"Bearer {token}"}, max_msg_size=0)
+            got = []
+
+            async def read() -> None:
+                async for msg in ws:
+                    data = json.loads(msg.data)
+                    if data["final"]:
+                        got.append(data["alternatives"][0]["text"])
+
+            t = time.monotonic()
+            reader = asyncio.create_task(read())
+            for i in range(0, len(pcm), chunk):
+                await ws.send_bytes(pcm[i : i + chunk])
+            await ws.send_str("EOS")
+            await reader
+            walls.append(time.monotonic() - t)
+            finals.append(len(got))
+    proc.terminate()
+    await proc.wait()
+    best = min(walls)
+    return {
+        "bench": "throughput",
+        "audio_s_per_connection": round(audio_s, 1),
+        "chunk_bytes": chunk,
+        "connections": connections,
+        "finals_per_connection": sorted(set(finals)),
+        "wall_s_median": round(statistics.median(walls), 3),
+        "realtime_factor_median": round(audio_s / statistics.median(walls), 1),
+        "realtime_factor_best": round(audio_s / best, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("streams")
+    s.add_argument("--n", type=int, default=500)
+    s.add_argument("--ramp", type=float, default=1.0, help="seconds over which stream starts are spread")
+    t = sub.add_parser("throughput")
+    t.add_argument("--repeats", type=int, default=20, help="the seed call repeated this often per connection")
+    t.add_argument("--chunk", type=int, default=8192)
+    t.add_argument("--connections", type=int, default=5)
+    args = parser.parse_args()
+    if args.command == "streams":
+        result = asyncio.run(bench_streams(args.n, args.ramp))
+    else:
+        result = asyncio.run(bench_throughput(args.repeats, args.chunk, args.connections))
+    print(json.dumps(result, ensure_ascii=False))
+    out = ROOT / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    with (out / f"{result['bench']}.jsonl").open("a") as f:
+        f.write(json.dumps({"at": time.strftime("%Y-%m-%dT%H:%M:%S"), **result}, ensure_ascii=False) + "\n")
+
+
+if __name__ == "__main__":
+    main()
