@@ -64,9 +64,8 @@ class FakeRtzrBackend:
         self.config = config or FakeRtzrConfig()
         self.tokens = TokenIssuer(self.config.token_ttl_s)
         self.journal = Journal()
-        self.scripts: list[CallScript] = []
+        self._loaded: list[tuple[CallScript, AudioLocator]] = []
         self.faults: list[Fault] = []
-        self._locators: dict[int, AudioLocator] = {}
         self._active: dict[str, int] = {}
         self._changed: asyncio.Event | None = None
         self.reset()
@@ -76,11 +75,16 @@ class FakeRtzrBackend:
         """Forget connections, faults and runtime scripts; reload the configured fixtures."""
         self.journal = Journal()
         self.faults = []
-        self.scripts = []
+        self._loaded = []
         self._connection_count = 0
         self.tokens.ttl_s = self.config.token_ttl_s
         for directory in self.config.fixtures:
             self.load_script(load_fixture(directory))
+
+    @property
+    def scripts(self) -> list[CallScript]:
+        """The loaded scripts, in the order they were loaded."""
+        return [script for script, _ in self._loaded]
 
     @property
     def mode(self) -> str:
@@ -92,17 +96,16 @@ class FakeRtzrBackend:
     def load_script(self, script: CallScript) -> CallScript:
         """Make ``script`` answer the next connections whose audio it contains; add its faults."""
         faults = [fault_from_spec(spec, f"{script.source}: faults[{i}]") for i, spec in enumerate(script.faults)]
-        self.scripts.append(script)
-        self._locators.setdefault(id(script.audio), AudioLocator(script.audio))
+        self._loaded.append((script, AudioLocator(script.audio)))
         self.faults.extend(faults)
         return script
 
     def clear_scripts(self) -> None:
-        self.scripts = []
+        self._loaded = []
 
     def set_auto_texts(self, texts: Sequence[str] | None) -> None:
         """Auto mode: VAD-found utterances get these texts in order (scripts are cleared)."""
-        self.scripts = []
+        self._loaded = []
         self.config.auto_texts = list(texts) if texts is not None else None
 
     def add_fault(self, fault: Fault | Mapping[str, Any]) -> Fault:
@@ -172,7 +175,7 @@ class FakeRtzrBackend:
         epd_s = params.epd_time if "epd_time" in query or self.config.epd_time is None else self.config.epd_time
         builder = ResultBuilder(epd_s * 1000.0)
         recognizer: ScriptRecognizer | AutoRecognizer
-        if self.scripts:
+        if self._loaded:
             record.mode = "script"
 
             def on_select(script: CallScript) -> None:
@@ -184,9 +187,8 @@ class FakeRtzrBackend:
                 builder.final_delay_ms = behaviour.processing_delay_ms
                 builder.partial_delay_ms = behaviour.partial_delay_ms
 
-            recognizer = ScriptRecognizer(
-                list(self.scripts), [self._locators[id(s.audio)] for s in self.scripts], on_select=on_select
-            )
+            scripts, locators = zip(*self._loaded)
+            recognizer = ScriptRecognizer(scripts, locators, on_select=on_select)
         else:
             record.mode = "auto"
             recognizer = AutoRecognizer(

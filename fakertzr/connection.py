@@ -34,7 +34,7 @@ class StreamConnection:
         self.queue: asyncio.Queue[tuple[Action, float]] = asyncio.Queue()
         self.server_closing = False
         self.stalled = False
-        self.last_audio_at = asyncio.get_running_loop().time()
+        self.last_audio_at = time.monotonic()
 
     async def run(self) -> None:
         try:
@@ -56,10 +56,9 @@ class StreamConnection:
     # ----------------------------------------------------------------- reading
     async def _idle_watchdog(self) -> None:
         """Close the stream once no audio has arrived for ``idle_timeout_s`` (one timer, not one per frame)."""
-        loop = asyncio.get_running_loop()
         while True:
             idle = self.backend.config.idle_timeout_s
-            remaining = self.last_audio_at + idle - loop.time()
+            remaining = self.last_audio_at + idle - time.monotonic()
             if remaining > 0:
                 await asyncio.sleep(remaining)  # the fake's own timer, re-armed lazily
                 continue
@@ -69,11 +68,10 @@ class StreamConnection:
             return
 
     async def _read_loop(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             msg = await self.ws.receive()
             if msg.type == WSMsgType.BINARY:
-                self.last_audio_at = loop.time()
+                self.last_audio_at = time.monotonic()
                 self.record.audio_frames += 1
                 self._enqueue(self.session.receive_audio(msg.data))
             elif msg.type == WSMsgType.TEXT:
@@ -97,14 +95,15 @@ class StreamConnection:
             elif isinstance(action, Stall):
                 self.stalled = True
             self.queue.put_nowait((action, now))
+        self.backend.journal_changed()
 
     # ----------------------------------------------------------------- sending
     async def _send_loop(self) -> None:
         not_before = 0.0
-        scale = self.backend.config.time_scale
         while True:
             action, arrived = await self.queue.get()
             if isinstance(action, (SendResult, SendRaw)):
+                scale = self.backend.config.time_scale  # read live: the control API may change it
                 delay_ms = action.result.delay_ms if isinstance(action, SendResult) else action.delay_ms
                 not_before = max(not_before, arrived + delay_ms * scale / 1000.0)
                 wait = not_before - time.monotonic()

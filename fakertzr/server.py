@@ -169,11 +169,8 @@ class FakeRtzrServer:
     async def start(self) -> "FakeRtzrServer":
         self._runner = web.AppRunner(create_app(self.backend), handle_signals=False, shutdown_timeout=2.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        server = site._server  # the bound socket tells the real port when 0 was asked for
-        assert server is not None and server.sockets  # type: ignore[union-attr]
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        await web.TCPSite(self._runner, self.host, self.port).start()
+        self.port = self._runner.addresses[0][1]  # the real port when 0 was asked for
         return self
 
     async def stop(self) -> None:

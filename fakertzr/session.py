@@ -12,7 +12,7 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
-from .actions import TERMINAL, Action, RevokeTokens, SendRaw, SendResult
+from .actions import TERMINAL, Action, Close, SendResult
 from .align import RATE
 from .events import RecognizerEvent
 from .faults import Fault, TriggeredFault
@@ -117,8 +117,6 @@ class StreamSession:
 
     # --------------------------------------------------------------- internals
     def _terminal_close(self) -> Action:
-        from .actions import Close
-
         self.ended = True
         return Close(1000, "EOS")
 
@@ -199,5 +197,3 @@ class StreamSession:
                         actions += self._fire(fault)
         return actions
 
-
-__all__ = ["StreamSession", "To8k", "Recognizer", "SendRaw", "SendResult", "RevokeTokens"]

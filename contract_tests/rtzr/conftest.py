@@ -36,6 +36,9 @@ class RtzrTarget:
     @property
     def fake(self) -> FakeRtzrBackend:
         """The fake's backend; tests that need it are skipped against the real service."""
+        return self.require_fake()
+
+    def require_fake(self) -> FakeRtzrBackend:
         if self.backend is None:
             pytest.skip("needs the fake's control API or journal")
         return self.backend

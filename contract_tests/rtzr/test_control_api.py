@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 
 import numpy as np
 
-from fakertzr.g711 import pcm16_to_ulaw
+from fakertzr.g711 import pcm16_to_ulaw, ulaw_to_pcm16
 from fakertzr.wavfile import mulaw_wav_bytes
 
 from . import client
@@ -20,7 +21,7 @@ async def call(rtzr, method, path, body=None):
 
 
 async def test_state_faults_reset_and_journal_over_http(rtzr, seed):
-    rtzr.fake
+    rtzr.require_fake()
     status, state = await call(rtzr, "GET", "/state")
     assert status == 200 and state["mode"] == "script" and state["scripts"] == ["seed-three-turns"]
     status, fault = await call(rtzr, "POST", "/faults", {"type": "close", "code": 1011, "after_finals": 2})
@@ -39,7 +40,7 @@ async def test_state_faults_reset_and_journal_over_http(rtzr, seed):
 
 
 async def test_bad_control_requests_say_why(rtzr):
-    rtzr.fake
+    rtzr.require_fake()
     status, body = await call(rtzr, "POST", "/faults", {"type": "explode"})
     assert status == 400 and "unknown fault 'explode'" in body["error"]
     status, body = await call(rtzr, "POST", "/scripts", {"fixture_dir": "/nope"})
@@ -54,19 +55,14 @@ async def test_streams_are_matched_to_the_fixture_whose_audio_they_carry(rtzr, s
     """Two calls at once against one fake: each stream finds its own script by its audio."""
     rng = np.random.default_rng(9)
     other = np.concatenate([rng.normal(0, 30, 8000), rng.normal(0, 5000, 6000), rng.normal(0, 30, 12000)])
-    other = np.clip(other, -32768, 32767).astype(np.int16)
+    other_ulaw = pcm16_to_ulaw(np.clip(other, -32768, 32767).astype(np.int16))
     doc = {"version": 1, "name": "other-call", "audio": {"file": "caller.wav"},
            "utterances": [{"text": "다른 전화 입니다", "start_ms": 1000, "end_ms": 1750}]}
-    wav = base64.b64encode(mulaw_wav_bytes(pcm16_to_ulaw(other))).decode()
+    wav = base64.b64encode(mulaw_wav_bytes(other_ulaw)).decode()
     status, body = await call(rtzr, "POST", "/scripts", {"call": doc, "audio_b64": wav})
     assert status == 200 and body["scripts"] == ["seed-three-turns", "other-call"]
-    decoded = np.frombuffer(np.asarray(other).astype("<i2").tobytes(), dtype="<i2")
-    from fakertzr.g711 import ulaw_to_pcm16
-
-    other_as_sent = ulaw_to_pcm16(pcm16_to_ulaw(decoded)).astype("<i2").tobytes()
+    other_as_sent = ulaw_to_pcm16(other_ulaw).astype("<i2").tobytes()  # as a handler decodes the call
     a, b = await rtzr.connect(), await rtzr.connect()
-    import asyncio
-
     one, two = await asyncio.gather(client.stream(a, pcm(seed)), client.stream(b, other_as_sent))
     assert one.finals == SEED_TEXTS and two.finals == ["다른 전화 입니다"]
     assert sorted(c.script for c in rtzr.fake.journal.connections) == ["other-call", "seed-three-turns"]

@@ -80,7 +80,7 @@ async def test_handshake_refusal_for_the_nth_connection(rtzr, status, code):
 
 
 async def test_token_expires_after_its_ttl_and_a_new_one_works(rtzr):
-    rtzr.fake
+    rtzr.require_fake()
     with freeze_time(real_asyncio=True) as clock:
         token = await rtzr.token()
         assert (await client.handshake(rtzr.session, rtzr.url(), f"Bearer {token}"))[0] == 101
