@@ -18,8 +18,9 @@ import jsonschema
 import numpy as np
 
 from .errors import FakeRtzrError
-from .g711 import alaw_to_pcm16, ulaw_to_pcm16
-from .wavfile import WavAudio, read_wav
+from callaudio.g711 import alaw_to_pcm16, ulaw_to_pcm16
+from callaudio import AudioFormatError
+from callaudio.wavfile import WavAudio, read_wav
 
 FIXTURE_VERSION = 1
 FIXTURE_RATE = 8000
@@ -184,4 +185,8 @@ def load_fixture(directory: str | Path) -> CallScript:
     audio_path = directory / doc["audio"]["file"]
     if not audio_path.is_file():
         raise FakeRtzrError(f"{call_path}: audio.file: {audio_path.name} does not exist")
-    return script_from_dict(doc, decode_caller_audio(read_wav(audio_path), str(audio_path)), str(call_path))
+    try:
+        wav = read_wav(audio_path)
+    except AudioFormatError as exc:
+        raise FakeRtzrError(str(exc)) from None
+    return script_from_dict(doc, decode_caller_audio(wav, str(audio_path)), str(call_path))

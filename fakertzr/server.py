@@ -19,7 +19,8 @@ from .backend import FakeRtzrBackend, FakeRtzrConfig, OpenedStream
 from .connection import StreamConnection
 from .errors import FakeRtzrError
 from .fixture import decode_caller_audio, script_from_dict
-from .wavfile import parse_wav
+from callaudio import AudioFormatError
+from callaudio.wavfile import parse_wav
 
 log = logging.getLogger("fakertzr")
 BACKEND_KEY = web.AppKey("backend", FakeRtzrBackend)
@@ -72,7 +73,7 @@ def _control(handler: Callable[[FakeRtzrBackend, dict[str, Any]], Any]) -> Calla
         body.update(request.match_info)
         try:
             result = handler(request.app[BACKEND_KEY], body)
-        except FakeRtzrError as exc:
+        except (FakeRtzrError, AudioFormatError) as exc:
             return web.json_response({"error": str(exc)}, status=400)
         return web.json_response(result if result is not None else {"ok": True})
 

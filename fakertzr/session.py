@@ -16,10 +16,10 @@ from .actions import TERMINAL, Action, Close, SendResult
 from .align import RATE
 from .events import RecognizerEvent
 from .faults import Fault, TriggeredFault
-from .g711 import alaw_to_pcm16, ulaw_to_pcm16
+from callaudio.g711 import alaw_to_pcm16, ulaw_to_pcm16
 from .params import StreamParams
 from .results import Result, ResultBuilder
-from .wavfile import riff_data_offset
+from callaudio.wavfile import riff_data_offset
 
 MAX_HEADER_PROBE = 4096
 

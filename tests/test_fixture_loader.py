@@ -68,3 +68,10 @@ def test_schema_is_published_with_a_version():
     schema = call_schema()
     assert schema["properties"]["version"] == {"const": 1, "description": schema["properties"]["version"]["description"]}
     assert Path("fakertzr/schemas/call.schema.json").is_file()
+
+
+def test_unreadable_caller_audio_is_one_clear_error(tmp_path):
+    target = edited(tmp_path, lambda d: None)
+    (target / "caller.wav").write_bytes(b"ID3 this is an mp3, not a wav")
+    with pytest.raises(FakeRtzrError, match=r"caller.wav: not a RIFF/WAVE file"):
+        load_fixture(target)

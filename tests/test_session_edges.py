@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fakertzr.actions import Close, SendResult
-from fakertzr.wavfile import riff_data_offset
+from callaudio.wavfile import riff_data_offset
 
 from .support.core import CoreRun, new_session, stream
 from .support.synth import SynthUtterance, synth_call

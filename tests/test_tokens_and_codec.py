@@ -11,7 +11,7 @@ from freezegun import freeze_time
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fakertzr.g711 import alaw_to_pcm16, pcm16_to_ulaw, ulaw_to_pcm16
+from callaudio.g711 import alaw_to_pcm16, pcm16_to_ulaw, ulaw_to_pcm16
 from fakertzr.tokens import TokenIssuer, bearer_token
 
 

@@ -7,8 +7,8 @@ import base64
 
 import numpy as np
 
-from fakertzr.g711 import pcm16_to_ulaw, ulaw_to_pcm16
-from fakertzr.wavfile import mulaw_wav_bytes
+from callaudio.g711 import pcm16_to_ulaw, ulaw_to_pcm16
+from callaudio.wavfile import mulaw_wav_bytes
 
 from . import client
 from .conftest import SEED_DIR

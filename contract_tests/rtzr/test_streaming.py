@@ -7,7 +7,7 @@ import struct
 
 import aiohttp
 
-from fakertzr.g711 import pcm16_to_ulaw
+from callaudio.g711 import pcm16_to_ulaw
 
 from . import client
 

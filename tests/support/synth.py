@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fakertzr.fixture import CallScript, script_from_dict
-from fakertzr.g711 import pcm16_to_ulaw
+from callaudio.g711 import pcm16_to_ulaw
 
 RATE = 8000
 

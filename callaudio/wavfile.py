@@ -10,7 +10,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import FakeRtzrError
+from . import AudioFormatError
 
 _FORMATS = {1: "LINEAR16", 6: "ALAW", 7: "MULAW"}
 _EXTENSIBLE = 0xFFFE
@@ -50,7 +50,7 @@ def riff_data_offset(prefix: bytes) -> int | None:
 def parse_wav(blob: bytes, *, source: str = "WAV data") -> WavAudio:
     """Parse a whole WAV file held in memory."""
     if blob[:4] != b"RIFF" or blob[8:12] != b"WAVE":
-        raise FakeRtzrError(f"{source}: not a RIFF/WAVE file")
+        raise AudioFormatError(f"{source}: not a RIFF/WAVE file")
     pos, fmt, data = 12, None, None
     while pos + 8 <= len(blob):
         chunk_id = blob[pos : pos + 4]
@@ -62,13 +62,13 @@ def parse_wav(blob: bytes, *, source: str = "WAV data") -> WavAudio:
             data = body
         pos += 8 + size + (size & 1)
     if fmt is None or data is None:
-        raise FakeRtzrError(f"{source}: WAV file has no 'fmt ' or no 'data' chunk")
+        raise AudioFormatError(f"{source}: WAV file has no 'fmt ' or no 'data' chunk")
     tag, channels, rate, _, _, bits = struct.unpack_from("<HHIIHH", fmt)
     if tag == _EXTENSIBLE and len(fmt) >= 26:
         tag = struct.unpack_from("<H", fmt, 24)[0]
     encoding = _FORMATS.get(tag)
     if encoding is None or (encoding == "LINEAR16" and bits != 16):
-        raise FakeRtzrError(
+        raise AudioFormatError(
             f"{source}: unsupported WAV format tag {tag} with {bits} bits "
             "(need 16-bit PCM, mu-law or A-law)"
         )
@@ -80,7 +80,7 @@ def read_wav(path: Path) -> WavAudio:
     try:
         blob = Path(path).read_bytes()
     except OSError as exc:
-        raise FakeRtzrError(f"{path}: cannot read: {exc.strerror}") from exc
+        raise AudioFormatError(f"{path}: cannot read: {exc.strerror}") from exc
     return parse_wav(blob, source=str(path))
 
 
