@@ -1,0 +1,241 @@
+"""RTZR streaming STT for one call: a single connection kept open the whole call, and no lost words.
+
+The report's failure 2 was a recognizer connection that ended (close 1000) after the first final,
+after which the caller was never heard again. Here any close - 1000 included - or drop leads to a
+reconnect with backoff, and the audio sent since the last final is sent again on the new
+connection, so what the caller said while the old one was closing is still recognised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable
+from urllib.parse import urlencode
+
+import aiohttp
+import websockets
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from .errors import RtzrAuthError
+
+log = logging.getLogger("aicall.rtzr")
+
+TOKEN_REFRESH_MARGIN_S = 300  # refresh this long before expire_at
+MAX_BUFFER_MS = 60_000  # audio kept for resending since the last final
+KEEPALIVE_AFTER_S = 5.0  # send 20 ms of silence when no audio has gone out for this long
+EOS_WAIT_S = 5.0  # how long the last final may take after EOS
+BACKOFF_S = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0)
+
+
+class RtzrTokens:
+    """Caches one access token for the process, refreshed before expiry; shared by all calls."""
+
+    def __init__(self, session: aiohttp.ClientSession, api_base: str, client_id: str, client_secret: str) -> None:
+        self._session = session
+        self._url = f"{api_base}/v1/authenticate"
+        self._form = {"client_id": client_id, "client_secret": client_secret}
+        self._token: str | None = None
+        self._expire_at = 0.0
+        self._lock = asyncio.Lock()
+        self.fetched = 0
+
+    async def get(self) -> str:
+        async with self._lock:
+            if self._token is None or time.time() >= self._expire_at - TOKEN_REFRESH_MARGIN_S:
+                await self._fetch()
+            assert self._token is not None
+            return self._token
+
+    def invalidate(self) -> None:
+        self._token = None
+
+    async def _fetch(self) -> None:
+        try:
+            async with self._session.post(self._url, data=self._form, timeout=aiohttp.ClientTimeout(total=10)) as resp:
+                body = await resp.json(content_type=None)
+                if resp.status != 200:
+                    code = body.get("code", "") if isinstance(body, dict) else ""
+                    raise RtzrAuthError(f"RTZR token request refused: HTTP {resp.status} {code}".strip())
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+            raise RtzrAuthError(f"RTZR token request failed: {type(exc).__name__}") from None
+        self._token, self._expire_at = body["access_token"], float(body["expire_at"])
+        self.fetched += 1
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    ws_base: str
+    sample_rate: int = 8000
+    encoding: str = "LINEAR16"
+    epd_time: float = 0.5
+    use_itn: bool = True
+    use_disfluency_filter: bool = True
+    keywords: str = ""
+
+    def url(self) -> str:
+        query = {
+            "sample_rate": str(self.sample_rate), "encoding": self.encoding, "model_name": "sommers_ko",
+            "use_itn": str(self.use_itn).lower(), "use_disfluency_filter": str(self.use_disfluency_filter).lower(),
+            "epd_time": f"{self.epd_time:g}",
+        }
+        if self.keywords:
+            query["keywords"] = self.keywords
+        return f"{self.ws_base}/v1/transcribe:streaming?{urlencode(query, safe=':,')}"
+
+    @property
+    def bytes_per_ms(self) -> float:
+        return self.sample_rate * (2 if self.encoding == "LINEAR16" else 1) / 1000.0
+
+
+class RecognizerStream:
+    """Streams one call's audio to RTZR and hands every result to ``on_result``.
+
+    ``send_audio`` never blocks; ``run`` keeps a connection open until ``finish`` (EOS, last final)
+    and raises :class:`RtzrAuthError` when credentials or tokens are refused.
+    """
+
+    def __init__(self, config: StreamConfig, tokens: RtzrTokens, on_result: Callable[[dict], None],
+                 call_id: str = "-") -> None:
+        self.config = config
+        self.tokens = tokens
+        self.on_result = on_result
+        self.call_id = call_id
+        self._frames: deque[bytes] = deque()  # audio since the last final, oldest first
+        self._base = 0  # index of _frames[0] among all frames of the call
+        self._buffered_ms = 0.0
+        self._new_audio = asyncio.Event()
+        self._finishing = False
+        self.connections = 0
+        self.lost_ms = 0.0  # audio dropped because the resend buffer overflowed
+
+    # ---------------------------------------------------------------- input
+    def send_audio(self, frame: bytes) -> None:
+        if self._finishing:
+            return
+        self._frames.append(frame)
+        self._buffered_ms += len(frame) / self.config.bytes_per_ms
+        while self._buffered_ms > MAX_BUFFER_MS and len(self._frames) > 1:
+            dropped = self._frames.popleft()
+            self._base += 1
+            self._buffered_ms -= len(dropped) / self.config.bytes_per_ms
+            self.lost_ms += len(dropped) / self.config.bytes_per_ms
+        self._new_audio.set()
+
+    def finish(self) -> None:
+        """The call is over: send what is left, then EOS, and wait for the last final."""
+        self._finishing = True
+        self._new_audio.set()
+
+    # ------------------------------------------------------------ connection
+    async def run(self) -> None:
+        attempt = 0
+        while True:
+            try:
+                ws = await self._connect()
+            except ConnectionError:
+                return  # the call ended while we were reconnecting
+            self.connections += 1
+            clean = await self._converse(ws)
+            if self._finishing:
+                return
+            delay = BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)] if not clean else 0.0
+            attempt = 0 if clean else attempt + 1
+            log.info("call=%s event=rtzr_reconnect code=%s delay_s=%.2f resend_ms=%.0f", self.call_id,
+                     ws.close_code, delay, self._buffered_ms)
+            if delay:
+                await asyncio.sleep(delay)  # backoff before reconnecting
+
+    async def _connect(self) -> websockets.ClientConnection:
+        """Open a stream; a 401 drops the token and tries once more; other refusals back off."""
+        refused_401 = 0
+        attempt = 0
+        while True:
+            token = await self.tokens.get()
+            try:
+                return await websockets.connect(
+                    self.config.url(), additional_headers={"Authorization": f"Bearer {token}"},
+                    open_timeout=10, ping_interval=20, max_size=2**20,
+                )
+            except InvalidStatus as exc:
+                status = exc.response.status_code
+                if status == 401:
+                    refused_401 += 1
+                    if refused_401 >= 2:
+                        raise RtzrAuthError("RTZR refused the streaming handshake twice with 401 (token not accepted)") from None
+                    self.tokens.invalidate()
+                    continue
+                log.warning("call=%s event=rtzr_handshake_refused status=%s", self.call_id, status)
+            except (OSError, asyncio.TimeoutError, websockets.InvalidHandshake) as exc:
+                log.warning("call=%s event=rtzr_connect_failed error=%s", self.call_id, type(exc).__name__)
+            if self._finishing:
+                raise ConnectionError("call ended while reconnecting to RTZR")
+            await asyncio.sleep(BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)] or 0.05)  # backoff
+            attempt += 1
+
+    async def _converse(self, ws: websockets.ClientConnection) -> bool:
+        """Send buffered and new audio, receive results; True if the server closed cleanly."""
+        sent: deque[tuple[int, float]] = deque()  # (frame index, connection ms at its end)
+        async with asyncio.TaskGroup() as group:
+            sender = group.create_task(self._send_loop(ws, sent))
+            try:
+                async for message in ws:
+                    self._receive(message, sent)
+            except ConnectionClosed:
+                pass
+            sender.cancel()
+        return ws.close_code is not None and ws.close_code in (1000, 1001)
+
+    async def _send_loop(self, ws: websockets.ClientConnection, sent: deque[tuple[int, float]]) -> None:
+        position = self._base  # resend everything since the last final
+        conn_ms = 0.0
+        last_send = time.monotonic()
+        try:
+            while True:
+                while position < self._base + len(self._frames):
+                    position = max(position, self._base)
+                    frame = self._frames[position - self._base]
+                    await ws.send(frame)
+                    conn_ms += len(frame) / self.config.bytes_per_ms
+                    sent.append((position, conn_ms))
+                    position += 1
+                    last_send = time.monotonic()
+                if self._finishing:
+                    await ws.send("EOS")
+                    try:  # the server sends the last final, then closes
+                        await asyncio.wait_for(ws.wait_closed(), EOS_WAIT_S)
+                    except asyncio.TimeoutError:
+                        await ws.close()
+                    return
+                self._new_audio.clear()
+                try:
+                    await asyncio.wait_for(self._new_audio.wait(), KEEPALIVE_AFTER_S - (time.monotonic() - last_send))
+                except asyncio.TimeoutError:
+                    silence = (b"\x00\x00" if self.config.encoding == "LINEAR16" else b"\xff") * (self.config.sample_rate // 50)
+                    await ws.send(silence)
+                    conn_ms += 20.0
+                    last_send = time.monotonic()
+        except ConnectionClosed:
+            return
+
+    def _receive(self, message: str | bytes, sent: deque[tuple[int, float]]) -> None:
+        try:
+            result = json.loads(message)
+            alternatives = result["alternatives"]
+        except (ValueError, KeyError, TypeError):
+            log.warning("call=%s event=rtzr_bad_message text=%.80r", self.call_id, message)
+            return
+        if result.get("final"):
+            end_ms = float(result.get("start_at", 0)) + float(result.get("duration", 0))
+            while sent and sent[0][1] <= end_ms:  # this audio is transcribed: no need to resend it
+                index, _ = sent.popleft()
+                while self._base <= index and self._frames:
+                    dropped = self._frames.popleft()
+                    self._base += 1
+                    self._buffered_ms -= len(dropped) / self.config.bytes_per_ms
+        if alternatives:
+            self.on_result(result)
