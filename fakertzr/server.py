@@ -6,15 +6,14 @@ Control routes live under ``/_fake/``, a prefix RTZR cannot use.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import logging
-import threading
 from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
+from .appserver import AppServer
 from .backend import FakeRtzrBackend, FakeRtzrConfig, OpenedStream
 from .connection import StreamConnection
 from .errors import FakeRtzrError
@@ -148,73 +147,12 @@ def create_app(backend: FakeRtzrBackend | None = None) -> web.Application:
     return app
 
 
-class FakeRtzrServer:
+class FakeRtzrServer(AppServer):
     """A running fake: ``await start()`` in your loop, or ``with FakeRtzrServer.in_thread()``."""
 
     def __init__(self, backend: FakeRtzrBackend | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
         self.backend = backend or FakeRtzrBackend()
-        self.host, self.port = host, port
-        self._runner: web.AppRunner | None = None
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    @property
-    def base_url(self) -> str:
-        """``http://host:port``: what a client uses in place of ``https://openapi.vito.ai``."""
-        return f"http://{self.host}:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://{self.host}:{self.port}"
-
-    async def start(self) -> "FakeRtzrServer":
-        self._runner = web.AppRunner(create_app(self.backend), handle_signals=False, shutdown_timeout=2.0)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self.host, self.port).start()
-        self.port = self._runner.addresses[0][1]  # the real port when 0 was asked for
-        return self
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> "FakeRtzrServer":
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-    # -- for synchronous code: the same server on a loop in a background thread
-    def __enter__(self) -> "FakeRtzrServer":
-        started = threading.Event()
-        failure: list[BaseException] = []
-
-        def run() -> None:
-            self._loop = asyncio.new_event_loop()
-            try:
-                self._loop.run_until_complete(self.start())
-            except BaseException as exc:  # noqa: BLE001 - reported to the caller below
-                failure.append(exc)
-                started.set()
-                return
-            started.set()
-            self._loop.run_forever()
-            self._loop.run_until_complete(self.stop())
-            self._loop.close()
-
-        self._thread = threading.Thread(target=run, name="fakertzr", daemon=True)
-        self._thread.start()
-        if not started.wait(timeout=30):
-            raise FakeRtzrError("fakertzr did not start within 30 s")
-        if failure:
-            raise failure[0]
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._loop is not None and self._thread is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=30)
+        super().__init__(create_app(self.backend), host, port)
 
     @classmethod
     def in_thread(cls, backend: FakeRtzrBackend | None = None, host: str = "127.0.0.1", port: int = 0) -> "FakeRtzrServer":
