@@ -1,11 +1,104 @@
-"""Placeholder entry point until aicall is built."""
+"""``aicall``: serve calls, check the configuration, read stored calls."""
 
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
 import sys
+import time
+from typing import NoReturn, Sequence
+
+import aiohttp
+from aiohttp import web
+
+from .app import create_app, make_tts
+from .config import load_settings
+from .errors import AicallError
+from .llm import ChatClient
+from .rtzr_client import RtzrTokens
+from .store import CallStore
 
 
-def main() -> int:
-    print("aicall: not implemented yet; see the open issue that builds it", file=sys.stderr)
-    return 2
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="aicall", description="A Korean AI phone agent on Twilio Media Streams and RTZR.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    serve = sub.add_parser("serve", help="answer calls (settings from the environment and .env)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sub.add_parser("check", help="verify the RTZR credentials and the LLM and TTS endpoints")
+    calls = sub.add_parser("calls", help="list recent calls from the store (AICALL_DB)")
+    calls.add_argument("--limit", type=int, default=20)
+    show = sub.add_parser("show", help="print one call's transcript")
+    show.add_argument("call_sid")
+    return parser
+
+
+async def _check() -> int:
+    settings = load_settings(os.environ)
+    ok = True
+    async with aiohttp.ClientSession() as session:
+        try:
+            await RtzrTokens(session, settings.rtzr_api_base, settings.rtzr_client_id, settings.rtzr_client_secret).get()
+            print(f"RTZR   ok: token issued by {settings.rtzr_api_base}")
+        except AicallError as exc:
+            ok = False
+            print(f"RTZR   FAILED: {exc}")
+        try:
+            reply = await ChatClient(session, settings.openai_base_url, settings.openai_api_key, settings.llm_model).check()
+            print(f"LLM    ok: {settings.llm_model} at {settings.openai_base_url} answered {reply[:30]!r}")
+        except AicallError as exc:
+            ok = False
+            print(f"LLM    FAILED: {exc}")
+        try:
+            audio = b"".join([c async for c in make_tts(settings, session).synthesize("확인")])
+            print(f"TTS    ok: {settings.tts_engine} gave {len(audio) / 8:.0f} ms of audio")
+        except AicallError as exc:
+            ok = False
+            print(f"TTS    FAILED: {exc}")
+    return 0 if ok else 1
+
+
+def _when(at: float | None) -> str:
+    return "-" if at is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            settings = load_settings(os.environ)  # fails here, before the port opens
+            logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+            print(f"aicall listening on http://{args.host}:{args.port} (webhook /twilio/voice, stream /twilio/media)")
+            web.run_app(create_app(settings), host=args.host, port=args.port, print=None)
+            return 0
+        if args.command == "check":
+            return asyncio.run(_check())
+        store = CallStore(os.environ.get("AICALL_DB") or "aicall.db")
+        if args.command == "calls":
+            for c in store.recent(args.limit):
+                print(f"{c.call_sid}  {_when(c.started_at)}  {c.caller or '-':>14}  lines={c.lines:<4} {c.end_reason or 'in progress'}")
+            return 0
+        found = store.call(args.call_sid)
+        if found is None:
+            print(f"aicall: error: no call {args.call_sid} in {store.path}", file=sys.stderr)
+            return 2
+        summary, lines = found
+        print(f"{summary.call_sid} from {summary.caller or '-'}: {_when(summary.started_at)} - {_when(summary.ended_at)} ({summary.end_reason or 'in progress'})")
+        for line in lines:
+            note = f"  [{line.note}]" if line.note else ""
+            print(f"  {time.strftime('%H:%M:%S', time.localtime(line.at))} t{line.turn} {line.role:>6}: {line.text}{note}")
+        return 0
+    except AicallError as exc:
+        print(f"aicall: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

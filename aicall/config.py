@@ -107,6 +107,8 @@ def load_settings(environ: Mapping[str, str], env_file: str | Path | None = ".en
         env.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
     env.update(environ)
 
+    rtzr_id = _required(env, "RTZR_CLIENT_ID", "the client id from the RTZR developer console")
+    rtzr_secret = _required(env, "RTZR_CLIENT_SECRET", "the client secret from the RTZR developer console")
     openai_base = _url(env, "OPENAI_BASE_URL", "https://api.openai.com/v1")
     openai_key = _required(env, "OPENAI_API_KEY", "the LLM endpoint's API key")
     tts_engine = env.get("TTS_ENGINE", "openai").strip().lower() or "openai"
@@ -123,8 +125,8 @@ def load_settings(environ: Mapping[str, str], env_file: str | Path | None = ".en
         raise ConfigError(f"PUBLIC_URL must not carry a query string, got {public_url!r}")
     keywords = env.get("RTZR_KEYWORDS", "").strip()
     return Settings(
-        rtzr_client_id=_required(env, "RTZR_CLIENT_ID", "the client id from the RTZR developer console"),
-        rtzr_client_secret=_required(env, "RTZR_CLIENT_SECRET", "the client secret from the RTZR developer console"),
+        rtzr_client_id=rtzr_id,
+        rtzr_client_secret=rtzr_secret,
         rtzr_api_base=_url(env, "RTZR_API_BASE", "https://openapi.vito.ai") or "",
         rtzr_epd_time=_number(env, "RTZR_EPD_TIME", 0.5, 0.1, 10.0),
         rtzr_encoding=encoding,

@@ -13,8 +13,10 @@ from .errors import FakeRtzrError
 class AppServer:
     """``async with AppServer(app) as s`` in your loop, or ``with AppServer(app) as s`` for sync code."""
 
-    def __init__(self, app: web.Application, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, app: web.Application, host: str = "127.0.0.1", port: int = 0,
+                 *, handler_cancellation: bool = False) -> None:
         self.app = app
+        self.handler_cancellation = handler_cancellation  # cancel a handler when its client goes away
         self.host, self.port = host, port
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
@@ -30,7 +32,8 @@ class AppServer:
         return f"ws://{self.host}:{self.port}"
 
     async def start(self) -> "AppServer":
-        self._runner = web.AppRunner(self.app, handle_signals=False, shutdown_timeout=2.0)
+        self._runner = web.AppRunner(self.app, handle_signals=False, shutdown_timeout=2.0,
+                                     handler_cancellation=self.handler_cancellation)
         await self._runner.setup()
         await web.TCPSite(self._runner, self.host, self.port).start()
         self.port = self._runner.addresses[0][1]  # the real port when 0 was asked for

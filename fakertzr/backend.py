@@ -7,7 +7,6 @@ shell asks it to authenticate and to open streams; ``reset()`` restores the star
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -24,6 +23,7 @@ from .recognizer_script import ScriptRecognizer
 from .results import ResultBuilder
 from .session import StreamSession
 from .tokens import DEFAULT_TOKEN_TTL_S, TokenIssuer, bearer_token
+from .waiting import ChangeNotifier
 
 DEFAULT_CLIENT_ID = "fakertzr-client"
 DEFAULT_CLIENT_SECRET = "fakertzr-secret"
@@ -67,7 +67,7 @@ class FakeRtzrBackend:
         self._loaded: list[tuple[CallScript, AudioLocator]] = []
         self.faults: list[Fault] = []
         self._active: dict[str, int] = {}
-        self._changed: asyncio.Event | None = None
+        self._changes = ChangeNotifier()
         self.reset()
 
     # ------------------------------------------------------------------ state
@@ -211,17 +211,9 @@ class FakeRtzrBackend:
 
     # --------------------------------------------------------------- waiting
     def journal_changed(self) -> None:
-        """Wake whoever waits on the journal (a message sent, a stream ended)."""
-        if self._changed is not None:
-            self._changed.set()
-            self._changed = None
+        """Wake whoever waits on the journal (audio in, a message sent, a stream ended)."""
+        self._changes.notify()
 
     async def wait_for(self, predicate: Callable[[Journal], bool], timeout: float = 10.0) -> None:
         """Wait until ``predicate(journal)`` holds; raise TimeoutError after ``timeout`` seconds."""
-        async def until() -> None:
-            while not predicate(self.journal):
-                if self._changed is None:
-                    self._changed = asyncio.Event()
-                await self._changed.wait()
-
-        await asyncio.wait_for(until(), timeout)
+        await self._changes.wait_until(lambda: predicate(self.journal), timeout)

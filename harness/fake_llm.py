@@ -10,6 +10,9 @@ from typing import Callable
 
 from aiohttp import web
 
+from fakertzr.appserver import AppServer
+from fakertzr.waiting import ChangeNotifier
+
 
 @dataclass
 class LlmRequest:
@@ -45,7 +48,16 @@ class FakeLlm:
 
     def __init__(self, config: FakeLlmConfig | None = None) -> None:
         self.config = config or FakeLlmConfig()
+        self.changes = ChangeNotifier()
         self.requests: list[LlmRequest] = []
+
+    async def wait_for(self, predicate, timeout: float = 10.0) -> None:
+        """Wait until ``predicate(self)`` holds (no polling)."""
+        await self.changes.wait_until(lambda: predicate(self), timeout)
+
+    def server(self, host: str = "127.0.0.1", port: int = 0) -> AppServer:
+        """This fake on a free port; a client that goes away is journaled as abandoned."""
+        return AppServer(self.app(), host, port, handler_cancellation=True)
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -61,6 +73,7 @@ class FakeLlm:
         entry = LlmRequest(body.get("messages", []), body.get("model", ""))
         index = len(self.requests)
         self.requests.append(entry)
+        self.changes.notify()
         if index in self.config.fail_requests:
             entry.status = self.config.fail_requests[index]
             return web.json_response({"error": {"message": "scripted failure"}}, status=entry.status)
@@ -76,9 +89,14 @@ class FakeLlm:
                 chunk = {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": text[i : i + step]}}]}
                 await response.write(f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n".encode())
                 entry.tokens_sent += 1
+                self.changes.notify()
             await response.write(b"data: [DONE]\n\n")
             entry.completed = True
-        except (ConnectionResetError, asyncio.CancelledError):
+        except ConnectionResetError:
+            entry.abandoned = True  # the client went away: journaled, not an error of the fake
+        except asyncio.CancelledError:
             entry.abandoned = True
             raise
+        finally:
+            self.changes.notify()
         return response

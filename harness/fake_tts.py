@@ -9,6 +9,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from aiohttp import web
 
+from fakertzr.appserver import AppServer
+from fakertzr.waiting import ChangeNotifier
+
 
 @dataclass
 class TtsRequest:
@@ -32,7 +35,16 @@ class FakeTtsConfig:
 class FakeTts:
     def __init__(self, config: FakeTtsConfig | None = None) -> None:
         self.config = config or FakeTtsConfig()
+        self.changes = ChangeNotifier()
         self.requests: list[TtsRequest] = []
+
+    async def wait_for(self, predicate, timeout: float = 10.0) -> None:
+        """Wait until ``predicate(self)`` holds (no polling)."""
+        await self.changes.wait_until(lambda: predicate(self), timeout)
+
+    def server(self, host: str = "127.0.0.1", port: int = 0) -> AppServer:
+        """This fake on a free port; a client that goes away is journaled as abandoned."""
+        return AppServer(self.app(), host, port, handler_cancellation=True)
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -49,6 +61,7 @@ class FakeTts:
         body = await request.json()
         entry = TtsRequest(body.get("input", ""))
         self.requests.append(entry)
+        self.changes.notify()
         response = web.StreamResponse(headers={"Content-Type": "audio/pcm"})
         await response.prepare(request)
         audio = self.audio_for(entry.text)
@@ -64,7 +77,11 @@ class FakeTts:
                     await asyncio.sleep(self.config.chunk_ms * scale / 1000)  # scripted pacing
             await response.write_eof()
             entry.completed = True
-        except (ConnectionResetError, asyncio.CancelledError):
+        except ConnectionResetError:
+            entry.abandoned = True  # the client went away: journaled, not an error of the fake
+        except asyncio.CancelledError:
             entry.abandoned = True
             raise
+        finally:
+            self.changes.notify()
         return response

@@ -18,7 +18,7 @@ from harness.fake_tts import FakeTts
 
 async def test_chat_stream_yields_the_reply_and_is_journaled():
     llm = FakeLlm(FakeLlmConfig(reply=lambda r: "안녕하세요. 반갑습니다!"))
-    async with AppServer(llm.app()) as server, aiohttp.ClientSession() as session:
+    async with llm.server() as server, aiohttp.ClientSession() as session:
         client = ChatClient(session, f"{server.base_url}/v1", "sk-test", "m")
         deltas = [d async for d in client.stream([{"role": "user", "content": "안녕"}])]
     assert "".join(deltas) == "안녕하세요. 반갑습니다!" and len(deltas) > 1
@@ -27,7 +27,7 @@ async def test_chat_stream_yields_the_reply_and_is_journaled():
 
 async def test_chat_errors_are_llm_errors_without_the_key():
     llm = FakeLlm(FakeLlmConfig(fail_requests={0: 503}))
-    async with AppServer(llm.app()) as server, aiohttp.ClientSession() as session:
+    async with llm.server() as server, aiohttp.ClientSession() as session:
         client = ChatClient(session, f"{server.base_url}/v1", "sk-very-secret", "m")
         with pytest.raises(LlmError, match="HTTP 503") as info:
             [d async for d in client.stream([{"role": "user", "content": "x"}])]
@@ -36,7 +36,7 @@ async def test_chat_errors_are_llm_errors_without_the_key():
 
 async def test_openai_tts_streams_8khz_mulaw_of_the_right_length():
     tts = FakeTts()
-    async with AppServer(tts.app()) as server, aiohttp.ClientSession() as session:
+    async with tts.server() as server, aiohttp.ClientSession() as session:
         client = OpenAiTts(session, f"{server.base_url}/v1", "k", "tts-1", "alloy", sample_rate=24000)
         chunks = [c async for c in client.synthesize("네 알겠습니다")]
     audio = b"".join(chunks)

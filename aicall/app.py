@@ -1,0 +1,109 @@
+"""The aiohttp application: Twilio's voice webhook, the Media Streams WebSocket, and a health check."""
+
+from __future__ import annotations
+
+import logging
+from importlib import resources
+from typing import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+
+from . import twilio
+from .call import CallDeps, CallSession
+from .config import Settings
+from .llm import ChatClient
+from .rtzr_client import RtzrTokens
+from .store import CallStore
+from .tts import EspeakTts, OpenAiTts, Tts
+
+log = logging.getLogger("aicall")
+SETTINGS = web.AppKey("settings", Settings)
+DEPS = web.AppKey("deps", CallDeps)
+CALLS = web.AppKey("calls", set)
+
+MEDIA_PATH = "/twilio/media"
+
+
+def apology_audio() -> bytes:
+    return resources.files("aicall.prompts").joinpath("apology_ko.ulaw").read_bytes()
+
+
+def make_tts(settings: Settings, session: aiohttp.ClientSession) -> Tts:
+    if settings.tts_engine == "espeak":
+        return EspeakTts(settings.espeak_voice)
+    return OpenAiTts(session, settings.tts_base_url, settings.tts_api_key, settings.tts_model,
+                     settings.tts_voice, settings.tts_sample_rate)
+
+
+def _public_url(request: web.Request, path: str, *, websocket: bool) -> str:
+    settings = request.app[SETTINGS]
+    base = settings.public_url or f"{request.scheme}://{request.host}"
+    if websocket:
+        base = base.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
+    return f"{base}{path}"
+
+
+def _signed(request: web.Request, url: str, params: dict[str, str] | None) -> bool:
+    token = request.app[SETTINGS].twilio_auth_token
+    if not token:
+        return True
+    return twilio.signature_is_valid(token, url, params, request.headers.get("X-Twilio-Signature"))
+
+
+async def voice(request: web.Request) -> web.Response:
+    form = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
+    if not _signed(request, _public_url(request, request.path_qs, websocket=False), form):
+        log.warning("event=voice_refused reason=bad_signature")
+        return web.Response(status=403, text="invalid X-Twilio-Signature")
+    stream_url = _public_url(request, MEDIA_PATH, websocket=True)
+    twiml = twilio.connect_twiml(stream_url, {"caller": form.get("From", "")})
+    return web.Response(text=twiml, content_type="application/xml")
+
+
+async def media(request: web.Request) -> web.StreamResponse:
+    if not _signed(request, _public_url(request, MEDIA_PATH, websocket=True), None):
+        log.warning("event=media_refused reason=bad_signature")
+        return web.Response(status=403, text="invalid X-Twilio-Signature")
+    ws = web.WebSocketResponse(heartbeat=None, max_msg_size=1 << 20)
+    await ws.prepare(request)
+    call = CallSession(ws, request.app[DEPS])
+    request.app[CALLS].add(call)
+    try:
+        await call.run()
+    finally:
+        request.app[CALLS].discard(call)
+    return ws
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"ok": True, "calls": len(request.app[CALLS])})
+
+
+def create_app(settings: Settings, store: CallStore | None = None) -> web.Application:
+    """The app; its HTTP session, clients and store live as long as it does."""
+    app = web.Application()
+    app[SETTINGS] = settings
+    app[CALLS] = set()
+
+    async def lifetime(app: web.Application) -> AsyncIterator[None]:
+        async with aiohttp.ClientSession() as session:
+            owned = store is None
+            call_store = store or CallStore(settings.db_path)
+            app[DEPS] = CallDeps(
+                settings=settings,
+                tokens=RtzrTokens(session, settings.rtzr_api_base, settings.rtzr_client_id, settings.rtzr_client_secret),
+                chat=ChatClient(session, settings.openai_base_url, settings.openai_api_key, settings.llm_model),
+                tts=make_tts(settings, session),
+                store=call_store,
+                apology_ulaw=apology_audio(),
+            )
+            yield
+            if owned:
+                call_store.close()
+
+    app.cleanup_ctx.append(lifetime)
+    app.router.add_post("/twilio/voice", voice)
+    app.router.add_get(MEDIA_PATH, media)
+    app.router.add_get("/healthz", healthz)
+    return app
