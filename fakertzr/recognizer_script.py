@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .align import BLOCK, MAX_PROBE, RATE, WINDOW, AudioLocator, voiced_blocks
+from .align import BLOCK, MAX_PROBE, RATE, WINDOW, AudioLocator, Match, voiced_blocks
 from .events import HeardWord, RecognizerEvent, ScriptedPartialText, SpeechEnd, SpeechStart
 from .fixture import CallScript
 
@@ -22,6 +22,7 @@ MIN_PROBE_MS = 100  # audio needed before the first search; a confident match de
 RETRY_EVERY_MS = 250
 CONTINUITY_MIN_SCORE = 0.6
 WORD_HEARD_FRACTION = 0.5
+MAX_PENDING = 60 * RATE  # unplaced audio kept while searching; older audio stays unheard
 EXACT_FRACTION = 0.99  # of probe samples equal to the call audio for sample-exact checking
 
 _UTT_START, _WORD_END, _PARTIAL, _UTT_END = range(4)
@@ -191,46 +192,77 @@ class ScriptRecognizer:
     # --------------------------------------------------------------- alignment
     def _feed_unaligned(self, samples: np.ndarray, start: int, force: bool = False) -> list[RecognizerEvent]:
         self._pending.append(samples)
-        if sum(len(p) for p in self._pending) > 2 * MAX_PROBE:
-            self._pending = [np.concatenate(self._pending)[-MAX_PROBE:]]
+        if self.conn_samples - self._pending_start > MAX_PENDING:  # never matched: keep the newest
+            self._pending = [np.concatenate(self._pending)[-MAX_PENDING:]]
+            self._pending_start = self.conn_samples - len(self._pending[0])
         pending_len = self.conn_samples - self._pending_start
         if not force and (_ms(pending_len) < MIN_PROBE_MS or pending_len < self._next_attempt):
             return []
         self._next_attempt = pending_len + _samples(RETRY_EVERY_MS)
         probe = np.concatenate(self._pending)
+        probe_start = self.conn_samples - len(probe)  # audio trimmed from the buffer stays unheard
         candidates = [(self.script, self._locator)] if self.script else self._candidates
-        start = self.conn_samples - len(probe)
-        for script, locator in candidates:  # fast path: the stream is the call from its start
-            if self._exact_at(probe, locator, start):
-                self._select(script, locator)
-                self._offset, self._exact = 0, True
-                self.alignment_log.append({"conn_ms": _ms(self._pending_start), "call_ms": _ms(self._pending_start),
-                                           "event": "aligned", "script": script.name, "score": 1.0, "exact": True})
-                self._pending = []
-                return self._map(self._pending_start, self.conn_samples)
-        best = None
-        for script, locator in candidates:
-            match = locator.locate(probe)
-            if match and (best is None or match.score > best[2].score):
-                best = (script, locator, match)
-        if best is None or not best[2].is_confident():
-            if best is not None:
-                self.alignment_log.append({
-                    "conn_ms": _ms(self.conn_samples), "event": "no_match",
-                    "script": best[0].name, "score": round(best[2].score, 3),
-                })
-            return []
-        script, locator, match = best
-        self._select(script, locator)
-        self._offset = match.offset - (self.conn_samples - match.used)
-        used = probe[len(probe) - match.used :]
-        self._exact = bool(np.mean(used == locator.samples[match.offset : match.offset + match.used]) >= EXACT_FRACTION)
-        self.alignment_log.append({
-            "conn_ms": _ms(self._pending_start), "call_ms": _ms(self._pending_start + self._offset),
-            "event": "aligned", "script": script.name, "score": round(match.score, 3), "exact": self._exact,
-        })
+        chosen = next(((s, loc) for s, loc in candidates if self._exact_at(probe, loc, probe_start)), None)
+        if chosen is not None:  # fast path: the stream is the call from its start, sample for sample
+            segments = [(probe_start, self.conn_samples, 0, True, 1.0)]
+        else:
+            best = None
+            for script, locator in candidates:
+                match = locator.locate(probe)
+                if match and (best is None or match.score > best[2].score):
+                    best = (script, locator, match)
+            if best is None or not best[2].is_confident():
+                if best is not None:
+                    self.alignment_log.append({"conn_ms": _ms(self.conn_samples), "event": "no_match",
+                                               "script": best[0].name, "score": round(best[2].score, 3)})
+                return []
+            chosen = best[:2]
+            segments = self._consistent_segments(probe, probe_start, best[1], best[2])
+        self._select(*chosen)
         self._pending = []
-        return self._map(self._pending_start, self.conn_samples)
+        events: list[RecognizerEvent] = []
+        for lo, hi, offset, exact, score in segments:
+            self._offset, self._exact = offset, exact
+            self.alignment_log.append({"conn_ms": _ms(lo), "call_ms": _ms(lo + offset), "event": "aligned",
+                                       "script": chosen[0].name, "score": round(score, 3), "exact": exact})
+            events += self._map(lo, hi)
+        return events
+
+    def _consistent_segments(self, probe: np.ndarray, probe_start: int, locator: AudioLocator,
+                             match: Match | None, depth: int = 0) -> list[tuple[int, int, int, bool, float]]:
+        """Where the probe's audio lies, as (conn_lo, conn_hi, offset, exact, score) in connection order.
+
+        The match places the newest audio; the run of the probe that really continues at that
+        place is kept, and what comes before a break is located on its own (or stays unheard).
+        """
+        if match is None or not match.is_confident():
+            return []
+        offset = match.offset - (probe_start + len(probe) - match.used)
+        call_start = probe_start + offset
+        tail = probe[-_samples(100):]
+        tail_at = call_start + len(probe) - len(tail)
+        exact = tail_at >= 0 and bool(np.mean(tail == locator.samples[tail_at : tail_at + len(tail)]) >= EXACT_FRACTION)
+        cut = self._consistent_from(probe, call_start, locator, exact)
+        segments: list[tuple[int, int, int, bool, float]] = []
+        if cut >= _samples(MIN_PROBE_MS) and depth < 3:
+            prefix = probe[:cut]
+            segments = self._consistent_segments(prefix, probe_start, locator, locator.locate(prefix), depth + 1)
+        return segments + [(probe_start + cut, probe_start + len(probe), offset, exact, match.score)]
+
+    @staticmethod
+    def _consistent_from(probe: np.ndarray, call_start: int, locator: AudioLocator, exact: bool) -> int:
+        """Index into ``probe`` from which it continues the call audio at ``call_start`` to its end."""
+        if exact:
+            lo, hi = max(0, call_start), min(len(locator.samples), call_start + len(probe))
+            same = np.zeros(len(probe), dtype=bool)
+            if hi > lo:
+                same[lo - call_start : hi - call_start] = probe[lo - call_start : hi - call_start] == locator.samples[lo:hi]
+            different = np.nonzero(~same)[0]
+            return int(different[-1]) + 1 if len(different) else 0
+        trimmed = len(probe) % WINDOW  # align windows to the probe's end
+        scores = locator.window_scores(probe[trimmed:], call_start + trimmed)
+        bad = np.nonzero(voiced_blocks(probe[trimmed:], WINDOW) & (scores < CONTINUITY_MIN_SCORE))[0]
+        return trimmed + (int(bad[-1]) + 1) * WINDOW if len(bad) else 0
 
     @staticmethod
     def _exact_at(probe: np.ndarray, locator: AudioLocator, call_start: int) -> bool:
