@@ -31,7 +31,6 @@ class Settings:
     rtzr_use_itn: bool
     rtzr_use_disfluency_filter: bool
     rtzr_keywords: str
-    rtzr_finalize_on_vad: bool
     openai_base_url: str
     openai_api_key: str
     llm_model: str
@@ -133,7 +132,6 @@ def load_settings(environ: Mapping[str, str], env_file: str | Path | None = ".en
         rtzr_use_itn=_bool(env, "RTZR_USE_ITN", True),
         rtzr_use_disfluency_filter=_bool(env, "RTZR_USE_DISFLUENCY_FILTER", True),
         rtzr_keywords=keywords,
-        rtzr_finalize_on_vad=_bool(env, "RTZR_FINALIZE_ON_VAD", False),
         openai_base_url=openai_base or "",
         openai_api_key=openai_key,
         llm_model=env.get("LLM_MODEL", "").strip() or "gpt-4o-mini",

@@ -214,3 +214,23 @@ def test_missing_credentials_stop_serve_before_the_port_opens(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip() == "aicall: error: RTZR_CLIENT_ID is not set (the client id from the RTZR developer console)"
     assert result.stdout == ""
+
+
+async def test_check_says_what_works_and_what_does_not(tmp_path):
+    import asyncio
+
+    rtzr = FakeRtzrBackend(FakeRtzrConfig(time_scale=0.0))
+    llm, tts = FakeLlm(), FakeTts()
+    async with FakeRtzrServer(rtzr) as r, llm.server() as l, tts.server() as t:
+        async def check(**extra: str) -> tuple[int, str]:
+            env = {"PATH": "/usr/bin:/bin", **env_for(r.base_url, l.base_url, t.base_url, **extra)}
+            proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "aicall.cli", "check", env=env, cwd=tmp_path,
+                                                        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            out, _ = await asyncio.wait_for(proc.communicate(), 60)
+            return proc.returncode, out.decode()
+
+        code, out = await check()
+        assert code == 0 and out.count(" ok: ") == 3, out
+        code, out = await check(RTZR_CLIENT_SECRET="wrong")
+        assert code == 1 and "RTZR   FAILED: RTZR token request refused: HTTP 401 H0002" in out and "wrong" not in out
+        assert "LLM    ok" in out
