@@ -20,7 +20,6 @@ import json
 import os
 import re
 import socket
-import statistics
 import sys
 import tempfile
 import time
@@ -34,9 +33,9 @@ sys.path.insert(0, str(ROOT))
 
 from callaudio.g711 import pcm16_to_ulaw  # noqa: E402
 from fakertzr.fixture import load_fixture  # noqa: E402
+from bench.benchlib import cpu_seconds, percentile, report  # noqa: E402
 
 SEED = ROOT / "fixtures" / "calls" / "seed-three-turns"
-TICKS = os.sysconf("SC_CLK_TCK")
 FAKES = """
 import asyncio, sys
 sys.path.insert(0, {root!r})
@@ -53,16 +52,6 @@ async def main():
 
 asyncio.run(main())
 """
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return round(ordered[int(q / 100 * (len(ordered) - 1))], 2) if ordered else float("nan")
 
 
 def free_port() -> int:
@@ -209,12 +198,7 @@ def main() -> None:
         result = asyncio.run(bench("overhead", args.calls, 0.0))
     else:
         result = asyncio.run(bench("calls", args.n, args.ramp))
-    print(json.dumps(result, ensure_ascii=False))
-    out = ROOT / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    with (out / f"aicall_{result['bench']}.jsonl").open("a") as f:
-        f.write(json.dumps({"at": time.strftime("%Y-%m-%dT%H:%M:%S"), **result}, ensure_ascii=False) + "\n")
-
+    report(f"aicall_{result['bench']}", result)
 
 if __name__ == "__main__":
     main()

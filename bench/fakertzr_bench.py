@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import gc
 import json
-import os
 import re
 import statistics
 import sys
@@ -32,21 +31,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from fakertzr.fixture import load_fixture  # noqa: E402
+from bench.benchlib import cpu_seconds, percentile, report  # noqa: E402
 
 SEED = ROOT / "fixtures" / "calls" / "seed-three-turns"
 FRAME_MS = 20
 EPD_MS = 500
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return round(ordered[int(q / 100 * (len(ordered) - 1))], 2)
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 async def start_server(*extra: str):
@@ -226,12 +215,7 @@ def main() -> None:
         result = asyncio.run(bench_streams(args.n, args.ramp))
     else:
         result = asyncio.run(bench_throughput(args.repeats, args.chunk, args.connections))
-    print(json.dumps(result, ensure_ascii=False))
-    out = ROOT / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    with (out / f"{result['bench']}.jsonl").open("a") as f:
-        f.write(json.dumps({"at": time.strftime("%Y-%m-%dT%H:%M:%S"), **result}, ensure_ascii=False) + "\n")
-
+    report(f"{result['bench']}", result)
 
 if __name__ == "__main__":
     main()

@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .align import BLOCK, MAX_PROBE, RATE, WINDOW, AudioLocator, Match, voiced_blocks
+from .align import BLOCK, RATE, WINDOW, AudioLocator, Match, voiced_blocks
 from .events import HeardWord, RecognizerEvent, ScriptedPartialText, SpeechEnd, SpeechStart
 from .fixture import CallScript
 

@@ -10,8 +10,7 @@ from typing import Callable
 
 from aiohttp import web
 
-from fakertzr.appserver import AppServer
-from fakertzr.waiting import ChangeNotifier
+from .journaled_fake import JournaledFake
 
 
 @dataclass
@@ -43,26 +42,15 @@ class FakeLlmConfig:
     fail_requests: dict[int, int] = field(default_factory=dict)  # request index -> HTTP status
 
 
-class FakeLlm:
+class FakeLlm(JournaledFake[LlmRequest]):
     """State and journal; ``app()`` serves ``POST /v1/chat/completions``."""
 
     def __init__(self, config: FakeLlmConfig | None = None) -> None:
+        super().__init__()
         self.config = config or FakeLlmConfig()
-        self.changes = ChangeNotifier()
-        self.requests: list[LlmRequest] = []
 
-    async def wait_for(self, predicate, timeout: float = 10.0) -> None:
-        """Wait until ``predicate(self)`` holds (no polling)."""
-        await self.changes.wait_until(lambda: predicate(self), timeout)
-
-    def server(self, host: str = "127.0.0.1", port: int = 0) -> AppServer:
-        """This fake on a free port; a client that goes away is journaled as abandoned."""
-        return AppServer(self.app(), host, port, handler_cancellation=True)
-
-    def app(self) -> web.Application:
-        app = web.Application()
+    def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/chat/completions", self._complete)
-        return app
 
     async def _sleep(self, ms: float) -> None:
         if ms and self.config.time_scale:

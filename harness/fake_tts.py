@@ -9,8 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from aiohttp import web
 
-from fakertzr.appserver import AppServer
-from fakertzr.waiting import ChangeNotifier
+from .journaled_fake import JournaledFake
 
 
 @dataclass
@@ -32,24 +31,15 @@ class FakeTtsConfig:
     time_scale: float = 1.0
 
 
-class FakeTts:
+class FakeTts(JournaledFake[TtsRequest]):
+    """State and journal; ``app()`` serves ``POST /v1/audio/speech``."""
+
     def __init__(self, config: FakeTtsConfig | None = None) -> None:
+        super().__init__()
         self.config = config or FakeTtsConfig()
-        self.changes = ChangeNotifier()
-        self.requests: list[TtsRequest] = []
 
-    async def wait_for(self, predicate, timeout: float = 10.0) -> None:
-        """Wait until ``predicate(self)`` holds (no polling)."""
-        await self.changes.wait_until(lambda: predicate(self), timeout)
-
-    def server(self, host: str = "127.0.0.1", port: int = 0) -> AppServer:
-        """This fake on a free port; a client that goes away is journaled as abandoned."""
-        return AppServer(self.app(), host, port, handler_cancellation=True)
-
-    def app(self) -> web.Application:
-        app = web.Application()
+    def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/audio/speech", self._speech)
-        return app
 
     def audio_for(self, text: str) -> bytes:
         rate = self.config.sample_rate

@@ -6,7 +6,6 @@ import logging
 import subprocess
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import aiohttp
 import numpy as np

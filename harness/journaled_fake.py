@@ -1,0 +1,36 @@
+"""What every HTTP fake shares: a journal of requests that tests can wait on, and a server to run it."""
+
+from __future__ import annotations
+
+from typing import Callable, Generic, TypeVar
+
+from aiohttp import web
+
+from fakertzr.appserver import AppServer
+from fakertzr.waiting import ChangeNotifier
+
+RequestT = TypeVar("RequestT")
+
+
+class JournaledFake(Generic[RequestT]):
+    """Subclasses add routes in ``add_routes`` and append to ``requests``, calling ``changes.notify()``."""
+
+    def __init__(self) -> None:
+        self.changes = ChangeNotifier()
+        self.requests: list[RequestT] = []
+
+    async def wait_for(self, predicate: Callable[["JournaledFake[RequestT]"], bool], timeout: float = 10.0) -> None:
+        """Wait until ``predicate(self)`` holds (no polling)."""
+        await self.changes.wait_until(lambda: predicate(self), timeout)
+
+    def add_routes(self, app: web.Application) -> None:
+        raise NotImplementedError
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        self.add_routes(app)
+        return app
+
+    def server(self, host: str = "127.0.0.1", port: int = 0) -> AppServer:
+        """This fake on a free port; a client that goes away is journaled as abandoned."""
+        return AppServer(self.app(), host, port, handler_cancellation=True)
