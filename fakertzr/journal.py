@@ -70,7 +70,8 @@ class ConnectionRecord:
     def end(self, how: str, code: int | None = None, reason: str = "") -> None:
         """Record how the connection ended; the first account wins."""
         if self.ended is None:
-            self.ended = {"how": how, "code": code, "reason": reason, "at": time.time(), "audio_ms": self.audio_ms}
+            self.ended = {"how": how, "code": code, "reason": reason, "at": time.time(), "wall": time.monotonic(),
+                          "audio_ms": self.audio_ms}
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -1,1 +1,1 @@
-"""harness: not built yet (see the project's open issues)."""
+"""harness: replay recorded calls against any Twilio Media Streams handler; check, measure, report."""

@@ -1,11 +1,91 @@
-"""Placeholder entry point until harness is built."""
+"""``harness run``: replay the bundled call fixtures against aicall, check them, measure, report."""
 
+from __future__ import annotations
+
+import argparse
+import asyncio
 import sys
+import tempfile
+from pathlib import Path
+from typing import NoReturn, Sequence
+
+from fakertzr.errors import FakeRtzrError
+
+from .fixture import discover, load_call
+from .report import console_table, write_json
+from .runner import ErrorLog, FixtureRun, run_fixture
+
+PARALLEL = 4
 
 
-def main() -> int:
-    print("harness: not implemented yet; see the open issue that builds it", file=sys.stderr)
-    return 2
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def parse_pace(text: str) -> float | None:
+    """``realtime`` -> 1.0, ``fast`` -> None (as fast as the handler takes it), ``x4`` -> 4.0."""
+    if text == "realtime":
+        return 1.0
+    if text == "fast":
+        return None
+    if text.startswith("x"):
+        try:
+            value = float(text[1:])
+        except ValueError:
+            value = 0.0
+        if value > 0:
+            return value
+    raise argparse.ArgumentTypeError(f"pace must be realtime, fast or xN (e.g. x4), got {text!r}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="harness", description="Replay recorded calls against a Twilio Media Streams handler.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    run = sub.add_parser("run", help="replay fixtures against aicall with every fake in-process")
+    run.add_argument("--fixtures", type=Path, default=Path("fixtures/calls"), help="directory of fixtures (default fixtures/calls)")
+    run.add_argument("--report-dir", type=Path, default=Path("harness-report"), help="where reports go (default harness-report/)")
+    run.add_argument("--pace", type=parse_pace, default=1.0, metavar="realtime|fast|xN", help="default realtime")
+    run.add_argument("-k", dest="name", help="only fixtures whose name contains this")
+    return parser
+
+
+async def _run_all(fixtures: list, pace: float | None) -> list[FixtureRun]:
+    gate = asyncio.Semaphore(PARALLEL)
+    done = 0
+
+    async def one(fixture) -> FixtureRun:
+        nonlocal done
+        async with gate:
+            with tempfile.TemporaryDirectory() as tmp:
+                result = await run_fixture(fixture, pace=pace, workdir=Path(tmp), errors=errors)
+        done += 1
+        print(f"[{done}/{len(fixtures)}] {fixture.name}: {'PASS' if result.ok else 'FAIL'} ({result.wall_s:.1f} s)", flush=True)
+        return result
+
+    with ErrorLog() as errors:
+        return list(await asyncio.gather(*(one(f) for f in fixtures)))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        directories = discover(args.fixtures, args.name)
+        if not directories:
+            raise FakeRtzrError(f"no fixtures in {args.fixtures}" + (f" matching {args.name!r}" if args.name else ""))
+        fixtures = [load_call(d) for d in directories]
+    except FakeRtzrError as exc:
+        print(f"harness: error: {exc}", file=sys.stderr)
+        return 2
+    pace_name = "fast" if args.pace is None else ("realtime" if args.pace == 1.0 else f"x{args.pace:g}")
+    print(f"replaying {len(fixtures)} fixture(s) against aicall, pace {pace_name}", flush=True)
+    runs = asyncio.run(_run_all(fixtures, args.pace))
+    print()
+    console_table(runs, sys.stdout)
+    report = args.report_dir / "report.json"
+    write_json(runs, report, pace_name)
+    print(f"\nreport: {report}")
+    return 0 if all(r.ok for r in runs) else 1
 
 
 if __name__ == "__main__":

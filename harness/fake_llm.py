@@ -40,6 +40,7 @@ class FakeLlmConfig:
     chars_per_token: int = 3
     time_scale: float = 1.0
     fail_requests: dict[int, int] = field(default_factory=dict)  # request index -> HTTP status
+    stall_requests: set[int] = field(default_factory=set)  # never answered until the client gives up
 
 
 class FakeLlm(JournaledFake[LlmRequest]):
@@ -67,6 +68,13 @@ class FakeLlm(JournaledFake[LlmRequest]):
             return web.json_response({"error": {"message": "scripted failure"}}, status=entry.status)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
+        if index in self.config.stall_requests:
+            try:
+                await asyncio.Event().wait()  # a stalled model: only the client's cancel ends it
+            except asyncio.CancelledError:
+                entry.abandoned = True
+                self.changes.notify()
+                raise
         text = self.config.reply(entry)
         step = self.config.chars_per_token
         try:

@@ -1,0 +1,57 @@
+"""A call fixture as the harness uses it: the recognizer script plus the caller, LLM, TTS and expectations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fakertzr.fixture import CallScript, load_fixture
+
+
+@dataclass(frozen=True)
+class CallerBehaviour:
+    hangup_ms: float | None = None
+    hangup_after_turns: int | None = None
+    vanish: bool = False
+    dtmf: tuple[tuple[float, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class CallFixture:
+    directory: Path
+    script: CallScript
+    caller: CallerBehaviour
+    llm: dict[str, Any] = field(default_factory=dict)
+    tts: dict[str, Any] = field(default_factory=dict)
+    expect: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.script.name
+
+
+def load_call(directory: str | Path) -> CallFixture:
+    """Load and validate ``<directory>/call.json`` (errors name the file and field)."""
+    script = load_fixture(directory)
+    raw = script.raw
+    caller = raw.get("caller", {})
+    return CallFixture(
+        directory=Path(directory),
+        script=script,
+        caller=CallerBehaviour(
+            hangup_ms=caller.get("hangup_ms"),
+            hangup_after_turns=caller.get("hangup_after_turns"),
+            vanish=caller.get("vanish", False),
+            dtmf=tuple((d["at_ms"], d["digit"]) for d in caller.get("dtmf", ())),
+        ),
+        llm=raw.get("llm", {}),
+        tts=raw.get("tts", {}),
+        expect=raw.get("expect", {}),
+    )
+
+
+def discover(root: str | Path, name_filter: str | None = None) -> list[Path]:
+    """Fixture directories under ``root`` (each holds a call.json), optionally filtered by name."""
+    found = sorted(p.parent for p in Path(root).glob("*/call.json"))
+    return [p for p in found if name_filter is None or name_filter in p.name]

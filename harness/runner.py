@@ -1,0 +1,140 @@
+"""Replay one fixture against aicall, in-process, with every fake started for it alone."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+
+from aicall.app import create_app
+from aicall.config import load_settings
+from aicall.store import CallStore
+from fakertzr import FakeRtzrBackend, FakeRtzrConfig, FakeRtzrServer
+from fakertzr.appserver import AppServer
+
+from .checks import CheckContext, CheckResult, run_checks
+from .fake_llm import FakeLlm, FakeLlmConfig, LlmRequest, default_reply
+from .fake_tts import FakeTts, FakeTtsConfig
+from .fixture import CallFixture
+from .metrics import TurnMetrics, turn_metrics
+from .timeline import CallTimeline, build_timeline
+from .twilio_player import TwilioPlayer
+
+SETTLE_S = 10.0
+
+
+@dataclass
+class FixtureRun:
+    fixture: CallFixture
+    checks: list[CheckResult]
+    turns: list[TurnMetrics]
+    timeline: CallTimeline
+    wall_s: float
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+
+class ErrorLog(logging.Handler):
+    """Errors of a whole harness run: log records at ERROR and exceptions no task retrieved.
+
+    Install it once (``with ErrorLog() as errors``); each fixture keeps the lines tagged with its
+    call id, and untagged ones (unhandled exceptions, aiohttp) from while it ran.
+    """
+
+    LOGGERS = ("aicall", "aiohttp.server", "asyncio")
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[tuple[float, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        detail = f" ({record.exc_info[1]!r})" if record.exc_info else ""
+        self.records.append((time.monotonic(), record.getMessage() + detail))
+
+    def _unhandled(self, loop: asyncio.AbstractEventLoop, context: dict) -> None:
+        self.records.append((time.monotonic(), f"unhandled: {context.get('message')} {context.get('exception')!r}"))
+
+    def __enter__(self) -> "ErrorLog":
+        for name in self.LOGGERS:
+            logging.getLogger(name).addHandler(self)
+        self._loop = asyncio.get_running_loop()
+        self._previous = self._loop.get_exception_handler()
+        self._loop.set_exception_handler(self._unhandled)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._loop.set_exception_handler(self._previous)
+        for name in self.LOGGERS:
+            logging.getLogger(name).removeHandler(self)
+
+    def for_call(self, call_sid: str, start: float, end: float) -> list[str]:
+        return [m for t, m in self.records if f"call={call_sid}" in m or ("call=" not in m and start <= t <= end)]
+
+
+def _llm_config(fixture: CallFixture, time_scale: float) -> FakeLlmConfig:
+    spec = fixture.llm
+    replies = spec.get("replies")
+
+    def reply(request: LlmRequest, _count=[0]) -> str:  # noqa: B006 - the per-run request counter
+        if not replies:
+            return default_reply(request)
+        text = replies[min(_count[0], len(replies) - 1)]
+        _count[0] += 1
+        return text.replace("{user}", request.last_user)
+
+    return FakeLlmConfig(reply=reply, first_token_ms=spec.get("first_token_ms", 0.0), token_ms=spec.get("token_ms", 0.0),
+                         time_scale=time_scale, fail_requests={int(k): v for k, v in spec.get("fail_requests", {}).items()},
+                         stall_requests=set(spec.get("stall_requests", ())))
+
+
+def _tts_config(fixture: CallFixture, time_scale: float) -> FakeTtsConfig:
+    spec = fixture.tts
+    return FakeTtsConfig(ms_per_char=spec.get("ms_per_char", 60.0), first_chunk_ms=spec.get("first_chunk_ms", 0.0),
+                         realtime=spec.get("realtime", False), time_scale=time_scale)
+
+
+def call_sid_for(fixture: CallFixture) -> str:
+    """A Twilio-shaped call SID unique to the fixture, so its log lines can be told apart."""
+    return "CA" + hashlib.sha1(fixture.name.encode()).hexdigest()[:32]
+
+
+async def run_fixture(fixture: CallFixture, *, pace: float | None, workdir: Path, errors: ErrorLog) -> FixtureRun:
+    """Replay ``fixture`` at ``pace`` (None: as fast as aicall takes it) and judge the result."""
+    time_scale = 0.0 if pace is None else 1.0 / pace
+    rtzr = FakeRtzrBackend(FakeRtzrConfig(time_scale=time_scale))
+    rtzr.load_script(fixture.script)
+    llm = FakeLlm(_llm_config(fixture, time_scale))
+    tts = FakeTts(_tts_config(fixture, time_scale))
+    store = CallStore(workdir / f"{fixture.name}.db")
+    started = time.monotonic()
+    call_sid = call_sid_for(fixture)
+    async with FakeRtzrServer(rtzr) as r, llm.server() as l, tts.server() as t:
+        env = {"RTZR_CLIENT_ID": rtzr.config.client_id, "RTZR_CLIENT_SECRET": rtzr.config.client_secret,
+               "RTZR_API_BASE": r.base_url, "OPENAI_BASE_URL": f"{l.base_url}/v1", "OPENAI_API_KEY": "harness",
+               "TTS_BASE_URL": f"{t.base_url}/v1"}
+        settings = load_settings(env, env_file=None)
+        async with AppServer(create_app(settings, store)) as app, aiohttp.ClientSession() as session:
+            player = TwilioPlayer(session, f"{app.ws_url}/twilio/media", fixture, pace=pace, call_sid=call_sid)
+            record = await player.run()
+        try:  # the handler has let go of the call: give the fakes a moment to see every close
+            await rtzr.wait_for(lambda j: all(c.ended for c in j.connections if c.accepted), SETTLE_S)
+            await llm.wait_for(lambda f: all(r.completed or r.abandoned or r.status != 200 for r in f.requests), SETTLE_S)
+            await tts.wait_for(lambda f: all(r.completed or r.abandoned for r in f.requests), SETTLE_S)
+        except asyncio.TimeoutError:
+            pass  # the checks will say what stayed open
+    stored = store.call(player.call_sid)
+    store.close()
+    timeline = build_timeline(fixture, record, rtzr.journal, llm, tts)
+    ctx = CheckContext(
+        timeline=timeline, expect=fixture.expect,
+        stored_caller_lines=[line.text for line in stored[1] if line.role == "caller"] if stored else [],
+        errors_logged=errors.for_call(call_sid, started, time.monotonic()), call_refused_allowed=bool(fixture.expect.get("call_refused")),
+    )
+    return FixtureRun(fixture, run_checks(ctx), turn_metrics(timeline), timeline, time.monotonic() - started)

@@ -1,0 +1,67 @@
+"""Every event of a replay - caller audio, recognizer results, LLM and TTS requests, what came
+back to the caller - on one clock (monotonic seconds), for checks, metrics and reports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from fakertzr.journal import Journal
+
+from .fake_llm import FakeLlm
+from .fake_tts import FakeTts
+from .fixture import CallFixture
+from .twilio_player import PlayerRecord
+
+
+@dataclass(frozen=True)
+class Event:
+    wall: float
+    kind: str  # speech_end, partial, final, rtzr_open, rtzr_end, llm_request, llm_end, tts_request, media, mark, clear, stop, closed
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CallTimeline:
+    events: list[Event]
+
+    def of(self, *kinds: str) -> list[Event]:
+        return [e for e in self.events if e.kind in kinds]
+
+    def around(self, wall: float, seconds: float = 1.0) -> list[Event]:
+        """The stretch of the timeline that explains a failed check."""
+        return [e for e in self.events if abs(e.wall - wall) <= seconds]
+
+
+def build_timeline(fixture: CallFixture, player: PlayerRecord, rtzr: Journal, llm: FakeLlm, tts: FakeTts) -> CallTimeline:
+    events: list[Event] = []
+    frames = player.frame_sent
+    for index, utt in enumerate(fixture.script.utterances):
+        k = min(len(frames) - 1, max(0, int(-(-utt.end_ms // 20)) - 1))
+        if k < len(frames) and frames[k] == frames[k]:  # sent (not NaN)
+            events.append(Event(float(frames[k]), "speech_end", {"utterance": index, "text": utt.text, "audio_ms": utt.end_ms}))
+    for conn in rtzr.connections:
+        if not conn.accepted:
+            events.append(Event(conn.messages[0].sent_wall if conn.messages else 0.0, "rtzr_refused",
+                                {"connection": conn.index, "status": conn.status}))
+            continue
+        for m in conn.messages:
+            events.append(Event(m.sent_wall, m.kind if m.kind != "raw" else "rtzr_raw",
+                                {"connection": conn.index, "text": m.text, "audio_ms": m.audio_ms}))
+        if conn.ended:
+            events.append(Event(conn.ended.get("wall", 0.0), "rtzr_end", {"connection": conn.index, **conn.ended}))
+    for i, r in enumerate(llm.requests):
+        events.append(Event(r.at, "llm_request", {"index": i, "user": r.last_user, "abandoned": r.abandoned,
+                                                   "open": not (r.completed or r.abandoned or r.status != 200)}))
+    for i, r in enumerate(tts.requests):
+        events.append(Event(r.at, "tts_request", {"index": i, "text": r.text, "abandoned": r.abandoned,
+                                                   "open": not (r.completed or r.abandoned)}))
+    for wall, message in player.received:
+        kind = message.get("event", "?")
+        detail = {"name": message["mark"]["name"]} if kind == "mark" else {}
+        events.append(Event(wall, kind if kind in ("media", "mark", "clear") else f"handler_{kind}", detail))
+    if player.stop_at is not None:
+        events.append(Event(player.stop_at, "stop", {"how": player.hung_up_how}))
+    if player.closed_at is not None:
+        events.append(Event(player.closed_at, "closed", {"by_handler": player.closed_by_handler}))
+    return CallTimeline(sorted(events, key=lambda e: e.wall))

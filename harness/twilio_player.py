@@ -1,0 +1,177 @@
+"""The fake Twilio: plays a fixture's caller audio into a Media Streams WebSocket, as Twilio does.
+
+``connected``, ``start`` (callSid, streamSid, customParameters, mediaFormat), ``media`` every 20 ms
+with sequence numbers and timestamps, ``dtmf``, ``mark`` echoed when the bot audio sent before it
+would have finished playing (at once after a ``clear``), then ``stop`` and close. Pacing is real
+time times ``pace`` (2.0 plays twice as fast), or ``None``: as fast as the handler reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import numpy as np
+
+from callaudio.g711 import pcm16_to_ulaw
+
+from .fixture import CallFixture
+
+FRAME_MS = 20
+FAST_ANSWER_WAIT_S = 3.0  # fast pacing waits this long for each turn's answer before talking on
+
+
+@dataclass
+class PlayerRecord:
+    """What the caller side saw, with monotonic wall times."""
+
+    frame_sent: np.ndarray = field(default_factory=lambda: np.zeros(0))  # wall time each frame was sent
+    received: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
+    stop_at: float | None = None
+    closed_at: float | None = None
+    closed_by_handler: bool = False
+    hung_up_how: str = ""
+
+    def media_after(self, wall: float) -> float | None:
+        return next((t for t, m in self.received if t >= wall and m.get("event") == "media"), None)
+
+
+class TwilioPlayer:
+    def __init__(self, session: aiohttp.ClientSession, url: str, fixture: CallFixture, *, pace: float | None = 1.0,
+                 call_sid: str = "CAharness0001", stream_sid: str = "MZharness0001",
+                 headers: dict[str, str] | None = None) -> None:
+        self.session, self.url, self.fixture, self.pace = session, url, fixture, pace
+        self.call_sid, self.stream_sid = call_sid, stream_sid
+        self.headers = headers or {}
+        self.record = PlayerRecord()
+        self._seq = 0
+        self._play_until = 0.0
+        self._pending_marks: list[tuple[str, asyncio.TimerHandle]] = []
+        self._answered = 0
+        self._awaiting_answer = False
+        self._answer = asyncio.Event()
+        self._echo_tasks: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> PlayerRecord:
+        ws = await self.session.ws_connect(self.url, headers=self.headers, max_msg_size=0)
+        self.ws = ws
+        await ws.send_str(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
+        await self._send("start", start={
+            "streamSid": self.stream_sid, "accountSid": "ACharness", "callSid": self.call_sid, "tracks": ["inbound"],
+            "customParameters": {"caller": "+821000000000"},
+            "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}})
+        reader = asyncio.create_task(self._read())
+        try:
+            await self._play()
+            await self._hang_up()
+            await asyncio.wait_for(reader, 30)
+        finally:
+            for _, handle in self._pending_marks:
+                handle.cancel()
+            if not reader.done():
+                reader.cancel()
+            if not ws.closed:
+                await ws.close()
+        return self.record
+
+    async def _send(self, event: str, **body: Any) -> None:
+        self._seq += 1
+        if not self.ws.closed:
+            await self.ws.send_str(json.dumps({"event": event, "sequenceNumber": str(self._seq),
+                                               "streamSid": self.stream_sid, **body}))
+
+    async def _play(self) -> None:
+        fixture, caller = self.fixture, self.fixture.caller
+        ulaw = pcm16_to_ulaw(fixture.script.audio)
+        n = (len(ulaw) + 159) // 160
+        self.record.frame_sent = np.full(n, np.nan)
+        end_frames = {int(np.ceil(u.end_ms / FRAME_MS)) for u in fixture.script.utterances}
+        hangup_frame = n if caller.hangup_ms is None else min(n, int(caller.hangup_ms / FRAME_MS))
+        dtmf = {int(at / FRAME_MS): digit for at, digit in caller.dtmf}
+        t0 = time.monotonic()
+        for k in range(hangup_frame):
+            if self.ws.closed:
+                return
+            if self.pace:
+                delay = t0 + k * FRAME_MS / 1000 / self.pace - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)  # the simulated phone line's pace
+            self.record.frame_sent[k] = time.monotonic()
+            media = {"track": "inbound", "chunk": str(k + 1), "timestamp": str(k * FRAME_MS),
+                     "payload": base64.b64encode(ulaw[k * 160 : (k + 1) * 160]).decode()}
+            await self._send("media", media=media)
+            if k in dtmf:
+                await self._send("dtmf", dtmf={"track": "inbound_track", "digit": dtmf[k]})
+            if k + 1 in end_frames:
+                self._awaiting_answer, self._answer = True, asyncio.Event()
+            if caller.hangup_after_turns and self._answered >= caller.hangup_after_turns:
+                return
+            if self.pace is None and self._awaiting_answer and k + 1 - 35 in end_frames:
+                try:  # fast pacing still lets each turn be answered before the caller talks on
+                    await asyncio.wait_for(self._answer.wait(), FAST_ANSWER_WAIT_S)
+                except asyncio.TimeoutError:
+                    pass
+
+    async def _hang_up(self) -> None:
+        self.record.stop_at = time.monotonic()
+        if self.ws.closed:
+            self.record.hung_up_how = "handler closed first"
+            return
+        if self.fixture.caller.vanish:
+            self.record.hung_up_how = "vanished"
+            transport = self.ws._response.connection.transport if self.ws._response.connection else None
+            if transport is not None:
+                transport.abort()
+            return
+        self.record.hung_up_how = "stop"
+        await self._send("stop", stop={"accountSid": "ACharness", "callSid": self.call_sid})
+
+    async def _read(self) -> None:
+        loop = asyncio.get_running_loop()
+        async for msg in self.ws:
+            now = time.monotonic()
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                self.record.received.append((now, {"event": "binary", "bytes": len(msg.data)}))
+                continue
+            try:
+                message = json.loads(msg.data)
+            except json.JSONDecodeError:
+                message = {"event": "invalid-json", "text": msg.data[:100]}
+            self.record.received.append((now, message))
+            event = message.get("event")
+            if event == "media":
+                ms = len(base64.b64decode(message.get("media", {}).get("payload", ""))) / 8
+                self._play_until = max(now, self._play_until) + (ms / 1000 / self.pace if self.pace else 0.0)
+                if self._awaiting_answer:
+                    self._awaiting_answer = False
+                    self._answered += 1
+                    self._answer.set()
+            elif event == "mark":
+                name = message.get("mark", {}).get("name", "")
+                handle = loop.call_at(loop.time() + max(0.0, self._play_until - now), self._echo_later, name)
+                self._pending_marks.append((name, handle))
+            elif event == "clear":
+                pending, self._pending_marks = self._pending_marks, []
+                for name, handle in pending:
+                    handle.cancel()
+                    await self._echo(name)
+                self._play_until = now
+        self.record.closed_at = time.monotonic()
+        self.record.closed_by_handler = self.record.stop_at is None or self.record.closed_at < self.record.stop_at
+
+    def _echo_later(self, name: str) -> None:
+        task = asyncio.ensure_future(self._echo(name))
+        self._echo_tasks.add(task)
+        task.add_done_callback(self._echo_tasks.discard)
+
+    async def _echo(self, name: str) -> None:
+        self._pending_marks = [(n, h) for n, h in self._pending_marks if n != name]
+        try:
+            await self._send("mark", mark={"name": name})
+        except ConnectionResetError:
+            pass  # the handler closed the call while the audio was "playing"

@@ -1,0 +1,57 @@
+"""`harness run` end to end: the bundled fixtures pass against aicall, and a bug put back is caught."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import aicall.rtzr_client as rtzr_client
+from harness.fixture import discover, load_call
+from harness.runner import ErrorLog, run_fixture
+
+FIXTURES = "fixtures/calls"
+
+
+def test_every_bundled_fixture_loads_and_names_itself():
+    directories = discover(FIXTURES)
+    assert len(directories) >= 8
+    assert all(load_call(d).name == d.name for d in directories)
+
+
+async def test_failure2_fixture_passes_against_aicall(tmp_path):
+    with ErrorLog() as errors:
+        run = await run_fixture(load_call(f"{FIXTURES}/failure2-recognizer-closes-1000"), pace=None, workdir=tmp_path, errors=errors)
+    assert run.ok, [c for c in run.checks if not c.ok]
+    assert [t.utterance for t in run.turns] == [0, 1, 2]
+
+
+async def test_the_harness_catches_failure2_put_back_into_aicall(tmp_path, monkeypatch):
+    """The report's bug: the recognizer stream ends after the first final and is never reopened."""
+    async def stops_after_first_close(self):
+        ws = await self._connect()
+        self.connections += 1
+        await self._converse(ws)
+
+    monkeypatch.setattr(rtzr_client.RecognizerStream, "run", stops_after_first_close)
+    with ErrorLog() as errors:
+        run = await run_fixture(load_call(f"{FIXTURES}/failure2-recognizer-closes-1000"), pace=None, workdir=tmp_path, errors=errors)
+    failed = {c.name: c.message for c in run.checks if not c.ok}
+    assert "recognition_continues" in failed and "expectations" in failed
+
+
+def test_cli_runs_writes_a_report_and_exits_by_result(tmp_path):
+    report = tmp_path / "report"
+    done = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--pace", "fast", "-k", "seed",
+                           "--report-dir", str(report)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "seed-three-turns             PASS" in done.stdout
+    body = json.loads((report / "report.json").read_text())
+    assert body["summary"]["failed"] == 0 and body["runs"][0]["checks"]
+
+
+def test_cli_bad_input_is_one_line_and_exit_2(tmp_path):
+    for args, message in ((["--pace", "slow"], "pace must be realtime, fast or xN"),
+                          (["--fixtures", str(tmp_path)], "no fixtures in")):
+        done = subprocess.run([sys.executable, "-m", "harness.cli", "run", *args], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2 and message in done.stderr and done.stderr.count("\n") == 1, done.stderr
