@@ -44,6 +44,16 @@ def _samples(ms: float) -> int:
     return int(round(ms * RATE / 1000.0))
 
 
+def _longest_run(mask: np.ndarray) -> tuple[int, int]:
+    """[lo, hi) of the longest run of True in ``mask`` ((0, 0) if none)."""
+    if not mask.any():
+        return 0, 0
+    edges = np.diff(np.concatenate(([0], mask.astype(np.int8), [0])))
+    starts, ends = np.nonzero(edges == 1)[0], np.nonzero(edges == -1)[0]
+    longest = int(np.argmax(ends - starts))
+    return int(starts[longest]), int(ends[longest])
+
+
 class _Intervals:
     """Received call-audio spans, merged; appends are almost always at the end."""
 
@@ -218,51 +228,65 @@ class ScriptRecognizer:
                 return []
             chosen = best[:2]
             segments = self._consistent_segments(probe, probe_start, best[1], best[2])
+        if not segments:
+            return []
         self._select(*chosen)
-        self._pending = []
         events: list[RecognizerEvent] = []
         for lo, hi, offset, exact, score in segments:
             self._offset, self._exact = offset, exact
             self.alignment_log.append({"conn_ms": _ms(lo), "call_ms": _ms(lo + offset), "event": "aligned",
                                        "script": chosen[0].name, "score": round(score, 3), "exact": exact})
             events += self._map(lo, hi)
+        placed_to = segments[-1][1]
+        if placed_to < self.conn_samples:  # the newest audio is not placed yet: keep looking with more
+            self._offset = None
+            self._pending, self._pending_start = [probe[placed_to - probe_start :]], placed_to
+            self._next_attempt = 0
+        else:
+            self._pending = []
         return events
 
     def _consistent_segments(self, probe: np.ndarray, probe_start: int, locator: AudioLocator,
                              match: Match | None, depth: int = 0) -> list[tuple[int, int, int, bool, float]]:
         """Where the probe's audio lies, as (conn_lo, conn_hi, offset, exact, score) in connection order.
 
-        The match places the newest audio; the run of the probe that really continues at that
-        place is kept, and what comes before a break is located on its own (or stays unheard).
+        The match places part of the probe; the longest run that really continues the call audio
+        there is kept, and what comes before and after it is placed on its own (or stays unheard).
         """
         if match is None or not match.is_confident():
             return []
         offset = match.offset - (probe_start + len(probe) - match.used)
-        call_start = probe_start + offset
-        tail = probe[-_samples(100):]
-        tail_at = call_start + len(probe) - len(tail)
-        exact = tail_at >= 0 and bool(np.mean(tail == locator.samples[tail_at : tail_at + len(tail)]) >= EXACT_FRACTION)
-        cut = self._consistent_from(probe, call_start, locator, exact)
-        segments: list[tuple[int, int, int, bool, float]] = []
-        if cut >= _samples(MIN_PROBE_MS) and depth < 3:
-            prefix = probe[:cut]
-            segments = self._consistent_segments(prefix, probe_start, locator, locator.locate(prefix), depth + 1)
-        return segments + [(probe_start + cut, probe_start + len(probe), offset, exact, match.score)]
+        mask, exact = self._continuity(probe, probe_start + offset, locator)
+        lo, hi = _longest_run(mask)
+        if hi - lo < _samples(MIN_PROBE_MS):
+            return []
+        segments = [(probe_start + lo, probe_start + hi, offset, exact, match.score)]
+        if depth < 3 and lo >= _samples(MIN_PROBE_MS):
+            before = probe[:lo]
+            segments = self._consistent_segments(before, probe_start, locator, locator.locate(before), depth + 1) + segments
+        if depth < 3 and len(probe) - hi >= _samples(MIN_PROBE_MS):
+            after = probe[hi:]
+            segments += self._consistent_segments(after, probe_start + hi, locator, locator.locate(after), depth + 1)
+        return segments
 
     @staticmethod
-    def _consistent_from(probe: np.ndarray, call_start: int, locator: AudioLocator, exact: bool) -> int:
-        """Index into ``probe`` from which it continues the call audio at ``call_start`` to its end."""
-        if exact:
-            lo, hi = max(0, call_start), min(len(locator.samples), call_start + len(probe))
-            same = np.zeros(len(probe), dtype=bool)
-            if hi > lo:
-                same[lo - call_start : hi - call_start] = probe[lo - call_start : hi - call_start] == locator.samples[lo:hi]
-            different = np.nonzero(~same)[0]
-            return int(different[-1]) + 1 if len(different) else 0
-        trimmed = len(probe) % WINDOW  # align windows to the probe's end
-        scores = locator.window_scores(probe[trimmed:], call_start + trimmed)
-        bad = np.nonzero(voiced_blocks(probe[trimmed:], WINDOW) & (scores < CONTINUITY_MIN_SCORE))[0]
-        return trimmed + (int(bad[-1]) + 1) * WINDOW if len(bad) else 0
+    def _continuity(probe: np.ndarray, call_start: int, locator: AudioLocator) -> tuple[np.ndarray, bool]:
+        """Per sample of ``probe``: does it continue the call audio placed at ``call_start``? And is the
+        client sample-exact (a run of at least 100 ms equal sample for sample)?"""
+        lo, hi = max(0, call_start), min(len(locator.samples), call_start + len(probe))
+        inside = np.zeros(len(probe), dtype=bool)
+        inside[max(0, lo - call_start) : max(0, hi - call_start)] = True
+        same = np.zeros(len(probe), dtype=bool)
+        if hi > lo:
+            same[lo - call_start : hi - call_start] = probe[lo - call_start : hi - call_start] == locator.samples[lo:hi]
+        run_lo, run_hi = _longest_run(same)
+        if run_hi - run_lo >= _samples(100):
+            return same, True
+        n = len(probe) // WINDOW
+        scores = locator.window_scores(probe[: n * WINDOW], call_start)
+        good = ~voiced_blocks(probe[: n * WINDOW], WINDOW) | (scores >= CONTINUITY_MIN_SCORE)
+        mask = np.concatenate((np.repeat(good, WINDOW), np.full(len(probe) - n * WINDOW, True)))
+        return mask & inside, False
 
     @staticmethod
     def _exact_at(probe: np.ndarray, locator: AudioLocator, call_start: int) -> bool:

@@ -78,6 +78,9 @@ def test_whole_call_yields_every_word_once_in_order(seed, utts, chunk, encoding)
           SynthUtterance(700, (331, 600, 600, 233))],
     chunk=40, start_frac=0.5, drop=(0.5, 0.125),
 )
+@example(  # a probe whose newest audio lies after a gap: exactness is judged where the match holds
+    seed=0, utts=[SynthUtterance(700, (150,))] * 4, chunk=4096, start_frac=0.5, drop=(0.125, 0.25),
+)
 @example(  # the first probe spans the gap: only the run that continues at the match may be mapped
     seed=0, utts=[SynthUtterance(1687, (150, 151))], chunk=8192, start_frac=0.0859375, drop=(0.234375, 0.2109375),
 )
