@@ -12,7 +12,8 @@ from typing import NoReturn, Sequence
 from fakertzr.errors import FakeRtzrError
 
 from .fixture import discover, load_call
-from .report import console_table, write_json
+from .html_report import write_html
+from .report import console_table, write_json, write_junit
 from .runner import ErrorLog, FixtureRun, run_fixture
 
 PARALLEL = 4
@@ -82,9 +83,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs = asyncio.run(_run_all(fixtures, args.pace))
     print()
     console_table(runs, sys.stdout)
-    report = args.report_dir / "report.json"
-    write_json(runs, report, pace_name)
-    print(f"\nreport: {report}")
+    write_json(runs, args.report_dir / "report.json", pace_name)
+    write_junit(runs, args.report_dir / "junit.xml")
+    write_html(runs, args.report_dir / "report.html", pace_name)
+    print(f"\nreports: {args.report_dir / 'report.html'}, report.json, junit.xml")
     return 0 if all(r.ok for r in runs) else 1
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from xml.etree import ElementTree
 from pathlib import Path
 from typing import TextIO
 
@@ -60,3 +61,20 @@ def write_json(runs: list[FixtureRun], path: Path, pace: str) -> None:
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(body, ensure_ascii=False, indent=1, default=str) + "\n", encoding="utf-8")
+
+
+def write_junit(runs: list[FixtureRun], path: Path) -> None:
+    """One testcase per fixture and check, for CI systems that read JUnit XML."""
+    checks = [(run, check) for run in runs for check in run.checks]
+    suite = ElementTree.Element("testsuite", name="harness", tests=str(len(checks)),
+                                failures=str(sum(not c.ok for _, c in checks)))
+    for run, check in checks:
+        case = ElementTree.SubElement(suite, "testcase", classname=f"harness.{run.fixture.name}", name=check.name,
+                                      time=f"{run.wall_s:.3f}")
+        if not check.ok:
+            failure = ElementTree.SubElement(case, "failure", message=check.message)
+            if check.at is not None:
+                failure.text = "\n".join(f"{e.wall - check.at:+.3f}s {e.kind} {json.dumps(e.detail, ensure_ascii=False)[:160]}"
+                                          for e in run.timeline.around(check.at))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ElementTree.ElementTree(suite).write(path, encoding="utf-8", xml_declaration=True)

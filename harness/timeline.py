@@ -17,7 +17,7 @@ from .twilio_player import PlayerRecord
 @dataclass(frozen=True)
 class Event:
     wall: float
-    kind: str  # speech_end, partial, final, rtzr_open, rtzr_end, llm_request, llm_end, tts_request, media, mark, clear, stop, closed
+    kind: str  # call_start, speech_end, partial, final, rtzr_open, rtzr_end, llm_request, llm_end, tts_request, media, mark, clear, stop, closed
     detail: dict[str, Any] = field(default_factory=dict)
 
 
@@ -36,6 +36,8 @@ class CallTimeline:
 def build_timeline(fixture: CallFixture, player: PlayerRecord, rtzr: Journal, llm: FakeLlm, tts: FakeTts) -> CallTimeline:
     events: list[Event] = []
     frames = player.frame_sent
+    if len(frames) and frames[0] == frames[0]:
+        events.append(Event(float(frames[0]), "call_start"))
     for index, utt in enumerate(fixture.script.utterances):
         k = min(len(frames) - 1, max(0, int(-(-utt.end_ms // 20)) - 1))
         if k < len(frames) and frames[k] == frames[k]:  # sent (not NaN)
@@ -60,6 +62,8 @@ def build_timeline(fixture: CallFixture, player: PlayerRecord, rtzr: Journal, ll
         kind = message.get("event", "?")
         detail = {"name": message["mark"]["name"]} if kind == "mark" else {}
         events.append(Event(wall, kind if kind in ("media", "mark", "clear") else f"handler_{kind}", detail))
+    for wall, name in player.marks_played:
+        events.append(Event(wall, "mark_played", {"name": name}))
     if player.stop_at is not None:
         events.append(Event(player.stop_at, "stop", {"how": player.hung_up_how}))
     if player.closed_at is not None:

@@ -32,6 +32,7 @@ class PlayerRecord:
 
     frame_sent: np.ndarray = field(default_factory=lambda: np.zeros(0))  # wall time each frame was sent
     received: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
+    marks_played: list[tuple[float, str]] = field(default_factory=list)  # when each mark was echoed
     stop_at: float | None = None
     closed_at: float | None = None
     closed_by_handler: bool = False
@@ -173,5 +174,6 @@ class TwilioPlayer:
         self._pending_marks = [(n, h) for n, h in self._pending_marks if n != name]
         try:
             await self._send("mark", mark={"name": name})
+            self.record.marks_played.append((time.monotonic(), name))
         except ConnectionResetError:
             pass  # the handler closed the call while the audio was "playing"

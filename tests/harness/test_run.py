@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from xml.etree import ElementTree
 import sys
 
 import aicall.rtzr_client as rtzr_client
@@ -48,6 +49,10 @@ def test_cli_runs_writes_a_report_and_exits_by_result(tmp_path):
     assert "seed-three-turns             PASS" in done.stdout
     body = json.loads((report / "report.json").read_text())
     assert body["summary"]["failed"] == 0 and body["runs"][0]["checks"]
+    junit = ElementTree.parse(report / "junit.xml").getroot()
+    assert junit.get("failures") == "0" and len(junit.findall("testcase")) == len(body["runs"][0]["checks"])
+    page = (report / "report.html").read_text()
+    assert "<svg" in page and "seed-three-turns - PASS" in page
 
 
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path):
