@@ -29,6 +29,7 @@ class CheckContext:
     stored_caller_lines: list[str] | None  # None when the store is not reachable
     errors_logged: list[str] = field(default_factory=list)
     call_refused_allowed: bool = False
+    audio_plays: bool = True  # False at 'fast' pacing: bot audio takes no time, nothing can be talked over
 
     @property
     def hangup(self) -> float:
@@ -132,6 +133,8 @@ def expectations(ctx: CheckContext) -> CheckResult:
             s.wall < m.wall < (speech[i + 1].wall if i + 1 < len(speech) else float("inf")) for m in ctx.timeline.of("media")))
         if answered != expect["answered_turns"]:
             return CheckResult("expectations", False, f"{answered} turn(s) answered, expected {expect['answered_turns']}")
+    if expect.get("barge_in") and ctx.audio_plays and not ctx.timeline.of("clear"):
+        return CheckResult("expectations", False, "the caller spoke over the bot but playback was never cleared")
     if expect.get("call_refused"):
         closed = next(iter(ctx.timeline.of("closed")), None)
         if closed is None or not closed.detail.get("by_handler"):

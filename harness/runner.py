@@ -135,6 +135,6 @@ async def run_fixture(fixture: CallFixture, *, pace: float | None, workdir: Path
     ctx = CheckContext(
         timeline=timeline, expect=fixture.expect,
         stored_caller_lines=[line.text for line in stored[1] if line.role == "caller"] if stored else [],
-        errors_logged=errors.for_call(call_sid, started, time.monotonic()), call_refused_allowed=bool(fixture.expect.get("call_refused")),
+        errors_logged=errors.for_call(call_sid, started, time.monotonic()), audio_plays=pace is not None, call_refused_allowed=bool(fixture.expect.get("call_refused")),
     )
     return FixtureRun(fixture, run_checks(ctx), turn_metrics(timeline), timeline, time.monotonic() - started)

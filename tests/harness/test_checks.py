@@ -71,8 +71,17 @@ def test_errors_fail_the_run_unless_the_fixture_expects_refusal():
     ({"llm_turns": 0}, True), ({"llm_turns": 1}, False),
     ({"answered_turns": 1}, True), ({"answered_turns": 2}, False),
     ({"call_refused": True}, False),
+    ({"barge_in": True}, False),
 ])
 def test_fixture_expectations(expect, ok):
     speech = Event(0.5, "speech_end", {"utterance": 0, "text": "가나"})
     closed = Event(11.0, "closed", {"by_handler": False})
     assert expectations(ctx(speech, FINAL_A, FINAL_B, Event(1.5, "media"), STOP, closed, expect=expect)).ok is ok
+
+
+def test_barge_in_expectation_needs_a_clear_but_not_at_fast_pace():
+    speech = Event(0.5, "speech_end", {"utterance": 0, "text": "가나"})
+    assert expectations(ctx(speech, Event(2.0, "clear"), STOP, expect={"barge_in": True})).ok
+    fast = ctx(speech, STOP, expect={"barge_in": True})
+    fast.audio_plays = False
+    assert expectations(fast).ok
