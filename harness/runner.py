@@ -14,7 +14,7 @@ import aiohttp
 from aicall.app import create_app
 from aicall.config import load_settings
 from aicall.store import CallStore
-from fakertzr import FakeRtzrBackend, FakeRtzrConfig, FakeRtzrServer
+from fakertzr import FakeRtzrBackend, FakeRtzrServer
 from fakertzr.appserver import AppServer
 
 from .checks import CheckContext, CheckResult, run_checks
@@ -39,6 +39,10 @@ class FixtureRun:
     @property
     def ok(self) -> bool:
         return all(c.ok for c in self.checks)
+
+    def failures(self) -> str:
+        """The failed checks, one per line, for assertion messages."""
+        return "\n".join(f"{c.name}: {c.message}" for c in self.checks if not c.ok)
 
 
 class ErrorLog(logging.Handler):
@@ -105,36 +109,65 @@ def call_sid_for(fixture: CallFixture) -> str:
     return "CA" + hashlib.sha1(fixture.name.encode()).hexdigest()[:32]
 
 
-async def run_fixture(fixture: CallFixture, *, pace: float | None, workdir: Path, errors: ErrorLog) -> FixtureRun:
-    """Replay ``fixture`` at ``pace`` (None: as fast as aicall takes it) and judge the result."""
-    time_scale = 0.0 if pace is None else 1.0 / pace
-    rtzr = FakeRtzrBackend(FakeRtzrConfig(time_scale=time_scale))
+def configure_fakes(fixture: CallFixture, rtzr: FakeRtzrBackend, llm: FakeLlm, tts: FakeTts, time_scale: float) -> None:
+    """Make the fakes play this fixture: its script and faults, its LLM and TTS behaviour, one time_scale."""
+    rtzr.reset()
+    rtzr.clear_scripts()
+    rtzr.update_config({"time_scale": time_scale})
     rtzr.load_script(fixture.script)
-    llm = FakeLlm(_llm_config(fixture, time_scale))
-    tts = FakeTts(_tts_config(fixture, time_scale))
-    store = CallStore(workdir / f"{fixture.name}.db")
+    llm.config = _llm_config(fixture, time_scale)
+    tts.config = _tts_config(fixture, time_scale)
+    llm.requests.clear()
+    tts.requests.clear()
+
+
+async def replay(fixture: CallFixture, url: str, *, rtzr: FakeRtzrBackend, llm: FakeLlm, tts: FakeTts,
+                 pace: float | None = None, errors: ErrorLog | None = None, store_lines=None,
+                 headers: dict[str, str] | None = None) -> FixtureRun:
+    """Replay ``fixture`` against the Twilio Media Streams handler at ``url`` and judge it.
+
+    The handler must already use these fakes; ``configure_fakes`` is called here. ``store_lines``
+    (a function of the call SID returning the caller lines stored) enables the persistence check.
+    """
+    time_scale = 0.0 if pace is None else 1.0 / pace
+    configure_fakes(fixture, rtzr, llm, tts, time_scale)
     started = time.monotonic()
     call_sid = call_sid_for(fixture)
-    async with FakeRtzrServer(rtzr) as r, llm.server() as l, tts.server() as t:
-        env = {"RTZR_CLIENT_ID": rtzr.config.client_id, "RTZR_CLIENT_SECRET": rtzr.config.client_secret,
-               "RTZR_API_BASE": r.base_url, "OPENAI_BASE_URL": f"{l.base_url}/v1", "OPENAI_API_KEY": "harness",
-               "TTS_BASE_URL": f"{t.base_url}/v1"}
-        settings = load_settings(env, env_file=None)
-        async with AppServer(create_app(settings, store)) as app, aiohttp.ClientSession() as session:
-            player = TwilioPlayer(session, f"{app.ws_url}/twilio/media", fixture, pace=pace, call_sid=call_sid)
-            record = await player.run()
-        try:  # the handler has let go of the call: give the fakes a moment to see every close
-            await rtzr.wait_for(lambda j: all(c.ended for c in j.connections if c.accepted), SETTLE_S)
-            await llm.wait_for(lambda f: all(r.completed or r.abandoned or r.status != 200 for r in f.requests), SETTLE_S)
-            await tts.wait_for(lambda f: all(r.completed or r.abandoned for r in f.requests), SETTLE_S)
-        except asyncio.TimeoutError:
-            pass  # the checks will say what stayed open
-    stored = store.call(player.call_sid)
-    store.close()
+    async with aiohttp.ClientSession() as session:
+        player = TwilioPlayer(session, url, fixture, pace=pace, call_sid=call_sid, headers=headers)
+        record = await player.run()
+    try:  # the handler has let go of the call: give the fakes a moment to see every close
+        await rtzr.wait_for(lambda j: all(c.ended for c in j.connections if c.accepted), SETTLE_S)
+        await llm.wait_for(lambda f: all(r.completed or r.abandoned or r.status != 200 for r in f.requests), SETTLE_S)
+        await tts.wait_for(lambda f: all(r.completed or r.abandoned for r in f.requests), SETTLE_S)
+    except asyncio.TimeoutError:
+        pass  # the checks will say what stayed open
     timeline = build_timeline(fixture, record, rtzr.journal, llm, tts)
     ctx = CheckContext(
         timeline=timeline, expect=fixture.expect,
-        stored_caller_lines=[line.text for line in stored[1] if line.role == "caller"] if stored else [],
-        errors_logged=errors.for_call(call_sid, started, time.monotonic()), audio_plays=pace is not None, call_refused_allowed=bool(fixture.expect.get("call_refused")),
+        stored_caller_lines=store_lines(call_sid) if store_lines else None,
+        errors_logged=errors.for_call(call_sid, started, time.monotonic()) if errors else [],
+        call_refused_allowed=bool(fixture.expect.get("call_refused")), audio_plays=pace is not None,
     )
     return FixtureRun(fixture, run_checks(ctx), turn_metrics(timeline), timeline, time.monotonic() - started)
+
+
+async def run_fixture(fixture: CallFixture, *, pace: float | None, workdir: Path, errors: ErrorLog) -> FixtureRun:
+    """Replay ``fixture`` against aicall in-process, with fresh fakes, and judge the result."""
+    rtzr, llm, tts = FakeRtzrBackend(), FakeLlm(), FakeTts()
+    store = CallStore(workdir / f"{fixture.name}.db")
+
+    def caller_lines(call_sid: str) -> list[str]:
+        stored = store.call(call_sid)
+        return [line.text for line in stored[1] if line.role == "caller"] if stored else []
+
+    try:
+        async with FakeRtzrServer(rtzr) as r, llm.server() as l, tts.server() as t:
+            env = {"RTZR_CLIENT_ID": rtzr.config.client_id, "RTZR_CLIENT_SECRET": rtzr.config.client_secret,
+                   "RTZR_API_BASE": r.base_url, "OPENAI_BASE_URL": f"{l.base_url}/v1", "OPENAI_API_KEY": "harness",
+                   "TTS_BASE_URL": f"{t.base_url}/v1"}
+            async with AppServer(create_app(load_settings(env, env_file=None), store)) as app:
+                return await replay(fixture, f"{app.ws_url}/twilio/media", rtzr=rtzr, llm=llm, tts=tts, pace=pace,
+                                    errors=errors, store_lines=caller_lines)
+    finally:
+        store.close()

@@ -1,0 +1,58 @@
+"""pytest fixtures for replaying calls against your own handler: ``fake_llm``, ``fake_tts``, ``replay``.
+
+    async def test_my_handler(fake_rtzr, fake_llm, fake_tts, replay):
+        handler = await start_my_handler(rtzr=fake_rtzr.base_url, llm=fake_llm.base_url, tts=fake_tts.base_url)
+        run = await replay("fixtures/calls/failure2-recognizer-closes-1000", handler.media_url)
+        assert run.ok, run.failures()
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import AsyncIterator, Awaitable, Callable
+
+import pytest_asyncio
+
+from .fake_llm import FakeLlm
+from .fake_tts import FakeTts
+from .fixture import load_call
+from .runner import FixtureRun, replay as replay_fixture
+
+
+class ServedFake:
+    """A running fake: ``base_url`` is the OpenAI-style base (``.../v1``); the rest is the fake itself."""
+
+    def __init__(self, fake: FakeLlm | FakeTts, root_url: str) -> None:
+        self.fake = fake
+        self.base_url = f"{root_url}/v1"
+
+    def __getattr__(self, name: str):
+        return getattr(self.fake, name)
+
+
+@pytest_asyncio.fixture
+async def fake_llm() -> AsyncIterator[ServedFake]:
+    """A fake OpenAI-compatible LLM on a free port (no delays unless a fixture says so)."""
+    fake = FakeLlm()
+    async with fake.server() as server:
+        yield ServedFake(fake, server.base_url)
+
+
+@pytest_asyncio.fixture
+async def fake_tts() -> AsyncIterator[ServedFake]:
+    """A fake OpenAI-compatible TTS on a free port."""
+    fake = FakeTts()
+    async with fake.server() as server:
+        yield ServedFake(fake, server.base_url)
+
+
+@pytest_asyncio.fixture
+async def replay(fake_rtzr, fake_llm, fake_tts) -> Callable[..., Awaitable[FixtureRun]]:
+    """``await replay(fixture_dir, media_ws_url, pace=None)``: play a fixture into your handler and judge it."""
+
+    async def run(fixture_dir: str | Path, url: str, *, pace: float | None = None,
+                  headers: dict[str, str] | None = None) -> FixtureRun:
+        return await replay_fixture(load_call(fixture_dir), url, rtzr=fake_rtzr.backend, llm=fake_llm.fake,
+                                    tts=fake_tts.fake, pace=pace, headers=headers)
+
+    return run

@@ -1,0 +1,20 @@
+"""The pytest fixtures users put into their own suites: replay a fixture against a handler by URL."""
+
+from __future__ import annotations
+
+from aicall.app import create_app
+from aicall.config import load_settings
+from fakertzr.appserver import AppServer
+
+
+async def test_replay_against_a_handler_by_url(fake_rtzr, fake_llm, fake_tts, replay):
+    env = {"RTZR_CLIENT_ID": fake_rtzr.client_id, "RTZR_CLIENT_SECRET": fake_rtzr.client_secret,
+           "RTZR_API_BASE": fake_rtzr.base_url, "OPENAI_BASE_URL": fake_llm.base_url, "OPENAI_API_KEY": "k",
+           "TTS_BASE_URL": fake_tts.base_url, "AICALL_DB": ":memory:"}
+    async with AppServer(create_app(load_settings(env, env_file=None))) as handler:
+        run = await replay("fixtures/calls/failure2-recognizer-closes-1000", f"{handler.ws_url}/twilio/media")
+        assert run.ok, run.failures()
+        assert [r.last_user for r in fake_llm.requests] == ["안녕하세요 반갑습니다", "그냥 잘 지냅니다", "아직 안 먹었어요"]
+        silent = await replay("fixtures/calls/silent-call", f"{handler.ws_url}/twilio/media")
+        assert silent.ok, silent.failures()
+        assert fake_llm.requests == []  # each replay starts from clean fakes
