@@ -43,6 +43,7 @@ class ConnectionRecord:
 
     index: int
     opened_at: float = field(default_factory=time.time)
+    opened_wall: float = field(default_factory=time.monotonic)
     client_id: str | None = None
     query: dict[str, str] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)

@@ -112,6 +112,22 @@ def upstream_closed_after_hangup(ctx: CheckContext) -> CheckResult:
     return CheckResult("upstream_closed_after_hangup", True)
 
 
+def replies_in_order(ctx: CheckContext) -> CheckResult:
+    """Sentences go to TTS in the order of the replies they come from (no later reply spoken first)."""
+    replies = [e.detail.get("reply", "") for e in ctx.timeline.of("llm_request")]
+    last = -1
+    for tts in ctx.timeline.of("tts_request"):
+        sources = [i for i, reply in enumerate(replies) if tts.detail["text"] and tts.detail["text"] in reply]
+        if not sources:
+            continue  # not from a reply (an apology, a fallback)
+        source = min((i for i in sources if i >= last), default=min(sources))
+        if source < last:
+            return CheckResult("replies_in_order", False, f"{tts.detail['text']!r} (reply {source + 1}) was spoken "
+                               f"after reply {last + 1} had started", tts.wall)
+        last = source
+    return CheckResult("replies_in_order", True)
+
+
 def no_errors(ctx: CheckContext) -> CheckResult:
     unexpected = [e for e in ctx.errors_logged if not (ctx.call_refused_allowed and "rtzr_auth_failed" in e)]
     if unexpected:
@@ -143,7 +159,7 @@ def expectations(ctx: CheckContext) -> CheckResult:
 
 
 CHECKS: tuple[Check, ...] = (stops_sending_after_hangup, finals_to_llm_once, finals_persisted, recognition_continues,
-                             upstream_closed_after_hangup, no_errors, expectations)
+                             upstream_closed_after_hangup, replies_in_order, no_errors, expectations)
 
 
 def run_checks(ctx: CheckContext) -> list[CheckResult]:

@@ -9,9 +9,12 @@ import tempfile
 from pathlib import Path
 from typing import NoReturn, Sequence
 
+import aiohttp
+
 from fakertzr.errors import FakeRtzrError
 
 from .fixture import discover, load_call
+from .external import run_external
 from .html_report import write_html
 from .report import console_table, write_json, write_junit
 from .runner import ErrorLog, FixtureRun, run_fixture
@@ -48,6 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--report-dir", type=Path, default=Path("harness-report"), help="where reports go (default harness-report/)")
     run.add_argument("--pace", type=parse_pace, default=1.0, metavar="realtime|fast|xN", help="default realtime")
     run.add_argument("-k", dest="name", help="only fixtures whose name contains this")
+    run.add_argument("--twilio-auth-token", metavar="TOKEN", help="sign the stream handshake with X-Twilio-Signature "
+                     "(for handlers that check it; the signed URL is the target URL)")
+    target = run.add_mutually_exclusive_group()
+    target.add_argument("--target", metavar="WS_URL", help="a handler already running and pointed at the fakes "
+                        "(they listen on ports 8765, 8766, 8767)")
+    target.add_argument("--cmd", metavar="COMMAND", help="launch the handler: {rtzr_url} {llm_url} {tts_url} {port} "
+                        "are filled in and set as RTZR_API_BASE, OPENAI_BASE_URL, TTS_BASE_URL, PORT")
     return parser
 
 
@@ -79,8 +89,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"harness: error: {exc}", file=sys.stderr)
         return 2
     pace_name = "fast" if args.pace is None else ("realtime" if args.pace == 1.0 else f"x{args.pace:g}")
-    print(f"replaying {len(fixtures)} fixture(s) against aicall, pace {pace_name}", flush=True)
-    runs = asyncio.run(_run_all(fixtures, args.pace))
+    against = args.target or (f"`{args.cmd}`" if args.cmd else "aicall (in-process)")
+    print(f"replaying {len(fixtures)} fixture(s) against {against}, pace {pace_name}", flush=True)
+    if args.target or args.cmd:
+        def progress(run: FixtureRun) -> None:
+            print(f"{run.fixture.name}: {'PASS' if run.ok else 'FAIL'} ({run.wall_s:.1f} s)", flush=True)
+
+        try:
+            runs = asyncio.run(run_external(fixtures, pace=args.pace, target=args.target, cmd=args.cmd, progress=progress,
+                                            twilio_auth_token=args.twilio_auth_token))
+        except aiohttp.WSServerHandshakeError as exc:
+            print(f"harness: error: the handler refused the stream handshake: HTTP {exc.status}", file=sys.stderr)
+            return 2
+        except (RuntimeError, OSError, aiohttp.ClientError) as exc:
+            print(f"harness: error: {exc}", file=sys.stderr)
+            return 2
+    else:
+        runs = asyncio.run(_run_all(fixtures, args.pace))
     print()
     console_table(runs, sys.stdout)
     write_json(runs, args.report_dir / "report.json", pace_name)

@@ -19,6 +19,7 @@ class LlmRequest:
     model: str
     at: float = field(default_factory=time.monotonic)
     status: int = 200
+    reply: str = ""  # what the fake answered (or would have)
     tokens_sent: int = 0
     completed: bool = False
     abandoned: bool = False  # the client went away before the reply was complete
@@ -75,7 +76,7 @@ class FakeLlm(JournaledFake[LlmRequest]):
                 entry.abandoned = True
                 self.changes.notify()
                 raise
-        text = self.config.reply(entry)
+        text = entry.reply = self.config.reply(entry)
         step = self.config.chars_per_token
         try:
             await self._sleep(self.config.first_token_ms)

@@ -78,6 +78,10 @@ class ErrorLog(logging.Handler):
         for name in self.LOGGERS:
             logging.getLogger(name).removeHandler(self)
 
+    def add(self, line: str) -> None:
+        """An error line from outside this process (a handler launched with --cmd)."""
+        self.records.append((time.monotonic(), line))
+
     def for_call(self, call_sid: str, start: float, end: float) -> list[str]:
         return [m for t, m in self.records if f"call={call_sid}" in m or ("call=" not in m and start <= t <= end)]
 

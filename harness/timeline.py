@@ -44,7 +44,7 @@ def build_timeline(fixture: CallFixture, player: PlayerRecord, rtzr: Journal, ll
             events.append(Event(float(frames[k]), "speech_end", {"utterance": index, "text": utt.text, "audio_ms": utt.end_ms}))
     for conn in rtzr.connections:
         if not conn.accepted:
-            events.append(Event(conn.messages[0].sent_wall if conn.messages else 0.0, "rtzr_refused",
+            events.append(Event(conn.opened_wall, "rtzr_refused",
                                 {"connection": conn.index, "status": conn.status}))
             continue
         for m in conn.messages:
@@ -53,7 +53,7 @@ def build_timeline(fixture: CallFixture, player: PlayerRecord, rtzr: Journal, ll
         if conn.ended:
             events.append(Event(conn.ended.get("wall", 0.0), "rtzr_end", {"connection": conn.index, **conn.ended}))
     for i, r in enumerate(llm.requests):
-        events.append(Event(r.at, "llm_request", {"index": i, "user": r.last_user, "abandoned": r.abandoned,
+        events.append(Event(r.at, "llm_request", {"index": i, "user": r.last_user, "reply": r.reply, "abandoned": r.abandoned,
                                                    "open": not (r.completed or r.abandoned or r.status != 200)}))
     for i, r in enumerate(tts.requests):
         events.append(Event(r.at, "tts_request", {"index": i, "text": r.text, "abandoned": r.abandoned,

@@ -24,6 +24,8 @@ from .fixture import CallFixture
 
 FRAME_MS = 20
 FAST_ANSWER_WAIT_S = 3.0  # fast pacing waits this long for each turn's answer before talking on
+QUIET_S = 0.3  # the bot counts as done speaking after this long without a message
+LISTEN_LIMIT_S = 10.0  # at most this long listening to the end of the bot's reply before hanging up
 
 
 @dataclass
@@ -57,6 +59,7 @@ class TwilioPlayer:
         self._awaiting_answer = False
         self._answer = asyncio.Event()
         self._echo_tasks: set[asyncio.Task[None]] = set()
+        self._activity = asyncio.Event()
 
     async def run(self) -> PlayerRecord:
         ws = await self.session.ws_connect(self.url, headers=self.headers, max_msg_size=0)
@@ -69,8 +72,12 @@ class TwilioPlayer:
         reader = asyncio.create_task(self._read())
         try:
             await self._play()
+            caller = self.fixture.caller
+            if caller.hangup_ms is None and not caller.hangup_after_turns:
+                await self._listen_to_the_end()
             await self._hang_up()
             await asyncio.wait_for(reader, 30)
+            self.record.closed_by_handler = self.record.stop_at is None
         finally:
             for _, handle in self._pending_marks:
                 handle.cancel()
@@ -118,11 +125,22 @@ class TwilioPlayer:
                 except asyncio.TimeoutError:
                     pass
 
+    async def _listen_to_the_end(self) -> None:
+        """Like a caller who has said everything: wait until the bot stops talking (or ends the call)."""
+        deadline = time.monotonic() + LISTEN_LIMIT_S
+        while not self.ws.closed and self.record.closed_at is None and time.monotonic() < deadline:
+            self._activity.clear()
+            try:
+                await asyncio.wait_for(self._activity.wait(), QUIET_S)
+            except asyncio.TimeoutError:
+                if not self._pending_marks:
+                    return
+
     async def _hang_up(self) -> None:
-        self.record.stop_at = time.monotonic()
-        if self.ws.closed:
-            self.record.hung_up_how = "handler closed first"
+        if self.ws.closed or self.record.closed_at is not None:
+            self.record.hung_up_how = "handler closed first"  # the caller never hung up
             return
+        self.record.stop_at = time.monotonic()
         if self.fixture.caller.vanish:
             self.record.hung_up_how = "vanished"
             transport = self.ws._response.connection.transport if self.ws._response.connection else None
@@ -144,6 +162,7 @@ class TwilioPlayer:
             except json.JSONDecodeError:
                 message = {"event": "invalid-json", "text": msg.data[:100]}
             self.record.received.append((now, message))
+            self._activity.set()
             event = message.get("event")
             if event == "media":
                 ms = len(base64.b64decode(message.get("media", {}).get("payload", ""))) / 8
@@ -163,7 +182,7 @@ class TwilioPlayer:
                     await self._echo(name)
                 self._play_until = now
         self.record.closed_at = time.monotonic()
-        self.record.closed_by_handler = self.record.stop_at is None or self.record.closed_at < self.record.stop_at
+        self._activity.set()
 
     def _echo_later(self, name: str) -> None:
         task = asyncio.ensure_future(self._echo(name))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from harness.checks import (CheckContext, expectations, finals_persisted, finals_to_llm_once, no_errors,
-                            recognition_continues, stops_sending_after_hangup, upstream_closed_after_hangup)
+                            recognition_continues, replies_in_order, stops_sending_after_hangup,
+                            upstream_closed_after_hangup)
 from harness.timeline import CallTimeline, Event
 
 
@@ -85,3 +86,13 @@ def test_barge_in_expectation_needs_a_clear_but_not_at_fast_pace():
     fast = ctx(speech, STOP, expect={"barge_in": True})
     fast.audio_plays = False
     assert expectations(fast).ok
+
+
+def test_replies_are_spoken_in_order():
+    asks = [Event(1.0, "llm_request", {"user": "a", "reply": "첫째 답. 둘째 문장."}),
+            Event(2.0, "llm_request", {"user": "b", "reply": "다음 답."})]
+    good = [Event(1.1, "tts_request", {"text": "첫째 답."}), Event(1.2, "tts_request", {"text": "둘째 문장."}),
+            Event(2.1, "tts_request", {"text": "다음 답."}), Event(2.2, "tts_request", {"text": "죄송합니다."})]
+    assert replies_in_order(ctx(*asks, *good)).ok
+    bad = [Event(1.1, "tts_request", {"text": "다음 답."}), Event(2.1, "tts_request", {"text": "둘째 문장."})]
+    assert not replies_in_order(ctx(*asks, *bad)).ok
