@@ -58,7 +58,35 @@ def build_parser() -> argparse.ArgumentParser:
                         "(they listen on ports 8765, 8766, 8767)")
     target.add_argument("--cmd", metavar="COMMAND", help="launch the handler: {rtzr_url} {llm_url} {tts_url} {port} "
                         "are filled in and set as RTZR_API_BASE, OPENAI_BASE_URL, TTS_BASE_URL, PORT")
+    make = sub.add_parser("make-fixture", help="author a fixture: from a text script (espeak-ng) or from an audio file")
+    source = make.add_mutually_exclusive_group(required=True)
+    source.add_argument("--script", type=Path, metavar="SPEC.json", help="utterances, pauses, faults (see fixtures/calls/*/source.json)")
+    source.add_argument("--audio", type=Path, metavar="FILE", help="any audio pydub reads (wav; mp3 and others need ffmpeg)")
+    make.add_argument("--transcript", type=Path, metavar="LINES.txt", help="with --audio: one line per utterance")
+    make.add_argument("--name", help="with --audio: the fixture's name (default: the output directory's name)")
+    make.add_argument("--out", type=Path, help="output directory (default: beside the spec, or fixtures/calls/NAME)")
+    make.add_argument("--gap-ms", type=int, default=300, help="with --audio: pauses shorter than this do not split an utterance")
     return parser
+
+
+def _make_fixture(args: argparse.Namespace) -> int:
+    from .authoring import build, from_audio
+
+    if args.script:
+        out = build(args.script, args.out)
+    else:
+        if not args.transcript:
+            raise FakeRtzrError("--audio needs --transcript (one line per utterance)")
+        name = args.name or (args.out.name if args.out else None)
+        if not name:
+            raise FakeRtzrError("--audio needs --name or --out")
+        try:
+            lines = args.transcript.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise FakeRtzrError(f"{args.transcript}: cannot read: {exc.strerror}") from None
+        out = from_audio(args.audio, lines, name, args.out or Path("fixtures/calls") / name, gap_ms=args.gap_ms)
+    print(f"wrote {out / 'call.json'} and {out / 'caller.wav'}")
+    return 0
 
 
 async def _run_all(fixtures: list, pace: float | None) -> list[FixtureRun]:
@@ -80,6 +108,12 @@ async def _run_all(fixtures: list, pace: float | None) -> list[FixtureRun]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "make-fixture":
+        try:
+            return _make_fixture(args)
+        except FakeRtzrError as exc:
+            print(f"harness: error: {exc}", file=sys.stderr)
+            return 2
     try:
         directories = discover(args.fixtures, args.name)
         if not directories:

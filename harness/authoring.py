@@ -1,0 +1,173 @@
+"""Authoring call fixtures: from a text script spoken by espeak-ng, or from any audio file plus its transcript.
+
+Only authoring needs espeak-ng and sox (or ffmpeg, for pydub to read compressed audio); the
+fixtures it writes are committed and replayed without them.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import soxr
+
+from callaudio.g711 import pcm16_to_ulaw
+from callaudio.wavfile import mulaw_wav_bytes, read_wav
+from fakertzr.errors import FakeRtzrError
+from fakertzr.fixture import load_fixture
+
+RATE = 8000
+FRAME = RATE // 100  # 10 ms analysis frames
+
+
+def speak(text: str, voice: str, speed: int, workdir: Path) -> np.ndarray:
+    """Speak ``text`` with espeak-ng and return 8 kHz int16 samples."""
+    raw, resampled = workdir / "raw.wav", workdir / "8k.wav"
+    subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(raw), text], check=True)
+    # -D: no dither (sox dithers with random noise by default), so authoring is reproducible
+    subprocess.run(["sox", "-D", str(raw), "-r", str(RATE), "-c", "1", "-b", "16", str(resampled)], check=True)
+    return np.frombuffer(read_wav(resampled).data, dtype="<i2").astype(np.int16)
+
+
+def voiced_bounds(samples: np.ndarray, threshold_dbfs: float = -45.0) -> tuple[int, int]:
+    """First and last sample of the 10 ms frames whose energy is above the threshold."""
+    frames = samples[: len(samples) // FRAME * FRAME].astype(np.float64).reshape(-1, FRAME)
+    rms = np.sqrt(np.mean(frames**2, axis=1)) / 32768.0
+    loud = np.nonzero(20 * np.log10(np.maximum(rms, 1e-9)) > threshold_dbfs)[0]
+    if len(loud) == 0:
+        raise FakeRtzrError("no audible speech in the audio (above -45 dBFS)")
+    return int(loud[0] * FRAME), int((loud[-1] + 1) * FRAME)
+
+
+def build(spec_path: Path, out_dir: Path | None = None) -> Path:
+    """Speak a source spec with espeak-ng into ``out_dir`` (default: beside the spec)."""
+    for tool in ("espeak-ng", "sox"):
+        if shutil.which(tool) is None:
+            raise FakeRtzrError(f"{tool} is not installed (apt-get install espeak-ng sox); only authoring needs it")
+    spec = json.loads(spec_path.read_text(encoding="utf-8"))
+    out_dir = out_dir or spec_path.parent
+    out_dir.mkdir(parents=True, exist_ok=True)
+    voice, speed = spec.get("voice", "ko"), int(spec.get("speed", 150))
+    rng = np.random.default_rng(int(spec.get("seed", 1)))
+    noise_rms = 32768.0 * 10 ** (float(spec.get("noise_dbfs", -60)) / 20)
+
+    pieces: list[np.ndarray] = [np.zeros(int(spec.get("lead_in_ms", 500)) * RATE // 1000, np.int16)]
+    utterances = []
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        for item in spec["utterances"]:
+            clip = speak(item["text"], voice, speed, workdir)
+            first, last = voiced_bounds(clip)
+            clip = clip[first:last]
+            offset = sum(len(p) for p in pieces)
+            words = item["text"].split()
+            lengths = []
+            for word in words:
+                w = speak(word, voice, speed, workdir)
+                a, b = voiced_bounds(w)
+                lengths.append(b - a)
+            scale = len(clip) / sum(lengths)
+            spans, cursor = [], 0.0
+            for word, length in zip(words, lengths):
+                start, cursor = cursor, cursor + length * scale
+                spans.append({
+                    "text": word,
+                    "start_ms": round((offset + start) * 1000 / RATE),
+                    "end_ms": round((offset + cursor) * 1000 / RATE),
+                })
+            utterances.append({
+                "text": item["text"],
+                "start_ms": round(offset * 1000 / RATE),
+                "end_ms": round((offset + len(clip)) * 1000 / RATE),
+                "words": spans,
+            })
+            pieces.append(clip)
+            pieces.append(np.zeros(int(item.get("pause_after_ms", 1500)) * RATE // 1000, np.int16))
+
+    audio = np.concatenate(pieces).astype(np.float64)
+    audio += rng.normal(0.0, noise_rms, len(audio))
+    samples = np.clip(np.round(audio), -32768, 32767).astype(np.int16)
+    (out_dir / "caller.wav").write_bytes(mulaw_wav_bytes(pcm16_to_ulaw(samples), RATE))
+
+    call = {
+        "version": 1,
+        "name": spec["name"],
+        "description": spec.get("description", ""),
+        "audio": {
+            "file": "caller.wav",
+            "encoding": "MULAW",
+            "sample_rate": RATE,
+            "duration_ms": round(len(samples) * 1000 / RATE),
+        },
+        "utterances": utterances,
+        "recognizer": spec.get("recognizer", {}),
+        "faults": spec.get("faults", []),
+        **{key: spec[key] for key in ("caller", "llm", "tts", "expect") if key in spec},
+        "authoring": {
+            "tool": "fixtures/authoring/make_espeak_fixture.py",
+            "source": spec_path.name,
+            "voice": f"espeak-ng -v {voice} -s {speed}",
+            "times": "utterance bounds measured from the audio (-45 dBFS, 10 ms frames); "
+                     "word spans scaled from each word's own synthesis length",
+        },
+    }
+    (out_dir / "call.json").write_text(json.dumps(call, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    load_fixture(out_dir)  # what we wrote must load
+    return out_dir
+
+
+
+def from_audio(audio_path: Path, transcript: list[str], name: str, out_dir: Path, *, gap_ms: int = 300) -> Path:
+    """A fixture from recorded audio (any format pydub reads) and one transcript line per utterance.
+
+    The audio becomes mono 8 kHz mu-law; utterances are the stretches of speech an energy VAD
+    finds (pauses shorter than ``gap_ms`` do not split one), matched to the lines in order.
+    """
+    from pydub import AudioSegment  # imported here: only this path needs pydub (and ffmpeg for mp3 and the like)
+
+    try:
+        segment = AudioSegment.from_file(audio_path)
+    except Exception as exc:  # noqa: BLE001 - pydub raises many kinds; say which file
+        raise FakeRtzrError(f"{audio_path}: cannot read audio: {exc}") from None
+    channels = np.array(segment.get_array_of_samples(), dtype=np.float64).reshape(-1, segment.channels)
+    mono = channels.mean(axis=1) / (2 ** (8 * segment.sample_width - 1)) * 32767
+    pcm = soxr.resample(mono.astype(np.float32), segment.frame_rate, RATE) if segment.frame_rate != RATE else mono
+    samples = np.clip(np.round(pcm), -32768, 32767).astype(np.int16)
+    spans = speech_spans(samples, gap_ms)
+    lines = [line.strip() for line in transcript if line.strip()]
+    if len(spans) != len(lines):
+        raise FakeRtzrError(f"{audio_path}: found {len(spans)} stretch(es) of speech but {len(lines)} transcript line(s); "
+                            f"try another --gap-ms (now {gap_ms})")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "caller.wav").write_bytes(mulaw_wav_bytes(pcm16_to_ulaw(samples), RATE))
+    call = {
+        "version": 1, "name": name, "description": f"From {audio_path.name} and its transcript.",
+        "audio": {"file": "caller.wav", "encoding": "MULAW", "sample_rate": RATE, "duration_ms": round(len(samples) / 8)},
+        "utterances": [{"text": line, "start_ms": round(a / 8), "end_ms": round(b / 8)} for line, (a, b) in zip(lines, spans)],
+        "expect": {"finals": lines},
+        "authoring": {"tool": "harness make-fixture --audio", "source": audio_path.name,
+                      "times": f"utterance bounds from an energy VAD (-45 dBFS, pauses under {gap_ms} ms joined)"},
+    }
+    (out_dir / "call.json").write_text(json.dumps(call, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    load_fixture(out_dir)
+    return out_dir
+
+
+def speech_spans(samples: np.ndarray, gap_ms: int, threshold_dbfs: float = -45.0) -> list[tuple[int, int]]:
+    """Sample ranges of speech: 10 ms frames above the threshold, with shorter pauses joined."""
+    n = len(samples) // FRAME
+    if n == 0:
+        return []
+    frames = samples[: n * FRAME].astype(np.float64).reshape(n, FRAME)
+    loud = 20 * np.log10(np.maximum(np.sqrt(np.mean(frames**2, axis=1)) / 32768.0, 1e-9)) > threshold_dbfs
+    spans: list[list[int]] = []
+    for i in np.nonzero(loud)[0]:
+        if spans and i - spans[-1][1] <= gap_ms // 10:
+            spans[-1][1] = i + 1
+        else:
+            spans.append([int(i), int(i) + 1])
+    return [(a * FRAME, b * FRAME) for a, b in spans if (b - a) >= 5]  # at least 50 ms
