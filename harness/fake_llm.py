@@ -69,16 +69,11 @@ class FakeLlm(JournaledFake[LlmRequest]):
             return web.json_response({"error": {"message": "scripted failure"}}, status=entry.status)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
-        if index in self.config.stall_requests:
-            try:
+        with self.answering(entry):
+            if index in self.config.stall_requests:
                 await asyncio.Event().wait()  # a stalled model: only the client's cancel ends it
-            except asyncio.CancelledError:
-                entry.abandoned = True
-                self.changes.notify()
-                raise
-        text = entry.reply = self.config.reply(entry)
-        step = self.config.chars_per_token
-        try:
+            text = entry.reply = self.config.reply(entry)
+            step = self.config.chars_per_token
             await self._sleep(self.config.first_token_ms)
             for i in range(0, len(text), step):
                 if i:
@@ -89,11 +84,4 @@ class FakeLlm(JournaledFake[LlmRequest]):
                 self.changes.notify()
             await response.write(b"data: [DONE]\n\n")
             entry.completed = True
-        except ConnectionResetError:
-            entry.abandoned = True  # the client went away: journaled, not an error of the fake
-        except asyncio.CancelledError:
-            entry.abandoned = True
-            raise
-        finally:
-            self.changes.notify()
         return response

@@ -57,7 +57,7 @@ class FakeTts(JournaledFake[TtsRequest]):
         audio = self.audio_for(entry.text)
         step = int(self.config.sample_rate * self.config.chunk_ms / 1000) * 2
         scale = self.config.time_scale
-        try:
+        with self.answering(entry):
             if self.config.first_chunk_ms and scale:
                 await asyncio.sleep(self.config.first_chunk_ms * scale / 1000)  # scripted latency
             for i in range(0, len(audio), step):
@@ -67,11 +67,4 @@ class FakeTts(JournaledFake[TtsRequest]):
                     await asyncio.sleep(self.config.chunk_ms * scale / 1000)  # scripted pacing
             await response.write_eof()
             entry.completed = True
-        except ConnectionResetError:
-            entry.abandoned = True  # the client went away: journaled, not an error of the fake
-        except asyncio.CancelledError:
-            entry.abandoned = True
-            raise
-        finally:
-            self.changes.notify()
         return response

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Callable, Generic, TypeVar
+import asyncio
+from contextlib import contextmanager
+from typing import Callable, Generic, Iterator, TypeVar
 
 from aiohttp import web
 
@@ -22,6 +24,20 @@ class JournaledFake(Generic[RequestT]):
     async def wait_for(self, predicate: Callable[["JournaledFake[RequestT]"], bool], timeout: float = 10.0) -> None:
         """Wait until ``predicate(self)`` holds (no polling)."""
         await self.changes.wait_until(lambda: predicate(self), timeout)
+
+    @contextmanager
+    def answering(self, entry) -> Iterator[None]:
+        """Around writing a response: a client that goes away marks ``entry.abandoned`` (not an error
+        of the fake); waiters are woken whatever happens."""
+        try:
+            yield
+        except ConnectionResetError:
+            entry.abandoned = True
+        except asyncio.CancelledError:
+            entry.abandoned = True
+            raise
+        finally:
+            self.changes.notify()
 
     def add_routes(self, app: web.Application) -> None:
         raise NotImplementedError
