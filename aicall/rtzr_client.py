@@ -18,8 +18,11 @@ from typing import Callable
 from urllib.parse import urlencode
 
 import aiohttp
+import numpy as np
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from callaudio.g711 import ulaw_to_pcm16
 
 from .errors import RtzrAuthError
 
@@ -29,6 +32,10 @@ TOKEN_REFRESH_MARGIN_S = 300  # refresh this long before expire_at
 MAX_BUFFER_MS = 60_000  # audio kept for resending since the last final
 KEEPALIVE_AFTER_S = 5.0  # send 20 ms of silence when no audio has gone out for this long
 EOS_WAIT_S = 5.0  # how long the last final may take after EOS
+STALL_MIN_SPEECH_MS = 100  # caller speech (a short "네" is ~200 ms) sent since the recognizer last said anything ...
+STALL_WAIT_S = 2.5  # ... and this long with nothing back: the stream has stalled (RTZR answers speech within ~1 s)
+STALL_CHECK_S = 0.25  # how often a quiet sender looks for a stall
+SPEECH_POWER = (32768 * 10 ** (-40 / 20)) ** 2  # -40 dBFS: a frame loud enough to be speech
 BACKOFF_S = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0)
 
 
@@ -111,7 +118,11 @@ class RecognizerStream:
         self._new_audio = asyncio.Event()
         self._finishing = False
         self.connections = 0
+        self.stalls = 0
         self.lost_ms = 0.0  # audio dropped because the resend buffer overflowed
+        self._unanswered_speech_ms = 0.0
+        self._last_heard = time.monotonic()
+        self._stalled_now = False
 
     # ---------------------------------------------------------------- input
     def send_audio(self, frame: bytes) -> None:
@@ -141,7 +152,7 @@ class RecognizerStream:
                 return  # the call ended while we were reconnecting
             self.connections += 1
             clean = await self._converse(ws)
-            if self._finishing:
+            if self._finishing and not self._stalled_now:
                 return
             delay = BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)] if not clean else 0.0
             attempt = 0 if clean else attempt + 1
@@ -181,6 +192,9 @@ class RecognizerStream:
     async def _converse(self, ws: websockets.ClientConnection) -> bool:
         """Send buffered and new audio, receive results; True if the server closed cleanly."""
         sent: deque[tuple[int, float]] = deque()  # (frame index, connection ms at its end)
+        self._unanswered_speech_ms = 0.0
+        self._last_heard = time.monotonic()
+        self._stalled_now = False
         async with asyncio.TaskGroup() as group:
             sender = group.create_task(self._send_loop(ws, sent))
             try:
@@ -190,6 +204,17 @@ class RecognizerStream:
                 pass
             sender.cancel()
         return ws.close_code is not None and ws.close_code in (1000, 1001)
+
+    def _stalled(self) -> bool:
+        """Speech went out and nothing came back for ``STALL_WAIT_S``."""
+        return (self._unanswered_speech_ms >= STALL_MIN_SPEECH_MS
+                and time.monotonic() - self._last_heard >= STALL_WAIT_S)
+
+    async def _abandon_stalled(self, ws: websockets.ClientConnection) -> None:
+        self.stalls += 1
+        self._stalled_now = True
+        log.warning("call=%s event=rtzr_stalled unanswered_speech_ms=%.0f", self.call_id, self._unanswered_speech_ms)
+        await ws.close()  # reconnect and resend what was not transcribed
 
     async def _send_loop(self, ws: websockets.ClientConnection, sent: deque[tuple[int, float]]) -> None:
         position = self._base  # resend everything since the last final
@@ -205,25 +230,47 @@ class RecognizerStream:
                     sent.append((position, conn_ms))
                     position += 1
                     last_send = time.monotonic()
+                    if self._is_speech(frame):
+                        self._unanswered_speech_ms += len(frame) / self.config.bytes_per_ms
+                if self._stalled():
+                    return await self._abandon_stalled(ws)
                 if self._finishing:
                     await ws.send("EOS")
-                    try:  # the server sends the last final, then closes
-                        await asyncio.wait_for(ws.wait_closed(), EOS_WAIT_S)
-                    except asyncio.TimeoutError:
-                        await ws.close()
+                    deadline = time.monotonic() + EOS_WAIT_S
+                    while time.monotonic() < deadline:  # the server sends the last final, then closes
+                        try:
+                            await asyncio.wait_for(ws.wait_closed(), STALL_CHECK_S)
+                            return
+                        except asyncio.TimeoutError:
+                            if self._stalled():
+                                return await self._abandon_stalled(ws)
+                    await ws.close()
                     return
                 self._new_audio.clear()
+                keepalive_in = KEEPALIVE_AFTER_S - (time.monotonic() - last_send)
                 try:
-                    await asyncio.wait_for(self._new_audio.wait(), KEEPALIVE_AFTER_S - (time.monotonic() - last_send))
+                    await asyncio.wait_for(self._new_audio.wait(), min(keepalive_in, STALL_CHECK_S))
                 except asyncio.TimeoutError:
-                    silence = (b"\x00\x00" if self.config.encoding == "LINEAR16" else b"\xff") * (self.config.sample_rate // 50)
-                    await ws.send(silence)
-                    conn_ms += 20.0
-                    last_send = time.monotonic()
+                    if self._stalled():
+                        return await self._abandon_stalled(ws)
+                    if time.monotonic() - last_send >= KEEPALIVE_AFTER_S:
+                        silence = (b"\x00\x00" if self.config.encoding == "LINEAR16" else b"\xff") * (self.config.sample_rate // 50)
+                        await ws.send(silence)
+                        conn_ms += 20.0
+                        last_send = time.monotonic()
         except ConnectionClosed:
             return
 
+    def _is_speech(self, frame: bytes) -> bool:
+        if self.config.encoding == "LINEAR16":
+            samples = np.frombuffer(frame[: len(frame) // 2 * 2], dtype="<i2")
+        else:
+            samples = ulaw_to_pcm16(frame)
+        return len(samples) > 0 and float(np.mean(samples.astype(np.float64) ** 2)) > SPEECH_POWER
+
     def _receive(self, message: str | bytes, sent: deque[tuple[int, float]]) -> None:
+        self._unanswered_speech_ms = 0.0  # the recognizer is alive
+        self._last_heard = time.monotonic()
         try:
             result = json.loads(message)
             alternatives = result["alternatives"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,20 @@ def load_call(directory: str | Path) -> CallFixture:
         tts=raw.get("tts", {}),
         expect=raw.get("expect", {}),
     )
+
+
+def save_call(script_doc: dict[str, Any], audio_ulaw: bytes, directory: str | Path) -> Path:
+    """Write a fixture (call.json + caller.wav) that ``load_call`` reads back: used to keep the
+    scenario a fuzzer found, so it can be replayed and added to fixtures/calls/."""
+    from callaudio.wavfile import mulaw_wav_bytes
+
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "caller.wav").write_bytes(mulaw_wav_bytes(audio_ulaw))
+    doc = {**script_doc, "audio": {**script_doc.get("audio", {}), "file": "caller.wav"}}
+    (out / "call.json").write_text(json.dumps(doc, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    load_call(out)
+    return out
 
 
 def discover(root: str | Path, name_filter: str | None = None) -> list[Path]:

@@ -129,3 +129,11 @@ async def test_idle_audio_gets_keepalive_silence(fake, monkeypatch):
 
     stream, finals = await recognise(fake, before_finish=pause)
     assert finals == TEXTS and stream.connections == 1
+
+
+async def test_a_stalled_stream_is_abandoned_and_reopened(fake):
+    """Found by contract_tests/fuzz: the socket stays open but nothing comes back."""
+    fake.backend.add_fault({"type": "stall", "at_ms": 300})
+    stream, finals = await recognise(fake)
+    assert finals == TEXTS
+    assert stream.stalls == 1 and stream.connections == 2
