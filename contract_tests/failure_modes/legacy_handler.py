@@ -101,6 +101,7 @@ async def media_stream_handler(request: web.Request) -> web.WebSocketResponse:
     finally:
         await audio_queue.put(None)
         del conversation_sessions[call_sid]  # bug 3: the reply task may still need it
+        request.app["sessions"].append(session)  # closed with the app: a leak is not one of the report's bugs
     return ws
 
 
@@ -108,10 +109,14 @@ def create_legacy_app(env: Mapping[str, str]) -> web.Application:
     app = web.Application()
     app[ENV] = dict(env)
     app["tasks"] = set()
+    app["sessions"] = []
 
     async def cancel_leftovers(app: web.Application) -> None:  # only so the test process stays tidy
         for task in app["tasks"]:
             task.cancel()
+        await asyncio.gather(*app["tasks"], return_exceptions=True)
+        for session in app["sessions"]:
+            await session.close()
 
     app.on_cleanup.append(cancel_leftovers)
     app.router.add_get("/twilio/media", media_stream_handler)

@@ -65,12 +65,12 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path):
 def test_cli_launches_a_handler_with_cmd_and_signs_the_stream(tmp_path):
     cmd = "TWILIO_AUTH_TOKEN=tw PUBLIC_URL=http://127.0.0.1:{port} AICALL_DB=" + str(tmp_path / "c.db") + \
           f" {sys.executable} -m aicall.cli serve --port {{port}}"
-    done = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--pace", "fast", "-k", "failure2",
+    done = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--pace", "fast", "-k", "seed-three",
                            "--cmd", cmd, "--twilio-auth-token", "tw", "--report-dir", str(tmp_path / "r")],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "failure2-recognizer-closes-1000: PASS" in done.stdout
-    unsigned = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--pace", "fast", "-k", "failure2",
+    assert "seed-three-turns: PASS" in done.stdout
+    unsigned = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--pace", "fast", "-k", "seed-three",
                                "--cmd", cmd, "--report-dir", str(tmp_path / "r2")], capture_output=True, text=True, timeout=120)
     assert unsigned.returncode == 2, "a handler that checks signatures refuses the unsigned stream"
     assert unsigned.stderr.strip() == "harness: error: the handler refused the stream handshake: HTTP 403"
