@@ -19,7 +19,6 @@ import gc
 import json
 import os
 import re
-import socket
 import sys
 import tempfile
 import time
@@ -34,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 from callaudio.g711 import pcm16_to_ulaw  # noqa: E402
 from fakertzr.fixture import load_fixture  # noqa: E402
 from bench.benchlib import cpu_seconds, percentile, report  # noqa: E402
+from harness.external import free_port  # noqa: E402
 
 SEED = ROOT / "fixtures" / "calls" / "seed-three-turns"
 FAKES = """
@@ -52,12 +52,6 @@ async def main():
 
 asyncio.run(main())
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def start_stack(workdir: Path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import logging
 import time
 from dataclasses import dataclass
@@ -89,12 +90,12 @@ class ErrorLog(logging.Handler):
 def _llm_config(fixture: CallFixture, time_scale: float) -> FakeLlmConfig:
     spec = fixture.llm
     replies = spec.get("replies")
+    answered = itertools.count()
 
-    def reply(request: LlmRequest, _count=[0]) -> str:  # noqa: B006 - the per-run request counter
+    def reply(request: LlmRequest) -> str:
         if not replies:
             return default_reply(request)
-        text = replies[min(_count[0], len(replies) - 1)]
-        _count[0] += 1
+        text = replies[min(next(answered), len(replies) - 1)]
         return text.replace("{user}", request.last_user)
 
     return FakeLlmConfig(reply=reply, first_token_ms=spec.get("first_token_ms", 0.0), token_ms=spec.get("token_ms", 0.0),

@@ -44,11 +44,11 @@ def test_partials_grow_word_by_word_before_the_final():
 
 
 def test_finalize_in_auto_mode_closes_the_utterance():
-    call = synth_call(6, [SynthUtterance(800, (1200,))])
-    session = auto_session(["첫 번째", "두 번째"])
-    half = len(call.audio) // 2
-    run = stream(session, call.audio[: int(8 * 1400)], eos=False)
+    """After Finalize, speech that resumes within epd_time is a new utterance with the next text."""
+    call = synth_call(6, [SynthUtterance(800, (400,)), SynthUtterance(300, (400,))])  # pause < epd
+    session = auto_session(["첫 번째", "두 번째", "세 번째"])
+    run = stream(session, call.audio[: int(8 * 1250)], eos=False)
     run.actions += session.receive_text('{"type":"Finalize"}')
     assert run.final_texts == ["첫 번째"]
-    stream(session, call.audio[int(8 * 1400) :], run=run)
-    assert half and run.final_texts[0] == "첫 번째"
+    stream(session, call.audio[int(8 * 1250) :], run=run)
+    assert run.final_texts == ["첫 번째", "두 번째"]
