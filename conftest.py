@@ -1,4 +1,15 @@
-"""Suite-wide options."""
+"""Suite-wide options and hypothesis profiles (see tests/support/budget.py)."""
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+from tests.support.budget import PROFILE, SCALE
+
+for _name in SCALE:
+    # The example database lives in .hypothesis/ (git-ignored); failures are replayed from it first.
+    settings.register_profile(_name, deadline=None, print_blob=True,
+                              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.load_profile(PROFILE if PROFILE in SCALE else "ci")
 
 
 def pytest_addoption(parser):
@@ -9,3 +20,12 @@ def pytest_addoption(parser):
         help="run contract_tests/rtzr against the real RTZR service "
         "(needs RTZR_CLIENT_ID and RTZR_CLIENT_SECRET; uses paid minutes)",
     )
+
+
+def pytest_configure(config):
+    if PROFILE not in SCALE:
+        raise pytest.UsageError(f"HYPOTHESIS_PROFILE={PROFILE!r}: known profiles are {', '.join(SCALE)}")
+
+
+def pytest_report_header(config):
+    return f"hypothesis profile: {PROFILE} (HYPOTHESIS_PROFILE; ci, nightly or dev)"

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from fakertzr.actions import Close
 
+from .support.budget import examples
 from .support.core import CoreRun, new_session, stream
 from .support.synth import SynthUtterance, synth_call
 
@@ -25,7 +26,7 @@ utterances = st.lists(
 # Tiny frames cost a call each; they have their own test on a short call (test_session_edges).
 chunkings = st.sampled_from([40, 160, 320, 1000, 4096, 8192]) | st.integers(17, 9000)
 encodings = st.sampled_from(["LINEAR16", "MULAW"])
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = examples(1000)
 
 
 def words_of(run: CoreRun) -> list[str]:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from aicall.sentences import SentenceSplitter
 from aicall.turns import (AskLlm, CallerFinal, CallerPartial, CancelLlm, HangUp, LlmDone, LlmFailed, LlmText,
                           Persist, Played, Speak, StopSpeaking, TurnTaker)
+
+from ..support.budget import examples
 
 
 def kinds(actions):
@@ -93,7 +95,7 @@ events = st.lists(
 )
 
 
-@settings(max_examples=400, deadline=None)
+@examples(2000)
 @given(events, st.booleans())
 def test_every_final_reaches_the_llm_exactly_once(script, barge_in):
     t = TurnTaker("sys", barge_in=barge_in)
@@ -126,7 +128,7 @@ def test_every_final_reaches_the_llm_exactly_once(script, barge_in):
     assert t.handle(HangUp()) is not None and t.handle(CallerFinal("x")) == []
 
 
-@settings(max_examples=300, deadline=None)
+@examples(2000)
 @given(st.text(alphabet="가나다 .?!,\n3", max_size=300), st.lists(st.integers(1, 20), max_size=40))
 def test_sentence_splitting_loses_nothing_and_ignores_chunking(text, cuts):
     def split(chunks):
