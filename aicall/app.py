@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from importlib import resources
 from typing import AsyncIterator
@@ -21,6 +22,7 @@ log = logging.getLogger("aicall")
 SETTINGS = web.AppKey("settings", Settings)
 DEPS = web.AppKey("deps", CallDeps)
 CALLS = web.AppKey("calls", set)
+CALLS_CHANGED = web.AppKey("calls_changed", asyncio.Condition)
 
 MEDIA_PATH = "/twilio/media"
 
@@ -73,7 +75,20 @@ async def media(request: web.Request) -> web.StreamResponse:
         await call.run()
     finally:
         request.app[CALLS].discard(call)
+        async with request.app[CALLS_CHANGED]:
+            request.app[CALLS_CHANGED].notify_all()
     return ws
+
+
+async def wait_for_calls_to_end(app: web.Application, timeout: float) -> bool:
+    """Wait until no call is in progress (every call's tasks done); False if ``timeout`` passed first."""
+    condition = app[CALLS_CHANGED]
+    try:
+        async with condition:
+            await asyncio.wait_for(condition.wait_for(lambda: not app[CALLS]), timeout)
+        return True
+    except asyncio.TimeoutError:
+        return False
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -85,6 +100,7 @@ def create_app(settings: Settings, store: CallStore | None = None) -> web.Applic
     app = web.Application()
     app[SETTINGS] = settings
     app[CALLS] = set()
+    app[CALLS_CHANGED] = asyncio.Condition()
 
     async def lifetime(app: web.Application) -> AsyncIterator[None]:
         async with aiohttp.ClientSession() as session:

@@ -10,4 +10,9 @@ class ConfigError(AicallError):
 
 
 class RtzrAuthError(AicallError):
-    """RTZR refused our credentials or token (token endpoint 401/5xx, or handshake 401 twice)."""
+    """RTZR refused our credentials or token (token endpoint 400/401/403, handshake 401 twice), or
+    no token could be had for ``TOKEN_UNAVAILABLE_GIVE_UP_S``: the call cannot be recognised."""
+
+
+class RtzrUnavailable(AicallError):
+    """The token endpoint failed in a way that may pass (429, 5xx, network, a bad body): retry."""

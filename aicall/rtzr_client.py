@@ -24,7 +24,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from callaudio.g711 import ulaw_to_pcm16
 
-from .errors import RtzrAuthError
+from .errors import RtzrAuthError, RtzrUnavailable
 
 log = logging.getLogger("aicall.rtzr")
 
@@ -37,6 +37,8 @@ STALL_WAIT_S = 2.5  # ... and this long with nothing back: the stream has stalle
 STALL_CHECK_S = 0.25  # how often a quiet sender looks for a stall
 SPEECH_POWER = (32768 * 10 ** (-40 / 20)) ** 2  # -40 dBFS: a frame loud enough to be speech
 BACKOFF_S = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0)
+TOKEN_UNAVAILABLE_GIVE_UP_S = 15.0  # no token for this long (token endpoint down): give up on the call
+CREDENTIALS_REFUSED = (400, 401, 403)  # the token endpoint says no to these credentials: retrying cannot help
 
 
 class RtzrTokens:
@@ -62,15 +64,18 @@ class RtzrTokens:
         self._token = None
 
     async def _fetch(self) -> None:
+        """Refused credentials raise RtzrAuthError; anything that may pass raises RtzrUnavailable."""
         try:
             async with self._session.post(self._url, data=self._form, timeout=aiohttp.ClientTimeout(total=10)) as resp:
                 body = await resp.json(content_type=None)
                 if resp.status != 200:
                     code = body.get("code", "") if isinstance(body, dict) else ""
-                    raise RtzrAuthError(f"RTZR token request refused: HTTP {resp.status} {code}".strip())
-        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
-            raise RtzrAuthError(f"RTZR token request failed: {type(exc).__name__}") from None
-        self._token, self._expire_at = body["access_token"], float(body["expire_at"])
+                    error = RtzrAuthError if resp.status in CREDENTIALS_REFUSED else RtzrUnavailable
+                    raise error(f"RTZR token request refused: HTTP {resp.status} {code}".strip())
+                token, expire_at = body["access_token"], float(body["expire_at"])
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, KeyError, TypeError) as exc:
+            raise RtzrUnavailable(f"RTZR token request failed: {type(exc).__name__}") from None
+        self._token, self._expire_at = token, expire_at
         self.fetched += 1
 
 
@@ -117,6 +122,7 @@ class RecognizerStream:
         self._buffered_ms = 0.0
         self._new_audio = asyncio.Event()
         self._finishing = False
+        self._finish_at = 0.0
         self.connections = 0
         self.stalls = 0
         self.lost_ms = 0.0  # audio dropped because the resend buffer overflowed
@@ -140,7 +146,12 @@ class RecognizerStream:
     def finish(self) -> None:
         """The call is over: send what is left, then EOS, and wait for the last final."""
         self._finishing = True
+        self._finish_at = time.monotonic()
         self._new_audio.set()
+
+    def _gave_up_finishing(self) -> bool:
+        """After the call ended, reconnecting (to get the last words recognised) has EOS_WAIT_S."""
+        return self._finishing and time.monotonic() - self._finish_at >= EOS_WAIT_S
 
     # ------------------------------------------------------------ connection
     async def run(self) -> None:
@@ -165,8 +176,22 @@ class RecognizerStream:
         """Open a stream; a 401 drops the token and tries once more; other refusals back off."""
         refused_401 = 0
         attempt = 0
+        unavailable_since: float | None = None
         while True:
-            token = await self.tokens.get()
+            try:
+                token = await self.tokens.get()
+                unavailable_since = None
+            except RtzrUnavailable as exc:
+                now = time.monotonic()
+                unavailable_since = unavailable_since or now
+                if now - unavailable_since >= TOKEN_UNAVAILABLE_GIVE_UP_S:
+                    raise RtzrAuthError(f"no RTZR token for {TOKEN_UNAVAILABLE_GIVE_UP_S:g} s: {exc}") from None
+                log.warning("call=%s event=rtzr_token_unavailable error=%s", self.call_id, exc)
+                if self._gave_up_finishing():
+                    raise ConnectionError("call ended while reconnecting to RTZR") from None
+                await asyncio.sleep(BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)] or 0.05)  # backoff
+                attempt += 1
+                continue
             try:
                 return await websockets.connect(
                     self.config.url(), additional_headers={"Authorization": f"Bearer {token}"},
@@ -184,7 +209,7 @@ class RecognizerStream:
                 log.warning("call=%s event=rtzr_handshake_refused status=%s", self.call_id, status)
             except (OSError, asyncio.TimeoutError, websockets.InvalidHandshake) as exc:
                 log.warning("call=%s event=rtzr_connect_failed error=%s", self.call_id, type(exc).__name__)
-            if self._finishing:
+            if self._gave_up_finishing():
                 raise ConnectionError("call ended while reconnecting to RTZR")
             await asyncio.sleep(BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)] or 0.05)  # backoff
             attempt += 1

@@ -7,6 +7,7 @@ shell asks it to authenticate and to open streams; ``reset()`` restores the star
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -204,7 +205,8 @@ class FakeRtzrBackend:
         return OpenedStream(session, record)
 
     def stream_closed(self, opened: OpenedStream) -> None:
-        """The shell is done with a stream: release its concurrency slot."""
+        """The shell is done with a stream: its socket is gone; release its concurrency slot."""
+        opened.record.closed_wall = time.monotonic()
         client_id = opened.record.client_id or ""
         self._active[client_id] = max(0, self._active.get(client_id, 0) - 1)
         self.journal_changed()

@@ -58,7 +58,8 @@ class ConnectionRecord:
     messages: list[SentMessage] = field(default_factory=list)
     alignment: list[dict[str, Any]] = field(default_factory=list)
     faults_fired: list[dict[str, Any]] = field(default_factory=list)
-    ended: dict[str, Any] | None = None
+    ended: dict[str, Any] | None = None  # how the conversation ended (a stall ends it with the socket still open)
+    closed_wall: float | None = None  # monotonic time the socket was gone and the server let go of it
 
     @property
     def finals(self) -> list[SentMessage]:
@@ -67,6 +68,11 @@ class ConnectionRecord:
     @property
     def accepted(self) -> bool:
         return self.status == 101
+
+    @property
+    def closed(self) -> bool:
+        """The socket is gone (a refused handshake never had one)."""
+        return not self.accepted or self.closed_wall is not None
 
     def end(self, how: str, code: int | None = None, reason: str = "") -> None:
         """Record how the connection ended; the first account wins."""

@@ -102,7 +102,10 @@ def recognition_continues(ctx: CheckContext) -> CheckResult:
 def upstream_closed_after_hangup(ctx: CheckContext) -> CheckResult:
     if ctx.hangup == float("inf"):
         return CheckResult("upstream_closed_after_hangup", True)
-    for end in ctx.timeline.of("rtzr_end"):
+    for end in ctx.timeline.of("rtzr_end", "rtzr_closed"):
+        if end.detail.get("open"):
+            return CheckResult("upstream_closed_after_hangup", False, f"RTZR connection {end.detail['connection']} "
+                               f"was still open {end.wall - ctx.hangup:.1f} s after the call", end.wall)
         if end.wall - ctx.hangup > SETTLE_S:
             return CheckResult("upstream_closed_after_hangup", False, f"RTZR connection {end.detail['connection']} "
                                f"outlived the call by {end.wall - ctx.hangup:.1f} s", end.wall)
@@ -129,7 +132,9 @@ def replies_in_order(ctx: CheckContext) -> CheckResult:
 
 
 def no_errors(ctx: CheckContext) -> CheckResult:
-    unexpected = [e for e in ctx.errors_logged if not (ctx.call_refused_allowed and "rtzr_auth_failed" in e)]
+    """No error-level log line, unless the fixture expects that event (``expect.errors_allowed``)."""
+    allowed = set(ctx.expect.get("errors_allowed", ())) | ({"rtzr_auth_failed"} if ctx.call_refused_allowed else set())
+    unexpected = [e for e in ctx.errors_logged if not any(f"event={name}" in e for name in allowed)]
     if unexpected:
         return CheckResult("no_errors", False, f"{len(unexpected)} error(s) logged, first: {unexpected[0][:200]}")
     return CheckResult("no_errors", True)

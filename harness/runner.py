@@ -9,10 +9,11 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Awaitable, Callable
 
 import aiohttp
 
-from aicall.app import create_app
+from aicall.app import create_app, wait_for_calls_to_end
 from aicall.config import load_settings
 from aicall.store import CallStore
 from fakertzr import FakeRtzrBackend, FakeRtzrServer
@@ -128,11 +129,14 @@ def configure_fakes(fixture: CallFixture, rtzr: FakeRtzrBackend, llm: FakeLlm, t
 
 async def replay(fixture: CallFixture, url: str, *, rtzr: FakeRtzrBackend, llm: FakeLlm, tts: FakeTts,
                  pace: float | None = None, errors: ErrorLog | None = None, store_lines=None,
-                 headers: dict[str, str] | None = None) -> FixtureRun:
+                 headers: dict[str, str] | None = None,
+                 handler_done: Callable[[float], Awaitable[bool]] | None = None) -> FixtureRun:
     """Replay ``fixture`` against the Twilio Media Streams handler at ``url`` and judge it.
 
     The handler must already use these fakes; ``configure_fakes`` is called here. ``store_lines``
     (a function of the call SID returning the caller lines stored) enables the persistence check.
+    ``handler_done(timeout)``, when the handler can say so, waits until it has let go of the call;
+    otherwise the call is judged once the fakes' sockets and requests are all closed.
     """
     time_scale = 0.0 if pace is None else 1.0 / pace
     configure_fakes(fixture, rtzr, llm, tts, time_scale)
@@ -141,8 +145,11 @@ async def replay(fixture: CallFixture, url: str, *, rtzr: FakeRtzrBackend, llm: 
     async with aiohttp.ClientSession() as session:
         player = TwilioPlayer(session, url, fixture, pace=pace, call_sid=call_sid, headers=headers)
         record = await player.run()
+    if handler_done is not None and not await handler_done(SETTLE_S):  # it may reconnect to hear the last words
+        if errors is not None:
+            errors.add(f"call={call_sid} harness: the handler still held the call {SETTLE_S:g} s after it ended")
     try:  # the handler has let go of the call: give the fakes a moment to see every close
-        await rtzr.wait_for(lambda j: all(c.ended for c in j.connections if c.accepted), SETTLE_S)
+        await rtzr.wait_for(lambda j: all(c.closed for c in j.connections), SETTLE_S)  # sockets, not just streams
         await llm.wait_for(lambda f: all(r.completed or r.abandoned or r.status != 200 for r in f.requests), SETTLE_S)
         await tts.wait_for(lambda f: all(r.completed or r.abandoned for r in f.requests), SETTLE_S)
     except asyncio.TimeoutError:
@@ -173,6 +180,7 @@ async def run_fixture(fixture: CallFixture, *, pace: float | None, workdir: Path
                    "TTS_BASE_URL": f"{t.base_url}/v1"}
             async with AppServer(create_app(load_settings(env, env_file=None), store)) as app:
                 return await replay(fixture, f"{app.ws_url}/twilio/media", rtzr=rtzr, llm=llm, tts=tts, pace=pace,
-                                    errors=errors, store_lines=caller_lines)
+                                    errors=errors, store_lines=caller_lines,
+                                    handler_done=lambda timeout: wait_for_calls_to_end(app.app, timeout))
     finally:
         store.close()

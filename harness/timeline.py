@@ -3,6 +3,7 @@ back to the caller - on one clock (monotonic seconds), for checks, metrics and r
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +18,7 @@ from .twilio_player import PlayerRecord
 @dataclass(frozen=True)
 class Event:
     wall: float
-    kind: str  # call_start, speech_end, partial, final, rtzr_open, rtzr_end, llm_request, llm_end, tts_request, media, mark, clear, stop, closed
+    kind: str  # call_start, speech_end, partial, final, rtzr_open, rtzr_end, rtzr_closed, llm_request, llm_end, tts_request, media, mark, clear, stop, closed
     detail: dict[str, Any] = field(default_factory=dict)
 
 
@@ -52,6 +53,9 @@ def build_timeline(fixture: CallFixture, player: PlayerRecord, rtzr: Journal, ll
                                 {"connection": conn.index, "text": m.text, "audio_ms": m.audio_ms}))
         if conn.ended:
             events.append(Event(conn.ended.get("wall", 0.0), "rtzr_end", {"connection": conn.index, **conn.ended}))
+        # the socket itself: a stalled stream has ended but stays open until the client lets go
+        events.append(Event(conn.closed_wall if conn.closed_wall is not None else time.monotonic(), "rtzr_closed",
+                            {"connection": conn.index, "open": conn.closed_wall is None}))
     for i, r in enumerate(llm.requests):
         events.append(Event(r.at, "llm_request", {"index": i, "user": r.last_user, "reply": r.reply, "abandoned": r.abandoned,
                                                    "open": not (r.completed or r.abandoned or r.status != 200)}))

@@ -99,6 +99,23 @@ async def test_wrong_secret_is_an_auth_error_without_the_secret_in_it(fake):
     assert "H0002" in str(info.value) and "wrong-secret" not in str(info.value)
 
 
+@pytest.mark.parametrize("status", [429, 500, 503])
+async def test_a_token_endpoint_that_fails_for_a_while_is_retried(fake, status):
+    """Found by the end-to-end fuzzer: a 5xx from /v1/authenticate used to refuse the call."""
+    fake.backend.add_fault({"type": "auth_failure", "status": status, "times": 2})
+    tokens = tokens_for(fake)
+    _, finals = await recognise(fake, tokens)
+    assert finals == TEXTS and tokens.fetched == 1
+    assert [a.status for a in fake.backend.journal.auth] == [status, status, 200]
+
+
+async def test_a_token_endpoint_down_for_good_ends_in_an_auth_error(fake, monkeypatch):
+    monkeypatch.setattr("aicall.rtzr_client.TOKEN_UNAVAILABLE_GIVE_UP_S", 0.3)
+    fake.backend.add_fault({"type": "auth_failure", "status": 503, "times": 10_000})
+    with pytest.raises(RtzrAuthError, match="no RTZR token for 0.3 s: .*HTTP 503"):
+        await recognise(fake)
+
+
 async def test_token_expiry_mid_call_is_survived(fake):
     fake.backend.add_fault({"type": "expire_tokens", "after_finals": 1})
     fake.backend.add_fault({"type": "close", "code": 1000, "after_finals": 1})

@@ -58,6 +58,12 @@ def test_upstream_connections_close_after_hangup():
     assert upstream_closed_after_hangup(ctx(STOP, Event(10.3, "rtzr_end", {"connection": 0}))).ok
     assert not upstream_closed_after_hangup(ctx(STOP, Event(30.0, "rtzr_end", {"connection": 0}))).ok
     assert not upstream_closed_after_hangup(ctx(STOP, Event(2.0, "llm_request", {"user": "x", "open": True}))).ok
+    # a stalled stream 'ended' at the stall, but its socket is what must be let go of
+    stalled = Event(5.0, "rtzr_end", {"connection": 0, "how": "stalled"})
+    assert upstream_closed_after_hangup(ctx(stalled, STOP, Event(10.4, "rtzr_closed", {"connection": 0, "open": False}))).ok
+    assert not upstream_closed_after_hangup(ctx(stalled, STOP, Event(25.0, "rtzr_closed", {"connection": 0, "open": False}))).ok
+    still = upstream_closed_after_hangup(ctx(stalled, STOP, Event(12.0, "rtzr_closed", {"connection": 0, "open": True})))
+    assert not still.ok and "still open" in still.message
 
 
 def test_errors_fail_the_run_unless_the_fixture_expects_refusal():
@@ -65,6 +71,9 @@ def test_errors_fail_the_run_unless_the_fixture_expects_refusal():
     assert not no_errors(ctx(errors=["call=CA1 event=tts_failed"])).ok
     assert no_errors(ctx(errors=["call=CA1 event=rtzr_auth_failed error=..."], refused=True)).ok
     assert not no_errors(ctx(errors=["unhandled: Task exception"], refused=True)).ok
+    llm_down = ["call=CA1 turn=1 event=llm_failed error=HTTP 500"]
+    assert no_errors(ctx(errors=llm_down, expect={"errors_allowed": ["llm_failed"]})).ok
+    assert not no_errors(ctx(errors=llm_down + ["call=CA1 event=tts_failed"], expect={"errors_allowed": ["llm_failed"]})).ok
 
 
 @pytest.mark.parametrize("expect,ok", [

@@ -156,10 +156,14 @@ def recognition_not_resumed(call: Call, data) -> Call | None:
 def upstream_outlives_call(call: Call, data) -> Call | None:
     if call.hangup == float("inf"):
         return None
-    if data.draw(st.booleans()):
+    how = data.draw(st.sampled_from(["ends late", "socket left open", "request left open"]))
+    if how == "ends late":
         late = Event(call.hangup + SETTLE_S + data.draw(st.floats(0.01, 30.0)), "rtzr_end",
                      {"connection": 7, "how": "client_closed", "code": 1000, "reason": ""})
         return replace(call, events=call.events + [late])
+    if how == "socket left open":  # a stalled stream never let go of
+        judged = Event(call.hangup + data.draw(st.floats(0.01, 30.0)), "rtzr_closed", {"connection": 7, "open": True})
+        return replace(call, events=call.events + [judged])
     requests = [e for e in call.events if e.kind in ("llm_request", "tts_request")]
     if not requests:
         return None
@@ -205,7 +209,7 @@ def test_each_bug_put_into_a_correct_call_fails_its_check(call, bug, data):
         assert any(e.wall == result.at for e in broken.events), "a failure points at an event of the timeline"
 
 
-KINDS = ["call_start", "speech_end", "partial", "final", "rtzr_open", "rtzr_end", "rtzr_refused", "llm_request",
+KINDS = ["call_start", "speech_end", "partial", "final", "rtzr_open", "rtzr_end", "rtzr_closed", "rtzr_refused", "llm_request",
          "tts_request", "media", "mark", "mark_played", "clear", "stop", "closed"]
 TEXTS = st.sampled_from(["", "가", "가 나", "응답0 첫째."])
 

@@ -22,8 +22,12 @@ class SynthUtterance:
     word_ms: tuple[int, ...]
 
 
-def synth_call(seed: int, utterances: list[SynthUtterance], tail_ms: int = 1500) -> CallScript:
-    """A call whose n-th word is the text ``w{n}``, spoken as loud noise over its exact span."""
+def synth_call(seed: int, utterances: list[SynthUtterance], tail_ms: int = 1500,
+               partial_every_ms: int | None = None) -> CallScript:
+    """A call whose n-th word is the text ``w{n}``, spoken as loud noise over its exact span.
+
+    ``partial_every_ms`` scripts a partial at that cadence (the words begun so far) instead of
+    the recognizer's default of one partial per word."""
     rng = np.random.default_rng(seed)
     pieces, doc_utts, cursor, n = [], [], 0, 0
     for utt in utterances:
@@ -36,7 +40,11 @@ def synth_call(seed: int, utterances: list[SynthUtterance], tail_ms: int = 1500)
             words.append({"text": f"w{n}", "start_ms": cursor, "end_ms": cursor + ms})
             cursor += ms
             n += 1
-        doc_utts.append({"text": " ".join(w["text"] for w in words), "start_ms": start, "end_ms": cursor, "words": words})
+        utt_doc = {"text": " ".join(w["text"] for w in words), "start_ms": start, "end_ms": cursor, "words": words}
+        if partial_every_ms:
+            utt_doc["partials"] = [{"at_ms": at, "text": " ".join(w["text"] for w in words if w["start_ms"] <= at)}
+                                   for at in range(start + partial_every_ms, cursor, partial_every_ms)]
+        doc_utts.append(utt_doc)
     pieces.append(rng.normal(0, 33, tail_ms * RATE // 1000))
     audio = np.clip(np.round(np.concatenate(pieces)), -32768, 32767).astype(np.int16)
     doc = {"version": 1, "name": f"synth-{seed}", "audio": {"file": "caller.wav"}, "utterances": doc_utts}
