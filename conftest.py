@@ -27,5 +27,14 @@ def pytest_configure(config):
         raise pytest.UsageError(f"HYPOTHESIS_PROFILE={PROFILE!r}: known profiles are {', '.join(SCALE)}")
 
 
+def pytest_collection_modifyitems(config, items):
+    """Hypothesis tests get the suite's timeout (120 s) times the profile's scale, unless they set their own."""
+    if SCALE.get(PROFILE, 1.0) <= 1.0:
+        return
+    for item in items:
+        if getattr(getattr(item, "obj", None), "is_hypothesis_test", False) and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(120 * SCALE[PROFILE]))
+
+
 def pytest_report_header(config):
     return f"hypothesis profile: {PROFILE} (HYPOTHESIS_PROFILE; ci, nightly or dev)"

@@ -33,7 +33,7 @@ MAX_BUFFER_MS = 60_000  # audio kept for resending since the last final
 KEEPALIVE_AFTER_S = 5.0  # send 20 ms of silence when no audio has gone out for this long
 EOS_WAIT_S = 5.0  # how long the last final may take after EOS
 STALL_MIN_SPEECH_MS = 100  # caller speech (a short "네" is ~200 ms) sent since the recognizer last said anything ...
-STALL_WAIT_S = 2.5  # ... and this long with nothing back: the stream has stalled (RTZR answers speech within ~1 s)
+STALL_WAIT_S = 2.5  # ... and nothing back this long after the first of it: stalled (RTZR answers speech within ~1 s)
 STALL_CHECK_S = 0.25  # how often a quiet sender looks for a stall
 SPEECH_POWER = (32768 * 10 ** (-40 / 20)) ** 2  # -40 dBFS: a frame loud enough to be speech
 BACKOFF_S = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0)
@@ -127,7 +127,7 @@ class RecognizerStream:
         self.stalls = 0
         self.lost_ms = 0.0  # audio dropped because the resend buffer overflowed
         self._unanswered_speech_ms = 0.0
-        self._last_heard = time.monotonic()
+        self._unanswered_since: float | None = None  # when speech first went out with nothing back since
         self._stalled_now = False
 
     # ---------------------------------------------------------------- input
@@ -218,7 +218,7 @@ class RecognizerStream:
         """Send buffered and new audio, receive results; True if the server closed cleanly."""
         sent: deque[tuple[int, float]] = deque()  # (frame index, connection ms at its end)
         self._unanswered_speech_ms = 0.0
-        self._last_heard = time.monotonic()
+        self._unanswered_since: float | None = None  # when speech first went out with nothing back since
         self._stalled_now = False
         async with asyncio.TaskGroup() as group:
             sender = group.create_task(self._send_loop(ws, sent))
@@ -232,8 +232,8 @@ class RecognizerStream:
 
     def _stalled(self) -> bool:
         """Speech went out and nothing came back for ``STALL_WAIT_S``."""
-        return (self._unanswered_speech_ms >= STALL_MIN_SPEECH_MS
-                and time.monotonic() - self._last_heard >= STALL_WAIT_S)
+        return (self._unanswered_speech_ms >= STALL_MIN_SPEECH_MS and self._unanswered_since is not None
+                and time.monotonic() - self._unanswered_since >= STALL_WAIT_S)
 
     async def _abandon_stalled(self, ws: websockets.ClientConnection) -> None:
         self.stalls += 1
@@ -257,6 +257,8 @@ class RecognizerStream:
                     last_send = time.monotonic()
                     if self._is_speech(frame):
                         self._unanswered_speech_ms += len(frame) / self.config.bytes_per_ms
+                        if self._unanswered_since is None:
+                            self._unanswered_since = time.monotonic()
                 if self._stalled():
                     return await self._abandon_stalled(ws)
                 if self._finishing:
@@ -295,7 +297,7 @@ class RecognizerStream:
 
     def _receive(self, message: str | bytes, sent: deque[tuple[int, float]]) -> None:
         self._unanswered_speech_ms = 0.0  # the recognizer is alive
-        self._last_heard = time.monotonic()
+        self._unanswered_since = None
         try:
             result = json.loads(message)
             alternatives = result["alternatives"]

@@ -68,8 +68,8 @@ class FakeLlm(JournaledFake[LlmRequest]):
             entry.status = self.config.fail_requests[index]
             return web.json_response({"error": {"message": "scripted failure"}}, status=entry.status)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await response.prepare(request)
-        with self.answering(entry):
+        with self.answering(entry):  # the client may be gone before the headers go out
+            await response.prepare(request)
             if index in self.config.stall_requests:
                 await asyncio.Event().wait()  # a stalled model: only the client's cancel ends it
             text = entry.reply = self.config.reply(entry)

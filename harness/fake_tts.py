@@ -53,11 +53,11 @@ class FakeTts(JournaledFake[TtsRequest]):
         self.requests.append(entry)
         self.changes.notify()
         response = web.StreamResponse(headers={"Content-Type": "audio/pcm"})
-        await response.prepare(request)
         audio = self.audio_for(entry.text)
         step = int(self.config.sample_rate * self.config.chunk_ms / 1000) * 2
         scale = self.config.time_scale
-        with self.answering(entry):
+        with self.answering(entry):  # the client may be gone before the headers go out
+            await response.prepare(request)
             if self.config.first_chunk_ms and scale:
                 await asyncio.sleep(self.config.first_chunk_ms * scale / 1000)  # scripted latency
             for i in range(0, len(audio), step):

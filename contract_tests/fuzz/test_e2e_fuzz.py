@@ -15,11 +15,12 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 from hypothesis import event, given
 
 from harness.fixture import load_call, save_call
 from harness.runner import ErrorLog, FixtureRun, run_fixture
-from tests.support.budget import examples
+from tests.support.budget import examples, scaled
 
 from .scenarios import scenario_fixture, scenarios
 
@@ -27,6 +28,7 @@ FAILURES = Path("harness-report/fuzz-failures")
 CHECKS = {"stops_sending_after_hangup", "finals_to_llm_once", "finals_persisted", "recognition_continues",
           "upstream_closed_after_hangup", "replies_in_order", "no_errors", "expectations"}
 PACE = 8.0
+CALLS, NIGHTLY_CALLS = 40, 400
 
 
 async def replay_scenario(doc: dict, ulaw: bytes, tmp: Path) -> FixtureRun:
@@ -52,7 +54,8 @@ def bucket(n: int) -> str:
     return str(n) if n < 3 else "3 or more"
 
 
-@examples(40, nightly=400)
+@pytest.mark.timeout(60 + 20 * scaled(CALLS, nightly=NIGHTLY_CALLS))  # a call takes 0.1-10 s
+@examples(CALLS, nightly=NIGHTLY_CALLS)
 @given(scenarios())
 def test_generated_calls_pass_every_check(tmp_path_factory, scenario):  # noqa: D103
     doc, ulaw = scenario_fixture(scenario)

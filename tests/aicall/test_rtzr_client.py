@@ -154,3 +154,26 @@ async def test_a_stalled_stream_is_abandoned_and_reopened(fake):
     stream, finals = await recognise(fake)
     assert finals == TEXTS
     assert stream.stalls == 1 and stream.connections == 2
+
+
+async def test_a_long_pause_before_a_word_is_not_a_stall(fake, monkeypatch):
+    """Found with the stall-then-line-drops fixture: silence while the caller listens used to count
+    towards a stall, so the first word after a pause (its partial comes when it ends) reopened a
+    healthy stream. Now only the time since unanswered speech went out counts.
+
+    The line is paced at 2x with STALL_WAIT_S at 0.6 s (1.2 s of audio): the caller is silent for
+    2.5 s after the first final, then says a 0.57 s word whose partial comes at its end.
+    """
+    monkeypatch.setattr("aicall.rtzr_client.STALL_WAIT_S", 0.6)
+    finals: list[str] = []
+    stream = RecognizerStream(StreamConfig(fake.ws_url), tokens_for(fake),
+                              lambda r: finals.append(r["alternatives"][0]["text"]) if r["final"] else None)
+    task = asyncio.create_task(stream.run())
+    for k, frame in enumerate(frames()[: 7600 // 20]):  # through the second utterance
+        stream.send_audio(frame)
+        if k % 5 == 4:
+            await asyncio.sleep(0.05)  # the simulated line's pace: 100 ms of audio per 50 ms
+    stream.finish()
+    await asyncio.wait_for(task, 30)
+    assert finals == TEXTS[:2]
+    assert stream.stalls == 0 and stream.connections == 1
