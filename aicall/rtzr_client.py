@@ -173,7 +173,8 @@ class RecognizerStream:
                 await asyncio.sleep(delay)  # backoff before reconnecting
 
     async def _connect(self) -> websockets.ClientConnection:
-        """Open a stream; a 401 drops the token and tries once more; other refusals back off."""
+        """Open a stream; a 401 drops the token and tries once more; other refusals, and a token
+        endpoint that fails for a while, back off and retry."""
         refused_401 = 0
         attempt = 0
         unavailable_since: float | None = None
@@ -218,7 +219,7 @@ class RecognizerStream:
         """Send buffered and new audio, receive results; True if the server closed cleanly."""
         sent: deque[tuple[int, float]] = deque()  # (frame index, connection ms at its end)
         self._unanswered_speech_ms = 0.0
-        self._unanswered_since: float | None = None  # when speech first went out with nothing back since
+        self._unanswered_since = None
         self._stalled_now = False
         async with asyncio.TaskGroup() as group:
             sender = group.create_task(self._send_loop(ws, sent))
@@ -231,7 +232,7 @@ class RecognizerStream:
         return ws.close_code is not None and ws.close_code in (1000, 1001)
 
     def _stalled(self) -> bool:
-        """Speech went out and nothing came back for ``STALL_WAIT_S``."""
+        """Speech went out and nothing came back for ``STALL_WAIT_S`` after the first of it."""
         return (self._unanswered_speech_ms >= STALL_MIN_SPEECH_MS and self._unanswered_since is not None
                 and time.monotonic() - self._unanswered_since >= STALL_WAIT_S)
 

@@ -105,9 +105,10 @@ def scenario_fixture(s: dict) -> tuple[dict, bytes]:
     script = synth_call(s["seed"], s["utterances"], partial_every_ms=s["partial_every_ms"])
     llm = {k: v for k, v in s["llm"].items() if k != "sentences"}
     llm["replies"] = [reply_text(s["llm"]["sentences"])]
-    caller = {**(s["hangup"] or {}), **({"vanish": True} if s["vanish"] and s["hangup"] else {}),
-              **({"dtmf": s["dtmf"]} if s["dtmf"] else {})}
     result = outcome(s)
+    hangup = None if result.refused else s["hangup"]  # a refused call is ended by the handler: the caller waits for it
+    caller = {**(hangup or {}), **({"vanish": True} if s["vanish"] and hangup else {}),
+              **({"dtmf": s["dtmf"]} if s["dtmf"] else {})}
     expect: dict = {}
     if result.refused:
         expect["call_refused"] = True
