@@ -21,6 +21,7 @@ from .fixture import CallScript
 MIN_PROBE_MS = 100  # audio needed before the first search; a confident match decides
 RETRY_EVERY_MS = 250
 CONTINUITY_MIN_SCORE = 0.6
+EXACT_RUN_MS = 20  # equal sample for sample this long (and not a constant): the client is sample-exact
 WORD_HEARD_FRACTION = 0.5
 MAX_PENDING = 60 * RATE  # unplaced audio kept while searching; older audio stays unheard
 EXACT_FRACTION = 0.99  # of probe samples equal to the call audio for sample-exact checking
@@ -272,7 +273,11 @@ class ScriptRecognizer:
     @staticmethod
     def _continuity(probe: np.ndarray, call_start: int, locator: AudioLocator) -> tuple[np.ndarray, bool]:
         """Per sample of ``probe``: does it continue the call audio placed at ``call_start``? And is the
-        client sample-exact (a run of at least 100 ms equal sample for sample)?"""
+        client sample-exact (a run of at least 20 ms equal sample for sample, not a constant)?
+
+        A shorter bar than the 100 ms probe: a stream may keep only a few blocks before a gap (found
+        by the nightly profile: 80 ms kept, then a gap, taken as correlation-checked audio whose
+        pauses were assumed to continue the call, so a word never received was transcribed)."""
         lo, hi = max(0, call_start), min(len(locator.samples), call_start + len(probe))
         inside = np.zeros(len(probe), dtype=bool)
         inside[max(0, lo - call_start) : max(0, hi - call_start)] = True
@@ -280,7 +285,7 @@ class ScriptRecognizer:
         if hi > lo:
             same[lo - call_start : hi - call_start] = probe[lo - call_start : hi - call_start] == locator.samples[lo:hi]
         run_lo, run_hi = _longest_run(same)
-        if run_hi - run_lo >= _samples(100):
+        if run_hi - run_lo >= _samples(EXACT_RUN_MS) and np.ptp(probe[run_lo:run_hi]) > 0:
             return same, True
         n = len(probe) // WINDOW
         scores = locator.window_scores(probe[: n * WINDOW], call_start)
