@@ -41,7 +41,6 @@ class TurnMachine(RuleBasedStateMachine):
         self.spoken: dict[int, list[Speak]] = {}
         self.unplayed: list[str] = []  # marks sent, not echoed, not cleared
         self.heard: dict[int, list[str]] = {}
-        self.failed_turns: set[int] = set()
         self.ended = False
 
     # ------------------------------------------------------------- apply
@@ -133,7 +132,6 @@ class TurnMachine(RuleBasedStateMachine):
         turn = self.generating
         self.generating = None
         self.closed_turns.add(turn)
-        self.failed_turns.add(turn)
         self.tokens.pop(turn, None)
         actions = self.apply(LlmFailed(turn, "HTTP 500"))
         if not self.ended:

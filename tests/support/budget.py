@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 
-from hypothesis import HealthCheck, settings
+from hypothesis import settings
 
 PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
 SCALE = {"ci": 1.0, "nightly": 10.0, "dev": 0.1}
@@ -29,6 +29,6 @@ def scaled(ci_examples: int, nightly: int | None = None) -> int:
 
 
 def examples(ci_examples: int, nightly: int | None = None) -> settings:
-    """``@examples(n)``: n examples under ``ci``, scaled for the other profiles; no deadline."""
-    return settings(max_examples=scaled(ci_examples, nightly), deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    """``@examples(n)``: n examples under ``ci``, scaled for the other profiles (the rest of the
+    settings come from the profile the root conftest.py loaded)."""
+    return settings(max_examples=scaled(ci_examples, nightly))
