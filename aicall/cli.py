@@ -75,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             settings = load_settings(os.environ)  # fails here, before the port opens
-            logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+            logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr)
             print(f"aicall listening on http://{args.host}:{args.port} (webhook /twilio/voice, stream /twilio/media)")
             web.run_app(create_app(settings), host=args.host, port=args.port, print=None)
             return 0

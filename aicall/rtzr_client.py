@@ -128,6 +128,7 @@ class RecognizerStream:
         self.lost_ms = 0.0  # audio dropped because the resend buffer overflowed
         self._unanswered_speech_ms = 0.0
         self._unanswered_since: float | None = None  # when speech first went out with nothing back since
+        self._speech_sent: deque[tuple[float, float]] = deque()  # (connection ms at its end, ms) of speech not yet answered
         self._stalled_now = False
 
     # ---------------------------------------------------------------- input
@@ -220,6 +221,7 @@ class RecognizerStream:
         sent: deque[tuple[int, float]] = deque()  # (frame index, connection ms at its end)
         self._unanswered_speech_ms = 0.0
         self._unanswered_since = None
+        self._speech_sent.clear()
         self._stalled_now = False
         async with asyncio.TaskGroup() as group:
             sender = group.create_task(self._send_loop(ws, sent))
@@ -258,6 +260,7 @@ class RecognizerStream:
                     last_send = time.monotonic()
                     if self._is_speech(frame):
                         self._unanswered_speech_ms += len(frame) / self.config.bytes_per_ms
+                        self._speech_sent.append((conn_ms, len(frame) / self.config.bytes_per_ms))
                         if self._unanswered_since is None:
                             self._unanswered_since = time.monotonic()
                 if self._stalled():
@@ -296,15 +299,29 @@ class RecognizerStream:
             samples = ulaw_to_pcm16(frame)
         return len(samples) > 0 and float(np.mean(samples.astype(np.float64) ** 2)) > SPEECH_POWER
 
+    def _answered(self, result: dict) -> None:
+        """The recognizer is alive, and has heard the audio up to where this result reaches (a final: its
+        end; a partial: at least its utterance's start). Speech sent past that is still unanswered, from
+        now: audio sent faster than real time must not hide a stall behind one early partial."""
+        try:
+            reach = float(result.get("start_at", 0)) + (float(result.get("duration", 0)) if result.get("final") else 0.0)
+        except (TypeError, ValueError):
+            reach = float("inf")
+        while self._speech_sent and self._speech_sent[0][0] <= reach:
+            self._speech_sent.popleft()
+        self._unanswered_speech_ms = sum(ms for _, ms in self._speech_sent)
+        self._unanswered_since = time.monotonic() if self._speech_sent else None
+
     def _receive(self, message: str | bytes, sent: deque[tuple[int, float]]) -> None:
-        self._unanswered_speech_ms = 0.0  # the recognizer is alive
-        self._unanswered_since = None
         try:
             result = json.loads(message)
             alternatives = result["alternatives"]
         except (ValueError, KeyError, TypeError):
+            self._unanswered_speech_ms, self._unanswered_since = 0.0, None  # alive, though it said nothing useful
+            self._speech_sent.clear()
             log.warning("call=%s event=rtzr_bad_message text=%.80r", self.call_id, message)
             return
+        self._answered(result if isinstance(result, dict) else {})
         if result.get("final"):
             end_ms = float(result.get("start_at", 0)) + float(result.get("duration", 0))
             while sent and sent[0][1] <= end_ms:  # this audio is transcribed: no need to resend it

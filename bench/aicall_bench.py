@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 from callaudio.g711 import pcm16_to_ulaw  # noqa: E402
 from fakertzr.fixture import load_fixture  # noqa: E402
 from bench.benchlib import cpu_seconds, percentile, report  # noqa: E402
-from harness.external import free_port  # noqa: E402
+from harness.targets import free_port  # noqa: E402
 
 SEED = ROOT / "fixtures" / "calls" / "seed-three-turns"
 FAKES = """

@@ -121,21 +121,47 @@ def build(spec_path: Path, out_dir: Path | None = None) -> Path:
 
 
 
+def read_audio(path: Path) -> tuple[np.ndarray, int]:
+    """Mono samples on the int16 scale and the rate: WAV, FLAC and Ogg through libsndfile (no external
+    program); other formats (mp3, m4a, ...) through pydub, which needs ffmpeg."""
+    import soundfile
+
+    try:
+        data, rate = soundfile.read(str(path), dtype="float64", always_2d=True)
+        return data.mean(axis=1) * 32767, int(rate)
+    except soundfile.LibsndfileError:
+        pass  # not a format libsndfile knows: try pydub and ffmpeg
+    except OSError as exc:
+        raise FakeRtzrError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    import shutil
+    import warnings
+
+    if not (shutil.which("ffmpeg") or shutil.which("avconv")):
+        raise FakeRtzrError(f"{path}: not WAV, FLAC or Ogg; reading other formats needs ffmpeg "
+                            "(apt-get install ffmpeg) and pydub (pip install pydub)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            from pydub import AudioSegment  # imported here: only compressed formats need pydub and ffmpeg
+    except ImportError:
+        raise FakeRtzrError(f"{path}: reading this format needs pydub (pip install pydub)") from None
+    try:
+        segment = AudioSegment.from_file(path)
+    except Exception as exc:  # noqa: BLE001 - pydub raises many kinds; say which file
+        first = str(exc).strip().splitlines()[-1:] or [type(exc).__name__]
+        raise FakeRtzrError(f"{path}: cannot read audio: {first[0]}") from None
+    channels = np.array(segment.get_array_of_samples(), dtype=np.float64).reshape(-1, segment.channels)
+    return channels.mean(axis=1) / (2 ** (8 * segment.sample_width - 1)) * 32767, segment.frame_rate
+
+
 def from_audio(audio_path: Path, transcript: list[str], name: str, out_dir: Path, *, gap_ms: int = 300) -> Path:
     """A fixture from recorded audio (any format pydub reads) and one transcript line per utterance.
 
     The audio becomes mono 8 kHz mu-law; utterances are the stretches of speech an energy VAD
     finds (pauses shorter than ``gap_ms`` do not split one), matched to the lines in order.
     """
-    from pydub import AudioSegment  # imported here: only this path needs pydub (and ffmpeg for mp3 and the like)
-
-    try:
-        segment = AudioSegment.from_file(audio_path)
-    except Exception as exc:  # noqa: BLE001 - pydub raises many kinds; say which file
-        raise FakeRtzrError(f"{audio_path}: cannot read audio: {exc}") from None
-    channels = np.array(segment.get_array_of_samples(), dtype=np.float64).reshape(-1, segment.channels)
-    mono = channels.mean(axis=1) / (2 ** (8 * segment.sample_width - 1)) * 32767
-    pcm = soxr.resample(mono.astype(np.float32), segment.frame_rate, RATE) if segment.frame_rate != RATE else mono
+    mono, rate = read_audio(audio_path)
+    pcm = soxr.resample(mono.astype(np.float32), rate, RATE) if rate != RATE else mono
     samples = np.clip(np.round(pcm), -32768, 32767).astype(np.int16)
     spans = speech_spans(samples, gap_ms)
     lines = [line.strip() for line in transcript if line.strip()]

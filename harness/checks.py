@@ -16,10 +16,22 @@ STOP_GRACE_S = 1.0  # messages in flight when the caller hung up
 
 @dataclass(frozen=True)
 class CheckResult:
+    """One check's verdict: passed, failed, or skipped (``ok`` and ``skipped``, with why in ``message``)."""
+
     name: str
     ok: bool
     message: str = ""
     at: float | None = None  # wall time of the event that shows the failure
+    skipped: bool = False
+
+    @property
+    def status(self) -> str:
+        return "skipped" if self.skipped else "passed" if self.ok else "failed"
+
+
+def skipped(name: str, why: str) -> CheckResult:
+    """A check that could not be judged for this handler: not a pass, and never shown as one."""
+    return CheckResult(name, True, why, skipped=True)
 
 
 @dataclass
@@ -27,9 +39,11 @@ class CheckContext:
     timeline: CallTimeline
     expect: dict
     stored_caller_lines: list[str] | None  # None when the store is not reachable
-    errors_logged: list[str] = field(default_factory=list)
+    errors_logged: list[str] | None = field(default_factory=list)  # None when the handler's log is not readable
     call_refused_allowed: bool = False
     audio_plays: bool = True  # False at 'fast' pacing: bot audio takes no time, nothing can be talked over
+    no_log_why: str = "no handler log to read: give one with --handler-log FILE"
+    started_without: tuple[str, ...] = ()  # the handler was started without these variables (failure 1)
 
     @property
     def hangup(self) -> float:
@@ -41,6 +55,15 @@ class CheckContext:
 
 
 Check = Callable[[CheckContext], CheckResult]
+
+
+def llm_deliveries(timeline: CallTimeline) -> list[Event]:
+    """The LLM requests that count as giving the LLM a turn: a request that failed (status >= 400) and
+    was retried with the same words (as the openai SDK does on 429/5xx) is one delivery, not two."""
+    requests = timeline.of("llm_request")
+    return [r for i, r in enumerate(requests)
+            if not (r.detail.get("status", 200) >= 400 and i + 1 < len(requests)
+                    and requests[i + 1].detail.get("user") == r.detail.get("user"))]
 
 
 def stops_sending_after_hangup(ctx: CheckContext) -> CheckResult:
@@ -61,7 +84,7 @@ def stops_sending_after_hangup(ctx: CheckContext) -> CheckResult:
 
 def finals_to_llm_once(ctx: CheckContext) -> CheckResult:
     """Each final goes to the LLM at most once, and at least once if the handler asked the LLM later."""
-    requests = ctx.timeline.of("llm_request")
+    requests = llm_deliveries(ctx.timeline)
     for final in ctx.finals_before_hangup():
         text = final.detail["text"]
         later = [r for r in requests if r.wall >= final.wall]
@@ -75,7 +98,7 @@ def finals_to_llm_once(ctx: CheckContext) -> CheckResult:
 
 def finals_persisted(ctx: CheckContext) -> CheckResult:
     if ctx.stored_caller_lines is None:
-        return CheckResult("finals_persisted", True, "store not reachable: skipped")
+        return skipped("finals_persisted", "the handler's store is not readable by the harness (only aicall's is)")
     stored = Counter(ctx.stored_caller_lines)
     for final in ctx.finals_before_hangup():
         if stored[final.detail["text"]] == 0:
@@ -94,7 +117,8 @@ def recognition_continues(ctx: CheckContext) -> CheckResult:
         reopened = [e for e in ctx.timeline.of("partial", "final") if e.wall > end.wall and e.detail["connection"] != end.detail["connection"]]
         if later_speech and not reopened:
             return CheckResult("recognition_continues", False,
-                               f"RTZR connection {end.detail['connection']} ended ({end.detail.get('how')} {end.detail.get('code')}) "
+                               f"RTZR connection {end.detail['connection']} ended "
+                               f"({' '.join(str(v) for v in (end.detail.get('how'), end.detail.get('code')) if v is not None)}) "
                                f"and the caller was not recognised again", end.wall)
     return CheckResult("recognition_continues", True)
 
@@ -133,34 +157,75 @@ def replies_in_order(ctx: CheckContext) -> CheckResult:
 
 def no_errors(ctx: CheckContext) -> CheckResult:
     """No error-level log line, unless the fixture expects that event (``expect.errors_allowed``)."""
+    if ctx.errors_logged is None:
+        return skipped("no_errors", ctx.no_log_why)
     allowed = set(ctx.expect.get("errors_allowed", ())) | ({"rtzr_auth_failed"} if ctx.call_refused_allowed else set())
-    unexpected = [e for e in ctx.errors_logged if not any(f"event={name}" in e for name in allowed)]
+    unexpected = [e for e in ctx.errors_logged if not any(f"event={name}" in e or name in e for name in allowed)]
     if unexpected:
-        return CheckResult("no_errors", False, f"{len(unexpected)} error(s) logged, first: {unexpected[0][:200]}")
+        more = f" ({len(unexpected) - 1} more in the report)" if len(unexpected) > 1 else ""
+        return CheckResult("no_errors", False, f"{len(unexpected)} error(s) logged{more}, first:\n{unexpected[0]}")
     return CheckResult("no_errors", True)
 
 
 def expectations(ctx: CheckContext) -> CheckResult:
     expect = ctx.expect
-    finals = [e.detail["text"] for e in ctx.timeline.of("final")]
+    final_events = ctx.timeline.of("final")
+    finals = [e.detail["text"] for e in final_events]
+    end = ctx.hangup if ctx.hangup != float("inf") else (ctx.timeline.events[-1].wall if ctx.timeline.events else None)
     if "finals" in expect and finals[: len(expect["finals"])] != expect["finals"]:
-        return CheckResult("expectations", False, f"finals {finals} != expected {expect['finals']}")
-    requests = ctx.timeline.of("llm_request")
+        wanted = expect["finals"]
+        k = next((i for i, (a, b) in enumerate(zip(finals, wanted)) if a != b), min(len(finals), len(wanted)))
+        got = repr(finals[k]) if k < len(finals) else "nothing"
+        at = final_events[k].wall if k < len(final_events) else end
+        return CheckResult("expectations", False, f"final {k + 1} should be {wanted[k]!r}, got {got} "
+                           f"({len(finals)} final(s) in all, {len(wanted)} expected)", at)
+    requests = llm_deliveries(ctx.timeline)
     if "llm_turns" in expect and len(requests) != expect["llm_turns"]:
-        return CheckResult("expectations", False, f"{len(requests)} LLM request(s), expected {expect['llm_turns']}")
+        at = requests[expect["llm_turns"]].wall if len(requests) > expect["llm_turns"] else end
+        return CheckResult("expectations", False, f"{len(requests)} LLM turn(s) (a retried request counts once), "
+                           f"expected {expect['llm_turns']}", at)
     if "answered_turns" in expect:
         speech = ctx.timeline.of("speech_end")
         answered = sum(1 for i, s in enumerate(speech) if any(
             s.wall < m.wall < (speech[i + 1].wall if i + 1 < len(speech) else float("inf")) for m in ctx.timeline.of("media")))
         if answered != expect["answered_turns"]:
-            return CheckResult("expectations", False, f"{answered} turn(s) answered, expected {expect['answered_turns']}")
-    if expect.get("barge_in") and ctx.audio_plays and not ctx.timeline.of("clear"):
-        return CheckResult("expectations", False, "the caller spoke over the bot but playback was never cleared")
+            silent = next((s for i, s in enumerate(speech) if not any(
+                s.wall < m.wall < (speech[i + 1].wall if i + 1 < len(speech) else float("inf")) for m in ctx.timeline.of("media"))), None)
+            return CheckResult("expectations", False, f"{answered} turn(s) answered, expected {expect['answered_turns']}",
+                               silent.wall if silent else end)
     if expect.get("call_refused"):
         closed = next(iter(ctx.timeline.of("closed")), None)
         if closed is None or not closed.detail.get("by_handler"):
-            return CheckResult("expectations", False, "the handler was expected to end the call itself")
+            return CheckResult("expectations", False, "the handler was expected to end the call itself", end)
     return CheckResult("expectations", True)
+
+
+def barge_in(ctx: CheckContext) -> CheckResult:
+    """A fixture whose caller talks over the bot (``expect.barge_in``): the handler clears playback.
+    At ``fast`` pace bot audio takes no time, so nothing can be talked over: skipped, never a pass."""
+    if not ctx.audio_plays:
+        return skipped("barge_in", "at fast pace bot audio takes no time to play: nothing can be talked over")
+    if not ctx.timeline.of("clear"):
+        speech = ctx.timeline.of("speech_end")
+        return CheckResult("barge_in", False, "the caller spoke over the bot but playback was never cleared",
+                           speech[-1].wall if speech else None)
+    return CheckResult("barge_in", True)
+
+
+def refuses_without_credentials(ctx: CheckContext) -> CheckResult:
+    """The report's failure 1, for a handler started without its RTZR credentials that still took the
+    call: it must tell the caller (some audio) and end the call itself, not leave a dead line."""
+    name = "refuses_without_credentials"
+    closed = next(iter(ctx.timeline.of("closed")), None)
+    ended = closed is not None and closed.detail.get("by_handler")
+    spoke = bool(ctx.timeline.of("media")) and (closed is None or ctx.timeline.of("media")[0].wall <= closed.wall)
+    missing = ", ".join(ctx.started_without)
+    if ended and spoke:
+        return CheckResult(name, True, f"started without {missing}: the call was refused audibly and ended")
+    what = "ended the call without a word" if ended else "left the caller on a dead line" if not spoke \
+        else "spoke but never ended the call"
+    return CheckResult(name, False, f"failure 1: started without {missing}, the handler took the call and {what}",
+                       closed.wall if closed else ctx.hangup if ctx.hangup != float("inf") else None)
 
 
 CHECKS: tuple[Check, ...] = (stops_sending_after_hangup, finals_to_llm_once, finals_persisted, recognition_continues,
@@ -168,4 +233,6 @@ CHECKS: tuple[Check, ...] = (stops_sending_after_hangup, finals_to_llm_once, fin
 
 
 def run_checks(ctx: CheckContext) -> list[CheckResult]:
-    return [check(ctx) for check in CHECKS]
+    checks = [*CHECKS, *([barge_in] if ctx.expect.get("barge_in") else []),
+              *([refuses_without_credentials] if ctx.started_without else [])]
+    return [check(ctx) for check in checks]

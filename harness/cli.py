@@ -1,25 +1,24 @@
-"""``harness run``: replay the bundled call fixtures against aicall, check them, measure, report."""
+"""``harness run``: replay call fixtures against a handler (aicall in-process, a command the harness
+launches, or a running URL), check them, measure, report. ``harness fakes``: the fakes alone, for
+developing a handler offline. ``harness make-fixture``: author a fixture."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import sys
-import tempfile
 from pathlib import Path
 from typing import NoReturn, Sequence
 
-import aiohttp
-
 from fakertzr.errors import FakeRtzrError
 
+from .errors import HandlerDidNotStart, HarnessError
+from .fakes import FakeServices, running_fakes
 from .fixture import discover, load_call
-from .external import run_external
 from .html_report import write_html
-from .report import console_table, write_json, write_junit
-from .runner import ErrorLog, FixtureRun, run_fixture
-
-PARALLEL = 4
+from .report import console_table, verdict, write_json, write_junit
+from .runner import ErrorLog, FixtureRun, configure_fakes, run_target
+from .targets import READY_TIMEOUT_S, AicallTarget, CommandTarget, UrlTarget
 
 
 class _Parser(argparse.ArgumentParser):
@@ -43,21 +42,67 @@ def parse_pace(text: str) -> float | None:
     raise argparse.ArgumentTypeError(f"pace must be realtime, fast or xN (e.g. x4), got {text!r}")
 
 
+def parse_ports(text: str) -> tuple[int, int, int]:
+    """``RTZR,LLM,TTS`` ports, e.g. ``8765,8766,8767`` (0 for a free one)."""
+    try:
+        ports = tuple(int(p) for p in text.split(","))
+    except ValueError:
+        ports = ()
+    if len(ports) != 3 or not all(0 <= p < 65536 for p in ports):
+        raise argparse.ArgumentTypeError(f"ports must be three numbers RTZR,LLM,TTS (e.g. 8765,8766,8767), got {text!r}")
+    return ports  # type: ignore[return-value]
+
+
+def parse_positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="harness", description="Replay recorded calls against a Twilio Media Streams handler.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    run = sub.add_parser("run", help="replay fixtures against aicall with every fake in-process")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="{run,fakes,make-fixture}")
+    run = sub.add_parser("run", help="replay fixtures against a handler (default: aicall in-process)",
+                         description="Replay fixtures against a handler: aicall in-process (default), a command the "
+                         "harness launches (--cmd), or a handler already running (--target).")
     run.add_argument("--fixtures", type=Path, default=Path("fixtures/calls"), help="directory of fixtures (default fixtures/calls)")
     run.add_argument("--report-dir", type=Path, default=Path("harness-report"), help="where reports go (default harness-report/)")
     run.add_argument("--pace", type=parse_pace, default=1.0, metavar="realtime|fast|xN", help="default realtime")
     run.add_argument("-k", dest="name", help="only fixtures whose name contains this")
     run.add_argument("--twilio-auth-token", metavar="TOKEN", help="sign the stream handshake with X-Twilio-Signature "
-                     "(for handlers that check it; the signed URL is the target URL)")
+                     "(for handlers that check it; the signed URL is the stream URL)")
     target = run.add_mutually_exclusive_group()
-    target.add_argument("--target", metavar="WS_URL", help="a handler already running and pointed at the fakes "
-                        "(they listen on ports 8765, 8766, 8767)")
-    target.add_argument("--cmd", metavar="COMMAND", help="launch the handler: {rtzr_url} {llm_url} {tts_url} {port} "
-                        "are filled in and set as RTZR_API_BASE, OPENAI_BASE_URL, TTS_BASE_URL, PORT")
+    target.add_argument("--cmd", metavar="COMMAND", help="launch the handler: {port} {rtzr_url} {llm_url} {tts_url} are "
+                        "filled in; PORT, RTZR_API_BASE, RTZR_CLIENT_ID, RTZR_CLIENT_SECRET, OPENAI_BASE_URL, "
+                        "OPENAI_API_KEY and TTS_BASE_URL are set. Its output is saved as handler.log with the report")
+    target.add_argument("--target", metavar="WS_URL", help="a handler already running, pointed at the fakes "
+                        "(the harness prints the export lines for them; see --fake-ports)")
+    stream = run.add_mutually_exclusive_group()
+    stream.add_argument("--path", help=f"with --cmd: the stream's path on 127.0.0.1:{{port}} (default {'/twilio/media'}; "
+                        "pipecat's runner serves /ws)")
+    stream.add_argument("--url", metavar="WS_URL_TEMPLATE", help="with --cmd: the stream URL, {port} filled in "
+                        "(e.g. ws://127.0.0.1:{port}/media-stream)")
+    run.add_argument("--ready-timeout", type=parse_positive, default=READY_TIMEOUT_S, metavar="S",
+                     help=f"how long the handler may take to listen (default {READY_TIMEOUT_S:g} s)")
+    run.add_argument("--fresh-handler", action="store_true", help="with --cmd: one handler process per fixture, so "
+                     "no log line can be charged to the wrong call")
+    run.add_argument("--handler-log", type=Path, metavar="FILE", help="with --target: the handler's log file, read "
+                     "for no_errors (without it no_errors is skipped)")
+    run.add_argument("--fake-ports", type=parse_ports, default=(0, 0, 0), metavar="R,L,T",
+                     help="with --target: the fakes' ports RTZR,LLM,TTS (default: free ports, printed as export lines)")
+    fakes = sub.add_parser("fakes", help="run the fakes (RTZR, LLM, TTS) for developing a handler offline",
+                           description="Run fakertzr, the fake LLM and the fake TTS until Ctrl-C, and print the "
+                           "environment a handler needs to use them.")
+    fakes.add_argument("--ports", type=parse_ports, default=(8765, 8766, 8767), metavar="R,L,T",
+                       help="ports RTZR,LLM,TTS (default 8765,8766,8767; 0 for free ones)")
+    fakes.add_argument("--fixture", type=Path, metavar="DIR", help="play this fixture's script, faults, LLM and TTS "
+                       "(default: any speech is transcribed as '발화 N', the LLM echoes it)")
+    fakes.add_argument("--pace", type=parse_pace, default=1.0, metavar="realtime|fast|xN",
+                       help="scales the fakes' scripted delays (default realtime)")
     make = sub.add_parser("make-fixture", help="author a fixture: from a text script (espeak-ng) or from an audio file")
     source = make.add_mutually_exclusive_group(required=True)
     source.add_argument("--script", type=Path, metavar="SPEC.json", help="utterances, pauses, faults (see fixtures/calls/*/source.json)")
@@ -89,63 +134,96 @@ def _make_fixture(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _run_all(fixtures: list, pace: float | None) -> list[FixtureRun]:
-    gate = asyncio.Semaphore(PARALLEL)
+def _pace_name(pace: float | None) -> str:
+    return "fast" if pace is None else ("realtime" if pace == 1.0 else f"x{pace:g}")
+
+
+def _check_target_options(args: argparse.Namespace) -> None:
+    for option, needs in (("path", "cmd"), ("url", "cmd"), ("fresh_handler", "cmd"), ("handler_log", "target")):
+        if getattr(args, option) and not getattr(args, needs):
+            raise HarnessError(f"--{option.replace('_', '-')} goes with --{needs}")
+    if args.fake_ports != (0, 0, 0) and not args.target:
+        raise HarnessError("--fake-ports goes with --target (with --cmd the harness picks free ports)")
+
+
+def _print_fakes(fakes: FakeServices, *, paste: bool) -> None:
+    if paste:
+        print("the fakes are up; start your handler with:\n" + fakes.exports(), flush=True)
+    else:
+        print(f"fakes: RTZR {fakes.rtzr_url}, LLM {fakes.llm_url}, TTS {fakes.tts_url}", flush=True)
+
+
+async def _run(args: argparse.Namespace, fixtures: list) -> list[FixtureRun]:
     done = 0
 
-    async def one(fixture) -> FixtureRun:
+    def progress(run: FixtureRun) -> None:
         nonlocal done
-        async with gate:
-            with tempfile.TemporaryDirectory() as tmp:
-                result = await run_fixture(fixture, pace=pace, workdir=Path(tmp), errors=errors)
         done += 1
-        print(f"[{done}/{len(fixtures)}] {fixture.name}: {'PASS' if result.ok else 'FAIL'} ({result.wall_s:.1f} s)", flush=True)
-        return result
+        print(f"[{done}/{len(fixtures)}] {run.fixture.name}: {verdict(run)} ({run.wall_s:.1f} s)", flush=True)
 
-    with ErrorLog() as errors:
-        return list(await asyncio.gather(*(one(f) for f in fixtures)))
+    headers_for = None
+    if args.twilio_auth_token:
+        from aicall.twilio import compute_signature
+
+        def headers_for(url: str) -> dict[str, str]:
+            return {"X-Twilio-Signature": compute_signature(args.twilio_auth_token, url)}
+    if args.cmd:
+        target = CommandTarget(args.cmd, url=args.url, path=args.path, ready_timeout=args.ready_timeout,
+                               fresh=args.fresh_handler, log_path=args.report_dir / "handler.log")
+    elif args.target:
+        target = UrlTarget(args.target, handler_log=args.handler_log, ready_timeout=args.ready_timeout)
+    else:
+        with ErrorLog() as errors:
+            return await run_target(AicallTarget(errors), fixtures, pace=args.pace, progress=progress,
+                                    headers_for=headers_for)
+    return await run_target(target, fixtures, pace=args.pace, progress=progress, fake_ports=args.fake_ports,
+                            headers_for=headers_for, on_fakes=lambda f: _print_fakes(f, paste=bool(args.target)))
+
+
+async def _serve_fakes(args: argparse.Namespace) -> int:
+    fixture = load_call(args.fixture) if args.fixture else None
+    async with running_fakes(args.ports) as fakes:
+        if fixture is not None:
+            configure_fakes(fixture, fakes.rtzr, fakes.llm, fakes.tts, 0.0 if args.pace is None else 1.0 / args.pace)
+        playing = f"playing {fixture.name}" if fixture else "transcribing any speech as '발화 N'"
+        print(f"fakes ({playing}): RTZR {fakes.rtzr_url}, LLM {fakes.llm_url}, TTS {fakes.tts_url}\n"
+              f"{fakes.exports()}\nCtrl-C to stop", flush=True)
+        await asyncio.Event().wait()  # until Ctrl-C
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "make-fixture":
-        try:
-            return _make_fixture(args)
-        except FakeRtzrError as exc:
-            print(f"harness: error: {exc}", file=sys.stderr)
-            return 2
     try:
+        if args.command == "make-fixture":
+            return _make_fixture(args)
+        if args.command == "fakes":
+            try:
+                return asyncio.run(_serve_fakes(args))
+            except KeyboardInterrupt:
+                return 0
+        _check_target_options(args)
         directories = discover(args.fixtures, args.name)
         if not directories:
-            raise FakeRtzrError(f"no fixtures in {args.fixtures}" + (f" matching {args.name!r}" if args.name else ""))
+            raise HarnessError(f"no fixtures in {args.fixtures}" + (f" matching {args.name!r}" if args.name else ""))
         fixtures = [load_call(d) for d in directories]
-    except FakeRtzrError as exc:
+        against = args.target or (f"`{args.cmd}`" if args.cmd else "aicall (in-process)")
+        print(f"replaying {len(fixtures)} fixture(s) against {against}, pace {_pace_name(args.pace)}", flush=True)
+        runs = asyncio.run(_run(args, fixtures))
+    except HandlerDidNotStart as exc:
+        saved = f" (its output: {args.report_dir / 'handler.log'})" if getattr(args, "cmd", None) else ""
+        print(f"harness: error: the handler did not start: {exc}{saved}", file=sys.stderr)
+        return 2
+    except (FakeRtzrError, OSError) as exc:
         print(f"harness: error: {exc}", file=sys.stderr)
         return 2
-    pace_name = "fast" if args.pace is None else ("realtime" if args.pace == 1.0 else f"x{args.pace:g}")
-    against = args.target or (f"`{args.cmd}`" if args.cmd else "aicall (in-process)")
-    print(f"replaying {len(fixtures)} fixture(s) against {against}, pace {pace_name}", flush=True)
-    if args.target or args.cmd:
-        def progress(run: FixtureRun) -> None:
-            print(f"{run.fixture.name}: {'PASS' if run.ok else 'FAIL'} ({run.wall_s:.1f} s)", flush=True)
-
-        try:
-            runs = asyncio.run(run_external(fixtures, pace=args.pace, target=args.target, cmd=args.cmd, progress=progress,
-                                            twilio_auth_token=args.twilio_auth_token))
-        except aiohttp.WSServerHandshakeError as exc:
-            print(f"harness: error: the handler refused the stream handshake: HTTP {exc.status}", file=sys.stderr)
-            return 2
-        except (RuntimeError, OSError, aiohttp.ClientError) as exc:
-            print(f"harness: error: {exc}", file=sys.stderr)
-            return 2
-    else:
-        runs = asyncio.run(_run_all(fixtures, args.pace))
     print()
     console_table(runs, sys.stdout)
-    write_json(runs, args.report_dir / "report.json", pace_name)
+    write_json(runs, args.report_dir / "report.json", _pace_name(args.pace))
     write_junit(runs, args.report_dir / "junit.xml")
-    write_html(runs, args.report_dir / "report.html", pace_name)
-    print(f"\nreports: {args.report_dir / 'report.html'}, report.json, junit.xml")
+    write_html(runs, args.report_dir / "report.html", _pace_name(args.pace))
+    logs = ", handler.log" if args.cmd else ""
+    print(f"\nreports: {args.report_dir / 'report.html'}, report.json, junit.xml{logs}")
     return 0 if all(r.ok for r in runs) else 1
 
 

@@ -1,4 +1,9 @@
-"""A fake OpenAI-compatible LLM: streaming chat completions from a script, with a journal."""
+"""A fake OpenAI-compatible LLM: chat completions from a script, streamed (SSE) or whole, with a journal.
+
+Chunks and completions carry the fields OpenAI's SDKs read (``id``, ``created``, ``model``,
+``finish_reason``, ``usage`` when ``stream_options.include_usage``); a scripted failure answers
+with OpenAI's error shape, so the SDK's own retries happen as they would against OpenAI.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from typing import Callable
 
 from aiohttp import web
 
+from .fake_tts import openai_error
 from .journaled_fake import JournaledFake
 
 
@@ -23,6 +29,12 @@ class LlmRequest:
     tokens_sent: int = 0
     completed: bool = False
     abandoned: bool = False  # the client went away before the reply was complete
+    stream: bool = True
+
+    @property
+    def delivered(self) -> bool:
+        """The request reached the model: a failed one (status >= 400) delivered nothing, its retry may."""
+        return self.status < 400
 
     @property
     def last_user(self) -> str:
@@ -59,14 +71,26 @@ class FakeLlm(JournaledFake[LlmRequest]):
             await asyncio.sleep(ms * self.config.time_scale / 1000.0)  # scripted latency
 
     async def _complete(self, request: web.Request) -> web.StreamResponse:
-        body = await request.json()
-        entry = LlmRequest(body.get("messages", []), body.get("model", ""))
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
+            entry = LlmRequest([], "", status=400)
+            self.requests.append(entry)
+            self.changes.notify()
+            return openai_error("'messages' must be a list of messages", 400, "messages")
+        messages = [m for m in body["messages"] if isinstance(m, dict)]
+        entry = LlmRequest([{"role": str(m.get("role", "")), "content": _text(m.get("content"))} for m in messages],
+                           str(body.get("model", "")), stream=bool(body.get("stream")))
         index = len(self.requests)
         self.requests.append(entry)
         self.changes.notify()
         if index in self.config.fail_requests:
             entry.status = self.config.fail_requests[index]
-            return web.json_response({"error": {"message": "scripted failure"}}, status=entry.status)
+            return openai_error("scripted failure", entry.status)
+        if not entry.stream:
+            return await self._whole(request, entry, index)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         with self.answering(entry):  # the client may be gone before the headers go out
             await response.prepare(request)
@@ -75,13 +99,54 @@ class FakeLlm(JournaledFake[LlmRequest]):
             text = entry.reply = self.config.reply(entry)
             step = self.config.chars_per_token
             await self._sleep(self.config.first_token_ms)
+            envelope = {"id": f"chatcmpl-fake{index}", "object": "chat.completion.chunk", "created": int(time.time()),
+                        "model": entry.model or "fake-llm"}
             for i in range(0, len(text), step):
                 if i:
                     await self._sleep(self.config.token_ms)
-                chunk = {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": text[i : i + step]}}]}
-                await response.write(f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n".encode())
+                delta = {"content": text[i : i + step], **({"role": "assistant"} if i == 0 else {})}
+                await self._event(response, {**envelope, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
                 entry.tokens_sent += 1
                 self.changes.notify()
+            await self._event(response, {**envelope, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+            if (body.get("stream_options") or {}).get("include_usage"):
+                await self._event(response, {**envelope, "choices": [], "usage": _usage(entry)})
             await response.write(b"data: [DONE]\n\n")
             entry.completed = True
         return response
+
+    async def _whole(self, request: web.Request, entry: LlmRequest, index: int) -> web.StreamResponse:
+        """``stream: false``: the whole completion as one JSON body, after the scripted time to generate it."""
+        with self.answering(entry):
+            if index in self.config.stall_requests:
+                await asyncio.Event().wait()
+            text = entry.reply = self.config.reply(entry)
+            tokens = -(-len(text) // self.config.chars_per_token)
+            await self._sleep(self.config.first_token_ms + max(0, tokens - 1) * self.config.token_ms)
+            entry.tokens_sent = tokens
+            response = web.json_response({
+                "id": f"chatcmpl-fake{index}", "object": "chat.completion", "created": int(time.time()),
+                "model": entry.model or "fake-llm", "usage": _usage(entry),
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}]})
+            await response.prepare(request)
+            await response.write_eof()
+            entry.completed = True
+        return response
+
+    @staticmethod
+    async def _event(response: web.StreamResponse, chunk: dict) -> None:
+        await response.write(f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n".encode())
+
+
+def _text(content: object) -> str:
+    """A message's text: a string, or the text parts of OpenAI's content-part list."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+    return ""
+
+
+def _usage(entry: LlmRequest) -> dict[str, int]:
+    prompt = sum(len(m["content"]) for m in entry.messages) // 3
+    return {"prompt_tokens": prompt, "completion_tokens": entry.tokens_sent, "total_tokens": prompt + entry.tokens_sent}

@@ -1,8 +1,14 @@
-"""A fake OpenAI-compatible TTS: ``POST /v1/audio/speech`` streams a tone as long as the text, with a journal."""
+"""A fake OpenAI-compatible TTS: ``POST /v1/audio/speech`` streams a tone as long as the text, with a journal.
+
+It answers as OpenAI's speech endpoint does for the SDKs that call it: ``response_format`` picks the
+encoding (``mp3`` when absent, as OpenAI's default), with that format's content type; an empty or
+over-long ``input`` is refused with 400 and OpenAI's error shape.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import io
 import time
 from dataclasses import dataclass, field
 
@@ -11,11 +17,26 @@ from aiohttp import web
 
 from .journaled_fake import JournaledFake
 
+MAX_INPUT_CHARS = 4096  # OpenAI's documented limit for ``input``
+
+# response_format -> (content type, soundfile container, subtype); ``pcm`` is raw 16-bit little-endian mono.
+FORMATS: dict[str, tuple[str, str | None, str | None]] = {
+    "mp3": ("audio/mpeg", "MP3", "MPEG_LAYER_III"),
+    "opus": ("audio/ogg", "OGG", "OPUS"),
+    "flac": ("audio/flac", "FLAC", "PCM_16"),
+    "wav": ("audio/wav", "WAV", "PCM_16"),
+    "pcm": ("audio/pcm", None, None),
+}
+UNSUPPORTED = {"aac": "the fake TTS cannot encode aac without ffmpeg; ask for mp3, opus, flac, wav or pcm"}
+
 
 @dataclass
 class TtsRequest:
     text: str
+    response_format: str = "mp3"
     at: float = field(default_factory=time.monotonic)
+    status: int = 200
+    error: str = ""
     bytes_sent: int = 0
     completed: bool = False
     abandoned: bool = False
@@ -23,12 +44,30 @@ class TtsRequest:
 
 @dataclass
 class FakeTtsConfig:
-    sample_rate: int = 24000
+    sample_rate: int = 24000  # OpenAI's TTS rate (its ``pcm`` is 24 kHz)
     ms_per_char: float = 60.0
     first_chunk_ms: float = 0.0
     chunk_ms: float = 100.0
     realtime: bool = False  # pace chunks at their playing speed (times time_scale)
     time_scale: float = 1.0
+
+
+def openai_error(message: str, status: int, param: str | None = None) -> web.Response:
+    """An error in OpenAI's shape: ``{"error": {"message", "type", "param", "code"}}``."""
+    kind = "invalid_request_error" if status < 500 else "server_error"
+    return web.json_response({"error": {"message": message, "type": kind, "param": param, "code": None}}, status=status)
+
+
+def encode(pcm: np.ndarray, rate: int, response_format: str) -> bytes:
+    """The tone in the asked format (``pcm``: raw int16; others through libsndfile, no external program)."""
+    content_type, container, subtype = FORMATS[response_format]
+    if container is None:
+        return pcm.astype("<i2").tobytes()
+    import soundfile  # libsndfile ships inside the wheel: WAV, FLAC, Ogg Opus and MP3 without ffmpeg
+
+    out = io.BytesIO()
+    soundfile.write(out, pcm, rate, format=container, subtype=subtype)
+    return out.getvalue()
 
 
 class FakeTts(JournaledFake[TtsRequest]):
@@ -41,20 +80,48 @@ class FakeTts(JournaledFake[TtsRequest]):
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/audio/speech", self._speech)
 
-    def audio_for(self, text: str) -> bytes:
+    def tone_for(self, text: str) -> np.ndarray:
         rate = self.config.sample_rate
         n = int(rate * self.config.ms_per_char * max(1, len(text)) / 1000)
-        tone = 0.3 * np.sin(2 * np.pi * 440.0 * np.arange(n) / rate)
-        return (tone * 32767).astype("<i2").tobytes()
+        return (0.3 * np.sin(2 * np.pi * 440.0 * np.arange(n) / rate) * 32767).astype(np.int16)
+
+    def audio_for(self, text: str) -> bytes:
+        """Raw 16-bit PCM at ``sample_rate``: what ``response_format=pcm`` returns."""
+        return self.tone_for(text).astype("<i2").tobytes()
+
+    def _refusal(self, body: object) -> tuple[TtsRequest, web.Response | None]:
+        if not isinstance(body, dict):
+            entry = TtsRequest("")
+            return entry, openai_error("the request body must be a JSON object", 400)
+        text, fmt = body.get("input"), body.get("response_format") or "mp3"
+        entry = TtsRequest(text if isinstance(text, str) else "", fmt if isinstance(fmt, str) else repr(fmt))
+        if not isinstance(text, str) or not text.strip():
+            return entry, openai_error("'input' must be a non-empty string", 400, "input")
+        if len(text) > MAX_INPUT_CHARS:
+            return entry, openai_error(f"'input' is longer than {MAX_INPUT_CHARS} characters", 400, "input")
+        if fmt in UNSUPPORTED:
+            return entry, openai_error(UNSUPPORTED[fmt], 400, "response_format")
+        if fmt not in FORMATS:
+            return entry, openai_error(f"'response_format' must be one of {', '.join([*FORMATS, *UNSUPPORTED])}, "
+                                       f"got {fmt!r}", 400, "response_format")
+        return entry, None
 
     async def _speech(self, request: web.Request) -> web.StreamResponse:
-        body = await request.json()
-        entry = TtsRequest(body.get("input", ""))
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        entry, refusal = self._refusal(body)
         self.requests.append(entry)
+        if refusal is not None:
+            entry.status, entry.error = refusal.status, refusal.text or ""
+            self.changes.notify()
+            return refusal
         self.changes.notify()
-        response = web.StreamResponse(headers={"Content-Type": "audio/pcm"})
-        audio = self.audio_for(entry.text)
-        step = int(self.config.sample_rate * self.config.chunk_ms / 1000) * 2
+        rate = self.config.sample_rate
+        audio = encode(self.tone_for(entry.text), rate, entry.response_format)
+        response = web.StreamResponse(headers={"Content-Type": FORMATS[entry.response_format][0]})
+        step = max(2, int(len(audio) * self.config.chunk_ms / max(1.0, self.config.ms_per_char * len(entry.text))) // 2 * 2)
         scale = self.config.time_scale
         with self.answering(entry):  # the client may be gone before the headers go out
             await response.prepare(request)

@@ -26,6 +26,7 @@ class CallFixture:
     llm: dict[str, Any] = field(default_factory=dict)
     tts: dict[str, Any] = field(default_factory=dict)
     expect: dict[str, Any] = field(default_factory=dict)
+    handler_without: tuple[str, ...] = ()  # env variables the handler is started without (failure 1)
 
     @property
     def name(self) -> str:
@@ -49,6 +50,7 @@ def load_call(directory: str | Path) -> CallFixture:
         llm=raw.get("llm", {}),
         tts=raw.get("tts", {}),
         expect=raw.get("expect", {}),
+        handler_without=tuple(raw.get("handler", {}).get("without_env", ())),
     )
 
 

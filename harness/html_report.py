@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
+from .printout import why
 from .runner import FixtureRun
 from .timeline import CallTimeline
 
@@ -84,8 +85,14 @@ def timeline_svg(run: FixtureRun) -> str:
 def write_html(runs: list[FixtureRun], path: Path, pace: str) -> None:
     sections = []
     for run in runs:
-        checks = "".join(f"<li class='{'ok' if c.ok else 'fail'}'>{html.escape(c.name)}: {'ok' if c.ok else html.escape(c.message)}</li>"
-                         for c in run.checks)
+        checks = "".join(
+            f"<li class='{c.status}'>{html.escape(c.name)}: {c.status}"
+            + (f"<pre>{html.escape(c.message)}</pre>" if c.message and not c.ok else f" - {html.escape(c.message)}" if c.message else "")
+            + (f"<pre class='why'>{html.escape(chr(10).join(why(run.timeline, c)))}</pre>" if not c.ok and why(run.timeline, c) else "")
+            + "</li>" for c in run.checks)
+        if run.errors:
+            checks += ("<li class='errors'>the handler's errors in this call<pre>"
+                       + html.escape("\n\n".join(run.errors)) + "</pre></li>")
         rows = "".join(f"<tr><td>{t.utterance}</td><td>{t.speech_end_to_final_ms}</td><td>{t.last_partial_to_final_ms}</td>"
                        f"<td>{t.final_to_llm_ms}</td><td>{t.speech_end_to_first_audio_ms}</td></tr>" for t in run.turns)
         sections.append(
@@ -94,7 +101,8 @@ def write_html(runs: list[FixtureRun], path: Path, pace: str) -> None:
             "<table><tr><th>turn</th><th>speech end -> final ms</th><th>last partial -> final ms</th>"
             f"<th>final -> LLM ms</th><th>speech end -> first bot audio ms</th></tr>{rows}</table></section>")
     page = ("<!doctype html><html><head><meta charset='utf-8'><title>harness report</title><style>"
-            "body{font-family:sans-serif;max-width:1000px;margin:auto}li.ok{color:#2a7}li.fail{color:#c22;font-weight:bold}"
+            "body{font-family:sans-serif;max-width:1000px;margin:auto}li.passed{color:#2a7}li.failed{color:#c22;font-weight:bold}"
+            "li.skipped{color:#888}pre{font-weight:normal;color:#222;background:#f6f6f6;padding:4px;white-space:pre-wrap}"
             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px;font-size:12px}</style></head><body>"
             f"<h1>harness report ({html.escape(pace)})</h1>"
             f"<p>{sum(r.ok for r in runs)} of {len(runs)} fixtures passed.</p>{''.join(sections)}</body></html>")

@@ -16,7 +16,7 @@ import pytest_asyncio
 from .fake_llm import FakeLlm
 from .fake_tts import FakeTts
 from .fixture import load_call
-from .runner import FixtureRun, replay as replay_fixture
+from .runner import ErrorLog, FixtureRun, replay as replay_fixture
 
 
 class ServedFake:
@@ -48,11 +48,15 @@ async def fake_tts() -> AsyncIterator[ServedFake]:
 
 @pytest_asyncio.fixture
 async def replay(fake_rtzr, fake_llm, fake_tts) -> Callable[..., Awaitable[FixtureRun]]:
-    """``await replay(fixture_dir, media_ws_url, pace=None)``: play a fixture into your handler and judge it."""
+    """``await replay(fixture_dir, media_ws_url, pace=None)``: play a fixture into your handler and judge it.
+
+    For ``no_errors`` on an in-process handler, run it inside ``with ErrorLog() as errors`` and pass
+    ``errors=errors`` (its logging records at ERROR and unretrieved task exceptions); otherwise that
+    check is skipped."""
 
     async def run(fixture_dir: str | Path, url: str, *, pace: float | None = None,
-                  headers: dict[str, str] | None = None) -> FixtureRun:
+                  headers: dict[str, str] | None = None, errors: ErrorLog | None = None) -> FixtureRun:
         return await replay_fixture(load_call(fixture_dir), url, rtzr=fake_rtzr.backend, llm=fake_llm.fake,
-                                    tts=fake_tts.fake, pace=pace, headers=headers)
+                                    tts=fake_tts.fake, pace=pace, headers=headers, errors=errors)
 
     return run

@@ -9,15 +9,24 @@ from pathlib import Path
 from typing import TextIO
 
 from .metrics import percentile
+from .printout import why
 from .runner import FixtureRun
+
+NAME_WIDTH = 34
 
 
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f}"
 
 
+def verdict(run: FixtureRun) -> str:
+    return "PASS" if run.ok else "FAIL"
+
+
 def console_table(runs: list[FixtureRun], out: TextIO) -> None:
-    header = f"{'fixture':<28} {'result':<6} {'turns':>5} {'stt ms':>7} {'last-partial->final':>20} {'turn ms':>8}  failed checks"
+    width = max([NAME_WIDTH, *(len(r.fixture.name) + 1 for r in runs)])
+    header = (f"{'fixture':<{width}} {'result':<6} {'turns':>5} {'stt ms':>7} {'last-partial->final':>20} {'turn ms':>8}"
+              "  failed checks (skipped)")
     print(header, file=out)
     print("-" * len(header), file=out)
     for run in runs:
@@ -25,16 +34,23 @@ def console_table(runs: list[FixtureRun], out: TextIO) -> None:
         report = percentile([t.last_partial_to_final_ms for t in run.turns], 50)
         turn = percentile([t.speech_end_to_first_audio_ms for t in run.turns], 50)
         failed = ", ".join(c.name for c in run.checks if not c.ok) or "-"
-        print(f"{run.fixture.name:<28} {'PASS' if run.ok else 'FAIL':<6} {len(run.turns):>5} {_fmt(stt):>7} "
-              f"{_fmt(report):>20} {_fmt(turn):>8}  {failed}", file=out)
+        names = [c.name for c in run.checks if c.skipped]
+        skipped = ", ".join(names) if len(names) <= 2 else f"{len(names)} skipped"
+        print(f"{run.fixture.name:<{width}} {verdict(run):<6} {len(run.turns):>5} {_fmt(stt):>7} "
+              f"{_fmt(report):>20} {_fmt(turn):>8}  {failed}" + (f" ({skipped})" if skipped else ""), file=out)
     for run in runs:
         for check in run.checks:
             if not check.ok:
-                print(f"\n{run.fixture.name}: {check.name}: {check.message}", file=out)
-                if check.at is not None:
-                    t0 = run.timeline.events[0].wall if run.timeline.events else check.at
-                    for event in run.timeline.around(check.at):
-                        print(f"    {event.wall - t0:8.3f}s {event.kind:<12} {json.dumps(event.detail, ensure_ascii=False)[:120]}", file=out)
+                print(f"\n{run.fixture.name}: {check.name}: FAILED: {check.message}", file=out)
+                for line in why(run.timeline, check):
+                    print(f"    {line}", file=out)
+    reasons: dict[str, set[str]] = {}
+    for run in runs:
+        for c in run.checks:
+            if c.skipped:
+                reasons.setdefault(c.message, set()).add(c.name)
+    for why_skipped, names in sorted(reasons.items()):
+        print(f"\nskipped {', '.join(sorted(names))}: {why_skipped}", file=out)
 
 
 def write_json(runs: list[FixtureRun], path: Path, pace: str) -> None:
@@ -43,6 +59,7 @@ def write_json(runs: list[FixtureRun], path: Path, pace: str) -> None:
         "pace": pace,
         "fixtures": len(runs),
         "failed": sum(not r.ok for r in runs),
+        "checks": {status: sum(c.status == status for r in runs for c in r.checks) for status in ("passed", "failed", "skipped")},
         "speech_end_to_final_ms": {"p50": percentile([t.speech_end_to_final_ms for t in all_turns], 50),
                                    "p95": percentile([t.speech_end_to_final_ms for t in all_turns], 95)},
         "last_partial_to_final_ms": {"p50": percentile([t.last_partial_to_final_ms for t in all_turns], 50),
@@ -53,8 +70,9 @@ def write_json(runs: list[FixtureRun], path: Path, pace: str) -> None:
     body = {
         "summary": summary,
         "runs": [{
-            "fixture": run.fixture.name, "ok": run.ok, "wall_s": round(run.wall_s, 2),
-            "checks": [asdict(c) for c in run.checks], "turns": [asdict(t) for t in run.turns],
+            "fixture": run.fixture.name, "ok": run.ok, "call_sid": run.call_sid, "wall_s": round(run.wall_s, 2),
+            "checks": [{**asdict(c), "status": c.status, "why": why(run.timeline, c)} for c in run.checks],
+            "handler_errors": run.errors, "turns": [asdict(t) for t in run.turns],
             "timeline": [{"t": round(e.wall - run.timeline.events[0].wall, 4), "kind": e.kind, **e.detail}
                          for e in run.timeline.events if e.kind != "media"],
         } for run in runs],
@@ -64,17 +82,17 @@ def write_json(runs: list[FixtureRun], path: Path, pace: str) -> None:
 
 
 def write_junit(runs: list[FixtureRun], path: Path) -> None:
-    """One testcase per fixture and check, for CI systems that read JUnit XML."""
+    """One testcase per fixture and check (skipped ones as ``<skipped>``), for CI systems that read JUnit XML."""
     checks = [(run, check) for run in runs for check in run.checks]
     suite = ElementTree.Element("testsuite", name="harness", tests=str(len(checks)),
-                                failures=str(sum(not c.ok for _, c in checks)))
+                                failures=str(sum(not c.ok for _, c in checks)), skipped=str(sum(c.skipped for _, c in checks)))
     for run, check in checks:
         case = ElementTree.SubElement(suite, "testcase", classname=f"harness.{run.fixture.name}", name=check.name,
                                       time=f"{run.wall_s:.3f}")
-        if not check.ok:
-            failure = ElementTree.SubElement(case, "failure", message=check.message)
-            if check.at is not None:
-                failure.text = "\n".join(f"{e.wall - check.at:+.3f}s {e.kind} {json.dumps(e.detail, ensure_ascii=False)[:160]}"
-                                          for e in run.timeline.around(check.at))
+        if check.skipped:
+            ElementTree.SubElement(case, "skipped", message=check.message)
+        elif not check.ok:
+            failure = ElementTree.SubElement(case, "failure", message=check.message.splitlines()[0] if check.message else "")
+            failure.text = "\n".join([check.message, *why(run.timeline, check)])
     path.parent.mkdir(parents=True, exist_ok=True)
     ElementTree.ElementTree(suite).write(path, encoding="utf-8", xml_declaration=True)

@@ -1,33 +1,43 @@
-"""Replay one fixture against aicall, in-process, with every fake started for it alone."""
+"""Replay fixtures against a handler under test (any ``Target``) and judge each call.
+
+A call is played by the fake Twilio, then judged from the fakes' journals, the caller side and what
+the handler offers (its log, its store, its "call released" signal). Nothing one fixture does aborts
+the run: a handler that cannot be reached, crashes or hangs fails that fixture with a message, and a
+handler process that died is started again for the next one.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import itertools
 import logging
 import time
-from dataclasses import dataclass
-from pathlib import Path
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
 import aiohttp
 
-from aicall.app import create_app, wait_for_calls_to_end
-from aicall.config import load_settings
-from aicall.store import CallStore
-from fakertzr import FakeRtzrBackend, FakeRtzrServer
-from fakertzr.appserver import AppServer
+from fakertzr import FakeRtzrBackend
 
-from .checks import CheckContext, CheckResult, run_checks
+from .checks import CheckContext, CheckResult, run_checks, skipped
+from .errors import HandlerDidNotStart, HarnessError
 from .fake_llm import FakeLlm, FakeLlmConfig, LlmRequest, default_reply
 from .fake_tts import FakeTts, FakeTtsConfig
+from .fakes import FakeServices, running_fakes
 from .fixture import CallFixture
+from .handler_log import LogReader
 from .metrics import TurnMetrics, turn_metrics
+from .targets import Handler, InProcessLog, Target
 from .timeline import CallTimeline, build_timeline
-from .twilio_player import TwilioPlayer
+from .twilio_player import PlayerRecord, TwilioPlayer, new_call_sid
 
 SETTLE_S = 10.0
+LOG_QUIET_S = 0.5  # after a call, the handler's log must be quiet this long before the next call starts
+LOG_QUIET_MAX_S = 5.0
+PARALLEL = 4  # fixtures replayed at once when each has its own handler and fakes
+
+log = logging.getLogger("harness")
 
 
 @dataclass
@@ -37,6 +47,8 @@ class FixtureRun:
     turns: list[TurnMetrics]
     timeline: CallTimeline
     wall_s: float
+    call_sid: str = ""
+    errors: list[str] = field(default_factory=list)  # whole error blocks from the handler's log, for the report
 
     @property
     def ok(self) -> bool:
@@ -47,45 +59,29 @@ class FixtureRun:
         return "\n".join(f"{c.name}: {c.message}" for c in self.checks if not c.ok)
 
 
-class ErrorLog(logging.Handler):
-    """Errors of a whole harness run: log records at ERROR and exceptions no task retrieved.
+@dataclass
+class PlayedCall:
+    """A replayed call before it is judged (the handler's errors are read once its log is quiet)."""
 
-    Install it once (``with ErrorLog() as errors``); each fixture keeps the lines tagged with its
-    call id, and untagged ones (unhandled exceptions, aiohttp) from while it ran.
-    """
+    fixture: CallFixture
+    call_sid: str
+    record: PlayerRecord
+    timeline: CallTimeline
+    started: float
+    ended: float
+    stored: list[str] | None
+    problem: str | None = None
+    started_without: tuple[str, ...] = ()
 
-    LOGGERS = ("aicall", "aiohttp.server", "asyncio")
 
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.records: list[tuple[float, str]] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        detail = f" ({record.exc_info[1]!r})" if record.exc_info else ""
-        self.records.append((time.monotonic(), record.getMessage() + detail))
-
-    def _unhandled(self, loop: asyncio.AbstractEventLoop, context: dict) -> None:
-        self.records.append((time.monotonic(), f"unhandled: {context.get('message')} {context.get('exception')!r}"))
-
-    def __enter__(self) -> "ErrorLog":
-        for name in self.LOGGERS:
-            logging.getLogger(name).addHandler(self)
-        self._loop = asyncio.get_running_loop()
-        self._previous = self._loop.get_exception_handler()
-        self._loop.set_exception_handler(self._unhandled)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._loop.set_exception_handler(self._previous)
-        for name in self.LOGGERS:
-            logging.getLogger(name).removeHandler(self)
+class ErrorLog(InProcessLog):
+    """The in-process handler's errors (aicall's log records, unretrieved task exceptions)."""
 
     def add(self, line: str) -> None:
-        """An error line from outside this process (a handler launched with --cmd)."""
-        self.records.append((time.monotonic(), line))
+        self.reader.feed_text(f"ERROR harness {line}\n", time.monotonic())
 
     def for_call(self, call_sid: str, start: float, end: float) -> list[str]:
-        return [m for t, m in self.records if f"call={call_sid}" in m or ("call=" not in m and start <= t <= end)]
+        return self.reader.errors_for(call_sid, start, end)
 
 
 def _llm_config(fixture: CallFixture, time_scale: float) -> FakeLlmConfig:
@@ -110,11 +106,6 @@ def _tts_config(fixture: CallFixture, time_scale: float) -> FakeTtsConfig:
                          realtime=spec.get("realtime", False), time_scale=time_scale)
 
 
-def call_sid_for(fixture: CallFixture) -> str:
-    """A Twilio-shaped call SID unique to the fixture, so its log lines can be told apart."""
-    return "CA" + hashlib.sha1(fixture.name.encode()).hexdigest()[:32]
-
-
 def configure_fakes(fixture: CallFixture, rtzr: FakeRtzrBackend, llm: FakeLlm, tts: FakeTts, time_scale: float) -> None:
     """Make the fakes play this fixture: its script and faults, its LLM and TTS behaviour, one time_scale."""
     rtzr.reset()
@@ -127,60 +118,195 @@ def configure_fakes(fixture: CallFixture, rtzr: FakeRtzrBackend, llm: FakeLlm, t
     tts.requests.clear()
 
 
+async def play_call(fixture: CallFixture, handler: Handler, rtzr: FakeRtzrBackend, llm: FakeLlm, tts: FakeTts, *,
+                    pace: float | None, headers: dict[str, str] | None = None,
+                    started_without: tuple[str, ...] = ()) -> PlayedCall:
+    """Play one call into ``handler`` and collect everything the judgement needs (never raises)."""
+    configure_fakes(fixture, rtzr, llm, tts, 0.0 if pace is None else 1.0 / pace)
+    started = time.monotonic()
+    call_sid = new_call_sid()
+    handler.markers.append((started, f"fixture {fixture.name}, call {call_sid}"))
+    problem = None
+    async with aiohttp.ClientSession() as session:
+        player = TwilioPlayer(session, handler.url, fixture, pace=pace, call_sid=call_sid, headers=headers)
+        try:
+            await player.run()
+        except HarnessError as exc:
+            problem = str(exc)
+        except Exception as exc:  # noqa: BLE001 - one fixture's trouble must not end the run; say what it was
+            log.debug("replay of %s failed", fixture.name, exc_info=True)
+            problem = f"the replay failed: {type(exc).__name__}: {exc or '(no message)'}"
+    if handler.released is not None and not await handler.released(SETTLE_S):  # it may reconnect to hear the last words
+        problem = problem or f"the handler still held the call {SETTLE_S:g} s after it ended"
+    try:  # give the fakes a moment to see every close
+        await rtzr.wait_for(lambda j: all(c.closed for c in j.connections), SETTLE_S)  # sockets, not just streams
+        await llm.wait_for(lambda f: all(r.completed or r.abandoned or r.status != 200 for r in f.requests), SETTLE_S)
+        await tts.wait_for(lambda f: all(r.completed or r.abandoned or r.status != 200 for r in f.requests), SETTLE_S)
+    except asyncio.TimeoutError:
+        pass  # the checks will say what stayed open
+    gone = handler.alive()
+    if gone and problem is None:
+        problem = f"the handler process {gone} during the call"
+    timeline = build_timeline(fixture, player.record, rtzr.journal, llm, tts)
+    stored = handler.stored_lines(call_sid) if handler.stored_lines else None
+    return PlayedCall(fixture, call_sid, player.record, timeline, started, time.monotonic(), stored, problem,
+                      started_without)
+
+
+def judge(played: PlayedCall, errors: list[str] | None, *, pace: float | None,
+          no_log_why: str = "no handler log to read") -> FixtureRun:
+    """The verdict on one played call, ``errors`` being its handler's error blocks (None: no log)."""
+    fixture = played.fixture
+    wall = played.ended - played.started
+    checks: list[CheckResult] = []
+    if played.problem:
+        checks.append(CheckResult("replay", False, played.problem))
+        if not len(played.record.frame_sent) or played.record.frame_sent[0] != played.record.frame_sent[0]:
+            return FixtureRun(fixture, checks, [], played.timeline, wall, played.call_sid, errors or [])
+    ctx = CheckContext(
+        timeline=played.timeline, expect=fixture.expect, stored_caller_lines=played.stored, errors_logged=errors,
+        no_log_why=no_log_why, call_refused_allowed=bool(fixture.expect.get("call_refused")),
+        started_without=played.started_without, audio_plays=pace is not None)
+    checks.extend(run_checks(ctx))
+    return FixtureRun(fixture, checks, turn_metrics(played.timeline), played.timeline, wall, played.call_sid, errors or [])
+
+
+def did_not_start(fixture: CallFixture, exc: HandlerDidNotStart, without: tuple[str, ...], wall_s: float) -> FixtureRun:
+    """A handler started without ``without`` that refused to start: failure 1 guarded, if it said why."""
+    said = f"{exc}\n{exc.output}"
+    named = [v for v in without if v in said]
+    if not without:
+        check = CheckResult("replay", False, f"the handler did not start: {exc}\n{exc.output}".rstrip())
+    elif named:
+        line = next((l for l in said.splitlines() if named[0] in l), named[0]).strip()
+        check = CheckResult("refuses_without_credentials", True, f"refused to start without {named[0]}: {line[:300]}")
+    else:
+        check = CheckResult("refuses_without_credentials", False,
+                            f"failure 1: started without {', '.join(without)}, the handler stopped without naming "
+                            f"the missing variable: {exc}\n{exc.output}".rstrip())
+    rest = [skipped(name, "the handler did not start") for name in
+            ("stops_sending_after_hangup", "finals_to_llm_once", "finals_persisted", "recognition_continues",
+             "upstream_closed_after_hangup", "replies_in_order", "no_errors", "expectations")]
+    return FixtureRun(fixture, [check, *rest], [], CallTimeline([]), wall_s)
+
+
+async def _log_quiet(reader: LogReader | None) -> float:
+    """Wait until the handler has written nothing for ``LOG_QUIET_S`` (bounded): its aftermath of a call
+    lands in that call's window, not the next one's."""
+    deadline = time.monotonic() + LOG_QUIET_MAX_S
+    while reader is not None and time.monotonic() < deadline:
+        last = reader.lines[-1][0] if reader.lines else 0.0
+        if time.monotonic() - last >= LOG_QUIET_S:
+            break
+        await asyncio.sleep(0.05)  # another process writes the log: there is nothing to wait on but the clock
+    return time.monotonic()
+
+
+HeadersFor = Callable[[str], dict[str, str]] | None  # the stream URL -> handshake headers (a Twilio signature)
+
+
+async def run_alone(target: Target, fakes: FakeServices, fixture: CallFixture, *, pace: float | None,
+                    headers_for: HeadersFor, without: tuple[str, ...] = ()) -> FixtureRun:
+    """One fixture on a handler started for it alone (fresh per fixture, or without credentials)."""
+    started = time.monotonic()
+    try:
+        async with target.start(fakes, without=without) as handler:
+            played = await play_call(fixture, handler, fakes.rtzr, fakes.llm, fakes.tts, pace=pace,
+                                     headers=headers_for(handler.url) if headers_for else None, started_without=without)
+            end = time.monotonic()
+    except HandlerDidNotStart as exc:
+        return did_not_start(fixture, exc, without, time.monotonic() - started)
+    # a process started for this call alone: everything it logged, to its exit, is this call's
+    start, end = (0.0, float("inf")) if handler.own_log else (played.started, end)
+    errors = None if handler.log is None else handler.log.errors_for(played.call_sid, start, end)
+    return judge(played, errors, pace=pace, no_log_why=handler.no_log_why)
+
+
+class SharedHandler:
+    """One handler for a run of fixtures, started again if it died; each call's errors are those read
+    between its start and the next call's."""
+
+    def __init__(self, target: Target, fakes: FakeServices, stack: AsyncExitStack) -> None:
+        self.target, self.fakes, self.stack = target, fakes, stack
+        self.handler: Handler | None = None
+
+    async def get(self) -> Handler:
+        if self.handler is None or self.handler.alive():
+            self.handler = await self.stack.enter_async_context(self.target.start(self.fakes))
+        return self.handler
+
+    async def run(self, fixture: CallFixture, *, pace: float | None, headers_for: HeadersFor) -> FixtureRun:
+        handler = await self.get()
+        played = await play_call(fixture, handler, self.fakes.rtzr, self.fakes.llm, self.fakes.tts, pace=pace,
+                                 headers=headers_for(handler.url) if headers_for else None)
+        end = await _log_quiet(handler.log)
+        errors = None if handler.log is None else handler.log.errors_for(played.call_sid, played.started, end)
+        return judge(played, errors, pace=pace, no_log_why=handler.no_log_why)
+
+
+async def run_target(target: Target, fixtures: list[CallFixture], *, pace: float | None,
+                     headers_for: HeadersFor = None, progress: Callable[[FixtureRun], None] = lambda run: None,
+                     fake_ports: tuple[int, int, int] = (0, 0, 0),
+                     on_fakes: Callable[[FakeServices], None] = lambda fakes: None) -> list[FixtureRun]:
+    """Replay ``fixtures`` against ``target``; the runs come back in the fixtures' order.
+
+    Raises ``HandlerDidNotStart`` only when a shared handler cannot be started at all (nothing
+    could be replayed); every other trouble is a failed check of its fixture.
+    """
+    if target.fresh_per_fixture:
+        gate = asyncio.Semaphore(PARALLEL)
+
+        async def one(fixture: CallFixture) -> FixtureRun:
+            async with gate, running_fakes() as fakes:
+                run = await _run_one(target, fakes, fixture, pace=pace, headers_for=headers_for)
+            progress(run)
+            return run
+
+        return list(await asyncio.gather(*(one(f) for f in fixtures)))
+    runs = []
+    async with running_fakes(fake_ports) as fakes, AsyncExitStack() as stack:
+        on_fakes(fakes)
+        shared = SharedHandler(target, fakes, stack)
+        if any(not f.handler_without for f in fixtures):
+            await shared.get()  # a handler that cannot start at all is one error, not one per fixture
+        for fixture in fixtures:
+            if fixture.handler_without:
+                run = await _run_one(target, fakes, fixture, pace=pace, headers_for=headers_for)
+            else:
+                run = await shared.run(fixture, pace=pace, headers_for=headers_for)
+            runs.append(run)
+            progress(run)
+    return runs
+
+
+async def _run_one(target: Target, fakes: FakeServices, fixture: CallFixture, *, pace: float | None,
+                   headers_for: HeadersFor) -> FixtureRun:
+    if fixture.handler_without and not target.can_drop_credentials:
+        why = "a running handler cannot be started without its credentials: use --cmd to let the harness launch it"
+        return FixtureRun(fixture, [skipped("refuses_without_credentials", why)], [], CallTimeline([]), 0.0)
+    return await run_alone(target, fakes, fixture, pace=pace, headers_for=headers_for, without=fixture.handler_without)
+
+
 async def replay(fixture: CallFixture, url: str, *, rtzr: FakeRtzrBackend, llm: FakeLlm, tts: FakeTts,
                  pace: float | None = None, errors: ErrorLog | None = None, store_lines=None,
                  headers: dict[str, str] | None = None,
                  handler_done: Callable[[float], Awaitable[bool]] | None = None) -> FixtureRun:
-    """Replay ``fixture`` against the Twilio Media Streams handler at ``url`` and judge it.
+    """Replay ``fixture`` against the Twilio Media Streams handler at ``url`` (already using these fakes)
+    and judge it: the pytest plugin's and the contract suite's entry point.
 
-    The handler must already use these fakes; ``configure_fakes`` is called here. ``store_lines``
-    (a function of the call SID returning the caller lines stored) enables the persistence check.
-    ``handler_done(timeout)``, when the handler can say so, waits until it has let go of the call;
-    otherwise the call is judged once the fakes' sockets and requests are all closed.
+    ``errors`` is the in-process handler's log; ``store_lines`` (call SID -> stored caller lines)
+    enables the persistence check; ``handler_done(timeout)`` waits until the handler let go of the call.
     """
-    time_scale = 0.0 if pace is None else 1.0 / pace
-    configure_fakes(fixture, rtzr, llm, tts, time_scale)
-    started = time.monotonic()
-    call_sid = call_sid_for(fixture)
-    async with aiohttp.ClientSession() as session:
-        player = TwilioPlayer(session, url, fixture, pace=pace, call_sid=call_sid, headers=headers)
-        record = await player.run()
-    if handler_done is not None and not await handler_done(SETTLE_S):  # it may reconnect to hear the last words
-        if errors is not None:
-            errors.add(f"call={call_sid} harness: the handler still held the call {SETTLE_S:g} s after it ended")
-    try:  # the handler has let go of the call: give the fakes a moment to see every close
-        await rtzr.wait_for(lambda j: all(c.closed for c in j.connections), SETTLE_S)  # sockets, not just streams
-        await llm.wait_for(lambda f: all(r.completed or r.abandoned or r.status != 200 for r in f.requests), SETTLE_S)
-        await tts.wait_for(lambda f: all(r.completed or r.abandoned for r in f.requests), SETTLE_S)
-    except asyncio.TimeoutError:
-        pass  # the checks will say what stayed open
-    timeline = build_timeline(fixture, record, rtzr.journal, llm, tts)
-    ctx = CheckContext(
-        timeline=timeline, expect=fixture.expect,
-        stored_caller_lines=store_lines(call_sid) if store_lines else None,
-        errors_logged=errors.for_call(call_sid, started, time.monotonic()) if errors else [],
-        call_refused_allowed=bool(fixture.expect.get("call_refused")), audio_plays=pace is not None,
-    )
-    return FixtureRun(fixture, run_checks(ctx), turn_metrics(timeline), timeline, time.monotonic() - started)
+    handler = Handler(url, log=errors.reader if errors else None, released=handler_done, stored_lines=store_lines,
+                      no_log_why="no handler log: pass errors=ErrorLog() for an in-process handler")
+    played = await play_call(fixture, handler, rtzr, llm, tts, pace=pace, headers=headers)
+    found = None if errors is None else errors.for_call(played.call_sid, played.started, time.monotonic())
+    return judge(played, found, pace=pace, no_log_why=handler.no_log_why)
 
 
-async def run_fixture(fixture: CallFixture, *, pace: float | None, workdir: Path, errors: ErrorLog) -> FixtureRun:
+async def run_fixture(fixture: CallFixture, *, pace: float | None, workdir=None, errors: ErrorLog) -> FixtureRun:
     """Replay ``fixture`` against aicall in-process, with fresh fakes, and judge the result."""
-    rtzr, llm, tts = FakeRtzrBackend(), FakeLlm(), FakeTts()
-    store = CallStore(workdir / f"{fixture.name}.db")
+    from .targets import AicallTarget
 
-    def caller_lines(call_sid: str) -> list[str]:
-        stored = store.call(call_sid)
-        return [line.text for line in stored[1] if line.role == "caller"] if stored else []
-
-    try:
-        async with FakeRtzrServer(rtzr) as r, llm.server() as l, tts.server() as t:
-            env = {"RTZR_CLIENT_ID": rtzr.config.client_id, "RTZR_CLIENT_SECRET": rtzr.config.client_secret,
-                   "RTZR_API_BASE": r.base_url, "OPENAI_BASE_URL": f"{l.base_url}/v1", "OPENAI_API_KEY": "harness",
-                   "TTS_BASE_URL": f"{t.base_url}/v1"}
-            async with AppServer(create_app(load_settings(env, env_file=None), store)) as app:
-                return await replay(fixture, f"{app.ws_url}/twilio/media", rtzr=rtzr, llm=llm, tts=tts, pace=pace,
-                                    errors=errors, store_lines=caller_lines,
-                                    handler_done=lambda timeout: wait_for_calls_to_end(app.app, timeout))
-    finally:
-        store.close()
+    async with running_fakes() as fakes:
+        return await _run_one(AicallTarget(errors), fakes, fixture, pace=pace, headers_for=None)

@@ -39,7 +39,7 @@ def build_timeline(fixture: CallFixture, player: PlayerRecord, rtzr: Journal, ll
     frames = player.frame_sent
     if len(frames) and frames[0] == frames[0]:
         events.append(Event(float(frames[0]), "call_start"))
-    for index, utt in enumerate(fixture.script.utterances):
+    for index, utt in enumerate(fixture.script.utterances if len(frames) else ()):
         k = min(len(frames) - 1, max(0, int(-(-utt.end_ms // 20)) - 1))
         if k < len(frames) and frames[k] == frames[k]:  # sent (not NaN)
             events.append(Event(float(frames[k]), "speech_end", {"utterance": index, "text": utt.text, "audio_ms": utt.end_ms}))
@@ -58,10 +58,12 @@ def build_timeline(fixture: CallFixture, player: PlayerRecord, rtzr: Journal, ll
                             {"connection": conn.index, "open": conn.closed_wall is None}))
     for i, r in enumerate(llm.requests):
         events.append(Event(r.at, "llm_request", {"index": i, "user": r.last_user, "reply": r.reply, "abandoned": r.abandoned,
+                                                   "status": r.status, "stream": r.stream,
                                                    "open": not (r.completed or r.abandoned or r.status != 200)}))
     for i, r in enumerate(tts.requests):
-        events.append(Event(r.at, "tts_request", {"index": i, "text": r.text, "abandoned": r.abandoned,
-                                                   "open": not (r.completed or r.abandoned)}))
+        events.append(Event(r.at, "tts_request", {"index": i, "text": r.text, "format": r.response_format,
+                                                   "status": r.status, "abandoned": r.abandoned,
+                                                   "open": not (r.completed or r.abandoned or r.status != 200)}))
     for wall, message in player.received:
         kind = message.get("event", "?")
         detail = {"name": message["mark"]["name"]} if kind == "mark" else {}

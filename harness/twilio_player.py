@@ -2,8 +2,12 @@
 
 ``connected``, ``start`` (callSid, streamSid, customParameters, mediaFormat), ``media`` every 20 ms
 with sequence numbers and timestamps, ``dtmf``, ``mark`` echoed when the bot audio sent before it
-would have finished playing (at once after a ``clear``), then ``stop`` and close. Pacing is real
-time times ``pace`` (2.0 plays twice as fast), or ``None``: as fast as the handler reads.
+would have finished playing (at once after a ``clear``), then ``stop``, and then, as Twilio does when
+the call ends, it closes the WebSocket itself (after ``CLOSE_AFTER_STOP_S`` for messages in flight):
+a handler that waits for the socket to close rather than reading ``stop`` ends its call all the same.
+A ``vanish`` hang-up drops the line without ``stop`` or a close frame, but only after every frame
+sent reached the handler's socket (a TCP FIN), so the verdict never depends on what was still queued.
+Pacing is real time times ``pace`` (2.0 plays twice as fast), or ``None``: as fast as the handler reads.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import asyncio
 import base64
 import json
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,12 +25,29 @@ import numpy as np
 
 from callaudio.g711 import pcm16_to_ulaw
 
+from .errors import HarnessError
 from .fixture import CallFixture
 
 FRAME_MS = 20
 FAST_ANSWER_WAIT_S = 3.0  # fast pacing waits this long for each turn's answer before talking on
 QUIET_S = 0.3  # the bot counts as done speaking after this long without a message
 LISTEN_LIMIT_S = 10.0  # at most this long listening to the end of the bot's reply before hanging up
+CLOSE_AFTER_STOP_S = 0.5  # Twilio closes the socket once the call has ended; what the handler had in flight still arrives
+VANISH_DRAIN_S = 10.0  # after a dropped line, how long the handler has to notice the end of the stream
+
+
+def new_call_sid() -> str:
+    """A Twilio-shaped call SID (``CA`` + 32 hex digits), fresh for every replay."""
+    return "CA" + uuid.uuid4().hex
+
+
+def handshake_hint(url: str, status: int) -> str:
+    """What a refused stream handshake most likely means, for the one-line error."""
+    if status == 404:
+        return f"{url} answered HTTP 404: is the Media Streams WebSocket at another path? (give it with --path or --url)"
+    if status in (401, 403):
+        return f"{url} refused the stream handshake: HTTP {status} (does it check X-Twilio-Signature? give --twilio-auth-token)"
+    return f"{url} refused the stream handshake: HTTP {status}"
 
 
 @dataclass
@@ -37,7 +59,8 @@ class PlayerRecord:
     marks_played: list[tuple[float, str]] = field(default_factory=list)  # when each mark was echoed
     stop_at: float | None = None
     closed_at: float | None = None
-    closed_by_handler: bool = False
+    closed_by_handler: bool = False  # the handler ended the call before the caller hung up
+    closed_how: str = ""  # "handler", "twilio after stop", "line dropped"
     hung_up_how: str = ""
 
     def media_after(self, wall: float) -> float | None:
@@ -46,10 +69,11 @@ class PlayerRecord:
 
 class TwilioPlayer:
     def __init__(self, session: aiohttp.ClientSession, url: str, fixture: CallFixture, *, pace: float | None = 1.0,
-                 call_sid: str = "CAharness0001", stream_sid: str = "MZharness0001",
+                 call_sid: str | None = None, stream_sid: str | None = None,
                  headers: dict[str, str] | None = None) -> None:
         self.session, self.url, self.fixture, self.pace = session, url, fixture, pace
-        self.call_sid, self.stream_sid = call_sid, stream_sid
+        self.call_sid = call_sid or new_call_sid()
+        self.stream_sid = stream_sid or "MZ" + self.call_sid[2:]
         self.headers = headers or {}
         self.record = PlayerRecord()
         self._seq = 0
@@ -61,9 +85,17 @@ class TwilioPlayer:
         self._echo_tasks: set[asyncio.Task[None]] = set()
         self._activity = asyncio.Event()
 
+    async def connect(self) -> aiohttp.ClientWebSocketResponse:
+        """Open the stream as Twilio does; every failure names the URL tried."""
+        try:
+            return await self.session.ws_connect(self.url, headers=self.headers, max_msg_size=0)
+        except aiohttp.WSServerHandshakeError as exc:
+            raise HarnessError(handshake_hint(self.url, exc.status)) from None
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+            raise HarnessError(f"could not open {self.url}: {str(exc) or type(exc).__name__}") from None
+
     async def run(self) -> PlayerRecord:
-        ws = await self.session.ws_connect(self.url, headers=self.headers, max_msg_size=0)
-        self.ws = ws
+        ws = self.ws = await self.connect()
         await ws.send_str(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
         await self._send("start", start={
             "streamSid": self.stream_sid, "accountSid": "ACharness", "callSid": self.call_sid, "tracks": ["inbound"],
@@ -76,8 +108,8 @@ class TwilioPlayer:
             if caller.hangup_ms is None and not caller.hangup_after_turns:
                 await self._listen_to_the_end()
             await self._hang_up()
-            await asyncio.wait_for(reader, 30)
             self.record.closed_by_handler = self.record.stop_at is None
+            await self._end(reader)
         finally:
             for _, handle in self._pending_marks:
                 handle.cancel()
@@ -87,11 +119,18 @@ class TwilioPlayer:
                 await ws.close()
         return self.record
 
-    async def _send(self, event: str, **body: Any) -> None:
+    async def _send(self, event: str, **body: Any) -> bool:
         self._seq += 1
-        if not self.ws.closed:
+        if self.ws.closed or self.record.hung_up_how == "vanished":  # a dropped line carries nothing more
+            return False
+        try:
             await self.ws.send_str(json.dumps({"event": event, "sequenceNumber": str(self._seq),
                                                "streamSid": self.stream_sid, **body}))
+        except ConnectionResetError:  # the handler's end went away without a close frame
+            if self.record.closed_at is None:
+                self.record.closed_at = time.monotonic()
+            return False
+        return True
 
     async def _play(self) -> None:
         fixture, caller = self.fixture, self.fixture.caller
@@ -103,7 +142,7 @@ class TwilioPlayer:
         dtmf = {int(at / FRAME_MS): digit for at, digit in caller.dtmf}
         t0 = time.monotonic()
         for k in range(hangup_frame):
-            if self.ws.closed:
+            if self.ws.closed or self.record.closed_at is not None:
                 return
             if self.pace:
                 delay = t0 + k * FRAME_MS / 1000 / self.pace - time.monotonic()
@@ -143,12 +182,47 @@ class TwilioPlayer:
         self.record.stop_at = time.monotonic()
         if self.fixture.caller.vanish:
             self.record.hung_up_how = "vanished"
-            transport = self.ws._response.connection.transport if self.ws._response.connection else None
-            if transport is not None:
-                transport.abort()
             return
         self.record.hung_up_how = "stop"
         await self._send("stop", stop={"accountSid": "ACharness", "callSid": self.call_sid})
+
+    async def _end(self, reader: asyncio.Task[None]) -> None:
+        """The end of the call on Twilio's side: the socket closes, whatever the handler does."""
+        if self.record.hung_up_how == "handler closed first":
+            await asyncio.wait_for(reader, CLOSE_AFTER_STOP_S + 10)
+            self.record.closed_how = "handler"
+            return
+        if self.record.hung_up_how == "vanished":
+            for _, handle in self._pending_marks:
+                handle.cancel()  # nobody is left to echo them
+            connection = self.ws._response.connection
+            transport = connection.transport if connection else None
+            if transport is not None and transport.can_write_eof():
+                transport.write_eof()  # FIN after everything queued: no close frame, no audio lost
+                try:
+                    await asyncio.wait_for(asyncio.shield(reader), VANISH_DRAIN_S)
+                except asyncio.TimeoutError:
+                    pass
+            if transport is not None:
+                transport.abort()
+            self.record.closed_how = "line dropped"
+            if self.record.closed_at is None:
+                self.record.closed_at = time.monotonic()
+            return
+        try:  # messages the handler had in flight when it got ``stop`` still arrive
+            await asyncio.wait_for(asyncio.shield(reader), CLOSE_AFTER_STOP_S)
+            self.record.closed_how = "handler"
+            return
+        except asyncio.TimeoutError:
+            pass
+        reader.cancel()
+        try:
+            await reader
+        except asyncio.CancelledError:
+            pass
+        self.record.closed_how = "twilio after stop"
+        await self.ws.close(code=1000)  # the handler's answer to the close frame is awaited (aiohttp's timeout)
+        self.record.closed_at = time.monotonic()
 
     async def _read(self) -> None:
         loop = asyncio.get_running_loop()
@@ -192,7 +266,7 @@ class TwilioPlayer:
     async def _echo(self, name: str) -> None:
         self._pending_marks = [(n, h) for n, h in self._pending_marks if n != name]
         try:
-            await self._send("mark", mark={"name": name})
-            self.record.marks_played.append((time.monotonic(), name))
+            if await self._send("mark", mark={"name": name}):
+                self.record.marks_played.append((time.monotonic(), name))
         except ConnectionResetError:
             pass  # the handler closed the call while the audio was "playing"

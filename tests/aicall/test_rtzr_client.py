@@ -161,10 +161,11 @@ async def test_a_long_pause_before_a_word_is_not_a_stall(fake, monkeypatch):
     towards a stall, so the first word after a pause (its partial comes when it ends) reopened a
     healthy stream. Now only the time since unanswered speech went out counts.
 
-    The line is paced at 2x with STALL_WAIT_S at 0.6 s (1.2 s of audio): the caller is silent for
-    2.5 s after the first final, then says a 0.57 s word whose partial comes at its end.
+    The line is paced at 2x with STALL_WAIT_S at 0.7 s (1.4 s of audio): the caller is silent for
+    2.5 s after the first final, then says a 0.57 s word whose partial comes at its end. (The longest
+    gap between two partials of this call is 1.21 s of audio, 0.61 s here: 0.6 s was too close.)
     """
-    monkeypatch.setattr("aicall.rtzr_client.STALL_WAIT_S", 0.6)
+    monkeypatch.setattr("aicall.rtzr_client.STALL_WAIT_S", 0.7)
     finals: list[str] = []
     stream = RecognizerStream(StreamConfig(fake.ws_url), tokens_for(fake),
                               lambda r: finals.append(r["alternatives"][0]["text"]) if r["final"] else None)
@@ -177,3 +178,23 @@ async def test_a_long_pause_before_a_word_is_not_a_stall(fake, monkeypatch):
     await asyncio.wait_for(task, 30)
     assert finals == TEXTS[:2]
     assert stream.stalls == 0 and stream.connections == 1
+
+
+async def test_a_stall_after_an_early_partial_is_noticed_when_audio_outruns_real_time(fake, monkeypatch):
+    """Found with the stall-then-line-drops fixture at ``fast`` pace: every frame went out before the
+    first partial came back, and that partial reset the whole count, so the speech after the point it
+    reached was never counted and the stall never noticed (the second utterance was lost). Speech past
+    what a result reached stays unanswered."""
+    monkeypatch.setattr("aicall.rtzr_client.STALL_WAIT_S", 0.5)
+    fake.backend.add_fault({"type": "stall", "at_ms": 6300})  # inside the second utterance, after its first word
+    finals: list[str] = []
+    stream = RecognizerStream(StreamConfig(fake.ws_url), tokens_for(fake),
+                              lambda r: finals.append(r["alternatives"][0]["text"]) if r["final"] else None)
+    task = asyncio.create_task(stream.run())
+    for frame in frames()[: 7600 // 20]:  # as fast as it goes: all of it before any result is back
+        stream.send_audio(frame)
+    await fake.backend.wait_for(lambda j: any(m.kind == "partial" and "그냥" in m.text
+                                              for c in j.connections for m in c.messages), timeout=10)
+    stream.finish()
+    await asyncio.wait_for(task, 30)
+    assert stream.stalls == 1 and finals == TEXTS[:2]

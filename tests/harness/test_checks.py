@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.checks import (CheckContext, expectations, finals_persisted, finals_to_llm_once, no_errors,
+from harness.checks import (CheckContext, barge_in, expectations, finals_persisted, finals_to_llm_once, no_errors,
                             recognition_continues, replies_in_order, stops_sending_after_hangup,
                             upstream_closed_after_hangup)
 from harness.timeline import CallTimeline, Event
@@ -81,7 +81,6 @@ def test_errors_fail_the_run_unless_the_fixture_expects_refusal():
     ({"llm_turns": 0}, True), ({"llm_turns": 1}, False),
     ({"answered_turns": 1}, True), ({"answered_turns": 2}, False),
     ({"call_refused": True}, False),
-    ({"barge_in": True}, False),
 ])
 def test_fixture_expectations(expect, ok):
     speech = Event(0.5, "speech_end", {"utterance": 0, "text": "가나"})
@@ -89,12 +88,13 @@ def test_fixture_expectations(expect, ok):
     assert expectations(ctx(speech, FINAL_A, FINAL_B, Event(1.5, "media"), STOP, closed, expect=expect)).ok is ok
 
 
-def test_barge_in_expectation_needs_a_clear_but_not_at_fast_pace():
+def test_barge_in_needs_a_clear_and_is_skipped_not_passed_at_fast_pace():
     speech = Event(0.5, "speech_end", {"utterance": 0, "text": "가나"})
-    assert expectations(ctx(speech, Event(2.0, "clear"), STOP, expect={"barge_in": True})).ok
+    assert barge_in(ctx(speech, Event(2.0, "clear"), STOP, expect={"barge_in": True})).status == "passed"
+    assert barge_in(ctx(speech, STOP, expect={"barge_in": True})).status == "failed"
     fast = ctx(speech, STOP, expect={"barge_in": True})
     fast.audio_plays = False
-    assert expectations(fast).ok
+    assert barge_in(fast).status == "skipped" and "fast pace" in barge_in(fast).message
 
 
 def test_replies_are_spoken_in_order():

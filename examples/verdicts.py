@@ -1,0 +1,118 @@
+"""Replay every bundled fixture against aicall and the two example handlers; print, check or write the
+README's verdict table ("Bring your own handler").
+
+    python examples/verdicts.py                  # run all three, print the table
+    python examples/verdicts.py --check README.md   # exit 1 if the README's table says otherwise
+    python examples/verdicts.py --write README.md   # put the measured table into the README
+    python examples/verdicts.py --repeat 3       # run each 3 times; any verdict that changed is shown as flaky
+
+Each handler is replayed with exactly the command the README gives (``HANDLERS``); the three run at
+once, each with its own fakes. Needs ``pip install -e '.[examples]'``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import re
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BEGIN, END = "<!-- verdicts:begin -->", "<!-- verdicts:end -->"
+
+
+@dataclass(frozen=True)
+class HandlerRun:
+    column: str
+    args: tuple[str, ...]  # after ``harness run``
+
+    def command(self) -> str:
+        return "harness run " + " ".join(f'"{a}"' if " " in a else a for a in self.args)
+
+
+HANDLERS = (
+    HandlerRun("aicall (in-process), fast", ("--pace", "fast")),
+    HandlerRun("FastAPI example, fast", ("--pace", "fast", "--path", "/media-stream",
+                                         "--cmd", "cd examples/fastapi_handler && uvicorn app:app --port {port}")),
+    HandlerRun("pipecat example, realtime", ("--pace", "realtime", "--path", "/ws",
+                                             "--cmd", "python examples/pipecat_bot/bot.py --port {port}")),
+)
+
+
+def run_one(handler: HandlerRun, report_dir: Path) -> dict[str, str]:
+    """fixture -> verdict cell (``pass`` or ``FAIL: check, check``), from the run's report.json."""
+    done = subprocess.run([sys.executable, "-m", "harness.cli", "run", *handler.args, "--report-dir", str(report_dir)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=1200)
+    report = report_dir / "report.json"
+    if done.returncode not in (0, 1) or not report.exists():
+        raise RuntimeError(f"{handler.column}: harness exited {done.returncode}:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    return {run["fixture"]: cell(run["checks"]) for run in json.loads(report.read_text(encoding="utf-8"))["runs"]}
+
+
+def cell(checks: list[dict]) -> str:
+    """``FAIL: names``, or ``pass`` saying what was skipped (``finals_persisted``, skipped for every
+    handler but aicall, is left out)."""
+    failed = [c["name"] for c in checks if c["status"] == "failed"]
+    if failed:
+        return "FAIL: " + ", ".join(failed)
+    skipped = [c for c in checks if c["status"] == "skipped" and c["name"] != "finals_persisted"]
+    if any(c["message"] == "the handler did not start" for c in skipped):
+        return "pass (refused to start)"
+    return "pass" + (f" (skipped: {', '.join(c['name'] for c in skipped)})" if skipped else "")
+
+
+def run_all(repeat: int = 1) -> dict[str, dict[str, str]]:
+    """column -> fixture -> cell; with ``repeat`` > 1 a cell that was not the same every time says so."""
+    with tempfile.TemporaryDirectory() as tmp, concurrent.futures.ThreadPoolExecutor(len(HANDLERS)) as pool:
+        futures = {(h.column, i): pool.submit(run_one, h, Path(tmp) / f"{n}-{i}")
+                   for n, h in enumerate(HANDLERS) for i in range(repeat)}
+        results = {key: f.result() for key, f in futures.items()}
+    table: dict[str, dict[str, str]] = {}
+    for h in HANDLERS:
+        seen = [results[(h.column, i)] for i in range(repeat)]
+        table[h.column] = {fx: seen[0][fx] if all(s.get(fx) == seen[0][fx] for s in seen)
+                           else "flaky: " + " / ".join(s.get(fx, "-") for s in seen) for fx in seen[0]}
+    return table
+
+
+def markdown(table: dict[str, dict[str, str]]) -> str:
+    columns = list(table)
+    fixtures = sorted({fx for cells in table.values() for fx in cells})
+    lines = ["| fixture | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    lines += [f"| `{fx}` | " + " | ".join(table[c].get(fx, "-") for c in columns) + " |" for fx in fixtures]
+    return "\n".join(lines)
+
+
+def readme_table(readme: Path) -> str:
+    text = readme.read_text(encoding="utf-8")
+    found = re.search(re.escape(BEGIN) + r"\n(.*?)\n" + re.escape(END), text, re.S)
+    if not found:
+        raise SystemExit(f"{readme}: no verdict table between {BEGIN} and {END}")
+    return found.group(1).strip()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", type=Path, metavar="README")
+    parser.add_argument("--write", type=Path, metavar="README")
+    parser.add_argument("--repeat", type=int, default=1)
+    args = parser.parse_args()
+    measured = markdown(run_all(args.repeat))
+    print(measured)
+    if args.write:
+        text = args.write.read_text(encoding="utf-8")
+        start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
+        args.write.write_text(text[:start] + "\n" + measured + "\n" + text[end:], encoding="utf-8")
+    if args.check and readme_table(args.check) != measured:
+        print(f"\n{args.check} says otherwise:\n{readme_table(args.check)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

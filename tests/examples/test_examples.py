@@ -1,0 +1,22 @@
+"""The two third-party handlers in examples/, replayed over every bundled fixture with the README's
+commands: the verdicts must be the README's table ("Bring your own handler").
+
+Their packages (pipecat-ai, pipecat-rtzr, fastapi, uvicorn, openai) are the ``examples`` extra,
+which ``dev`` includes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from examples.verdicts import markdown, readme_table, run_all
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+@pytest.mark.timeout(900)  # the pipecat bot is replayed at real time: about 4.5 minutes
+def test_the_readme_table_is_what_the_examples_do():
+    measured = markdown(run_all())
+    assert measured == readme_table(README), f"the examples' verdicts changed; measured:\n{measured}"
