@@ -43,6 +43,7 @@ class Handler:
     released: Callable[[float], Awaitable[bool]] | None = None  # waits until it let go of the calls
     stored_lines: Callable[[str], list[str] | None] | None = None  # caller lines it persisted for a call SID
     alive: Callable[[], str | None] = lambda: None  # why it is gone, once it is
+    exited: Callable[[float], Awaitable[str | None]] | None = None  # waits (bounded) for it to be gone
     own_log: bool = False  # the log is this handler's alone (a process started for it), not shared
     markers: list[tuple[float, str]] = field(default_factory=list)  # for the saved log
 
@@ -206,7 +207,14 @@ class CommandTarget:
         def gone() -> str | None:
             return None if proc.returncode is None else f"exited with status {proc.returncode}"
 
-        handler.alive = gone
+        async def exited(timeout: float) -> str | None:
+            try:
+                await asyncio.wait_for(asyncio.shield(proc.wait()), timeout)
+            except asyncio.TimeoutError:
+                pass
+            return gone()
+
+        handler.alive, handler.exited = gone, exited
         try:
             host = urlsplit(handler.url).hostname or "127.0.0.1"
             try:
@@ -266,15 +274,26 @@ class UrlTarget:
     async def start(self, fakes: FakeServices, *, without: tuple[str, ...] = ()) -> AsyncIterator[Handler]:
         if without:
             raise HarnessError("a running handler cannot be restarted without its credentials")
+        handle = None
+        if self.handler_log is not None:
+            try:
+                handle = self.handler_log.open("r", encoding="utf-8", errors="replace")
+            except OSError as exc:
+                raise HarnessError(f"--handler-log {self.handler_log}: cannot read: {exc.strerror}") from None
         parts = urlsplit(self.url)
         port = parts.port or (443 if parts.scheme == "wss" else 80)
-        await wait_until_listening(parts.hostname or "127.0.0.1", port, self.ready_timeout, lambda: None,
-                                   f"the handler at {self.url}")
-        if self.handler_log is None:
+        try:
+            await wait_until_listening(parts.hostname or "127.0.0.1", port, self.ready_timeout, lambda: None,
+                                       f"the handler at {self.url}")
+        except BaseException:
+            if handle is not None:
+                handle.close()
+            raise
+        if handle is None:
             yield Handler(self.url)
             return
         log = LogReader()
-        tail = asyncio.create_task(follow_file(self.handler_log, log))
+        tail = asyncio.create_task(follow_file(handle, log))
         try:
             yield Handler(self.url, log=log)
         finally:
@@ -286,12 +305,8 @@ class UrlTarget:
                 pass
 
 
-async def follow_file(path: Path, log: LogReader) -> None:
-    """``tail -f``: lines appended to ``path`` from now on (a file written by another process cannot be awaited)."""
-    try:
-        handle = path.open("r", encoding="utf-8", errors="replace")
-    except OSError as exc:
-        raise HarnessError(f"--handler-log {path}: cannot read: {exc.strerror}") from None
+async def follow_file(handle, log: LogReader) -> None:
+    """``tail -f``: lines appended to the open file from now on (another process's writes cannot be awaited)."""
     with handle:
         handle.seek(0, os.SEEK_END)
         while True:

@@ -61,6 +61,7 @@ class PlayerRecord:
     closed_at: float | None = None
     closed_by_handler: bool = False  # the handler ended the call before the caller hung up
     closed_how: str = ""  # "handler", "twilio after stop", "line dropped"
+    close_code: int | None = None  # as the caller side saw it: None or 1006 when the socket just went away
     hung_up_how: str = ""
 
     def media_after(self, wall: float) -> float | None:
@@ -110,6 +111,7 @@ class TwilioPlayer:
             await self._hang_up()
             self.record.closed_by_handler = self.record.stop_at is None
             await self._end(reader)
+            self.record.close_code = ws.close_code
         finally:
             for _, handle in self._pending_marks:
                 handle.cancel()
