@@ -28,7 +28,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="aicall", description="A Korean AI phone agent on Twilio Media Streams and RTZR.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="{serve,check,calls,show}")
     serve = sub.add_parser("serve", help="answer calls (settings from the environment and .env)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
@@ -66,19 +66,40 @@ async def _check() -> int:
     return 0 if ok else 1
 
 
+async def _serve(settings, host: str, port: int) -> int:
+    """Listen first, then say where (the port it really got when 0 was asked), then serve until Ctrl-C."""
+    runner = web.AppRunner(create_app(settings), handle_signals=True)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise AicallError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    bound = runner.addresses[0][1] if runner.addresses else port
+    print(f"aicall listening on http://{host}:{bound} (webhook /twilio/voice, stream /twilio/media)", flush=True)
+    try:
+        await asyncio.Event().wait()  # until Ctrl-C or SIGTERM
+    finally:
+        await runner.cleanup()
+    return 0
+
+
 def _when(at: float | None) -> str:
     return "-" if at is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    if not (sys.argv[1:] if argv is None else argv):
+        parser.print_help()  # a bare ``aicall`` lists its commands
+        return 2
+    args = parser.parse_args(argv)
     try:
         if args.command == "serve":
             settings = load_settings(os.environ)  # fails here, before the port opens
+            CallStore(settings.db_path).close()  # a store it cannot use fails here, before the port opens
             logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr)
-            print(f"aicall listening on http://{args.host}:{args.port} (webhook /twilio/voice, stream /twilio/media)")
-            web.run_app(create_app(settings), host=args.host, port=args.port, print=None)
-            return 0
+            return asyncio.run(_serve(settings, args.host, args.port))
         if args.command == "check":
             return asyncio.run(_check())
         store = CallStore(os.environ.get("AICALL_DB") or "aicall.db")
@@ -99,6 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AicallError as exc:
         print(f"aicall: error: {exc}", file=sys.stderr)
         return 2
+    except (KeyboardInterrupt, web.GracefulExit):  # Ctrl-C, SIGTERM
+        return 0
 
 
 if __name__ == "__main__":

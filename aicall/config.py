@@ -106,10 +106,16 @@ def load_settings(environ: Mapping[str, str], env_file: str | Path | None = ".en
         env.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
     env.update(environ)
 
-    rtzr_id = _required(env, "RTZR_CLIENT_ID", "the client id from the RTZR developer console")
-    rtzr_secret = _required(env, "RTZR_CLIENT_SECRET", "the client secret from the RTZR developer console")
+    required = {"RTZR_CLIENT_ID": "the client id from the RTZR developer console",
+                "RTZR_CLIENT_SECRET": "the client secret from the RTZR developer console",
+                "OPENAI_API_KEY": "the LLM endpoint's API key"}
+    missing = [name for name in required if not env.get(name, "").strip()]
+    if len(missing) > 1:  # every missing one at once, not one per attempt
+        raise ConfigError("not set: " + "; ".join(f"{name} ({required[name]})" for name in missing))
+    rtzr_id = _required(env, "RTZR_CLIENT_ID", required["RTZR_CLIENT_ID"])
+    rtzr_secret = _required(env, "RTZR_CLIENT_SECRET", required["RTZR_CLIENT_SECRET"])
     openai_base = _url(env, "OPENAI_BASE_URL", "https://api.openai.com/v1")
-    openai_key = _required(env, "OPENAI_API_KEY", "the LLM endpoint's API key")
+    openai_key = _required(env, "OPENAI_API_KEY", required["OPENAI_API_KEY"])
     tts_engine = env.get("TTS_ENGINE", "openai").strip().lower() or "openai"
     if tts_engine not in TTS_ENGINES:
         raise ConfigError(f"TTS_ENGINE must be one of {', '.join(TTS_ENGINES)}, got {env['TTS_ENGINE']!r}")

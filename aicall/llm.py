@@ -29,7 +29,7 @@ class ChatClient:
         try:
             async with self._session.post(self._url, json=body, headers=self._headers, timeout=self._timeout) as resp:
                 if resp.status != 200:
-                    raise LlmError(f"LLM endpoint answered HTTP {resp.status}")
+                    raise LlmError(f"LLM endpoint {self._url} answered HTTP {resp.status}")
                 async for raw in resp.content:
                     line = raw.decode("utf-8", "replace").strip()
                     if not line.startswith("data:"):
@@ -44,7 +44,7 @@ class ChatClient:
                     if delta:
                         yield delta
         except aiohttp.ClientError as exc:
-            raise LlmError(f"LLM endpoint unreachable: {type(exc).__name__}") from None
+            raise LlmError(f"LLM endpoint {self._url} unreachable: {type(exc).__name__}") from None
 
     async def check(self) -> str:
         """One tiny request, for ``aicall check``: the reply's first words."""

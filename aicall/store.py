@@ -7,6 +7,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import AicallError
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
     call_sid TEXT PRIMARY KEY,
@@ -53,10 +55,14 @@ class CallStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(SCHEMA)
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as exc:  # OperationalError (no such directory, read-only) included
+            what = "not an SQLite database" if "not a database" in str(exc) else str(exc)
+            raise AicallError(f"AICALL_DB={self.path}: cannot use it as the call store: {what}") from None
 
     def close(self) -> None:
         self._db.close()

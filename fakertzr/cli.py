@@ -20,23 +20,47 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
 def _positive(text: str) -> float:
-    value = float(text)
+    value = _number(text)
     if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text!r}")
     return value
 
 
 def _non_negative(text: str) -> float:
-    value = float(text)
+    value = _number(text)
     if value < 0:
-        raise argparse.ArgumentTypeError(f"must be zero or more, got {text}")
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text!r}")
     return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {text!r}")
+    return value
+
+
+# argparse names a type in its message by the function's name ("invalid _positive value"): give them names a user reads
+_number.__name__, _positive.__name__, _non_negative.__name__, _count.__name__ = "number", "positive", "non-negative", "count"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="fakertzr", description="A faithful, scriptable fake of RTZR's streaming STT API.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="{serve}")
     serve = sub.add_parser("serve", help="serve the fake on a port (Ctrl-C stops it)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
@@ -49,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--epd-time", type=_positive, help="epd_time (s) for streams that send none (default 0.5)")
     serve.add_argument("--time-scale", type=_non_negative, default=1.0,
                        help="multiplies scripted wall-clock delays (0 = no delays)")
-    serve.add_argument("--max-streams", type=int, default=20, help="concurrent streams per client (default 20)")
+    serve.add_argument("--max-streams", type=_count, default=20, help="concurrent streams per client (default 20)")
     serve.add_argument("--token-ttl", type=_positive, default=6 * 3600, help="token lifetime in seconds (default 6 h)")
     serve.add_argument("--idle-timeout", type=_positive, default=60.0, help="close streams idle this long (default 60 s)")
     serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -91,6 +115,9 @@ async def _serve(server: FakeRtzrServer) -> None:
     print(f"  accepts client_id={backend.config.client_id} client_secret={backend.config.client_secret}")
     detail = ", ".join(s.name for s in backend.scripts) if backend.scripts else f"{len(backend.config.auto_texts or [])} texts"
     print(f"  mode: {backend.mode} ({detail}); control API under {server.base_url}{CONTROL_PREFIX}/")
+    if not backend.scripts and not backend.config.auto_texts:
+        print("  no --script: any speech is transcribed as '발화 1', '발화 2', ... (give --script FIXTURE_DIR or "
+              "--auto --texts-file FILE for real words)")
     sys.stdout.flush()
     try:
         await asyncio.Event().wait()
@@ -99,7 +126,11 @@ async def _serve(server: FakeRtzrServer) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    if not (sys.argv[1:] if argv is None else argv):
+        parser.print_help()  # a bare ``fakertzr`` lists its commands
+        return 2
+    args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     try:
         backend = FakeRtzrBackend(_config(args))

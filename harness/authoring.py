@@ -1,16 +1,21 @@
 """Authoring call fixtures: from a text script spoken by espeak-ng, or from any audio file plus its transcript.
 
-Only authoring needs espeak-ng and sox (or ffmpeg, for pydub to read compressed audio); the
-fixtures it writes are committed and replayed without them.
+Only authoring needs espeak-ng and sox (scripts) or, for audio libsndfile cannot read (m4a, ...),
+ffmpeg and pydub; WAV, FLAC, Ogg and MP3 need no external program. The fixtures it writes are
+committed and replayed without any of them.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import soxr
@@ -43,12 +48,35 @@ def voiced_bounds(samples: np.ndarray, threshold_dbfs: float = -45.0) -> tuple[i
     return int(loud[0] * FRAME), int((loud[-1] + 1) * FRAME)
 
 
+def load_spec(spec_path: Path) -> dict:
+    """A source spec, checked before anything is spoken: errors name the file and what to fix."""
+    try:
+        spec = json.loads(spec_path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise FakeRtzrError(f"{spec_path}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise FakeRtzrError(f"{spec_path}: not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise FakeRtzrError(f"{spec_path}: not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
+    if not isinstance(spec, dict):
+        raise FakeRtzrError(f"{spec_path}: must be a JSON object with 'name' and 'utterances'")
+    if not isinstance(spec.get("name"), str) or not spec["name"]:
+        raise FakeRtzrError(f"{spec_path}: 'name' is missing (the fixture's name, e.g. \"my-call\")")
+    utterances = spec.get("utterances")
+    if not isinstance(utterances, list) or not utterances:
+        raise FakeRtzrError(f"{spec_path}: 'utterances' must be a non-empty list of {{\"text\": ...}}")
+    for i, item in enumerate(utterances):
+        if not isinstance(item, dict) or not isinstance(item.get("text"), str) or not item["text"].strip():
+            raise FakeRtzrError(f"{spec_path}: utterances[{i}] needs a non-empty 'text'")
+    return spec
+
+
 def build(spec_path: Path, out_dir: Path | None = None) -> Path:
     """Speak a source spec with espeak-ng into ``out_dir`` (default: beside the spec)."""
+    spec = load_spec(spec_path)
     for tool in ("espeak-ng", "sox"):
         if shutil.which(tool) is None:
             raise FakeRtzrError(f"{tool} is not installed (apt-get install espeak-ng sox); only authoring needs it")
-    spec = json.loads(spec_path.read_text(encoding="utf-8"))
     out_dir = out_dir or spec_path.parent
     out_dir.mkdir(parents=True, exist_ok=True)
     voice, speed = spec.get("voice", "ko"), int(spec.get("speed", 150))
@@ -121,30 +149,46 @@ def build(spec_path: Path, out_dir: Path | None = None) -> Path:
 
 
 
+@contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """File descriptor 2 to /dev/null for a C library's own printing (Python's sys.stderr is untouched)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def read_audio(path: Path) -> tuple[np.ndarray, int]:
-    """Mono samples on the int16 scale and the rate: WAV, FLAC and Ogg through libsndfile (no external
-    program); other formats (mp3, m4a, ...) through pydub, which needs ffmpeg."""
+    """Mono samples on the int16 scale and the rate: WAV, FLAC, Ogg and MP3 through libsndfile (no
+    external program); other formats (m4a, ...) through pydub, which needs ffmpeg."""
     import soundfile
 
+    if not path.is_file():
+        raise FakeRtzrError(f"{path}: cannot read: no such file")
     try:
-        data, rate = soundfile.read(str(path), dtype="float64", always_2d=True)
+        with _quiet_stderr():  # libsndfile's decoders print notes about files they cannot parse
+            data, rate = soundfile.read(str(path), dtype="float64", always_2d=True)
         return data.mean(axis=1) * 32767, int(rate)
     except soundfile.LibsndfileError:
         pass  # not a format libsndfile knows: try pydub and ffmpeg
     except OSError as exc:
         raise FakeRtzrError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    import shutil
     import warnings
 
     if not (shutil.which("ffmpeg") or shutil.which("avconv")):
-        raise FakeRtzrError(f"{path}: not WAV, FLAC or Ogg; reading other formats needs ffmpeg "
-                            "(apt-get install ffmpeg) and pydub (pip install pydub)")
+        raise FakeRtzrError(f"{path}: not WAV, FLAC, Ogg or MP3; reading other formats needs ffmpeg "
+                            "(apt-get install ffmpeg) and pydub (pip install 'rtzr-call-testkit[audio]')")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             from pydub import AudioSegment  # imported here: only compressed formats need pydub and ffmpeg
     except ImportError:
-        raise FakeRtzrError(f"{path}: reading this format needs pydub (pip install pydub)") from None
+        raise FakeRtzrError(f"{path}: reading this format needs pydub (pip install 'rtzr-call-testkit[audio]')") from None
     try:
         segment = AudioSegment.from_file(path)
     except Exception as exc:  # noqa: BLE001 - pydub raises many kinds; say which file

@@ -14,7 +14,7 @@ from fakertzr.errors import FakeRtzrError
 
 from .errors import HandlerDidNotStart, HarnessError
 from .fakes import FakeServices, running_fakes
-from .fixture import discover, load_call
+from .fixture import default_fixtures_dir, discover, load_call
 from .html_report import write_html
 from .report import console_table, verdict, write_json, write_junit
 from .runner import ErrorLog, FixtureRun, configure_fakes, run_target
@@ -53,6 +53,16 @@ def parse_ports(text: str) -> tuple[int, int, int]:
     return ports  # type: ignore[return-value]
 
 
+def parse_gap_ms(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of milliseconds above 0, got {text!r}")
+    return value
+
+
 def parse_positive(text: str) -> float:
     try:
         value = float(text)
@@ -69,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="replay fixtures against a handler (default: aicall in-process)",
                          description="Replay fixtures against a handler: aicall in-process (default), a command the "
                          "harness launches (--cmd), or a handler already running (--target).")
-    run.add_argument("--fixtures", type=Path, default=Path("fixtures/calls"), help="directory of fixtures (default fixtures/calls)")
+    run.add_argument("--fixtures", type=Path, help="directory of fixtures (default: ./fixtures/calls if it has any, "
+                     "else the calls bundled with the harness)")
     run.add_argument("--report-dir", type=Path, default=Path("harness-report"), help="where reports go (default harness-report/)")
     run.add_argument("--pace", type=parse_pace, default=1.0, metavar="realtime|fast|xN", help="default realtime")
     run.add_argument("-k", dest="name", help="only fixtures whose name contains this")
@@ -106,11 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
     make = sub.add_parser("make-fixture", help="author a fixture: from a text script (espeak-ng) or from an audio file")
     source = make.add_mutually_exclusive_group(required=True)
     source.add_argument("--script", type=Path, metavar="SPEC.json", help="utterances, pauses, faults (see fixtures/calls/*/source.json)")
-    source.add_argument("--audio", type=Path, metavar="FILE", help="any audio pydub reads (wav; mp3 and others need ffmpeg)")
+    source.add_argument("--audio", type=Path, metavar="FILE", help="WAV, FLAC, Ogg or MP3 (no external program); other formats through pydub and ffmpeg")
     make.add_argument("--transcript", type=Path, metavar="LINES.txt", help="with --audio: one line per utterance")
     make.add_argument("--name", help="with --audio: the fixture's name (default: the output directory's name)")
     make.add_argument("--out", type=Path, help="output directory (default: beside the spec, or fixtures/calls/NAME)")
-    make.add_argument("--gap-ms", type=int, default=300, help="with --audio: pauses shorter than this do not split an utterance")
+    make.add_argument("--gap-ms", type=parse_gap_ms, default=300, help="with --audio: pauses shorter than this do not "
+                      "split an utterance (default 300)")
     return parser
 
 
@@ -193,7 +205,11 @@ async def _serve_fakes(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    if not (sys.argv[1:] if argv is None else argv):
+        parser.print_help()  # a bare ``harness`` lists its commands
+        return 2
+    args = parser.parse_args(argv)
     try:
         if args.command == "make-fixture":
             return _make_fixture(args)
@@ -203,12 +219,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             except KeyboardInterrupt:
                 return 0
         _check_target_options(args)
+        args.fixtures = args.fixtures or default_fixtures_dir()
         directories = discover(args.fixtures, args.name)
         if not directories:
             raise HarnessError(f"no fixtures in {args.fixtures}" + (f" matching {args.name!r}" if args.name else ""))
         fixtures = [load_call(d) for d in directories]
         against = args.target or (f"`{args.cmd}`" if args.cmd else "aicall (in-process)")
-        print(f"replaying {len(fixtures)} fixture(s) against {against}, pace {_pace_name(args.pace)}", flush=True)
+        print(f"replaying {len(fixtures)} fixture(s) from {args.fixtures} against {against}, pace {_pace_name(args.pace)}", flush=True)
         runs = asyncio.run(_run(args, fixtures))
     except HandlerDidNotStart as exc:
         saved = f" (its output: {args.report_dir / 'handler.log'})" if getattr(args, "cmd", None) else ""

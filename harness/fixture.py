@@ -68,6 +68,28 @@ def save_call(script_doc: dict[str, Any], audio_ulaw: bytes, directory: str | Pa
     return out
 
 
+def bundled_calls() -> Path:
+    """The fixtures installed with the harness (``fixtures/calls`` of this project)."""
+    from importlib.resources import files
+
+    return Path(str(files("callfixtures") / "calls"))
+
+
+def default_fixtures_dir() -> Path:
+    """``fixtures/calls`` of the current directory when it has one (a project's own), else the bundled calls."""
+    local = Path("fixtures/calls")
+    return local if any(local.glob("*/call.json")) else bundled_calls()
+
+
+def resolve_fixture(name_or_path: str | Path) -> Path:
+    """A fixture directory given as a path, or by the name of a bundled call (``failure2-recognizer-closes-1000``)."""
+    path = Path(name_or_path)
+    bundled = bundled_calls() / path.name
+    if not (path / "call.json").exists() and len(path.parts) == 1 and (bundled / "call.json").exists():
+        return bundled
+    return path
+
+
 def discover(root: str | Path, name_filter: str | None = None) -> list[Path]:
     """Fixture directories under ``root`` (each holds a call.json), optionally filtered by name."""
     found = sorted(p.parent for p in Path(root).glob("*/call.json"))

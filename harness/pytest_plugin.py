@@ -15,7 +15,7 @@ import pytest_asyncio
 
 from .fake_llm import FakeLlm
 from .fake_tts import FakeTts
-from .fixture import load_call
+from .fixture import load_call, resolve_fixture
 from .runner import ErrorLog, FixtureRun, replay as replay_fixture
 
 
@@ -48,7 +48,8 @@ async def fake_tts() -> AsyncIterator[ServedFake]:
 
 @pytest_asyncio.fixture
 async def replay(fake_rtzr, fake_llm, fake_tts) -> Callable[..., Awaitable[FixtureRun]]:
-    """``await replay(fixture_dir, media_ws_url, pace=None)``: play a fixture into your handler and judge it.
+    """``await replay(fixture, media_ws_url, pace=None)``: play a fixture (a directory, or a bundled call's
+    name such as ``"failure2-recognizer-closes-1000"``) into your handler and judge it.
 
     For ``no_errors`` on an in-process handler, run it inside ``with ErrorLog() as errors`` and pass
     ``errors=errors`` (its logging records at ERROR and unretrieved task exceptions); otherwise that
@@ -56,7 +57,7 @@ async def replay(fake_rtzr, fake_llm, fake_tts) -> Callable[..., Awaitable[Fixtu
 
     async def run(fixture_dir: str | Path, url: str, *, pace: float | None = None,
                   headers: dict[str, str] | None = None, errors: ErrorLog | None = None) -> FixtureRun:
-        return await replay_fixture(load_call(fixture_dir), url, rtzr=fake_rtzr.backend, llm=fake_llm.fake,
+        return await replay_fixture(load_call(resolve_fixture(fixture_dir)), url, rtzr=fake_rtzr.backend, llm=fake_llm.fake,
                                     tts=fake_tts.fake, pace=pace, headers=headers, errors=errors)
 
     return run

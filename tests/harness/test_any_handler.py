@@ -181,6 +181,7 @@ async def test_caller_line_drops_passes_every_time_at_fast_pace(tmp_path):
     runs = await run_target(target, [load_call("fixtures/calls/caller-line-drops")] * 8, pace=None)
     assert [r.ok for r in runs] == [True] * 8, [r.failures() for r in runs if not r.ok]
     assert all(r.timeline.of("stop")[0].detail["how"] == "vanished" for r in runs)
+    assert len({r.call_sid for r in runs}) == 8, "every replay is a new call (a fixed SID appended to an old call's store)"
 
 
 # 8. Failure printouts fold bot media and marks.

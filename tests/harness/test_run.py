@@ -76,3 +76,20 @@ def test_cli_launches_a_handler_with_cmd_and_signs_the_stream(tmp_path):
     assert unsigned.returncode == 1, "a handler that checks signatures refuses the unsigned stream: that fixture fails"
     assert re.search(r"replay: FAILED: ws://127\.0\.0\.1:\d+/twilio/media refused the stream handshake: HTTP 403 "
                      r"\(does it check X-Twilio-Signature\? give --twilio-auth-token\)", unsigned.stdout), unsigned.stdout
+
+
+def test_long_fixture_names_keep_the_console_columns():
+    import io
+    from types import SimpleNamespace
+
+    from harness.report import console_table
+    from harness.runner import FixtureRun
+    from harness.timeline import CallTimeline
+
+    runs = [FixtureRun(SimpleNamespace(name=name), [], [], CallTimeline([]), 0.0)
+            for name in ("short", "failure3-hangup-while-llm-generates", "x" * 50)]
+    out = io.StringIO()
+    console_table(runs, out)
+    rows = out.getvalue().splitlines()[2:5]
+    assert len({row.index("PASS") for row in rows}) == 1, rows
+    assert all(row[row.index("PASS") - 1] == " " for row in rows)
