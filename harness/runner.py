@@ -50,6 +50,8 @@ class FixtureRun:
     wall_s: float
     call_sid: str = ""
     errors: list[str] = field(default_factory=list)  # whole error blocks from the handler's log, for the report
+    record: PlayerRecord | None = None  # what the caller side sent and received (the report plays it back)
+    pace: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -163,13 +165,14 @@ def judge(played: PlayedCall, errors: list[str] | None, *, pace: float | None,
     if played.problem:
         checks.append(CheckResult("replay", False, played.problem))
         if not played.timeline.of("call_start"):  # not a frame went out: there is no call to judge
-            return FixtureRun(fixture, checks, [], played.timeline, wall, played.call_sid, errors or [])
+            return FixtureRun(fixture, checks, [], played.timeline, wall, played.call_sid, errors or [], played.record, pace)
     ctx = CheckContext(
         timeline=played.timeline, expect=fixture.expect, stored_caller_lines=played.stored, errors_logged=errors,
         no_log_why=no_log_why, call_refused_allowed=bool(fixture.expect.get("call_refused")),
         started_without=played.started_without, audio_plays=pace is not None)
     checks.extend(run_checks(ctx))
-    return FixtureRun(fixture, checks, turn_metrics(played.timeline), played.timeline, wall, played.call_sid, errors or [])
+    return FixtureRun(fixture, checks, turn_metrics(played.timeline), played.timeline, wall, played.call_sid, errors or [],
+                      played.record, pace)
 
 
 def did_not_start(fixture: CallFixture, exc: HandlerDidNotStart, without: tuple[str, ...], wall_s: float) -> FixtureRun:

@@ -18,7 +18,7 @@ from .twilio_player import PlayerRecord
 @dataclass(frozen=True)
 class Event:
     wall: float
-    kind: str  # call_start, speech_end, partial, final, rtzr_open, rtzr_end, rtzr_closed, llm_request, llm_end, tts_request, media, mark, clear, stop, closed
+    kind: str  # call_start, speech_start, speech_end, partial, final, rtzr_open, rtzr_end, rtzr_closed, llm_request, llm_end, tts_request, media, mark, clear, stop, closed
     detail: dict[str, Any] = field(default_factory=dict)
 
 
@@ -40,6 +40,10 @@ def build_timeline(fixture: CallFixture, player: PlayerRecord, rtzr: Journal, ll
     if len(frames) and frames[0] == frames[0]:
         events.append(Event(float(frames[0]), "call_start"))
     for index, utt in enumerate(fixture.script.utterances if len(frames) else ()):
+        first = int(utt.start_ms // 20)
+        if first < len(frames) and frames[first] == frames[first]:
+            events.append(Event(float(frames[first]), "speech_start", {"utterance": index, "text": utt.text,
+                                                                      "audio_ms": utt.start_ms}))
         k = min(len(frames) - 1, max(0, int(-(-utt.end_ms // 20)) - 1))
         if k < len(frames) and frames[k] == frames[k]:  # sent (not NaN)
             events.append(Event(float(frames[k]), "speech_end", {"utterance": index, "text": utt.text, "audio_ms": utt.end_ms}))

@@ -233,7 +233,7 @@ def test_reports_carry_three_verdicts(tmp_path):
     assert body["summary"]["checks"]["skipped"] == 1 and body["summary"]["checks"]["failed"] == 0
     junit = (tmp_path / "junit.xml").read_text()
     assert junit.count("<skipped") == 1 and 'skipped="1"' in junit
-    assert "<li class='skipped'>finals_persisted: skipped" in (tmp_path / "report.html").read_text()
+    assert "<li class='skipped'><b>finals_persisted</b>: skipped" in (tmp_path / "report.html").read_text()
 
 
 # `harness fakes`: all three fakes standalone, with the environment a handler needs.

@@ -53,7 +53,7 @@ def test_cli_runs_writes_a_report_and_exits_by_result(tmp_path):
     junit = ElementTree.parse(report / "junit.xml").getroot()
     assert junit.get("failures") == "0" and len(junit.findall("testcase")) == len(body["runs"][0]["checks"])
     page = (report / "report.html").read_text()
-    assert "<svg" in page and "seed-three-turns - PASS" in page
+    assert "<svg" in page and "seed-three-turns <span class='verdict'>PASS</span>" in page
 
 
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path):
