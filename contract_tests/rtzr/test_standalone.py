@@ -75,7 +75,7 @@ async def test_auto_mode_from_a_texts_file(tmp_path):
         (["--script", "/nonexistent"], "/nonexistent: no call.json"),
         (["--auto", "--script", str(SEED_DIR)], "--auto and --script exclude each other"),
         (["--texts-file", "x.txt"], "--texts-file goes with --auto"),
-        (["--epd-time", "-1"], "argument --epd-time: must be positive"),
+        (["--epd-time", "-1"], "argument --epd-time: must be above 0, got '-1'"),
         (["--port", "70000"], "--port must be 0-65535"),
     ],
 )

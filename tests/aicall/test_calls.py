@@ -211,7 +211,8 @@ def test_missing_credentials_stop_serve_before_the_port_opens(tmp_path):
     result = subprocess.run([sys.executable, "-m", "aicall.cli", "serve", "--port", "0"], capture_output=True,
                             text=True, env={"PATH": "/usr/bin:/bin", "OPENAI_API_KEY": "k"}, cwd=tmp_path, timeout=60)
     assert result.returncode == 2
-    assert result.stderr.strip() == "aicall: error: RTZR_CLIENT_ID is not set (the client id from the RTZR developer console)"
+    assert result.stderr.strip() == ("aicall: error: not set: RTZR_CLIENT_ID (the client id from the RTZR developer console); "
+                                     "RTZR_CLIENT_SECRET (the client secret from the RTZR developer console)")
     assert result.stdout == ""
 
 

@@ -60,3 +60,13 @@ async def test_espeak_engine_speaks_korean():
     audio = b"".join([c async for c in EspeakTts().synthesize("안녕하세요")])
     assert 300 < len(audio) / 8 < 3000
     assert np.abs(ulaw_to_pcm16(audio).astype(float)).max() > 1000
+
+
+async def test_an_unreachable_llm_is_named_by_its_url():
+    from harness.targets import free_port
+
+    url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(LlmError, match=rf"LLM endpoint {url}/chat/completions unreachable"):
+            async for _ in ChatClient(session, url, "sk-secret", "m").stream([{"role": "user", "content": "x"}]):
+                pass

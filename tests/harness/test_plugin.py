@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from aicall.app import create_app
 from aicall.config import load_settings
 from fakertzr.appserver import AppServer
@@ -18,3 +20,11 @@ async def test_replay_against_a_handler_by_url(fake_rtzr, fake_llm, fake_tts, re
         silent = await replay("fixtures/calls/silent-call", f"{handler.ws_url}/twilio/media")
         assert silent.ok, silent.failures()
         assert fake_llm.requests == []  # each replay starts from clean fakes
+
+
+def test_a_bundled_call_is_found_by_its_name_from_anywhere(tmp_path, monkeypatch):
+    from harness.fixture import load_call, resolve_fixture
+
+    monkeypatch.chdir(tmp_path)  # no fixtures/ here
+    assert load_call(resolve_fixture("failure2-recognizer-closes-1000")).name == "failure2-recognizer-closes-1000"
+    assert resolve_fixture("my/own-call") == Path("my/own-call")  # a path stays a path
