@@ -110,9 +110,14 @@ class LogReader:
 
     def write(self, path: Path, markers: list[tuple[float, str]] = ()) -> None:
         """Save every line, with the harness's own markers (fixture starts) in between."""
-        entries = sorted([*((t, 1, l) for t, l in self.lines), *((t, 0, f"---- harness: {m} ----") for t, m in markers)])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("".join(l + "\n" for _, _, l in entries), encoding="utf-8")
+        write_log(path, self.lines, markers)
+
+
+def write_log(path: Path, lines: list[tuple[float, str]], markers: list[tuple[float, str]] = ()) -> None:
+    """Timed lines and ``---- harness: ... ----`` markers, in the order they happened."""
+    entries = sorted([*((t, 1, l) for t, l in lines), *((t, 0, f"---- harness: {m} ----") for t, m in markers)])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(l + "\n" for _, _, l in entries), encoding="utf-8")
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)")

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 from .errors import HandlerDidNotStart, HarnessError
 from .fakes import FakeServices
-from .handler_log import LogReader
+from .handler_log import LogReader, write_log
 
 DEFAULT_MEDIA_PATH = "/twilio/media"  # aicall's; pipecat's runner serves /ws, the report's app /media-stream
 READY_TIMEOUT_S = 60.0
@@ -231,9 +231,7 @@ class CommandTarget:
             self._lines.extend(log.lines)
             self._markers.extend(handler.markers)
             if self.log_path is not None:  # rewritten after each process, so a crashed run still leaves it
-                whole = LogReader()
-                whole.lines = sorted(self._lines)
-                whole.write(self.log_path, sorted(self._markers))
+                write_log(self.log_path, self._lines, self._markers)
 
 
 def last_lines(log: LogReader, n: int = 12) -> str:
