@@ -111,9 +111,16 @@ def recognition_continues(ctx: CheckContext) -> CheckResult:
     """After the recognizer ends a stream mid-call, the handler opens another (the report's failure 2)."""
     for end in ctx.timeline.of("rtzr_end"):
         server_side = end.detail.get("how") in ("server_closed", "dropped", "stalled", "idle_timeout")
-        if not server_side or end.detail.get("reason") == "EOS" or end.wall >= ctx.hangup:
+        # where the stream ended in the call's audio, when known: the same at any pace (at fast pace all the
+        # audio may be sent, and the line hung up, before a stall shows in time); else when, in time
+        position = end.detail.get("call_ms")
+        hung_up_ms = next((e.detail.get("audio_ms") for e in ctx.timeline.of("stop")), None)
+        after_the_call = (position >= hung_up_ms if position is not None and hung_up_ms is not None
+                          else end.wall >= ctx.hangup)
+        if not server_side or end.detail.get("reason") == "EOS" or after_the_call:
             continue
-        later_speech = [e for e in ctx.timeline.of("speech_end") if e.wall > end.wall and e.wall < ctx.hangup]
+        later_speech = [e for e in ctx.timeline.of("speech_end") if e.wall < ctx.hangup and (
+            e.detail.get("audio_ms", 0) > position if position is not None else e.wall > end.wall)]
         reopened = [e for e in ctx.timeline.of("partial", "final") if e.wall > end.wall and e.detail["connection"] != end.detail["connection"]]
         if later_speech and not reopened:
             return CheckResult("recognition_continues", False,

@@ -34,6 +34,14 @@ class CallTimeline:
         return [e for e in self.events if abs(e.wall - wall) <= seconds]
 
 
+def _call_position(alignment: list[dict[str, Any]], conn_ms: float | None) -> float | None:
+    """Where in the caller's audio a connection's position ``conn_ms`` lies (fakertzr's alignment), if known."""
+    if conn_ms is None:
+        return None
+    placed = [a for a in alignment if a.get("event") == "aligned" and a["conn_ms"] <= conn_ms]
+    return round(conn_ms + placed[-1]["call_ms"] - placed[-1]["conn_ms"], 1) if placed else None
+
+
 def build_timeline(fixture: CallFixture, player: PlayerRecord, rtzr: Journal, llm: FakeLlm, tts: FakeTts) -> CallTimeline:
     events: list[Event] = []
     frames = player.frame_sent
@@ -56,7 +64,9 @@ def build_timeline(fixture: CallFixture, player: PlayerRecord, rtzr: Journal, ll
             events.append(Event(m.sent_wall, m.kind if m.kind != "raw" else "rtzr_raw",
                                 {"connection": conn.index, "text": m.text, "audio_ms": m.audio_ms}))
         if conn.ended:
-            events.append(Event(conn.ended.get("wall", 0.0), "rtzr_end", {"connection": conn.index, **conn.ended}))
+            call_ms = _call_position(conn.alignment, conn.ended.get("audio_ms"))
+            events.append(Event(conn.ended.get("wall", 0.0), "rtzr_end", {"connection": conn.index, **conn.ended,
+                                                                        **({"call_ms": call_ms} if call_ms is not None else {})}))
         # the socket itself: a stalled stream has ended but stays open until the client lets go
         events.append(Event(conn.closed_wall if conn.closed_wall is not None else time.monotonic(), "rtzr_closed",
                             {"connection": conn.index, "open": conn.closed_wall is None}))
@@ -75,7 +85,8 @@ def build_timeline(fixture: CallFixture, player: PlayerRecord, rtzr: Journal, ll
     for wall, name in player.marks_played:
         events.append(Event(wall, "mark_played", {"name": name}))
     if player.stop_at is not None:
-        events.append(Event(player.stop_at, "stop", {"how": player.hung_up_how}))
+        sent = int((frames == frames).sum())  # frames actually sent (not NaN)
+        events.append(Event(player.stop_at, "stop", {"how": player.hung_up_how, "audio_ms": sent * 20}))
     if player.closed_at is not None:
         events.append(Event(player.closed_at, "closed", {"by_handler": player.closed_by_handler}))
     return CallTimeline(sorted(events, key=lambda e: e.wall))

@@ -323,3 +323,11 @@ async def test_target_reads_the_handler_log_it_is_given(tmp_path):
     with pytest.raises(Exception, match="--handler-log .*nope.log: cannot read"):
         async with running_fakes() as fakes, missing.start(fakes):
             pass
+
+
+async def test_fresh_handler_gives_each_fixture_its_own_process(tmp_path):
+    """``--fresh-handler``: a process per fixture, so each call's log is its own from start to exit."""
+    target = CommandTarget(f"AICALL_DB={tmp_path / 'c.db'} {sys.executable} -m aicall.cli serve --port {{port}}",
+                           ready_timeout=30, fresh=True)
+    runs = await run_target(target, [load_call("fixtures/calls/silent-call")] * 2, pace=None)
+    assert target.started == 2 and all(r.ok for r in runs), [r.failures() for r in runs]
