@@ -51,7 +51,29 @@ def run_one(handler: HandlerRun, report_dir: Path) -> dict[str, str]:
     report = report_dir / "report.json"
     if done.returncode not in (0, 1) or not report.exists():
         raise RuntimeError(f"{handler.column}: harness exited {done.returncode}:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
-    return {run["fixture"]: cell(run["checks"]) for run in json.loads(report.read_text(encoding="utf-8"))["runs"]}
+    runs = json.loads(report.read_text(encoding="utf-8"))["runs"]
+    for run in runs:  # why each failure failed, for whoever reads a mismatch (a failing run's reason is kept)
+        why = "\n".join(f"{c['name']}: {c['message']}\n" + "\n".join(c.get("why", []))
+                        for c in run["checks"] if c["status"] == "failed")
+        if why:
+            DETAILS[(handler.column, run["fixture"])] = why
+    return {run["fixture"]: cell(run["checks"]) for run in runs}
+
+
+DETAILS: dict[tuple[str, str], str] = {}  # (column, fixture) -> the failed checks' messages and timelines of the last run
+
+
+def explain(measured: str, expected: str) -> str:
+    """The rows where the measured table differs from the expected one, with why the measured cells failed."""
+    rows = dict(zip(expected.splitlines(), measured.splitlines()))
+    out = []
+    for want, got in rows.items():
+        if want != got:
+            fixture = got.split("|")[1].strip().strip("`")
+            out.append(f"expected {want}\nmeasured {got}")
+            out += [f"  {column}: {DETAILS[(column, fixture)]}" for column in (h.column for h in HANDLERS)
+                    if DETAILS.get((column, fixture))]
+    return "\n".join(out)
 
 
 def cell(checks: list[dict]) -> str:

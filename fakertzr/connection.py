@@ -39,9 +39,10 @@ class StreamConnection:
     async def run(self) -> None:
         try:
             async with asyncio.TaskGroup() as group:
+                self._reader = group.create_task(self._read_loop())
                 sender = group.create_task(self._send_loop())
                 watchdog = group.create_task(self._idle_watchdog())
-                await self._read_loop()
+                await asyncio.wait([self._reader])  # it ends when the client leaves, or is stopped for a close
                 watchdog.cancel()
                 if not self.server_closing:
                     sender.cancel()
@@ -122,8 +123,20 @@ class StreamConnection:
                 return
             elif isinstance(action, Close):
                 self._end("server_closed", action.code, action.reason)
-                await self.ws.close(code=action.code, message=action.reason.encode()[:120])
+                await self._close(action.code, action.reason)
                 return
+
+    async def _close(self, code: int, reason: str) -> None:
+        """The closing handshake, as RFC 6455 has it: send Close, then read (and drop) what the client still
+        sends until its Close, and only then close TCP. Closing TCP at once, while the client's audio is
+        still arriving, resets the connection, and a client busy sending loses the final and the Close frame
+        it had not read yet (a clean close would look like a drop). aiohttp does the reading when no one
+        else is reading, so the reader is stopped first (it would be handed the close and cut it short)."""
+        self._reader.cancel()
+        await asyncio.wait([self._reader])
+        await self.ws.close(code=code, message=reason.encode()[:120])  # reads until the client's Close, 5 s at most
+        self.record.client_close_code = self.ws.close_code  # the client's answer (1006 when it never came)
+        self.backend.journal_changed()
 
     async def _send(self, action: SendResult | SendRaw, arrived: float, delay_ms: float) -> None:
         if isinstance(action, SendResult):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import aiohttp
 import pytest
@@ -96,3 +97,27 @@ async def test_faults_from_the_fixture_script_apply(rtzr, seed, tmp_path):
     rtzr.fake.load_fixture(target)
     outcome = await client.stream(await rtzr.connect(), pcm(seed), eos=False)
     assert outcome.finals == SEED_TEXTS[:1] and outcome.close_code == 1000
+
+
+async def test_a_server_close_waits_for_the_clients_close(rtzr, seed):
+    """RFC 6455's closing handshake: after its Close the fake keeps reading (and dropping audio) until the
+    client's Close, then closes TCP. Closing TCP at once resets a client that is still sending, and it
+    loses what it had not read yet (hardening issue, item 1). Here the client answers late, after more audio."""
+    fake = rtzr.require_fake()
+    fake.add_fault({"type": "close", "code": 1000, "after_finals": 1})
+    ws = await rtzr.session.ws_connect(rtzr.url(), headers={"Authorization": f"Bearer {await rtzr.token()}"},
+                                       autoclose=False)
+    await ws.send_bytes(pcm(seed))
+    finals = []
+    async for msg in ws:  # with autoclose off, the server's Close comes up as a message
+        if msg.type == aiohttp.WSMsgType.TEXT and json.loads(msg.data).get("final"):
+            finals.append(json.loads(msg.data)["alternatives"][0]["text"])
+        if msg.type == aiohttp.WSMsgType.CLOSE:
+            break
+    await fake.wait_for(lambda j: j.connections[0].ended is not None, timeout=10)
+    for _ in range(5):
+        await ws.send_bytes(b"\x00\x00" * 160)  # still sending when the Close arrived
+    await ws.close()  # the late answer
+    await fake.wait_for(lambda j: j.connections[0].client_close_code is not None, timeout=10)
+    assert finals == SEED_TEXTS[:1]
+    assert fake.journal.connections[0].client_close_code == 1000, "the server did not wait for the client's Close"

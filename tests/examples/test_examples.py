@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from examples.verdicts import markdown, readme_table, run_all
+from examples.verdicts import explain, markdown, readme_table, run_all
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 @pytest.mark.timeout(900)  # the pipecat bot is replayed at real time: about 4.5 minutes
 def test_the_readme_table_is_what_the_examples_do():
-    measured = markdown(run_all())
-    assert measured == readme_table(README), f"the examples' verdicts changed; measured:\n{measured}"
+    measured, expected = markdown(run_all()), readme_table(README)
+    assert measured == expected, f"the verdicts differ from the README's table:\n{explain(measured, expected)}"
