@@ -31,9 +31,6 @@ class HandlerRun:
     column: str
     args: tuple[str, ...]  # after ``harness run``
 
-    def command(self) -> str:
-        return "harness run " + " ".join(f'"{a}"' if " " in a else a for a in self.args)
-
 
 HANDLERS = (
     HandlerRun("aicall (in-process), fast", ("--pace", "fast")),

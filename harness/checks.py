@@ -14,6 +14,9 @@ SETTLE_S = 8.0  # after hang-up, every upstream connection must have ended withi
 STOP_GRACE_S = 1.0  # messages in flight when the caller hung up
 
 
+NO_LOG = "no handler log to read: give one with --handler-log FILE"
+
+
 @dataclass(frozen=True)
 class CheckResult:
     """One check's verdict: passed, failed, or skipped (``ok`` and ``skipped``, with why in ``message``)."""
@@ -42,7 +45,7 @@ class CheckContext:
     errors_logged: list[str] | None = field(default_factory=list)  # None when the handler's log is not readable
     call_refused_allowed: bool = False
     audio_plays: bool = True  # False at 'fast' pacing: bot audio takes no time, nothing can be talked over
-    no_log_why: str = "no handler log to read: give one with --handler-log FILE"
+    no_log_why: str = NO_LOG
     started_without: tuple[str, ...] = ()  # the handler was started without these variables (failure 1)
 
     @property

@@ -17,7 +17,6 @@ from .fake_llm import FakeLlm
 from .fake_tts import FakeTts
 
 FAKE_OPENAI_KEY = "sk-harness-fake"  # not a secret: the fakes accept any key
-CREDENTIAL_VARIABLES = ("RTZR_CLIENT_ID", "RTZR_CLIENT_SECRET")
 
 
 @dataclass

@@ -32,8 +32,7 @@ def is_error_start(line: str) -> bool:
 
 def _continues_traceback(line: str) -> bool:
     """Lines inside a traceback: indented frames, loguru's decorated frames, asyncio's ``future:`` line."""
-    return (not line.strip() or line[0] in " \t>│└" or line.startswith(("future:", "File ", TRACEBACK, *_CHAIN))
-            or line.startswith("  "))
+    return not line.strip() or line[0] in " \t>│└" or line.startswith(("future:", "File ", TRACEBACK, *_CHAIN))
 
 
 @dataclass

@@ -130,7 +130,7 @@ def conversation_html(rows: list[Turn], audio_plays: bool) -> str:
         return "<p class='quiet'>The caller said nothing the script marks as an utterance.</p>"
     body = []
     for t in rows:
-        recognised = " / ".join(t.recognised) or "<span class='missing'>(no final)</span>"
+        recognised = e(" / ".join(t.recognised)) if t.recognised else "<span class='missing'>(no final)</span>"
         mismatch = " class='differs'" if t.recognised and " ".join(t.recognised) != t.said else ""
         reply = e(t.reply) if t.reply else ("<span class='missing'>(not asked)</span>" if not t.asked else "(empty reply)")
         if not audio_plays:
@@ -142,7 +142,7 @@ def conversation_html(rows: list[Turn], audio_plays: bool) -> str:
             heard = f"{t.heard_seconds:.1f}{of} s" + (" <b>cut short (barge-in)</b>" if t.cut else "")
         said = e(t.said) + ("" if t.finished else " <span class='missing'>(hung up mid-utterance)</span>")
         body.append(f"<tr><td>t{t.number}</td><td>{said}</td><td{mismatch}>"
-                    f"{recognised if not t.recognised else e(recognised)}</td><td>{reply}</td><td>{heard}</td></tr>")
+                    f"{recognised}</td><td>{reply}</td><td>{heard}</td></tr>")
     return ("<table class='talk'><tr><th>turn</th><th>caller said (script)</th><th>recognised (final)</th>"
             "<th>bot replied (LLM)</th><th>caller heard</th></tr>" + "".join(body) + "</table>")
 
@@ -215,7 +215,8 @@ def write_html(runs: list[FixtureRun], path: Path, pace: str) -> None:
             "<h3>Latency</h3><table><tr><th>turn</th><th>speech end -> final ms</th><th>last partial -> final ms</th>"
             f"<th>final -> LLM ms</th><th>speech end -> first bot audio ms</th></tr>{rows}</table>"
             "<p><a href='#top'>back to the summary</a></p></section>")
-    text = "".join(sections) + summary_html(runs) + "".join(r.fixture.name for r in runs)
+    summary = summary_html(runs)
+    text = "".join(sections) + summary  # what the embedded font must cover
     page = (
         "<!doctype html><html lang='ko'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'><title>harness report</title><style>"
@@ -231,6 +232,6 @@ def write_html(runs: list[FixtureRun], path: Path, pace: str) -> None:
         "section{border-top:2px solid #ddd;margin-top:24px}h3{margin:14px 0 4px;font-size:15px}"
         "@media print{audio{display:none}}</style></head><body id='top'>"
         f"<h1>harness report</h1><p>{sum(r.ok for r in runs)} of {len(runs)} calls passed; pace {e(pace)}; "
-        f"written {time.strftime('%Y-%m-%d %H:%M:%S')}.</p>{summary_html(runs)}{''.join(sections)}</body></html>")
+        f"written {time.strftime('%Y-%m-%d %H:%M:%S')}.</p>{summary}{''.join(sections)}</body></html>")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")

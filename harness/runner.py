@@ -20,7 +20,7 @@ import aiohttp
 
 from fakertzr import FakeRtzrBackend
 
-from .checks import CHECKS, CheckContext, CheckResult, run_checks, skipped
+from .checks import CHECKS, NO_LOG, CheckContext, CheckResult, run_checks, skipped
 from .errors import HandlerDidNotStart, HarnessError
 from .fake_llm import FakeLlm, FakeLlmConfig, LlmRequest, default_reply
 from .fake_tts import FakeTts, FakeTtsConfig
@@ -157,7 +157,7 @@ async def play_call(fixture: CallFixture, handler: Handler, rtzr: FakeRtzrBacken
 
 
 def judge(played: PlayedCall, errors: list[str] | None, *, pace: float | None,
-          no_log_why: str = "no handler log to read") -> FixtureRun:
+          no_log_why: str = NO_LOG) -> FixtureRun:
     """The verdict on one played call, ``errors`` being its handler's error blocks (None: no log)."""
     fixture = played.fixture
     wall = played.ended - played.started

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import AsyncIterator, Awaitable, Callable, Protocol
 from urllib.parse import urlsplit
 
+from .checks import NO_LOG
 from .errors import HandlerDidNotStart, HarnessError
 from .fakes import FakeServices
 from .handler_log import LogReader, write_log
@@ -39,7 +40,7 @@ class Handler:
 
     url: str
     log: LogReader | None = None  # None: no log to read, ``no_errors`` is skipped
-    no_log_why: str = "no handler log to read: give one with --handler-log FILE"
+    no_log_why: str = NO_LOG
     released: Callable[[float], Awaitable[bool]] | None = None  # waits until it let go of the calls
     stored_lines: Callable[[str], list[str] | None] | None = None  # caller lines it persisted for a call SID
     alive: Callable[[], str | None] = lambda: None  # why it is gone, once it is
@@ -49,10 +50,8 @@ class Handler:
 
 
 class Target(Protocol):
-    description: str
     fresh_per_fixture: bool  # one handler (and one set of fakes) per fixture, fixtures in parallel
     can_drop_credentials: bool  # it can be started without RTZR credentials (failure 1)
-    log_path: Path | None  # where its output is saved, if anywhere
 
     def start(self, fakes: FakeServices, *, without: tuple[str, ...] = ()) -> AbstractAsyncContextManager[Handler]: ...
 
@@ -97,10 +96,8 @@ class InProcessLog(logging.Handler):
 class AicallTarget:
     """aicall in-process: its store, its "call released" signal and its log are what it offers."""
 
-    description = "aicall (in-process)"
     fresh_per_fixture = True
     can_drop_credentials = True
-    log_path = None
 
     def __init__(self, log: InProcessLog) -> None:
         self.log = log
@@ -173,7 +170,6 @@ class CommandTarget:
         self.ready_timeout = ready_timeout
         self.fresh_per_fixture = fresh
         self.log_path = log_path
-        self.description = f"`{command}`"
         self.started = 0
         self._lines: list[tuple[float, str]] = []  # every process's output, for the saved log
         self._markers: list[tuple[float, str]] = []
@@ -259,14 +255,12 @@ class UrlTarget:
 
     fresh_per_fixture = False
     can_drop_credentials = False
-    log_path = None
 
     def __init__(self, url: str, *, handler_log: Path | None = None, ready_timeout: float = READY_TIMEOUT_S) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("ws", "wss") or not parts.hostname:
             raise HarnessError(f"--target must be a ws:// or wss:// URL, got {url!r}")
         self.url, self.handler_log, self.ready_timeout = url, handler_log, ready_timeout
-        self.description = url
 
     @asynccontextmanager
     async def start(self, fakes: FakeServices, *, without: tuple[str, ...] = ()) -> AsyncIterator[Handler]:
