@@ -63,6 +63,8 @@ def parse_wav(blob: bytes, *, source: str = "WAV data") -> WavAudio:
         pos += 8 + size + (size & 1)
     if fmt is None or data is None:
         raise AudioFormatError(f"{source}: WAV file has no 'fmt ' or no 'data' chunk")
+    if len(fmt) < 16:
+        raise AudioFormatError(f"{source}: WAV 'fmt ' chunk is {len(fmt)} bytes; it needs at least 16")
     tag, channels, rate, _, _, bits = struct.unpack_from("<HHIIHH", fmt)
     if tag == _EXTENSIBLE and len(fmt) >= 26:
         tag = struct.unpack_from("<H", fmt, 24)[0]

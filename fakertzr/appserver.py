@@ -3,19 +3,44 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from .errors import FakeRtzrError
+
+IDLE_CONNECTION_S = 20.0  # a socket with no complete request this long is closed (slowloris; idle keep-alive)
+
+
+class ClientErrorsOnOneLine(logging.Filter):
+    """aiohttp logs a traceback for every unparseable request (a 100 KB query, a 64 KB header): the client's
+    mistake, not ours. Such records become one INFO line saying what was wrong."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            record.msg, record.args = "%s: %s %s", (record.getMessage(), exc.code, str(exc.message)[:200])
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+def http_logger(name: str) -> logging.Logger:
+    logger = logging.getLogger(name)
+    if not any(isinstance(f, ClientErrorsOnOneLine) for f in logger.filters):
+        logger.addFilter(ClientErrorsOnOneLine())
+    return logger
 
 
 class AppServer:
     """``async with AppServer(app) as s`` in your loop, or ``with AppServer(app) as s`` for sync code."""
 
     def __init__(self, app: web.Application, host: str = "127.0.0.1", port: int = 0,
-                 *, handler_cancellation: bool = False) -> None:
+                 *, handler_cancellation: bool = False, idle_connection_s: float = IDLE_CONNECTION_S) -> None:
         self.app = app
+        self.idle_connection_s = idle_connection_s
         self.handler_cancellation = handler_cancellation  # cancel a handler when its client goes away
         self.host, self.port = host, port
         self._runner: web.AppRunner | None = None
@@ -33,7 +58,8 @@ class AppServer:
 
     async def start(self) -> "AppServer":
         self._runner = web.AppRunner(self.app, handle_signals=False, shutdown_timeout=2.0,
-                                     handler_cancellation=self.handler_cancellation)
+                                     handler_cancellation=self.handler_cancellation,
+                                     keepalive_timeout=self.idle_connection_s, logger=http_logger("fakertzr.http"))
         await self._runner.setup()
         await web.TCPSite(self._runner, self.host, self.port).start()
         self.port = self._runner.addresses[0][1]  # the real port when 0 was asked for

@@ -7,6 +7,7 @@ shell asks it to authenticate and to open streams; ``reset()`` restores the star
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,13 +18,14 @@ from .align import AudioLocator
 from .errors import FakeRtzrError
 from .faults import Fault, fault_from_spec
 from .fixture import CallScript, load_fixture
-from .journal import AuthRecord, ConnectionRecord, Journal, redact_headers
+from .journal import AuthRecord, ConnectionRecord, Journal, clip, clip_fields, redact_headers
 from .params import ParamError, parse_stream_params
 from .recognizer_auto import AutoRecognizer
 from .recognizer_script import ScriptRecognizer
 from .results import ResultBuilder
 from .session import StreamSession
 from .tokens import DEFAULT_TOKEN_TTL_S, TokenIssuer, bearer_token
+from .validation import check
 from .waiting import ChangeNotifier
 
 DEFAULT_CLIENT_ID = "fakertzr-client"
@@ -47,9 +49,10 @@ class FakeRtzrConfig:
     auto_word_ms: float = 350.0
     auto_threshold_dbfs: float = -40.0
     fixtures: list[str] = field(default_factory=list)
+    journal_limit: int = 2000  # connection records kept whole; older closed ones are counted, then dropped
 
     UPDATABLE = ("token_ttl_s", "max_streams", "time_scale", "idle_timeout_s", "idle_close_code",
-                 "max_frame_bytes", "epd_time", "auto_word_ms", "auto_threshold_dbfs")
+                 "max_frame_bytes", "epd_time", "auto_word_ms", "auto_threshold_dbfs", "journal_limit")
 
 
 @dataclass
@@ -63,8 +66,10 @@ class FakeRtzrBackend:
 
     def __init__(self, config: FakeRtzrConfig | None = None) -> None:
         self.config = config or FakeRtzrConfig()
+        check("config", {name: getattr(self.config, name) for name in FakeRtzrConfig.UPDATABLE}, "config")
+        self._start_config = copy.deepcopy(self.config)
         self.tokens = TokenIssuer(self.config.token_ttl_s)
-        self.journal = Journal()
+        self.journal = Journal(self.config.journal_limit)
         self._loaded: list[tuple[CallScript, AudioLocator]] = []
         self.faults: list[Fault] = []
         self._active: dict[str, int] = {}
@@ -73,8 +78,9 @@ class FakeRtzrBackend:
 
     # ------------------------------------------------------------------ state
     def reset(self) -> None:
-        """Forget connections, faults and runtime scripts; reload the configured fixtures."""
-        self.journal = Journal()
+        """Forget connections, faults, runtime scripts and config changes; reload the configured fixtures."""
+        self.config = copy.deepcopy(self._start_config)
+        self.journal = Journal(self.config.journal_limit)
         self.faults = []
         self._loaded = []
         self._connection_count = 0
@@ -110,6 +116,7 @@ class FakeRtzrBackend:
         self.config.auto_texts = list(texts) if texts is not None else None
 
     def add_fault(self, fault: Fault | Mapping[str, Any]) -> Fault:
+        """Add a fault object, or one described as data (validated as a fixture's faults are)."""
         if not isinstance(fault, Fault):
             fault = fault_from_spec(dict(fault))
         self.faults.append(fault)
@@ -119,11 +126,15 @@ class FakeRtzrBackend:
         self.faults = []
 
     def update_config(self, changes: Mapping[str, Any]) -> None:
-        for name, value in changes.items():
+        """Change settings live; all or nothing: any bad name or value raises and changes none."""
+        for name in changes:
             if name not in FakeRtzrConfig.UPDATABLE:
                 raise FakeRtzrError(f"config: {name} cannot be changed (changeable: {', '.join(FakeRtzrConfig.UPDATABLE)})")
+        check("config", dict(changes), "config")
+        for name, value in changes.items():
             setattr(self.config, name, value)
         self.tokens.ttl_s = self.config.token_ttl_s
+        self.journal.limit = self.config.journal_limit
 
     def active_streams(self) -> int:
         return sum(self._active.values())
@@ -138,7 +149,7 @@ class FakeRtzrBackend:
             refusal = next((r for f in self.faults if (r := f.on_authenticate())), None)
             if refusal is None and (client_id != self.config.client_id or secret != self.config.client_secret):
                 refusal = Refusal.of(401, "invalid credential")
-        self.journal.auth.append(AuthRecord(client_id or "", refusal.status if refusal else 200))
+        self.journal.add_auth(AuthRecord(clip(client_id or "", 128), refusal.status if refusal else 200))
         if refusal:
             return refusal.status, refusal.body()
         token = self.tokens.issue(client_id)
@@ -149,8 +160,8 @@ class FakeRtzrBackend:
         """Decide a streaming handshake: an accepted session, or a refusal (both journaled)."""
         index = self._connection_count
         self._connection_count += 1
-        record = ConnectionRecord(index=index, query=dict(query), headers=redact_headers(dict(headers)))
-        self.journal.connections.append(record)
+        record = ConnectionRecord(index=index, query=clip_fields(query), headers=redact_headers(headers))
+        self.journal.add(record)
 
         refusal = next((r for f in self.faults if (r := f.on_handshake(index))), None)
         client_id = None

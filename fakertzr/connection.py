@@ -134,7 +134,8 @@ class StreamConnection:
         else is reading, so the reader is stopped first (it would be handed the close and cut it short)."""
         self._reader.cancel()
         await asyncio.wait([self._reader])
-        await self.ws.close(code=code, message=reason.encode()[:120])  # reads until the client's Close, 5 s at most
+        message = reason.encode()[:120].decode("utf-8", "ignore").encode()  # a control frame, cut on a character
+        await self.ws.close(code=code, message=message)  # reads until the client's Close, 5 s at most
         self.record.client_close_code = self.ws.close_code  # the client's answer (1006 when it never came)
         self.backend.journal_changed()
 

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import jsonschema
@@ -20,10 +20,14 @@ import numpy as np
 from .errors import FakeRtzrError
 from callaudio.g711 import alaw_to_pcm16, ulaw_to_pcm16
 from callaudio import AudioFormatError
-from callaudio.wavfile import WavAudio, read_wav
+from callaudio.wavfile import WavAudio, parse_wav
+
+from .validation import loads_strict, message, non_finite_path, where
 
 FIXTURE_VERSION = 1
 FIXTURE_RATE = 8000
+MAX_AUDIO_BYTES = 64 << 20  # over an hour of 8 kHz mu-law, half an hour of PCM16
+MAX_CALL_JSON_BYTES = 4 << 20
 
 
 @dataclass(frozen=True)
@@ -85,18 +89,15 @@ def call_schema() -> dict[str, Any]:
     return json.loads(text)
 
 
-def _where(error: jsonschema.ValidationError) -> str:
-    path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
-    return path.lstrip(".") or "(top level)"
-
-
 def validate_call_json(doc: Any, source: str) -> None:
     """Raise :class:`FakeRtzrError` naming the file and field of the first schema violation."""
+    if (bad := non_finite_path(doc, "")) is not None:
+        raise FakeRtzrError(f"{source}: {bad.lstrip('.') or '(top level)'}: must be a finite number")
     validator = jsonschema.Draft202012Validator(call_schema())
-    errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))
+    errors = sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
-        first = errors[0]
-        raise FakeRtzrError(f"{source}: {_where(first)}: {first.message}")
+        place = where(errors[0], "").lstrip(".") or "(top level)"
+        raise FakeRtzrError(f"{source}: {place}: {message(errors[0])}")
 
 
 def _split_words(text: str, start_ms: float, end_ms: float) -> tuple[Word, ...]:
@@ -171,22 +172,44 @@ def script_from_dict(doc: dict[str, Any], audio: np.ndarray, source: str = "<mem
     )
 
 
+def _read_limited(path: Path, limit: int, what: str) -> bytes:
+    """A file's bytes, refusing (before reading) one larger than ``limit``."""
+    size = path.stat().st_size
+    if size > limit:
+        raise FakeRtzrError(f"{path}: {what} is {size / 2**20:.1f} MiB; the limit is {limit / 2**20:.0f} MiB")
+    return path.read_bytes()
+
+
+def audio_path_inside(directory: Path, name: str, call_path: Path) -> Path:
+    """Where ``audio.file`` points: a file in the fixture's directory, or (derived fixtures share their base's
+    audio) ``../<sibling>/<file>`` in a sibling fixture of the same collection. Anything else (absolute, deeper
+    ``..``, a symlink leading out) is refused without saying whether what it named exists."""
+    parts = PurePosixPath(name).parts
+    plain = len(parts) == 1
+    sibling = len(parts) == 3 and parts[0] == ".."
+    root = directory.resolve()
+    home = root if plain else root.parent
+    path = (root / name).resolve()
+    if (not (plain or sibling) or "\\" in name or any(p in (".", "..") for p in parts[-2:])
+            or not path.is_relative_to(home) or (sibling and not (home / parts[1] / "call.json").is_file())):
+        raise FakeRtzrError(f"{call_path}: audio.file: {name[:80]!r} must name a file in the fixture's directory "
+                            "(or ../<fixture>/<file> in a sibling fixture)")
+    if not path.is_file():
+        raise FakeRtzrError(f"{call_path}: audio.file: {name} does not exist")
+    return path
+
+
 def load_fixture(directory: str | Path) -> CallScript:
-    """Load ``<directory>/call.json`` and the caller audio it names."""
+    """Load ``<directory>/call.json`` and the caller audio it names (which must lie in that directory)."""
     directory = Path(directory)
     call_path = directory / "call.json"
     if not call_path.is_file():
         raise FakeRtzrError(f"{directory}: no call.json (is this a fixture directory?)")
-    try:
-        doc = json.loads(call_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise FakeRtzrError(f"{call_path}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
+    doc = loads_strict(_read_limited(call_path, MAX_CALL_JSON_BYTES, "call.json"), str(call_path))
     validate_call_json(doc, str(call_path))
-    audio_path = directory / doc["audio"]["file"]
-    if not audio_path.is_file():
-        raise FakeRtzrError(f"{call_path}: audio.file: {audio_path.name} does not exist")
+    audio_path = audio_path_inside(directory, doc["audio"]["file"], call_path)
     try:
-        wav = read_wav(audio_path)
+        wav = parse_wav(_read_limited(audio_path, MAX_AUDIO_BYTES, "the audio file"), source=str(audio_path))
     except AudioFormatError as exc:
         raise FakeRtzrError(str(exc)) from None
     return script_from_dict(doc, decode_caller_audio(wav, str(audio_path)), str(call_path))

@@ -7,22 +7,38 @@ received, each message sent with its audio position and wall times, faults fired
 from __future__ import annotations
 
 import time
+from collections import Counter, deque
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Iterable, Mapping
 
 SECRET_HEADERS = {"authorization", "cookie", "x-api-key", "proxy-authorization"}
+MAX_FIELDS = 64  # headers or query parameters kept per connection
+MAX_VALUE_CHARS = 512  # each kept value is cut to this (a client may send 8 KB headers, 100 KB queries)
 
 
-def redact_headers(headers: dict[str, str]) -> dict[str, str]:
-    """Headers with every secret value replaced; the scheme of Authorization is kept."""
+def clip(value: str, limit: int = MAX_VALUE_CHARS) -> str:
+    """``value`` cut to ``limit`` characters, saying how much was cut."""
+    return value if len(value) <= limit else f"{value[:limit]}...<{len(value) - limit} more characters>"
+
+
+def clip_fields(fields: Mapping[str, str]) -> dict[str, str]:
+    """At most ``MAX_FIELDS`` name/value pairs, each clipped: a journal entry's size does not follow the client's."""
+    kept = {clip(k, 128): clip(v) for k, v in list(fields.items())[:MAX_FIELDS]}
+    if len(fields) > MAX_FIELDS:
+        kept["..."] = f"{len(fields) - MAX_FIELDS} more not kept"
+    return kept
+
+
+def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """Headers with every secret value replaced (the scheme of Authorization is kept), clipped."""
     clean = {}
     for name, value in headers.items():
         if name.lower() in SECRET_HEADERS:
             scheme = value.split(" ", 1)[0] if " " in value else ""
-            clean[name] = f"{scheme} <redacted>".strip()
+            clean[name] = f"{clip(scheme, 20)} <redacted>".strip()
         else:
             clean[name] = value
-    return clean
+    return clip_fields(clean)
 
 
 @dataclass
@@ -95,21 +111,61 @@ class AuthRecord:
 
 
 class Journal:
-    """All connections and token requests since the last reset."""
+    """Connections and token requests since the last reset, bounded: at most ``limit`` connection records are
+    kept whole; past that the oldest *closed* ones are dropped into ``dropped`` (counts: how they ended, finals
+    sent), so a fake that runs for days holds steady memory and a live stream's record is never lost."""
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int = 2000) -> None:
+        self.limit = limit
         self.connections: list[ConnectionRecord] = []
-        self.auth: list[AuthRecord] = []
+        self.auth: deque[AuthRecord] = deque(maxlen=limit)
+        self.total = 0  # connection attempts ever journaled (kept + dropped)
+        self.auth_total = 0
+        self.dropped_ended: Counter[str] = Counter()
+        self.dropped_finals = 0
+
+    def add(self, record: ConnectionRecord) -> None:
+        self.connections.append(record)
+        self.total += 1
+        excess = len(self.connections) - self.limit
+        if excess > 0:
+            closed = [i for i, c in enumerate(self.connections) if c.closed][:excess]
+            for i in reversed(closed):
+                gone = self.connections.pop(i)
+                self.dropped_ended[(gone.ended or {}).get("how") or ("refused" if not gone.accepted else "unknown")] += 1
+                self.dropped_finals += len(gone.finals)
+
+    def add_auth(self, record: AuthRecord) -> None:
+        self.auth.append(record)
+        self.auth_total += 1
+
+    @property
+    def dropped(self) -> int:
+        return sum(self.dropped_ended.values())
 
     def accepted(self) -> list[ConnectionRecord]:
         return [c for c in self.connections if c.accepted]
 
     def finals(self) -> list[str]:
-        """Every final text sent, over all connections, in order of connection."""
+        """Every final text sent, over the kept connections, in order of connection."""
         return [m.text for c in self.connections for m in c.finals]
 
-    def to_dict(self) -> dict[str, Any]:
+    def page(self, since: int = 0, limit: int | None = None, only: Iterable[int] | None = None) -> list[ConnectionRecord]:
+        """Kept records with ``index >= since`` (or those in ``only``), at most ``limit`` of them."""
+        wanted = set(only) if only is not None else None
+        chosen = [c for c in self.connections if c.index >= since and (wanted is None or c.index in wanted)]
+        return chosen if limit is None else chosen[:limit]
+
+    def to_dict(self, since: int = 0, limit: int | None = None, only: Iterable[int] | None = None) -> dict[str, Any]:
+        """The journal as JSON data; with ``limit``, one page, and ``next`` the ``since`` of the next one."""
+        records = self.page(since, None if limit is None else limit + 1, only)
+        more = limit is not None and len(records) > limit
+        records = records[:limit] if limit is not None else records
         return {
-            "connections": [c.to_dict() for c in self.connections],
+            "connections": [c.to_dict() for c in records],
+            "next": records[-1].index + 1 if more else None,
+            "total": self.total,
+            "dropped": {"connections": self.dropped, "ended": dict(self.dropped_ended), "finals": self.dropped_finals,
+                        "auth": self.auth_total - len(self.auth)},
             "auth": [asdict(a) for a in self.auth],
         }

@@ -7,17 +7,20 @@ Control routes live under ``/_fake/``, a prefix RTZR cannot use.
 from __future__ import annotations
 
 import base64
-import json
+import ipaddress
 import logging
 from typing import Any, Awaitable, Callable
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from .appserver import AppServer
+from .appserver import IDLE_CONNECTION_S, AppServer
 from .backend import FakeRtzrBackend, FakeRtzrConfig, OpenedStream
 from .connection import StreamConnection
 from .errors import FakeRtzrError
-from .fixture import decode_caller_audio, script_from_dict
+from .fixture import MAX_AUDIO_BYTES, decode_caller_audio, load_fixture, script_from_dict
+from .journal import clip
+from .validation import loads_strict
 from callaudio import AudioFormatError
 from callaudio.wavfile import parse_wav
 
@@ -46,7 +49,8 @@ async def transcribe_streaming(request: web.Request) -> web.StreamResponse:
         refusal, record = outcome
         log.info("connection=%s event=refused status=%s code=%s msg=%s", record.index, refusal.status, refusal.code, refusal.msg)
         return web.json_response(refusal.body(), status=refusal.status)
-    ws = web.WebSocketResponse(max_msg_size=backend.config.max_frame_bytes, timeout=5.0, autoping=True)
+    # aiohttp refuses a message of max_msg_size bytes or more; the limit is "over max_frame_bytes"
+    ws = web.WebSocketResponse(max_msg_size=backend.config.max_frame_bytes + 1, timeout=5.0, autoping=True)
     try:
         await ws.prepare(request)
         log.info("connection=%s event=open mode=%s", outcome.record.index, outcome.record.mode)
@@ -59,24 +63,84 @@ async def transcribe_streaming(request: web.Request) -> web.StreamResponse:
 
 
 # --------------------------------------------------------------- control API
+MAX_CONTROL_BODY = 16 << 20  # a call's audio as base64 fits (about 25 minutes of mu-law)
+JOURNAL_PAGE = 200  # connection records per GET /_fake/journal unless ?limit= says otherwise
+
+
+def is_loopback(host: str | None) -> bool:
+    """``host`` (a name or address, no port) is this machine: localhost, 127.0.0.0/8 or ::1."""
+    if not host:
+        return False
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host.lower() == "localhost"
+
+
+def _hostname(authority: str) -> str | None:
+    """The host of ``host[:port]`` or of a URL (``http://[::1]:80`` -> ``::1``)."""
+    return urlsplit(authority if "://" in authority else f"//{authority}").hostname
+
+
+def cross_site_guard(loopback_only: bool) -> Callable:
+    """Refuse control requests a web page could make: a foreign ``Origin`` or ``Sec-Fetch-Site``, a ``Host``
+    that is not loopback (DNS rebinding) while the fake listens on loopback, a body that is not JSON."""
+
+    @web.middleware
+    async def guard(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
+        if not request.path.startswith(CONTROL_PREFIX + "/"):
+            return await handler(request)
+        origin = request.headers.get("Origin")
+        if origin is not None and not is_loopback(_hostname(origin)):
+            return _refuse(403, f"control API: requests from Origin {clip(origin, 80)!r} are refused")
+        if request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
+            return _refuse(403, "control API: cross-site requests are refused")
+        if loopback_only and not is_loopback(_hostname(request.host)):
+            return _refuse(403, f"control API: Host {clip(request.host, 80)!r} is not this loopback server")
+        if request.can_read_body and request.content_type != "application/json":
+            return _refuse(415, "control API: the body must be JSON (Content-Type: application/json)")
+        return await handler(request)
+
+    return guard
+
+
+def _refuse(status: int, error: str) -> web.Response:
+    return web.json_response({"error": error}, status=status)
+
+
 def _control(handler: Callable[[FakeRtzrBackend, dict[str, Any]], Any]) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def wrapped(request: web.Request) -> web.Response:
         body: dict[str, Any] = {}
-        if request.can_read_body:
-            try:
-                body = await request.json()
-            except json.JSONDecodeError:
-                return web.json_response({"error": "request body must be JSON"}, status=400)
-            if not isinstance(body, dict):
-                return web.json_response({"error": "request body must be a JSON object"}, status=400)
-        body.update(request.match_info)
         try:
+            if request.can_read_body:
+                body = loads_strict(await request.read(), "request body")
+                if not isinstance(body, dict):
+                    raise FakeRtzrError("request body must be a JSON object")
+            body.update(request.match_info)
             result = handler(request.app[BACKEND_KEY], body)
         except (FakeRtzrError, AudioFormatError) as exc:
-            return web.json_response({"error": str(exc)}, status=400)
+            return _refuse(400, str(exc))
         return web.json_response(result if result is not None else {"ok": True})
 
     return wrapped
+
+
+async def journal(request: web.Request) -> web.Response:
+    """``GET /_fake/journal[?since=N][&limit=N][&connection=N...]``: one page of connection records."""
+    query = request.query
+
+    def number(name: str, raw: str, low: int, high: int) -> int:
+        if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
+            raise FakeRtzrError(f"?{name}= must be a whole number {low}-{high}, got {clip(raw, 20)!r}")
+        return int(raw)
+
+    try:
+        since = number("since", query.get("since", "0"), 0, 10**12)
+        limit = number("limit", query.get("limit", str(JOURNAL_PAGE)), 1, 10_000)
+        only = [number("connection", raw, 0, 10**12) for raw in query.getall("connection", [])] or None
+    except FakeRtzrError as exc:
+        return _refuse(400, str(exc))
+    return web.json_response(request.app[BACKEND_KEY].journal.to_dict(since, limit, only))
 
 
 def _state(backend: FakeRtzrBackend, _: dict[str, Any]) -> dict[str, Any]:
@@ -91,19 +155,29 @@ def _state(backend: FakeRtzrBackend, _: dict[str, Any]) -> dict[str, Any]:
 
 
 def _load_script(backend: FakeRtzrBackend, body: dict[str, Any]) -> dict[str, Any]:
-    if body.get("replace"):
-        backend.clear_scripts()
+    unknown = set(body) - {"replace", "fixture_dir", "call", "audio_b64"}
+    if unknown:
+        raise FakeRtzrError(f"scripts: unknown field {sorted(unknown)[0][:40]!r} (takes fixture_dir, or call and audio_b64; replace)")
+    if not isinstance(body.get("replace", False), bool):
+        raise FakeRtzrError("replace: must be true or false")
     if "fixture_dir" in body:
-        script = backend.load_fixture(body["fixture_dir"])
+        if not isinstance(body["fixture_dir"], str):
+            raise FakeRtzrError("fixture_dir: must be a string (a directory holding call.json)")
+        script = load_fixture(body["fixture_dir"])
     elif "call" in body and "audio_b64" in body:
+        if not isinstance(body["audio_b64"], str) or len(body["audio_b64"]) > MAX_AUDIO_BYTES * 4 // 3 + 4:
+            raise FakeRtzrError("audio_b64: must be a string of base64 (a WAV file)")
         try:
             blob = base64.b64decode(body["audio_b64"], validate=True)
         except ValueError:
             raise FakeRtzrError("audio_b64: not valid base64") from None
         audio = decode_caller_audio(parse_wav(blob, source="audio_b64"), "audio_b64")
-        script = backend.load_script(script_from_dict(body["call"], audio, "control API call"))
+        script = script_from_dict(body["call"], audio, "control API call")
     else:
         raise FakeRtzrError('give {"fixture_dir": "<dir>"} or {"call": {...}, "audio_b64": "<WAV>"}')
+    if body.get("replace"):
+        backend.clear_scripts()
+    backend.load_script(script)
     return {"loaded": script.name, "scripts": [s.name for s in backend.scripts]}
 
 
@@ -127,15 +201,16 @@ def _delete_fault(backend: FakeRtzrBackend, body: dict[str, Any]) -> None:
     backend.faults.pop(index)
 
 
-def create_app(backend: FakeRtzrBackend | None = None) -> web.Application:
-    """The fake as an aiohttp application around ``backend`` (a new one if not given)."""
-    app = web.Application()
+def create_app(backend: FakeRtzrBackend | None = None, *, loopback_only: bool = True) -> web.Application:
+    """The fake as an aiohttp application around ``backend`` (a new one if not given). ``loopback_only``:
+    the control API answers only requests addressed to a loopback Host (off when serving elsewhere)."""
+    app = web.Application(middlewares=[cross_site_guard(loopback_only)], client_max_size=MAX_CONTROL_BODY)
     app[BACKEND_KEY] = backend or FakeRtzrBackend()
     app.router.add_post("/v1/authenticate", authenticate)
     app.router.add_get("/v1/transcribe:streaming", transcribe_streaming)
     p = CONTROL_PREFIX
     app.router.add_get(f"{p}/state", _control(_state))
-    app.router.add_get(f"{p}/journal", _control(lambda b, _: b.journal.to_dict()))
+    app.router.add_get(f"{p}/journal", journal)
     app.router.add_post(f"{p}/reset", _control(lambda b, _: b.reset()))
     app.router.add_post(f"{p}/scripts", _control(_load_script))
     app.router.add_delete(f"{p}/scripts", _control(lambda b, _: b.clear_scripts()))
@@ -150,9 +225,11 @@ def create_app(backend: FakeRtzrBackend | None = None) -> web.Application:
 class FakeRtzrServer(AppServer):
     """A running fake: ``await start()`` in your loop, or ``with FakeRtzrServer.in_thread()``."""
 
-    def __init__(self, backend: FakeRtzrBackend | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, backend: FakeRtzrBackend | None = None, host: str = "127.0.0.1", port: int = 0, *,
+                 idle_connection_s: float = IDLE_CONNECTION_S) -> None:
         self.backend = backend or FakeRtzrBackend()
-        super().__init__(create_app(self.backend), host, port)
+        super().__init__(create_app(self.backend, loopback_only=is_loopback(host)), host, port,
+                         idle_connection_s=idle_connection_s)
 
     @classmethod
     def in_thread(cls, backend: FakeRtzrBackend | None = None, host: str = "127.0.0.1", port: int = 0) -> "FakeRtzrServer":

@@ -109,7 +109,7 @@ class StreamSession:
             return actions
         try:
             message = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes: ignored
             return []
         if isinstance(message, dict) and message.get("type") == "Finalize":
             return self._finalize()

@@ -47,8 +47,9 @@ async def test_bad_control_requests_say_why(rtzr):
     assert status == 400 and "no call.json" in body["error"]
     status, body = await call(rtzr, "POST", "/config", {"colour": "red"})
     assert status == 400 and "cannot be changed" in body["error"]
-    async with rtzr.session.post(f"{rtzr.base_url}/_fake/faults", data="not json") as resp:
-        assert resp.status == 400
+    async with rtzr.session.post(f"{rtzr.base_url}/_fake/faults", data="not json",
+                                 headers={"Content-Type": "application/json"}) as resp:
+        assert resp.status == 400 and "invalid JSON" in (await resp.json())["error"]
 
 
 async def test_streams_are_matched_to_the_fixture_whose_audio_they_carry(rtzr, seed):

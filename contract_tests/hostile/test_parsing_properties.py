@@ -1,0 +1,92 @@
+"""Hypothesis over everything fakertzr parses from a client: text frames, control-API config and faults, with
+arbitrary JSON and arbitrary types in every field. Nothing but FakeRtzrError may escape, and whatever is
+accepted must run a stream to its end."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fakertzr import FakeRtzrBackend, FakeRtzrConfig, FakeRtzrError
+from fakertzr.faults import FAULT_TYPES, fault_from_spec
+from fakertzr.validation import loads_strict, non_finite_path
+from tests.support.budget import examples
+from tests.support.core import new_session, stream
+from tests.support.synth import SynthUtterance, synth_call
+
+CALL = synth_call(5, [SynthUtterance(600, (250,)), SynthUtterance(700, (250,))])
+
+scalars = st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=30)
+json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+                           max_leaves=12)
+
+
+def _finite(value) -> bool:
+    return not (isinstance(value, float) and not math.isfinite(value))
+
+
+@examples(1500)
+@given(text=st.text(max_size=200) | json_values.map(lambda v: json.dumps(v, allow_nan=True)))
+def test_any_text_frame_leaves_the_stream_able_to_finish(text):
+    session = new_session(CALL)
+    assert session.receive_text(text) is not None
+    run = stream(session, CALL.audio)
+    if not session.ended:
+        assert run.final_texts == ["w0", "w1"]
+
+
+config_fields = st.sampled_from(FakeRtzrConfig.UPDATABLE + ("colour",))
+
+
+@examples(1500)
+@given(changes=st.dictionaries(config_fields, json_values, max_size=3))
+def test_any_config_change_is_taken_whole_or_refused_whole(changes):
+    backend = FakeRtzrBackend(FakeRtzrConfig(time_scale=0.0))
+    before = dict(vars(backend.config))
+    try:
+        backend.update_config(changes)
+    except FakeRtzrError:
+        assert vars(backend.config) == before
+        return
+    for name, value in changes.items():
+        assert getattr(backend.config, name) == value and _finite(value)
+    assert backend.config.max_frame_bytes >= 1 and backend.config.max_streams >= 1
+    assert backend.config.idle_timeout_s > 0 and backend.config.token_ttl_s > 0
+
+
+fault_fields = st.sampled_from(["type", "connection", "times", "at_ms", "after_finals", "code", "status", "reason",
+                                "delay_ms", "payload", "colour"])
+
+
+@st.composite
+def fault_specs(draw):
+    spec = draw(st.dictionaries(fault_fields, json_values, max_size=4))
+    if draw(st.booleans()):
+        spec["type"] = draw(st.sampled_from(sorted(FAULT_TYPES)))
+    return spec
+
+
+@examples(2000)
+@given(spec=fault_specs())
+def test_any_fault_spec_is_refused_or_runs_a_stream_to_its_end(spec):
+    try:
+        fault = fault_from_spec(spec)
+    except FakeRtzrError:
+        return
+    session = new_session(CALL, faults=[fault])
+    run = stream(session, CALL.audio)  # raises if a hook trips over a value it was given
+    assert len(run.final_texts) <= 2
+
+
+@examples(1000)
+@given(text=st.text(max_size=100) | json_values.map(lambda v: json.dumps(v, allow_nan=True)) | st.binary(max_size=60))
+def test_strict_json_gives_a_value_or_a_fakertzr_error(text):
+    try:
+        doc = loads_strict(text, "body")
+    except FakeRtzrError as exc:
+        assert str(exc).startswith("body: ")
+        return
+    assert non_finite_path(doc, "") is None

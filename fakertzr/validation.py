@@ -1,0 +1,115 @@
+"""Everything a user hands the fake, checked before it can reach a stream.
+
+JSON is parsed strictly (no NaN or Infinity, no number too big for a float, bounded nesting), and
+control-API bodies are validated against one published schema (``schemas/control.schema.json``,
+whose faults are the fixture schema's), so a bad value is a 400 that names the field, never a
+stream that crashes later.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import jsonschema
+from referencing import Registry, Resource
+
+from .errors import FakeRtzrError
+
+MAX_JSON_DEPTH = 64  # control bodies and call.json nest 4 deep; this is generous
+
+
+def _schema(name: str) -> dict[str, Any]:
+    return json.loads(resources.files("fakertzr").joinpath(f"schemas/{name}").read_text("utf-8"))
+
+
+@cache
+def _registry() -> Registry:
+    resources_ = [Resource.from_contents(_schema(n)) for n in ("call.schema.json", "control.schema.json")]
+    return Registry().with_resources((r.id(), r) for r in resources_)  # type: ignore[misc]
+
+
+@cache
+def _validator(definition: str) -> jsonschema.Draft202012Validator:
+    control = _schema("control.schema.json")
+    ref = {"$ref": f"{control['$id']}#/$defs/{definition}"}
+    return jsonschema.Draft202012Validator(ref, registry=_registry())
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:30]} is too large for a number")
+    return value
+
+
+def _depth(doc: Any) -> int:
+    """Nesting depth, iteratively (a recursive walk would be the very RecursionError we guard against)."""
+    deepest, stack = 0, [(doc, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, (dict, list)):
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict) else node))
+    return deepest
+
+
+def loads_strict(text: str | bytes, where: str) -> Any:
+    """Parse JSON as the spec has it (RFC 8259: no NaN/Infinity), at most ``MAX_JSON_DEPTH`` deep."""
+    try:
+        doc = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise FakeRtzrError(f"{where}: JSON nested too deeply (at most {MAX_JSON_DEPTH} levels)") from None
+    except UnicodeDecodeError as exc:
+        raise FakeRtzrError(f"{where}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+    except json.JSONDecodeError as exc:
+        raise FakeRtzrError(f"{where}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except ValueError as exc:
+        raise FakeRtzrError(f"{where}: invalid JSON: {exc}") from None
+    if _depth(doc) > MAX_JSON_DEPTH:
+        raise FakeRtzrError(f"{where}: JSON nested too deeply (at most {MAX_JSON_DEPTH} levels)")
+    return doc
+
+
+def non_finite_path(doc: Any, path: str) -> str | None:
+    """The path of the first NaN or infinity in ``doc`` (Python callers can pass them; JSON cannot)."""
+    stack = [(doc, path)]
+    while stack:
+        node, where = stack.pop()
+        if isinstance(node, float) and not math.isfinite(node):
+            return where
+        if isinstance(node, dict):
+            stack.extend((v, f"{where}.{k}") for k, v in node.items())
+        elif isinstance(node, (list, tuple)):
+            stack.extend((v, f"{where}[{i}]") for i, v in enumerate(node))
+    return None
+
+
+def where(error: jsonschema.ValidationError, prefix: str) -> str:
+    """``prefix.field[2].other``: the place of a schema violation."""
+    return prefix + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
+
+
+def check(definition: str, doc: Any, prefix: str) -> None:
+    """Raise :class:`FakeRtzrError` naming the field of the first violation of ``$defs/<definition>``."""
+    if (bad := non_finite_path(doc, prefix)) is not None:
+        raise FakeRtzrError(f"{bad}: must be a finite number")
+    errors = sorted(_validator(definition).iter_errors(doc), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        raise FakeRtzrError(f"{where(errors[0], prefix)}: {message(errors[0])}")
+
+
+def message(error: jsonschema.ValidationError) -> str:
+    """jsonschema's message, bounded; a ``not`` says what is wanted (its schema's description)."""
+    if error.validator == "not":
+        text = f"{str(error.instance)[:40]} is not allowed: {error.schema.get('description', 'see the schema')}"
+    else:
+        text = error.message
+    return text if len(text) <= 200 else text[:200] + "..."
