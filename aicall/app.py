@@ -25,7 +25,7 @@ CALLS = web.AppKey("calls", set)
 CALLS_CHANGED = web.AppKey("calls_changed", asyncio.Condition)
 
 MEDIA_PATH = "/twilio/media"
-
+CLOSE_WAIT_S = 5.0  # after our Close, how long the peer has to answer with its own
 
 def apology_audio() -> bytes:
     return resources.files("aicall.prompts").joinpath("apology_ko.ulaw").read_bytes()
@@ -67,7 +67,7 @@ async def media(request: web.Request) -> web.StreamResponse:
     if not _signed(request, _public_url(request, MEDIA_PATH, websocket=True), None):
         log.warning("event=media_refused reason=bad_signature")
         return web.Response(status=403, text="invalid X-Twilio-Signature")
-    ws = web.WebSocketResponse(heartbeat=None, max_msg_size=1 << 20)
+    ws = web.WebSocketResponse(heartbeat=None, max_msg_size=1 << 20, timeout=CLOSE_WAIT_S)
     await ws.prepare(request)
     call = CallSession(ws, request.app[DEPS])
     request.app[CALLS].add(call)
@@ -92,7 +92,8 @@ async def wait_for_calls_to_end(app: web.Application, timeout: float) -> bool:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"ok": True, "calls": len(request.app[CALLS])})
+    sockets = request.app[CALLS]
+    return web.json_response({"ok": True, "calls": sum(1 for c in sockets if c.call_id), "sockets": len(sockets)})
 
 
 def create_app(settings: Settings, store: CallStore | None = None) -> web.Application:

@@ -72,7 +72,9 @@ class CallSession:
         self.deps = deps
         self.settings = deps.settings
         self.call_sid = "-"
+        self.call_id = 0  # the store's row for this stream
         self.stream_sid = ""
+        self.bad_messages = 0  # from Twilio's side: the first is logged, the rest counted
         self.sending = False  # the one gate every write to Twilio passes
         self.turns = TurnTaker(self.settings.llm_system_prompt, barge_in=self.settings.barge_in)
         self.recognizer: RecognizerStream | None = None
@@ -88,12 +90,18 @@ class CallSession:
 
     # ------------------------------------------------------------------ run
     async def run(self) -> None:
-        start = await self._wait_for_start()
+        try:
+            start = await asyncio.wait_for(self._wait_for_start(), self.settings.twilio_start_timeout_s)
+        except asyncio.TimeoutError:
+            start = None
+            log.warning("call=- event=no_start waited_s=%g bad_messages=%d", self.settings.twilio_start_timeout_s,
+                        self.bad_messages)
         if start is None:
+            await self.ws.close(code=1008, message=b"no valid start")
             return
-        self.call_sid, self.stream_sid = start.call_sid, start.stream_sid
+        self.call_sid, self.stream_sid = start.call_sid, start.stream_sid  # validated: Twilio's SID shapes
         caller = start.custom_parameters.get("caller", "")
-        self.deps.store.call_started(self.call_sid, self.stream_sid, caller)
+        self.call_id = self.deps.store.call_started(self.call_sid, self.stream_sid, caller)
         self.sending = True
         log.info("call=%s event=start stream=%s", self.call_sid, self.stream_sid)
         s = self.settings
@@ -111,28 +119,48 @@ class CallSession:
                 await recognition  # EOS sent, last finals kept (bounded wait)
         finally:
             self.sending = False
-            self.deps.store.call_ended(self.call_sid, self.end_reason)
+            self.deps.store.call_ended(self.call_id, self.end_reason)
             self.released = True
+            if self.bad_messages > 1:
+                log.warning("call=%s event=twilio_bad_messages count=%d", self.call_sid, self.bad_messages)
             log.info("call=%s event=end reason=%s", self.call_sid, self.end_reason)
+        if self.end_reason == "twilio went silent":
+            await self.ws.close()  # persisted first: a peer that never answers the Close cannot hold that up
 
     async def _wait_for_start(self) -> twilio.Start | None:
+        """The first valid ``start`` (a ``stop`` or the socket's end first: None)."""
         async for msg in self.ws:
-            if msg.type != WSMsgType.TEXT:
-                continue
-            event = twilio.parse_message(msg.data)
+            event = twilio.parse_message(msg.data) if msg.type == WSMsgType.TEXT else None
             if isinstance(event, twilio.Start):
                 return event
             if isinstance(event, twilio.Stop):
                 return None
+            if event is None or isinstance(event, twilio.Unknown):
+                self._bad_message(event.why if event else f"a {msg.type.name} frame")
         return None
+
+    def _bad_message(self, why: str) -> None:
+        """Twilio never sends these; log the first (``why`` is escaped) and count the rest: a flood of them
+        cannot flood the log."""
+        self.bad_messages += 1
+        if self.bad_messages == 1:
+            log.warning("call=%s event=twilio_bad_message why=%s", self.call_sid, why)
 
     async def _read_twilio(self) -> None:
         """Until ``stop`` or the socket closes: audio to RTZR, mark echoes to the turn core."""
         assert self.recognizer is not None
         linear = self.settings.rtzr_encoding == "LINEAR16"
-        async for msg in self.ws:
+        while True:
+            try:
+                msg = await self.ws.receive(timeout=self.settings.twilio_silence_s)
+            except asyncio.TimeoutError:
+                self.end_reason = "twilio went silent"
+                log.warning("call=%s event=twilio_silent seconds=%g", self.call_sid, self.settings.twilio_silence_s)
+                return
+            if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+                break
             if msg.type != WSMsgType.TEXT:
-                log.warning("call=%s event=twilio_non_text type=%s", self.call_sid, msg.type.name)
+                self._bad_message(f"a {msg.type.name} frame")
                 continue
             event = twilio.parse_message(msg.data)
             if isinstance(event, twilio.Media):
@@ -147,9 +175,9 @@ class CallSession:
                 self.end_reason = "caller hung up"
                 return
             elif isinstance(event, twilio.Dtmf):
-                self.deps.store.add_line(self.call_sid, self.turns.turn, "event", f"DTMF {event.digit}")
+                self.deps.store.add_line(self.call_id, self.turns.turn, "event", f"DTMF {event.digit}")
             elif isinstance(event, twilio.Unknown):
-                log.warning("call=%s event=twilio_bad_message why=%s", self.call_sid, event.why)
+                self._bad_message(event.why)
         if self.end_reason == "unknown":
             self.end_reason = "socket closed"
 
@@ -171,7 +199,7 @@ class CallSession:
             await self.recognizer.run()
         except RtzrAuthError as exc:
             log.error("call=%s event=rtzr_auth_failed error=%s", self.call_sid, exc)
-            self.deps.store.add_line(self.call_sid, self.turns.turn, "event", f"speech recognition unavailable: {exc}")
+            self.deps.store.add_line(self.call_id, self.turns.turn, "event", f"speech recognition unavailable: {exc}")
             self.end_reason = "speech recognition unavailable"
             await self._apologise_and_close()
 
@@ -196,7 +224,7 @@ class CallSession:
             return
         if result.get("final"):
             if self.turns.ended:  # reached us after the hang-up: keep it, nobody will answer it
-                self.deps.store.add_line(self.call_sid, self.turns.turn, "caller", text, note="after hang-up")
+                self.deps.store.add_line(self.call_id, self.turns.turn, "caller", text, note="after hang-up")
                 return
             log.info("call=%s event=final text_chars=%d", self.call_sid, len(text))
             self.timings[self.turns.turn + 1] = _TurnTiming(time.monotonic())
@@ -225,7 +253,7 @@ class CallSession:
                 if self.sending:
                     self._send_nowait(twilio.clear_message(self.stream_sid))
             elif isinstance(action, Persist):
-                self.deps.store.add_line(self.call_sid, action.turn, action.role, action.text, action.note)
+                self.deps.store.add_line(self.call_id, action.turn, action.role, action.text, action.note)
 
     async def _llm(self, ask: AskLlm) -> None:
         timing = self.timings[ask.turn]

@@ -18,6 +18,7 @@ from .config import load_settings
 from .errors import AicallError
 from .llm import ChatClient
 from .rtzr_client import RtzrTokens
+from .safe_text import escaped, shown
 from .store import CallStore
 
 
@@ -104,18 +105,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_check())
         store = CallStore(os.environ.get("AICALL_DB") or "aicall.db")
         if args.command == "calls":
-            for c in store.recent(args.limit):
-                print(f"{c.call_sid}  {_when(c.started_at)}  {c.caller or '-':>14}  lines={c.lines:<4} {c.end_reason or 'in progress'}")
+            for c in store.recent(args.limit):  # what a caller controls is escaped: nothing reaches the terminal raw
+                print(f"{escaped(c.call_sid)}  {_when(c.started_at)}  {shown(c.caller or '-', 40):>14}  "
+                      f"lines={c.lines:<4} {escaped(c.end_reason or 'in progress')}")
             return 0
-        found = store.call(args.call_sid)
-        if found is None:
-            print(f"aicall: error: no call {args.call_sid} in {store.path}", file=sys.stderr)
+        found = store.streams(args.call_sid)
+        if not found:
+            print(f"aicall: error: no call {shown(args.call_sid, 80)} in {store.path}", file=sys.stderr)
             return 2
-        summary, lines = found
-        print(f"{summary.call_sid} from {summary.caller or '-'}: {_when(summary.started_at)} - {_when(summary.ended_at)} ({summary.end_reason or 'in progress'})")
-        for line in lines:
-            note = f"  [{line.note}]" if line.note else ""
-            print(f"  {time.strftime('%H:%M:%S', time.localtime(line.at))} t{line.turn} {line.role:>6}: {line.text}{note}")
+        for summary, lines in found:
+            print(f"{escaped(summary.call_sid)} from {shown(summary.caller or '-', 40)}: {_when(summary.started_at)} - "
+                  f"{_when(summary.ended_at)} ({escaped(summary.end_reason or 'in progress')})"
+                  + (f" stream {escaped(summary.stream_sid or '-')}" if len(found) > 1 else ""))
+            for line in lines:
+                note = f"  [{escaped(line.note)}]" if line.note else ""
+                print(f"  {time.strftime('%H:%M:%S', time.localtime(line.at))} t{line.turn} {line.role:>6}: {escaped(line.text)}{note}")
         return 0
     except AicallError as exc:
         print(f"aicall: error: {exc}", file=sys.stderr)

@@ -46,6 +46,8 @@ class Settings:
     public_url: str | None
     db_path: str
     barge_in: bool
+    twilio_start_timeout_s: float = 5.0  # a socket that sends no valid ``start`` this long is closed
+    twilio_silence_s: float = 30.0  # Twilio sends media every 20 ms, silence included: this long with nothing ends the call
 
     @property
     def rtzr_ws_base(self) -> str:
@@ -153,4 +155,6 @@ def load_settings(environ: Mapping[str, str], env_file: str | Path | None = ".en
         public_url=public_url,
         db_path=env.get("AICALL_DB", "").strip() or "aicall.db",
         barge_in=_bool(env, "BARGE_IN", True),
+        twilio_start_timeout_s=_number(env, "AICALL_START_TIMEOUT_S", 5.0, 0.1, 600.0),
+        twilio_silence_s=_number(env, "AICALL_TWILIO_SILENCE_S", 30.0, 1.0, 3600.0),
     )

@@ -7,10 +7,13 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Mapping
 from urllib.parse import urlsplit, urlunsplit
 from xml.sax.saxutils import quoteattr
+
+from .safe_text import shown
 
 
 # ------------------------------------------------------------------ inbound
@@ -53,7 +56,7 @@ class Stop:
 
 @dataclass(frozen=True)
 class Unknown:
-    """A message we could not use: what it was and why."""
+    """A message we could not use: what it was and why (``why`` is safe to log: values in it are escaped)."""
 
     raw: str
     why: str
@@ -61,37 +64,125 @@ class Unknown:
 
 TwilioEvent = Connected | Start | Media | MarkEcho | Dtmf | Stop | Unknown
 
+CALL_SID = re.compile(r"CA[0-9a-fA-F]{32}")  # Twilio's SID shapes: two letters and 32 hex digits
+STREAM_SID = re.compile(r"MZ[0-9a-fA-F]{32}")
+DTMF_DIGITS = frozenset("0123456789*#")
+MAX_PARAMETERS = 32  # <Parameter>s in the TwiML we write: one
+MAX_PARAMETER_CHARS = 500  # Twilio's limit for a <Parameter> name or value
+MAX_PAYLOAD_CHARS = 64 << 10  # base64 of a media frame (Twilio sends 20 ms: 216 characters)
+MAX_COUNTER = 2**53  # timestamps (ms) and chunk numbers
+
+
+class Malformed(ValueError):
+    """A field Twilio would never send; the message is ignored."""
+
+
+def _object(parent: dict, key: str, *, required: bool = True) -> dict:
+    value = parent.get(key)
+    if value is None and not required:
+        return {}
+    if not isinstance(value, dict):
+        raise Malformed(f"{key} must be an object, got {shown(value)}")
+    return value
+
+
+def _string(parent: dict, key: str, limit: int, default: str | None = None) -> str:
+    value = parent.get(key, default)
+    if not isinstance(value, str) or len(value) > limit:
+        raise Malformed(f"{key} must be a string of at most {limit} characters, got {shown(value)}")
+    return value
+
+
+def _sid(parent: dict, key: str, shape: re.Pattern[str]) -> str:
+    value = parent.get(key)
+    if not isinstance(value, str) or not shape.fullmatch(value):
+        raise Malformed(f"{key} is not a Twilio SID ({shape.pattern}), got {shown(value)}")
+    return value
+
+
+def _counter(parent: dict, key: str, default: int = 0) -> int:
+    """A whole number Twilio sends as a string ("40") or a number; bounded."""
+    value = parent.get(key, default)
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 16:
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_COUNTER:
+        raise Malformed(f"{key} must be a whole number 0-2^53, got {shown(value)}")
+    return value
+
+
+def _start(msg: dict) -> Start:
+    start = _object(msg, "start")
+    stream_sid = _sid(start if "streamSid" in start else msg, "streamSid", STREAM_SID)
+    params = _object(start, "customParameters", required=False)
+    if len(params) > MAX_PARAMETERS:
+        raise Malformed(f"customParameters: {len(params)} of them; at most {MAX_PARAMETERS}")
+    for name, value in params.items():
+        if len(name) > MAX_PARAMETER_CHARS or not isinstance(value, str) or len(value) > MAX_PARAMETER_CHARS:
+            raise Malformed(f"customParameters.{shown(name)} must be a string of at most {MAX_PARAMETER_CHARS} characters")
+    fmt = _object(start, "mediaFormat", required=False)
+    encoding = _string(fmt, "encoding", 40, "audio/x-mulaw")
+    rate = _counter(fmt, "sampleRate", 8000)
+    if encoding != "audio/x-mulaw" or rate != 8000:
+        raise Malformed(f"mediaFormat must be audio/x-mulaw at 8000 Hz, got {shown(encoding)} at {rate}")
+    return Start(stream_sid=stream_sid, call_sid=_sid(start, "callSid", CALL_SID),
+                 account_sid=_string(start, "accountSid", 64, ""), custom_parameters=dict(params),
+                 encoding=encoding, sample_rate=rate)
+
+
+def _media(msg: dict) -> Media:
+    media = _object(msg, "media")
+    payload = _string(media, "payload", MAX_PAYLOAD_CHARS)
+    try:
+        audio = base64.b64decode(payload, validate=True)
+    except ValueError:
+        raise Malformed("media.payload is not base64") from None
+    return Media(audio, _counter(media, "timestamp"), _counter(media, "chunk"))
+
+
+def _dtmf(msg: dict) -> Dtmf:
+    digit = _string(_object(msg, "dtmf"), "digit", 1)
+    if digit not in DTMF_DIGITS:
+        raise Malformed(f"dtmf.digit must be one of 0-9 * #, got {shown(digit)}")
+    return Dtmf(digit)
+
+
+def _stop(msg: dict) -> Stop:
+    stop = _object(msg, "stop", required=False)
+    call_sid = stop.get("callSid", "")
+    return Stop(call_sid if isinstance(call_sid, str) and CALL_SID.fullmatch(call_sid) else "")
+
+
+_PARSERS = {
+    "connected": lambda msg: Connected(_string(msg, "protocol", 40, "")),
+    "start": _start,
+    "media": _media,
+    "mark": lambda msg: MarkEcho(_string(_object(msg, "mark"), "name", 256)),
+    "dtmf": _dtmf,
+    "stop": _stop,
+}
+
+
+def _not_a_number(name: str) -> float:
+    raise Malformed(f"{name} is not JSON")
+
 
 def parse_message(text: str) -> TwilioEvent:
-    """One Twilio text frame to an event; malformed input becomes :class:`Unknown`, never an exception."""
+    """One Twilio text frame to an event. Every field read is checked (type, shape, bounds); anything Twilio
+    would never send becomes :class:`Unknown` saying why, never an exception."""
     try:
-        msg = json.loads(text)
-        event = msg["event"]
-        if event == "connected":
-            return Connected(msg.get("protocol", ""))
-        if event == "start":
-            start = msg["start"]
-            fmt = start.get("mediaFormat", {})
-            return Start(
-                stream_sid=msg.get("streamSid") or start["streamSid"],
-                call_sid=start["callSid"],
-                account_sid=start.get("accountSid", ""),
-                custom_parameters={str(k): str(v) for k, v in (start.get("customParameters") or {}).items()},
-                encoding=fmt.get("encoding", "audio/x-mulaw"),
-                sample_rate=int(fmt.get("sampleRate", 8000)),
-            )
-        if event == "media":
-            media = msg["media"]
-            return Media(base64.b64decode(media["payload"]), int(media.get("timestamp", 0)), int(media.get("chunk", 0)))
-        if event == "mark":
-            return MarkEcho(msg["mark"]["name"])
-        if event == "dtmf":
-            return Dtmf(msg["dtmf"]["digit"])
-        if event == "stop":
-            return Stop(msg.get("stop", {}).get("callSid", ""))
-        return Unknown(text[:200], f"unknown event {event!r}")
-    except (ValueError, KeyError, TypeError) as exc:
-        return Unknown(text[:200], f"malformed message: {exc!r}")
+        msg = json.loads(text, parse_constant=_not_a_number)
+    except (ValueError, RecursionError) as exc:  # Malformed is a ValueError
+        return Unknown(text[:200], f"not JSON: {shown(str(exc), 80)}")
+    if not isinstance(msg, dict):
+        return Unknown(text[:200], f"not a JSON object: {shown(msg)}")
+    event = msg.get("event")
+    parser = _PARSERS.get(event) if isinstance(event, str) else None
+    if parser is None:
+        return Unknown(text[:200], f"unknown event {shown(event)}")
+    try:
+        return parser(msg)
+    except Malformed as exc:
+        return Unknown(text[:200], f"malformed {event}: {exc}")
 
 
 # ----------------------------------------------------------------- outbound

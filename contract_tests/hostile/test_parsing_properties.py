@@ -28,7 +28,7 @@ def _finite(value) -> bool:
     return not (isinstance(value, float) and not math.isfinite(value))
 
 
-@examples(1500)
+@examples(600)
 @given(text=st.text(max_size=200) | json_values.map(lambda v: json.dumps(v, allow_nan=True)))
 def test_any_text_frame_leaves_the_stream_able_to_finish(text):
     session = new_session(CALL)
@@ -69,7 +69,7 @@ def fault_specs(draw):
     return spec
 
 
-@examples(2000)
+@examples(1000)
 @given(spec=fault_specs())
 def test_any_fault_spec_is_refused_or_runs_a_stream_to_its_end(spec):
     try:
@@ -90,3 +90,47 @@ def test_strict_json_gives_a_value_or_a_fakertzr_error(text):
         assert str(exc).startswith("body: ")
         return
     assert non_finite_path(doc, "") is None
+
+
+# ------------------------------------------------------------ aicall's Twilio codec
+twilio_fields = {
+    "start": ["streamSid", "callSid", "accountSid", "customParameters", "mediaFormat", "tracks"],
+    "media": ["payload", "timestamp", "chunk", "track"],
+    "mark": ["name"],
+    "dtmf": ["digit", "track"],
+    "stop": ["callSid", "accountSid"],
+    "connected": [],
+}
+
+
+@st.composite
+def twilio_messages(draw):
+    """Messages shaped like Twilio's, with any JSON in any field (or the body itself replaced)."""
+    event = draw(st.sampled_from(sorted(twilio_fields)) | json_values)
+    body = draw(st.fixed_dictionaries({}, optional={f: json_values for f in twilio_fields.get(event, [])}
+                                      if isinstance(event, str) else {}))
+    msg = {"event": event, "sequenceNumber": draw(json_values), "streamSid": draw(json_values)}
+    if isinstance(event, str):
+        msg[event] = draw(st.just(body) | json_values)
+    return json.dumps(msg, allow_nan=True)
+
+
+@examples(1500)
+@given(text=twilio_messages())
+def test_any_twilio_message_parses_to_an_event_with_checked_fields(text):
+    from aicall import twilio
+
+    event = twilio.parse_message(text)
+    if isinstance(event, twilio.Unknown):
+        assert event.why.isprintable()
+    elif isinstance(event, twilio.Start):
+        assert twilio.CALL_SID.fullmatch(event.call_sid) and twilio.STREAM_SID.fullmatch(event.stream_sid)
+        assert all(isinstance(v, str) for v in event.custom_parameters.values())
+    elif isinstance(event, twilio.Media):
+        assert isinstance(event.payload, bytes) and 0 <= event.timestamp_ms <= 2**53 and 0 <= event.chunk <= 2**53
+    elif isinstance(event, twilio.MarkEcho):
+        assert isinstance(event.name, str)
+    elif isinstance(event, twilio.Dtmf):
+        assert event.digit in twilio.DTMF_DIGITS
+    elif isinstance(event, twilio.Stop):
+        assert event.call_sid == "" or twilio.CALL_SID.fullmatch(event.call_sid)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
-from dataclasses import dataclass
 
 import aiohttp
 import numpy as np
@@ -13,17 +12,13 @@ import pytest
 import pytest_asyncio
 
 from aicall import twilio
-from aicall.app import create_app
-from aicall.config import load_settings
-from aicall.store import CallStore
 from fakertzr import FakeRtzrBackend, FakeRtzrConfig, FakeRtzrServer, load_fixture
-from fakertzr.appserver import AppServer
 from harness.fake_llm import FakeLlm, FakeLlmConfig
 from harness.fake_tts import FakeTts, FakeTtsConfig
 
-from ..support.twilio_driver import TwilioDriver
+from ..support.aicall_stack import SEED, Stack, env_for, running_stack
+from ..support.twilio_driver import TEST_CALL_SID, TwilioDriver
 
-SEED = "fixtures/calls/seed-three-turns"
 TEXTS = ["안녕하세요 반갑습니다", "그냥 잘 지냅니다", "아직 안 먹었어요"]
 SCRIPT = load_fixture(SEED)
 
@@ -38,38 +33,11 @@ def turn_audio(k: int) -> np.ndarray:
     return audio(start, SCRIPT.utterances[k].end_ms + 700)
 
 
-@dataclass
-class Stack:
-    rtzr: FakeRtzrBackend
-    llm: FakeLlm
-    tts: FakeTts
-    store: CallStore
-    url: str
-    base: str
-    session: aiohttp.ClientSession
-
-    def driver(self, **kwargs) -> TwilioDriver:
-        return TwilioDriver(self.session, f"{self.url}/twilio/media", **kwargs)
-
-
-def env_for(rtzr_url: str, llm_url: str, tts_url: str, **extra: str) -> dict[str, str]:
-    return {"RTZR_CLIENT_ID": "fakertzr-client", "RTZR_CLIENT_SECRET": "fakertzr-secret", "RTZR_API_BASE": rtzr_url,
-            "OPENAI_BASE_URL": f"{llm_url}/v1", "OPENAI_API_KEY": "sk-test", "TTS_BASE_URL": f"{tts_url}/v1", **extra}
-
-
 @pytest_asyncio.fixture
 async def stack(tmp_path, request):
     marker = request.node.get_closest_marker("stack")
-    options = marker.kwargs if marker else {}
-    rtzr = FakeRtzrBackend(FakeRtzrConfig(time_scale=0.0, fixtures=[SEED]))
-    llm = FakeLlm(options.get("llm", FakeLlmConfig()))
-    tts = FakeTts(options.get("tts", FakeTtsConfig()))
-    store = CallStore(tmp_path / "calls.db")
-    async with FakeRtzrServer(rtzr) as r, llm.server() as l, tts.server() as t:
-        settings = load_settings(env_for(r.base_url, l.base_url, t.base_url, **options.get("env", {})), env_file=None)
-        async with AppServer(create_app(settings, store)) as app, aiohttp.ClientSession() as session:
-            yield Stack(rtzr, llm, tts, store, app.ws_url, app.base_url, session)
-    store.close()
+    async with running_stack(tmp_path, **(marker.kwargs if marker else {})) as running:
+        yield running
 
 
 async def talk(call: TwilioDriver, turns: int) -> None:
@@ -93,7 +61,7 @@ async def test_a_three_turn_call(stack, caplog):
     assert [r.text for r in stack.tts.requests][:2] == ["네, 말씀하신 '안녕하세요 반갑습니다' 잘 들었습니다.", "더 도와드릴까요?"]
     assert len(call.events("media")) > 0 and call.marks()[:2] == ["t1s0", "t1s1"]
     assert call.after_stop() == [], "nothing is sent after the call ends"
-    summary, lines = stack.store.call("CAtest0001")
+    summary, lines = stack.store.call(TEST_CALL_SID)
     assert [l.text for l in lines if l.role == "caller"] == TEXTS
     assert len([l for l in lines if l.role == "bot"]) == 3 and any(l.text == "DTMF 5" for l in lines)
     assert summary.end_reason == "caller hung up"
@@ -126,7 +94,7 @@ async def test_hang_up_while_the_reply_is_generated(stack, caplog):
     assert call.after_stop() == []
     await stack.llm.wait_for(lambda llm: llm.requests[0].abandoned)  # aicall cancelled its request
     assert not stack.llm.requests[0].completed
-    _, lines = stack.store.call("CAtest0001")
+    _, lines = stack.store.call(TEST_CALL_SID)
     assert [(l.role, l.text, l.note) for l in lines] == [
         ("caller", TEXTS[0], ""), ("bot", "", "call ended while generating")]
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
@@ -151,7 +119,7 @@ async def test_recognition_refused_mid_call_apologises_and_ends_cleanly(stack, c
     async with stack.driver() as call:
         await call.play(turn_audio(0))
         await call.wait_for(lambda c: "apology" in c.marks() and c.closed.is_set())
-    summary, lines = stack.store.call("CAtest0001")
+    summary, lines = stack.store.call(TEST_CALL_SID)
     assert summary.end_reason == "speech recognition unavailable"
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1 and "rtzr_auth_failed" in errors[0] and "fakertzr-secret" not in errors[0]
@@ -170,7 +138,7 @@ async def test_barge_in_clears_playback_and_answers_the_new_words(stack):
         await call.hang_up()
         await call.wait_for(lambda c: c.closed.is_set())
     assert asked(stack) == TEXTS[:2]
-    _, lines = stack.store.call("CAtest0001")
+    _, lines = stack.store.call(TEST_CALL_SID)
     assert any("interrupted" in l.note or "playback cleared" in l.text for l in lines)
 
 
@@ -199,8 +167,8 @@ async def test_calls_and_show_read_the_store(stack, tmp_path):
         await call.wait_for(lambda c: c.closed.is_set())
     env = {"AICALL_DB": str(tmp_path / "calls.db"), "PATH": "/usr/bin:/bin"}
     listed = subprocess.run([sys.executable, "-m", "aicall.cli", "calls"], capture_output=True, text=True, env=env)
-    assert listed.returncode == 0 and "CAtest0001" in listed.stdout and "caller hung up" in listed.stdout
-    shown = subprocess.run([sys.executable, "-m", "aicall.cli", "show", "CAtest0001"], capture_output=True, text=True, env=env)
+    assert listed.returncode == 0 and TEST_CALL_SID in listed.stdout and "caller hung up" in listed.stdout
+    shown = subprocess.run([sys.executable, "-m", "aicall.cli", "show", TEST_CALL_SID], capture_output=True, text=True, env=env)
     assert shown.returncode == 0 and TEXTS[0] in shown.stdout
     missing = subprocess.run([sys.executable, "-m", "aicall.cli", "show", "CAnope"], capture_output=True, text=True, env=env)
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1

@@ -12,20 +12,22 @@ from hypothesis import strategies as st
 
 from aicall import twilio
 
+CA, MZ, AC = "CA" + "1" * 32, "MZ" + "2" * 32, "AC" + "3" * 32
+
 
 def test_parses_every_event_twilio_sends():
-    start = {"event": "start", "sequenceNumber": "1", "streamSid": "MZ1",
-             "start": {"streamSid": "MZ1", "accountSid": "AC1", "callSid": "CA1", "tracks": ["inbound"],
+    start = {"event": "start", "sequenceNumber": "1", "streamSid": MZ,
+             "start": {"streamSid": MZ, "accountSid": AC, "callSid": CA, "tracks": ["inbound"],
                        "customParameters": {"caller": "+8210"},
                        "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}}
     assert twilio.parse_message(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"})) == twilio.Connected("Call")
-    assert twilio.parse_message(json.dumps(start)) == twilio.Start("MZ1", "CA1", "AC1", {"caller": "+8210"})
-    media = {"event": "media", "streamSid": "MZ1", "media": {"track": "inbound", "chunk": "2", "timestamp": "40",
+    assert twilio.parse_message(json.dumps(start)) == twilio.Start(MZ, CA, AC, {"caller": "+8210"})
+    media = {"event": "media", "streamSid": MZ, "media": {"track": "inbound", "chunk": "2", "timestamp": "40",
                                                               "payload": base64.b64encode(b"\xff" * 160).decode()}}
     assert twilio.parse_message(json.dumps(media)) == twilio.Media(b"\xff" * 160, 40, 2)
-    assert twilio.parse_message('{"event":"mark","streamSid":"MZ1","mark":{"name":"t1s0"}}') == twilio.MarkEcho("t1s0")
+    assert twilio.parse_message(json.dumps({"event": "mark", "streamSid": MZ, "mark": {"name": "t1s0"}})) == twilio.MarkEcho("t1s0")
     assert twilio.parse_message('{"event":"dtmf","dtmf":{"track":"inbound_track","digit":"5"}}') == twilio.Dtmf("5")
-    assert twilio.parse_message('{"event":"stop","stop":{"callSid":"CA1"}}') == twilio.Stop("CA1")
+    assert twilio.parse_message(json.dumps({"event": "stop", "stop": {"callSid": CA}})) == twilio.Stop(CA)
 
 
 @given(st.text(max_size=300))
@@ -35,9 +37,9 @@ def test_garbage_never_raises(text):
 
 
 def test_outbound_messages():
-    assert json.loads(twilio.media_message("MZ1", b"\x00\x01")) == {"event": "media", "streamSid": "MZ1", "media": {"payload": "AAE="}}
-    assert json.loads(twilio.mark_message("MZ1", "t1s0")) == {"event": "mark", "streamSid": "MZ1", "mark": {"name": "t1s0"}}
-    assert json.loads(twilio.clear_message("MZ1")) == {"event": "clear", "streamSid": "MZ1"}
+    assert json.loads(twilio.media_message(MZ, b"\x00\x01")) == {"event": "media", "streamSid": MZ, "media": {"payload": "AAE="}}
+    assert json.loads(twilio.mark_message(MZ, "t1s0")) == {"event": "mark", "streamSid": MZ, "mark": {"name": "t1s0"}}
+    assert json.loads(twilio.clear_message(MZ)) == {"event": "clear", "streamSid": MZ}
 
 
 @pytest.mark.parametrize("phone,expected", [

@@ -27,12 +27,16 @@ class Received:
     after_stop: bool
 
 
+TEST_CALL_SID = "CA" + "0" * 28 + "7e57"  # Twilio's shape: CA + 32 hex digits
+TEST_STREAM_SID = "MZ" + "0" * 28 + "7e57"
+
+
 @dataclass
 class TwilioDriver:
     session: aiohttp.ClientSession
     url: str
-    call_sid: str = "CAtest0001"
-    stream_sid: str = "MZtest0001"
+    call_sid: str = TEST_CALL_SID
+    stream_sid: str = TEST_STREAM_SID
     caller: str = "+821012345678"
     hold_marks: bool = False
     headers: dict[str, str] = field(default_factory=dict)
