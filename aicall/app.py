@@ -93,7 +93,8 @@ async def wait_for_calls_to_end(app: web.Application, timeout: float) -> bool:
 
 async def healthz(request: web.Request) -> web.Response:
     sockets = request.app[CALLS]
-    return web.json_response({"ok": True, "calls": sum(1 for c in sockets if c.call_id), "sockets": len(sockets)})
+    return web.json_response({"ok": True, "calls": sum(1 for c in sockets if c.call_id), "sockets": len(sockets),
+                              "tasks": len(asyncio.all_tasks())})
 
 
 def create_app(settings: Settings, store: CallStore | None = None) -> web.Application:

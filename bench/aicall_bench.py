@@ -77,6 +77,14 @@ async def start_stack(workdir: Path):
     return fakes, aicall, f"ws://127.0.0.1:{port}/twilio/media"
 
 
+def call_sid(i: int) -> str:
+    return f"CA{i:032x}"  # Twilio's shape: aicall refuses any other
+
+
+def stream_sid(i: int) -> str:
+    return f"MZ{i:032x}"
+
+
 class Call:
     """The Twilio side of one call: paced media out, marks echoed, first media per turn timed."""
 
@@ -90,7 +98,7 @@ class Call:
 
     async def send(self, event: str, **body) -> None:
         self.seq += 1
-        await self.ws.send_str(json.dumps({"event": event, "sequenceNumber": str(self.seq), "streamSid": f"MZ{self.index}", **body}))
+        await self.ws.send_str(json.dumps({"event": event, "sequenceNumber": str(self.seq), "streamSid": stream_sid(self.index), **body}))
 
     async def read(self) -> None:
         async for msg in self.ws:
@@ -112,7 +120,7 @@ async def run_calls(n: int, ws_url: str, paced: bool, ramp_s: float) -> tuple[li
         for i in range(n):
             call = Call(i, await session.ws_connect(ws_url))
             await call.ws.send_str(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
-            await call.send("start", start={"streamSid": f"MZ{i}", "accountSid": "AC", "callSid": f"CA{i:06d}",
+            await call.send("start", start={"streamSid": stream_sid(i), "accountSid": "AC", "callSid": call_sid(i),
                                             "tracks": ["inbound"], "customParameters": {}, "mediaFormat":
                                             {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}})
             calls.append(call)
@@ -141,7 +149,7 @@ async def run_calls(n: int, ws_url: str, paced: bool, ramp_s: float) -> tuple[li
                 await asyncio.sleep(0.005)  # the pacing tick of the simulated phone network
         wall = time.monotonic() - wall0
         for call in calls:
-            await call.send("stop", stop={"accountSid": "AC", "callSid": f"CA{call.index:06d}"})
+            await call.send("stop", stop={"accountSid": "AC", "callSid": call_sid(call.index)})
         await asyncio.wait_for(asyncio.gather(*readers), 60)
     return calls, wall
 

@@ -130,9 +130,13 @@ async def bench_streams(n: int, ramp_s: float) -> dict:
         await asyncio.wait_for(asyncio.gather(*readers), 60)
         wall = time.monotonic() - wall0
         cpu_server, cpu_client = cpu_seconds(proc.pid) - cpu0_server, time.process_time() - cpu0_client
-        async with session.get(f"{base}/_fake/journal") as resp:
-            journal = await resp.json()
-        inside = sorted((m["sent_wall"] - m["due_wall"]) * 1000.0 for c in journal["connections"] for m in c["messages"])
+        connections, since = [], 0
+        while since is not None:  # the journal comes in pages
+            async with session.get(f"{base}/_fake/journal", params={"since": since, "limit": 500}) as resp:
+                page = await resp.json()
+            connections += page["connections"]
+            since = page["next"]
+        inside = sorted((m["sent_wall"] - m["due_wall"]) * 1000.0 for c in connections for m in c["messages"])
     proc.terminate()
     await proc.wait()
     expected_per_stream = len(due)

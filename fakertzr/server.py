@@ -6,6 +6,7 @@ Control routes live under ``/_fake/``, a prefix RTZR cannot use.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import ipaddress
 import logging
@@ -150,6 +151,8 @@ def _state(backend: FakeRtzrBackend, _: dict[str, Any]) -> dict[str, Any]:
         "faults": [dict(id=i, **f.describe()) for i, f in enumerate(backend.faults)],
         "active_streams": backend.active_streams(),
         "connections": len(backend.journal.connections),
+        "connections_total": backend.journal.total,
+        "tasks": len(asyncio.all_tasks()),  # the server's event loop: a leak shows here
         "config": {name: getattr(backend.config, name) for name in FakeRtzrConfig.UPDATABLE},
     }
 
