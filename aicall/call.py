@@ -136,7 +136,7 @@ class CallSession:
             if isinstance(event, twilio.Stop):
                 return None
             if event is None or isinstance(event, twilio.Unknown):
-                self._bad_message(event.why if event else f"a {msg.type.name} frame")
+                self._bad_message(event.why if event else f"a {msg.type.name.lower()} frame")
         return None
 
     def _bad_message(self, why: str) -> None:
@@ -160,7 +160,7 @@ class CallSession:
             if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
                 break
             if msg.type != WSMsgType.TEXT:
-                self._bad_message(f"a {msg.type.name} frame")
+                self._bad_message(f"a {msg.type.name.lower()} frame")
                 continue
             event = twilio.parse_message(msg.data)
             if isinstance(event, twilio.Media):
@@ -178,6 +178,8 @@ class CallSession:
                 self.deps.store.add_line(self.call_id, self.turns.turn, "event", f"DTMF {event.digit}")
             elif isinstance(event, twilio.Unknown):
                 self._bad_message(event.why)
+            elif isinstance(event, twilio.Start):
+                self._bad_message("a second start on a started stream")
         if self.end_reason == "unknown":
             self.end_reason = "socket closed"
 

@@ -54,14 +54,14 @@ asyncio.run(main())
 """
 
 
-async def start_stack(workdir: Path):
+async def start_stack(workdir: Path, extra_env: dict[str, str] | None = None):
     fakes = await asyncio.create_subprocess_exec(sys.executable, "-c", FAKES.format(root=str(ROOT), seed=str(SEED)),
                                                  stdout=asyncio.subprocess.PIPE)
     rtzr_url, llm_url, tts_url = (await fakes.stdout.readline()).decode().split()
     port = free_port()
     env = {**os.environ, "RTZR_CLIENT_ID": "fakertzr-client", "RTZR_CLIENT_SECRET": "fakertzr-secret",
            "RTZR_API_BASE": rtzr_url, "OPENAI_BASE_URL": f"{llm_url}/v1", "OPENAI_API_KEY": "bench",
-           "TTS_BASE_URL": f"{tts_url}/v1", "AICALL_DB": str(workdir / "calls.db")}
+           "TTS_BASE_URL": f"{tts_url}/v1", "AICALL_DB": str(workdir / "calls.db"), **(extra_env or {})}
     log = (workdir / "aicall.log").open("w")
     aicall = await asyncio.create_subprocess_exec(sys.executable, "-m", "aicall.cli", "serve", "--port", str(port),
                                                   env=env, stdout=asyncio.subprocess.PIPE, stderr=log, cwd=workdir)

@@ -35,11 +35,13 @@ async def authenticate(request: web.Request) -> web.Response:
     backend = request.app[BACKEND_KEY]
     try:
         form = await request.post()
+    except web.HTTPRequestEntityTooLarge:  # over aiohttp's 1 MiB: a 413 says so
+        raise
     except Exception:  # noqa: BLE001 - any unreadable body is a bad request
         form = {}
     fields = {k: v for k, v in form.items() if isinstance(v, str)}
     status, body = backend.authenticate(fields)
-    log.info("event=authenticate client_id=%s status=%s", fields.get("client_id", ""), status)
+    log.info("event=authenticate client_id=%r status=%s", clip(fields.get("client_id", ""), 64), status)  # repr: escaped
     return web.json_response(body, status=status)
 
 
@@ -109,12 +111,27 @@ def _refuse(status: int, error: str) -> web.Response:
     return web.json_response({"error": error}, status=status)
 
 
+async def _read_body(request: web.Request, limit: int) -> bytes | None:
+    """The body, or None when it is over ``limit`` (the rest of the app keeps aiohttp's 1 MiB)."""
+    if (request.content_length or 0) > limit:
+        return None
+    body = bytearray()
+    async for chunk in request.content.iter_chunked(1 << 16):
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
 def _control(handler: Callable[[FakeRtzrBackend, dict[str, Any]], Any]) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def wrapped(request: web.Request) -> web.Response:
         body: dict[str, Any] = {}
         try:
             if request.can_read_body:
-                body = loads_strict(await request.read(), "request body")
+                raw = await _read_body(request, MAX_CONTROL_BODY)
+                if raw is None:
+                    return _refuse(413, f"control API: a body is at most {MAX_CONTROL_BODY >> 20} MiB")
+                body = loads_strict(raw, "request body")
                 if not isinstance(body, dict):
                     raise FakeRtzrError("request body must be a JSON object")
             body.update(request.match_info)
@@ -207,7 +224,7 @@ def _delete_fault(backend: FakeRtzrBackend, body: dict[str, Any]) -> None:
 def create_app(backend: FakeRtzrBackend | None = None, *, loopback_only: bool = True) -> web.Application:
     """The fake as an aiohttp application around ``backend`` (a new one if not given). ``loopback_only``:
     the control API answers only requests addressed to a loopback Host (off when serving elsewhere)."""
-    app = web.Application(middlewares=[cross_site_guard(loopback_only)], client_max_size=MAX_CONTROL_BODY)
+    app = web.Application(middlewares=[cross_site_guard(loopback_only)])
     app[BACKEND_KEY] = backend or FakeRtzrBackend()
     app.router.add_post("/v1/authenticate", authenticate)
     app.router.add_get("/v1/transcribe:streaming", transcribe_streaming)

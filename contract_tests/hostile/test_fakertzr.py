@@ -301,3 +301,13 @@ async def test_a_clean_close_never_loses_the_final():
         outcomes = [await stream_through_a_close(url, token, audio) for _ in range(scaled(25, nightly=300))]
     lost = [o for o in outcomes if o != (1, 1000)]
     assert not lost, f"{len(lost)} of {len(outcomes)} clean closes lost the final or the Close: {lost[:3]}"
+
+
+async def test_control_bodies_have_a_size_limit_and_the_token_endpoint_keeps_aiohttps(fake):
+    status, answer = await fake.control("POST", "/scripts", data=b"{" + b" " * (16 << 20) + b"}",
+                                        headers={"Content-Type": "application/json"})
+    assert status == 413 and "at most 16 MiB" in answer["error"]
+    async with fake.session.post(f"{fake.server.base_url}/v1/authenticate", data=b"client_id=" + b"a" * (2 << 20),
+                                 headers={"Content-Type": "application/x-www-form-urlencoded"}) as resp:
+        assert resp.status == 413
+    assert await normal_stream(fake) == SEED_TEXTS

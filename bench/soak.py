@@ -1,0 +1,305 @@
+"""Soak: hostile and churning clients against ``fakertzr serve`` and ``aicall serve`` (a benchmark, never a test).
+
+    python bench/soak.py fakertzr [--cycles 10000 --aborts 2000 --closes 300]
+    python bench/soak.py aicall [--hostile 1000]
+
+Each server runs in its own process. Before, during and after the load, a normal client measures its own
+latency (fakertzr: a whole seed call streamed as fast as the fake takes it, to the close after EOS; aicall: a
+one-turn call, from the frame that ends the caller's speech plus 700 ms of silence to the first bot media
+frame), so the "before" column is the same run's baseline. RSS and open file descriptors come from /proc,
+tasks from the server (``/_fake/state``, ``/healthz``). ``fakertzr`` also loops the clean close of the
+hardening issue (close 1000 after the first final, a client still streaming) and counts lost finals.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Awaitable, Callable
+
+import aiohttp
+import numpy as np
+import websockets
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.aicall_bench import SEED, call_sid, start_stack, stream_sid  # noqa: E402
+from bench.benchlib import percentile, report  # noqa: E402
+from bench.fakertzr_bench import get_token, start_server  # noqa: E402
+from callaudio.g711 import pcm16_to_ulaw  # noqa: E402
+from fakertzr.fixture import load_fixture  # noqa: E402
+
+SCRIPT = load_fixture(SEED)
+PCM = SCRIPT.audio.astype("<i2").tobytes()
+CONCURRENCY = 50
+
+
+def resources(pid: int) -> dict[str, float]:
+    status = Path(f"/proc/{pid}/status").read_text()
+    rss_kb = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:")))
+    return {"rss_mb": round(rss_kb / 1024, 1), "fds": len(os.listdir(f"/proc/{pid}/fd"))}
+
+
+async def bounded(n: int, one: Callable[[int], Awaitable[None]], progress: str) -> dict[str, int]:
+    """Run ``one(i)`` for i < n, CONCURRENCY at a time; count the outcomes by exception type."""
+    outcomes: dict[str, int] = {}
+    gate = asyncio.Semaphore(CONCURRENCY)
+
+    async def guarded(i: int) -> None:
+        async with gate:
+            try:
+                await one(i)
+                key = "ok"
+            except Exception as exc:  # noqa: BLE001 - counted and reported, the load goes on
+                key = type(exc).__name__
+            outcomes[key] = outcomes.get(key, 0) + 1
+            if (i + 1) % max(1, n // 10) == 0:
+                print(f"  {progress}: {i + 1}/{n}", file=sys.stderr, flush=True)
+
+    await asyncio.gather(*(guarded(i) for i in range(n)))
+    return outcomes
+
+
+async def sample_during(measure: Callable[[], Awaitable[float]], load: Awaitable[dict[str, int]]) -> tuple[list[float], dict[str, int]]:
+    """Measure the normal client over and over while ``load`` runs."""
+    task = asyncio.ensure_future(load)
+    samples: list[float] = []
+    while not task.done():
+        samples.append(await measure())
+    return samples, task.result()
+
+
+# ------------------------------------------------------------------ fakertzr
+async def soak_fakertzr(cycles: int, aborts: int, closes: int) -> dict:
+    proc, base = await start_server()
+    ws_base = base.replace("http://", "ws://") + "/v1/transcribe:streaming?sample_rate=8000&encoding=LINEAR16"
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        token = await get_token(session, base)
+        auth = {"Authorization": f"Bearer {token}"}
+
+        async def state() -> dict:
+            async with session.get(f"{base}/_fake/state") as resp:
+                return await resp.json()
+
+        async def snapshot() -> dict:
+            return {**resources(proc.pid), "tasks": (await state())["tasks"]}
+
+        async def normal_stream() -> float:
+            started = time.monotonic()
+            async with session.ws_connect(ws_base, headers=auth) as ws:
+                for i in range(0, len(PCM), 3200):
+                    await ws.send_bytes(PCM[i : i + 3200])
+                await ws.send_str("EOS")
+                finals = sum([json.loads(m.data)["final"] async for m in ws if m.type == aiohttp.WSMsgType.TEXT])
+            assert finals == 3, finals
+            return (time.monotonic() - started) * 1000
+
+        async def settle() -> None:
+            for _ in range(600):  # the server lets go of aborted sockets on its own time
+                if (await state())["active_streams"] == 0:
+                    return
+                await asyncio.sleep(0.05)  # polling a separate process's state
+
+        async def cycle(i: int) -> None:
+            async with session.ws_connect(ws_base, headers=auth) as ws:
+                if i % 2:
+                    await ws.send_bytes(PCM[:320])
+
+        async def abort(i: int) -> None:
+            ws = await session.ws_connect(ws_base, headers=auth)
+            await ws.send_bytes(PCM[: 16000 + 160 * (i % 50)])  # 1 s and a bit: mid-utterance
+            ws._response.connection.transport.abort()
+            ws._response.connection.close()
+
+        before = await snapshot()
+        p_before = [await normal_stream() for _ in range(20)]
+        started = time.monotonic()
+        during, churn = await sample_during(normal_stream, bounded(cycles, cycle, "connect/close"))
+        more, aborted = await sample_during(normal_stream, bounded(aborts, abort, "aborts"))
+        load_s = time.monotonic() - started
+        await settle()
+        p_after = [await normal_stream() for _ in range(20)]
+        after = await snapshot()
+        final_state = await state()
+
+        # the clean close of item 1, looped: close 1000 right after the first final, the client still sending
+        async with session.post(f"{base}/_fake/faults", json={"type": "close", "code": 1000, "after_finals": 1,
+                                                              "times": closes}) as resp:
+            assert resp.status == 200, await resp.text()
+        lost = 0
+        for _ in range(closes):
+            finals, code = 0, None
+            async with websockets.connect(ws_base, additional_headers=auth) as ws:
+
+                async def send() -> None:
+                    with contextlib.suppress(websockets.ConnectionClosed):
+                        for i in range(0, len(PCM), 640):
+                            await ws.send(PCM[i : i + 640])
+
+                sender = asyncio.create_task(send())
+                with contextlib.suppress(websockets.ConnectionClosed):
+                    async for message in ws:
+                        finals += json.loads(message)["final"]
+                await sender
+                code = ws.protocol.close_rcvd.code if ws.protocol.close_rcvd else None
+            lost += (finals, code) != (1, 1000)
+    proc.terminate()
+    await proc.wait()
+    return {
+        "bench": "soak_fakertzr", "connect_close_cycles": cycles, "cycle_outcomes": churn,
+        "aborts_mid_stream": aborts, "abort_outcomes": aborted, "load_s": round(load_s, 1),
+        "journal": {"kept": final_state["connections"], "total": final_state["connections_total"]},
+        "before": before, "after": after,
+        "normal_stream_ms_p50": {"before": percentile(p_before, 50), "during": percentile(during + more, 50),
+                                 "after": percentile(p_after, 50)},
+        "normal_streams_during": len(during + more),
+        "clean_closes": closes, "clean_closes_lost_final": lost,
+    }
+
+
+# -------------------------------------------------------------------- aicall
+ULAW = pcm16_to_ulaw(SCRIPT.audio)
+FRAMES = [base64.b64encode(ULAW[i : i + 160]).decode() for i in range(0, len(ULAW), 160)]
+TURN1_END = int(np.ceil(SCRIPT.utterances[0].end_ms / 20)) + 35  # the speech, then 700 ms of silence
+
+
+def start_message(i: int, **changes) -> str:
+    start = {"streamSid": stream_sid(i), "accountSid": "AC" + "0" * 32, "callSid": call_sid(i), "tracks": ["inbound"],
+             "customParameters": {"caller": "+821000000000"},
+             "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}, **changes}
+    return json.dumps({"event": "start", "sequenceNumber": "1", "streamSid": stream_sid(i), "start": start})
+
+
+def media_message(k: int) -> str:
+    return json.dumps({"event": "media", "media": {"track": "inbound", "chunk": str(k + 1), "timestamp": str(k * 20),
+                                                   "payload": FRAMES[k % len(FRAMES)]}})
+
+
+HOSTILE_KINDS = ("never starts", "malformed start", "forged callSid", "junk mid-call", "silent after start",
+                 "abort mid-call", "binary junk", "oversized frame")
+
+
+async def hostile_socket(session: aiohttp.ClientSession, url: str, i: int) -> None:
+    """One of HOSTILE_KINDS (by i), kept open until aicall closes it (or it drops the line itself)."""
+    kind = HOSTILE_KINDS[i % len(HOSTILE_KINDS)]
+    sid = 10_000_000 + i
+    ws = await session.ws_connect(url, max_msg_size=0)
+    await ws.send_str(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
+    if kind == "malformed start":
+        await ws.send_str(start_message(sid, mediaFormat={"encoding": "audio/x-mulaw", "sampleRate": 1e999}))
+    elif kind == "forged callSid":
+        await ws.send_str(start_message(sid, callSid=call_sid(sid) + "\n2026 ERROR forged \x1b[31m"))
+    elif kind in ("junk mid-call", "silent after start", "abort mid-call"):
+        await ws.send_str(start_message(sid))
+        for k in range(50):
+            await ws.send_str(media_message(k))
+        if kind == "junk mid-call":
+            for junk in ("[" * 50_000, '{"event": "stop", "stop": "x"}', '{"event": "media", "media": {"timestamp": 1e999}}',
+                         '{"event": "mark", "mark": {"name": {"a": 1}}}', "null", start_message(sid, callSid={"a": 1})):
+                await ws.send_str(junk)
+            await ws.send_str(json.dumps({"event": "stop", "stop": {"callSid": call_sid(sid)}}))
+        elif kind == "abort mid-call":
+            ws._response.connection.transport.abort()
+            ws._response.connection.close()
+            return
+    elif kind == "binary junk":
+        await ws.send_bytes(random.randbytes(512))
+    elif kind == "oversized frame":
+        await ws.send_str("x" * ((1 << 20) + 1))
+    await asyncio.wait_for(ws.receive(), 120)  # aicall must close it: no start, silence, stop, or too big
+    await ws.close()
+
+
+async def soak_aicall(hostile: int) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        fakes, aicall, url = await start_stack(workdir, {"AICALL_TWILIO_SILENCE_S": "3"})
+        base = url.replace("ws://", "http://").rsplit("/twilio", 1)[0]
+        try:
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+
+                async def health() -> dict:
+                    async with session.get(f"{base}/healthz") as resp:
+                        return await resp.json()
+
+                async def snapshot() -> dict:
+                    return {**resources(aicall.pid), "tasks": (await health())["tasks"]}
+
+                counter = iter(range(1_000_000))
+
+                async def normal_call() -> float:
+                    i = next(counter)
+                    async with session.ws_connect(url) as ws:
+                        await ws.send_str(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
+                        await ws.send_str(start_message(i))
+                        for k in range(TURN1_END):
+                            await ws.send_str(media_message(k))
+                        spoke, took = time.monotonic(), float("nan")
+                        async for msg in ws:
+                            if json.loads(msg.data)["event"] == "media":
+                                took = (time.monotonic() - spoke) * 1000
+                                break
+                        await ws.send_str(json.dumps({"event": "stop", "stop": {"callSid": call_sid(i)}}))
+                    return took
+
+                async def settle() -> None:
+                    for _ in range(1200):
+                        if (await health())["sockets"] == 0:
+                            return
+                        await asyncio.sleep(0.05)  # polling a separate process's state
+
+                before = await snapshot()
+                p_before = [await normal_call() for _ in range(10)]
+                started = time.monotonic()
+                during, outcomes = await sample_during(normal_call, bounded(
+                    hostile, lambda i: hostile_socket(session, url, i), "hostile sockets"))
+                load_s = time.monotonic() - started
+                await settle()
+                p_after = [await normal_call() for _ in range(10)]
+                await settle()
+                after = await snapshot()
+        finally:
+            for proc in (aicall, fakes):
+                proc.terminate()
+                await proc.wait()
+        log = (workdir / "aicall.log").read_text(errors="replace")
+    return {
+        "bench": "soak_aicall", "hostile_sockets": hostile, "kinds": list(HOSTILE_KINDS), "outcomes": outcomes,
+        "load_s": round(load_s, 1), "before": before, "after": after,
+        "one_turn_call_ms_p50": {"before": percentile(p_before, 50), "during": percentile(during, 50),
+                                 "after": percentile(p_after, 50)},
+        "normal_calls_during": len(during),
+        "log": {"bytes": len(log), "lines": log.count("\n"), "tracebacks": log.count("Traceback"),
+                "unprintable_chars": sum(1 for line in log.splitlines() for c in line if not c.isprintable())},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    f = sub.add_parser("fakertzr", help="connect/close churn, aborts mid-stream, the clean-close loop")
+    f.add_argument("--cycles", type=int, default=10_000)
+    f.add_argument("--aborts", type=int, default=2_000)
+    f.add_argument("--closes", type=int, default=300)
+    a = sub.add_parser("aicall", help="hostile Twilio sockets of every kind")
+    a.add_argument("--hostile", type=int, default=1_000)
+    args = parser.parse_args()
+    if args.command == "fakertzr":
+        result = asyncio.run(soak_fakertzr(args.cycles, args.aborts, args.closes))
+    else:
+        result = asyncio.run(soak_aicall(args.hostile))
+    report(result["bench"], result)
+
+
+if __name__ == "__main__":
+    main()
