@@ -2,6 +2,7 @@
 
     python bench/fakertzr_bench.py streams --n 500     # N real-time streams at once
     python bench/fakertzr_bench.py throughput          # one connection fed as fast as possible
+    python bench/fakertzr_bench.py journal             # a small request's worst latency while the journal is read
 
 ``streams``: every stream plays the seed call in 20 ms LINEAR16 frames at real-time pace. Each
 result's lateness is measured at the client: when it arrived, minus when the client sent the
@@ -204,6 +205,58 @@ async def bench_throughput(repeats: int, chunk: int, connections: int) -> dict:
     }
 
 
+async def bench_journal(streams: int) -> dict:
+    """Fill the journal with whole seed streams, then time a small request (``/_fake/state``) over and over:
+    alone (the baseline), and while a default page and a whole journal are read."""
+    proc, base = await start_server()
+    script = load_fixture(SEED)
+    audio = script.audio.astype("<i2").tobytes()
+    url = base.replace("http://", "ws://") + "/v1/transcribe:streaming?sample_rate=8000&encoding=LINEAR16"
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        headers = {"Authorization": f"Bearer {await get_token(session, base)}"}
+        gate = asyncio.Semaphore(50)
+
+        async def one() -> None:
+            async with gate, session.ws_connect(url, headers=headers) as ws:
+                for k in range(0, len(audio), 8000):
+                    await ws.send_bytes(audio[k : k + 8000])
+                await ws.send_str("EOS")
+                async for _ in ws:
+                    pass
+
+        await asyncio.gather(*(one() for _ in range(streams)))
+
+        async def worst_state_ms(while_reading: str | None) -> tuple[float, int]:
+            done, worst, size = asyncio.Event(), 0.0, 0
+
+            async def probe() -> None:
+                nonlocal worst
+                while not done.is_set():
+                    t = time.monotonic()
+                    async with session.get(f"{base}/_fake/state") as resp:
+                        await resp.read()
+                    worst = max(worst, time.monotonic() - t)
+
+            prober = asyncio.create_task(probe())
+            if while_reading is None:
+                await asyncio.sleep(1.0)  # the baseline: probing alone for a second
+            else:
+                async with session.get(f"{base}/_fake/journal{while_reading}") as resp:
+                    size = len(await resp.read())
+            done.set()
+            await prober
+            return round(worst * 1000, 1), size
+
+        alone, _ = await worst_state_ms(None)
+        page, page_bytes = await worst_state_ms("")
+        whole, whole_bytes = await worst_state_ms("?limit=10000")
+    proc.terminate()
+    await proc.wait()
+    return {"bench": "journal", "streams": streams, "state_worst_ms_alone": alone,
+            "state_worst_ms_during_default_page": page, "default_page_kb": page_bytes // 1024,
+            "state_worst_ms_during_whole_journal": whole, "whole_journal_kb": whole_bytes // 1024}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -214,9 +267,13 @@ def main() -> None:
     t.add_argument("--repeats", type=int, default=20, help="the seed call repeated this often per connection")
     t.add_argument("--chunk", type=int, default=8192)
     t.add_argument("--connections", type=int, default=5)
+    j = sub.add_parser("journal", help="does reading the journal stall the server?")
+    j.add_argument("--streams", type=int, default=2500)
     args = parser.parse_args()
     if args.command == "streams":
         result = asyncio.run(bench_streams(args.n, args.ramp))
+    elif args.command == "journal":
+        result = asyncio.run(bench_journal(args.streams))
     else:
         result = asyncio.run(bench_throughput(args.repeats, args.chunk, args.connections))
     report(f"{result['bench']}", result)

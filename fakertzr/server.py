@@ -158,7 +158,13 @@ async def journal(request: web.Request) -> web.Response:
         only = [number("connection", raw, 0, 10**12) for raw in query.getall("connection", [])] or None
     except FakeRtzrError as exc:
         return _refuse(400, str(exc))
-    return web.json_response(request.app[BACKEND_KEY].journal.to_dict(since, limit, only))
+    response = web.StreamResponse(headers={"Content-Type": "application/json; charset=utf-8"})
+    await response.prepare(request)
+    for piece in request.app[BACKEND_KEY].journal.json_pieces(since, limit, only):
+        await response.write(piece.encode())
+        await asyncio.sleep(0)  # live streams run between pieces
+    await response.write_eof()
+    return response
 
 
 def _state(backend: FakeRtzrBackend, _: dict[str, Any]) -> dict[str, Any]:
