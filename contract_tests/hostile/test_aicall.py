@@ -56,6 +56,7 @@ def test_the_codec_turns_each_hostile_message_into_unknown(text):
 async def test_malformed_messages_mid_call_are_logged_once_and_the_call_goes_on(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="aicall")
     async with running_stack(tmp_path) as stack, stack.driver() as call:
+        tasks_before = len(asyncio.all_tasks())
         await talk(call, 1)
         for text in HOSTILE.values():
             await call.ws.send_str(text)
@@ -68,6 +69,8 @@ async def test_malformed_messages_mid_call_are_logged_once_and_the_call_goes_on(
         summary, lines = stack.store.call(TEST_CALL_SID)
         assert summary.end_reason == "caller hung up" and [l.text for l in lines if l.role == "caller"] == TEXTS[:2]
         assert call.ws.close_code != 1006
+        await call.wait_for(lambda c: c.closed.is_set())
+        assert len(asyncio.all_tasks()) <= tasks_before, [t.get_coro() for t in asyncio.all_tasks()]
     bad = [r.getMessage() for r in caplog.records if "twilio_bad_message" in r.getMessage()]
     assert len(bad) == 2 and f"count={len(HOSTILE) + 1}" in bad[1], bad  # the first, then a count
     assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
@@ -81,6 +84,9 @@ async def talk_turn(call, k: int) -> None:
 
 async def test_sockets_that_never_send_a_valid_start_are_closed(tmp_path):
     async with running_stack(tmp_path, env={"AICALL_START_TIMEOUT_S": "0.3"}) as stack:
+        async with stack.session.get(f"{stack.base}/healthz") as resp:  # its keep-alive connection: in the baseline
+            assert (await resp.json())["sockets"] == 0
+        tasks_before = len(asyncio.all_tasks())
         starts = [None, start_with(callSid=None), start_with(callSid={"a": 1}), HOSTILE["start a list"],
                   start_with(callSid="CA" + "0" * 31 + "\n")]
         sockets = []
@@ -98,6 +104,9 @@ async def test_sockets_that_never_send_a_valid_start_are_closed(tmp_path):
             assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED) and ws.close_code == 1008
         assert await wait_for_calls_to_end(stack.app, 10)
         assert stack.store.recent() == [] and stack.rtzr.journal.total == 0, "no call, no RTZR stream"
+        for ws in sockets:
+            await ws.close()
+        assert len(asyncio.all_tasks()) <= tasks_before, [t.get_coro() for t in asyncio.all_tasks()]
 
 
 async def test_a_call_whose_twilio_side_goes_silent_is_ended_and_persisted(tmp_path):
