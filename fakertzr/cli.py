@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import re
 import sys
 from pathlib import Path
 from typing import NoReturn, Sequence
@@ -12,6 +13,8 @@ from typing import NoReturn, Sequence
 from .backend import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, FakeRtzrBackend, FakeRtzrConfig
 from .errors import FakeRtzrError
 from .fixture import load_fixture
+from .record_proxy import RecordingProxy
+from .recording import REDACTIONS
 from .server import CONTROL_PREFIX, FakeRtzrServer
 
 
@@ -60,7 +63,7 @@ _number.__name__, _positive.__name__, _non_negative.__name__, _count.__name__ = 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="fakertzr", description="A faithful, scriptable fake of RTZR's streaming STT API.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="{serve}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="{serve,record}")
     serve = sub.add_parser("serve", help="serve the fake on a port (Ctrl-C stops it)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
@@ -77,6 +80,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--token-ttl", type=_positive, default=6 * 3600, help="token lifetime in seconds (default 6 h)")
     serve.add_argument("--idle-timeout", type=_positive, default=60.0, help="close streams idle this long (default 60 s)")
     serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    record = sub.add_parser("record", help="a recording proxy: forward to RTZR, write every stream as a fixture")
+    record.add_argument("--upstream", default="https://openapi.vito.ai",
+                        help="the service to forward to (default https://openapi.vito.ai; a fakertzr serve works too)")
+    record.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    record.add_argument("--port", type=int, default=8766, help="port (default 8766; 0 picks a free one)")
+    record.add_argument("--out", type=Path, default=Path("fixtures/recorded"), help="where fixtures go (default fixtures/recorded)")
+    record.add_argument("--name", default="recorded", help="fixture name prefix (lower case, digits, . _ -)")
+    record.add_argument("--redact", default="", metavar="KINDS",
+                        help=f"replace these in recorded text: comma-separated, of {', '.join(REDACTIONS)}")
+    record.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser
 
 
@@ -108,6 +121,31 @@ def _config(args: argparse.Namespace) -> FakeRtzrConfig:
     )
 
 
+def _record_options(args: argparse.Namespace) -> tuple[str, ...]:
+    kinds = tuple(k.strip() for k in args.redact.split(",") if k.strip())
+    unknown = [k for k in kinds if k not in REDACTIONS]
+    if unknown:
+        raise FakeRtzrError(f"--redact: unknown {', '.join(unknown)} (known: {', '.join(REDACTIONS)})")
+    if not re.fullmatch(r"[a-z0-9][a-z0-9._-]*", args.name):
+        raise FakeRtzrError(f"--name must be lower case letters, digits, . _ - (a fixture name), got {args.name!r}")
+    if not args.upstream.startswith(("http://", "https://")):
+        raise FakeRtzrError(f"--upstream must be an http(s) URL, got {args.upstream!r}")
+    if not 1 <= args.port + 1 <= 65536:
+        raise FakeRtzrError(f"--port must be 0-65535, got {args.port}")
+    return kinds
+
+
+async def _record(proxy: RecordingProxy) -> None:
+    await proxy.start()
+    print(f"fakertzr record listening on {proxy.base_url} -> {proxy.upstream}; each stream is written under {proxy.out_dir}/")
+    print(f"  point your client's RTZR base URL at {proxy.base_url} (its own credentials pass through; none are written)")
+    sys.stdout.flush()
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await proxy.stop()
+
+
 async def _serve(server: FakeRtzrServer) -> None:
     await server.start()
     backend = server.backend
@@ -133,6 +171,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     try:
+        if args.command == "record":
+            kinds = _record_options(args)
+            asyncio.run(_record(RecordingProxy(args.upstream, args.out, name=args.name, redact=kinds,
+                                               host=args.host, port=args.port)))
+            return 0
         backend = FakeRtzrBackend(_config(args))
         server = FakeRtzrServer(backend, args.host, args.port)
         asyncio.run(_serve(server))

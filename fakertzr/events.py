@@ -34,4 +34,18 @@ class SpeechEnd:
     at_ms: float
 
 
-RecognizerEvent = SpeechStart | HeardWord | ScriptedPartialText | SpeechEnd
+@dataclass(frozen=True)
+class RecordedResultHeard:
+    """A recorded result whose audio arrived: replayed as it was sent, positions in connection audio."""
+
+    at_ms: float
+    final: bool
+    text: str
+    start_ms: float
+    end_ms: float
+    confidence: float
+    lag_ms: float
+    words: tuple[tuple[str, float, float], ...] = ()  # (text, start_ms, end_ms)
+
+
+RecognizerEvent = SpeechStart | HeardWord | ScriptedPartialText | SpeechEnd | RecordedResultHeard

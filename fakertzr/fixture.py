@@ -56,13 +56,28 @@ class Utterance:
 
 
 @dataclass(frozen=True)
+class RecordedResult:
+    """One result the real recognizer sent, placed in the call's audio (``fakertzr record``)."""
+
+    call_ms: float  # call audio received before it came
+    final: bool
+    text: str
+    start_ms: float
+    end_ms: float
+    lag_ms: float = 0.0  # wall time from that audio's arrival to the result
+    confidence: float = 0.9
+    words: tuple[Word, ...] = ()
+
+
+@dataclass(frozen=True)
 class RecognizerBehaviour:
-    """How the scripted recognizer behaves beyond the words: endpointing and delays."""
+    """How the scripted recognizer behaves beyond the words: endpointing and delays, or a recorded schedule."""
 
     epd_time: float | None = None
     processing_delay_ms: float = 0.0
     partial_delay_ms: float = 0.0
     partials: bool = True
+    recorded: tuple[RecordedResult, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -155,11 +170,25 @@ def script_from_dict(doc: dict[str, Any], audio: np.ndarray, source: str = "<mem
             Utterance(u["text"], u["start_ms"], u["end_ms"], words, partials, u.get("confidence", 0.93))
         )
     rec = doc.get("recognizer", {})
+    recorded = tuple(
+        RecordedResult(r["call_ms"], r["final"], r["text"], r["start_ms"], r["end_ms"], r.get("lag_ms", 0.0),
+                       r.get("confidence", 0.9), tuple(Word(w["text"], w["start_ms"], w["end_ms"]) for w in r.get("words", ())))
+        for r in rec.get("recorded", ())
+    )
+    for i, r in enumerate(recorded):
+        where = f"{source}: recognizer.recorded[{i}]"
+        if not r.start_ms <= r.end_ms <= r.call_ms + 1:
+            raise FakeRtzrError(f"{where}: needs start_ms <= end_ms <= call_ms (a result comes after its audio)")
+        if i and r.call_ms < recorded[i - 1].call_ms:
+            raise FakeRtzrError(f"{where}: call_ms goes back in time")
+        if r.call_ms > duration_ms + 1:
+            raise FakeRtzrError(f"{where}: call_ms {r.call_ms} is past the audio ({duration_ms:.0f} ms)")
     behaviour = RecognizerBehaviour(
         epd_time=rec.get("epd_time"),
         processing_delay_ms=rec.get("processing_delay_ms", 0.0),
         partial_delay_ms=rec.get("partial_delay_ms", 0.0),
         partials=rec.get("partials", True),
+        recorded=recorded,
     )
     return CallScript(
         name=doc["name"],

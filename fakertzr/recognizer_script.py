@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .align import BLOCK, RATE, WINDOW, AudioLocator, Match, voiced_blocks
-from .events import HeardWord, RecognizerEvent, ScriptedPartialText, SpeechEnd, SpeechStart
+from .events import HeardWord, RecognizerEvent, RecordedResultHeard, ScriptedPartialText, SpeechEnd, SpeechStart
 from .fixture import CallScript
 
 MIN_PROBE_MS = 100  # audio needed before the first search; a confident match decides
@@ -26,7 +26,7 @@ WORD_HEARD_FRACTION = 0.5
 MAX_PENDING = 60 * RATE  # unplaced audio kept while searching; older audio stays unheard
 EXACT_FRACTION = 0.99  # of probe samples equal to the call audio for sample-exact checking
 
-_UTT_START, _WORD_END, _PARTIAL, _UTT_END = range(4)
+_UTT_START, _WORD_END, _PARTIAL, _UTT_END, _RECORDED = range(5)
 
 
 @dataclass(frozen=True)
@@ -186,6 +186,8 @@ class ScriptRecognizer:
             events += self._feed_unaligned(np.zeros(0, dtype=np.int16), self.conn_samples, force=True)
         if self.script is None:
             return events
+        if self.script.recognizer.recorded:
+            return events + self._flush_recorded(conn_ms)
         for mark in self._marks[self._mark_i :]:
             if mark.kind == _UTT_START:
                 break
@@ -199,6 +201,23 @@ class ScriptRecognizer:
                 self._consumed.add((mark.utt, mark.item))
                 events.extend(self._heard(mark, conn_ms))
         return events
+
+    def _flush_recorded(self, conn_ms: float) -> list[RecognizerEvent]:
+        """EOS/Finalize with a recorded schedule: the recording's next final comes now if its utterance had begun
+        in the audio received (as the recognizer finalizes what it has); the results between are skipped."""
+        assert self.script is not None
+        for mark in self._marks[self._mark_i :]:
+            r = self.script.recognizer.recorded[mark.utt]
+            if not r.final:
+                continue
+            if _samples(r.start_ms) >= self._call_cursor or (mark.utt, -1) in self._consumed:
+                return []
+            offset = self._offset if self._offset is not None else (self._segments[-1].offset if self._segments else 0)
+            events = self._recorded(mark.utt, conn_ms, lambda k: k - offset, whole=False)
+            if events:
+                self._mark_i = self._marks.index(mark) + 1
+            return events
+        return []
 
     # --------------------------------------------------------------- alignment
     def _feed_unaligned(self, samples: np.ndarray, start: int, force: bool = False) -> list[RecognizerEvent]:
@@ -306,6 +325,10 @@ class ScriptRecognizer:
         self.script, self._locator = script, locator
         if self._on_select:
             self._on_select(script)
+        if script.recognizer.recorded:  # a recorded schedule: the recognizer's own results, where they came
+            self._marks = [_Mark(_samples(r.call_ms), _RECORDED, i, 0) for i, r in enumerate(script.recognizer.recorded)]
+            self._mark_calls = [m.call for m in self._marks]
+            return
         marks = []
         for u, utt in enumerate(script.utterances):
             marks.append(_Mark(_samples(utt.start_ms), _UTT_START, u, 0))
@@ -359,8 +382,12 @@ class ScriptRecognizer:
         while self._mark_i < len(self._marks) and self._marks[self._mark_i].call <= upto:
             mark = self._marks[self._mark_i]
             self._mark_i += 1
-            utt = self.script.utterances[mark.utt]
             at_ms = _ms(conn_of(mark.call))
+            if mark.kind == _RECORDED:
+                if heard and (mark.utt, -1) not in self._consumed:
+                    events.extend(self._recorded(mark.utt, at_ms, conn_of))
+                continue
+            utt = self.script.utterances[mark.utt]
             if mark.kind == _UTT_START and heard:
                 self._active_utt = mark.utt
                 events.append(SpeechStart(at_ms))
@@ -378,6 +405,22 @@ class ScriptRecognizer:
                 self._active_utt = None
                 events.append(SpeechEnd(at_ms))
         return events
+
+    def _recorded(self, i: int, at_ms: float, conn_of: Callable[[int], int], *, whole: bool = True) -> list[RecognizerEvent]:
+        """Recorded result ``i``, if most of the audio it speaks of arrived on this connection (``whole``), or
+        any of it (a final forced by EOS/Finalize)."""
+        assert self.script is not None
+        r = self.script.recognizer.recorded[i]
+        a, b = _samples(r.start_ms), max(_samples(r.end_ms), _samples(r.start_ms) + 1)
+        needed = WORD_HEARD_FRACTION * (b - a) if whole else 1
+        if self._received.covered(a, b) < needed:
+            return []
+        self._consumed.add((i, -1))
+        first = self._received.first_in(a, b)
+        start_ms = min(self._conn_ms_of(first if first is not None else a, at_ms), at_ms)
+        words = tuple((w.text, _ms(conn_of(_samples(w.start_ms))), _ms(conn_of(_samples(w.end_ms)))) for w in r.words)
+        end_ms = min(max(start_ms, _ms(conn_of(_samples(r.end_ms)))), at_ms)
+        return [RecordedResultHeard(at_ms, r.final, r.text, start_ms, end_ms, r.confidence, r.lag_ms, words)]
 
     def _heard(self, mark: _Mark, end_ms: float) -> list[RecognizerEvent]:
         assert self.script is not None

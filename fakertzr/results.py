@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .events import HeardWord, RecognizerEvent, ScriptedPartialText, SpeechEnd, SpeechStart
+from .events import HeardWord, RecognizerEvent, RecordedResultHeard, ScriptedPartialText, SpeechEnd, SpeechStart
 
 PARTIAL_CONFIDENCE_FACTOR = 0.95
 
@@ -73,6 +73,8 @@ class ResultBuilder:
             if self.words:
                 self.final_due_ms = event.at_ms + self.epd_ms
             return []
+        if isinstance(event, RecordedResultHeard):
+            return [self._recorded(event)]
         raise TypeError(f"unknown recognizer event {event!r}")
 
     def finalize(self, audio_ms: float) -> list[Result]:
@@ -90,6 +92,19 @@ class ResultBuilder:
             "alternatives": [{"text": text, "confidence": round(confidence, 3)}],
         }
         return Result(payload, audio_ms, self.partial_delay_ms)
+
+    def _recorded(self, heard: RecordedResultHeard) -> Result:
+        """The recognizer's own result, as it sent it, numbered on this connection, after its recorded lag."""
+        start = round(heard.start_ms)
+        best: dict[str, Any] = {"text": heard.text, "confidence": round(heard.confidence, 3)}
+        if heard.final and heard.words:
+            best["words"] = [{"text": "|" + text, "start_at": max(0, round(a) - start), "duration": max(0, round(b - a))}
+                             for text, a, b in heard.words]
+        payload = {"seq": self.seq, "start_at": start, "duration": max(0, round(heard.end_ms) - start) if heard.final else 0,
+                   "final": heard.final, "alternatives": [best]}
+        if heard.final:
+            self.seq += 1
+        return Result(payload, heard.at_ms, heard.lag_ms)
 
     def _final(self, audio_ms: float) -> list[Result]:
         words, self.words, self.final_due_ms, self.speech_end_ms = self.words, [], None, None

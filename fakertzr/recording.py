@@ -1,0 +1,190 @@
+"""One recorded RTZR stream, without I/O: the audio a client sent and every result the recognizer returned,
+each placed at the audio received before it came, with its wall-clock lag; turned into a fixture.
+
+The recording proxy (``fakertzr record``) feeds it; ``to_fixture`` gives the ``call.json`` document (a
+recorded schedule, utterances from the finals) and the caller audio as 8 kHz mu-law. Nothing that
+authenticates (tokens, keys, headers) is ever fed to it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import soxr
+
+from callaudio.g711 import alaw_to_pcm16, pcm16_to_ulaw, ulaw_to_pcm16
+from callaudio.wavfile import riff_data_offset
+
+from .fixture import FIXTURE_RATE, FIXTURE_VERSION
+from .params import StreamParams
+
+REDACTIONS: dict[str, re.Pattern[str]] = {  # what --redact can replace in recorded text
+    "rrn": re.compile(r"\d{6}\s*-?\s*[1-4]\d{6}"),  # resident registration number (주민등록번호)
+    "card": re.compile(r"\d{4}(?:[\s-]?\d{4}){3}"),
+    "phone": re.compile(r"(?:\+?82[\s-]?|0)1[016789][\s-]?\d{3,4}[\s-]?\d{4}|0\d{1,2}[\s-]?\d{3,4}[\s-]?\d{4}"),
+}
+
+
+DIGITS = re.compile(r"\d(?:[\s-]?\d)*")
+
+
+def redact(text: str, kinds: tuple[str, ...], counts: dict[str, int]) -> str:
+    """``text`` with every match of the chosen patterns replaced by ``<kind>``; ``counts`` says how many."""
+    for kind in kinds:
+        text, n = REDACTIONS[kind].subn(f"<{kind}>", text)
+        if n:
+            counts[kind] = counts.get(kind, 0) + n
+    return text
+
+
+@dataclass
+class _Heard:
+    audio_bytes: int
+    lag_s: float
+    result: dict[str, Any]
+
+
+@dataclass
+class StreamRecorder:
+    """Feed it what passes through one streaming connection, in order; ask for the fixture at the end."""
+
+    params: StreamParams
+    clock: Any = time.monotonic
+    _audio: bytearray = field(default_factory=bytearray)
+    _arrivals: list[tuple[int, float]] = field(default_factory=list)  # (audio bytes so far, when they had arrived)
+    _heard: list[_Heard] = field(default_factory=list)
+    _head: int | None = None  # bytes of a WAV header at the start of the audio, once known
+
+    def client_audio(self, data: bytes) -> None:
+        self._audio += data
+        self._arrivals.append((len(self._audio), self.clock()))
+
+    def recognizer_message(self, text: str) -> None:
+        """A text frame from the recognizer: a result is kept with where and when it came; anything else is not."""
+        try:
+            message = json.loads(text)
+        except ValueError:
+            return
+        if not isinstance(message, dict) or not isinstance(message.get("alternatives"), list) or not message["alternatives"]:
+            return
+        received = len(self._audio)
+        since = self._arrivals[-1][1] if self._arrivals else self.clock()
+        self._heard.append(_Heard(received, max(0.0, self.clock() - since), message))
+
+    @property
+    def results(self) -> int:
+        return len(self._heard)
+
+    @property
+    def audio_bytes(self) -> int:
+        return len(self._audio)
+
+    # ------------------------------------------------------------ to a fixture
+    def _header_bytes(self) -> int:
+        if self.params.encoding != "LINEAR16":
+            return 0
+        return riff_data_offset(bytes(self._audio[:4096])) or 0
+
+    def _pcm8k(self) -> np.ndarray:
+        data = bytes(self._audio[self._header_bytes():])
+        if self.params.encoding == "MULAW":
+            pcm = ulaw_to_pcm16(data)
+        elif self.params.encoding == "ALAW":
+            pcm = alaw_to_pcm16(data)
+        else:
+            pcm = np.frombuffer(data[: len(data) // 2 * 2], dtype="<i2").astype(np.int16)
+        if self.params.sample_rate != FIXTURE_RATE:
+            resampled = soxr.resample(pcm.astype(np.float32), self.params.sample_rate, FIXTURE_RATE)
+            pcm = np.clip(np.round(resampled), -32768, 32767).astype(np.int16)
+        return pcm
+
+    def _ms(self, audio_bytes: int) -> float:
+        samples = max(0, audio_bytes - self._header_bytes()) / self.params.bytes_per_sample
+        return samples * 1000.0 / self.params.sample_rate
+
+    def _redacted_utterances(self, kinds: tuple[str, ...]) -> set[Any]:
+        """The ``seq`` of every utterance whose final holds something to redact: its partials, which grow a
+        number digit by digit before it is whole, lose every digit, and its words are not kept."""
+        found = set()
+        for heard in self._heard:
+            best = heard.result["alternatives"][0]
+            if heard.result.get("final") and isinstance(best, dict) and redact(str(best.get("text", "")), kinds, {}) != best.get("text"):
+                found.add(str(heard.result.get("seq")))
+        return found
+
+    def to_fixture(self, name: str, *, redact_kinds: tuple[str, ...] = (), upstream: str = "") -> tuple[dict[str, Any], bytes]:
+        """(``call.json`` document, caller audio as 8 kHz mu-law)."""
+        pcm = self._pcm8k()
+        duration_ms = len(pcm) * 1000.0 / FIXTURE_RATE
+        counts: dict[str, int] = {}
+        recorded, utterances = [], []
+        redacted_seqs = self._redacted_utterances(redact_kinds) if redact_kinds else set()
+        for heard in self._heard:
+            message = heard.result
+            best = message["alternatives"][0] if isinstance(message["alternatives"][0], dict) else {}
+            final = bool(message.get("final"))
+            hidden = str(message.get("seq")) in redacted_seqs
+            at = min(duration_ms, round(self._ms(heard.audio_bytes), 1))
+            start = min(at, max(0.0, float(_number(message.get("start_at")))))
+            end = min(at, start + float(_number(message.get("duration")))) if final else at
+            text = redact(str(best.get("text", "")), redact_kinds, counts)
+            if hidden and not final:
+                text, n = DIGITS.subn("<redacted>", text)
+                counts["digits in partials"] = counts.get("digits in partials", 0) + n
+            entry: dict[str, Any] = {"call_ms": at, "lag_ms": round(min(heard.lag_s * 1000.0, 60_000.0), 1), "final": final,
+                                     "text": text,
+                                     "start_ms": round(start, 1), "end_ms": round(end, 1),
+                                     "confidence": min(1.0, max(0.0, float(_number(best.get("confidence"), 0.9))))}
+            words = []
+            for w in () if hidden else best.get("words") or ():
+                if isinstance(w, dict):
+                    a = min(end, start + float(_number(w.get("start_at"))))
+                    b = min(end, a + float(_number(w.get("duration"))))
+                    words.append({"text": redact(str(w.get("text", "")).lstrip("|"), redact_kinds, counts),
+                                  "start_ms": round(a, 1), "end_ms": round(b, 1)})
+            if words:
+                entry["words"] = words
+            recorded.append(entry)
+            if final and entry["text"].strip():
+                utterances.append(entry)
+        doc = {
+            "version": FIXTURE_VERSION,
+            "name": name,
+            "description": f"Recorded by fakertzr record{' from ' + upstream if upstream else ''}.",
+            "audio": {"file": "caller.wav", "encoding": "MULAW", "sample_rate": FIXTURE_RATE, "duration_ms": round(duration_ms)},
+            "utterances": _utterances(utterances, duration_ms),
+            "recognizer": {"recorded": recorded},
+            "authoring": {"tool": "fakertzr record", "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                          "stream": {"encoding": self.params.encoding, "sample_rate": self.params.sample_rate},
+                          "redacted": {kind: counts.get(kind, 0) for kind in (*redact_kinds, *counts) if kind in counts or kind in redact_kinds}},
+        }
+        return doc, pcm16_to_ulaw(pcm)
+
+
+def _number(value: Any, default: float = 0.0) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value) else default
+
+
+def _utterances(finals: list[dict[str, Any]], duration_ms: float) -> list[dict[str, Any]]:
+    """The finals as the fixture's utterances: in order, not overlapping, inside the audio, at least 1 ms long."""
+    out: list[dict[str, Any]] = []
+    previous_end = 0.0
+    for f in finals:
+        start = max(f["start_ms"], previous_end)
+        end = min(duration_ms, max(f["end_ms"], start + 1.0))
+        if end <= start:
+            continue
+        utterance: dict[str, Any] = {"text": f["text"], "start_ms": round(start, 1), "end_ms": round(end, 1),
+                                     "confidence": f["confidence"]}
+        words = [w for w in f.get("words", ()) if start - 1 <= w["start_ms"] < w["end_ms"] <= end + 1]
+        if words and len(words) == len(f.get("words", ())):
+            utterance["words"] = words
+        out.append(utterance)
+        previous_end = end
+    return out
+
