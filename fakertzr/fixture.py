@@ -67,6 +67,7 @@ class RecordedResult:
     lag_ms: float = 0.0  # wall time from that audio's arrival to the result
     confidence: float = 0.9
     words: tuple[Word, ...] = ()
+    after_eos: bool = False  # it answered the client's EOS
 
 
 @dataclass(frozen=True)
@@ -172,7 +173,8 @@ def script_from_dict(doc: dict[str, Any], audio: np.ndarray, source: str = "<mem
     rec = doc.get("recognizer", {})
     recorded = tuple(
         RecordedResult(r["call_ms"], r["final"], r["text"], r["start_ms"], r["end_ms"], r.get("lag_ms", 0.0),
-                       r.get("confidence", 0.9), tuple(Word(w["text"], w["start_ms"], w["end_ms"]) for w in r.get("words", ())))
+                       r.get("confidence", 0.9), tuple(Word(w["text"], w["start_ms"], w["end_ms"]) for w in r.get("words", ())),
+                       r.get("after_eos", False))
         for r in rec.get("recorded", ())
     )
     for i, r in enumerate(recorded):

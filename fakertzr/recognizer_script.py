@@ -203,16 +203,24 @@ class ScriptRecognizer:
         return events
 
     def _flush_recorded(self, conn_ms: float) -> list[RecognizerEvent]:
-        """EOS/Finalize with a recorded schedule: the recording's next final comes now if its utterance had begun
-        in the audio received (as the recognizer finalizes what it has); the results between are skipped."""
+        """EOS/Finalize with a recorded schedule: what the recognizer sent in answer to EOS, for utterances begun
+        in the audio received; failing that, the recording's next final if its utterance had begun (the
+        recognizer finalizes what it has). Results in between are skipped."""
         assert self.script is not None
+        recorded = self.script.recognizer.recorded
+        offset = self._offset if self._offset is not None else (self._segments[-1].offset if self._segments else 0)
+        begun = [m for m in self._marks if (m.utt, -1) not in self._consumed
+                 and _samples(recorded[m.utt].start_ms) < self._call_cursor]
+        events: list[RecognizerEvent] = []
+        for mark in (m for m in begun if recorded[m.utt].after_eos):
+            events += self._recorded(mark.utt, conn_ms, lambda k: k - offset, whole=False)
+        if events:
+            return events
         for mark in self._marks[self._mark_i :]:
-            r = self.script.recognizer.recorded[mark.utt]
-            if not r.final:
+            if not recorded[mark.utt].final:
                 continue
-            if _samples(r.start_ms) >= self._call_cursor or (mark.utt, -1) in self._consumed:
+            if mark not in begun:
                 return []
-            offset = self._offset if self._offset is not None else (self._segments[-1].offset if self._segments else 0)
             events = self._recorded(mark.utt, conn_ms, lambda k: k - offset, whole=False)
             if events:
                 self._mark_i = self._marks.index(mark) + 1
@@ -384,7 +392,8 @@ class ScriptRecognizer:
             self._mark_i += 1
             at_ms = _ms(conn_of(mark.call))
             if mark.kind == _RECORDED:
-                if heard and (mark.utt, -1) not in self._consumed:
+                answered_eos = self.script.recognizer.recorded[mark.utt].after_eos  # replayed by flush, at EOS
+                if heard and not answered_eos and (mark.utt, -1) not in self._consumed:
                     events.extend(self._recorded(mark.utt, at_ms, conn_of))
                 continue
             utt = self.script.utterances[mark.utt]

@@ -13,11 +13,12 @@ import itertools
 import json
 import logging
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import aiohttp
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from callaudio.wavfile import mulaw_wav_bytes
 
@@ -26,16 +27,35 @@ from .params import ParamError, parse_stream_params
 from .recording import StreamRecorder
 
 log = logging.getLogger("fakertzr.record")
-STATE = web.AppKey("record_state", dict)
+
+
+@dataclass
+class RecordedStream:
+    """A stream as the proxy saw it: when it opened, what it carried (or the status that refused its
+    handshake), and whether it has ended."""
+
+    opened: float
+    recorder: StreamRecorder | None
+    refused: int | None = None
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass(frozen=True)
+class RecordedAuthFailure:
+    at: float
+    status: int
 
 
 class RecordingProxy(AppServer):
     """``async with RecordingProxy(upstream, out_dir) as proxy``: point clients at ``proxy.base_url``."""
 
-    def __init__(self, upstream: str, out_dir: str | Path, *, name: str = "recorded", redact: tuple[str, ...] = (),
+    def __init__(self, upstream: str, out_dir: str | Path | None, *, name: str = "recorded", redact: tuple[str, ...] = (),
                  host: str = "127.0.0.1", port: int = 0) -> None:
         self.upstream = upstream.rstrip("/")
-        self.out_dir = Path(out_dir)
+        self.out_dir = Path(out_dir) if out_dir is not None else None  # None: keep streams in memory only
+        self.streams: list[RecordedStream] = []
+        self.auth_failures: list[RecordedAuthFailure] = []
+        self.changed = asyncio.Condition()  # notified when a stream opens or ends
         self.name = name
         self.redact = redact
         self.written: list[Path] = []
@@ -63,6 +83,8 @@ class RecordingProxy(AppServer):
         try:
             async with self._session.post(f"{self.upstream}/v1/authenticate", data=dict(form)) as resp:
                 body = await resp.read()
+                if resp.status != 200:
+                    self.auth_failures.append(RecordedAuthFailure(time.monotonic(), resp.status))
                 return web.Response(body=body, status=resp.status, content_type=resp.content_type)
         except aiohttp.ClientError as exc:
             return web.json_response({"code": "E500", "msg": f"fakertzr record: upstream unreachable: {exc}"}, status=502)
@@ -79,49 +101,77 @@ class RecordingProxy(AppServer):
         try:
             upstream = await self._session.ws_connect(url, headers=headers, max_msg_size=0, autoclose=False)
         except aiohttp.WSServerHandshakeError as exc:
+            refused = RecordedStream(time.monotonic(), None, refused=exc.status)
+            refused.done.set()
+            self.streams.append(refused)
+            await self._notify()
             return web.json_response({"code": "", "msg": exc.message}, status=exc.status)
         except aiohttp.ClientError as exc:
             return web.json_response({"code": "E500", "msg": f"fakertzr record: upstream unreachable: {exc}"}, status=502)
         client = web.WebSocketResponse(max_msg_size=0, autoclose=False)
         await client.prepare(request)
         recorder = StreamRecorder(params) if params is not None else None
-        async with asyncio.TaskGroup() as group:
-            group.create_task(self._client_to_upstream(client, upstream, recorder))
-            group.create_task(self._upstream_to_client(upstream, client, recorder))
-        if recorder is not None and recorder.audio_bytes:
-            self._write(recorder)
+        entry = RecordedStream(time.monotonic(), recorder) if recorder is not None else None
+        if entry is not None:
+            self.streams.append(entry)
+            await self._notify()
+        try:
+            client_done = asyncio.Event()  # EOS or a Close from the client: what ends after it is not a fault
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._client_to_upstream(client, upstream, recorder, client_done))
+                group.create_task(self._upstream_to_client(upstream, client, recorder, client_done,
+                                                           lambda: request.transport and request.transport.abort()))
+            if recorder is not None and recorder.audio_bytes and self.out_dir is not None:
+                self._write(recorder)
+        finally:
+            if entry is not None:
+                entry.done.set()
+                await self._notify()
         return client
 
+    async def _notify(self) -> None:
+        async with self.changed:
+            self.changed.notify_all()
+
     async def _client_to_upstream(self, client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse,
-                                  recorder: StreamRecorder | None) -> None:
-        async for msg in client:
+                                  recorder: StreamRecorder | None, client_done: asyncio.Event) -> None:
+        async for msg in client:  # ends at the client's Close
             if msg.type == WSMsgType.BINARY:
                 if recorder is not None:
                     recorder.client_audio(msg.data)
                 await upstream.send_bytes(msg.data)
             elif msg.type == WSMsgType.TEXT:
+                if msg.data.strip() == "EOS":
+                    client_done.set()
+                    if recorder is not None:
+                        recorder.client_eos()
                 await upstream.send_str(msg.data)
-            elif msg.type == WSMsgType.CLOSE:
-                await upstream.close(code=client.close_code or 1000)
-                break
+        if recorder is not None and not upstream.closed:
+            recorder.client_abandoned()
+        client_done.set()
         if not upstream.closed:
-            await upstream.close()
+            await upstream.close(code=client.close_code or 1000)
 
     async def _upstream_to_client(self, upstream: aiohttp.ClientWebSocketResponse, client: web.WebSocketResponse,
-                                  recorder: StreamRecorder | None) -> None:
-        async for msg in upstream:
+                                  recorder: StreamRecorder | None, client_done: asyncio.Event,
+                                  drop: Callable[[], None]) -> None:
+        async for msg in upstream:  # ends at the upstream's Close, or when its socket goes
             if msg.type == WSMsgType.TEXT:
                 if recorder is not None:
                     recorder.recognizer_message(msg.data)
                 if not client.closed:
                     await client.send_str(msg.data)
-            elif msg.type == WSMsgType.CLOSE:
-                await client.close(code=upstream.close_code or 1000, message=(msg.extra or "").encode()[:120])
-                break
-        if not client.closed:
-            await client.close(code=1011 if upstream.close_code is None else upstream.close_code)
+        code = upstream.close_code
+        dropped = code in (None, WSCloseCode.ABNORMAL_CLOSURE)
+        if recorder is not None and not client_done.is_set():  # the recognizer ended it first: a fault to replay
+            recorder.upstream_ended("drop" if dropped else "close", code)
+        if dropped and not client_done.is_set():
+            drop()  # the client sees what the proxy saw: no close frame
+        elif not client.closed:
+            await client.close(code=code or 1000)
 
     def _write(self, recorder: StreamRecorder) -> Path:
+        assert self.out_dir is not None
         name = f"{self.name}-{time.strftime('%Y%m%d-%H%M%S')}-{next(self._numbers)}"
         doc, ulaw = recorder.to_fixture(name, redact_kinds=self.redact, upstream=self.upstream)
         directory = self.out_dir / name

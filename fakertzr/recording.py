@@ -47,6 +47,7 @@ class _Heard:
     audio_bytes: int
     lag_s: float
     result: dict[str, Any]
+    after_eos: bool = False
 
 
 @dataclass
@@ -58,7 +59,19 @@ class StreamRecorder:
     _audio: bytearray = field(default_factory=bytearray)
     _arrivals: list[tuple[int, float]] = field(default_factory=list)  # (audio bytes so far, when they had arrived)
     _heard: list[_Heard] = field(default_factory=list)
-    _head: int | None = None  # bytes of a WAV header at the start of the audio, once known
+    ended_by_upstream: dict[str, Any] | None = None  # the recognizer closed or dropped the stream first: a fault
+    eos_sent: bool = False
+    abandoned: bool = False  # the client closed it without EOS while the recognizer still had it open
+
+    def client_eos(self) -> None:
+        """The client said EOS: results from here on answer it (replayed at EOS, not at an audio position)."""
+        self.eos_sent = True
+
+    def upstream_ended(self, how: str, code: int | None = None) -> None:
+        """The recognizer ended the stream before the client was done (``close`` with a code, or ``drop``)."""
+        if self.ended_by_upstream is None:
+            self.ended_by_upstream = {"type": how, "at_ms": round(self._ms(len(self._audio)), 1),
+                                      **({"code": code} if how == "close" and code is not None else {})}
 
     def client_audio(self, data: bytes) -> None:
         self._audio += data
@@ -74,7 +87,7 @@ class StreamRecorder:
             return
         received = len(self._audio)
         since = self._arrivals[-1][1] if self._arrivals else self.clock()
-        self._heard.append(_Heard(received, max(0.0, self.clock() - since), message))
+        self._heard.append(_Heard(received, max(0.0, self.clock() - since), message, self.eos_sent))
 
     @property
     def results(self) -> int:
@@ -84,13 +97,30 @@ class StreamRecorder:
     def audio_bytes(self) -> int:
         return len(self._audio)
 
+    def client_abandoned(self) -> None:
+        """The client closed the stream without EOS while the recognizer had it open: it gave up on it."""
+        self.abandoned = self.ended_by_upstream is None and not self.eos_sent
+
+    def faults(self, connection: int) -> list[dict[str, Any]]:
+        """How this stream ended, as a fault that does the same to connection ``connection``: the recognizer's
+        close or drop; or, for a stream the client abandoned (aicall does after 2.5 s of speech unanswered), a
+        stall right after the last result it got, so a replay does not answer on it what the recording got on
+        the next stream."""
+        if self.ended_by_upstream:
+            return [{**self.ended_by_upstream, "connection": connection}]
+        if self.abandoned:
+            last = self._ms(self._heard[-1].audio_bytes) + 1.0 if self._heard else 0.0
+            return [{"type": "stall", "at_ms": round(last, 1), "connection": connection}]
+        return []
+
     # ------------------------------------------------------------ to a fixture
     def _header_bytes(self) -> int:
         if self.params.encoding != "LINEAR16":
             return 0
         return riff_data_offset(bytes(self._audio[:4096])) or 0
 
-    def _pcm8k(self) -> np.ndarray:
+    def pcm8k(self) -> np.ndarray:
+        """The audio received so far, as 8 kHz PCM (a WAV header skipped, resampled if need be)."""
         data = bytes(self._audio[self._header_bytes():])
         if self.params.encoding == "MULAW":
             pcm = ulaw_to_pcm16(data)
@@ -119,7 +149,7 @@ class StreamRecorder:
 
     def to_fixture(self, name: str, *, redact_kinds: tuple[str, ...] = (), upstream: str = "") -> tuple[dict[str, Any], bytes]:
         """(``call.json`` document, caller audio as 8 kHz mu-law)."""
-        pcm = self._pcm8k()
+        pcm = self.pcm8k()
         duration_ms = len(pcm) * 1000.0 / FIXTURE_RATE
         counts: dict[str, int] = {}
         recorded, utterances = [], []
@@ -149,6 +179,8 @@ class StreamRecorder:
                                   "start_ms": round(a, 1), "end_ms": round(b, 1)})
             if words:
                 entry["words"] = words
+            if heard.after_eos:
+                entry["after_eos"] = True
             recorded.append(entry)
             if final and entry["text"].strip():
                 utterances.append(entry)
@@ -157,8 +189,9 @@ class StreamRecorder:
             "name": name,
             "description": f"Recorded by fakertzr record{' from ' + upstream if upstream else ''}.",
             "audio": {"file": "caller.wav", "encoding": "MULAW", "sample_rate": FIXTURE_RATE, "duration_ms": round(duration_ms)},
-            "utterances": _utterances(utterances, duration_ms),
+            "utterances": utterances_from_finals(utterances, duration_ms),
             "recognizer": {"recorded": recorded},
+            "faults": self.faults(connection=0),
             "authoring": {"tool": "fakertzr record", "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                           "stream": {"encoding": self.params.encoding, "sample_rate": self.params.sample_rate},
                           "redacted": {kind: counts.get(kind, 0) for kind in (*redact_kinds, *counts) if kind in counts or kind in redact_kinds}},
@@ -170,7 +203,7 @@ def _number(value: Any, default: float = 0.0) -> float:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value) else default
 
 
-def _utterances(finals: list[dict[str, Any]], duration_ms: float) -> list[dict[str, Any]]:
+def utterances_from_finals(finals: list[dict[str, Any]], duration_ms: float) -> list[dict[str, Any]]:
     """The finals as the fixture's utterances: in order, not overlapping, inside the audio, at least 1 ms long."""
     out: list[dict[str, Any]] = []
     previous_end = 0.0

@@ -59,11 +59,11 @@ def report(tmp_path_factory) -> Path:
     async def replay():
         with ErrorLog() as errors:
             return await run_target(AicallTarget(errors), [load_call("fixtures/calls/seed-three-turns"),
-                                                          load_call("fixtures/calls/barge-in")], pace=8.0)
+                                                          load_call("fixtures/calls/barge-in")], pace=4.0)
 
     runs = asyncio.run(replay())
     path = tmp_path_factory.mktemp("report") / "report.html"
-    write_html(runs, path, "x8")
+    write_html(runs, path, "x4")  # x4, not x8: a barge-in must still happen on a busy 2-core machine
     return path
 
 
