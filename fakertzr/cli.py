@@ -14,7 +14,7 @@ from .backend import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, FakeRtzrBackend, 
 from .errors import FakeRtzrError
 from .fixture import load_fixture
 from .record_proxy import RecordingProxy
-from .recording import REDACTIONS
+from .recording import RECORD_MODES, REDACTIONS
 from .server import CONTROL_PREFIX, FakeRtzrServer
 
 
@@ -87,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     record.add_argument("--port", type=int, default=8766, help="port (default 8766; 0 picks a free one)")
     record.add_argument("--out", type=Path, default=Path("fixtures/recorded"), help="where fixtures go (default fixtures/recorded)")
     record.add_argument("--name", default="recorded", help="fixture name prefix (lower case, digits, . _ -)")
+    record.add_argument("--mode", choices=RECORD_MODES, default="new_episodes",
+                        help="new_episodes: every stream (NAME, NAME-2, ...); once: only if NAME is absent; "
+                        "all: overwrite NAME; none: forward only")
     record.add_argument("--redact", default="", metavar="KINDS",
                         help=f"replace these in recorded text: comma-separated, of {', '.join(REDACTIONS)}")
     record.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -121,17 +124,19 @@ def _config(args: argparse.Namespace) -> FakeRtzrConfig:
     )
 
 
-def _record_options(args: argparse.Namespace) -> tuple[str, ...]:
-    kinds = tuple(k.strip() for k in args.redact.split(",") if k.strip())
+def record_options(redact: str, name: str, upstream: str, *ports: int) -> tuple[str, ...]:
+    """Check what a recorder is given (``fakertzr record``, ``harness record``); the redaction kinds."""
+    kinds = tuple(k.strip() for k in redact.split(",") if k.strip())
     unknown = [k for k in kinds if k not in REDACTIONS]
     if unknown:
         raise FakeRtzrError(f"--redact: unknown {', '.join(unknown)} (known: {', '.join(REDACTIONS)})")
-    if not re.fullmatch(r"[a-z0-9][a-z0-9._-]*", args.name):
-        raise FakeRtzrError(f"--name must be lower case letters, digits, . _ - (a fixture name), got {args.name!r}")
-    if not args.upstream.startswith(("http://", "https://")):
-        raise FakeRtzrError(f"--upstream must be an http(s) URL, got {args.upstream!r}")
-    if not 1 <= args.port + 1 <= 65536:
-        raise FakeRtzrError(f"--port must be 0-65535, got {args.port}")
+    if not re.fullmatch(r"[a-z0-9][a-z0-9._-]*", name):
+        raise FakeRtzrError(f"--name must be lower case letters, digits, . _ - (a fixture name), got {name!r}")
+    if not upstream.startswith(("http://", "https://")):
+        raise FakeRtzrError(f"the RTZR upstream must be an http(s) URL, got {upstream!r}")
+    for port in ports:
+        if not 1 <= port + 1 <= 65536:
+            raise FakeRtzrError(f"a port must be 0-65535, got {port}")
     return kinds
 
 
@@ -172,8 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     try:
         if args.command == "record":
-            kinds = _record_options(args)
-            asyncio.run(_record(RecordingProxy(args.upstream, args.out, name=args.name, redact=kinds,
+            kinds = record_options(args.redact, args.name, args.upstream, args.port)
+            asyncio.run(_record(RecordingProxy(args.upstream, args.out, name=args.name, redact=kinds, mode=args.mode,
                                                host=args.host, port=args.port)))
             return 0
         backend = FakeRtzrBackend(_config(args))

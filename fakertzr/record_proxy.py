@@ -9,7 +9,6 @@ through untouched and are never written.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import logging
 import time
@@ -24,7 +23,7 @@ from callaudio.wavfile import mulaw_wav_bytes
 
 from .appserver import AppServer
 from .params import ParamError, parse_stream_params
-from .recording import StreamRecorder
+from .recording import StreamRecorder, fixture_directory
 
 log = logging.getLogger("fakertzr.record")
 
@@ -50,7 +49,7 @@ class RecordingProxy(AppServer):
     """``async with RecordingProxy(upstream, out_dir) as proxy``: point clients at ``proxy.base_url``."""
 
     def __init__(self, upstream: str, out_dir: str | Path | None, *, name: str = "recorded", redact: tuple[str, ...] = (),
-                 host: str = "127.0.0.1", port: int = 0) -> None:
+                 mode: str = "new_episodes", host: str = "127.0.0.1", port: int = 0) -> None:
         self.upstream = upstream.rstrip("/")
         self.out_dir = Path(out_dir) if out_dir is not None else None  # None: keep streams in memory only
         self.streams: list[RecordedStream] = []
@@ -58,8 +57,8 @@ class RecordingProxy(AppServer):
         self.changed = asyncio.Condition()  # notified when a stream opens or ends
         self.name = name
         self.redact = redact
+        self.mode = mode
         self.written: list[Path] = []
-        self._numbers = itertools.count(1)
         self._session: aiohttp.ClientSession | None = None
         app = web.Application()
         app.router.add_post("/v1/authenticate", self._authenticate)
@@ -170,11 +169,13 @@ class RecordingProxy(AppServer):
         elif not client.closed:
             await client.close(code=code or 1000)
 
-    def _write(self, recorder: StreamRecorder) -> Path:
+    def _write(self, recorder: StreamRecorder) -> Path | None:
         assert self.out_dir is not None
-        name = f"{self.name}-{time.strftime('%Y%m%d-%H%M%S')}-{next(self._numbers)}"
-        doc, ulaw = recorder.to_fixture(name, redact_kinds=self.redact, upstream=self.upstream)
-        directory = self.out_dir / name
+        directory = fixture_directory(self.out_dir, self.name, self.mode)
+        if directory is None:
+            log.info("event=not_recorded mode=%s name=%s", self.mode, self.name)
+            return None
+        doc, ulaw = recorder.to_fixture(directory.name, redact_kinds=self.redact, upstream=self.upstream)
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "caller.wav").write_bytes(mulaw_wav_bytes(ulaw))
         (directory / "call.json").write_text(json.dumps(doc, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")

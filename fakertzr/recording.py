@@ -8,10 +8,12 @@ authenticates (tokens, keys, headers) is ever fed to it.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,6 +30,21 @@ REDACTIONS: dict[str, re.Pattern[str]] = {  # what --redact can replace in recor
     "card": re.compile(r"\d{4}(?:[\s-]?\d{4}){3}"),
     "phone": re.compile(r"(?:\+?82[\s-]?|0)1[016789][\s-]?\d{3,4}[\s-]?\d{4}|0\d{1,2}[\s-]?\d{3,4}[\s-]?\d{4}"),
 }
+
+
+RECORD_MODES = ("new_episodes", "once", "all", "none")  # VCR.py's words, for a recorder that names fixtures NAME, NAME-2, ...
+
+
+def fixture_directory(out_dir: Path, name: str, mode: str) -> Path | None:
+    """Where the next recording named ``name`` goes, or None when ``mode`` says not to record it:
+    ``none`` never records; ``once`` records NAME only if it does not exist yet; ``all`` overwrites NAME;
+    ``new_episodes`` keeps every call (NAME, then NAME-2, NAME-3, ...)."""
+    first = out_dir / name
+    if mode == "none" or (mode == "once" and first.exists()):
+        return None
+    if mode in ("all", "once") or not first.exists():
+        return first
+    return next(out_dir / f"{name}-{n}" for n in itertools.count(2) if not (out_dir / f"{name}-{n}").exists())
 
 
 DIGITS = re.compile(r"\d(?:[\s-]?\d)*")

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 from pathlib import Path
 from typing import NoReturn, Sequence
 
+from fakertzr.cli import record_options
 from fakertzr.errors import FakeRtzrError
+from fakertzr.recording import RECORD_MODES, REDACTIONS
 
 from .errors import HandlerDidNotStart, HarnessError
 from .fakes import FakeServices, running_fakes
@@ -75,7 +78,7 @@ def parse_positive(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="harness", description="Replay recorded calls against a Twilio Media Streams handler.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="{run,fakes,make-fixture}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="{run,fakes,make-fixture,record}")
     run = sub.add_parser("run", help="replay fixtures against a handler (default: aicall in-process)",
                          description="Replay fixtures against a handler: aicall in-process (default), a command the "
                          "harness launches (--cmd), or a handler already running (--target).")
@@ -114,6 +117,22 @@ def build_parser() -> argparse.ArgumentParser:
                        "(default: any speech is transcribed as '발화 N', the LLM echoes it)")
     fakes.add_argument("--pace", type=parse_pace, default=1.0, metavar="realtime|fast|xN",
                        help="scales the fakes' scripted delays (default realtime)")
+    record = sub.add_parser("record", help="record real calls into fixtures: a proxy between Twilio and your handler",
+                            description="Stand between Twilio and your handler (and between your handler and RTZR) "
+                            "and write every call as a fixture that replays offline.")
+    record.add_argument("--target", required=True, metavar="WS_URL", help="your handler's Media Streams URL, "
+                        "e.g. ws://127.0.0.1:8080/twilio/media")
+    record.add_argument("--port", type=int, default=8770, help="where Twilio connects (default 8770; 0: a free port)")
+    record.add_argument("--rtzr-upstream", default="https://openapi.vito.ai", metavar="URL",
+                        help="the RTZR your handler should reach (default https://openapi.vito.ai)")
+    record.add_argument("--rtzr-port", type=int, default=8771, help="where your handler's RTZR_API_BASE points "
+                        "(default 8771; 0: a free port)")
+    record.add_argument("--out", type=Path, default=Path("fixtures/recorded"), help="default fixtures/recorded")
+    record.add_argument("--name", default="call", help="fixture name: NAME, NAME-2, ... (default call)")
+    record.add_argument("--mode", choices=RECORD_MODES, default="new_episodes",
+                        help="new_episodes: every call; once: only if NAME is absent; all: overwrite NAME; none: relay only")
+    record.add_argument("--redact", default="", metavar="KINDS", help=f"replace in recorded text: {', '.join(REDACTIONS)}")
+    record.add_argument("--keep-caller-number", action="store_true", help="do not mask the caller's number")
     make = sub.add_parser("make-fixture", help="author a fixture: from a text script (espeak-ng) or from an audio file")
     source = make.add_mutually_exclusive_group(required=True)
     source.add_argument("--script", type=Path, metavar="SPEC.json", help="utterances, pauses, faults (see fixtures/calls/*/source.json)")
@@ -204,6 +223,26 @@ async def _serve_fakes(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _record(args: argparse.Namespace, kinds: tuple[str, ...]) -> int:
+    from fakertzr.record_proxy import RecordingProxy
+
+    from .recorder import TwilioRecordingProxy
+
+    async with RecordingProxy(args.rtzr_upstream, None, port=args.rtzr_port) as rtzr, \
+            TwilioRecordingProxy(args.target, args.out, name=args.name, rtzr=rtzr, mask_caller=not args.keep_caller_number,
+                                 redact=kinds, mode=args.mode, port=args.port) as proxy:
+        print(f"harness record: Twilio -> {proxy.ws_url}/<any path> -> {args.target}\n"
+              f"  start your handler with RTZR_API_BASE={rtzr.base_url} (RTZR traffic is recorded on its way to "
+              f"{rtzr.upstream})\n  point Twilio's <Stream url> at a public wss:// address that reaches port "
+              f"{proxy.port}; each call is written under {args.out}/ (mode {args.mode}). Ctrl-C to stop", flush=True)
+        while True:
+            written = await proxy.recordings.get()
+            doc = json.loads((written / "call.json").read_text(encoding="utf-8"))
+            print(f"recorded {written}: {doc['audio']['duration_ms'] / 1000:.1f} s, "
+                  f"{sum(r['final'] for r in doc['recognizer']['recorded'])} final(s), faults "
+                  f"{[f['type'] for f in doc['faults']] or 'none'}", flush=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     if not (sys.argv[1:] if argv is None else argv):
@@ -216,6 +255,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "fakes":
             try:
                 return asyncio.run(_serve_fakes(args))
+            except KeyboardInterrupt:
+                return 0
+        if args.command == "record":
+            kinds = record_options(args.redact, args.name, args.rtzr_upstream, args.port, args.rtzr_port)
+            if not args.target.startswith(("ws://", "wss://")):
+                raise HarnessError(f"--target must be a ws:// or wss:// URL, got {args.target!r}")
+            try:
+                return asyncio.run(_record(args, kinds))
             except KeyboardInterrupt:
                 return 0
         _check_target_options(args)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import itertools
 import json
 import logging
 import re
@@ -33,7 +32,7 @@ from fakertzr.align import AudioLocator
 from fakertzr.appserver import AppServer
 from fakertzr.fixture import FIXTURE_RATE, FIXTURE_VERSION
 from fakertzr.record_proxy import RecordedStream, RecordingProxy
-from fakertzr.recording import StreamRecorder, utterances_from_finals
+from fakertzr.recording import StreamRecorder, fixture_directory, utterances_from_finals
 
 from .fakes import FakeServices, running_fakes
 
@@ -197,7 +196,8 @@ class TwilioRecordingProxy(AppServer):
     """Listens where Twilio (or the harness's fake Twilio) connects; forwards each stream to ``target``."""
 
     def __init__(self, target: str, out_dir: str | Path, *, name: str = "call", rtzr: RecordingProxy | None = None,
-                 mask_caller: bool = True, redact: tuple[str, ...] = (), host: str = "127.0.0.1", port: int = 0) -> None:
+                 mask_caller: bool = True, redact: tuple[str, ...] = (), mode: str = "new_episodes",
+                 host: str = "127.0.0.1", port: int = 0) -> None:
         self.target = target
         self.out_dir = Path(out_dir)
         self.name = name
@@ -206,10 +206,10 @@ class TwilioRecordingProxy(AppServer):
         self.rtzr_auth_failures = rtzr.auth_failures if rtzr is not None else []
         self.mask_caller = mask_caller
         self.redact = redact
+        self.mode = mode
         self.written: list[Path] = []
         self.recordings: asyncio.Queue[Path] = asyncio.Queue()  # each fixture as it is written
         self._active: list[TwilioCallRecorder] = []
-        self._numbers = itertools.count(1)
         self._session: aiohttp.ClientSession | None = None
         app = web.Application()
         app.router.add_get("/{path:.*}", self._stream)
@@ -298,11 +298,13 @@ class TwilioRecordingProxy(AppServer):
         if not sink.closed:
             await sink.close(code=source.close_code or 1000)
 
-    def _write(self, call: TwilioCallRecorder, streams: list[RecordedStream], auth_failures: tuple[int, ...]) -> Path:
-        name = f"{self.name}-{time.strftime('%Y%m%d-%H%M%S')}-{next(self._numbers)}"
-        doc, ulaw = call.to_fixture(name, streams, auth_failures=auth_failures, mask_caller=self.mask_caller,
+    def _write(self, call: TwilioCallRecorder, streams: list[RecordedStream], auth_failures: tuple[int, ...]) -> Path | None:
+        directory = fixture_directory(self.out_dir, self.name, self.mode)
+        if directory is None:
+            log.info("event=not_recorded mode=%s name=%s", self.mode, self.name)
+            return None
+        doc, ulaw = call.to_fixture(directory.name, streams, auth_failures=auth_failures, mask_caller=self.mask_caller,
                                     redact_kinds=self.redact)
-        directory = self.out_dir / name
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "caller.wav").write_bytes(mulaw_wav_bytes(ulaw))
         (directory / "call.json").write_text(json.dumps(doc, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")

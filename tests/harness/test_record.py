@@ -7,13 +7,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from pathlib import Path
 
 import pytest
 
-from aicall.app import wait_for_calls_to_end
+from aicall.app import create_app, wait_for_calls_to_end
+from aicall.config import load_settings
+from aicall.store import CallStore
+from fakertzr.appserver import AppServer
+from fakertzr.recording import fixture_directory
+from harness.fakes import running_fakes
 from harness.fixture import load_call
 from harness.recorder import aicall_between_recorders, mask_number
+from harness.targets import free_port
 from harness.runner import ErrorLog, replay
 
 SEED = Path("fixtures/calls/seed-three-turns")
@@ -55,3 +62,44 @@ def test_caller_numbers_are_masked():
     assert mask_number("+821012345678") == "+8210****5678"
     assert mask_number("01012345678") == "0101***5678"
     assert mask_number("1234") == "****"
+
+
+def test_record_modes_name_fixtures_as_vcr_does(tmp_path):
+    assert fixture_directory(tmp_path, "call", "new_episodes") == tmp_path / "call"
+    (tmp_path / "call").mkdir()
+    assert fixture_directory(tmp_path, "call", "new_episodes") == tmp_path / "call-2"
+    assert fixture_directory(tmp_path, "call", "once") is None, "once: NAME exists, nothing is recorded"
+    assert fixture_directory(tmp_path, "call", "all") == tmp_path / "call", "all: NAME is overwritten"
+    assert fixture_directory(tmp_path, "call", "none") is None
+    assert fixture_directory(tmp_path, "other", "once") == tmp_path / "other"
+
+
+async def test_harness_record_from_the_command_line(tmp_path):
+    """What a team types, with the fakes standing in for RTZR and Twilio: the handler's RTZR_API_BASE points at
+    harness record's RTZR port, Twilio at its port; each call is printed and written."""
+    async with running_fakes() as fakes:
+        rtzr_port = free_port()
+        env = {**fakes.env(), "RTZR_API_BASE": f"http://127.0.0.1:{rtzr_port}"}
+        store = CallStore(tmp_path / "calls.db")
+        try:
+            async with AppServer(create_app(load_settings(env, env_file=None), store)) as app:
+                proc = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "harness.cli", "record", "--target", f"{app.ws_url}/twilio/media",
+                    "--rtzr-upstream", fakes.rtzr_url, "--rtzr-port", str(rtzr_port), "--port", "0",
+                    "--out", str(tmp_path / "rec"), "--name", "seed", stdout=asyncio.subprocess.PIPE)
+                try:
+                    banner = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+                    twilio_url = banner.split(" -> ")[1].replace("/<any path>", "/twilio/media")
+                    await asyncio.wait_for(proc.stdout.readline(), 30)  # the RTZR_API_BASE line
+                    await asyncio.wait_for(proc.stdout.readline(), 30)  # where Twilio connects
+                    run = await replay(load_call(SEED), twilio_url, rtzr=fakes.rtzr, llm=fakes.llm, tts=fakes.tts,
+                                       pace=8.0, handler_done=lambda t: wait_for_calls_to_end(app.app, t))
+                    assert run.ok, run.failures()
+                    line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+                finally:
+                    proc.terminate()
+                    await proc.wait()
+        finally:
+            store.close()
+    assert line.startswith(f"recorded {tmp_path / 'rec' / 'seed'}:") and "3 final(s)" in line, line
+    assert [u.text for u in load_call(tmp_path / "rec" / "seed").script.utterances] == load_call(SEED).expect["finals"]
