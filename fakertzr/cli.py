@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     record.add_argument("--upstream", default="https://openapi.vito.ai",
                         help="the service to forward to (default https://openapi.vito.ai; a fakertzr serve works too)")
     record.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    record.add_argument("--port", type=int, default=8766, help="port (default 8766; 0 picks a free one)")
+    record.add_argument("--port", type=int, default=8769, help="port (default 8769; 0 picks a free one)")
     record.add_argument("--out", type=Path, default=Path("fixtures/recorded"), help="where fixtures go (default fixtures/recorded)")
     record.add_argument("--name", default="recorded", help="fixture name prefix (lower case, digits, . _ -)")
     record.add_argument("--mode", choices=RECORD_MODES, default="new_episodes",

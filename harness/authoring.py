@@ -163,9 +163,19 @@ def _quiet_stderr() -> Iterator[None]:
         os.close(saved)
 
 
-def read_audio(path: Path) -> tuple[np.ndarray, int]:
+def read_audio(path: Path, channel: int | None = None) -> tuple[np.ndarray, int]:
     """Mono samples on the int16 scale and the rate: WAV, FLAC, Ogg and MP3 through libsndfile (no
-    external program); other formats (m4a, ...) through pydub, which needs ffmpeg."""
+    external program); other formats (m4a, ...) through pydub, which needs ffmpeg. ``channel`` (from 1)
+    takes one channel; otherwise the channels are mixed."""
+    channels, rate = _read_channels(path)
+    if channel is None:
+        return channels.mean(axis=1), rate
+    if not 1 <= channel <= channels.shape[1]:
+        raise FakeRtzrError(f"{path}: has {channels.shape[1]} channel(s), no channel {channel}")
+    return channels[:, channel - 1], rate
+
+
+def _read_channels(path: Path) -> tuple[np.ndarray, int]:
     import soundfile
 
     if not path.is_file():
@@ -173,7 +183,7 @@ def read_audio(path: Path) -> tuple[np.ndarray, int]:
     try:
         with _quiet_stderr():  # libsndfile's decoders print notes about files they cannot parse
             data, rate = soundfile.read(str(path), dtype="float64", always_2d=True)
-        return data.mean(axis=1) * 32767, int(rate)
+        return data * 32767, int(rate)
     except soundfile.LibsndfileError:
         pass  # not a format libsndfile knows: try pydub and ffmpeg
     except OSError as exc:
@@ -195,32 +205,49 @@ def read_audio(path: Path) -> tuple[np.ndarray, int]:
         first = str(exc).strip().splitlines()[-1:] or [type(exc).__name__]
         raise FakeRtzrError(f"{path}: cannot read audio: {first[0]}") from None
     channels = np.array(segment.get_array_of_samples(), dtype=np.float64).reshape(-1, segment.channels)
-    return channels.mean(axis=1) / (2 ** (8 * segment.sample_width - 1)) * 32767, segment.frame_rate
+    return channels / (2 ** (8 * segment.sample_width - 1)) * 32767, segment.frame_rate
 
 
-def from_audio(audio_path: Path, transcript: list[str], name: str, out_dir: Path, *, gap_ms: int = 300) -> Path:
+def _at_8k(mono: np.ndarray, rate: int) -> np.ndarray:
+    pcm = soxr.resample(mono.astype(np.float32), rate, RATE) if rate != RATE else mono
+    return np.clip(np.round(pcm), -32768, 32767).astype(np.int16)
+
+
+def from_audio(audio_path: Path, transcript: list[str] | None, name: str, out_dir: Path, *, gap_ms: int = 300,
+               caller_channel: int | None = None) -> Path:
     """A fixture from recorded audio (any format pydub reads) and one transcript line per utterance.
 
     The audio becomes mono 8 kHz mu-law; utterances are the stretches of speech an energy VAD
-    finds (pauses shorter than ``gap_ms`` do not split one), matched to the lines in order.
+    finds (pauses shorter than ``gap_ms`` do not split one), matched to the lines in order. Without
+    a transcript they are named 발화 1, 발화 2, ... (and nothing is expected of the finals).
+
+    ``caller_channel``: a dual-channel call recording (Twilio's ``RecordingChannels=dual``); the caller is
+    that channel, and the other channel's stretches of speech are kept as a reference of when the bot spoke.
     """
-    mono, rate = read_audio(audio_path)
-    pcm = soxr.resample(mono.astype(np.float32), rate, RATE) if rate != RATE else mono
-    samples = np.clip(np.round(pcm), -32768, 32767).astype(np.int16)
+    mono, rate = read_audio(audio_path, caller_channel)
+    samples = _at_8k(mono, rate)
     spans = speech_spans(samples, gap_ms)
-    lines = [line.strip() for line in transcript if line.strip()]
-    if len(spans) != len(lines):
+    lines = [line.strip() for line in transcript if line.strip()] if transcript is not None else None
+    if lines is not None and len(spans) != len(lines):
         raise FakeRtzrError(f"{audio_path}: found {len(spans)} stretch(es) of speech but {len(lines)} transcript line(s); "
                             f"try another --gap-ms (now {gap_ms})")
+    texts = lines if lines is not None else [f"발화 {i + 1}" for i in range(len(spans))]
+    bot_spans = None
+    if caller_channel is not None:
+        other = 2 if caller_channel == 1 else 1
+        bot, bot_rate = read_audio(audio_path, other)
+        bot_spans = [[round(a / 8), round(b / 8)] for a, b in speech_spans(_at_8k(bot, bot_rate), gap_ms)]
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "caller.wav").write_bytes(mulaw_wav_bytes(pcm16_to_ulaw(samples), RATE))
     call = {
         "version": 1, "name": name, "description": f"From {audio_path.name} and its transcript.",
         "audio": {"file": "caller.wav", "encoding": "MULAW", "sample_rate": RATE, "duration_ms": round(len(samples) / 8)},
-        "utterances": [{"text": line, "start_ms": round(a / 8), "end_ms": round(b / 8)} for line, (a, b) in zip(lines, spans)],
-        "expect": {"finals": lines},
-        "authoring": {"tool": "harness make-fixture --audio", "source": audio_path.name,
-                      "times": f"utterance bounds from an energy VAD (-45 dBFS, pauses under {gap_ms} ms joined)"},
+        "utterances": [{"text": line, "start_ms": round(a / 8), "end_ms": round(b / 8)} for line, (a, b) in zip(texts, spans)],
+        "expect": {"finals": lines} if lines is not None else {},
+        "authoring": {"tool": "harness make-fixture " + ("--twilio-recording" if caller_channel else "--audio"),
+                      "source": audio_path.name,
+                      "times": f"utterance bounds from an energy VAD (-45 dBFS, pauses under {gap_ms} ms joined)",
+                      **({"caller_channel": caller_channel, "bot_speech_ms": bot_spans} if bot_spans is not None else {})},
     }
     (out_dir / "call.json").write_text(json.dumps(call, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     load_fixture(out_dir)

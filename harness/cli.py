@@ -137,7 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
     source = make.add_mutually_exclusive_group(required=True)
     source.add_argument("--script", type=Path, metavar="SPEC.json", help="utterances, pauses, faults (see fixtures/calls/*/source.json)")
     source.add_argument("--audio", type=Path, metavar="FILE", help="WAV, FLAC, Ogg or MP3 (no external program); other formats through pydub and ffmpeg")
-    make.add_argument("--transcript", type=Path, metavar="LINES.txt", help="with --audio: one line per utterance")
+    source.add_argument("--twilio-recording", type=Path, metavar="FILE", help="a dual-channel call recording "
+                        "(RecordingChannels=dual): the caller's channel becomes the fixture, the bot's is kept as a reference")
+    make.add_argument("--caller-channel", type=int, choices=(1, 2), default=1, help="with --twilio-recording: the "
+                      "caller's channel (default 1: Twilio puts the parent call, the caller of an inbound call, first)")
+    make.add_argument("--transcript", type=Path, metavar="LINES.txt", help="with --audio (required) or "
+                      "--twilio-recording (optional): one line per utterance")
     make.add_argument("--name", help="with --audio: the fixture's name (default: the output directory's name)")
     make.add_argument("--out", type=Path, help="output directory (default: beside the spec, or fixtures/calls/NAME)")
     make.add_argument("--gap-ms", type=parse_gap_ms, default=300, help="with --audio: pauses shorter than this do not "
@@ -151,16 +156,20 @@ def _make_fixture(args: argparse.Namespace) -> int:
     if args.script:
         out = build(args.script, args.out)
     else:
-        if not args.transcript:
+        option = "--audio" if args.audio else "--twilio-recording"
+        if args.audio and not args.transcript:
             raise FakeRtzrError("--audio needs --transcript (one line per utterance)")
         name = args.name or (args.out.name if args.out else None)
         if not name:
-            raise FakeRtzrError("--audio needs --name or --out")
-        try:
-            lines = args.transcript.read_text(encoding="utf-8").splitlines()
-        except OSError as exc:
-            raise FakeRtzrError(f"{args.transcript}: cannot read: {exc.strerror}") from None
-        out = from_audio(args.audio, lines, name, args.out or Path("fixtures/calls") / name, gap_ms=args.gap_ms)
+            raise FakeRtzrError(f"{option} needs --name or --out")
+        lines = None
+        if args.transcript:
+            try:
+                lines = args.transcript.read_text(encoding="utf-8").splitlines()
+            except OSError as exc:
+                raise FakeRtzrError(f"{args.transcript}: cannot read: {exc.strerror}") from None
+        out = from_audio(args.audio or args.twilio_recording, lines, name, args.out or Path("fixtures/calls") / name,
+                         gap_ms=args.gap_ms, caller_channel=None if args.audio else args.caller_channel)
     print(f"wrote {out / 'call.json'} and {out / 'caller.wav'}")
     return 0
 

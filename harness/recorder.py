@@ -141,7 +141,8 @@ class TwilioCallRecorder:
             stream = entry.recorder
             faults += stream.faults(connection=index)  # a recognizer that closed or dropped this stream
             offset_ms = locate_stream(call_pcm, stream)
-            if offset_ms is None:
+            if offset_ms is None:  # its audio is not found in the caller's: its results cannot be placed
+                placed.append({"offset_ms": None, "results": stream.results})
                 continue
             placed.append({"offset_ms": round(offset_ms, 1), "results": stream.results})
             doc, _ = stream.to_fixture(name, redact_kinds=redact_kinds)

@@ -38,6 +38,41 @@ def test_from_a_stereo_16khz_recording_and_its_transcript(tmp_path):
         assert abs(got.start_ms - want.start_ms) <= 60 and abs(got.end_ms - want.end_ms) <= 60
 
 
+def dual_recording(tmp_path, caller_channel: int):
+    """A Twilio-style dual-channel call recording: the caller on one channel, the bot's two replies (noise
+    bursts at 4.0-5.0 s and 8.0-9.5 s) on the other."""
+    rng = np.random.default_rng(3)
+    bot = rng.normal(0, 30, len(SEED.audio))
+    for a, b in ((4000, 5000), (8000, 9500)):
+        bot[a * 8 : b * 8] = rng.normal(0, 6000, (b - a) * 8)
+    channels = [SEED.audio.astype(np.float64), bot] if caller_channel == 1 else [bot, SEED.audio.astype(np.float64)]
+    recording = tmp_path / "dual.wav"
+    with wave.open(str(recording), "wb") as w:
+        w.setnchannels(2), w.setsampwidth(2), w.setframerate(8000)
+        w.writeframes(np.stack(channels, axis=1).clip(-32768, 32767).astype("<i2").tobytes())
+    return recording
+
+
+@pytest.mark.parametrize("caller_channel", [1, 2])
+def test_from_a_twilio_dual_channel_recording(tmp_path, caller_channel):
+    recording = dual_recording(tmp_path, caller_channel)
+    transcript = tmp_path / "lines.txt"
+    transcript.write_text("\n".join(u.text for u in SEED.utterances) + "\n", encoding="utf-8")
+    done = make("--twilio-recording", str(recording), "--caller-channel", str(caller_channel), "--transcript",
+                str(transcript), "--out", str(tmp_path / "with"))
+    assert done.returncode == 0, done.stderr
+    made = load_call(tmp_path / "with")
+    assert [u.text for u in made.script.utterances] == [u.text for u in SEED.utterances]
+    assert np.array_equal(made.script.audio[: len(SEED.audio)] // 256, SEED.audio // 256), "the caller's channel, not a mix"
+    bot = json.loads((tmp_path / "with" / "call.json").read_text())["authoring"]["bot_speech_ms"]
+    assert [[round(a, -2), round(b, -2)] for a, b in bot] == [[4000, 5000], [8000, 9500]]
+    done = make("--twilio-recording", str(recording), "--caller-channel", str(caller_channel), "--name", "without",
+                "--out", str(tmp_path / "without"))
+    assert done.returncode == 0, done.stderr
+    made = load_call(tmp_path / "without")
+    assert [u.text for u in made.script.utterances] == ["발화 1", "발화 2", "발화 3"] and made.expect == {}
+
+
 def test_a_transcript_that_does_not_fit_the_audio_says_so(tmp_path):
     recording = tmp_path / "call.wav"
     with wave.open(str(recording), "wb") as w:
