@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import contextlib
 import json
 import os
 import random
@@ -28,7 +27,6 @@ from typing import Awaitable, Callable
 
 import aiohttp
 import numpy as np
-import websockets
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -36,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 from bench.aicall_bench import SEED, call_sid, start_stack, stream_sid  # noqa: E402
 from bench.benchlib import percentile, report  # noqa: E402
 from bench.fakertzr_bench import get_token, start_server  # noqa: E402
+from contract_tests.rtzr.client import stream_through_a_close  # noqa: E402
 from callaudio.g711 import pcm16_to_ulaw  # noqa: E402
 from fakertzr.fixture import load_fixture  # noqa: E402
 
@@ -136,23 +135,8 @@ async def soak_fakertzr(cycles: int, aborts: int, closes: int) -> dict:
         async with session.post(f"{base}/_fake/faults", json={"type": "close", "code": 1000, "after_finals": 1,
                                                               "times": closes}) as resp:
             assert resp.status == 200, await resp.text()
-        lost = 0
-        for _ in range(closes):
-            finals, code = 0, None
-            async with websockets.connect(ws_base, additional_headers=auth) as ws:
-
-                async def send() -> None:
-                    with contextlib.suppress(websockets.ConnectionClosed):
-                        for i in range(0, len(PCM), 640):
-                            await ws.send(PCM[i : i + 640])
-
-                sender = asyncio.create_task(send())
-                with contextlib.suppress(websockets.ConnectionClosed):
-                    async for message in ws:
-                        finals += json.loads(message)["final"]
-                await sender
-                code = ws.protocol.close_rcvd.code if ws.protocol.close_rcvd else None
-            lost += (finals, code) != (1, 1000)
+        outcomes = [await stream_through_a_close(ws_base, token, PCM) for _ in range(closes)]
+        lost = sum(o != (1, 1000) for o in outcomes)
     proc.terminate()
     await proc.wait()
     return {

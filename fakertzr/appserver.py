@@ -6,6 +6,7 @@ import asyncio
 import logging
 import threading
 
+import aiohttp
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
@@ -105,3 +106,20 @@ class AppServer:
         if self._loop is not None and self._thread is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=30)
+
+
+class RelayServer(AppServer):
+    """An AppServer that talks on to another service: its HTTP client session lives as long as the server."""
+
+    session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> "RelayServer":
+        self.session = aiohttp.ClientSession()
+        await super().start()
+        return self
+
+    async def stop(self) -> None:
+        await super().stop()
+        if self.session is not None:
+            await self.session.close()
+            self.session = None

@@ -21,7 +21,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from callaudio.wavfile import mulaw_wav_bytes
 
-from .appserver import AppServer
+from .appserver import RelayServer
 from .params import ParamError, parse_stream_params
 from .recording import StreamRecorder, fixture_directory
 
@@ -45,7 +45,7 @@ class RecordedAuthFailure:
     status: int
 
 
-class RecordingProxy(AppServer):
+class RecordingProxy(RelayServer):
     """``async with RecordingProxy(upstream, out_dir) as proxy``: point clients at ``proxy.base_url``."""
 
     def __init__(self, upstream: str, out_dir: str | Path | None, *, name: str = "recorded", redact: tuple[str, ...] = (),
@@ -59,28 +59,17 @@ class RecordingProxy(AppServer):
         self.redact = redact
         self.mode = mode
         self.written: list[Path] = []
-        self._session: aiohttp.ClientSession | None = None
         app = web.Application()
         app.router.add_post("/v1/authenticate", self._authenticate)
         app.router.add_get("/v1/transcribe:streaming", self._stream)
         super().__init__(app, host, port)
 
-    async def start(self) -> "RecordingProxy":
-        self._session = aiohttp.ClientSession()
-        await super().start()
-        return self
-
-    async def stop(self) -> None:
-        await super().stop()
-        if self._session is not None:
-            await self._session.close()
-
     # ----------------------------------------------------------------- token
     async def _authenticate(self, request: web.Request) -> web.Response:
-        assert self._session is not None
+        assert self.session is not None
         form = await request.post()
         try:
-            async with self._session.post(f"{self.upstream}/v1/authenticate", data=dict(form)) as resp:
+            async with self.session.post(f"{self.upstream}/v1/authenticate", data=dict(form)) as resp:
                 body = await resp.read()
                 if resp.status != 200:
                     self.auth_failures.append(RecordedAuthFailure(time.monotonic(), resp.status))
@@ -90,7 +79,7 @@ class RecordingProxy(AppServer):
 
     # ---------------------------------------------------------------- stream
     async def _stream(self, request: web.Request) -> web.StreamResponse:
-        assert self._session is not None
+        assert self.session is not None
         try:
             params = parse_stream_params(request.query)
         except ParamError:
@@ -98,7 +87,7 @@ class RecordingProxy(AppServer):
         headers = {k: v for k, v in request.headers.items() if k.lower() == "authorization"}
         url = self.upstream.replace("https://", "wss://", 1).replace("http://", "ws://", 1) + request.path_qs
         try:
-            upstream = await self._session.ws_connect(url, headers=headers, max_msg_size=0, autoclose=False)
+            upstream = await self.session.ws_connect(url, headers=headers, max_msg_size=0, autoclose=False)
         except aiohttp.WSServerHandshakeError as exc:
             refused = RecordedStream(time.monotonic(), None, refused=exc.status)
             refused.done.set()

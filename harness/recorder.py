@@ -29,7 +29,7 @@ from aiohttp import WSMsgType, web
 from callaudio.g711 import ulaw_to_pcm16
 from callaudio.wavfile import mulaw_wav_bytes
 from fakertzr.align import AudioLocator
-from fakertzr.appserver import AppServer
+from fakertzr.appserver import AppServer, RelayServer
 from fakertzr.fixture import FIXTURE_RATE, FIXTURE_VERSION
 from fakertzr.record_proxy import RecordedStream, RecordingProxy
 from fakertzr.recording import StreamRecorder, fixture_directory, utterances_from_finals
@@ -193,7 +193,7 @@ def locate_stream(call_pcm: np.ndarray, stream: StreamRecorder) -> float | None:
     return None
 
 
-class TwilioRecordingProxy(AppServer):
+class TwilioRecordingProxy(RelayServer):
     """Listens where Twilio (or the harness's fake Twilio) connects; forwards each stream to ``target``."""
 
     def __init__(self, target: str, out_dir: str | Path, *, name: str = "call", rtzr: RecordingProxy | None = None,
@@ -211,26 +211,15 @@ class TwilioRecordingProxy(AppServer):
         self.written: list[Path] = []
         self.recordings: asyncio.Queue[Path] = asyncio.Queue()  # each fixture as it is written
         self._active: list[TwilioCallRecorder] = []
-        self._session: aiohttp.ClientSession | None = None
         app = web.Application()
         app.router.add_get("/{path:.*}", self._stream)
         super().__init__(app, host, port)
 
-    async def start(self) -> "TwilioRecordingProxy":
-        self._session = aiohttp.ClientSession()
-        await super().start()
-        return self
-
-    async def stop(self) -> None:
-        await super().stop()
-        if self._session is not None:
-            await self._session.close()
-
     async def _stream(self, request: web.Request) -> web.StreamResponse:
-        assert self._session is not None
+        assert self.session is not None
         forwarded = {k: v for k, v in request.headers.items() if k.lower() == "x-twilio-signature"}
         try:
-            handler = await self._session.ws_connect(self.target, headers=forwarded, max_msg_size=0, autoclose=False)
+            handler = await self.session.ws_connect(self.target, headers=forwarded, max_msg_size=0, autoclose=False)
         except (aiohttp.ClientError, OSError) as exc:
             return web.Response(status=502, text=f"harness record: cannot reach the handler at {self.target}: {exc}")
         twilio = web.WebSocketResponse(max_msg_size=0, autoclose=False)

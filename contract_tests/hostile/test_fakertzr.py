@@ -4,14 +4,12 @@ normal stream afterwards (loopback only, bounded in count and time)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import struct
 
 import aiohttp
 import pytest
-import websockets
 
 from callaudio.wavfile import mulaw_wav_bytes
 from contract_tests.rtzr import client
@@ -267,25 +265,6 @@ async def test_a_frame_of_exactly_the_limit_is_taken_and_one_byte_more_is_not(fa
 
 
 # ------------------------------------------------------------ a clean close loses nothing
-async def stream_through_a_close(url: str, token: str, audio: bytes) -> tuple[int, int | None]:
-    """A client (``websockets``, as RTZR's Python sample uses) streaming as fast as the socket takes it, still
-    sending when the fake's Close arrives: (finals received, the close code the server sent)."""
-    finals = 0
-    async with websockets.connect(url, additional_headers={"Authorization": f"Bearer {token}"}) as ws:
-
-        async def send() -> None:
-            with contextlib.suppress(websockets.ConnectionClosed):
-                for i in range(0, len(audio), 640):
-                    await ws.send(audio[i : i + 640])
-
-        sender = asyncio.create_task(send())
-        with contextlib.suppress(websockets.ConnectionClosed):
-            async for message in ws:
-                finals += json.loads(message)["final"]
-        await sender
-    return finals, ws.protocol.close_rcvd.code if ws.protocol.close_rcvd else None
-
-
 async def test_a_clean_close_never_loses_the_final():
     """Item 1 of the hardening issue: with close-after-first-final, a client still streaming lost the final and
     saw no Close (an abortive TCP close). The fake runs in its own thread, as a separate server would: on one
@@ -298,7 +277,7 @@ async def test_a_clean_close_never_loses_the_final():
         async with aiohttp.ClientSession() as session:
             token = await client.token(session, server.base_url, "fakertzr-client", "fakertzr-secret")
         url = client.ws_url(server.ws_url, {"sample_rate": "8000", "encoding": "LINEAR16"})
-        outcomes = [await stream_through_a_close(url, token, audio) for _ in range(scaled(25, nightly=300))]
+        outcomes = [await client.stream_through_a_close(url, token, audio) for _ in range(scaled(25, nightly=300))]
     lost = [o for o in outcomes if o != (1, 1000)]
     assert not lost, f"{len(lost)} of {len(outcomes)} clean closes lost the final or the Close: {lost[:3]}"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
+import websockets
 
 
 @dataclass
@@ -80,3 +82,22 @@ async def stream(ws: aiohttp.ClientWebSocketResponse, audio: bytes, chunk: int =
         await ws.send_str("EOS")
     await asyncio.wait_for(reader, timeout)
     return outcome
+
+
+async def stream_through_a_close(url: str, token: str, audio: bytes) -> tuple[int, int | None]:
+    """A client (``websockets``, as RTZR's Python sample uses) streaming as fast as the socket takes it, still
+    sending when the fake's Close arrives: (finals received, the close code the server sent)."""
+    finals = 0
+    async with websockets.connect(url, additional_headers={"Authorization": f"Bearer {token}"}) as ws:
+
+        async def send() -> None:
+            with contextlib.suppress(websockets.ConnectionClosed):
+                for i in range(0, len(audio), 640):
+                    await ws.send(audio[i : i + 640])
+
+        sender = asyncio.create_task(send())
+        with contextlib.suppress(websockets.ConnectionClosed):
+            async for message in ws:
+                finals += json.loads(message)["final"]
+        await sender
+    return finals, ws.protocol.close_rcvd.code if ws.protocol.close_rcvd else None
