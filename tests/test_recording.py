@@ -13,6 +13,7 @@ import json
 import aiohttp
 import pytest
 
+from callaudio.wavfile import mulaw_wav_bytes
 from contract_tests.rtzr import client
 from fakertzr import FakeRtzrBackend, FakeRtzrConfig, FakeRtzrError, FakeRtzrServer, load_fixture
 from fakertzr.actions import SendResult
@@ -168,3 +169,29 @@ def test_a_recorded_schedule_that_goes_back_in_time_is_refused():
     doc["recognizer"]["recorded"] = [{"call_ms": 500, "final": True, "text": "a", "start_ms": 0, "end_ms": 700}]
     with pytest.raises(FakeRtzrError, match="a result comes after its audio"):
         script_from_dict(doc, seed.audio, "bad")
+
+
+async def test_recorded_lags_are_replayed_scaled_by_time_scale(tmp_path):
+    """Each result waits its recorded lag (times time_scale) after the audio that made it due arrived."""
+    seed = load_fixture(SEED)
+    clock = [0.0]
+    recorder = StreamRecorder(parse_stream_params({"sample_rate": "8000", "encoding": "LINEAR16"}), clock=lambda: clock[0])
+    audio, sent = seed.audio.astype("<i2").tobytes(), 0
+    for action in stream(new_session(seed), seed.audio).actions:
+        if isinstance(action, SendResult):
+            position = int(action.result.audio_ms * 16)
+            recorder.client_audio(audio[sent:position])
+            sent = position
+            clock[0] += 0.25 if action.result.final else 0.05  # the recognizer's lag: finals 250 ms, partials 50 ms
+            recorder.recognizer_message(json.dumps(action.result.payload, ensure_ascii=False))
+    recorder.client_audio(audio[sent:])
+    doc, ulaw = recorder.to_fixture("lagged")
+    (tmp_path / "lagged").mkdir()
+    (tmp_path / "lagged" / "call.json").write_text(json.dumps(doc, ensure_ascii=False))
+    (tmp_path / "lagged" / "caller.wav").write_bytes(mulaw_wav_bytes(ulaw))
+    replay = FakeRtzrBackend(FakeRtzrConfig(time_scale=0.1, fixtures=[str(tmp_path / "lagged")]))
+    async with FakeRtzrServer(replay) as fake:
+        await stream_paced(fake.base_url, fake.ws_url, audio, pace=16.0)
+    messages = replay.journal.connections[0].messages
+    assert {m.delay_ms for m in messages if m.kind == "final"} == {25.0}  # 250 ms recorded, x0.1
+    assert {m.delay_ms for m in messages if m.kind == "partial"} == {5.0}
