@@ -124,12 +124,14 @@ def _config(args: argparse.Namespace) -> FakeRtzrConfig:
     )
 
 
-def record_options(redact: str, name: str, upstream: str, *ports: int) -> tuple[str, ...]:
+def record_options(redact: str, name: str, upstream: str, ports: tuple[int, ...],
+                   extra_kinds: tuple[str, ...] = ()) -> tuple[str, ...]:
     """Check what a recorder is given (``fakertzr record``, ``harness record``); the redaction kinds."""
     kinds = tuple(k.strip() for k in redact.split(",") if k.strip())
-    unknown = [k for k in kinds if k not in REDACTIONS]
+    known = (*REDACTIONS, *extra_kinds)
+    unknown = [k for k in kinds if k not in known]
     if unknown:
-        raise FakeRtzrError(f"--redact: unknown {', '.join(unknown)} (known: {', '.join(REDACTIONS)})")
+        raise FakeRtzrError(f"--redact: unknown {', '.join(unknown)} (known: {', '.join(known)})")
     if not re.fullmatch(r"[a-z0-9][a-z0-9._-]*", name):
         raise FakeRtzrError(f"--name must be lower case letters, digits, . _ - (a fixture name), got {name!r}")
     if not upstream.startswith(("http://", "https://")):
@@ -177,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     try:
         if args.command == "record":
-            kinds = record_options(args.redact, args.name, args.upstream, args.port)
+            kinds = record_options(args.redact, args.name, args.upstream, (args.port,))
             asyncio.run(_record(RecordingProxy(args.upstream, args.out, name=args.name, redact=kinds, mode=args.mode,
                                                host=args.host, port=args.port)))
             return 0

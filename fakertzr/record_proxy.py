@@ -52,7 +52,7 @@ class RecordingProxy(RelayServer):
                  mode: str = "new_episodes", host: str = "127.0.0.1", port: int = 0) -> None:
         self.upstream = upstream.rstrip("/")
         self.out_dir = Path(out_dir) if out_dir is not None else None  # None: keep streams in memory only
-        self.streams: list[RecordedStream] = []
+        self.streams: list[RecordedStream] = []  # kept for a caller to claim (harness record) when not written
         self.auth_failures: list[RecordedAuthFailure] = []
         self.changed = asyncio.Condition()  # notified when a stream opens or ends
         self.name = name
@@ -71,7 +71,7 @@ class RecordingProxy(RelayServer):
         try:
             async with self.session.post(f"{self.upstream}/v1/authenticate", data=dict(form)) as resp:
                 body = await resp.read()
-                if resp.status != 200:
+                if resp.status != 200 and self.out_dir is None:
                     self.auth_failures.append(RecordedAuthFailure(time.monotonic(), resp.status))
                 return web.Response(body=body, status=resp.status, content_type=resp.content_type)
         except aiohttp.ClientError as exc:
@@ -91,8 +91,7 @@ class RecordingProxy(RelayServer):
         except aiohttp.WSServerHandshakeError as exc:
             refused = RecordedStream(time.monotonic(), None, refused=exc.status)
             refused.done.set()
-            self.streams.append(refused)
-            await self._notify()
+            await self._keep(refused)
             return web.json_response({"code": "", "msg": exc.message}, status=exc.status)
         except aiohttp.ClientError as exc:
             return web.json_response({"code": "E500", "msg": f"fakertzr record: upstream unreachable: {exc}"}, status=502)
@@ -101,8 +100,7 @@ class RecordingProxy(RelayServer):
         recorder = StreamRecorder(params) if params is not None else None
         entry = RecordedStream(time.monotonic(), recorder) if recorder is not None else None
         if entry is not None:
-            self.streams.append(entry)
-            await self._notify()
+            await self._keep(entry)
         try:
             client_done = asyncio.Event()  # EOS or a Close from the client: what ends after it is not a fault
             async with asyncio.TaskGroup() as group:
@@ -116,6 +114,11 @@ class RecordingProxy(RelayServer):
                 entry.done.set()
                 await self._notify()
         return client
+
+    async def _keep(self, entry: RecordedStream) -> None:
+        if self.out_dir is None:  # written files need nothing kept; harness record claims these
+            self.streams.append(entry)
+        await self._notify()
 
     async def _notify(self) -> None:
         async with self.changed:

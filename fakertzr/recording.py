@@ -51,8 +51,11 @@ DIGITS = re.compile(r"\d(?:[\s-]?\d)*")
 
 
 def redact(text: str, kinds: tuple[str, ...], counts: dict[str, int]) -> str:
-    """``text`` with every match of the chosen patterns replaced by ``<kind>``; ``counts`` says how many."""
+    """``text`` with every match of the chosen patterns replaced by ``<kind>``; ``counts`` says how many.
+    Kinds that are not about text (harness record's ``dtmf``) are left to their recorder."""
     for kind in kinds:
+        if kind not in REDACTIONS:
+            continue
         text, n = REDACTIONS[kind].subn(f"<{kind}>", text)
         if n:
             counts[kind] = counts.get(kind, 0) + n
@@ -211,7 +214,7 @@ class StreamRecorder:
             "faults": self.faults(connection=0),
             "authoring": {"tool": "fakertzr record", "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                           "stream": {"encoding": self.params.encoding, "sample_rate": self.params.sample_rate},
-                          "redacted": {kind: counts.get(kind, 0) for kind in (*redact_kinds, *counts) if kind in counts or kind in redact_kinds}},
+                          "redacted": {kind: counts.get(kind, 0) for kind in dict.fromkeys((*redact_kinds, *counts))}},
         }
         return doc, pcm16_to_ulaw(pcm)
 

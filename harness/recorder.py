@@ -39,6 +39,7 @@ from .fakes import FakeServices, running_fakes
 log = logging.getLogger("harness.record")
 SILENCE = 0xFF  # mu-law silence, for audio Twilio never sent
 MIN_MATCH = 0.8
+MAX_GAP_BYTES = 60 * 8000  # a frame's timestamp may skip a minute of audio at most (Twilio's never skip)
 STREAM_END_WAIT_S = 15.0
 RECONNECT_GRACE_S = 2.0  # after a call's RTZR streams end, how long a reconnect may take to open
 
@@ -86,6 +87,8 @@ class TwilioCallRecorder:
             elif event == "media":
                 payload = base64.b64decode(msg["media"]["payload"], validate=True)
                 at = int(msg["media"].get("timestamp", len(self.ulaw) // 8)) * 8
+                if not 0 <= at <= len(self.ulaw) + MAX_GAP_BYTES:
+                    raise ValueError(f"timestamp {at // 8} ms is not near the audio so far")
                 if at > len(self.ulaw):
                     self.ulaw += bytes([SILENCE]) * (at - len(self.ulaw))  # frames Twilio never sent
                 self.ulaw[at : at + len(payload)] = payload
@@ -96,7 +99,7 @@ class TwilioCallRecorder:
             elif event == "stop":
                 self._pad_to_now()
                 self.stop_ms = round(self.audio_ms, 1)
-        except (ValueError, KeyError, TypeError, AttributeError, binascii.Error):
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError, binascii.Error):
             self.malformed += 1
 
     def line_ended(self) -> None:
@@ -123,7 +126,7 @@ class TwilioCallRecorder:
                 self.marks += 1
             elif msg["event"] == "clear":
                 self.clears += 1
-        except (ValueError, KeyError, TypeError, binascii.Error):
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError, binascii.Error):
             self.malformed += 1
 
     def to_fixture(self, name: str, streams: list[RecordedStream], *, auth_failures: tuple[int, ...] = (),
@@ -133,6 +136,7 @@ class TwilioCallRecorder:
         call_pcm = ulaw_to_pcm16(bytes(self.ulaw))
         duration_ms = len(self.ulaw) / 8.0
         recorded, placed = [], []
+        redacted = dict.fromkeys(redact_kinds, 0)
         faults: list[dict[str, Any]] = [{"type": "auth_failure", "status": status, "times": 1} for status in auth_failures]
         for index, entry in enumerate(streams):
             if entry.recorder is None:  # its handshake was refused
@@ -146,20 +150,26 @@ class TwilioCallRecorder:
                 continue
             placed.append({"offset_ms": round(offset_ms, 1), "results": stream.results})
             doc, _ = stream.to_fixture(name, redact_kinds=redact_kinds)
-            for entry in doc["recognizer"]["recorded"]:
-                shifted = {**entry, **{k: round(min(duration_ms, entry[k] + offset_ms), 1)
-                                       for k in ("call_ms", "start_ms", "end_ms")}}
-                if "words" in entry:
+            for kind, n in doc["authoring"]["redacted"].items():
+                redacted[kind] = redacted.get(kind, 0) + n
+            for result in doc["recognizer"]["recorded"]:
+                shifted = {**result, **{k: round(min(duration_ms, result[k] + offset_ms), 1)
+                                        for k in ("call_ms", "start_ms", "end_ms")}}
+                if "words" in result:
                     shifted["words"] = [{**w, "start_ms": round(w["start_ms"] + offset_ms, 1),
-                                         "end_ms": round(w["end_ms"] + offset_ms, 1)} for w in entry["words"]]
+                                         "end_ms": round(w["end_ms"] + offset_ms, 1)} for w in result["words"]]
                 recorded.append(shifted)
         recorded.sort(key=lambda r: r["call_ms"])  # streams in call order (a reconnect comes later)
 
         caller: dict[str, Any] = {"hangup_ms": round(duration_ms if self.stop_ms is None else self.stop_ms, 1)}
         if self.vanished:
             caller["vanish"] = True
-        if self.dtmf:
-            caller["dtmf"] = [{"at_ms": at, "digit": d} for at, d in self.dtmf if re.fullmatch(r"[0-9*#]", d)]
+        if self.dtmf:  # a PIN or a card number typed on the keypad is personal data too: --redact dtmf
+            hide = "dtmf" in redact_kinds
+            caller["dtmf"] = [{"at_ms": at, "digit": "0" if hide and d.isdigit() else d}
+                              for at, d in self.dtmf if re.fullmatch(r"[0-9*#]", d)]
+            if hide:
+                redacted["dtmf"] = sum(d.isdigit() for _, d in self.dtmf)
         doc = {
             "version": FIXTURE_VERSION,
             "name": name,
@@ -170,7 +180,7 @@ class TwilioCallRecorder:
             "faults": faults,
             "caller": caller,
             "authoring": {"tool": "harness record", "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                          "caller": mask_number(self.caller) if mask_caller else self.caller,
+                          "caller": mask_number(self.caller) if mask_caller else self.caller, "redacted": redacted,
                           "rtzr_streams": placed,
                           "handler_did": {"bot_audio_ms": round(self.bot_audio_bytes / 8.0), "marks": self.marks,
                                           "clears": self.clears}},

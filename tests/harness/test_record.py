@@ -6,6 +6,7 @@ at real time and at x4."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import sys
 from pathlib import Path
@@ -19,7 +20,7 @@ from fakertzr.appserver import AppServer
 from fakertzr.recording import fixture_directory
 from harness.fakes import running_fakes
 from harness.fixture import load_call
-from harness.recorder import aicall_between_recorders, mask_number
+from harness.recorder import TwilioCallRecorder, aicall_between_recorders, mask_number
 from harness.targets import free_port
 from harness.runner import ErrorLog, replay
 
@@ -103,3 +104,26 @@ async def test_harness_record_from_the_command_line(tmp_path):
             store.close()
     assert line.startswith(f"recorded {tmp_path / 'rec' / 'seed'}:") and "3 final(s)" in line, line
     assert [u.text for u in load_call(tmp_path / "rec" / "seed").script.utterances] == load_call(SEED).expect["finals"]
+
+
+def test_the_twilio_side_recorder_holds_hostile_frames_and_redacts_keypad_digits():
+    clock = [0.0]
+    call = TwilioCallRecorder(clock=lambda: clock[0])
+    frame = base64.b64encode(b"\x7f" * 160).decode()
+    call.from_twilio(json.dumps({"event": "start", "start": {"customParameters": {"caller": "+821012345678"}}}))
+    for k in range(50):
+        clock[0] = k * 0.02
+        call.from_twilio(json.dumps({"event": "media", "media": {"timestamp": str(k * 20), "payload": frame}}))
+    for hostile in ({"event": "media", "media": {"timestamp": "99999999999", "payload": frame}},
+                    {"event": "media", "media": {"timestamp": "-40", "payload": frame}},
+                    {"event": "media", "media": {"payload": "!!"}}, {"event": "dtmf"}, "[" * 5000):
+        call.from_twilio(hostile if isinstance(hostile, str) else json.dumps(hostile))
+    call.from_twilio(json.dumps({"event": "dtmf", "dtmf": {"digit": "7"}}))
+    call.from_twilio(json.dumps({"event": "dtmf", "dtmf": {"digit": "#"}}))
+    clock[0] = 1.0 + 0.5  # the caller listened half a second before hanging up
+    call.from_twilio(json.dumps({"event": "stop", "stop": {}}))
+    assert call.malformed == 5 and len(call.ulaw) == 50 * 160 + 25 * 160, "hostile frames change nothing; the listening is silence"
+    doc, _ = call.to_fixture("x", [], redact_kinds=("dtmf",))
+    assert doc["caller"]["dtmf"] == [{"at_ms": 1000.0, "digit": "0"}, {"at_ms": 1000.0, "digit": "#"}]
+    assert doc["authoring"]["redacted"] == {"dtmf": 1}
+    assert doc["caller"]["hangup_ms"] == doc["audio"]["duration_ms"] == 1500 and "vanish" not in doc["caller"]
