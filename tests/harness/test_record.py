@@ -42,7 +42,10 @@ async def test_a_call_recorded_through_both_proxies_replays_the_same(tmp_path, p
         assert original.ok, original.failures()
         written = await asyncio.wait_for(proxy.recordings.get(), 30)  # once aicall is done with RTZR too
         original_finals = fakes.rtzr.journal.finals()
-        doc = json.loads((written / "call.json").read_text())
+        text = (written / "call.json").read_text()
+        assert original.call_sid not in text and "MZ" + original.call_sid[2:] not in text and "ACharness" not in text
+        assert "sk-harness" not in text and "eyJ" not in text, "no key, no token"
+        doc = json.loads(text)
         assert set(doc["caller"]) == {"hangup_ms"} and doc["caller"]["hangup_ms"] == doc["audio"]["duration_ms"]
         assert doc["audio"]["duration_ms"] > seed.script.duration_ms, "the caller's listening to the end, as silence"
         assert doc["authoring"]["caller"] == "+8210****0000"
