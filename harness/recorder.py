@@ -70,6 +70,7 @@ class TwilioCallRecorder:
     clears: int = 0
     malformed: int = 0
     vanished: bool = False
+    handler_ended: bool = False  # the handler closed the stream first (it refused or ended the call)
     _first_media: tuple[float, float] | None = None  # (wall, audio ms)
     _last_media: tuple[float, float] | None = None
 
@@ -103,10 +104,16 @@ class TwilioCallRecorder:
             self.malformed += 1
 
     def line_ended(self) -> None:
-        """The socket closed; with no ``stop`` before it, the line vanished."""
-        if self.stop_ms is None and not self.vanished:
+        """Twilio's side of the socket closed; with no ``stop`` before it (and the handler still there), the
+        line vanished."""
+        if self.stop_ms is None and not self.vanished and not self.handler_ended:
             self._pad_to_now()
             self.vanished = True
+
+    def handler_closed(self) -> None:
+        """The handler's side closed; before any ``stop`` or drop, it was the handler that ended the call."""
+        if self.stop_ms is None and not self.vanished:
+            self.handler_ended = True
 
     def _pad_to_now(self) -> None:
         if self._first_media is None or self._last_media is None:
@@ -161,7 +168,9 @@ class TwilioCallRecorder:
                 recorded.append(shifted)
         recorded.sort(key=lambda r: r["call_ms"])  # streams in call order (a reconnect comes later)
 
-        caller: dict[str, Any] = {"hangup_ms": round(duration_ms if self.stop_ms is None else self.stop_ms, 1)}
+        caller: dict[str, Any] = {}  # a call the handler ended: the caller stays on the line until it does
+        if not self.handler_ended:
+            caller["hangup_ms"] = round(duration_ms if self.stop_ms is None else self.stop_ms, 1)
         if self.vanished:
             caller["vanish"] = True
         if self.dtmf:  # a PIN or a card number typed on the keypad is personal data too: --redact dtmf
@@ -247,7 +256,7 @@ class TwilioRecordingProxy(RelayServer):
                      call: TwilioCallRecorder) -> None:
         async with asyncio.TaskGroup() as group:
             group.create_task(self._pipe(twilio, handler, call.from_twilio, call.line_ended))
-            group.create_task(self._pipe(handler, twilio, call.from_handler))
+            group.create_task(self._pipe(handler, twilio, call.from_handler, call.handler_closed))
         if call.ulaw:
             await self._handler_done_with_rtzr(call)
             mine = [s for s in self.rtzr_streams if s.opened >= call.started - 1.0]  # opened during this call

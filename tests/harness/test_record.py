@@ -130,3 +130,19 @@ def test_the_twilio_side_recorder_holds_hostile_frames_and_redacts_keypad_digits
     assert doc["caller"]["dtmf"] == [{"at_ms": 1000.0, "digit": "0"}, {"at_ms": 1000.0, "digit": "#"}]
     assert doc["authoring"]["redacted"] == {"dtmf": 1}
     assert doc["caller"]["hangup_ms"] == doc["audio"]["duration_ms"] == 1500 and "vanish" not in doc["caller"]
+
+
+def test_a_call_the_handler_ended_keeps_the_caller_on_the_line():
+    """A handler that refuses the call closes first: the recording must not say the caller hung up or dropped
+    (a replay would then take the line away before the handler could refuse)."""
+    call = TwilioCallRecorder()
+    call.from_twilio(json.dumps({"event": "media", "media": {"timestamp": "0", "payload": base64.b64encode(b"\x7f" * 320).decode()}}))
+    call.handler_closed()
+    call.line_ended()
+    doc, _ = call.to_fixture("refused", [])
+    assert doc["caller"] == {} and not call.vanished
+    dropped = TwilioCallRecorder()
+    dropped.from_twilio(json.dumps({"event": "media", "media": {"timestamp": "0", "payload": base64.b64encode(b"\x7f" * 320).decode()}}))
+    dropped.line_ended()
+    dropped.handler_closed()
+    assert dropped.to_fixture("dropped", [])[0]["caller"] == {"hangup_ms": 40.0, "vanish": True}
