@@ -14,7 +14,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import aiohttp
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -176,10 +176,3 @@ class RecordingProxy(RelayServer):
                  doc["audio"]["duration_ms"])
         return directory
 
-
-def recorded_summary(directory: Path) -> dict[str, Any]:
-    """What a written recording holds, for the CLI's one line per stream."""
-    doc = json.loads((directory / "call.json").read_text(encoding="utf-8"))
-    recorded = doc["recognizer"]["recorded"]
-    return {"fixture": str(directory), "audio_ms": doc["audio"]["duration_ms"],
-            "finals": sum(r["final"] for r in recorded), "partials": sum(not r["final"] for r in recorded)}
