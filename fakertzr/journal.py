@@ -6,6 +6,7 @@ received, each message sent with its audio position and wall times, faults fired
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections import Counter, deque
@@ -135,7 +136,7 @@ class Journal:
         self.total += 1
         excess = len(self.connections) - self.limit
         if excess > 0:
-            closed = [i for i, c in enumerate(self.connections) if c.closed][:excess]
+            closed = list(itertools.islice((i for i, c in enumerate(self.connections) if c.closed), excess))
             for i in reversed(closed):
                 gone = self.connections.pop(i)
                 self.dropped_ended[(gone.ended or {}).get("how") or ("refused" if not gone.accepted else "unknown")] += 1

@@ -90,7 +90,7 @@ class StreamRecorder:
     def upstream_ended(self, how: str, code: int | None = None) -> None:
         """The recognizer ended the stream before the client was done (``close`` with a code, or ``drop``)."""
         if self.ended_by_upstream is None:
-            self.ended_by_upstream = {"type": how, "at_ms": round(self._ms(len(self._audio)), 1),
+            self.ended_by_upstream = {"type": how, "at_ms": round(self._ms(len(self._audio), self._header_bytes()), 1),
                                       **({"code": code} if how == "close" and code is not None else {})}
 
     def client_audio(self, data: bytes) -> None:
@@ -129,7 +129,7 @@ class StreamRecorder:
         if self.ended_by_upstream:
             return [{**self.ended_by_upstream, "connection": connection}]
         if self.abandoned:
-            last = self._ms(self._heard[-1].audio_bytes) + 1.0 if self._heard else 0.0
+            last = self._ms(self._heard[-1].audio_bytes, self._header_bytes()) + 1.0 if self._heard else 0.0
             return [{"type": "stall", "at_ms": round(last, 1), "connection": connection}]
         return []
 
@@ -139,9 +139,9 @@ class StreamRecorder:
             return 0
         return riff_data_offset(bytes(self._audio[:4096])) or 0
 
-    def pcm8k(self) -> np.ndarray:
+    def pcm8k(self, header: int | None = None) -> np.ndarray:
         """The audio received so far, as 8 kHz PCM (a WAV header skipped, resampled if need be)."""
-        data = bytes(self._audio[self._header_bytes():])
+        data = bytes(self._audio[self._header_bytes() if header is None else header :])
         if self.params.encoding == "MULAW":
             pcm = ulaw_to_pcm16(data)
         elif self.params.encoding == "ALAW":
@@ -153,8 +153,9 @@ class StreamRecorder:
             pcm = np.clip(np.round(resampled), -32768, 32767).astype(np.int16)
         return pcm
 
-    def _ms(self, audio_bytes: int) -> float:
-        samples = max(0, audio_bytes - self._header_bytes()) / self.params.bytes_per_sample
+    def _ms(self, audio_bytes: int, header: int) -> float:
+        """Audio position (ms) after ``audio_bytes`` received, of which ``header`` were a WAV header."""
+        samples = max(0, audio_bytes - header) / self.params.bytes_per_sample
         return samples * 1000.0 / self.params.sample_rate
 
     def _redacted_utterances(self, kinds: tuple[str, ...]) -> set[Any]:
@@ -169,7 +170,8 @@ class StreamRecorder:
 
     def to_fixture(self, name: str, *, redact_kinds: tuple[str, ...] = (), upstream: str = "") -> tuple[dict[str, Any], bytes]:
         """(``call.json`` document, caller audio as 8 kHz mu-law)."""
-        pcm = self.pcm8k()
+        header = self._header_bytes()  # once: every position below is counted after it
+        pcm = self.pcm8k(header)
         duration_ms = len(pcm) * 1000.0 / FIXTURE_RATE
         counts: dict[str, int] = {}
         recorded, utterances = [], []
@@ -179,7 +181,7 @@ class StreamRecorder:
             best = message["alternatives"][0] if isinstance(message["alternatives"][0], dict) else {}
             final = bool(message.get("final"))
             hidden = str(message.get("seq")) in redacted_seqs
-            at = min(duration_ms, round(self._ms(heard.audio_bytes), 1))
+            at = min(duration_ms, round(self._ms(heard.audio_bytes, header), 1))
             start = min(at, max(0.0, float(_number(message.get("start_at")))))
             end = min(at, start + float(_number(message.get("duration")))) if final else at
             text = redact(str(best.get("text", "")), redact_kinds, counts)
