@@ -78,7 +78,7 @@ def parse_positive(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="harness", description="Replay recorded calls against a Twilio Media Streams handler.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="{run,fakes,make-fixture,record}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="{run,load,fakes,make-fixture,record}")
     run = sub.add_parser("run", help="replay fixtures against a handler (default: aicall in-process)",
                          description="Replay fixtures against a handler: aicall in-process (default), a command the "
                          "harness launches (--cmd), or a handler already running (--target).")
@@ -89,25 +89,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-k", dest="name", help="only fixtures whose name contains this")
     run.add_argument("--twilio-auth-token", metavar="TOKEN", help="sign the stream handshake with X-Twilio-Signature "
                      "(for handlers that check it; the signed URL is the stream URL)")
-    target = run.add_mutually_exclusive_group()
-    target.add_argument("--cmd", metavar="COMMAND", help="launch the handler: {port} {rtzr_url} {llm_url} {tts_url} are "
-                        "filled in; PORT, RTZR_API_BASE, RTZR_CLIENT_ID, RTZR_CLIENT_SECRET, OPENAI_BASE_URL, "
-                        "OPENAI_API_KEY and TTS_BASE_URL are set. Its output is saved as handler.log with the report")
-    target.add_argument("--target", metavar="WS_URL", help="a handler already running, pointed at the fakes "
-                        "(the harness prints the export lines for them; see --fake-ports)")
-    stream = run.add_mutually_exclusive_group()
-    stream.add_argument("--path", help=f"with --cmd: the stream's path on 127.0.0.1:{{port}} (default {'/twilio/media'}; "
-                        "pipecat's runner serves /ws)")
-    stream.add_argument("--url", metavar="WS_URL_TEMPLATE", help="with --cmd: the stream URL, {port} filled in "
-                        "(e.g. ws://127.0.0.1:{port}/media-stream)")
-    run.add_argument("--ready-timeout", type=parse_positive, default=READY_TIMEOUT_S, metavar="S",
-                     help=f"how long the handler may take to listen (default {READY_TIMEOUT_S:g} s)")
+    _add_target_options(run)
     run.add_argument("--fresh-handler", action="store_true", help="with --cmd: one handler process per fixture, so "
                      "no log line can be charged to the wrong call")
     run.add_argument("--handler-log", type=Path, metavar="FILE", help="with --target: the handler's log file, read "
                      "for no_errors (without it no_errors is skipped)")
     run.add_argument("--fake-ports", type=parse_ports, default=(0, 0, 0), metavar="R,L,T",
                      help="with --target: the fakes' ports RTZR,LLM,TTS (default: free ports, printed as export lines)")
+    _add_load_parser(sub)
     fakes = sub.add_parser("fakes", help="run the fakes (RTZR, LLM, TTS) for developing a handler offline",
                            description="Run fakertzr, the fake LLM and the fake TTS until Ctrl-C, and print the "
                            "environment a handler needs to use them.")
@@ -151,6 +140,75 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_callers(text: str) -> tuple[int, ...]:
+    """``10,20,50``: callers per step."""
+    try:
+        steps = tuple(int(p) for p in text.split(","))
+    except ValueError:
+        steps = ()
+    if not steps or any(n < 1 for n in steps):
+        raise argparse.ArgumentTypeError(f"must be caller counts above 0, e.g. 10 or 10,20,50; got {text!r}")
+    return steps
+
+
+def parse_share(text: str) -> float:
+    try:
+        value = float(text.rstrip("%")) / (100 if text.endswith("%") else 1)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be a share above 0 and at most 1 (or a percentage: 99%), got {text!r}")
+    return value
+
+
+def _add_target_options(parser: argparse.ArgumentParser) -> None:
+    target = parser.add_mutually_exclusive_group()
+    target.add_argument("--cmd", metavar="COMMAND", help="launch the handler: {port} {rtzr_url} {llm_url} {tts_url} are "
+                        "filled in; PORT, RTZR_API_BASE, RTZR_CLIENT_ID, RTZR_CLIENT_SECRET, OPENAI_BASE_URL, "
+                        "OPENAI_API_KEY and TTS_BASE_URL are set. Its output is saved as handler.log with the report")
+    target.add_argument("--target", metavar="WS_URL", help="a handler already running, pointed at the fakes "
+                        "(the harness prints the export lines for them; see --fake-ports)")
+    stream = parser.add_mutually_exclusive_group()
+    stream.add_argument("--path", help=f"with --cmd: the stream's path on 127.0.0.1:{{port}} (default {'/twilio/media'}; "
+                        "pipecat's runner serves /ws)")
+    stream.add_argument("--url", metavar="WS_URL_TEMPLATE", help="with --cmd: the stream URL, {port} filled in "
+                        "(e.g. ws://127.0.0.1:{port}/media-stream)")
+    parser.add_argument("--ready-timeout", type=parse_positive, default=READY_TIMEOUT_S, metavar="S",
+                        help=f"how long the handler may take to listen (default {READY_TIMEOUT_S:g} s)")
+
+
+def _add_load_parser(sub) -> None:
+    load = sub.add_parser("load", help="many concurrent callers against a handler: its capacity",
+                          description="Play many concurrent real-time callers against a handler (aicall in-process by "
+                          "default, --cmd, --target) and measure, per step of concurrency, the turns answered and their "
+                          "latency; --find-capacity steps up to the knee.")
+    load.add_argument("--fixture", action="append", metavar="NAME|DIR", help="a clean call to play (repeatable; "
+                      "default: the bundled seed-three-turns); each caller plays them in turn, call after call")
+    steps = load.add_mutually_exclusive_group()
+    steps.add_argument("--callers", type=parse_callers, default=(10,), metavar="N[,N...]",
+                       help="concurrent callers, one step per number (default 10)")
+    steps.add_argument("--find-capacity", action="store_true", help="measure one caller alone (the baseline), then "
+                       "double from --start while steps hold, then bisect to the knee")
+    load.add_argument("--max-p95", type=parse_positive, metavar="MS", help="a step holds while its p95 turn latency "
+                      "stays at or under this (default with --find-capacity: 1000; the recognizer's 0.5 s end-point "
+                      "detection is part of every turn)")
+    load.add_argument("--min-answered", type=parse_share, default=0.99, metavar="SHARE",
+                      help="... and at least this share of turns is answered and of calls does not fail (default 0.99)")
+    load.add_argument("--start", type=int, default=10, help="with --find-capacity: the first step (default 10)")
+    load.add_argument("--max-callers", type=int, default=2000, help="with --find-capacity: never more (default 2000)")
+    load.add_argument("--hold", type=parse_positive, default=30.0, metavar="S",
+                      help="each step is measured this long once its callers joined (default 30)")
+    joins = load.add_mutually_exclusive_group()
+    joins.add_argument("--ramp", type=float, default=5.0, metavar="S", help="a step's new callers join over this "
+                       "(default 5)")
+    joins.add_argument("--arrival-rate", type=parse_positive, metavar="PER_S", help="new callers join at this rate")
+    load.add_argument("--report-dir", type=Path, default=Path("harness-report"),
+                      help="load.json and load.html go here (default harness-report/)")
+    _add_target_options(load)
+    load.add_argument("--fake-ports", type=parse_ports, default=(0, 0, 0), metavar="R,L,T",
+                      help="with --target: the fakes' ports RTZR,LLM,TTS (default: free ports, printed as export lines)")
+
+
 def _make_fixture(args: argparse.Namespace) -> int:
     from .authoring import build, from_audio
 
@@ -181,7 +239,7 @@ def _pace_name(pace: float | None) -> str:
 
 def _check_target_options(args: argparse.Namespace) -> None:
     for option, needs in (("path", "cmd"), ("url", "cmd"), ("fresh_handler", "cmd"), ("handler_log", "target")):
-        if getattr(args, option) and not getattr(args, needs):
+        if getattr(args, option, None) and not getattr(args, needs):
             raise HarnessError(f"--{option.replace('_', '-')} goes with --{needs}")
     if args.fake_ports != (0, 0, 0) and not args.target:
         raise HarnessError("--fake-ports goes with --target (with --cmd the harness picks free ports)")
@@ -219,6 +277,84 @@ async def _run(args: argparse.Namespace, fixtures: list) -> list[FixtureRun]:
                                     headers_for=headers_for)
     return await run_target(target, fixtures, pace=args.pace, progress=progress, fake_ports=args.fake_ports,
                             headers_for=headers_for, on_fakes=lambda f: _print_fakes(f, paste=bool(args.target)))
+
+
+class ProgressLine:
+    """The load run's live line: rewritten in place on a terminal, one line every 10 s otherwise; a
+    message ending in a newline stays."""
+
+    def __init__(self, out=sys.stdout) -> None:
+        self.out, self.tty = out, out.isatty()
+        self._last = 0.0
+        self._width = 0
+
+    def __call__(self, message: str) -> None:
+        import time
+
+        if message.endswith("\n"):
+            self._clear()
+            self.out.write(message)
+        elif self.tty:
+            self._clear()
+            self.out.write(message[:160])
+            self._width = len(message[:160])
+        elif time.monotonic() - self._last >= 10.0:
+            self._last = time.monotonic()
+            self.out.write(message + "\n")
+        self.out.flush()
+
+    def _clear(self) -> None:
+        if self.tty and self._width:
+            self.out.write("\r" + " " * self._width + "\r")
+            self._width = 0
+
+
+def _load(args: argparse.Namespace) -> int:
+    from .fixture import resolve_fixture
+    from .load import InProcessTurnLog, LoadPlan, LoadRunner, check_loadable
+    from .load_report import console_table, write_html as write_load_html, write_json as write_load_json
+    from .load_stats import Criteria
+
+    _check_target_options(args)
+    if (args.max_p95 or args.min_answered != 0.99) and not args.find_capacity and args.max_p95 is None:
+        raise HarnessError("--min-answered goes with --max-p95 or --find-capacity")
+    if args.start < 1 or args.max_callers < args.start:
+        raise HarnessError("--start must be at least 1 and at most --max-callers")
+    fixtures = [load_call(resolve_fixture(f)) for f in (args.fixture or ["seed-three-turns"])]
+    for fixture in fixtures:
+        check_loadable(fixture)
+    max_p95 = args.max_p95 or (1000.0 if args.find_capacity else None)
+    plan = LoadPlan(steps=args.callers, hold_s=args.hold, ramp_s=args.ramp, arrival_rate=args.arrival_rate,
+                    criteria=Criteria(max_p95, args.min_answered) if max_p95 else None, search=args.find_capacity,
+                    start=args.start, limit=args.max_callers)
+    against = args.target or (f"`{args.cmd}`" if args.cmd else "aicall (in-process)")
+    print(f"load: {'capacity search' if plan.search else 'callers ' + ','.join(map(str, plan.steps))} against {against}, "
+          f"playing {', '.join(f.name for f in fixtures)}; each step held {plan.hold_s:g} s", flush=True)
+    progress = ProgressLine()
+
+    async def go():
+        if args.cmd:
+            target = CommandTarget(args.cmd, url=args.url, path=args.path, ready_timeout=args.ready_timeout,
+                                   log_path=args.report_dir / "handler.log")
+            return await LoadRunner(target, fixtures, plan, progress=progress).run(against)
+        if args.target:
+            target = UrlTarget(args.target, ready_timeout=args.ready_timeout)
+            runner = LoadRunner(target, fixtures, plan, progress=progress, fake_ports=args.fake_ports,
+                                on_fakes=lambda f: _print_fakes(f, paste=True))
+            return await runner.run(against)
+        with InProcessTurnLog() as turn_log:
+            return await LoadRunner(AicallTarget(turn_log), fixtures, plan, progress=progress,
+                                    handler_log=turn_log.reader).run(against)
+
+    result = asyncio.run(go())
+    print()
+    console_table(result, sys.stdout)
+    write_load_json(result, args.report_dir / "load.json")
+    write_load_html(result, args.report_dir / "load.html")
+    print(f"\nreports: {args.report_dir / 'load.html'}, load.json" + (", handler.log" if args.cmd else ""))
+    if plan.criteria is None:
+        return 0
+    return 0 if result.knee["held"] is not None else 1
 
 
 async def _serve_fakes(args: argparse.Namespace) -> int:
@@ -276,6 +412,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return asyncio.run(_record(args, kinds))
             except KeyboardInterrupt:
                 return 0
+        if args.command == "load":
+            try:
+                return _load(args)
+            except KeyboardInterrupt:
+                print("\nharness load: interrupted", file=sys.stderr)
+                return 130
         _check_target_options(args)
         args.fixtures = args.fixtures or default_fixtures_dir()
         directories = discover(args.fixtures, args.name)

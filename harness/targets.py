@@ -46,6 +46,7 @@ class Handler:
     alive: Callable[[], str | None] = lambda: None  # why it is gone, once it is
     exited: Callable[[float], Awaitable[str | None]] | None = None  # waits (bounded) for it to be gone
     own_log: bool = False  # the log is this handler's alone (a process started for it), not shared
+    pid: int | None = None  # whose CPU is the handler's: its process group, or this process when in-process
     markers: list[tuple[float, str]] = field(default_factory=list)  # for the saved log
 
 
@@ -125,7 +126,7 @@ class AicallTarget:
 
                     yield Handler(f"{app.ws_url}{DEFAULT_MEDIA_PATH}", log=self.log.reader,
                                   released=lambda timeout: wait_for_calls_to_end(app.app, timeout),
-                                  stored_lines=caller_lines)
+                                  stored_lines=caller_lines, pid=os.getpid())
             finally:
                 store.close()
 
@@ -210,7 +211,7 @@ class CommandTarget:
                 pass
             return gone()
 
-        handler.alive, handler.exited = gone, exited
+        handler.alive, handler.exited, handler.pid = gone, exited, proc.pid  # its own process group
         try:
             host = urlsplit(handler.url).hostname or "127.0.0.1"
             try:

@@ -85,6 +85,11 @@ class TwilioPlayer:
         self._answer = asyncio.Event()
         self._echo_tasks: set[asyncio.Task[None]] = set()
         self._activity = asyncio.Event()
+        self._leaving = False
+
+    def hang_up_now(self) -> None:
+        """End the call early, as a caller who hangs up: no more audio, then ``stop`` (a load run's end)."""
+        self._leaving = True
 
     async def connect(self) -> aiohttp.ClientWebSocketResponse:
         """Open the stream as Twilio does; every failure names the URL tried."""
@@ -106,7 +111,7 @@ class TwilioPlayer:
         try:
             await self._play()
             caller = self.fixture.caller
-            if caller.hangup_ms is None and not caller.hangup_after_turns:
+            if caller.hangup_ms is None and not caller.hangup_after_turns and not self._leaving:
                 await self._listen_to_the_end()
             await self._hang_up()
             self.record.closed_by_handler = self.record.stop_at is None
@@ -144,7 +149,7 @@ class TwilioPlayer:
         dtmf = {int(at / FRAME_MS): digit for at, digit in caller.dtmf}
         t0 = time.monotonic()
         for k in range(hangup_frame):
-            if self.ws.closed or self.record.closed_at is not None:
+            if self.ws.closed or self.record.closed_at is not None or self._leaving:
                 return
             if self.pace:
                 delay = t0 + k * FRAME_MS / 1000 / self.pace - time.monotonic()

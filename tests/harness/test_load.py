@@ -1,0 +1,114 @@
+"""``harness load`` end to end: callers against aicall (in-process and launched), and against handlers
+that do not answer or refuse the stream, so every figure it reports is shown able to go wrong."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from contextlib import asynccontextmanager
+
+from aiohttp import web
+
+from fakertzr.appserver import AppServer
+from harness.fixture import load_call
+from harness.load import InProcessTurnLog, LoadPlan, LoadRunner, check_loadable
+from harness.load_stats import Criteria
+from harness.targets import AicallTarget, Handler
+
+import pytest
+
+from harness.errors import HarnessError
+
+SEED = load_call("fixtures/calls/seed-three-turns")  # the first utterance ends 3.1 s into the call
+QUICK = dict(hold_s=4.0, ramp_s=0.0)  # a window that holds every caller's first turn
+
+
+async def test_callers_against_aicall_in_process_are_answered_and_measured():
+    with InProcessTurnLog() as log:
+        runner = LoadRunner(AicallTarget(log), [SEED], LoadPlan(steps=(3,), criteria=Criteria(2000), **QUICK),
+                            handler_log=log.reader)
+        result = await runner.run("aicall")
+    [step] = result.steps
+    assert step.callers == 3 and step.turns == 3 and step.answered == 3, step
+    assert step.latency_ms["p50"] is not None and step.calls_failed == 0 and step.held
+    assert len(runner._calls) == 3 and len({c.started for c in runner._calls}) == 3
+    assert step.handler_ms and step.handler_errors == 0  # aicall's own per-turn line, read from its log
+    assert step.handler_cpu_percent is not None and result.cpu_seen.startswith("the harness process")
+    assert not runner._active  # every caller hung up when the run ended
+
+
+class Unanswering:
+    """A Media Streams handler that takes the call and never says a word (or refuses it: ``refuse``)."""
+
+    fresh_per_fixture = False
+    can_drop_credentials = False
+
+    def __init__(self, refuse: bool = False) -> None:
+        self.refuse = refuse
+
+    @asynccontextmanager
+    async def start(self, fakes, *, without=()):
+        async def media(request: web.Request) -> web.StreamResponse:
+            if self.refuse:
+                raise web.HTTPServiceUnavailable()
+            ws = web.WebSocketResponse()
+            await ws.prepare(request)
+            async for _ in ws:
+                pass
+            return ws
+
+        app = web.Application()
+        app.router.add_get("/media", media)
+        async with AppServer(app) as server:
+            yield Handler(f"{server.ws_url}/media")
+
+
+async def test_a_handler_that_never_answers_breaks_the_step_and_has_no_capacity():
+    plan = LoadPlan(steps=(2,), criteria=Criteria(2000), **QUICK)
+    result = await LoadRunner(Unanswering(), [SEED], plan).run("silent")
+    [step] = result.steps
+    assert (step.turns, step.answered, step.held) == (2, 0, False)
+    assert "0/2 turns answered" in step.why_not and result.knee["held"] is None
+
+
+async def test_refused_calls_are_counted_with_the_reason():
+    plan = LoadPlan(steps=(2,), criteria=Criteria(2000), hold_s=1.0, ramp_s=0.0)
+    result = await LoadRunner(Unanswering(refuse=True), [SEED], plan).run("refusing")
+    [step] = result.steps
+    assert step.calls_failed == step.calls_started >= 2 and not step.held
+    assert "refused the stream handshake: HTTP 503" in step.failures[0]
+
+
+def test_fault_scenarios_are_not_load():
+    with pytest.raises(HarnessError, match="scripts recognizer faults: load plays clean calls"):
+        check_loadable(load_call("fixtures/calls/failure2-recognizer-closes-1000"))
+    with pytest.raises(HarnessError, match="hangs up early"):
+        check_loadable(load_call("fixtures/calls/failure3-hangup-while-llm-generates"))
+
+
+def test_cli_against_a_launched_aicall_writes_json_and_a_plot(tmp_path):
+    cmd = f"AICALL_DB={tmp_path / 'c.db'} {sys.executable} -m aicall.cli serve --port {{port}}"
+    out = subprocess.run([sys.executable, "-m", "harness.cli", "load", "--cmd", cmd, "--callers", "2", "--hold", "4",
+                          "--ramp", "0", "--max-p95", "3000", "--report-dir", str(tmp_path)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    report = json.loads((tmp_path / "load.json").read_text())
+    [step] = report["steps"]
+    assert step["answered"] == step["turns"] == 2 and step["held"] and report["knee"]["held"] == 2
+    assert step["handler_cpu_percent"] is not None and report["cpu_seen"] == "the handler's process group"
+    assert step["handler_ms"]["p99"] is not None  # parsed from the launched aicall's output
+    page = (tmp_path / "load.html").read_text()
+    assert page.count("<svg") == 2 and "2 callers" in page and "held at 2 callers" in page
+    assert "callers  calls  failed  answered" in out.stdout
+
+
+def test_cli_refuses_a_fault_fixture_and_stray_options(tmp_path):
+    def load(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "harness.cli", "load", *args], capture_output=True, text=True,
+                              timeout=60)
+
+    bad = load("--fixture", "failure2-recognizer-closes-1000")
+    assert bad.returncode == 2 and "load plays clean calls" in bad.stderr
+    assert "--min-answered goes with" in load("--min-answered", "0.9").stderr
+    assert "must be caller counts above 0" in load("--callers", "0").stderr
