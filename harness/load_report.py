@@ -112,9 +112,9 @@ def _chart(title: str, steps: list[StepResult], series: dict[str, list[float | N
         parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{path}"/>')
         parts.extend(f'<circle cx="{px(x):.1f}" cy="{py(v):.1f}" r="3" fill="{colour}"><title>{x} callers: '
                      f'{v:g}{unit}</title></circle>' for x, v in points)
-    legend_x = left + 10
+    legend_x = w - right - sum(12 + 8 * len(name) for name in series)
     for (name, _), colour in zip(series.items(), colours):
-        parts.append(f'<text x="{legend_x}" y="{top + 12}" fill="{colour}" font-size="12">{html.escape(name)}</text>')
+        parts.append(f'<text x="{legend_x}" y="18" fill="{colour}" font-size="12">{html.escape(name)}</text>')
         legend_x += 12 + 8 * len(name)
     parts.append("</svg>")
     return "".join(parts)
