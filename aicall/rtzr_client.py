@@ -22,7 +22,7 @@ import numpy as np
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from callaudio.g711 import ulaw_to_pcm16
+from callaudio.g711 import ULAW_TO_PCM16
 
 from .errors import RtzrAuthError, RtzrUnavailable
 
@@ -36,6 +36,7 @@ STALL_MIN_SPEECH_MS = 100  # caller speech (a short "네" is ~200 ms) sent since
 STALL_WAIT_S = 2.5  # ... and nothing back this long after the first of it: stalled (RTZR answers speech within ~1 s)
 STALL_CHECK_S = 0.25  # how often a quiet sender looks for a stall
 SPEECH_POWER = (32768 * 10 ** (-40 / 20)) ** 2  # -40 dBFS: a frame loud enough to be speech
+ULAW_POWER = ULAW_TO_PCM16.astype(np.float64) ** 2  # each mu-law byte's power: the speech check is one lookup
 BACKOFF_S = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0)
 TOKEN_UNAVAILABLE_GIVE_UP_S = 15.0  # no token for this long (token endpoint down): give up on the call
 CREDENTIALS_REFUSED = (400, 401, 403)  # the token endpoint says no to these credentials: retrying cannot help
@@ -245,24 +246,37 @@ class RecognizerStream:
         await ws.close()  # reconnect and resend what was not transcribed
 
     async def _send_loop(self, ws: websockets.ClientConnection, sent: deque[tuple[int, float]]) -> None:
+        """Send audio as it comes. The loop sleeps on ``_new_audio`` alone (no timeout per frame): a tick
+        every ``STALL_CHECK_S`` wakes it to look for a stall and to keep a quiet connection alive."""
+        loop = asyncio.get_running_loop()
+        ticker: asyncio.TimerHandle | None = None
+
+        def tick() -> None:
+            nonlocal ticker
+            self._new_audio.set()
+            ticker = loop.call_later(STALL_CHECK_S, tick)
+
+        ticker = loop.call_later(STALL_CHECK_S, tick)
         position = self._base  # resend everything since the last final
         conn_ms = 0.0
         last_send = time.monotonic()
+        per_byte_ms = 1.0 / self.config.bytes_per_ms
         try:
             while True:
                 while position < self._base + len(self._frames):
                     position = max(position, self._base)
                     frame = self._frames[position - self._base]
                     await ws.send(frame)
-                    conn_ms += len(frame) / self.config.bytes_per_ms
+                    frame_ms = len(frame) * per_byte_ms
+                    conn_ms += frame_ms
                     sent.append((position, conn_ms))
                     position += 1
                     last_send = time.monotonic()
                     if self._is_speech(frame):
-                        self._unanswered_speech_ms += len(frame) / self.config.bytes_per_ms
-                        self._speech_sent.append((conn_ms, len(frame) / self.config.bytes_per_ms))
+                        self._unanswered_speech_ms += frame_ms
+                        self._speech_sent.append((conn_ms, frame_ms))
                         if self._unanswered_since is None:
-                            self._unanswered_since = time.monotonic()
+                            self._unanswered_since = last_send
                 if self._stalled():
                     return await self._abandon_stalled(ws)
                 if self._finishing:
@@ -277,27 +291,25 @@ class RecognizerStream:
                                 return await self._abandon_stalled(ws)
                     await ws.close()
                     return
+                if time.monotonic() - last_send >= KEEPALIVE_AFTER_S:
+                    silence = (b"\x00\x00" if self.config.encoding == "LINEAR16" else b"\xff") * (self.config.sample_rate // 50)
+                    await ws.send(silence)
+                    conn_ms += 20.0
+                    last_send = time.monotonic()
                 self._new_audio.clear()
-                keepalive_in = KEEPALIVE_AFTER_S - (time.monotonic() - last_send)
-                try:
-                    await asyncio.wait_for(self._new_audio.wait(), min(keepalive_in, STALL_CHECK_S))
-                except asyncio.TimeoutError:
-                    if self._stalled():
-                        return await self._abandon_stalled(ws)
-                    if time.monotonic() - last_send >= KEEPALIVE_AFTER_S:
-                        silence = (b"\x00\x00" if self.config.encoding == "LINEAR16" else b"\xff") * (self.config.sample_rate // 50)
-                        await ws.send(silence)
-                        conn_ms += 20.0
-                        last_send = time.monotonic()
+                await self._new_audio.wait()  # new audio, finish(), or the tick
         except ConnectionClosed:
             return
+        finally:
+            if ticker is not None:
+                ticker.cancel()
 
     def _is_speech(self, frame: bytes) -> bool:
+        """Mean power above -40 dBFS (the check runs on every frame, so mu-law is one table lookup)."""
         if self.config.encoding == "LINEAR16":
             samples = np.frombuffer(frame[: len(frame) // 2 * 2], dtype="<i2")
-        else:
-            samples = ulaw_to_pcm16(frame)
-        return len(samples) > 0 and float(np.mean(samples.astype(np.float64) ** 2)) > SPEECH_POWER
+            return len(samples) > 0 and float(np.mean(samples.astype(np.float64) ** 2)) > SPEECH_POWER
+        return len(frame) > 0 and float(ULAW_POWER.take(np.frombuffer(frame, dtype=np.uint8)).sum()) > SPEECH_POWER * len(frame)
 
     def _answered(self, result: dict) -> None:
         """The recognizer is alive, and has heard the audio up to where this result reaches (a final: its
