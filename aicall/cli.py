@@ -8,7 +8,7 @@ import logging
 import os
 import sys
 import time
-from typing import NoReturn, Sequence
+from typing import Callable, NoReturn, Sequence
 
 import aiohttp
 from aiohttp import web
@@ -20,6 +20,22 @@ from .llm import ChatClient
 from .rtzr_client import RtzrTokens
 from .safe_text import escaped, shown
 from .store import CallStore
+
+
+LOOPS = ("auto", "uvloop", "asyncio")
+
+
+def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's loop for ``uvloop`` (and for ``auto`` when it is installed); None: asyncio's default."""
+    if choice == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":
+            raise AicallError("--loop uvloop: uvloop is not installed (pip install 'rtzr-call-testkit[fast]')") from None
+        return None
+    return uvloop.new_event_loop
 
 
 class _Parser(argparse.ArgumentParser):
@@ -34,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    serve.add_argument("--loop", choices=LOOPS, default="auto", help="the event loop: uvloop when installed "
+                       "(pip install 'rtzr-call-testkit[fast]'; auto, the default), or asyncio's own")
     sub.add_parser("check", help="verify the RTZR credentials and the LLM and TTS endpoints")
     calls = sub.add_parser("calls", help="list recent calls from the store (AICALL_DB)")
     calls.add_argument("--limit", type=int, default=20)
@@ -77,7 +95,9 @@ async def _serve(settings, host: str, port: int) -> int:
         await runner.cleanup()
         raise AicallError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     bound = runner.addresses[0][1] if runner.addresses else port
-    print(f"aicall listening on http://{host}:{bound} (webhook /twilio/voice, stream /twilio/media)", flush=True)
+    loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
+    print(f"aicall listening on http://{host}:{bound} (webhook /twilio/voice, stream /twilio/media; {loop} loop)",
+          flush=True)
     try:
         await asyncio.Event().wait()  # until Ctrl-C or SIGTERM
     finally:
@@ -100,7 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings = load_settings(os.environ)  # fails here, before the port opens
             CallStore(settings.db_path).close()  # a store it cannot use fails here, before the port opens
             logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr)
-            return asyncio.run(_serve(settings, args.host, args.port))
+            with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
+                return runner.run(_serve(settings, args.host, args.port))
         if args.command == "check":
             return asyncio.run(_check())
         store = CallStore(os.environ.get("AICALL_DB") or "aicall.db")

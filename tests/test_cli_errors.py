@@ -79,12 +79,15 @@ def test_aicall_serve_on_a_taken_port_says_so_without_claiming_to_listen(tmp_pat
     assert "listening" not in done.stdout
 
 
-def test_aicall_serve_on_port_0_prints_the_port_it_got(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-m", "aicall.cli", "serve", "--port", "0"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, **CREDENTIALS, "AICALL_DB": str(tmp_path / "c.db")})
+@pytest.mark.parametrize("loop", ["auto", "asyncio"])
+def test_aicall_serve_on_port_0_prints_the_port_it_got_and_its_loop(tmp_path, loop):
+    proc = subprocess.Popen([sys.executable, "-m", "aicall.cli", "serve", "--port", "0", "--loop", loop],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **CREDENTIALS, "AICALL_DB": str(tmp_path / "c.db")})
     try:
         line = proc.stdout.readline()  # blocks until it listens
         assert "listening on http://127.0.0.1:" in line and ":0 " not in line, line
+        assert f"{'uvloop' if loop == 'auto' else 'asyncio'} loop)" in line, line  # the suite installs the [fast] extra
         port = int(line.split("127.0.0.1:")[1].split()[0])
         with socket.create_connection(("127.0.0.1", port), timeout=5):
             pass
@@ -97,7 +100,7 @@ def test_aicall_check_names_every_missing_variable():
     one_line_error(run("aicall", "check"), "RTZR_CLIENT_ID", "RTZR_CLIENT_SECRET", "OPENAI_API_KEY")
 
 
-@pytest.mark.parametrize("tool,commands", [("harness", "run,fakes,make-fixture,record"), ("fakertzr", "serve,record"),
+@pytest.mark.parametrize("tool,commands", [("harness", "run,load,fakes,make-fixture,record"), ("fakertzr", "serve,record"),
                                            ("aicall", "serve,check,calls,show")])
 def test_a_bare_command_lists_its_commands(tool, commands):
     done = run(tool)
