@@ -64,11 +64,15 @@ class OpenedStream:
 class FakeRtzrBackend:
     """See the module docstring."""
 
-    def __init__(self, config: FakeRtzrConfig | None = None) -> None:
+    def __init__(self, config: FakeRtzrConfig | None = None, *, token_key: bytes | None = None,
+                 worker: tuple[int, int] = (0, 1)) -> None:
+        """``token_key`` and ``worker`` (index, count) for one of ``fakertzr serve --workers``: tokens any worker
+        accepts, and connection indices unique across workers (this worker's are index, index + count, ...)."""
         self.config = config or FakeRtzrConfig()
         check("config", {name: getattr(self.config, name) for name in FakeRtzrConfig.UPDATABLE}, "config")
         self._start_config = copy.deepcopy(self.config)
-        self.tokens = TokenIssuer(self.config.token_ttl_s)
+        self.worker = worker
+        self.tokens = TokenIssuer(self.config.token_ttl_s, token_key)
         self.journal = Journal(self.config.journal_limit)
         self._loaded: list[tuple[CallScript, AudioLocator]] = []
         self.faults: list[Fault] = []
@@ -83,7 +87,7 @@ class FakeRtzrBackend:
         self.journal = Journal(self.config.journal_limit)
         self.faults = []
         self._loaded = []
-        self._connection_count = 0
+        self._connection_count = self.worker[0]
         self.tokens.ttl_s = self.config.token_ttl_s
         for directory in self.config.fixtures:
             self.load_script(load_fixture(directory))
@@ -159,7 +163,7 @@ class FakeRtzrBackend:
     def open_stream(self, headers: Mapping[str, str], query: Mapping[str, str]) -> OpenedStream | tuple[Refusal, ConnectionRecord]:
         """Decide a streaming handshake: an accepted session, or a refusal (both journaled)."""
         index = self._connection_count
-        self._connection_count += 1
+        self._connection_count += self.worker[1]
         record = ConnectionRecord(index=index, query=clip_fields(query), headers=redact_headers(headers))
         self.journal.add(record)
 

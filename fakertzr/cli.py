@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import re
 import sys
 from pathlib import Path
-from typing import NoReturn, Sequence
+from typing import Callable, NoReturn, Sequence
 
 from .backend import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, FakeRtzrBackend, FakeRtzrConfig
 from .errors import FakeRtzrError
@@ -57,8 +58,37 @@ def _count(text: str) -> int:
     return value
 
 
+def _workers(text: str) -> int:
+    if text == "auto":
+        return os.cpu_count() or 1
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 256:
+        raise argparse.ArgumentTypeError(f"must be auto or a number of processes 1-256, got {text!r}")
+    return value
+
+
+LOOPS = ("auto", "uvloop", "asyncio")
+
+
+def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's loop for ``uvloop`` (and for ``auto`` when it is installed); None: asyncio's default."""
+    if choice == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":
+            raise FakeRtzrError("--loop uvloop: uvloop is not installed (pip install 'rtzr-call-testkit[fast]')") from None
+        return None
+    return uvloop.new_event_loop
+
+
 # argparse names a type in its message by the function's name ("invalid _positive value"): give them names a user reads
 _number.__name__, _positive.__name__, _non_negative.__name__, _count.__name__ = "number", "positive", "non-negative", "count"
+_workers.__name__ = "workers"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,6 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-streams", type=_count, default=20, help="concurrent streams per client (default 20)")
     serve.add_argument("--token-ttl", type=_positive, default=6 * 3600, help="token lifetime in seconds (default 6 h)")
     serve.add_argument("--idle-timeout", type=_positive, default=60.0, help="close streams idle this long (default 60 s)")
+    serve.add_argument("--workers", type=_workers, default=1, metavar="N|auto",
+                       help="processes serving the one port (auto: one per core; default 1). Tokens, scripts, faults "
+                       "and config set through the control API reach every worker; faults that count (times, "
+                       "--max-streams) count per worker")
+    serve.add_argument("--loop", choices=LOOPS, default="auto",
+                       help="event loop: uvloop when installed (auto, the default; pip install 'rtzr-call-testkit[fast]') "
+                       "or asyncio's own")
     serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     record = sub.add_parser("record", help="a recording proxy: forward to RTZR, write every stream as a fixture")
     record.add_argument("--upstream", default="https://openapi.vito.ai",
@@ -153,17 +190,22 @@ async def _record(proxy: RecordingProxy) -> None:
         await proxy.stop()
 
 
-async def _serve(server: FakeRtzrServer) -> None:
-    await server.start()
-    backend = server.backend
-    print(f"fakertzr listening on {server.base_url} (WebSocket {server.ws_url}/v1/transcribe:streaming)")
+def _banner(base_url: str, backend: FakeRtzrBackend, workers: str = "") -> None:
+    ws_url = base_url.replace("http://", "ws://", 1)
+    print(f"fakertzr listening on {base_url} (WebSocket {ws_url}/v1/transcribe:streaming){workers}")
     print(f"  accepts client_id={backend.config.client_id} client_secret={backend.config.client_secret}")
     detail = ", ".join(s.name for s in backend.scripts) if backend.scripts else f"{len(backend.config.auto_texts or [])} texts"
-    print(f"  mode: {backend.mode} ({detail}); control API under {server.base_url}{CONTROL_PREFIX}/")
+    print(f"  mode: {backend.mode} ({detail}); control API under {base_url}{CONTROL_PREFIX}/")
     if not backend.scripts and not backend.config.auto_texts:
         print("  no --script: any speech is transcribed as '발화 1', '발화 2', ... (give --script FIXTURE_DIR or "
               "--auto --texts-file FILE for real words)")
     sys.stdout.flush()
+
+
+async def _serve(server: FakeRtzrServer) -> None:
+    await server.start()
+    loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
+    _banner(server.base_url, server.backend, f"; {loop} loop")
     try:
         await asyncio.Event().wait()
     finally:
@@ -183,9 +225,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(_record(RecordingProxy(args.upstream, args.out, name=args.name, redact=kinds, mode=args.mode,
                                                host=args.host, port=args.port)))
             return 0
-        backend = FakeRtzrBackend(_config(args))
+        config = _config(args)
+        backend = FakeRtzrBackend(config)  # checks the config and scripts before any port opens
+        if args.workers > 1:
+            from .workers import serve_workers
+
+            def announce(url: str, pids: list[int]) -> None:
+                _banner(url, backend, f"; {args.workers} workers, pids {' '.join(map(str, pids))}")
+
+            return serve_workers(config, args.host, args.port, args.workers, loop_choice=args.loop,
+                                 log_level=args.log_level, announce=announce)
         server = FakeRtzrServer(backend, args.host, args.port)
-        asyncio.run(_serve(server))
+        with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
+            runner.run(_serve(server))
     except FakeRtzrError as exc:
         print(f"fakertzr: error: {exc}", file=sys.stderr)
         return 2

@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import ipaddress
+import json
 import logging
+import os
 from typing import Any, Awaitable, Callable
 from urllib.parse import urlsplit
 
@@ -22,11 +24,13 @@ from .errors import FakeRtzrError
 from .fixture import MAX_AUDIO_BYTES, decode_caller_audio, load_fixture, script_from_dict
 from .journal import clip
 from .validation import loads_strict
+from .workers import Peers, merge_journals, merge_states
 from callaudio import AudioFormatError
 from callaudio.wavfile import parse_wav
 
 log = logging.getLogger("fakertzr")
 BACKEND_KEY = web.AppKey("backend", FakeRtzrBackend)
+PEERS_KEY = web.AppKey("peers", Peers)  # set on a worker's public app: the control API answers for every worker
 CONTROL_PREFIX = "/_fake"
 
 
@@ -126,6 +130,7 @@ async def _read_body(request: web.Request, limit: int) -> bytes | None:
 def _control(handler: Callable[[FakeRtzrBackend, dict[str, Any]], Any]) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def wrapped(request: web.Request) -> web.Response:
         body: dict[str, Any] = {}
+        raw: bytes | None = None
         try:
             if request.can_read_body:
                 raw = await _read_body(request, MAX_CONTROL_BODY)
@@ -138,6 +143,16 @@ def _control(handler: Callable[[FakeRtzrBackend, dict[str, Any]], Any]) -> Calla
             result = handler(request.app[BACKEND_KEY], body)
         except (FakeRtzrError, AudioFormatError) as exc:
             return _refuse(400, str(exc))
+        peers = request.app.get(PEERS_KEY)
+        if peers is not None and peers.urls:  # applied here: now on every other worker
+            others = await peers.send(request.method, request.path, request.query_string, raw)
+            if request.method == "GET":
+                result = merge_states(result, peers.index, others)
+            failed = [(i, status, answer) for i, status, answer in others if status >= 300]
+            if failed:
+                i, status, answer = failed[0]
+                why = answer.get("error", "") if isinstance(answer, dict) else ""
+                return _refuse(502, f"applied on worker {peers.index}, but worker {i} answered {status}: {why}".rstrip(": "))
         return web.json_response(result if result is not None else {"ok": True})
 
     return wrapped
@@ -158,6 +173,15 @@ async def journal(request: web.Request) -> web.Response:
         only = [number("connection", raw, 0, 10**12) for raw in query.getall("connection", [])] or None
     except FakeRtzrError as exc:
         return _refuse(400, str(exc))
+    peers = request.app.get(PEERS_KEY)
+    if peers is not None and peers.urls:  # every worker's page of the same query, merged
+        others = await peers.send("GET", request.path, request.query_string, None)
+        failed = [i for i, status, _ in others if status != 200]
+        if failed:
+            return _refuse(502, f"journal: worker {failed[0]} did not answer")
+        own = request.app[BACKEND_KEY].journal.to_dict(since, limit, only)
+        merged = merge_journals([own, *(page for _, _, page in others)], limit)
+        return web.Response(text=json.dumps(merged, ensure_ascii=False), content_type="application/json")
     response = web.StreamResponse(headers={"Content-Type": "application/json; charset=utf-8"})
     await response.prepare(request)
     for piece in request.app[BACKEND_KEY].journal.json_pieces(since, limit, only):
@@ -176,6 +200,7 @@ def _state(backend: FakeRtzrBackend, _: dict[str, Any]) -> dict[str, Any]:
         "connections": len(backend.journal.connections),
         "connections_total": backend.journal.total,
         "tasks": len(asyncio.all_tasks()),  # the server's event loop: a leak shows here
+        "pid": os.getpid(),
         "config": {name: getattr(backend.config, name) for name in FakeRtzrConfig.UPDATABLE},
     }
 

@@ -20,9 +20,9 @@ class IssuedToken:
 class TokenIssuer:
     """Issues and verifies tokens with a per-instance secret; ``revoke_all`` expires them early."""
 
-    def __init__(self, ttl_s: float = DEFAULT_TOKEN_TTL_S) -> None:
+    def __init__(self, ttl_s: float = DEFAULT_TOKEN_TTL_S, key: bytes | None = None) -> None:
         self.ttl_s = ttl_s
-        self._key = secrets.token_bytes(32)
+        self._key = key or secrets.token_bytes(32)  # one key for every worker of a ``serve --workers``
         self._generation = 0
 
     def issue(self, client_id: str) -> IssuedToken:

@@ -51,6 +51,8 @@ def test_make_fixture_with_audio_no_program_can_read_names_what_to_install(tmp_p
 @pytest.mark.parametrize("tool,args,words", [
     ("fakertzr", ("serve", "--epd-time", "abc"), ("--epd-time: must be a number, got 'abc'",)),
     ("fakertzr", ("serve", "--max-streams", "-1"), ("--max-streams: must be 1 or more",)),
+    ("fakertzr", ("serve", "--workers", "0"), ("--workers: must be auto or a number of processes 1-256, got '0'",)),
+    ("harness", ("load", "--callers", "10,x"), ("--callers: must be caller counts above 0",)),
     ("harness", ("make-fixture", "--audio", "x.wav", "--gap-ms", "-5"), ("--gap-ms: must be a whole number of milliseconds",)),
     ("aicall", ("calls",), ("AICALL_DB=/nonexistent/dir/x.db: cannot use it as the call store",)),
     ("fakertzr", ("record", "--redact", "ssn"), ("--redact: unknown ssn (known: rrn, card, phone)",)),

@@ -1,0 +1,216 @@
+"""``fakertzr serve --workers N``: one fake on every core, N processes on one port (SO_REUSEPORT).
+
+Each worker is a whole fake (its own backend and event loop) serving the public port; the kernel spreads
+connections over them. They share what a client must not be able to tell apart: one token key (a token
+from any worker opens a stream on any other) and one space of connection indices (worker ``i`` of ``n``
+numbers its connections i, i + n, ...). The control API stays one API: a change sent to any worker is
+applied there, then forwarded to every other worker's private port (127.0.0.1, the same backend without
+the forwarding); ``state`` and ``journal`` answer for all workers together.
+
+Faults that count (``times``, a limit of streams) count per worker; ``--workers 1`` for exact scripts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import secrets
+import signal
+import socket
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import aiohttp
+from aiohttp import web
+
+from .appserver import IDLE_CONNECTION_S, http_logger
+from .backend import FakeRtzrBackend, FakeRtzrConfig
+from .errors import FakeRtzrError
+
+START_TIMEOUT_S = 60.0
+log = logging.getLogger("fakertzr.workers")
+
+
+@dataclass
+class Peers:
+    """The other workers of this fake, reached on their private ports."""
+
+    index: int
+    count: int
+    urls: dict[int, str] = field(default_factory=dict)  # worker index -> http://127.0.0.1:PORT
+    session: aiohttp.ClientSession | None = None
+
+    async def send(self, method: str, path: str, query: str, body: bytes | None) -> list[tuple[int, int, Any]]:
+        """The same request to every other worker: (worker, status, JSON answer)."""
+        assert self.session is not None
+
+        async def one(index: int, url: str) -> tuple[int, int, Any]:
+            headers = {"Content-Type": "application/json"} if body is not None else {}
+            try:
+                async with self.session.request(method, f"{url}{path}{'?' + query if query else ''}", data=body,
+                                                headers=headers) as resp:
+                    return index, resp.status, await resp.json(content_type=None)
+            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+                return index, 502, {"error": f"worker {index} unreachable: {type(exc).__name__}"}
+
+        return list(await asyncio.gather(*(one(i, u) for i, u in sorted(self.urls.items()))))
+
+
+def merge_states(own: dict[str, Any], index: int, others: list[tuple[int, int, Any]]) -> dict[str, Any]:
+    """One ``state`` for all workers: counts summed, each worker's own figures under ``workers``."""
+    every = [(index, own), *((i, s) for i, status, s in others if status == 200)]
+    merged = dict(own)
+    for key in ("active_streams", "connections", "connections_total", "tasks"):
+        merged[key] = sum(s.get(key, 0) for _, s in every)
+    fired: dict[int, int] = {}
+    for _, state in every:
+        for fault in state.get("faults", []):
+            fired[fault["id"]] = fired.get(fault["id"], 0) + fault.get("fired", 0)
+    merged["faults"] = [{**f, "fired": fired.get(f["id"], f.get("fired", 0))} for f in own.get("faults", [])]
+    merged["workers"] = sorted(({"worker": i, "pid": s.get("pid"), "active_streams": s.get("active_streams"),
+                                 "connections_total": s.get("connections_total"), "tasks": s.get("tasks")}
+                                for i, s in every), key=lambda w: w["worker"])
+    return merged
+
+
+def merge_journals(pages: list[dict[str, Any]], limit: int) -> dict[str, Any]:
+    """One journal page from every worker's page of the same query: records in connection-index order."""
+    records = sorted((c for p in pages for c in p.get("connections", [])), key=lambda c: c["index"])
+    following = records[limit - 1]["index"] + 1 if len(records) > limit else None
+    ended: dict[str, int] = {}
+    for page in pages:
+        for how, n in page.get("dropped", {}).get("ended", {}).items():
+            ended[how] = ended.get(how, 0) + n
+    return {
+        "connections": records[:limit],
+        "next": following,
+        "total": sum(p.get("total", 0) for p in pages),
+        "dropped": {"connections": sum(p.get("dropped", {}).get("connections", 0) for p in pages), "ended": ended,
+                    "finals": sum(p.get("dropped", {}).get("finals", 0) for p in pages),
+                    "auth": sum(p.get("dropped", {}).get("auth", 0) for p in pages)},
+        "auth": [a for p in pages for a in p.get("auth", [])],
+    }
+
+
+# ------------------------------------------------------------------ worker
+def _worker(index: int, count: int, config: FakeRtzrConfig, host: str, port: int, token_key: bytes,
+            loop_choice: str, log_level: str, ready: Any, peers_in: Any) -> None:
+    """One worker process: private site first, then (once it knows its peers) the public port."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's to handle
+    logging.basicConfig(level=log_level, format=f"%(asctime)s w{index} %(name)s %(message)s", stream=sys.stderr)
+    from .cli import loop_factory  # noqa: PLC0415 - the child's own import, after spawn
+    from .server import PEERS_KEY, create_app, is_loopback  # noqa: PLC0415
+
+    async def main() -> None:
+        backend = FakeRtzrBackend(config, token_key=token_key, worker=(index, count))
+        private = web.AppRunner(create_app(backend), handle_signals=False, keepalive_timeout=IDLE_CONNECTION_S,
+                                logger=http_logger("fakertzr.http"))
+        await private.setup()
+        await web.TCPSite(private, "127.0.0.1", 0).start()
+        ready.put(("private", index, private.addresses[0][1]))
+        urls: dict[int, str] = await asyncio.get_running_loop().run_in_executor(None, peers_in.recv)
+        public_app = create_app(backend, loopback_only=is_loopback(host))
+        peers = Peers(index, count, {i: u for i, u in urls.items() if i != index}, aiohttp.ClientSession())
+        public_app[PEERS_KEY] = peers
+        public = web.AppRunner(public_app, handle_signals=False, keepalive_timeout=IDLE_CONNECTION_S,
+                               logger=http_logger("fakertzr.http"))
+        await public.setup()
+        await web.TCPSite(public, host, port, reuse_port=True).start()
+        ready.put(("public", index, os.getpid()))
+        await asyncio.Event().wait()
+
+    try:
+        with asyncio.Runner(loop_factory=loop_factory(loop_choice)) as runner:
+            runner.run(main())
+    except OSError as exc:
+        ready.put(("error", index, f"cannot listen on {host}:{port}: {exc.strerror or exc}"))
+    except Exception as exc:  # noqa: BLE001 - told to the supervisor, which says it and stops
+        ready.put(("error", index, f"{type(exc).__name__}: {exc}"))
+
+
+def _free_shared_port(host: str) -> socket.socket:
+    """A port the workers can all bind (held, not listening, until they have)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    probe = socket.socket(family, socket.SOCK_STREAM)
+    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    probe.bind((host, 0))
+    return probe
+
+
+def serve_workers(config: FakeRtzrConfig, host: str, port: int, workers: int, *, loop_choice: str = "auto",
+                  log_level: str = "INFO", announce: Callable[[str, list[int]], None] = lambda url, pids: None) -> int:
+    """Run ``workers`` worker processes on ``host:port`` until Ctrl-C or SIGTERM, or until one dies (exit 1)."""
+    if not hasattr(socket, "SO_REUSEPORT"):
+        raise FakeRtzrError("--workers needs SO_REUSEPORT (Linux, macOS, BSD)")
+    probe = _free_shared_port(host) if port == 0 else None
+    if probe is not None:
+        port = probe.getsockname()[1]
+    ctx = multiprocessing.get_context("spawn")
+    ready = ctx.Queue()
+    token_key = secrets.token_bytes(32)
+    pipes, procs = [], []
+    for i in range(workers):
+        receiving, sending = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=_worker, name=f"fakertzr-worker-{i}", daemon=True,
+                           args=(i, workers, config, host, port, token_key, loop_choice, log_level, ready, receiving))
+        proc.start()
+        pipes.append(sending)
+        procs.append(proc)
+    stop = _on_sigterm()
+    try:
+        private = _collect(ready, "private", workers, procs)
+        urls = {i: f"http://127.0.0.1:{p}" for i, p in private.items()}
+        for pipe in pipes:
+            pipe.send(urls)
+        pids = _collect(ready, "public", workers, procs)
+        if probe is not None:
+            probe.close()
+        announce(f"http://{host}:{port}", [pids[i] for i in range(workers)])
+        gone = multiprocessing.connection.wait([p.sentinel for p in procs] + [stop])
+        if stop in gone:
+            return 0
+        dead = next(p for p in procs if p.sentinel in gone)
+        dead.join(timeout=5)
+        print(f"fakertzr: error: {dead.name} exited with status {dead.exitcode}; stopping", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        for proc in procs:
+            if proc.is_alive():
+                proc.terminate()
+        for proc in procs:
+            proc.join(timeout=10)
+
+
+def _collect(ready: Any, kind: str, workers: int, procs: list) -> dict[int, int]:
+    """Wait until every worker has said ``kind``; a worker's error (or its death) stops the start."""
+    got: dict[int, int] = {}
+    deadline = START_TIMEOUT_S
+    while len(got) < workers:
+        try:
+            what, index, value = ready.get(timeout=deadline)
+        except Exception:  # queue.Empty
+            dead = [p.name for p in procs if not p.is_alive()]
+            raise FakeRtzrError(f"workers did not start within {START_TIMEOUT_S:g} s"
+                                + (f" ({', '.join(dead)} exited)" if dead else "")) from None
+        if what == "error":
+            raise FakeRtzrError(f"worker {index}: {value}")
+        if what == kind:
+            got[index] = value
+    return got
+
+
+def _on_sigterm() -> Any:
+    """SIGTERM ends the supervisor's wait like Ctrl-C: a readable end of a pipe that the handler writes to."""
+    reader, writer = multiprocessing.Pipe(duplex=False)
+
+    def handler(signum: int, frame: Any) -> None:
+        writer.send(signum)
+
+    signal.signal(signal.SIGTERM, handler)
+    return reader
