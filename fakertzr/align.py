@@ -46,6 +46,7 @@ class AudioLocator:
 
     def __init__(self, audio: np.ndarray) -> None:
         self.samples = np.ascontiguousarray(audio, dtype=np.int16)  # for exact comparisons
+        self.bytes = self.samples.tobytes()  # for exact searches
         self.audio = audio.astype(np.float64)
         squares = np.concatenate(([0.0], np.cumsum(self.audio * self.audio)))
         self._cum_sq = squares

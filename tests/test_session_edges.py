@@ -116,3 +116,44 @@ def test_scripted_delays_travel_with_results():
     run = stream(session, call.audio)
     delays = {(a.result.final, a.result.delay_ms) for a in run.actions if isinstance(a, SendResult)}
     assert delays == {(False, 40.0), (True, 250.0)}
+
+
+def test_the_call_played_twice_is_placed_again_by_an_exact_search(call, monkeypatch):
+    """A stream that restarts the call (a replay, a resend) is sample for sample the call again: it is placed
+    by a byte search, not a cross-correlation, and every word is heard twice."""
+    from fakertzr.align import AudioLocator
+
+    monkeypatch.setattr(AudioLocator, "locate", lambda *_: pytest.fail("placed by cross-correlation"))
+    session = new_session(call)
+    run = stream(session, np.concatenate((call.audio, call.audio)), "LINEAR16")
+    assert run.final_texts == ["w0 w1", "w2", "w0 w1", "w2"]
+    aligned = [e for e in session.recognizer.alignment_log if e["event"] == "aligned"]
+    assert [(e["call_ms"], e["exact"]) for e in aligned] == [(0.0, True), (0.0, True)]
+    assert aligned[1]["conn_ms"] == pytest.approx(len(call.audio) / 8, abs=20)
+
+
+def test_a_resend_from_mid_call_is_placed_exactly_where_it_came_from(call, monkeypatch):
+    from fakertzr.align import AudioLocator
+
+    monkeypatch.setattr(AudioLocator, "locate", lambda *_: pytest.fail("placed by cross-correlation"))
+    start = int(len(call.audio) * 0.4) // 160 * 160
+    session = new_session(call)
+    stream(session, call.audio[start:], "LINEAR16")
+    aligned = [e for e in session.recognizer.alignment_log if e["event"] == "aligned"]
+    assert aligned[0]["exact"] is True and aligned[0]["call_ms"] == pytest.approx(start / 8, abs=1)
+
+
+def test_audio_found_at_two_places_is_not_placed_by_the_exact_search():
+    from fakertzr.align import AudioLocator
+    from fakertzr.recognizer_script import _find_exact
+
+    rng = np.random.default_rng(3)
+    word = (rng.standard_normal(1600) * 3000).astype(np.int16)
+    audio = np.concatenate((np.zeros(800, np.int16), word, np.zeros(800, np.int16), word))
+    locator = AudioLocator(audio)
+    assert _find_exact(word, locator) is None  # twice: ambiguous, left to the correlation's judgement
+    assert _find_exact(audio[700:2500], locator) == 700  # the word with the pause after it: only the first
+    assert _find_exact(np.zeros(400, np.int16), locator) is None  # silence is nowhere in particular
+    shifted = audio[700:2500].copy()
+    shifted[5] ^= 1  # one sample off: not exact
+    assert _find_exact(shifted, locator) is None
