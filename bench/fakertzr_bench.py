@@ -1,8 +1,13 @@
 """Benchmarks of ``fakertzr serve`` (reported in closing notes; never asserted in tests).
 
-    python bench/fakertzr_bench.py streams --n 500     # N real-time streams at once
-    python bench/fakertzr_bench.py throughput          # one connection fed as fast as possible
+    python bench/fakertzr_bench.py streams --n 500     # N real-time streams at once (--server floor|fakertzr:W:LOOP)
+    python bench/fakertzr_bench.py curve               # streams 250..1500: the floor, 1 and 2 workers, uvloop on/off
+    python bench/fakertzr_bench.py throughput          # one connection fed as fast as possible, fakertzr and floor
     python bench/fakertzr_bench.py journal             # a small request's worst latency while the journal is read
+
+Every comparison runs its baseline in the same run: ``bench/floor_rtzr.py``, the least an aiohttp server
+can do for a stream (read every frame, send the same results, no recognition). Figures from one machine are
+only read as ratios to it.
 
 ``streams``: every stream plays the seed call in 20 ms LINEAR16 frames at real-time pace. Each
 result's lateness is measured at the client: when it arrived, minus when the client sent the
@@ -19,7 +24,9 @@ import argparse
 import asyncio
 import gc
 import json
+import os
 import re
+import signal
 import statistics
 import sys
 import time
@@ -32,24 +39,42 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from fakertzr.fixture import load_fixture  # noqa: E402
-from bench.benchlib import cpu_seconds, percentile, report  # noqa: E402
+from bench.benchlib import percentile, report  # noqa: E402
+from harness.load import process_group_cpu_s  # noqa: E402
 
 SEED = ROOT / "fixtures" / "calls" / "seed-three-turns"
 FRAME_MS = 20
 EPD_MS = 500
 
 
-async def start_server(*extra: str):
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "fakertzr.cli", "serve", "--port", "0", "--script", str(SEED),
-        "--time-scale", "0", "--max-streams", "100000", "--log-level", "WARNING", *extra,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-    )
+async def start_server(server: str = "fakertzr:1:auto", *extra: str):
+    """``floor[:WORKERS:LOOP]`` or ``fakertzr:WORKERS:LOOP``, in a process group of its own (CPU summed over it)."""
+    kind, workers, loop = (server.split(":") + ["1", "auto"])[:3]
+    if kind == "floor":
+        command = [sys.executable, str(ROOT / "bench" / "floor_rtzr.py"), "--workers", workers, "--loop", loop]
+    elif kind == "fakertzr":
+        command = [sys.executable, "-m", "fakertzr.cli", "serve", "--port", "0", "--script", str(SEED),
+                   "--time-scale", "0", "--max-streams", "100000", "--log-level", "WARNING", "--workers", workers,
+                   "--loop", loop, *extra]
+    else:
+        raise SystemExit(f"--server: floor[:W:LOOP] or fakertzr:W:LOOP, got {server!r}")
+    proc = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.DEVNULL, start_new_session=True)
     line = (await proc.stdout.readline()).decode()
-    await proc.stdout.readline()
-    await proc.stdout.readline()
-    base = re.search(r"(http://\S+) ", line).group(1)
+    base = re.search(r"(http://[\d.:]+)", line).group(1)
     return proc, base
+
+
+async def stop_server(proc) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    await proc.wait()
+
+
+def server_cpu(proc) -> float:
+    return process_group_cpu_s(proc.pid) or 0.0
 
 
 async def get_token(session: aiohttp.ClientSession, base: str) -> str:
@@ -68,13 +93,13 @@ def due_positions(script) -> dict[tuple[int, str, bool], float]:
     return due
 
 
-async def bench_streams(n: int, ramp_s: float) -> dict:
+async def bench_streams(n: int, ramp_s: float, server: str = "fakertzr:1:auto") -> dict:
     script = load_fixture(SEED)
     pcm = script.audio.astype("<i2").tobytes()
     frame_bytes = 8 * FRAME_MS * 2
     frames = [pcm[i : i + frame_bytes] for i in range(0, len(pcm), frame_bytes)]
     due = due_positions(script)
-    proc, base = await start_server()
+    proc, base = await start_server(server)
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
         token = await get_token(session, base)
@@ -106,7 +131,7 @@ async def bench_streams(n: int, ramp_s: float) -> dict:
         # stagger stream starts over ramp_s so their frames do not all land in one tick
         offsets = [ramp_s * i / n for i in range(n)]
         t0 = time.monotonic() + 0.2
-        cpu0_server, cpu0_client, wall0 = cpu_seconds(proc.pid), time.process_time(), time.monotonic()
+        cpu0_server, cpu0_client, wall0 = server_cpu(proc), time.process_time(), time.monotonic()
         tick = 0.005
         gc.collect()
         gc.freeze()  # the measuring client must not pause for a collection mid-run
@@ -130,21 +155,21 @@ async def bench_streams(n: int, ramp_s: float) -> dict:
             await ws.send_str("EOS")
         await asyncio.wait_for(asyncio.gather(*readers), 60)
         wall = time.monotonic() - wall0
-        cpu_server, cpu_client = cpu_seconds(proc.pid) - cpu0_server, time.process_time() - cpu0_client
+        cpu_server, cpu_client = server_cpu(proc) - cpu0_server, time.process_time() - cpu0_client
         connections, since = [], 0
-        while since is not None:  # the journal comes in pages
+        while since is not None and not server.startswith("floor"):  # the journal comes in pages
             async with session.get(f"{base}/_fake/journal", params={"since": since, "limit": 500}) as resp:
                 page = await resp.json()
             connections += page["connections"]
             since = page["next"]
         inside = sorted((m["sent_wall"] - m["due_wall"]) * 1000.0 for c in connections for m in c["messages"])
-    proc.terminate()
-    await proc.wait()
+    await stop_server(proc)
     expected_per_stream = len(due)
     lat = sorted(lateness)
     worst = max(samples, key=lambda x: x[1])
     return {
         "bench": "streams",
+        "server": server,
         "streams": n,
         "streams_complete": sum(r == expected_per_stream for r in received),
         "results": len(lat),
@@ -155,60 +180,63 @@ async def bench_streams(n: int, ramp_s: float) -> dict:
         "lateness_ms_p99_finals": percentile([b for _, b, final in samples if final], 99),
         "lateness_ms_max": round(lat[-1], 2),
         "worst_at_s": round(worst[0], 2),
-        "server_internal_ms_p50": round(statistics.median(inside), 3),
-        "server_internal_ms_p99": percentile(inside, 99),
+        "server_internal_ms_p50": round(statistics.median(inside), 3) if inside else None,
+        "server_internal_ms_p99": percentile(inside, 99) if inside else None,
         "wall_s": round(wall, 2),
         "server_cpu_percent": round(100 * cpu_server / wall, 1),
         "client_cpu_percent": round(100 * cpu_client / wall, 1),
     }
 
 
-async def bench_throughput(repeats: int, chunk: int, connections: int) -> dict:
+async def bench_throughput(repeats: int, chunk: int, connections: int, servers: list[str]) -> dict:
+    """One connection at a time fed as fast as it is read, for each server in the same run: how many times
+    real time, and the server's CPU per second of audio."""
     script = load_fixture(SEED)
     pcm = script.audio.astype("<i2").tobytes() * repeats
     audio_s = len(pcm) / 2 / 8000
-    proc, base = await start_server()
-    walls, finals = [], []
-    async with aiohttp.ClientSession() as session:
-        token = await get_token(session, base)
-        url = f"{base.replace('http', 'ws')}/v1/transcribe:streaming?sample_rate=8000&encoding=LINEAR16"
-        for _ in range(connections):
-            ws = await session.ws_connect(url, headers={"Authorization": f"Bearer {token}"}, max_msg_size=0)
-            got = []
+    rows = {}
+    for server in servers:
+        proc, base = await start_server(server)
+        walls, finals, cpu = [], [], []
+        async with aiohttp.ClientSession() as session:
+            token = await get_token(session, base)
+            url = f"{base.replace('http', 'ws')}/v1/transcribe:streaming?sample_rate=8000&encoding=LINEAR16"
+            for _ in range(connections):
+                ws = await session.ws_connect(url, headers={"Authorization": f"Bearer {token}"}, max_msg_size=0)
+                got = []
 
-            async def read() -> None:
-                async for msg in ws:
-                    data = json.loads(msg.data)
-                    if data["final"]:
-                        got.append(data["alternatives"][0]["text"])
+                async def read() -> None:
+                    async for msg in ws:
+                        data = json.loads(msg.data)
+                        if data["final"]:
+                            got.append(data["alternatives"][0]["text"])
 
-            t = time.monotonic()
-            reader = asyncio.create_task(read())
-            for i in range(0, len(pcm), chunk):
-                await ws.send_bytes(pcm[i : i + chunk])
-            await ws.send_str("EOS")
-            await reader
-            walls.append(time.monotonic() - t)
-            finals.append(len(got))
-    proc.terminate()
-    await proc.wait()
-    best = min(walls)
-    return {
-        "bench": "throughput",
-        "audio_s_per_connection": round(audio_s, 1),
-        "chunk_bytes": chunk,
-        "connections": connections,
-        "finals_per_connection": sorted(set(finals)),
-        "wall_s_median": round(statistics.median(walls), 3),
-        "realtime_factor_median": round(audio_s / statistics.median(walls), 1),
-        "realtime_factor_best": round(audio_s / best, 1),
-    }
+                cpu0, t = server_cpu(proc), time.monotonic()
+                reader = asyncio.create_task(read())
+                for i in range(0, len(pcm), chunk):
+                    await ws.send_bytes(pcm[i : i + chunk])
+                await ws.send_str("EOS")
+                await reader
+                walls.append(time.monotonic() - t)
+                cpu.append(server_cpu(proc) - cpu0)
+                finals.append(len(got))
+        await stop_server(proc)
+        rows[server] = {"finals_per_connection": sorted(set(finals)),
+                        "realtime_factor_median": round(audio_s / statistics.median(walls), 1),
+                        "realtime_factor_best": round(audio_s / min(walls), 1),
+                        "server_cpu_ms_per_audio_s": round(1000 * statistics.median(cpu) / audio_s, 3)}
+    floor = next((r for k, r in rows.items() if k.startswith("floor")), None)
+    for row in rows.values():
+        if floor and floor["server_cpu_ms_per_audio_s"]:
+            row["cpu_vs_floor"] = round(row["server_cpu_ms_per_audio_s"] / floor["server_cpu_ms_per_audio_s"], 2)
+    return {"bench": "throughput", "audio_s_per_connection": round(audio_s, 1), "chunk_bytes": chunk,
+            "connections": connections, "servers": rows}
 
 
 async def bench_journal(streams: int) -> dict:
     """Fill the journal with whole seed streams, then time a small request (``/_fake/state``) over and over:
     alone (the baseline), and while a default page and a whole journal are read."""
-    proc, base = await start_server()
+    proc, base = await start_server("fakertzr:1:auto")
     script = load_fixture(SEED)
     audio = script.audio.astype("<i2").tobytes()
     url = base.replace("http://", "ws://") + "/v1/transcribe:streaming?sample_rate=8000&encoding=LINEAR16"
@@ -250,11 +278,37 @@ async def bench_journal(streams: int) -> dict:
         alone, _ = await worst_state_ms(None)
         page, page_bytes = await worst_state_ms("")
         whole, whole_bytes = await worst_state_ms("?limit=10000")
-    proc.terminate()
-    await proc.wait()
+    await stop_server(proc)
     return {"bench": "journal", "streams": streams, "state_worst_ms_alone": alone,
             "state_worst_ms_during_default_page": page, "default_page_kb": page_bytes // 1024,
             "state_worst_ms_during_whole_journal": whole, "whole_journal_kb": whole_bytes // 1024}
+
+
+async def bench_curve(counts: list[int], servers: list[str], ramp_s: float) -> dict:
+    """Real-time streams at each count for each server, the floor among them: completeness, lateness and
+    CPU per stream, with each server's CPU per stream as a multiple of the floor's at the same count."""
+    rows = []
+    for n in counts:
+        at_n = {}
+        for server in servers:
+            result = await bench_streams(n, ramp_s, server)
+            at_n[server] = result
+            print(json.dumps(result), file=sys.stderr, flush=True)
+        floor = next((r for k, r in at_n.items() if k.startswith("floor")), None)
+        for server, r in at_n.items():
+            per_stream = r["server_cpu_percent"] / n
+            rows.append({"streams": n, "server": server, "complete": r["streams_complete"],
+                         "lateness_ms_p99": r["lateness_ms_p99"], "server_cpu_percent": r["server_cpu_percent"],
+                         "client_cpu_percent": r["client_cpu_percent"],
+                         "cpu_per_stream_vs_floor": round(per_stream / (floor["server_cpu_percent"] / n), 2)
+                         if floor and floor["server_cpu_percent"] else None})
+    print(f"{'streams':>7} {'server':<22} {'complete':>8} {'p99 ms':>8} {'server CPU':>10} {'client CPU':>10} "
+          f"{'x floor':>7}", file=sys.stderr)
+    for row in rows:
+        print(f"{row['streams']:>7} {row['server']:<22} {row['complete']:>8} {row['lateness_ms_p99']:>8} "
+              f"{row['server_cpu_percent']:>9}% {row['client_cpu_percent']:>9}% {row['cpu_per_stream_vs_floor']!s:>7}",
+              file=sys.stderr)
+    return {"bench": "curve", "rows": rows}
 
 
 def main() -> None:
@@ -263,19 +317,27 @@ def main() -> None:
     s = sub.add_parser("streams")
     s.add_argument("--n", type=int, default=500)
     s.add_argument("--ramp", type=float, default=1.0, help="seconds over which stream starts are spread")
+    s.add_argument("--server", default="fakertzr:1:auto", help="floor[:W:LOOP] or fakertzr:W:LOOP")
+    c = sub.add_parser("curve")
+    c.add_argument("--streams", default="250,500,750,1000,1250,1500")
+    c.add_argument("--servers", default="floor:1:auto,fakertzr:1:asyncio,fakertzr:1:uvloop,fakertzr:2:uvloop")
+    c.add_argument("--ramp", type=float, default=1.0)
     t = sub.add_parser("throughput")
     t.add_argument("--repeats", type=int, default=20, help="the seed call repeated this often per connection")
-    t.add_argument("--chunk", type=int, default=8192)
+    t.add_argument("--chunk", type=int, default=320, help="bytes per frame (default 320: 20 ms of LINEAR16)")
     t.add_argument("--connections", type=int, default=5)
+    t.add_argument("--servers", default="floor:1:auto,fakertzr:1:asyncio,fakertzr:1:uvloop")
     j = sub.add_parser("journal", help="does reading the journal stall the server?")
     j.add_argument("--streams", type=int, default=2500)
     args = parser.parse_args()
     if args.command == "streams":
-        result = asyncio.run(bench_streams(args.n, args.ramp))
+        result = asyncio.run(bench_streams(args.n, args.ramp, args.server))
+    elif args.command == "curve":
+        result = asyncio.run(bench_curve([int(n) for n in args.streams.split(",")], args.servers.split(","), args.ramp))
     elif args.command == "journal":
         result = asyncio.run(bench_journal(args.streams))
     else:
-        result = asyncio.run(bench_throughput(args.repeats, args.chunk, args.connections))
+        result = asyncio.run(bench_throughput(args.repeats, args.chunk, args.connections, args.servers.split(",")))
     report(f"{result['bench']}", result)
 
 if __name__ == "__main__":
