@@ -89,7 +89,7 @@ class StreamConnection:
     def _enqueue(self, actions: list[Action]) -> None:
         self.record.audio_bytes = self.session.audio_bytes
         self.record.audio_ms = round(self.session.audio_ms, 1)
-        now = time.monotonic()
+        now = time.monotonic() if actions else 0.0
         for action in actions:
             if isinstance(action, (Close, Drop)):
                 self.server_closing = True

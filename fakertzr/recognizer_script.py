@@ -147,11 +147,37 @@ class ScriptRecognizer:
         Audio is analysed in whole 20 ms blocks; a remainder waits for the next call (or for
         ``flush``), so clients that send tiny frames are checked like any other.
         """
+        if not len(self._hold) and len(samples) % BLOCK == 0:
+            events = self._continue_exactly(samples)
+            if events is not None:
+                return events
         if len(self._hold):
             samples = np.concatenate((self._hold, samples))
         whole = len(samples) // BLOCK * BLOCK
         self._hold = samples[whole:]
         return self._feed_blocks(samples[:whole]) if whole else []
+
+    def _continue_exactly(self, samples: np.ndarray) -> list[RecognizerEvent] | None:
+        """The common case, cheaply: whole blocks that continue the current segment sample for sample (what
+        ``_feed_blocks`` and ``_map`` would conclude, in one comparison). None: take the general path."""
+        n, offset, segments = len(samples), self._offset, self._segments
+        if not n or offset is None or not self._exact or not segments:
+            return None
+        start = self.conn_samples
+        segment = segments[-1]
+        k0 = start + offset
+        if segment.offset != offset or segment.conn_end != start or k0 < 0:
+            return None
+        assert self._locator is not None
+        if samples.tobytes() != self._locator.bytes[2 * k0 : 2 * (k0 + n)]:
+            return None  # a gap, a discontinuity or the call's end: the general path says which
+        k1 = k0 + n
+        self.conn_samples = segment.conn_end = start + n
+        self._received.add(k0, k1)
+        events = self._run_marks(k1, lambda k: k - offset) if self._mark_i < len(self._marks) \
+            and self._marks[self._mark_i].call <= k1 else []
+        self._call_cursor = max(self._call_cursor, k1)
+        return events
 
     def _feed_blocks(self, samples: np.ndarray) -> list[RecognizerEvent]:
         start = self.conn_samples
