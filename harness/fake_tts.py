@@ -8,6 +8,7 @@ over-long ``input`` is refused with 400 and OpenAI's error shape.
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 import time
 from dataclasses import dataclass, field
@@ -58,6 +59,14 @@ def openai_error(message: str, status: int, param: str | None = None) -> web.Res
     return web.json_response({"error": {"message": message, "type": kind, "param": param, "code": None}}, status=status)
 
 
+@functools.lru_cache(maxsize=128)
+def tone(samples: int, rate: int, response_format: str) -> bytes:
+    """The fake's speech: ``samples`` of a 440 Hz tone in the asked format (cached: a load run asks for the
+    same few replies thousands of times)."""
+    pcm = (0.3 * np.sin(2 * np.pi * 440.0 * np.arange(samples) / rate) * 32767).astype(np.int16)
+    return encode(pcm, rate, response_format)
+
+
 def encode(pcm: np.ndarray, rate: int, response_format: str) -> bytes:
     """The tone in the asked format (``pcm``: raw int16; others through libsndfile, no external program)."""
     content_type, container, subtype = FORMATS[response_format]
@@ -80,14 +89,12 @@ class FakeTts(JournaledFake[TtsRequest]):
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/audio/speech", self._speech)
 
-    def tone_for(self, text: str) -> np.ndarray:
-        rate = self.config.sample_rate
-        n = int(rate * self.config.ms_per_char * max(1, len(text)) / 1000)
-        return (0.3 * np.sin(2 * np.pi * 440.0 * np.arange(n) / rate) * 32767).astype(np.int16)
+    def samples_for(self, text: str) -> int:
+        return int(self.config.sample_rate * self.config.ms_per_char * max(1, len(text)) / 1000)
 
-    def audio_for(self, text: str) -> bytes:
-        """Raw 16-bit PCM at ``sample_rate``: what ``response_format=pcm`` returns."""
-        return self.tone_for(text).astype("<i2").tobytes()
+    def audio_for(self, text: str, response_format: str = "pcm") -> bytes:
+        """The speech for ``text``: raw 16-bit PCM at ``sample_rate`` for ``pcm``, else encoded."""
+        return tone(self.samples_for(text), self.config.sample_rate, response_format)
 
     def _refusal(self, body: object) -> tuple[TtsRequest, web.Response | None]:
         if not isinstance(body, dict):
@@ -118,8 +125,7 @@ class FakeTts(JournaledFake[TtsRequest]):
             self.changes.notify()
             return refusal
         self.changes.notify()
-        rate = self.config.sample_rate
-        audio = encode(self.tone_for(entry.text), rate, entry.response_format)
+        audio = self.audio_for(entry.text, entry.response_format)
         response = web.StreamResponse(headers={"Content-Type": FORMATS[entry.response_format][0]})
         step = max(2, int(len(audio) * self.config.chunk_ms / max(1.0, self.config.ms_per_char * len(entry.text))) // 2 * 2)
         scale = self.config.time_scale
