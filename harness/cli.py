@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn, Sequence
 
-from fakertzr.cli import record_options
+from fakertzr.cli import loop_factory, record_options
 from fakertzr.errors import FakeRtzrError
 from fakertzr.recording import RECORD_MODES, REDACTIONS
 
@@ -346,7 +346,8 @@ def _load(args: argparse.Namespace) -> int:
             return await LoadRunner(AicallTarget(turn_log), fixtures, plan, progress=progress,
                                     handler_log=turn_log.reader).run(against)
 
-    result = asyncio.run(go())
+    with asyncio.Runner(loop_factory=loop_factory("auto")) as runner:  # uvloop when installed: callers are cheaper
+        result = runner.run(go())
     print()
     console_table(result, sys.stdout)
     write_load_json(result, args.report_dir / "load.json")

@@ -112,3 +112,26 @@ def test_cli_refuses_a_fault_fixture_and_stray_options(tmp_path):
     assert bad.returncode == 2 and "load plays clean calls" in bad.stderr
     assert "--min-answered goes with" in load("--min-answered", "0.9").stderr
     assert "must be caller counts above 0" in load("--callers", "0").stderr
+
+
+async def test_the_media_template_is_the_message_json_would_make():
+    """Callers send media from a string template (cheap); it must be the very JSON ``_send`` would make."""
+    import json
+
+    from harness.twilio_player import TwilioPlayer
+
+    class Socket:
+        closed = False
+
+        def __init__(self) -> None:
+            self.sent: list[str] = []
+
+        async def send_str(self, text: str) -> None:
+            self.sent.append(text)
+
+    player = TwilioPlayer(None, "ws://unused", SEED, stream_sid='MZ"quoted\\sid')
+    player.ws = Socket()
+    await player._send_media(4, "f/+A")
+    await player._send("media", media={"track": "inbound", "chunk": "5", "timestamp": "80", "payload": "f/+A"})
+    first, second = (json.loads(m) for m in player.ws.sent)
+    assert first == {**second, "sequenceNumber": "1"} and second["sequenceNumber"] == "2"
