@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from callaudio.g711 import ulaw_to_pcm16
+from callaudio.g711 import ulaw_to_linear16
 
 from . import twilio
 from .config import Settings
@@ -164,7 +164,7 @@ class CallSession:
                 continue
             event = twilio.parse_message(msg.data)
             if isinstance(event, twilio.Media):
-                frame = ulaw_to_pcm16(event.payload).astype("<i2").tobytes() if linear else event.payload
+                frame = ulaw_to_linear16(event.payload) if linear else event.payload
                 self.recognizer.send_audio(frame)
             elif isinstance(event, twilio.MarkEcho):
                 if event.name == APOLOGY_MARK:

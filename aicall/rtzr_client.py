@@ -307,8 +307,8 @@ class RecognizerStream:
     def _is_speech(self, frame: bytes) -> bool:
         """Mean power above -40 dBFS (the check runs on every frame, so mu-law is one table lookup)."""
         if self.config.encoding == "LINEAR16":
-            samples = np.frombuffer(frame[: len(frame) // 2 * 2], dtype="<i2")
-            return len(samples) > 0 and float(np.mean(samples.astype(np.float64) ** 2)) > SPEECH_POWER
+            samples = np.frombuffer(frame[: len(frame) // 2 * 2], dtype="<i2").astype(np.float64)
+            return len(samples) > 0 and float(samples @ samples) > SPEECH_POWER * len(samples)
         return len(frame) > 0 and float(ULAW_POWER.take(np.frombuffer(frame, dtype=np.uint8)).sum()) > SPEECH_POWER * len(frame)
 
     def _answered(self, result: dict) -> None:

@@ -49,6 +49,14 @@ def ulaw_to_pcm16(data: bytes | np.ndarray) -> np.ndarray:
     return ULAW_TO_PCM16[np.frombuffer(data, dtype=np.uint8)]
 
 
+_ULAW_TO_LE16 = ULAW_TO_PCM16.astype("<i2")
+
+
+def ulaw_to_linear16(data: bytes) -> bytes:
+    """Decode mu-law bytes straight to LINEAR16 bytes (little-endian), as a recognizer takes them."""
+    return _ULAW_TO_LE16.take(np.frombuffer(data, dtype=np.uint8)).tobytes()
+
+
 def alaw_to_pcm16(data: bytes | np.ndarray) -> np.ndarray:
     """Decode A-law bytes to int16 samples."""
     return ALAW_TO_PCM16[np.frombuffer(data, dtype=np.uint8)]

@@ -11,7 +11,7 @@ from freezegun import freeze_time
 from hypothesis import given
 from hypothesis import strategies as st
 
-from callaudio.g711 import alaw_to_pcm16, pcm16_to_ulaw, ulaw_to_pcm16
+from callaudio.g711 import alaw_to_pcm16, pcm16_to_ulaw, ulaw_to_linear16, ulaw_to_pcm16
 from fakertzr.tokens import TokenIssuer, bearer_token
 
 
@@ -65,7 +65,14 @@ def test_g711_is_bit_exact_with_the_reference_encoder_and_decoders():
     assert pcm16_to_ulaw(every) == audioop.lin2ulaw(every.tobytes(), 2)
     codes = bytes(range(256))
     assert ulaw_to_pcm16(codes).tobytes() == audioop.ulaw2lin(codes, 2)
+    assert ulaw_to_linear16(codes) == audioop.ulaw2lin(codes, 2)
     assert alaw_to_pcm16(codes).tobytes() == audioop.alaw2lin(codes, 2)
+
+
+def test_mulaw_straight_to_linear16_bytes_is_the_decoder_little_endian():
+    codes = bytes(range(256)) * 2
+    assert ulaw_to_linear16(codes) == ulaw_to_pcm16(codes).astype("<i2").tobytes()
+    assert ulaw_to_linear16(b"") == b""
 
 
 @given(st.lists(st.integers(-32768, 32767), min_size=1, max_size=400))
