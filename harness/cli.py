@@ -78,7 +78,7 @@ def parse_positive(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="harness", description="Replay recorded calls against a Twilio Media Streams handler.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="{run,load,fakes,make-fixture,record}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="{run,load,fakes,make-fixture,record,locustfile}")
     run = sub.add_parser("run", help="replay fixtures against a handler (default: aicall in-process)",
                          description="Replay fixtures against a handler: aicall in-process (default), a command the "
                          "harness launches (--cmd), or a handler already running (--target).")
@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--fake-ports", type=parse_ports, default=(0, 0, 0), metavar="R,L,T",
                      help="with --target: the fakes' ports RTZR,LLM,TTS (default: free ports, printed as export lines)")
     _add_load_parser(sub)
+    sub.add_parser("locustfile", help="print the path of the Locust file whose users are Twilio callers",
+                   description="Print the path of harness/locustfile.py, for locust -f (pip install "
+                   "'rtzr-call-testkit[locust]').")
     fakes = sub.add_parser("fakes", help="run the fakes (RTZR, LLM, TTS) for developing a handler offline",
                            description="Run fakertzr, the fake LLM and the fake TTS until Ctrl-C, and print the "
                            "environment a handler needs to use them.")
@@ -413,6 +416,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return asyncio.run(_record(args, kinds))
             except KeyboardInterrupt:
                 return 0
+        if args.command == "locustfile":
+            print(Path(__file__).with_name("locustfile.py"))
+            return 0
         if args.command == "load":
             try:
                 return _load(args)
