@@ -4,9 +4,9 @@
     python bench/soak.py aicall [--hostile 1000]
 
 Each server runs in its own process. Before, during and after the load, a normal client measures its own
-latency (fakertzr: a whole seed call streamed as fast as the fake takes it, to the close after EOS; aicall: a
-one-turn call, from the frame that ends the caller's speech plus 700 ms of silence to the first bot media
-frame), so the "before" column is the same run's baseline. RSS and open file descriptors come from /proc,
+latency (fakertzr: a whole seed call streamed as fast as the fake takes it, to the close after EOS; aicall: the
+seed call played by the harness's fake Twilio as fast as aicall takes it, its first turn from the frame that ends
+the caller's speech to the first bot media frame), so the "before" column is the same run's baseline. RSS and open file descriptors come from /proc,
 tasks from the server (``/_fake/state``, ``/healthz``). ``fakertzr`` also loops the clean close of the
 hardening issue (close 1000 after the first final, a client still streaming) and counts lost finals.
 """
@@ -26,21 +26,74 @@ from pathlib import Path
 from typing import Awaitable, Callable
 
 import aiohttp
-import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.aicall_bench import SEED, call_sid, start_stack, stream_sid  # noqa: E402
 from bench.benchlib import percentile, report  # noqa: E402
 from bench.fakertzr_bench import get_token, start_server  # noqa: E402
 from contract_tests.rtzr.client import stream_through_a_close  # noqa: E402
 from callaudio.g711 import pcm16_to_ulaw  # noqa: E402
 from fakertzr.fixture import load_fixture  # noqa: E402
+from harness.fixture import load_call  # noqa: E402
+from harness.load_stats import turn_outcomes  # noqa: E402
+from harness.targets import free_port  # noqa: E402
+from harness.twilio_player import TwilioPlayer  # noqa: E402
+
+SEED = ROOT / "fixtures" / "calls" / "seed-three-turns"
 
 SCRIPT = load_fixture(SEED)
 PCM = SCRIPT.audio.astype("<i2").tobytes()
 CONCURRENCY = 50
+
+
+FAKES = """
+import asyncio, sys
+sys.path.insert(0, {root!r})
+from fakertzr import FakeRtzrBackend, FakeRtzrConfig, FakeRtzrServer
+from harness.fake_llm import FakeLlm, FakeLlmConfig
+from harness.fake_tts import FakeTts
+
+async def main():
+    rtzr = FakeRtzrBackend(FakeRtzrConfig(time_scale=0.0, max_streams=100000, fixtures=[{seed!r}]))
+    llm = FakeLlm(FakeLlmConfig(reply=lambda r: "네, 알겠습니다. 도와드릴게요."))
+    async with FakeRtzrServer(rtzr) as r, llm.server() as l, FakeTts().server() as t:
+        print(r.base_url, l.base_url, t.base_url, flush=True)
+        await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+async def start_stack(workdir: Path, extra_env: dict[str, str] | None = None):
+    fakes = await asyncio.create_subprocess_exec(sys.executable, "-c", FAKES.format(root=str(ROOT), seed=str(SEED)),
+                                                 stdout=asyncio.subprocess.PIPE)
+    rtzr_url, llm_url, tts_url = (await fakes.stdout.readline()).decode().split()
+    port = free_port()
+    env = {**os.environ, "RTZR_CLIENT_ID": "fakertzr-client", "RTZR_CLIENT_SECRET": "fakertzr-secret",
+           "RTZR_API_BASE": rtzr_url, "OPENAI_BASE_URL": f"{llm_url}/v1", "OPENAI_API_KEY": "bench",
+           "TTS_BASE_URL": f"{tts_url}/v1", "AICALL_DB": str(workdir / "calls.db"), **(extra_env or {})}
+    log = (workdir / "aicall.log").open("w")
+    aicall = await asyncio.create_subprocess_exec(sys.executable, "-m", "aicall.cli", "serve", "--port", str(port),
+                                                  env=env, stdout=asyncio.subprocess.PIPE, stderr=log, cwd=workdir)
+    await aicall.stdout.readline()
+    async with aiohttp.ClientSession() as session:
+        for _ in range(100):  # the port opens after the banner
+            try:
+                async with session.get(f"http://127.0.0.1:{port}/healthz") as resp:
+                    if resp.status == 200:
+                        break
+            except aiohttp.ClientError:
+                await asyncio.sleep(0.05)  # waiting for a process we started to listen
+    return fakes, aicall, f"ws://127.0.0.1:{port}/twilio/media"
+
+
+def call_sid(i: int) -> str:
+    return f"CA{i:032x}"  # Twilio's shape: aicall refuses any other
+
+
+def stream_sid(i: int) -> str:
+    return f"MZ{i:032x}"
 
 
 def resources(pid: int) -> dict[str, float]:
@@ -154,7 +207,6 @@ async def soak_fakertzr(cycles: int, aborts: int, closes: int) -> dict:
 # -------------------------------------------------------------------- aicall
 ULAW = pcm16_to_ulaw(SCRIPT.audio)
 FRAMES = [base64.b64encode(ULAW[i : i + 160]).decode() for i in range(0, len(ULAW), 160)]
-TURN1_END = int(np.ceil(SCRIPT.utterances[0].end_ms / 20)) + 35  # the speech, then 700 ms of silence
 
 
 def start_message(i: int, **changes) -> str:
@@ -219,22 +271,14 @@ async def soak_aicall(hostile: int) -> dict:
                 async def snapshot() -> dict:
                     return {**resources(aicall.pid), "tasks": (await health())["tasks"]}
 
-                counter = iter(range(1_000_000))
+                seed_call = load_call(SEED)
 
                 async def normal_call() -> float:
-                    i = next(counter)
-                    async with session.ws_connect(url) as ws:
-                        await ws.send_str(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
-                        await ws.send_str(start_message(i))
-                        for k in range(TURN1_END):
-                            await ws.send_str(media_message(k))
-                        spoke, took = time.monotonic(), float("nan")
-                        async for msg in ws:
-                            if json.loads(msg.data)["event"] == "media":
-                                took = (time.monotonic() - spoke) * 1000
-                                break
-                        await ws.send_str(json.dumps({"event": "stop", "stop": {"callSid": call_sid(i)}}))
-                    return took
+                    """The seed call played by the harness's fake Twilio as fast as aicall takes it: its first turn."""
+                    player = TwilioPlayer(session, url, seed_call, pace=None)
+                    await player.run()
+                    first = turn_outcomes(seed_call, player.record, time.monotonic(), final=True)[0]
+                    return first.latency_ms if first and first.latency_ms is not None else float("nan")
 
                 async def settle() -> None:
                     for _ in range(1200):
