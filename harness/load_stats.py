@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable
 
 from .fixture import CallFixture
-from .twilio_player import FRAME_MS, PlayerRecord
+from .twilio_line import FRAME_MS, PlayerRecord
 
 ANSWER_WAIT_S = 5.0  # a caller who has heard nothing this long after speaking was not answered
 

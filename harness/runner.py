@@ -30,7 +30,8 @@ from .handler_log import LogReader
 from .metrics import TurnMetrics, turn_metrics
 from .targets import Handler, InProcessLog, Target
 from .timeline import CallTimeline, build_timeline
-from .twilio_player import PlayerRecord, TwilioPlayer, new_call_sid
+from .twilio_line import PlayerRecord
+from .twilio_player import TwilioPlayer, new_call_sid
 
 SETTLE_S = 10.0
 LOG_QUIET_S = 0.5  # after a call, the handler's log must be quiet this long before the next call starts

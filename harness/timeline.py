@@ -12,7 +12,7 @@ from fakertzr.journal import Journal
 from .fake_llm import FakeLlm
 from .fake_tts import FakeTts
 from .fixture import CallFixture
-from .twilio_player import PlayerRecord
+from .twilio_line import PlayerRecord
 
 
 @dataclass(frozen=True)

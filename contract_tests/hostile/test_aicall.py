@@ -15,8 +15,7 @@ import pytest
 from aicall import twilio
 from aicall.app import wait_for_calls_to_end
 from tests.aicall.test_calls import TEXTS, asked, talk, turn_audio
-from tests.support.aicall_stack import running_stack
-from tests.support.twilio_driver import TEST_CALL_SID, TEST_STREAM_SID
+from tests.support.aicall_stack import TEST_CALL_SID, TEST_STREAM_SID, running_stack
 
 START = {"streamSid": TEST_STREAM_SID, "accountSid": "AC" + "0" * 32, "callSid": TEST_CALL_SID, "tracks": ["inbound"],
          "customParameters": {"caller": "+821012345678"},
@@ -62,7 +61,7 @@ async def test_malformed_messages_mid_call_are_logged_once_and_the_call_goes_on(
             await call.ws.send_str(text)
         await call.ws.send_bytes(b"\x00" * 160)
         await talk_turn(call, 1)
-        await call.hang_up()
+        await call.stop()
         await call.wait_for(lambda c: c.closed.is_set())
         assert await wait_for_calls_to_end(stack.app, 10)
         assert asked(stack) == TEXTS[:2], "the turn after the junk was answered"
@@ -131,7 +130,7 @@ async def test_forged_values_reach_no_log_line_or_terminal_raw(tmp_path, caplog)
         caller = "+8210\n\x1b[2J\x1b]0;pwned\x07\u202e"
         async with stack.driver(caller=caller) as call:
             await talk(call, 1)
-            await call.hang_up()
+            await call.stop()
             await call.wait_for(lambda c: c.closed.is_set())
         assert await wait_for_calls_to_end(stack.app, 10)
     logged = [r.getMessage() for r in caplog.records]
@@ -149,13 +148,13 @@ async def test_a_repeated_call_sid_never_merges_two_callers(tmp_path):
     async with running_stack(tmp_path) as stack:
         async with stack.driver(caller="+821011111111") as first:
             await talk(first, 1)
-            await first.hang_up()
+            await first.stop()
             await first.wait_for(lambda c: c.closed.is_set())
 
         async def second_and_third(caller: str) -> None:
             async with stack.driver(caller=caller) as call:
                 await talk(call, 1)
-                await call.hang_up()
+                await call.stop()
                 await call.wait_for(lambda c: c.closed.is_set())
 
         await asyncio.gather(second_and_third("+821022222222"), second_and_third("+821033333333"))

@@ -15,9 +15,9 @@ from aicall import twilio
 from fakertzr import FakeRtzrBackend, FakeRtzrConfig, FakeRtzrServer, load_fixture
 from harness.fake_llm import FakeLlm, FakeLlmConfig
 from harness.fake_tts import FakeTts, FakeTtsConfig
+from harness.twilio_line import TwilioLine
 
-from ..support.aicall_stack import SEED, Stack, env_for, running_stack
-from ..support.twilio_driver import TEST_CALL_SID, TwilioDriver
+from ..support.aicall_stack import SEED, TEST_CALL_SID, Stack, env_for, running_stack
 
 TEXTS = ["안녕하세요 반갑습니다", "그냥 잘 지냅니다", "아직 안 먹었어요"]
 SCRIPT = load_fixture(SEED)
@@ -40,7 +40,7 @@ async def stack(tmp_path, request):
         yield running
 
 
-async def talk(call: TwilioDriver, turns: int) -> None:
+async def talk(call: TwilioLine, turns: int) -> None:
     for k in range(turns):
         await call.play(turn_audio(k))
         await call.wait_for(lambda c: f"t{k + 1}s1" in c.marks())
@@ -55,7 +55,7 @@ async def test_a_three_turn_call(stack, caplog):
     async with stack.driver() as call:
         await talk(call, 3)
         await call.dtmf("5")
-        await call.hang_up()
+        await call.stop()
         await call.wait_for(lambda c: c.closed.is_set())
     assert asked(stack) == TEXTS, "every final given to the LLM exactly once, in order"
     assert [r.text for r in stack.tts.requests][:2] == ["네, 말씀하신 '안녕하세요 반갑습니다' 잘 들었습니다.", "더 도와드릴까요?"]
@@ -77,7 +77,7 @@ async def test_recognizer_closing_1000_after_the_first_final_is_survived(stack):
     stack.rtzr.add_fault({"type": "close", "code": 1000, "after_finals": 1})
     async with stack.driver() as call:
         await talk(call, 3)
-        await call.hang_up()
+        await call.stop()
         await call.wait_for(lambda c: c.closed.is_set())
     assert asked(stack) == TEXTS
     assert len(stack.rtzr.journal.accepted()) == 2
@@ -89,7 +89,7 @@ async def test_hang_up_while_the_reply_is_generated(stack, caplog):
     async with stack.driver() as call:
         await call.play(turn_audio(0))
         await stack.llm.wait_for(lambda llm: len(llm.requests) == 1)
-        await call.hang_up()
+        await call.stop()
         await call.wait_for(lambda c: c.closed.is_set())
     assert call.after_stop() == []
     await stack.llm.wait_for(lambda llm: llm.requests[0].abandoned)  # aicall cancelled its request
@@ -106,7 +106,7 @@ async def test_hang_up_while_tts_audio_streams(stack, caplog):
     async with stack.driver() as call:
         await call.play(turn_audio(0))
         await call.wait_for(lambda c: len(c.events("media")) >= 2)
-        await call.hang_up()
+        await call.stop()
         await call.wait_for(lambda c: c.closed.is_set())
     assert call.after_stop() == []
     await stack.tts.wait_for(lambda tts: any(r.abandoned for r in tts.requests))  # TTS work cancelled
@@ -135,7 +135,7 @@ async def test_barge_in_clears_playback_and_answers_the_new_words(stack):
         await call.play(turn_audio(1))  # the caller talks over the reply
         await call.wait_for(lambda c: len(c.events("clear")) >= 1)
         await stack.llm.wait_for(lambda llm: len(llm.requests) == 2)
-        await call.hang_up()
+        await call.stop()
         await call.wait_for(lambda c: c.closed.is_set())
     assert asked(stack) == TEXTS[:2]
     _, lines = stack.store.call(TEST_CALL_SID)
@@ -149,7 +149,7 @@ async def test_unsigned_requests_are_refused_and_signed_ones_served(stack):
     assert refused.value.status == 403
     signature = twilio.compute_signature("tw-secret", "wss://calls.example.com/twilio/media")
     async with stack.driver(headers={"X-Twilio-Signature": signature}) as call:
-        await call.hang_up()
+        await call.stop()
         await call.wait_for(lambda c: c.closed.is_set())
     form = {"CallSid": "CA1", "From": "+821012345678"}
     voice_sig = twilio.compute_signature("tw-secret", "https://calls.example.com/twilio/voice", form)
@@ -163,7 +163,7 @@ async def test_unsigned_requests_are_refused_and_signed_ones_served(stack):
 async def test_calls_and_show_read_the_store(stack, tmp_path):
     async with stack.driver() as call:
         await talk(call, 1)
-        await call.hang_up()
+        await call.stop()
         await call.wait_for(lambda c: c.closed.is_set())
     env = {"AICALL_DB": str(tmp_path / "calls.db"), "PATH": "/usr/bin:/bin"}
     listed = subprocess.run([sys.executable, "-m", "aicall.cli", "calls"], capture_output=True, text=True, env=env)

@@ -11,7 +11,7 @@ from hypothesis import given, strategies as st
 from harness.fixture import load_call
 from harness.load_stats import (ANSWER_WAIT_S, Criteria, StepResult, TurnOutcome, end_frames, knee, next_callers,
                                 percentile, summarise, turn_outcomes)
-from harness.twilio_player import PlayerRecord
+from harness.twilio_line import PlayerRecord
 
 SEED = load_call("fixtures/calls/seed-three-turns")  # utterances end at 3120, 7380, 11310 ms
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -16,7 +17,8 @@ from harness.load import prepare_fakes
 from harness.runner import ErrorLog
 from harness.targets import AicallTarget, free_port
 
-pytest.importorskip("locust")
+# never imported here: importing locust monkey-patches the whole process for gevent (threads become greenlets)
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("locust") is None, reason="pip install '.[locust]'")
 
 LOCUSTFILE = str(Path(__file__).resolve().parents[2] / "harness" / "locustfile.py")
 SEED = load_call("fixtures/calls/seed-three-turns")

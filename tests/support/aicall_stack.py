@@ -1,5 +1,5 @@
 """aicall running against the fakes (RTZR, LLM, TTS) on loopback, with a store in a temporary directory:
-the stack the call tests and the hostile-input suite drive with a :class:`TwilioDriver`."""
+the stack the call tests and the hostile-input suite drive with the harness's fake Twilio (a ``TwilioLine``)."""
 
 from __future__ import annotations
 
@@ -18,10 +18,11 @@ from fakertzr import FakeRtzrBackend, FakeRtzrConfig, FakeRtzrServer
 from fakertzr.appserver import AppServer
 from harness.fake_llm import FakeLlm, FakeLlmConfig
 from harness.fake_tts import FakeTts, FakeTtsConfig
-
-from .twilio_driver import TwilioDriver
+from harness.twilio_line import TwilioLine
 
 SEED = "fixtures/calls/seed-three-turns"
+TEST_CALL_SID = "CA" + "0" * 28 + "7e57"  # Twilio's shape: CA + 32 hex digits
+TEST_STREAM_SID = "MZ" + "0" * 28 + "7e57"
 
 
 @dataclass
@@ -35,8 +36,11 @@ class Stack:
     session: aiohttp.ClientSession
     app: web.Application
 
-    def driver(self, **kwargs) -> TwilioDriver:
-        return TwilioDriver(self.session, f"{self.url}/twilio/media", **kwargs)
+    def driver(self, *, caller: str = "+821012345678", hold_marks: bool = False,
+               headers: dict[str, str] | None = None) -> TwilioLine:
+        """Twilio's end of a call into aicall: marks echoed at once (or held), audio as fast as aicall reads it."""
+        return TwilioLine(self.session, f"{self.url}/twilio/media", call_sid=TEST_CALL_SID, stream_sid=TEST_STREAM_SID,
+                          caller=caller, account_sid="ACtest", headers=headers, pace=None, hold_marks=hold_marks)
 
 
 def env_for(rtzr_url: str, llm_url: str, tts_url: str, **extra: str) -> dict[str, str]:
