@@ -34,6 +34,7 @@ from .twilio_player import TwilioPlayer
 
 HANDLER_TURN_LINE = re.compile(r"final_to_first_media_ms=([\d.]+)")  # aicall's per-turn line; other handlers: none
 MAX_FAILURES_KEPT = 5
+FAILED_CALL_PAUSE_S = 1.0  # a caller whose call failed dials again after this (not in a tight loop)
 RETIRE_WAIT_S = 30.0  # callers leaving the run hang up; how long their calls may take to end
 
 log = logging.getLogger("harness.load")
@@ -120,7 +121,8 @@ class Caller:
         try:
             fixtures = itertools.cycle(self.run.fixtures)
             while not self.leaving:
-                await self.run.play_one(next(fixtures), self)
+                if not await self.run.play_one(next(fixtures), self) and not self.leaving:
+                    await asyncio.sleep(FAILED_CALL_PAUSE_S)  # the caller dials again in a moment
         finally:
             self.done.set()
 
@@ -144,7 +146,8 @@ class LoadRunner:
         self.fake_ports, self.on_fakes = fake_ports, on_fakes
 
     # ----------------------------------------------------------------- calls
-    async def play_one(self, fixture: CallFixture, caller: Caller) -> None:
+    async def play_one(self, fixture: CallFixture, caller: Caller) -> bool:
+        """One call; False if it failed."""
         number = next(self._call_numbers)
         player = caller.player = TwilioPlayer(self.session, self.handler.url, fixture, pace=1.0)
         self._active[number] = (fixture, player)
@@ -162,6 +165,7 @@ class LoadRunner:
             del self._active[number]
             now = time.monotonic()
             self._finished.extend(o for o in turn_outcomes(fixture, player.record, now, final=True) if o is not None)
+        return call.failed is None
 
     def outcomes(self, now: float) -> list[TurnOutcome]:
         live = (o for fixture, player in self._active.values()
