@@ -6,7 +6,8 @@
 
 Each handler is launched as its own process (``--handlers``, default ``floor,aicall:asyncio,aicall:uvloop``):
 ``floor`` is ``bench/floor_handler.py``, the least a Media Streams handler on RTZR can do (forward the audio,
-answer each final with prepared audio); ``aicall:LOOP`` is ``aicall serve --loop LOOP``. The callers, fakertzr
+answer each final with prepared audio); ``aicall:LOOP`` is ``aicall serve --loop LOOP``; ``pipecat`` is the
+stock pipecat bot of ``examples/pipecat_bot``. The callers, fakertzr
 and the fake LLM and TTS run in this process (``harness load``). Figures are read as ratios to the floor's
 in the same run: an absolute number from one machine is not a claim.
 """
@@ -34,13 +35,20 @@ from harness.targets import CommandTarget  # noqa: E402
 SEED = load_call(ROOT / "fixtures" / "calls" / "seed-three-turns")
 
 
-def command(handler: str, workdir: Path) -> str:
+def target(handler: str, workdir: Path) -> CommandTarget:
+    """The handler as the harness launches it (its output saved in ``workdir``)."""
     kind, _, loop = handler.partition(":")
+    log = workdir / f"{handler.replace(':', '-')}.log"
     if kind == "floor":
-        return f"{sys.executable} {ROOT / 'bench' / 'floor_handler.py'} --port {{port}} --loop {loop or 'auto'}"
+        return CommandTarget(f"{sys.executable} {ROOT / 'bench' / 'floor_handler.py'} --port {{port}} "
+                             f"--loop {loop or 'auto'}", log_path=log)
     if kind == "aicall":
-        return f"AICALL_DB={workdir}/calls-{{port}}.db {sys.executable} -m aicall.cli serve --port {{port}} --loop {loop or 'auto'}"
-    raise SystemExit(f"--handlers: floor[:LOOP] or aicall:LOOP, got {handler!r}")
+        return CommandTarget(f"AICALL_DB={workdir}/calls-{{port}}.db {sys.executable} -m aicall.cli serve "
+                             f"--port {{port}} --loop {loop or 'auto'}", log_path=log)
+    if kind == "pipecat":  # the any-handler example: a stock pipecat bot (pipecat-rtzr, Silero VAD, OpenAI services)
+        return CommandTarget(f"{sys.executable} {ROOT / 'examples' / 'pipecat_bot' / 'bot.py'} --port {{port}}",
+                             path="/ws", log_path=log)
+    raise SystemExit(f"--handlers: floor[:LOOP], aicall:LOOP or pipecat, got {handler!r}")
 
 
 def progress(line: str) -> None:
@@ -53,8 +61,7 @@ async def load(handlers: list[str], plan: LoadPlan) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         for handler in handlers:
             print(f"--- {handler}", file=sys.stderr, flush=True)
-            target = CommandTarget(command(handler, Path(tmp)), log_path=Path(tmp) / f"{handler}.log")
-            result = await LoadRunner(target, [SEED], plan, progress=progress).run(handler)
+            result = await LoadRunner(target(handler, Path(tmp)), [SEED], plan, progress=progress).run(handler)
             steps: list[StepResult] = ([result.baseline] if result.baseline else []) + result.steps
             rows += [{"handler": handler, **step.as_json()} for step in steps]
             if plan.search:
@@ -85,9 +92,8 @@ async def overhead(calls: int) -> dict:
     """aicall's own per-turn figure (final received -> first media out) over ``calls`` seed calls played as fast
     as aicall takes them, one after another, by the harness (zero-latency fakes)."""
     with tempfile.TemporaryDirectory() as tmp:
-        log = Path(tmp) / "aicall.log"
-        target = CommandTarget(command("aicall:auto", Path(tmp)), log_path=log)
-        runs = await run_target(target, [SEED] * calls, pace=None)
+        log = Path(tmp) / "aicall-auto.log"
+        runs = await run_target(target("aicall:auto", Path(tmp)), [SEED] * calls, pace=None)
         values = [float(m) for m in re.findall(r"final_to_first_media_ms=([\d.]+)", log.read_text())]
     return {"bench": "aicall_overhead", "calls": calls, "passed": sum(r.ok for r in runs), "turns": len(values),
             "final_to_first_media_ms_p50": percentile(values, 50), "final_to_first_media_ms_p99": percentile(values, 99)}
@@ -105,7 +111,7 @@ def main() -> None:
             p.add_argument("--callers", default="100,200,300")
         else:
             p.add_argument("--max-p95", type=float, default=1000.0)
-            p.add_argument("--start", type=int, default=50)
+            p.add_argument("--start", type=int, default=10)
     o = sub.add_parser("overhead")
     o.add_argument("--calls", type=int, default=20)
     args = parser.parse_args()
