@@ -73,6 +73,7 @@ class FakeRtzrBackend:
         self._start_config = copy.deepcopy(self.config)
         self.worker = worker
         self.tokens = TokenIssuer(self.config.token_ttl_s, token_key)
+        self.on_tokens_revoked: Callable[[], None] = lambda: None  # a worker tells the others
         self.journal = Journal(self.config.journal_limit)
         self._loaded: list[tuple[CallScript, AudioLocator]] = []
         self.faults: list[Fault] = []
@@ -225,6 +226,11 @@ class FakeRtzrBackend:
         client_id = opened.record.client_id or ""
         self._active[client_id] = max(0, self._active.get(client_id, 0) - 1)
         self.journal_changed()
+
+    def revoke_tokens(self) -> None:
+        """Every token issued so far stops working (the ``expire_tokens`` fault), on every worker."""
+        self.tokens.revoke_all()
+        self.on_tokens_revoked()
 
     # --------------------------------------------------------------- waiting
     def journal_changed(self) -> None:

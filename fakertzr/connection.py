@@ -112,7 +112,7 @@ class StreamConnection:
                     await asyncio.sleep(wait)  # the scripted processing delay, not a test wait
                 await self._send(action, arrived, delay_ms * scale)
             elif isinstance(action, RevokeTokens):
-                self.backend.tokens.revoke_all()
+                self.backend.revoke_tokens()
             elif isinstance(action, Stall):
                 self._end("stalled", None, "fault: stall")
                 return

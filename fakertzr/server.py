@@ -270,6 +270,7 @@ def create_app(backend: FakeRtzrBackend | None = None, *, loopback_only: bool = 
     app.router.add_delete(f"{p}/faults", _control(lambda b, _: b.clear_faults()))
     app.router.add_delete(f"{p}/faults/{{id:\\d+}}", _control(_delete_fault))
     app.router.add_post(f"{p}/config", _control(lambda b, body: b.update_config(body)))
+    app.router.add_post(f"{p}/tokens/revoke", _control(lambda b, _: b.tokens.revoke_all()))
     return app
 
 

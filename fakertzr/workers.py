@@ -103,7 +103,7 @@ def _worker(index: int, count: int, config: FakeRtzrConfig, host: str, port: int
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's to handle
     logging.basicConfig(level=log_level, format=f"%(asctime)s w{index} %(name)s %(message)s", stream=sys.stderr)
     from .cli import loop_factory  # noqa: PLC0415 - the child's own import, after spawn
-    from .server import PEERS_KEY, create_app, is_loopback  # noqa: PLC0415
+    from .server import CONTROL_PREFIX, PEERS_KEY, create_app, is_loopback  # noqa: PLC0415
 
     async def main() -> None:
         backend = FakeRtzrBackend(config, token_key=token_key, worker=(index, count))
@@ -116,6 +116,14 @@ def _worker(index: int, count: int, config: FakeRtzrConfig, host: str, port: int
         public_app = create_app(backend, loopback_only=is_loopback(host))
         peers = Peers(index, count, {i: u for i, u in urls.items() if i != index}, aiohttp.ClientSession())
         public_app[PEERS_KEY] = peers
+        telling: set[asyncio.Task] = set()
+
+        def tell_peers_tokens_revoked() -> None:  # an expire_tokens fault fired here: every worker's tokens go
+            task = asyncio.ensure_future(peers.send("POST", f"{CONTROL_PREFIX}/tokens/revoke", "", None))
+            telling.add(task)
+            task.add_done_callback(telling.discard)
+
+        backend.on_tokens_revoked = tell_peers_tokens_revoked
         public = web.AppRunner(public_app, handle_signals=False, keepalive_timeout=IDLE_CONNECTION_S,
                                logger=http_logger("fakertzr.http"))
         await public.setup()

@@ -91,6 +91,37 @@ async def test_two_workers_answer_as_one_fake():
         await stop(proc)
 
 
+async def token_of(session: aiohttp.ClientSession, base: str) -> str:
+    async with session.post(f"{base}/v1/authenticate", data={"client_id": "fakertzr-client",
+                                                             "client_secret": "fakertzr-secret"}) as resp:
+        return (await resp.json())["access_token"]
+
+
+async def test_tokens_revoked_on_one_worker_are_revoked_on_every_worker():
+    """An expire_tokens fault fires on the worker that serves the stream; the token must stop working on the
+    other worker too, and a token issued afterwards by either must work on both."""
+    proc, base, _ = await started("--workers", "2", "--script", str(SEED_DIR), "--max-streams", "100")
+    try:
+        async with aiohttp.ClientSession() as session:
+            old = await token_of(session, base)
+            async with session.post(f"{base}/_fake/faults", json={"type": "expire_tokens", "connection": 0}) as resp:
+                assert resp.status == 200, await resp.text()
+            fired = await asyncio.gather(*(stream(session, base, old) for _ in range(STREAMS)))  # connection 0 is among them
+            async with session.get(f"{base}/_fake/state") as resp:
+                assert (await resp.json())["faults"][0]["fired"] == 1
+            after = await asyncio.gather(*(stream(session, base, old) for _ in range(STREAMS)))
+            assert [status for status, _ in after] == [401] * STREAMS, (fired, after)
+            new = await token_of(session, base)
+            again = await asyncio.gather(*(stream(session, base, new) for _ in range(STREAMS)))
+            assert all(status == 101 and finals == SEED_TEXTS for status, finals in again), again
+            async with session.post(f"{base}/_fake/tokens/revoke") as resp:
+                assert resp.status == 200
+            revoked = await asyncio.gather(*(stream(session, base, new) for _ in range(STREAMS)))
+            assert [status for status, _ in revoked] == [401] * STREAMS
+    finally:
+        await stop(proc)
+
+
 async def test_a_worker_that_dies_stops_the_fake():
     proc, base, _ = await started("--workers", "2")
     async with aiohttp.ClientSession() as session:
