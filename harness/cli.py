@@ -8,6 +8,7 @@ import argparse
 import asyncio
 import json
 import sys
+import time
 from pathlib import Path
 from typing import NoReturn, Sequence
 
@@ -292,8 +293,6 @@ class ProgressLine:
         self._width = 0
 
     def __call__(self, message: str) -> None:
-        import time
-
         if message.endswith("\n"):
             self._clear()
             self.out.write(message)
@@ -319,10 +318,12 @@ def _load(args: argparse.Namespace) -> int:
     from .load_stats import Criteria
 
     _check_target_options(args)
-    if (args.max_p95 or args.min_answered != 0.99) and not args.find_capacity and args.max_p95 is None:
+    if args.min_answered != 0.99 and args.max_p95 is None and not args.find_capacity:
         raise HarnessError("--min-answered goes with --max-p95 or --find-capacity")
     if args.start < 1 or args.max_callers < args.start:
         raise HarnessError("--start must be at least 1 and at most --max-callers")
+    if args.ramp < 0:
+        raise HarnessError(f"--ramp must be 0 or more seconds, got {args.ramp:g}")
     fixtures = [load_call(resolve_fixture(f)) for f in (args.fixture or ["seed-three-turns"])]
     for fixture in fixtures:
         check_loadable(fixture)

@@ -37,8 +37,6 @@ MAX_FAILURES_KEPT = 5
 FAILED_CALL_PAUSE_S = 1.0  # a caller whose call failed dials again after this (not in a tight loop)
 RETIRE_WAIT_S = 30.0  # callers leaving the run hang up; how long their calls may take to end
 
-log = logging.getLogger("harness.load")
-
 
 @dataclass(frozen=True)
 class LoadPlan:

@@ -112,6 +112,7 @@ def test_cli_refuses_a_fault_fixture_and_stray_options(tmp_path):
     assert bad.returncode == 2 and "load plays clean calls" in bad.stderr
     assert "--min-answered goes with" in load("--min-answered", "0.9").stderr
     assert "must be caller counts above 0" in load("--callers", "0").stderr
+    assert "--ramp must be 0 or more seconds, got -1" in load("--ramp", "-1").stderr
 
 
 async def test_the_media_template_is_the_message_json_would_make():
