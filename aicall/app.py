@@ -105,7 +105,8 @@ def create_app(settings: Settings, store: CallStore | None = None) -> web.Applic
     app[CALLS_CHANGED] = asyncio.Condition()
 
     async def lifetime(app: web.Application) -> AsyncIterator[None]:
-        async with aiohttp.ClientSession() as session:
+        # no pool limit: every call holds one RTZR WebSocket from it for its whole length
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
             owned = store is None
             call_store = store or CallStore(settings.db_path)
             app[DEPS] = CallDeps(

@@ -160,6 +160,27 @@ async def test_unsigned_requests_are_refused_and_signed_ones_served(stack):
     assert resp.status == 200 and 'url="wss://calls.example.com/twilio/media"' in xml and 'value="+821012345678"' in xml
 
 
+async def test_more_calls_than_an_http_pool_holds_each_get_their_rtzr_stream(stack):
+    """Every call holds one RTZR WebSocket for its whole length: opened on aiohttp's default session (a pool of
+    100 connections) the 101st call waited for a free connection and was never heard (found by harness load)."""
+    from harness.twilio_line import TwilioLine
+
+    stack.rtzr.update_config({"max_streams": 1000})
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as twilio:  # Twilio has no such pool
+        calls = [TwilioLine(twilio, f"{stack.url}/twilio/media", call_sid=f"CA{i:032x}", stream_sid=f"MZ{i:032x}",
+                            pace=None) for i in range(110)]
+        opened = []
+        try:
+            for call in calls:
+                opened.append(await call.open())
+            await stack.rtzr.wait_for(lambda j: sum(1 for c in j.connections if c.accepted and not c.closed) == 110, 30)
+        finally:
+            for call in opened:
+                await call.stop()
+            for call in opened:
+                await call.wait_for(lambda c: c.closed.is_set())
+
+
 async def test_calls_and_show_read_the_store(stack, tmp_path):
     async with stack.driver() as call:
         await talk(call, 1)
