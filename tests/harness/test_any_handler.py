@@ -240,8 +240,10 @@ def test_reports_carry_three_verdicts(tmp_path):
 def test_harness_fakes_serves_all_three_and_prints_the_env(tmp_path):
     import signal
 
+    # Ctrl-C as a terminal delivers it: a test run started in the background inherits SIGINT ignored
     proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "fakes", "--ports", "0,0,0", "--fixture", SEED],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         env = {}
         for line in proc.stdout:  # blocks until the fakes print their environment
@@ -265,7 +267,7 @@ def test_harness_fakes_serves_all_three_and_prints_the_env(tmp_path):
         proc.send_signal(signal.SIGINT)
         try:
             status = proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:  # seen once in a full run, never alone: keep what it said
+        except subprocess.TimeoutExpired:
             proc.kill()
             _, err = proc.communicate(timeout=10)
             pytest.fail(f"harness fakes did not stop within 20 s of Ctrl-C; its stderr:\n{err[-3000:]}")
