@@ -1,23 +1,13 @@
-"""What the benchmark scripts share: CPU time of a process, percentiles, and the results file."""
+"""What the benchmark scripts share: percentiles and the results file (CPU time: harness.load.process_group_cpu_s)."""
 
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
-_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds a process has used so far (from /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICKS
-
-
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return round(ordered[int(q / 100 * (len(ordered) - 1))], 2) if ordered else float("nan")

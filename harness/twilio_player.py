@@ -89,7 +89,6 @@ class TwilioPlayer:
 
     async def run(self) -> PlayerRecord:
         line = await self.line.open()
-        self.ws = line.ws
         try:
             await self._play()
             caller = self.fixture.caller

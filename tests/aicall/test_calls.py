@@ -161,8 +161,8 @@ async def test_unsigned_requests_are_refused_and_signed_ones_served(stack):
 
 
 async def test_more_calls_than_an_http_pool_holds_each_get_their_rtzr_stream(stack):
-    """Every call holds one RTZR WebSocket for its whole length: opened on aiohttp's default session (a pool of
-    100 connections) the 101st call waited for a free connection and was never heard (found by harness load)."""
+    """Every call holds one RTZR WebSocket for its whole length: 110 calls at once each get theirs. (An uplink on
+    aiohttp's default session, a pool of 100 connections, starved the 101st call: found by harness load.)"""
     from harness.twilio_line import TwilioLine
 
     stack.rtzr.update_config({"max_streams": 1000})

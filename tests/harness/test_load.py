@@ -8,17 +8,16 @@ import subprocess
 import sys
 from contextlib import asynccontextmanager
 
+import pytest
 from aiohttp import web
 
 from fakertzr.appserver import AppServer
+from harness.errors import HarnessError
 from harness.fixture import load_call
 from harness.load import InProcessTurnLog, LoadPlan, LoadRunner, check_loadable
 from harness.load_stats import Criteria
 from harness.targets import AicallTarget, Handler
-
-import pytest
-
-from harness.errors import HarnessError
+from harness.twilio_line import TwilioLine
 
 SEED = load_call("fixtures/calls/seed-three-turns")  # the first utterance ends 3.1 s into the call
 QUICK = dict(hold_s=4.0, ramp_s=0.0)  # a window that holds every caller's first turn
@@ -117,10 +116,6 @@ def test_cli_refuses_a_fault_fixture_and_stray_options(tmp_path):
 
 async def test_the_media_template_is_the_message_json_would_make():
     """Callers send media from a string template (cheap); it must be the very JSON ``send`` would make."""
-    import json
-
-    from harness.twilio_line import TwilioLine
-
     class Socket:
         closed = False
 
