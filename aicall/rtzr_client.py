@@ -19,8 +19,6 @@ from urllib.parse import urlencode
 
 import aiohttp
 import numpy as np
-import websockets
-from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from callaudio.g711 import ULAW_TO_PCM16
 
@@ -38,6 +36,8 @@ STALL_CHECK_S = 0.25  # how often a quiet sender looks for a stall
 SPEECH_POWER = (32768 * 10 ** (-40 / 20)) ** 2  # -40 dBFS: a frame loud enough to be speech
 ULAW_POWER = ULAW_TO_PCM16.astype(np.float64) ** 2  # each mu-law byte's power: the speech check is one lookup
 BACKOFF_S = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0)
+OPEN_TIMEOUT_S = 10.0  # the streaming handshake
+CLOSE_TIMEOUT = aiohttp.ClientWSTimeout(ws_close=2.0)  # a stalled stream's close must not hold up the reconnect
 TOKEN_UNAVAILABLE_GIVE_UP_S = 15.0  # no token for this long (token endpoint down): give up on the call
 CREDENTIALS_REFUSED = (400, 401, 403)  # the token endpoint says no to these credentials: retrying cannot help
 
@@ -63,6 +63,11 @@ class RtzrTokens:
 
     def invalidate(self) -> None:
         self._token = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The process's HTTP session: the streaming WebSockets are opened on it too."""
+        return self._session
 
     async def _fetch(self) -> None:
         """Refused credentials raise RtzrAuthError; anything that may pass raises RtzrUnavailable."""
@@ -131,6 +136,7 @@ class RecognizerStream:
         self._unanswered_since: float | None = None  # when speech first went out with nothing back since
         self._speech_sent: deque[tuple[float, float]] = deque()  # (connection ms at its end, ms) of speech not yet answered
         self._stalled_now = False
+        self._closing_stream = False  # the sender is closing the stream (stalled, or no last final in time)
 
     # ---------------------------------------------------------------- input
     def send_audio(self, frame: bytes) -> None:
@@ -164,7 +170,8 @@ class RecognizerStream:
             except ConnectionError:
                 return  # the call ended while we were reconnecting
             self.connections += 1
-            clean = await self._converse(ws)
+            async with ws:  # closed however the conversation ends, a cancelled call included
+                clean = await self._converse(ws)
             if self._finishing and not self._stalled_now:
                 return
             delay = BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)] if not clean else 0.0
@@ -174,7 +181,7 @@ class RecognizerStream:
             if delay:
                 await asyncio.sleep(delay)  # backoff before reconnecting
 
-    async def _connect(self) -> websockets.ClientConnection:
+    async def _connect(self) -> aiohttp.ClientWebSocketResponse:
         """Open a stream; a 401 drops the token and tries once more; other refusals, and a token
         endpoint that fails for a while, back off and retry."""
         refused_401 = 0
@@ -196,13 +203,13 @@ class RecognizerStream:
                 attempt += 1
                 continue
             try:
-                return await websockets.connect(
-                    self.config.url(), additional_headers={"Authorization": f"Bearer {token}"},
-                    open_timeout=10, ping_interval=20, max_size=2**20,
-                    compression=None,  # deflating PCM saves nothing and cost half the CPU at 100 calls
-                )
-            except InvalidStatus as exc:
-                status = exc.response.status_code
+                return await asyncio.wait_for(self.tokens.session.ws_connect(
+                    self.config.url(), headers={"Authorization": f"Bearer {token}"}, heartbeat=20.0,
+                    max_msg_size=2**20, compress=0,  # deflating PCM saves nothing and cost half the CPU at 100 calls
+                    timeout=CLOSE_TIMEOUT,
+                ), OPEN_TIMEOUT_S)
+            except aiohttp.WSServerHandshakeError as exc:
+                status = exc.status
                 if status == 401:
                     refused_401 += 1
                     if refused_401 >= 2:
@@ -210,28 +217,30 @@ class RecognizerStream:
                     self.tokens.invalidate()
                     continue
                 log.warning("call=%s event=rtzr_handshake_refused status=%s", self.call_id, status)
-            except (OSError, asyncio.TimeoutError, websockets.InvalidHandshake) as exc:
+            except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
                 log.warning("call=%s event=rtzr_connect_failed error=%s", self.call_id, type(exc).__name__)
             if self._gave_up_finishing():
                 raise ConnectionError("call ended while reconnecting to RTZR")
             await asyncio.sleep(BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)] or 0.05)  # backoff
             attempt += 1
 
-    async def _converse(self, ws: websockets.ClientConnection) -> bool:
+    async def _converse(self, ws: aiohttp.ClientWebSocketResponse) -> bool:
         """Send buffered and new audio, receive results; True if the server closed cleanly."""
         sent: deque[tuple[int, float]] = deque()  # (frame index, connection ms at its end)
         self._unanswered_speech_ms = 0.0
         self._unanswered_since = None
         self._speech_sent.clear()
         self._stalled_now = False
+        self._closing_stream = False
+        closed = asyncio.Event()
         async with asyncio.TaskGroup() as group:
-            sender = group.create_task(self._send_loop(ws, sent))
-            try:
-                async for message in ws:
-                    self._receive(message, sent)
-            except ConnectionClosed:
-                pass
-            sender.cancel()
+            sender = group.create_task(self._send_loop(ws, sent, closed))
+            async for message in ws:  # ends at the server's Close, a lost connection, or the sender's close()
+                if message.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
+                    self._receive(message.data, sent)
+            closed.set()
+            if not self._closing_stream:  # a sender in close() finishes the closing handshake: cancelled, it
+                sender.cancel()  # would leave the stream open on RTZR's side (in its count of this key's streams)
         return ws.close_code is not None and ws.close_code in (1000, 1001)
 
     def _stalled(self) -> bool:
@@ -239,13 +248,15 @@ class RecognizerStream:
         return (self._unanswered_speech_ms >= STALL_MIN_SPEECH_MS and self._unanswered_since is not None
                 and time.monotonic() - self._unanswered_since >= STALL_WAIT_S)
 
-    async def _abandon_stalled(self, ws: websockets.ClientConnection) -> None:
+    async def _abandon_stalled(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         self.stalls += 1
         self._stalled_now = True
         log.warning("call=%s event=rtzr_stalled unanswered_speech_ms=%.0f", self.call_id, self._unanswered_speech_ms)
+        self._closing_stream = True
         await ws.close()  # reconnect and resend what was not transcribed
 
-    async def _send_loop(self, ws: websockets.ClientConnection, sent: deque[tuple[int, float]]) -> None:
+    async def _send_loop(self, ws: aiohttp.ClientWebSocketResponse, sent: deque[tuple[int, float]],
+                         closed: asyncio.Event) -> None:
         """Send audio as it comes. The loop sleeps on ``_new_audio`` alone (no timeout per frame): a tick
         every ``STALL_CHECK_S`` wakes it to look for a stall and to keep a quiet connection alive."""
         loop = asyncio.get_running_loop()
@@ -266,7 +277,7 @@ class RecognizerStream:
                 while position < self._base + len(self._frames):
                     position = max(position, self._base)
                     frame = self._frames[position - self._base]
-                    await ws.send(frame)
+                    await ws.send_bytes(frame)
                     frame_ms = len(frame) * per_byte_ms
                     conn_ms += frame_ms
                     sent.append((position, conn_ms))
@@ -280,25 +291,26 @@ class RecognizerStream:
                 if self._stalled():
                     return await self._abandon_stalled(ws)
                 if self._finishing:
-                    await ws.send("EOS")
+                    await ws.send_str("EOS")
                     deadline = time.monotonic() + EOS_WAIT_S
                     while time.monotonic() < deadline:  # the server sends the last final, then closes
                         try:
-                            await asyncio.wait_for(ws.wait_closed(), STALL_CHECK_S)
+                            await asyncio.wait_for(closed.wait(), STALL_CHECK_S)
                             return
                         except asyncio.TimeoutError:
                             if self._stalled():
                                 return await self._abandon_stalled(ws)
+                    self._closing_stream = True
                     await ws.close()
                     return
                 if time.monotonic() - last_send >= KEEPALIVE_AFTER_S:
                     silence = (b"\x00\x00" if self.config.encoding == "LINEAR16" else b"\xff") * (self.config.sample_rate // 50)
-                    await ws.send(silence)
+                    await ws.send_bytes(silence)
                     conn_ms += 20.0
                     last_send = time.monotonic()
                 self._new_audio.clear()
                 await self._new_audio.wait()  # new audio, finish(), or the tick
-        except ConnectionClosed:
+        except ConnectionError:  # the server closed or the connection was lost: the reader sees which
             return
         finally:
             if ticker is not None:
