@@ -26,12 +26,13 @@ from .llm import ChatClient, LlmError
 from .rtzr_client import RecognizerStream, RtzrTokens, StreamConfig
 from .store import CallStore
 from .tts import Tts, TtsError
-from .turns import (AskLlm, CallerFinal, CallerPartial, CancelLlm, HangUp, LlmDone, LlmFailed, LlmText, Persist,
-                    Played, Speak, StopSpeaking, TurnAction, TurnTaker)
+from .turns import (AskLlm, AwaitCaller, CallerFinal, CallerPartial, CallerQuiet, CancelLlm, HangUp, LlmDone, LlmFailed,
+                    LlmText, Persist, Played, Speak, StopSpeaking, TurnAction, TurnTaker)
 
 log = logging.getLogger("aicall")
 APOLOGY_MARK = "apology"
 APOLOGY_WAIT_S = 15.0
+CALLER_QUIET_S = 3.0  # a held final (the caller talked on) is answered after this long without a result
 
 
 @dataclass
@@ -80,6 +81,7 @@ class CallSession:
         self.recognizer: RecognizerStream | None = None
         self.group: asyncio.TaskGroup | None = None
         self.llm_tasks: dict[int, asyncio.Task[None]] = {}
+        self.quiet_timer: asyncio.Task[None] | None = None  # see _await_caller
         self.speaker_queue: asyncio.Queue[_Sentence] = asyncio.Queue()
         self.sentences: list[_Sentence] = []
         self.current: _Sentence | None = None
@@ -187,6 +189,8 @@ class CallSession:
         """Stop sending first; then cancel replies and TTS; then let RTZR finish (EOS)."""
         self.sending = False
         self._apply(self.turns.handle(HangUp()))
+        if self.quiet_timer is not None:
+            self.quiet_timer.cancel()
         for task in self.llm_tasks.values():
             task.cancel()
         for sentence in self.sentences:
@@ -230,7 +234,8 @@ class CallSession:
                 return
             log.info("call=%s event=final text_chars=%d", self.call_sid, len(text))
             self.timings[self.turns.turn + 1] = _TurnTiming(time.monotonic())
-            self._apply(self.turns.handle(CallerFinal(text)))
+            self._apply(self.turns.handle(CallerFinal(text, talks_on=self.recognizer is not None
+                                                      and self.recognizer.caller_talks_on)))
         else:
             self._apply(self.turns.handle(CallerPartial(text)))
 
@@ -256,6 +261,21 @@ class CallSession:
                     self._send_nowait(twilio.clear_message(self.stream_sid))
             elif isinstance(action, Persist):
                 self.deps.store.add_line(self.call_id, action.turn, action.role, action.text, action.note)
+            elif isinstance(action, AwaitCaller):
+                self._await_caller()
+
+    def _await_caller(self) -> None:
+        """(Re)start the wait after which a held final is answered even if no final follows it."""
+        if self.quiet_timer is not None:
+            self.quiet_timer.cancel()
+        assert self.group is not None
+
+        async def quiet() -> None:
+            await asyncio.sleep(CALLER_QUIET_S)
+            self.quiet_timer = None
+            self._apply(self.turns.handle(CallerQuiet()))
+
+        self.quiet_timer = self.group.create_task(quiet())
 
     async def _llm(self, ask: AskLlm) -> None:
         timing = self.timings[ask.turn]

@@ -38,6 +38,8 @@ ULAW_POWER = ULAW_TO_PCM16.astype(np.float64) ** 2  # each mu-law byte's power: 
 BACKOFF_S = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0)
 OPEN_TIMEOUT_S = 10.0  # the streaming handshake
 CLOSE_TIMEOUT = aiohttp.ClientWSTimeout(ws_close=2.0)  # a stalled stream's close must not hold up the reconnect
+TALKING_GUARD_MS = 100.0  # after a final's end, the tail of its last word (word ends are approximate)
+TALKING_PROBE_MS = 200.0  # caller audio looked at past that: voiced there, the caller talks on
 TOKEN_UNAVAILABLE_GIVE_UP_S = 15.0  # no token for this long (token endpoint down): give up on the call
 CREDENTIALS_REFUSED = (400, 401, 403)  # the token endpoint says no to these credentials: retrying cannot help
 
@@ -113,6 +115,11 @@ class StreamConfig:
 class RecognizerStream:
     """Streams one call's audio to RTZR and hands every result to ``on_result``.
 
+    With each final, ``caller_talks_on`` says whether the caller's audio right after the final's end is
+    speech: RTZR cuts an utterance at ``max_utter_duration`` (12 s) while the caller is still talking, and a
+    final of that kind is not the end of a turn. A final that comes before ``TALKING_PROBE_MS`` of audio
+    after its end has arrived is held (with the results after it) until that audio is there.
+
     ``send_audio`` never blocks; ``run`` keeps a connection open until ``finish`` (EOS, last final)
     and raises :class:`RtzrAuthError` when credentials or tokens are refused.
     """
@@ -137,6 +144,8 @@ class RecognizerStream:
         self._speech_sent: deque[tuple[float, float]] = deque()  # (connection ms at its end, ms) of speech not yet answered
         self._stalled_now = False
         self._closing_stream = False  # the sender is closing the stream (stalled, or no last final in time)
+        self._held: list[dict] = []  # a final waiting for the audio after it, and the results after it
+        self.caller_talks_on = False  # about the final being handed to on_result
 
     # ---------------------------------------------------------------- input
     def send_audio(self, frame: bytes) -> None:
@@ -150,12 +159,16 @@ class RecognizerStream:
             self._buffered_ms -= len(dropped) / self.config.bytes_per_ms
             self.lost_ms += len(dropped) / self.config.bytes_per_ms
         self._new_audio.set()
+        if self._held:
+            self._release_held(self._talking_after())
 
     def finish(self) -> None:
         """The call is over: send what is left, then EOS, and wait for the last final."""
         self._finishing = True
         self._finish_at = time.monotonic()
         self._new_audio.set()
+        if self._held:
+            self._release_held(False)  # no more audio will come to tell
 
     def _gave_up_finishing(self) -> bool:
         """After the call ended, reconnecting (to get the last words recognised) has EOS_WAIT_S."""
@@ -346,6 +359,8 @@ class RecognizerStream:
             log.warning("call=%s event=rtzr_bad_message text=%.80r", self.call_id, message)
             return
         self._answered(result if isinstance(result, dict) else {})
+        if result.get("final") and self._held:
+            self._release_held(True)  # another final: the caller did talk on after the held one
         if result.get("final"):
             end_ms = float(result.get("start_at", 0)) + float(result.get("duration", 0))
             while sent and sent[0][1] <= end_ms:  # this audio is transcribed: no need to resend it
@@ -354,5 +369,34 @@ class RecognizerStream:
                     dropped = self._frames.popleft()
                     self._base += 1
                     self._buffered_ms -= len(dropped) / self.config.bytes_per_ms
-        if alternatives:
+        if not alternatives:
+            return
+        if self._held or result.get("final"):
+            self._held.append(result)
+            self._release_held(self._talking_after() if not self._finishing else False)
+        else:
+            self.on_result(result)
+
+    def _talking_after(self) -> bool | None:
+        """Is the audio after the last final's end speech? None until it is here (guard and probe)."""
+        seen = 0.0
+        for frame in self._frames:  # the frames after the last final's end (the first may straddle it)
+            seen += len(frame) / self.config.bytes_per_ms
+            if seen <= TALKING_GUARD_MS:
+                continue
+            if self._is_speech(frame):
+                return True
+            if seen >= TALKING_GUARD_MS + TALKING_PROBE_MS:
+                return False
+        return None
+
+    def _release_held(self, talks_on: bool | None) -> None:
+        if talks_on is None:
+            return
+        held, self._held = self._held, []
+        for result in held:
+            if result.get("final"):
+                self.caller_talks_on = talks_on
+                if talks_on:
+                    log.info("call=%s event=final_mid_speech", self.call_id)
             self.on_result(result)

@@ -4,7 +4,9 @@ Each caller final is given to the LLM exactly once: a final that arrives while a
 generated is queued and merged into the next turn's user message, never dropped, never re-sent.
 Replies are spoken sentence by sentence, each followed by a mark; Twilio's mark echoes say what
 the caller has heard. Caller speech over the bot (barge-in) clears playback and cancels the rest
-of that reply.
+of that reply. A final the caller talks on after (RTZR cut a long utterance at ``max_utter_duration``)
+is held and joined to the next one: nobody answers a caller who is still talking. If no final
+follows (the rest was not words), the shell's ``CallerQuiet`` after a while lets it be answered.
 """
 
 from __future__ import annotations
@@ -18,6 +20,12 @@ from .sentences import SentenceSplitter
 @dataclass(frozen=True)
 class CallerFinal:
     text: str
+    talks_on: bool = False  # the caller is still talking: a cut, not the end of the turn
+
+
+@dataclass(frozen=True)
+class CallerQuiet:
+    """No result for a while after a held final: answer what was held."""
 
 
 @dataclass(frozen=True)
@@ -54,7 +62,7 @@ class HangUp:
     pass
 
 
-TurnEvent = CallerFinal | CallerPartial | LlmText | LlmDone | LlmFailed | Played | HangUp
+TurnEvent = CallerFinal | CallerQuiet | CallerPartial | LlmText | LlmDone | LlmFailed | Played | HangUp
 
 
 # ----------------------------------------------------------------- actions
@@ -92,7 +100,12 @@ class Persist:
     note: str = ""
 
 
-TurnAction = AskLlm | CancelLlm | Speak | StopSpeaking | Persist
+@dataclass(frozen=True)
+class AwaitCaller:
+    """A final is held while the caller talks on: (re)start the wait that ends in ``CallerQuiet``."""
+
+
+TurnAction = AskLlm | CancelLlm | Speak | StopSpeaking | Persist | AwaitCaller
 
 FALLBACK_REPLY = "죄송합니다. 잠시 문제가 있었습니다. 다시 한 번 말씀해 주시겠어요?"
 
@@ -115,6 +128,7 @@ class TurnTaker:
         self.turn = 0
         self.reply: _Reply | None = None  # the reply being generated
         self.queued: list[str] = []
+        self.held: list[str] = []  # finals the caller talked on after: the start of the turn in progress
         self.unplayed: dict[str, int] = {}  # marks sent, not yet echoed -> their turn
         self.heard: dict[int, list[str]] = {}  # turn -> sentences the caller has heard
         self.replies: dict[int, _Reply] = {}
@@ -128,9 +142,13 @@ class TurnTaker:
         if self.ended:
             return []
         if isinstance(event, CallerFinal):
-            return self._final(event.text.strip())
+            return self._final(event.text.strip(), event.talks_on)
+        if isinstance(event, CallerQuiet):
+            return self._final("", False) if self.held else []
         if isinstance(event, CallerPartial):
-            return self._interrupt("barge-in") if self.barge_in and self.bot_speaking and event.text.strip() else []
+            if self.barge_in and self.bot_speaking and event.text.strip():
+                return self._interrupt("barge-in")
+            return [AwaitCaller()] if self.held else []  # still talking: keep waiting
         if isinstance(event, LlmText):
             return self._llm_text(event)
         if isinstance(event, LlmDone):
@@ -148,10 +166,17 @@ class TurnTaker:
         raise TypeError(f"unknown event {event!r}")
 
     # ------------------------------------------------------------ internals
-    def _final(self, text: str) -> list[TurnAction]:
+    def _final(self, text: str, talks_on: bool = False) -> list[TurnAction]:
+        actions: list[TurnAction] = [Persist("caller", text, self.turn + 1)] if text else []
+        if talks_on and text:
+            self.held.append(text)
+            if self.barge_in and self.bot_speaking:
+                actions += self._interrupt("caller spoke over the reply")
+            return actions + [AwaitCaller()]
+        if self.held:
+            text, self.held = " ".join([*self.held, text]).strip(), []
         if not text:
-            return []
-        actions: list[TurnAction] = [Persist("caller", text, self.turn + 1)]
+            return actions
         if self.reply is not None:
             self.queued.append(text)  # given to the LLM with the next turn, exactly once
             return actions
@@ -237,9 +262,9 @@ class TurnTaker:
         if reply is not None:
             actions.append(CancelLlm(reply.turn))
             actions.append(Persist("bot", reply.text.strip(), reply.turn, note="call ended while generating"))
-        for text in self.queued:
+        for text in [*self.queued, *self.held]:
             actions.append(Persist("event", f"not answered (call ended): {text}", self.turn))
-        self.queued = []
+        self.queued, self.held = [], []
         if self.unplayed:
             actions.append(StopSpeaking(tuple(sorted(set(self.unplayed.values())))))
             self.unplayed.clear()

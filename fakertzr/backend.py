@@ -45,6 +45,7 @@ class FakeRtzrConfig:
     idle_close_code: int = 1000  # [guess]: 1000 or 1001; 1000 is the one clients mishandle
     max_frame_bytes: int = 1 << 20
     epd_time: float | None = None  # default for connections that send no epd_time
+    max_utter_duration: float | None = None  # default (s) for connections that send none (None: RTZR's 12 s)
     auto_texts: list[str] | None = None
     auto_word_ms: float = 350.0
     auto_threshold_dbfs: float = -40.0
@@ -52,7 +53,7 @@ class FakeRtzrConfig:
     journal_limit: int = 2000  # connection records kept whole; older closed ones are counted, then dropped
 
     UPDATABLE = ("token_ttl_s", "max_streams", "time_scale", "idle_timeout_s", "idle_close_code",
-                 "max_frame_bytes", "epd_time", "auto_word_ms", "auto_threshold_dbfs", "journal_limit")
+                 "max_frame_bytes", "epd_time", "max_utter_duration", "auto_word_ms", "auto_threshold_dbfs", "journal_limit")
 
 
 @dataclass
@@ -190,7 +191,9 @@ class FakeRtzrBackend:
             return refusal, record
 
         epd_s = params.epd_time if "epd_time" in query or self.config.epd_time is None else self.config.epd_time
-        builder = ResultBuilder(epd_s * 1000.0)
+        max_utter_s = params.max_utter_duration if "max_utter_duration" in query or self.config.max_utter_duration is None \
+            else self.config.max_utter_duration
+        builder = ResultBuilder(epd_s * 1000.0, max_utter_ms=max_utter_s * 1000.0)
         recognizer: ScriptRecognizer | AutoRecognizer
         if self._loaded:
             record.mode = "script"
@@ -200,6 +203,8 @@ class FakeRtzrBackend:
                 record.script = script.name
                 if behaviour.epd_time is not None:
                     builder.epd_ms = behaviour.epd_time * 1000.0
+                if behaviour.max_utter_duration is not None:
+                    builder.max_utter_ms = behaviour.max_utter_duration * 1000.0
                 builder.partials = behaviour.partials
                 builder.final_delay_ms = behaviour.processing_delay_ms
                 builder.partial_delay_ms = behaviour.partial_delay_ms

@@ -75,6 +75,7 @@ class RecognizerBehaviour:
     """How the scripted recognizer behaves beyond the words: endpointing and delays, or a recorded schedule."""
 
     epd_time: float | None = None
+    max_utter_duration: float | None = None
     processing_delay_ms: float = 0.0
     partial_delay_ms: float = 0.0
     partials: bool = True
@@ -187,6 +188,7 @@ def script_from_dict(doc: dict[str, Any], audio: np.ndarray, source: str = "<mem
             raise FakeRtzrError(f"{where}: call_ms {r.call_ms} is past the audio ({duration_ms:.0f} ms)")
     behaviour = RecognizerBehaviour(
         epd_time=rec.get("epd_time"),
+        max_utter_duration=rec.get("max_utter_duration"),
         processing_delay_ms=rec.get("processing_delay_ms", 0.0),
         partial_delay_ms=rec.get("partial_delay_ms", 0.0),
         partials=rec.get("partials", True),

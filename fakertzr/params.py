@@ -13,7 +13,10 @@ DECODABLE_ENCODINGS = ("LINEAR16", "MULAW", "ALAW")
 MODELS = ("sommers_ko", "sommers_ja", "whisper")
 MODEL_LANGUAGES = {"sommers_ko": ("ko",), "sommers_ja": ("ja",), "whisper": ("ko", "ja", "en")}
 DOMAINS = ("CALL", "MEETING")
-DEFAULT_EPD_TIME = 0.5  # [guess] in the reference: not documented; clients send 0.3-0.8
+DEFAULT_EPD_TIME = 0.5  # [doc] in RTZR's gRPC proto (RuntimeStreamConfig); 0.5-1.0 recommended for voice bots
+EPD_TIME_RANGE = (0.1, 10.0)  # [guess] RTZR states no limits; clients send 0.3-1.5
+DEFAULT_MAX_UTTER_DURATION = 12.0  # [doc] seconds, the proto's RuntimeStreamConfig; as a WebSocket query: [guess]
+MAX_UTTER_DURATION_RANGE = (1.0, 60.0)  # [guess] RTZR states no limits
 MAX_KEYWORDS = 100
 MAX_KEYWORD_CHARS = 20
 
@@ -43,6 +46,7 @@ class StreamParams:
     use_punctuation: bool = False
     keywords: tuple[Keyword, ...] = ()
     epd_time: float = DEFAULT_EPD_TIME
+    max_utter_duration: float = DEFAULT_MAX_UTTER_DURATION
     noise_threshold: float | None = None
     active_threshold: float | None = None
     unknown: tuple[str, ...] = field(default=())
@@ -129,11 +133,12 @@ def parse_stream_params(query: Mapping[str, str]) -> StreamParams:
     def opt_float(name: str, low: float, high: float) -> float | None:
         return _float(name, query[name], low, high) if name in query else None
 
-    epd_time = opt_float("epd_time", 0.1, 10.0)
+    epd_time = opt_float("epd_time", *EPD_TIME_RANGE)
+    max_utter = opt_float("max_utter_duration", *MAX_UTTER_DURATION_RANGE)
     known = {
         "sample_rate", "encoding", "model_name", "language", "domain", "use_itn",
         "use_disfluency_filter", "use_profanity_filter", "use_punctuation", "keywords",
-        "epd_time", "noise_threshold", "active_threshold",
+        "epd_time", "max_utter_duration", "noise_threshold", "active_threshold",
     }
     return StreamParams(
         sample_rate=sample_rate,
@@ -147,6 +152,7 @@ def parse_stream_params(query: Mapping[str, str]) -> StreamParams:
         use_punctuation=flag("use_punctuation", False),
         keywords=_keywords(query.get("keywords", ""), model_name),
         epd_time=DEFAULT_EPD_TIME if epd_time is None else epd_time,
+        max_utter_duration=DEFAULT_MAX_UTTER_DURATION if max_utter is None else max_utter,
         noise_threshold=opt_float("noise_threshold", 0.0, 1.0),
         active_threshold=opt_float("active_threshold", 0.0, 1.0),
         unknown=tuple(sorted(set(query) - known)),

@@ -1,7 +1,9 @@
 """Turns heard words and speech boundaries into RTZR result messages (sans-I/O).
 
 Endpointing follows the real service: a final is due ``epd_time`` of *audio* after speech ends,
-or at once on Finalize/EOS; speech that resumes before then continues the same utterance.
+or at once on Finalize/EOS; speech that resumes before then continues the same utterance. Speech
+that goes on for ``max_utter_duration`` without a pause is cut there: a final with the words heard
+so far, while the caller is still talking, and the next words open a new utterance.
 """
 
 from __future__ import annotations
@@ -37,8 +39,10 @@ class ResultBuilder:
         partials: bool = True,
         final_delay_ms: float = 0.0,
         partial_delay_ms: float = 0.0,
+        max_utter_ms: float | None = None,
     ) -> None:
         self.epd_ms = epd_ms
+        self.max_utter_ms = max_utter_ms  # None: never cut
         self.partials = partials
         self.final_delay_ms = final_delay_ms
         self.partial_delay_ms = partial_delay_ms
@@ -48,10 +52,21 @@ class ResultBuilder:
         self.speech_end_ms: float | None = None  # where speech last stopped, until it resumes
 
     def advance(self, audio_ms: float) -> list[Result]:
-        """Emit the final if its endpoint lies at or before ``audio_ms``."""
+        """Emit the final if its endpoint, or the cut of an utterance that is too long, lies at or before
+        ``audio_ms``. Words are applied at their end, so the words held here all ended by the cut."""
+        cut = self.cut_ms
+        if cut is not None and cut <= audio_ms and (self.final_due_ms is None or cut < self.final_due_ms):
+            return self._final(cut)
         if self.final_due_ms is not None and self.final_due_ms <= audio_ms:
             return self._final(self.final_due_ms)
         return []
+
+    @property
+    def cut_ms(self) -> float | None:
+        """Where the open utterance reaches ``max_utter_ms`` while the caller is still talking."""
+        if self.max_utter_ms is None or not self.words or self.speech_end_ms is not None:
+            return None
+        return self.words[0].start_ms + self.max_utter_ms
 
     def apply(self, event: RecognizerEvent) -> list[Result]:
         """Feed one event; the caller has already advanced to the event's position."""

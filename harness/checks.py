@@ -191,6 +191,13 @@ def expectations(ctx: CheckContext) -> CheckResult:
         return CheckResult("expectations", False, f"final {k + 1} should be {wanted[k]!r}, got {got} "
                            f"({len(finals)} final(s) in all, {len(wanted)} expected)", at)
     requests = llm_deliveries(ctx.timeline)
+    if expect.get("no_reply_while_talking"):
+        talking = list(zip(ctx.timeline.of("speech_start"), ctx.timeline.of("speech_end")))
+        early = next(((r, s) for r in requests for s, e in talking if s.wall < r.wall < e.wall), None)
+        if early is not None:
+            request, start = early
+            return CheckResult("expectations", False, f"the LLM was asked while the caller was still talking "
+                               f"(utterance {start.detail['utterance'] + 1}, from a final cut mid-speech?)", request.wall)
     if "llm_turns" in expect and len(requests) != expect["llm_turns"]:
         at = requests[expect["llm_turns"]].wall if len(requests) > expect["llm_turns"] else end
         return CheckResult("expectations", False, f"{len(requests)} LLM turn(s) (a retried request counts once), "

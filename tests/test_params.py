@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fakertzr.params import DEFAULT_EPD_TIME, Keyword, ParamError, parse_stream_params
+from fakertzr.params import DEFAULT_EPD_TIME, DEFAULT_MAX_UTTER_DURATION, Keyword, ParamError, parse_stream_params
 
 BASE = {"sample_rate": "8000", "encoding": "LINEAR16"}
 
@@ -13,7 +13,8 @@ def test_defaults_are_the_real_services():
     p = parse_stream_params(BASE)
     assert (p.model_name, p.language, p.domain) == ("sommers_ko", "ko", "CALL")
     assert (p.use_itn, p.use_disfluency_filter, p.use_profanity_filter, p.use_punctuation) == (True, False, False, False)
-    assert p.epd_time == DEFAULT_EPD_TIME and p.keywords == ()
+    assert p.epd_time == DEFAULT_EPD_TIME == 0.5 and p.keywords == ()
+    assert p.max_utter_duration == DEFAULT_MAX_UTTER_DURATION == 12.0  # RTZR's proto, RuntimeStreamConfig
 
 
 def test_everything_documented_is_accepted():
@@ -21,8 +22,11 @@ def test_everything_documented_is_accepted():
         **BASE, "sample_rate": "16000", "model_name": "whisper", "language": "en", "domain": "MEETING",
         "use_itn": "false", "use_disfluency_filter": "true", "use_profanity_filter": "true",
         "use_punctuation": "true", "epd_time": "0.3", "noise_threshold": "0.60", "active_threshold": "0.80",
+        "max_utter_duration": "20",
     })
     assert (p.sample_rate, p.language, p.domain, p.use_itn, p.epd_time) == (16000, "en", "MEETING", False, 0.3)
+    assert p.max_utter_duration == 20.0 and p.unknown == ()
+    assert [parse_stream_params({**BASE, "epd_time": v}).epd_time for v in ("0.3", "0.5", "1.0", "1.5")] == [0.3, 0.5, 1.0, 1.5]
     k = parse_stream_params({**BASE, "keywords": "리턴제로:3.5,보이스봇"}).keywords
     assert k == (Keyword("리턴제로", 3.5), Keyword("보이스봇", 2.0))
 
@@ -42,6 +46,8 @@ def test_everything_documented_is_accepted():
         ({"domain": "RADIO"}, "domain must be CALL or MEETING"),
         ({"use_itn": "yes"}, "use_itn must be true or false"),
         ({"epd_time": "0"}, "epd_time must be between"),
+        ({"max_utter_duration": "0"}, "max_utter_duration must be between"),
+        ({"max_utter_duration": "twelve"}, "max_utter_duration must be a number"),
         ({"noise_threshold": "1.5"}, "noise_threshold must be between"),
         ({"keywords": "a:9"}, "boost must be between"),
         ({"keywords": "가" * 21}, "1-20 characters"),

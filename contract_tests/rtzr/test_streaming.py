@@ -8,8 +8,10 @@ import struct
 import aiohttp
 
 from callaudio.g711 import pcm16_to_ulaw
+from fakertzr import load_fixture
 
 from . import client
+from .conftest import SEED_DIR
 
 SEED_TEXTS = ["안녕하세요 반갑습니다", "그냥 잘 지냅니다", "아직 안 먹었어요"]
 
@@ -131,3 +133,34 @@ async def test_auto_mode_answers_any_audio_with_the_given_texts(rtzr, seed):
     outcome = await client.stream(await rtzr.connect(), pcm(seed))
     assert outcome.finals == ["첫째", "둘째", "발화 3"]
     assert rtzr.fake.journal.connections[-1].mode == "auto"
+
+
+LONG_DIR = SEED_DIR.parent / "long-utterance"  # 22 s of speech without a pause
+
+
+async def test_long_unbroken_speech_is_cut_at_max_utter_duration(rtzr):
+    """RTZR's proto: ``max_utter_duration`` (12 s by default) divides an utterance that goes on without
+    silence; a handler sees a final while the caller is still talking."""
+    long = load_fixture(LONG_DIR)
+    [utterance] = long.utterances
+    if not rtzr.live:
+        rtzr.fake.load_fixture(LONG_DIR)
+    outcome = await client.stream(await rtzr.connect(), pcm(long))
+    finals = [m for m in outcome.results if m["final"]]
+    assert len(finals) >= 2, outcome.finals
+    if rtzr.live:
+        return
+    assert " ".join(outcome.finals).split() == utterance.text.split(), "every word once, in order"
+    first = finals[0]
+    assert first["start_at"] == round(utterance.start_ms) and first["start_at"] + first["duration"] <= utterance.start_ms + 12000
+    cut = rtzr.fake.journal.connections[-1].finals[0]
+    assert cut.audio_ms < utterance.end_ms - 5000, "the first final came while the caller was still talking"
+
+
+async def test_max_utter_duration_is_a_query_parameter(rtzr):
+    """As a WebSocket query parameter (seconds, like the proto's field): [guess]; the fake accepts it."""
+    long = load_fixture(LONG_DIR)
+    rtzr.fake.load_fixture(LONG_DIR)
+    query = {"sample_rate": "8000", "encoding": "LINEAR16", "max_utter_duration": "30"}
+    outcome = await client.stream(await rtzr.connect(query), pcm(long))
+    assert outcome.finals == [long.utterances[0].text]

@@ -202,3 +202,23 @@ async def test_a_stall_after_an_early_partial_is_noticed_when_audio_outruns_real
     stream.finish()
     await asyncio.wait_for(task, 30)
     assert stream.stalls == 1 and finals == TEXTS[:2]
+
+
+async def test_a_final_cut_mid_speech_says_the_caller_talks_on():
+    """fakertzr cuts long-utterance at max_utter_duration (12 s): the first final comes while the caller is
+    still talking, the second after it stops; the seed's finals all end turns."""
+    long = "fixtures/calls/long-utterance"
+    backend = FakeRtzrBackend(FakeRtzrConfig(time_scale=0.0, fixtures=[long, SEED]))
+    async with FakeRtzrServer(backend) as server, aiohttp.ClientSession() as session:
+        for fixture, wanted in ((long, [True, False]), (SEED, [False, False, False])):
+            flags: list[bool] = []
+            stream = RecognizerStream(StreamConfig(server.ws_url), RtzrTokens(session, server.base_url, backend.config.client_id,
+                                      backend.config.client_secret), lambda r: flags.append(stream.caller_talks_on) if r["final"] else None)
+            task = asyncio.create_task(stream.run())
+            audio = load_fixture(fixture).audio.astype("<i2").tobytes()
+            for i in range(0, len(audio), 320):
+                stream.send_audio(audio[i : i + 320])
+                await asyncio.sleep(0)
+            stream.finish()
+            await asyncio.wait_for(task, 30)
+            assert flags == wanted, fixture

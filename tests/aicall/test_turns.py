@@ -6,8 +6,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from aicall.sentences import SentenceSplitter
-from aicall.turns import (AskLlm, CallerFinal, CallerPartial, CancelLlm, HangUp, LlmDone, LlmFailed, LlmText,
-                          Persist, Played, Speak, StopSpeaking, TurnTaker)
+from aicall.turns import (AskLlm, AwaitCaller, CallerFinal, CallerPartial, CallerQuiet, CancelLlm, HangUp, LlmDone,
+                          LlmFailed, LlmText, Persist, Played, Speak, StopSpeaking, TurnTaker)
 
 from ..support.budget import examples
 
@@ -145,3 +145,28 @@ def test_sentence_splitting_loses_nothing_and_ignores_chunking(text, cuts):
     assert split(pieces) == whole
     assert "".join(whole).replace(" ", "") == "".join(text.split()).replace(" ", "")
     assert all(s and s == s.strip() for s in whole)
+
+
+def test_a_final_the_caller_talks_on_after_is_held_and_joined_to_the_next():
+    """RTZR cut a long utterance at max_utter_duration: answering the first part would talk over the caller."""
+    t = TurnTaker("sys")
+    held = t.handle(CallerFinal("제가 지난주에 주문한", talks_on=True))
+    assert held == [Persist("caller", "제가 지난주에 주문한", 1), AwaitCaller()], "persisted, not asked"
+    assert t.handle(CallerPartial("코트가")) == [AwaitCaller()], "still talking: the wait starts again"
+    ask = t.handle(CallerFinal("코트가 안 왔어요"))
+    assert kinds(ask) == ["Persist", "AskLlm"]
+    assert ask[1].messages[-1] == {"role": "user", "content": "제가 지난주에 주문한 코트가 안 왔어요"}
+    assert t.handle(CallerQuiet()) == [], "nothing held any more"
+
+
+def test_a_held_final_with_nothing_after_it_is_answered_when_the_caller_goes_quiet():
+    t = TurnTaker("sys")
+    t.handle(CallerFinal("여보세요", talks_on=True))
+    ask = t.handle(CallerQuiet())
+    assert kinds(ask) == ["AskLlm"] and ask[0].messages[-1]["content"] == "여보세요"
+
+
+def test_a_held_final_at_hang_up_is_kept_as_not_answered():
+    t = TurnTaker("sys")
+    t.handle(CallerFinal("끊기 전에", talks_on=True))
+    assert Persist("event", "not answered (call ended): 끊기 전에", 0) in t.handle(HangUp())
