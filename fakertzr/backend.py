@@ -162,11 +162,13 @@ class FakeRtzrBackend:
         return 200, {"access_token": token.access_token, "expire_at": token.expire_at}
 
     # ------------------------------------------------------------ streaming
-    def open_stream(self, headers: Mapping[str, str], query: Mapping[str, str]) -> OpenedStream | tuple[Refusal, ConnectionRecord]:
-        """Decide a streaming handshake: an accepted session, or a refusal (both journaled)."""
+    def open_stream(self, headers: Mapping[str, str], query: Mapping[str, str], *,
+                    api: str = "websocket") -> OpenedStream | tuple[Refusal, ConnectionRecord]:
+        """Decide a streaming handshake: an accepted session, or a refusal (both journaled). The gRPC API
+        comes here too, its first request's config given as the WebSocket's query parameters."""
         index = self._connection_count
         self._connection_count += self.worker[1]
-        record = ConnectionRecord(index=index, query=clip_fields(query), headers=redact_headers(headers))
+        record = ConnectionRecord(index=index, api=api, query=clip_fields(query), headers=redact_headers(headers))
         self.journal.add(record)
 
         refusal = next((r for f in self.faults if (r := f.on_handshake(index))), None)

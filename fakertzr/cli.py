@@ -9,7 +9,7 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Callable, NoReturn, Sequence
+from typing import Any, Callable, NoReturn, Sequence
 
 from .backend import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, FakeRtzrBackend, FakeRtzrConfig
 from .errors import FakeRtzrError
@@ -104,11 +104,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--auto", action="store_true", help="auto mode: an energy VAD finds utterances")
     serve.add_argument("--texts-file", type=Path, help="auto mode: one utterance text per line, used in order")
     serve.add_argument("--epd-time", type=_positive, help="epd_time (s) for streams that send none (default 0.5)")
+    serve.add_argument("--max-utter-duration", type=_positive, metavar="S",
+                       help="cut unbroken speech after S seconds, for streams that send no max_utter_duration (default 12)")
     serve.add_argument("--time-scale", type=_non_negative, default=1.0,
                        help="multiplies scripted wall-clock delays (0 = no delays)")
     serve.add_argument("--max-streams", type=_count, default=20, help="concurrent streams per client (default 20)")
     serve.add_argument("--token-ttl", type=_positive, default=6 * 3600, help="token lifetime in seconds (default 6 h)")
     serve.add_argument("--idle-timeout", type=_positive, default=60.0, help="close streams idle this long (default 60 s)")
+    serve.add_argument("--grpc-port", type=int, metavar="PORT",
+                       help="also serve RTZR's gRPC streaming API (online_decoder.OnlineDecoder/Decode, no TLS) on "
+                            "this port (0: a free one); needs the [grpc] extra")
     serve.add_argument("--workers", type=_workers, default=1, metavar="N|auto",
                        help="processes serving the one port (auto: one per core; default 1). Tokens, scripts, faults "
                        "and config set through the control API reach every worker; faults that count (times, "
@@ -148,6 +153,8 @@ def _config(args: argparse.Namespace) -> FakeRtzrConfig:
         load_fixture(directory)  # fail before the port opens
     if not 1 <= args.port + 1 <= 65536:
         raise FakeRtzrError(f"--port must be 0-65535, got {args.port}")
+    if args.grpc_port is not None and not 0 <= args.grpc_port <= 65535:
+        raise FakeRtzrError(f"--grpc-port must be 0-65535, got {args.grpc_port}")
     return FakeRtzrConfig(
         client_id=args.client_id,
         client_secret=args.client_secret,
@@ -156,6 +163,7 @@ def _config(args: argparse.Namespace) -> FakeRtzrConfig:
         time_scale=args.time_scale,
         idle_timeout_s=args.idle_timeout,
         epd_time=args.epd_time,
+        max_utter_duration=args.max_utter_duration,
         auto_texts=texts,
         fixtures=[str(Path(d)) for d in args.script],
     )
@@ -190,9 +198,12 @@ async def _record(proxy: RecordingProxy) -> None:
         await proxy.stop()
 
 
-def _banner(base_url: str, backend: FakeRtzrBackend, workers: str = "") -> None:
+def _banner(base_url: str, backend: FakeRtzrBackend, workers: str = "", grpc_target: str | None = None) -> None:
     ws_url = base_url.replace("http://", "ws://", 1)
     print(f"fakertzr listening on {base_url} (WebSocket {ws_url}/v1/transcribe:streaming){workers}")
+    if grpc_target:
+        print(f"  gRPC on {grpc_target} (online_decoder.OnlineDecoder/Decode, no TLS: grpc.insecure_channel, "
+              "token as 'authorization: Bearer' metadata)")
     print(f"  accepts client_id={backend.config.client_id} client_secret={backend.config.client_secret}")
     detail = ", ".join(s.name for s in backend.scripts) if backend.scripts else f"{len(backend.config.auto_texts or [])} texts"
     print(f"  mode: {backend.mode} ({detail}); control API under {base_url}{CONTROL_PREFIX}/")
@@ -202,14 +213,29 @@ def _banner(base_url: str, backend: FakeRtzrBackend, workers: str = "") -> None:
     sys.stdout.flush()
 
 
-async def _serve(server: FakeRtzrServer) -> None:
+async def _serve(server: FakeRtzrServer, grpc_port: int | None) -> None:
     await server.start()
-    loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
-    _banner(server.base_url, server.backend, f"; {loop} loop")
+    grpc_server = None
     try:
+        if grpc_port is not None:
+            grpc_server = grpc_api().FakeRtzrGrpcServer(server.backend, server.host, grpc_port)
+            await grpc_server.start()
+        loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
+        _banner(server.base_url, server.backend, f"; {loop} loop", grpc_server.target if grpc_server else None)
         await asyncio.Event().wait()
     finally:
+        if grpc_server is not None:
+            await grpc_server.stop()
         await server.stop()
+
+
+def grpc_api() -> Any:
+    """``fakertzr.grpc``, or a clear error when grpcio is not installed."""
+    try:
+        import fakertzr.grpc as api  # noqa: PLC0415 - optional: the [grpc] extra
+    except ImportError as exc:
+        raise FakeRtzrError(f"--grpc-port: {exc}") from None
+    return api
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -230,14 +256,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.workers > 1:
             from .workers import serve_workers
 
-            def announce(url: str, pids: list[int]) -> None:
-                _banner(url, backend, f"; {args.workers} workers, pids {' '.join(map(str, pids))}")
+            def announce(url: str, pids: list[int], grpc_target: str | None) -> None:
+                _banner(url, backend, f"; {args.workers} workers, pids {' '.join(map(str, pids))}", grpc_target)
 
+            if args.grpc_port is not None:
+                grpc_api()
             return serve_workers(config, args.host, args.port, args.workers, loop_choice=args.loop,
-                                 log_level=args.log_level, announce=announce)
+                                 log_level=args.log_level, announce=announce, grpc_port=args.grpc_port)
+        if args.grpc_port is not None:
+            grpc_api()  # before any port opens
         server = FakeRtzrServer(backend, args.host, args.port)
         with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
-            runner.run(_serve(server))
+            runner.run(_serve(server, args.grpc_port))
     except FakeRtzrError as exc:
         print(f"fakertzr: error: {exc}", file=sys.stderr)
         return 2

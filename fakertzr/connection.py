@@ -2,7 +2,9 @@
 
 A reader task feeds the session; a sender task performs its actions in order, waiting out each
 result's scripted processing delay (scaled by ``time_scale``) from the moment its audio arrived.
-Both live in one TaskGroup; nothing outlives the connection.
+Both live in one TaskGroup; nothing outlives the connection. The gRPC stream
+(:mod:`fakertzr.grpc.service`) is this class with another transport: reading, sending, closing and
+dropping are the methods it overrides.
 """
 
 from __future__ import annotations
@@ -118,13 +120,16 @@ class StreamConnection:
                 return
             elif isinstance(action, Drop):
                 self._end("dropped", None, "fault: drop")
-                if self.transport is not None:
-                    self.transport.abort()
+                await self._drop()
                 return
             elif isinstance(action, Close):
                 self._end("server_closed", action.code, action.reason)
                 await self._close(action.code, action.reason)
                 return
+
+    async def _drop(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
 
     async def _close(self, code: int, reason: str) -> None:
         """The closing handshake, as RFC 6455 has it: send Close, then read (and drop) what the client still
@@ -141,17 +146,24 @@ class StreamConnection:
 
     async def _send(self, action: SendResult | SendRaw, arrived: float, delay_ms: float) -> None:
         if isinstance(action, SendResult):
-            payload = json.dumps(action.result.payload, ensure_ascii=False)
             kind = "final" if action.result.final else "partial"
             seq, audio_ms = action.result.payload["seq"], action.result.audio_ms
             text = action.result.payload["alternatives"][0]["text"]
         else:
-            payload, kind, seq, audio_ms, text = action.text, "raw", None, action.audio_ms, action.text
-        try:
-            await self.ws.send_str(payload)
-        except (ConnectionResetError, RuntimeError):
+            kind, seq, audio_ms, text = "raw", None, action.audio_ms, action.text
+        payload = await self._transmit(action)
+        if payload is None:
             return  # the client went away; the reader will see it
         self.record.messages.append(
             SentMessage(kind, seq, text, round(audio_ms, 1), arrived, time.monotonic(), round(delay_ms, 1), payload)
         )
         self.backend.journal_changed()
+
+    async def _transmit(self, action: SendResult | SendRaw) -> str | None:
+        """Send one message; what was sent, for the journal (None: the client is gone)."""
+        payload = json.dumps(action.result.payload, ensure_ascii=False) if isinstance(action, SendResult) else action.text
+        try:
+            await self.ws.send_str(payload)
+        except (ConnectionResetError, RuntimeError):
+            return None
+        return payload

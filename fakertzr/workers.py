@@ -98,7 +98,7 @@ def merge_journals(pages: list[dict[str, Any]], limit: int) -> dict[str, Any]:
 
 # ------------------------------------------------------------------ worker
 def _worker(index: int, count: int, config: FakeRtzrConfig, host: str, port: int, token_key: bytes,
-            loop_choice: str, log_level: str, ready: Any, peers_in: Any) -> None:
+            loop_choice: str, log_level: str, ready: Any, peers_in: Any, grpc_port: int | None = None) -> None:
     """One worker process: private site first, then (once it knows its peers) the public port."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's to handle
     logging.basicConfig(level=log_level, format=f"%(asctime)s w{index} %(name)s %(message)s", stream=sys.stderr)
@@ -128,6 +128,12 @@ def _worker(index: int, count: int, config: FakeRtzrConfig, host: str, port: int
                                logger=http_logger("fakertzr.http"))
         await public.setup()
         await web.TCPSite(public, host, port, reuse_port=True).start()
+        grpc_server = None  # held: a gRPC server that nothing refers to is stopped when collected
+        if grpc_port is not None:
+            from .grpc import FakeRtzrGrpcServer  # noqa: PLC0415 - optional: the [grpc] extra
+
+            grpc_server = FakeRtzrGrpcServer(backend, host, grpc_port, reuse_port=True)  # one port for all workers
+            await grpc_server.start()
         ready.put(("public", index, os.getpid()))
         await asyncio.Event().wait()
 
@@ -150,13 +156,18 @@ def _free_shared_port(host: str) -> socket.socket:
 
 
 def serve_workers(config: FakeRtzrConfig, host: str, port: int, workers: int, *, loop_choice: str = "auto",
-                  log_level: str = "INFO", announce: Callable[[str, list[int]], None] = lambda url, pids: None) -> int:
-    """Run ``workers`` worker processes on ``host:port`` until Ctrl-C or SIGTERM, or until one dies (exit 1)."""
+                  log_level: str = "INFO", grpc_port: int | None = None,
+                  announce: Callable[[str, list[int], str | None], None] = lambda url, pids, grpc: None) -> int:
+    """Run ``workers`` worker processes on ``host:port`` (and the gRPC API on ``grpc_port``) until Ctrl-C or
+    SIGTERM, or until one dies (exit 1)."""
     if not hasattr(socket, "SO_REUSEPORT"):
         raise FakeRtzrError("--workers needs SO_REUSEPORT (Linux, macOS, BSD)")
     probe = _free_shared_port(host) if port == 0 else None
     if probe is not None:
         port = probe.getsockname()[1]
+    grpc_probe = _free_shared_port(host) if grpc_port == 0 else None
+    if grpc_probe is not None:
+        grpc_port = grpc_probe.getsockname()[1]
     ctx = multiprocessing.get_context("spawn")
     ready = ctx.Queue()
     token_key = secrets.token_bytes(32)
@@ -164,7 +175,8 @@ def serve_workers(config: FakeRtzrConfig, host: str, port: int, workers: int, *,
     for i in range(workers):
         receiving, sending = ctx.Pipe(duplex=False)
         proc = ctx.Process(target=_worker, name=f"fakertzr-worker-{i}", daemon=True,
-                           args=(i, workers, config, host, port, token_key, loop_choice, log_level, ready, receiving))
+                           args=(i, workers, config, host, port, token_key, loop_choice, log_level, ready, receiving,
+                                 grpc_port))
         proc.start()
         pipes.append(sending)
         procs.append(proc)
@@ -175,9 +187,11 @@ def serve_workers(config: FakeRtzrConfig, host: str, port: int, workers: int, *,
         for pipe in pipes:
             pipe.send(urls)
         pids = _collect(ready, "public", workers, procs)
-        if probe is not None:
-            probe.close()
-        announce(f"http://{host}:{port}", [pids[i] for i in range(workers)])
+        for held in (probe, grpc_probe):
+            if held is not None:
+                held.close()
+        announce(f"http://{host}:{port}", [pids[i] for i in range(workers)],
+                 None if grpc_port is None else f"{host}:{grpc_port}")
         gone = multiprocessing.connection.wait([p.sentinel for p in procs] + [stop])
         if stop in gone:
             return 0

@@ -32,3 +32,18 @@ def test_server_runs_in_a_thread_for_synchronous_code():
         resp = requests.post(f"{server.base_url}/v1/authenticate",
                              data={"client_id": "fakertzr-client", "client_secret": "fakertzr-secret"}, timeout=10)
         assert resp.status_code == 200 and resp.json()["access_token"]
+
+
+async def test_fake_rtzr_grpc_fixture_serves_grpc_on_the_same_backend(fake_rtzr_grpc, tmp_path):
+    import asyncio
+
+    from contract_tests.rtzr import grpc_client
+    from contract_tests.rtzr.test_grpc import write_wav
+
+    script = fake_rtzr_grpc.backend.load_fixture(SEED)
+    wav = write_wav(tmp_path / "seed.wav", script.audio)
+    token = await asyncio.to_thread(grpc_client.token, fake_rtzr_grpc.base_url, fake_rtzr_grpc.client_id,
+                                    fake_rtzr_grpc.client_secret)
+    run = await asyncio.to_thread(grpc_client.transcribe_file, fake_rtzr_grpc.grpc_target, False, token, wav,
+                                  grpc_client.sample_config())
+    assert [text for _, _, text in run.finals] == [u.text for u in script.utterances] == fake_rtzr_grpc.journal.finals()

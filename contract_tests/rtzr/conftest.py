@@ -18,6 +18,7 @@ from . import client
 
 SEED_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "calls" / "seed-three-turns"
 REAL_BASE = "https://openapi.vito.ai"
+REAL_GRPC = "grpc-openapi.vito.ai:443"
 
 
 @dataclass
@@ -74,3 +75,23 @@ async def rtzr(request) -> AsyncIterator[RtzrTarget]:
         async with FakeRtzrServer(backend) as server:
             yield RtzrTarget(server.base_url, server.ws_url, backend.config.client_id,
                              backend.config.client_secret, session, backend)
+
+
+@dataclass
+class GrpcTarget:
+    """Where RTZR's gRPC API is: the fake's (on the same backend as ``rtzr``, no TLS) or the real one (TLS)."""
+
+    target: str
+    secure: bool
+    rtzr: RtzrTarget
+
+
+@pytest_asyncio.fixture
+async def rtzr_grpc(rtzr) -> AsyncIterator[GrpcTarget]:
+    if rtzr.live:
+        yield GrpcTarget(os.environ.get("RTZR_GRPC_TARGET", REAL_GRPC), True, rtzr)
+        return
+    from fakertzr.grpc import FakeRtzrGrpcServer
+
+    async with FakeRtzrGrpcServer(rtzr.fake) as server:
+        yield GrpcTarget(server.target, False, rtzr)

@@ -9,6 +9,7 @@ import wave
 from pathlib import Path
 
 import pytest
+import requests
 
 from fakertzr.fixture import load_fixture
 from tests.support.stock_rtzr_client import RTZRClient
@@ -77,6 +78,7 @@ async def test_auto_mode_from_a_texts_file(tmp_path):
         (["--texts-file", "x.txt"], "--texts-file goes with --auto"),
         (["--epd-time", "-1"], "argument --epd-time: must be above 0, got '-1'"),
         (["--port", "70000"], "--port must be 0-65535"),
+        (["--grpc-port", "-1"], "--grpc-port must be 0-65535"),
     ],
 )
 async def test_bad_flags_or_fixture_give_one_line_and_exit_2(args, message):
@@ -86,3 +88,26 @@ async def test_bad_flags_or_fixture_give_one_line_and_exit_2(args, message):
     lines = err.decode().strip().splitlines()
     assert proc.returncode == 2
     assert len(lines) == 1 and message in lines[0], lines
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+async def test_rtzrs_grpc_sample_gets_the_three_finals_from_fakertzr_serve(tmp_path, workers):
+    """``fakertzr serve --grpc-port 0`` (and with ``--workers 2``, every worker on the one gRPC port): RTZR's gRPC
+    sample, changed only in endpoint and credentials, gets the seed's finals; the journal calls them gRPC."""
+    from . import grpc_client
+
+    proc, base, line = await started("--script", str(SEED_DIR), "--grpc-port", "0", "--workers", workers)
+    try:
+        while "gRPC on" not in line:
+            line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+            assert line, "fakertzr serve said nothing about gRPC"
+        target = re.search(r"gRPC on (127\.0\.0\.1:\d+)", line).group(1)
+        wav = write_wav(tmp_path / "seed.wav", load_fixture(SEED_DIR).audio)
+        token = await asyncio.to_thread(grpc_client.token, base, "fakertzr-client", "fakertzr-secret")
+        for _ in range(int(workers)):  # each worker, as the kernel spreads the connections (it may not)
+            run = await asyncio.to_thread(grpc_client.transcribe_file, target, False, token, wav, grpc_client.sample_config())
+            assert [text for _, _, text in run.finals] == SEED_TEXTS
+        journal = await asyncio.to_thread(lambda: requests.get(f"{base}/_fake/journal", timeout=10).json())
+        assert [c["api"] for c in journal["connections"]] == ["grpc"] * int(workers)
+    finally:
+        await stop(proc)
