@@ -8,18 +8,15 @@ committed and replayed without any of them.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 import tempfile
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
-import soxr
 
+from callaudio import AudioFormatError
+from callaudio.decode import read_channels, to_8k
 from callaudio.g711 import pcm16_to_ulaw
 from callaudio.wavfile import mulaw_wav_bytes, read_wav
 from fakertzr.errors import FakeRtzrError
@@ -148,21 +145,6 @@ def build(spec_path: Path, out_dir: Path | None = None) -> Path:
     return out_dir
 
 
-
-@contextmanager
-def _quiet_stderr() -> Iterator[None]:
-    """File descriptor 2 to /dev/null for a C library's own printing (Python's sys.stderr is untouched)."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 def read_audio(path: Path, channel: int | None = None) -> tuple[np.ndarray, int]:
     """Mono samples on the int16 scale and the rate: WAV, FLAC, Ogg and MP3 through libsndfile (no
     external program); other formats (m4a, ...) through pydub, which needs ffmpeg. ``channel`` (from 1)
@@ -176,41 +158,12 @@ def read_audio(path: Path, channel: int | None = None) -> tuple[np.ndarray, int]
 
 
 def _read_channels(path: Path) -> tuple[np.ndarray, int]:
-    import soundfile
-
     if not path.is_file():
         raise FakeRtzrError(f"{path}: cannot read: no such file")
     try:
-        with _quiet_stderr():  # libsndfile's decoders print notes about files they cannot parse
-            data, rate = soundfile.read(str(path), dtype="float64", always_2d=True)
-        return data * 32767, int(rate)
-    except soundfile.LibsndfileError:
-        pass  # not a format libsndfile knows: try pydub and ffmpeg
-    except OSError as exc:
-        raise FakeRtzrError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    import warnings
-
-    if not (shutil.which("ffmpeg") or shutil.which("avconv")):
-        raise FakeRtzrError(f"{path}: not WAV, FLAC, Ogg or MP3; reading other formats needs ffmpeg "
-                            "(apt-get install ffmpeg) and pydub (pip install 'rtzr-call-testkit[audio]')")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            from pydub import AudioSegment  # imported here: only compressed formats need pydub and ffmpeg
-    except ImportError:
-        raise FakeRtzrError(f"{path}: reading this format needs pydub (pip install 'rtzr-call-testkit[audio]')") from None
-    try:
-        segment = AudioSegment.from_file(path)
-    except Exception as exc:  # noqa: BLE001 - pydub raises many kinds; say which file
-        first = str(exc).strip().splitlines()[-1:] or [type(exc).__name__]
-        raise FakeRtzrError(f"{path}: cannot read audio: {first[0]}") from None
-    channels = np.array(segment.get_array_of_samples(), dtype=np.float64).reshape(-1, segment.channels)
-    return channels / (2 ** (8 * segment.sample_width - 1)) * 32767, segment.frame_rate
-
-
-def _at_8k(mono: np.ndarray, rate: int) -> np.ndarray:
-    pcm = soxr.resample(mono.astype(np.float32), rate, RATE) if rate != RATE else mono
-    return np.clip(np.round(pcm), -32768, 32767).astype(np.int16)
+        return read_channels(path, str(path))
+    except AudioFormatError as exc:
+        raise FakeRtzrError(str(exc)) from None
 
 
 def from_audio(audio_path: Path, transcript: list[str] | None, name: str, out_dir: Path, *, gap_ms: int = 300,
@@ -225,7 +178,7 @@ def from_audio(audio_path: Path, transcript: list[str] | None, name: str, out_di
     that channel, and the other channel's stretches of speech are kept as a reference of when the bot spoke.
     """
     mono, rate = read_audio(audio_path, caller_channel)
-    samples = _at_8k(mono, rate)
+    samples = to_8k(mono, rate)
     spans = speech_spans(samples, gap_ms)
     lines = [line.strip() for line in transcript if line.strip()] if transcript is not None else None
     if lines is not None and len(spans) != len(lines):
@@ -236,7 +189,7 @@ def from_audio(audio_path: Path, transcript: list[str] | None, name: str, out_di
     if caller_channel is not None:
         other = 2 if caller_channel == 1 else 1
         bot, bot_rate = read_audio(audio_path, other)
-        bot_spans = [[round(a / 8), round(b / 8)] for a, b in speech_spans(_at_8k(bot, bot_rate), gap_ms)]
+        bot_spans = [[round(a / 8), round(b / 8)] for a, b in speech_spans(to_8k(bot, bot_rate), gap_ms)]
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "caller.wav").write_bytes(mulaw_wav_bytes(pcm16_to_ulaw(samples), RATE))
     call = {
