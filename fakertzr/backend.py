@@ -8,18 +8,20 @@ shell asks it to authenticate and to open streams; ``reset()`` restores the star
 from __future__ import annotations
 
 import copy
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from .actions import Refusal
+from .actions import Refusal, SendResult
+from .batch import BatchJob, BatchJobs, BatchLimits, BatchParams, BatchRefusal, parse_batch_config
 from .align import AudioLocator
 from .errors import FakeRtzrError
 from .faults import Fault, fault_from_spec
 from .fixture import CallScript, load_fixture
-from .journal import AuthRecord, ConnectionRecord, Journal, clip, clip_fields, redact_headers
-from .params import ParamError, parse_stream_params
+from .journal import AuthRecord, ConnectionRecord, Journal, SentMessage, clip, clip_fields, redact_headers
+from .params import ParamError, StreamParams, parse_stream_params
 from .recognizer_auto import AutoRecognizer
 from .recognizer_script import ScriptRecognizer
 from .results import ResultBuilder
@@ -51,9 +53,18 @@ class FakeRtzrConfig:
     auto_threshold_dbfs: float = -40.0
     fixtures: list[str] = field(default_factory=list)
     journal_limit: int = 2000  # connection records kept whole; older closed ones are counted, then dropped
+    # the file API (POST/GET /v1/transcribe): RTZR documents the error codes, not these sizes [guess]
+    batch_max_bytes: int = 512 << 20  # a bigger upload: 413 H0005
+    batch_max_duration_s: float = 4 * 3600.0  # longer audio: 413 H0006
+    batch_max_jobs: int = 10  # transcribing at once per client id; one more: 429 A0002
+    batch_min_poll_interval_s: float = 0.0  # polls closer together: 429 A0003 (0: no limit)
+    batch_ttl_s: float = 6 * 3600.0  # results kept this long after a job is done, then 410 H0007
+    batch_s_per_audio_s: float = 0.05  # "transcribing" this long per second of audio (times time_scale)
 
     UPDATABLE = ("token_ttl_s", "max_streams", "time_scale", "idle_timeout_s", "idle_close_code",
-                 "max_frame_bytes", "epd_time", "max_utter_duration", "auto_word_ms", "auto_threshold_dbfs", "journal_limit")
+                 "max_frame_bytes", "epd_time", "max_utter_duration", "auto_word_ms", "auto_threshold_dbfs",
+                 "journal_limit", "batch_max_bytes", "batch_max_duration_s", "batch_max_jobs",
+                 "batch_min_poll_interval_s", "batch_ttl_s", "batch_s_per_audio_s")
 
 
 @dataclass
@@ -79,6 +90,7 @@ class FakeRtzrBackend:
         self._loaded: list[tuple[CallScript, AudioLocator]] = []
         self.faults: list[Fault] = []
         self._active: dict[str, int] = {}
+        self.batch = BatchJobs(worker)
         self._changes = ChangeNotifier()
         self.reset()
 
@@ -90,6 +102,7 @@ class FakeRtzrBackend:
         self.faults = []
         self._loaded = []
         self._connection_count = self.worker[0]
+        self.batch = BatchJobs(self.worker)
         self.tokens.ttl_s = self.config.token_ttl_s
         for directory in self.config.fixtures:
             self.load_script(load_fixture(directory))
@@ -192,6 +205,15 @@ class FakeRtzrBackend:
             record.status, record.refusal = refusal.status, refusal.body()
             return refusal, record
 
+        session = self._new_session(params, query, record)
+        self._active[client_id] = self._active.get(client_id, 0) + 1
+        return OpenedStream(session, record)
+
+    def _new_session(self, params: StreamParams, query: Mapping[str, str], record: ConnectionRecord,
+                     faults: Sequence[Fault] | None = None) -> StreamSession:
+        """A stream's recognizer (the scripts, or auto mode) and its sans-I/O session (the backend's faults,
+        unless ``faults`` says otherwise)."""
+        index = record.index
         epd_s = params.epd_time if "epd_time" in query or self.config.epd_time is None else self.config.epd_time
         max_utter_s = params.max_utter_duration if "max_utter_duration" in query or self.config.max_utter_duration is None \
             else self.config.max_utter_duration
@@ -221,11 +243,11 @@ class FakeRtzrBackend:
                 threshold_dbfs=self.config.auto_threshold_dbfs,
                 word_ms=self.config.auto_word_ms,
             )
-        session = StreamSession(params, recognizer, builder, self.faults, connection_index=index)
+        session = StreamSession(params, recognizer, builder, self.faults if faults is None else faults,
+                                connection_index=index)
         record.alignment = getattr(recognizer, "alignment_log", [])  # live views for the journal
         record.faults_fired = session.fired
-        self._active[client_id] = self._active.get(client_id, 0) + 1
-        return OpenedStream(session, record)
+        return session
 
     def stream_closed(self, opened: OpenedStream) -> None:
         """The shell is done with a stream: its socket is gone; release its concurrency slot."""
@@ -233,6 +255,79 @@ class FakeRtzrBackend:
         client_id = opened.record.client_id or ""
         self._active[client_id] = max(0, self._active.get(client_id, 0) - 1)
         self.journal_changed()
+
+    # ------------------------------------------------------------ file API
+    @property
+    def batch_limits(self) -> BatchLimits:
+        c = self.config
+        return BatchLimits(c.batch_max_bytes, c.batch_max_duration_s, c.batch_max_jobs, c.batch_min_poll_interval_s,
+                           c.batch_ttl_s)
+
+    def _batch_client(self, headers: Mapping[str, str]) -> str:
+        token = bearer_token(headers.get("Authorization"))
+        client_id, why = self.tokens.verify(token) if token else (None, "missing bearer token")
+        if client_id is None:
+            raise BatchRefusal(401, "H0002", why or "invalid token")
+        return client_id
+
+    def accept_upload(self, headers: Mapping[str, str], config_raw: str | None, size: int) -> tuple[str, BatchParams]:
+        """The checks before the audio is decoded, in order: token (401 H0002), jobs in flight (429 A0002),
+        config (400 H0001), size (413 H0005). Raises ``BatchRefusal``."""
+        client_id = self._batch_client(headers)
+        if self.batch.transcribing(client_id, time.monotonic()) >= self.config.batch_max_jobs:
+            raise BatchRefusal(429, "A0002", f"too many transcriptions at once (limit {self.config.batch_max_jobs})")
+        params = parse_batch_config(config_raw)
+        if size > self.config.batch_max_bytes:
+            raise BatchRefusal(413, "H0005", f"the file is over {self.config.batch_max_bytes} bytes")
+        return client_id, params
+
+    def start_transcription(self, headers: Mapping[str, str], client_id: str, params: BatchParams, samples: Any,
+                            *, filename: str = "", size: int = 0) -> BatchJob:
+        """Transcribe 8 kHz int16 ``samples`` with the scripts (or auto mode) now; the job reads "transcribing"
+        for ``batch_s_per_audio_s`` x ``time_scale`` per second of audio. Raises ``BatchRefusal`` (413 H0006,
+        or a scripted refusal)."""
+        duration_s = len(samples) / 8000.0
+        if duration_s > self.config.batch_max_duration_s:
+            raise BatchRefusal(413, "H0006", f"the audio is over {self.config.batch_max_duration_s:g} s")
+        index = self._connection_count
+        self._connection_count += self.worker[1]
+        query = {**params.as_query(), "file": clip(filename, 128), "bytes": str(size)}
+        record = ConnectionRecord(index=index, api="batch", query=query, headers=redact_headers(headers),
+                                  client_id=client_id)
+        self.journal.add(record)
+        refusal = next((r for f in self.faults if (r := f.on_handshake(index))), None)
+        if refusal is not None:
+            record.status, record.refusal = refusal.status, refusal.body()
+            raise BatchRefusal(refusal.status, refusal.code, refusal.msg)
+        stream_params = parse_stream_params({"sample_rate": "8000", "encoding": "LINEAR16"})
+        session = self._new_session(stream_params, {}, record, faults=())  # streaming faults are the WebSocket's
+        pcm = samples.astype("<i2").tobytes()
+        now = time.monotonic()
+        actions = [a for i in range(0, len(pcm), 16000) for a in session.receive_audio(pcm[i : i + 16000])]
+        actions += session.receive_text("EOS")
+        utterances = []
+        for action in actions:
+            if isinstance(action, SendResult) and action.result.final:
+                payload = action.result.payload
+                text = payload["alternatives"][0]["text"]
+                record.messages.append(SentMessage("final", payload["seq"], text, round(action.result.audio_ms, 1), now,
+                                                   now, 0.0, json.dumps(payload, ensure_ascii=False)))
+                utterances.append({"start_at": payload["start_at"], "duration": payload["duration"], "msg": text,
+                                   "spk": 0, "lang": params.language})
+        record.audio_bytes, record.audio_ms = session.audio_bytes, round(session.audio_ms, 1)
+        error = next((e for f in self.faults if (e := getattr(f, "on_transcription", lambda i: None)(index))), None)
+        ready_at = now + duration_s * self.config.batch_s_per_audio_s * self.config.time_scale
+        job = BatchJob(self.batch.new_id(), client_id, now, ready_at, [] if error else utterances, error,
+                       connection=index)
+        self.batch.add(job)
+        record.end("failed" if error else "completed", None, f"job {job.id}")
+        record.closed_wall = now
+        self.journal_changed()
+        return job
+
+    def poll_transcription(self, headers: Mapping[str, str], job_id: str) -> dict[str, Any]:
+        """``GET /v1/transcribe/{id}``'s body; raises ``BatchRefusal``."""
+        return self.batch.poll(job_id, self._batch_client(headers), time.monotonic(), self.batch_limits)
 
     def revoke_tokens(self) -> None:
         """Every token issued so far stops working (the ``expire_tokens`` fault), on every worker."""

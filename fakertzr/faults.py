@@ -158,10 +158,24 @@ class AuthFailureFault(Fault):
         return Refusal.of(self.status, self.reason)
 
 
+@dataclass
+class FailTranscriptionFault(Fault):
+    """The file API: the next job (``times`` of them) ends ``failed`` instead of ``completed``."""
+
+    kind: ClassVar[str] = "fail_transcription"
+    reason: str | None = None
+
+    def on_transcription(self, connection_index: int) -> dict[str, str] | None:
+        if not self.applies_to(connection_index):
+            return None
+        self.fire()
+        return {"code": "E500", "message": self.reason or "transcription failed"}
+
+
 FAULT_TYPES: dict[str, type[Fault]] = {
     cls.kind: cls
     for cls in (CloseFault, DropFault, StallFault, MalformedFault, ExpireTokensFault,
-                DelayFinalsFault, RejectHandshakeFault, AuthFailureFault)
+                DelayFinalsFault, RejectHandshakeFault, AuthFailureFault, FailTranscriptionFault)
 }
 
 

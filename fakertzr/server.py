@@ -1,6 +1,7 @@
 """The aiohttp application: RTZR's endpoints, the control API, and a server you can start.
 
-RTZR routes: ``POST /v1/authenticate`` and ``GET /v1/transcribe:streaming`` (WebSocket).
+RTZR routes: ``POST /v1/authenticate``, ``GET /v1/transcribe:streaming`` (WebSocket), and the file API
+(``POST /v1/transcribe``, ``GET /v1/transcribe/{id}``).
 Control routes live under ``/_fake/``, a prefix RTZR cannot use.
 """
 
@@ -19,6 +20,7 @@ from aiohttp import web
 
 from .appserver import IDLE_CONNECTION_S, AppServer
 from .backend import FakeRtzrBackend, FakeRtzrConfig, OpenedStream
+from .batch_routes import poll_handler, transcribe_handler
 from .connection import StreamConnection
 from .errors import FakeRtzrError
 from .fixture import MAX_AUDIO_BYTES, decode_caller_audio, load_fixture, script_from_dict
@@ -259,6 +261,8 @@ def create_app(backend: FakeRtzrBackend | None = None, *, loopback_only: bool = 
     app[BACKEND_KEY] = backend or FakeRtzrBackend()
     app.router.add_post("/v1/authenticate", authenticate)
     app.router.add_get("/v1/transcribe:streaming", transcribe_streaming)
+    app.router.add_post("/v1/transcribe", transcribe_handler(lambda r: r.app[BACKEND_KEY]))
+    app.router.add_get("/v1/transcribe/{id}", poll_handler(lambda r: r.app[BACKEND_KEY], lambda r: r.app.get(PEERS_KEY)))
     p = CONTROL_PREFIX
     app.router.add_get(f"{p}/state", _control(_state))
     app.router.add_get(f"{p}/journal", journal)

@@ -59,6 +59,16 @@ class Peers:
 
         return list(await asyncio.gather(*(one(i, u) for i, u in sorted(self.urls.items()))))
 
+    async def request_one(self, index: int, method: str, path: str, authorization: str | None) -> tuple[int, Any]:
+        """One request to worker ``index`` (a file API poll for the job it holds): (status, JSON answer)."""
+        assert self.session is not None
+        headers = {"Authorization": authorization} if authorization else {}
+        try:
+            async with self.session.request(method, f"{self.urls[index]}{path}", headers=headers) as resp:
+                return resp.status, await resp.json(content_type=None)
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+            return 502, {"code": "E500", "msg": f"worker {index} unreachable: {type(exc).__name__}"}
+
 
 def merge_states(own: dict[str, Any], index: int, others: list[tuple[int, int, Any]]) -> dict[str, Any]:
     """One ``state`` for all workers: counts summed, each worker's own figures under ``workers``."""

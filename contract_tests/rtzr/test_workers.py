@@ -130,3 +130,28 @@ async def test_a_worker_that_dies_stops_the_fake():
     os.kill(pid, signal.SIGKILL)
     assert await asyncio.wait_for(proc.wait(), 30) == 1
     assert b"fakertzr-worker-1 exited" in await proc.stderr.read()
+
+
+async def test_a_file_job_is_polled_through_any_worker():
+    """A job lives on the worker that took the upload; a poll that reaches the other worker is answered from it."""
+    proc, base, _ = await started("--workers", "2", "--script", str(SEED_DIR), "--time-scale", "0")  # jobs done at once
+    wav = (SEED_DIR / "caller.wav").read_bytes()
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"{base}/v1/authenticate", data={"client_id": "fakertzr-client",
+                                                                      "client_secret": "fakertzr-secret"}) as resp:
+                auth = {"Authorization": f"Bearer {(await resp.json())['access_token']}"}
+            ids = []
+            for _ in range(STREAMS):  # a connection each, spread over both workers (all on one: 2 ** -19)
+                form = aiohttp.FormData()
+                form.add_field("file", wav, filename="caller.wav")
+                async with aiohttp.ClientSession() as fresh, fresh.post(f"{base}/v1/transcribe", data=form, headers=auth) as resp:
+                    ids.append((await resp.json())["id"])
+            assert {i[-2:] for i in ids} == {"w0", "w1"}, ids
+            for job_id in ids:  # each poll on a fresh connection: the kernel may send it to either worker
+                async with aiohttp.ClientSession() as fresh, fresh.get(f"{base}/v1/transcribe/{job_id}", headers=auth) as resp:
+                    body = await resp.json()
+                assert resp.status == 200 and body["status"] == "completed", body
+                assert [u["msg"] for u in body["results"]["utterances"]] == SEED_TEXTS
+    finally:
+        await stop(proc)

@@ -1,0 +1,207 @@
+"""RTZR's batch (file) STT, without I/O: the upload's ``config``, the jobs, and what a poll answers.
+
+``POST /v1/transcribe`` (multipart ``file`` + ``config`` JSON) starts a job and answers ``{"id"}``;
+``GET /v1/transcribe/{id}`` answers ``{"id", "status": "transcribing"}`` until the job is done, then
+``{"id", "status": "completed", "results": {"utterances": [{start_at, duration, msg, spk, lang}]}}``
+(or ``"failed"``). The utterances come from the backend's scripts (or auto mode), heard in the audio
+actually uploaded. Limits and refusals carry RTZR's documented codes; which HTTP status goes with
+H0010 and A0003, and every limit's size, are the fake's guesses (configurable).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+from .actions import Refusal
+
+MODELS = ("sommers", "sommers_ko", "whisper")  # "sommers" in the file API's examples; sommers_ko as streaming names it
+DOMAINS = ("GENERAL", "CALL")
+MAX_KEYWORDS = 100
+MAX_KEYWORD_CHARS = 20
+
+
+class BatchRefusal(Exception):
+    """An upload or poll RTZR would refuse: the HTTP status and RTZR's error body."""
+
+    def __init__(self, status: int, code: str, msg: str) -> None:
+        super().__init__(f"{status} {code}: {msg}")
+        self.refusal = Refusal(status, code, msg)
+
+
+def bad_config(msg: str) -> BatchRefusal:
+    return BatchRefusal(400, "H0001", msg)
+
+
+@dataclass(frozen=True)
+class BatchParams:
+    """One upload's validated ``config``: RTZR's defaults where it sends none."""
+
+    model_name: str = "sommers"
+    language: str = "ko"
+    use_diarization: bool = False
+    spk_count: int | None = None
+    use_itn: bool = True
+    use_disfluency_filter: bool = True
+    use_profanity_filter: bool = False
+    use_paragraph_splitter: bool = False
+    paragraph_max: int | None = None
+    domain: str = "GENERAL"
+    use_word_timestamp: bool = False
+    keywords: tuple[str, ...] = ()
+    unknown: tuple[str, ...] = ()
+
+    def as_query(self) -> dict[str, str]:
+        """For the journal, in the streaming record's shape."""
+        query = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in vars(self).items()
+                 if v is not None and k not in ("keywords", "unknown")}
+        if self.keywords:
+            query["keywords"] = ",".join(self.keywords)
+        return query
+
+
+def _flag(doc: dict[str, Any], name: str, default: bool) -> bool:
+    value = doc.get(name, default)
+    if not isinstance(value, bool):
+        raise bad_config(f"config.{name} must be true or false, got {value!r}")
+    return value
+
+
+def _count(section: Any, name: str, where: str, low: int) -> int | None:
+    if section is None:
+        return None
+    if not isinstance(section, dict):
+        raise bad_config(f"config.{where} must be an object")
+    value = section.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise bad_config(f"config.{where}.{name} must be an integer of at least {low}, got {value!r}")
+    return value
+
+
+def parse_batch_config(raw: str | None) -> BatchParams:
+    """The multipart ``config`` field (JSON; missing means every default). Raises ``BatchRefusal`` (400 H0001)."""
+    if raw is None or not raw.strip():
+        return BatchParams()
+    try:
+        doc = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise bad_config("config is not valid JSON") from None
+    if not isinstance(doc, dict):
+        raise bad_config("config must be a JSON object")
+    model = doc.get("model_name", "sommers")
+    if model not in MODELS:
+        raise bad_config(f"config.model_name must be one of {', '.join(MODELS)}, got {model!r}")
+    domain = str(doc.get("domain", "GENERAL")).upper()
+    if domain not in DOMAINS:
+        raise bad_config(f"config.domain must be GENERAL or CALL, got {doc.get('domain')!r}")
+    language = doc.get("language", "ko")
+    if not isinstance(language, str) or not language:
+        raise bad_config(f"config.language must be a language code, got {language!r}")
+    keywords = doc.get("keywords", [])
+    if not isinstance(keywords, list) or not all(isinstance(k, str) for k in keywords):
+        raise bad_config("config.keywords must be a list of words")
+    if len(keywords) > MAX_KEYWORDS:
+        raise bad_config(f"config.keywords: at most {MAX_KEYWORDS} words, got {len(keywords)}")
+    for word in keywords:
+        if not 1 <= len(word.rpartition(":")[0] if ":" in word else word) <= MAX_KEYWORD_CHARS:
+            raise bad_config(f"config.keywords: {word!r} must be 1-{MAX_KEYWORD_CHARS} characters")
+    known = {"model_name", "language", "use_diarization", "diarization", "use_itn", "use_disfluency_filter",
+             "use_profanity_filter", "use_paragraph_splitter", "paragraph_splitter", "domain", "use_word_timestamp",
+             "keywords"}
+    return BatchParams(
+        model_name=model, language=language, domain=domain,
+        use_diarization=_flag(doc, "use_diarization", False),
+        spk_count=_count(doc.get("diarization"), "spk_count", "diarization", 0),
+        use_itn=_flag(doc, "use_itn", True),
+        use_disfluency_filter=_flag(doc, "use_disfluency_filter", True),
+        use_profanity_filter=_flag(doc, "use_profanity_filter", False),
+        use_paragraph_splitter=_flag(doc, "use_paragraph_splitter", False),
+        paragraph_max=_count(doc.get("paragraph_splitter"), "max", "paragraph_splitter", 1),
+        use_word_timestamp=_flag(doc, "use_word_timestamp", False),
+        keywords=tuple(keywords),
+        unknown=tuple(sorted(set(doc) - known)),
+    )
+
+
+@dataclass
+class BatchJob:
+    id: str
+    client_id: str
+    created: float  # monotonic
+    ready_at: float  # monotonic: "transcribing" until then
+    utterances: list[dict[str, Any]]
+    error: dict[str, str] | None = None  # a failed job's
+    last_poll: float | None = None
+    connection: int = 0  # its record in the journal
+
+    def status(self, now: float) -> str:
+        if now < self.ready_at:
+            return "transcribing"
+        return "failed" if self.error else "completed"
+
+
+@dataclass
+class BatchLimits:
+    """The file API's limits: documented codes, guessed sizes (all configurable)."""
+
+    max_bytes: int
+    max_duration_s: float
+    max_jobs: int  # transcribing at once, per client id (429 A0002)
+    min_poll_interval_s: float  # polls closer than this are refused (429 A0003); 0: none
+    ttl_s: float  # results are kept this long after the job is done (then 410 H0007)
+
+
+@dataclass
+class BatchJobs:
+    """The jobs of one fake (one worker), and the answers to polls."""
+
+    worker: tuple[int, int] = (0, 1)
+    jobs: dict[str, BatchJob] = field(default_factory=dict)
+
+    def new_id(self) -> str:
+        """Random, and naming the worker that holds the job (``fakertzr serve --workers`` routes polls by it)."""
+        return f"{secrets.token_urlsafe(12)}w{self.worker[0]}"
+
+    @staticmethod
+    def worker_of(job_id: str) -> int | None:
+        head, sep, tail = job_id.rpartition("w")
+        return int(tail) if sep and head and tail.isdigit() else None
+
+    def transcribing(self, client_id: str, now: float) -> int:
+        return sum(1 for j in self.jobs.values() if j.client_id == client_id and j.status(now) == "transcribing")
+
+    def add(self, job: BatchJob) -> None:
+        self.jobs[job.id] = job
+
+    def poll(self, job_id: str, client_id: str, now: float, limits: BatchLimits) -> dict[str, Any]:
+        """The poll's answer; ``BatchRefusal`` for an unknown (404 H0004), another client's (403 H0003), expired
+        (410 H0007) job, or one polled sooner than ``min_poll_interval_s`` after the last poll (429 A0003)."""
+        self.expire(now, limits)
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise BatchRefusal(404, "H0004", f"no transcription with id {job_id!r}")
+        if job.client_id != client_id:
+            raise BatchRefusal(403, "H0003", "this transcription belongs to another client")
+        if now >= job.ready_at + limits.ttl_s:
+            raise BatchRefusal(410, "H0007", "the transcription's results have expired")
+        too_soon = job.last_poll is not None and now - job.last_poll < limits.min_poll_interval_s
+        job.last_poll = now
+        if too_soon:
+            raise BatchRefusal(429, "A0003", f"polled again within {limits.min_poll_interval_s:g} s")
+        status = job.status(now)
+        body: dict[str, Any] = {"id": job.id, "status": status}
+        if status == "completed":
+            body["results"] = {"utterances": [dict(u) for u in job.utterances]}
+        elif status == "failed":
+            body["error"] = dict(job.error or {})
+        return body
+
+    def expire(self, now: float, limits: BatchLimits) -> None:
+        """Forget jobs long past their expiry (an expired job still answers 410 for a while, then 404)."""
+        gone = [i for i, j in self.jobs.items() if now >= j.ready_at + limits.ttl_s * 2 + 60]
+        for job_id in gone:
+            del self.jobs[job_id]

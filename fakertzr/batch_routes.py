@@ -1,0 +1,99 @@
+"""The file API's HTTP shell: ``POST /v1/transcribe`` (multipart ``file`` + ``config``) and
+``GET /v1/transcribe/{id}``, on the backend's batch jobs (:mod:`fakertzr.batch`).
+
+The upload is read part by part, so a file over ``batch_max_bytes`` is refused (413 H0005) without
+holding it; its audio is decoded off the event loop (WAV, FLAC, Ogg, MP3; other formats with pydub
+and ffmpeg, else 400 H0010). Under ``fakertzr serve --workers`` a poll that reaches a worker other
+than the one holding the job (its id names it) is answered by that worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Callable
+
+import numpy as np
+from aiohttp import web
+
+from callaudio import AudioFormatError
+from callaudio.decode import read_channels, to_8k
+
+from .backend import FakeRtzrBackend
+from .batch import BatchJobs, BatchRefusal
+
+log = logging.getLogger("fakertzr")
+CHUNK = 1 << 16
+
+
+def _refused(exc: BatchRefusal) -> web.Response:
+    return web.json_response(exc.refusal.body(), status=exc.refusal.status)
+
+
+def decode_upload(data: bytes, name: str) -> np.ndarray:
+    """The uploaded file as 8 kHz int16 mono (channels mixed). ``BatchRefusal`` 400 H0010 if it is not audio
+    the fake can read."""
+    try:
+        channels, rate = read_channels(data, name or "file", quiet=False)  # not quiet: fd 2 is the server's log too
+    except AudioFormatError as exc:
+        raise BatchRefusal(400, "H0010", f"unsupported file format: {exc}") from None
+    if channels.size == 0:
+        raise BatchRefusal(400, "H0010", "unsupported file format: no audio in the file")
+    return to_8k(channels.mean(axis=1), rate)
+
+
+async def _read_upload(request: web.Request, max_bytes: int) -> tuple[str | None, bytes | None, str, int]:
+    """(config text, file bytes or None if over ``max_bytes``, file name, bytes seen)."""
+    if not request.content_type.startswith("multipart/"):
+        raise BatchRefusal(400, "H0001", "the upload must be multipart/form-data with a file and a config")
+    reader = await request.multipart()
+    config, data, name, size = None, None, "", 0
+    async for part in reader:
+        if part.name == "config":
+            config = (await part.read(decode=True)).decode("utf-8", "replace")  # type: ignore[union-attr]
+        elif part.name == "file":
+            name = part.filename or ""  # type: ignore[union-attr]
+            chunks: list[bytes] = []
+            while chunk := await part.read_chunk(CHUNK):  # type: ignore[union-attr]
+                size += len(chunk)
+                if size <= max_bytes:
+                    chunks.append(chunk)
+            data = b"".join(chunks) if size <= max_bytes else None
+    if data is None and size == 0:
+        raise BatchRefusal(400, "H0001", "the upload has no file")
+    return config, data, name, size
+
+
+def transcribe_handler(backend_of: Callable[[web.Request], FakeRtzrBackend]) -> Any:
+    async def transcribe(request: web.Request) -> web.Response:
+        backend = backend_of(request)
+        try:
+            config, data, name, size = await _read_upload(request, backend.config.batch_max_bytes)
+            client_id, params = backend.accept_upload(request.headers, config, size)
+            assert data is not None  # accept_upload refuses a file over the limit
+            samples = await asyncio.to_thread(decode_upload, data, name)
+            job = backend.start_transcription(request.headers, client_id, params, samples, filename=name, size=size)
+        except BatchRefusal as exc:
+            log.info("event=transcribe_refused status=%s code=%s", exc.refusal.status, exc.refusal.code)
+            return _refused(exc)
+        log.info("event=transcribe id=%s audio_s=%.1f utterances=%d", job.id, job.ready_at - job.created, len(job.utterances))
+        return web.json_response({"id": job.id})
+
+    return transcribe
+
+
+def poll_handler(backend_of: Callable[[web.Request], FakeRtzrBackend], peers_of: Callable[[web.Request], Any]) -> Any:
+    async def poll(request: web.Request) -> web.Response:
+        backend = backend_of(request)
+        job_id = request.match_info["id"]
+        owner = BatchJobs.worker_of(job_id)
+        peers = peers_of(request)
+        if peers is not None and owner is not None and owner != backend.worker[0] and owner in peers.urls:
+            status, body = await peers.request_one(owner, "GET", request.path, request.headers.get("Authorization"))
+            return web.json_response(body, status=status)
+        try:
+            return web.json_response(backend.poll_transcription(request.headers, job_id))
+        except BatchRefusal as exc:
+            return _refused(exc)
+
+    return poll
