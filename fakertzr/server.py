@@ -199,6 +199,7 @@ def _state(backend: FakeRtzrBackend, _: dict[str, Any]) -> dict[str, Any]:
         "scripts": [s.name for s in backend.scripts],
         "faults": [dict(id=i, **f.describe()) for i, f in enumerate(backend.faults)],
         "active_streams": backend.active_streams(),
+        "batch_jobs": len(backend.batch.jobs),  # the file API's jobs held (until they expire)
         "connections": len(backend.journal.connections),
         "connections_total": backend.journal.total,
         "tasks": len(asyncio.all_tasks()),  # the server's event loop: a leak shows here

@@ -74,7 +74,7 @@ def merge_states(own: dict[str, Any], index: int, others: list[tuple[int, int, A
     """One ``state`` for all workers: counts summed, each worker's own figures under ``workers``."""
     every = [(index, own), *((i, s) for i, status, s in others if status == 200)]
     merged = dict(own)
-    for key in ("active_streams", "connections", "connections_total", "tasks"):
+    for key in ("active_streams", "batch_jobs", "connections", "connections_total", "tasks"):
         merged[key] = sum(s.get(key, 0) for _, s in every)
     fired: dict[int, int] = {}
     for _, state in every:

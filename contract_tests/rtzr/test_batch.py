@@ -168,6 +168,9 @@ async def test_one_journal_for_websocket_and_file_api(rtzr, seed):
     await upload(rtzr, SEED_WAV.read_bytes(), {})
     assert [(c.api, [m.text for m in c.finals]) for c in fake.journal.connections] == \
         [("websocket", SEED_TEXTS), ("batch", SEED_TEXTS)]
+    async with rtzr.session.get(f"{rtzr.base_url}/_fake/state") as resp:
+        state = await resp.json()
+    assert state["batch_jobs"] == 1 and state["connections"] == 2
 
 
 def test_stereo_and_other_rates_are_mixed_and_resampled(tmp_path, seed):
