@@ -60,7 +60,7 @@ class ConnectionRecord:
     MAX_TEXT_FRAMES = 100  # text frames kept per connection (each cut to 200 characters)
 
     index: int
-    api: str = "websocket"  # or "grpc": one journal for both streaming APIs
+    api: str = "websocket"  # or "grpc", or "batch" (a file API job): one journal for RTZR's three APIs
     opened_at: float = field(default_factory=time.time)
     opened_wall: float = field(default_factory=time.monotonic)
     client_id: str | None = None

@@ -182,10 +182,21 @@ async def test_stream_config_reaches_the_recognizer(rtzr_grpc):
     assert query["max_utter_duration"] == "30" and query["epd_time"] == "0.8"
 
 
-async def test_one_journal_for_both_apis(rtzr_grpc, seed):
+async def test_one_backend_for_the_three_apis(rtzr_grpc, seed):
+    """One journal shows the WebSocket, gRPC and file API sessions; one fault list serves all three."""
+    from .test_batch import SEED_WAV, poll, upload
+
     g = rtzr_grpc
+    fake = g.rtzr.fake
     await client.stream(await g.rtzr.connect(), pcm(seed))
     await decode(g, pcm(seed))
-    records = g.rtzr.fake.journal.connections
-    assert [r.api for r in records] == ["websocket", "grpc"]
-    assert [r.finals and [m.text for m in r.finals] for r in records] == [SEED_TEXTS, SEED_TEXTS]
+    _, job = await upload(g.rtzr, SEED_WAV.read_bytes(), {})
+    assert (await poll(g.rtzr, job["id"]))[1]["status"] == "completed"
+    records = fake.journal.connections
+    assert [r.api for r in records] == ["websocket", "grpc", "batch"]
+    assert [[m.text for m in r.finals] for r in records] == [SEED_TEXTS] * 3
+    fake.add_fault({"type": "reject_handshake", "status": 429, "times": 3})  # the next three, whichever API
+    ws_status, _ = await client.handshake(g.rtzr.session, g.rtzr.url(), f"Bearer {await g.rtzr.token()}")
+    _, grpc_code, _ = await decode(g, pcm(seed, 0, 1000))
+    batch_status, _ = await upload(g.rtzr, SEED_WAV.read_bytes(), {})
+    assert (ws_status, grpc_code, batch_status) == (429, grpc.StatusCode.RESOURCE_EXHAUSTED, 429)
