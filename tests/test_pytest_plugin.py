@@ -38,7 +38,7 @@ async def test_fake_rtzr_grpc_fixture_serves_grpc_on_the_same_backend(fake_rtzr_
     import asyncio
 
     from contract_tests.rtzr import grpc_client
-    from contract_tests.rtzr.test_grpc import write_wav
+    from contract_tests.rtzr.test_standalone import write_wav
 
     script = fake_rtzr_grpc.backend.load_fixture(SEED)
     wav = write_wav(tmp_path / "seed.wav", script.audio)

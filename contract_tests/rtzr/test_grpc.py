@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import wave
-from pathlib import Path
 
 import grpc
 import pytest
@@ -18,18 +16,10 @@ from fakertzr.grpc import vito_stt_client_pb2 as pb
 from fakertzr.grpc import vito_stt_client_pb2_grpc as pb_grpc
 
 from . import client, grpc_client
+from .test_standalone import write_wav
 from .test_streaming import LONG_DIR, SEED_TEXTS, pcm
 
 CHUNK = 1600  # 100 ms of 8 kHz LINEAR16
-
-
-def write_wav(path: Path, samples) -> Path:
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(8000)
-        w.writeframes(samples.astype("<i2").tobytes())
-    return path
 
 
 async def decode(g, audio: bytes, config: pb.DecoderConfig | None = None, *, token: str | None = "default",
