@@ -22,6 +22,7 @@ from .results import Result, ResultBuilder
 from callaudio.wavfile import riff_data_offset
 
 MAX_HEADER_PROBE = 4096
+LE_INT16 = np.dtype("<i2")
 
 
 class Recognizer(Protocol):
@@ -139,15 +140,16 @@ class StreamSession:
             self._head = None
             data = data[offset or 0 :]
         if self.params.encoding == "LINEAR16":
-            data = self._odd + data
-            whole = len(data) // 2 * 2
-            self._odd = data[whole:]
-            pcm = np.frombuffer(data[:whole], dtype="<i2").astype(np.int16)
+            if self._odd or len(data) & 1:  # a sample split between frames
+                data = self._odd + data
+                whole = len(data) // 2 * 2
+                self._odd, data = data[whole:], data[:whole]
+            pcm = np.frombuffer(data, dtype=LE_INT16).astype(np.int16, copy=False)  # a view on little-endian hosts
         elif self.params.encoding == "MULAW":
             pcm = ulaw_to_pcm16(data)
         else:
             pcm = alaw_to_pcm16(data)
-        return self._resample(pcm)
+        return pcm if self._resample.ratio == 1.0 else self._resample(pcm)
 
     def _triggered(self) -> list[TriggeredFault]:
         return [f for f in self.faults if isinstance(f, TriggeredFault) and f.applies_to(self.connection_index)]
@@ -175,6 +177,9 @@ class StreamSession:
         return effects
 
     def _process(self, events: list[RecognizerEvent]) -> list[Action]:
+        if not events:  # most frames: nothing heard, at most a final coming due
+            due = self.builder.advance(self.audio_ms)
+            return self._emit(due) if due else []
         results: list[Result] = []
         for event in events:
             results += self.builder.advance(event.at_ms)
