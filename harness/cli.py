@@ -9,6 +9,7 @@ import asyncio
 import json
 import sys
 import time
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import NoReturn, Sequence
 
@@ -110,6 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "(default: any speech is transcribed as '발화 N', the LLM echoes it)")
     fakes.add_argument("--pace", type=parse_pace, default=1.0, metavar="realtime|fast|xN",
                        help="scales the fakes' scripted delays (default realtime)")
+    fakes.add_argument("--max-streams", type=int, default=20, metavar="N",
+                       help="RTZR's concurrent streams per client (default 20, RTZR's Basic plan; more for load)")
+    fakes.add_argument("--grpc-port", type=int, metavar="PORT",
+                       help="also serve RTZR's gRPC streaming API on this port (0: a free one; no TLS)")
     record = sub.add_parser("record", help="record real calls into fixtures: a proxy between Twilio and your handler",
                             description="Stand between Twilio and your handler (and between your handler and RTZR) "
                             "and write every call as a fixture that replays offline.")
@@ -364,11 +369,24 @@ def _load(args: argparse.Namespace) -> int:
 
 async def _serve_fakes(args: argparse.Namespace) -> int:
     fixture = load_call(args.fixture) if args.fixture else None
-    async with running_fakes(args.ports) as fakes:
+    if args.max_streams < 1:
+        raise HarnessError(f"--max-streams must be at least 1, got {args.max_streams}")
+    if args.grpc_port is not None and not 0 <= args.grpc_port <= 65535:
+        raise HarnessError(f"--grpc-port must be 0-65535, got {args.grpc_port}")
+    async with running_fakes(args.ports) as fakes, AsyncExitStack() as stack:
         if fixture is not None:
             configure_fakes(fixture, fakes.rtzr, fakes.llm, fakes.tts, 0.0 if args.pace is None else 1.0 / args.pace)
+        fakes.rtzr.update_config({"max_streams": args.max_streams})
+        grpc_line = ""
+        if args.grpc_port is not None:
+            try:
+                from fakertzr.grpc import FakeRtzrGrpcServer  # noqa: PLC0415 - optional: the [grpc] extra
+            except ImportError as exc:
+                raise HarnessError(f"--grpc-port: {exc}") from None
+            grpc_server = await stack.enter_async_context(FakeRtzrGrpcServer(fakes.rtzr, port=args.grpc_port))
+            grpc_line = f"RTZR gRPC {grpc_server.target} (no TLS)\n"
         playing = f"playing {fixture.name}" if fixture else "transcribing any speech as '발화 N'"
-        print(f"fakes ({playing}): RTZR {fakes.rtzr_url}, LLM {fakes.llm_url}, TTS {fakes.tts_url}\n"
+        print(f"fakes ({playing}): RTZR {fakes.rtzr_url}, LLM {fakes.llm_url}, TTS {fakes.tts_url}\n{grpc_line}"
               f"{fakes.exports()}\nCtrl-C to stop", flush=True)
         await asyncio.Event().wait()  # until Ctrl-C
     return 0

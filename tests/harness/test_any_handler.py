@@ -241,12 +241,15 @@ def test_harness_fakes_serves_all_three_and_prints_the_env(tmp_path):
     import signal
 
     # Ctrl-C as a terminal delivers it: a test run started in the background inherits SIGINT ignored
-    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "fakes", "--ports", "0,0,0", "--fixture", SEED],
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "fakes", "--ports", "0,0,0", "--fixture", SEED,
+                             "--max-streams", "50", "--grpc-port", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
-        env = {}
+        env, grpc_target = {}, None
         for line in proc.stdout:  # blocks until the fakes print their environment
+            if line.startswith("RTZR gRPC "):
+                grpc_target = line.split()[2]
             if line.startswith("export "):
                 key, value = line[7:].strip().split("=", 1)
                 env[key] = value
@@ -263,6 +266,15 @@ def test_harness_fakes_serves_all_three_and_prints_the_env(tmp_path):
         speech = requests.post(f"{env['TTS_BASE_URL']}/audio/speech", timeout=10,
                                json={"model": "tts-1", "voice": "alloy", "input": "네", "response_format": "wav"})
         assert speech.headers["Content-Type"] == "audio/wav" and speech.content[:4] == b"RIFF"
+        state = requests.get(f"{env['RTZR_API_BASE']}/_fake/state", timeout=10).json()
+        assert state["config"]["max_streams"] == 50
+        from contract_tests.rtzr import grpc_client
+        from contract_tests.rtzr.test_standalone import write_wav
+        from fakertzr.fixture import load_fixture
+
+        wav = write_wav(tmp_path / "seed.wav", load_fixture(SEED).audio)
+        run = grpc_client.transcribe_file(grpc_target, False, token.json()["access_token"], wav, grpc_client.sample_config())
+        assert [text for _, _, text in run.finals] == load_fixture(SEED).raw["expect"]["finals"]
     finally:
         proc.send_signal(signal.SIGINT)
         try:
