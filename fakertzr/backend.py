@@ -315,7 +315,7 @@ class FakeRtzrBackend:
                 utterances.append({"start_at": payload["start_at"], "duration": payload["duration"], "msg": text,
                                    "spk": 0, "lang": params.language})
         record.audio_bytes, record.audio_ms = session.audio_bytes, round(session.audio_ms, 1)
-        error = next((e for f in self.faults if (e := getattr(f, "on_transcription", lambda i: None)(index))), None)
+        error = next((e for f in self.faults if (e := f.on_transcription(index))), None)
         ready_at = now + duration_s * self.config.batch_s_per_audio_s * self.config.time_scale
         job = BatchJob(self.batch.new_id(), client_id, now, ready_at, [] if error else utterances, error,
                        connection=index)

@@ -51,6 +51,10 @@ class Fault:
     def on_handshake(self, connection_index: int) -> Refusal | None:
         return None
 
+    def on_transcription(self, connection_index: int) -> dict[str, str] | None:
+        """The file API: an error that makes this job end ``failed``."""
+        return None
+
     def transform(self, action: SendResult) -> SendResult:
         return action
 
