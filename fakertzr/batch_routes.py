@@ -13,6 +13,7 @@ import asyncio
 import logging
 from typing import Any, Callable
 
+import aiohttp
 import numpy as np
 from aiohttp import web
 
@@ -24,6 +25,7 @@ from .batch import BatchJobs, BatchRefusal
 
 log = logging.getLogger("fakertzr")
 CHUNK = 1 << 16
+MAX_CONFIG_BYTES = 1 << 20
 
 
 def _refused(exc: BatchRefusal) -> web.Response:
@@ -46,22 +48,38 @@ async def _read_upload(request: web.Request, max_bytes: int) -> tuple[str | None
     """(config text, file bytes or None if over ``max_bytes``, file name, bytes seen)."""
     if not request.content_type.startswith("multipart/"):
         raise BatchRefusal(400, "H0001", "the upload must be multipart/form-data with a file and a config")
-    reader = await request.multipart()
     config, data, name, size = None, None, "", 0
-    async for part in reader:
-        if part.name == "config":
-            config = (await part.read(decode=True)).decode("utf-8", "replace")  # type: ignore[union-attr]
-        elif part.name == "file":
-            name = part.filename or ""  # type: ignore[union-attr]
-            chunks: list[bytes] = []
-            while chunk := await part.read_chunk(CHUNK):  # type: ignore[union-attr]
-                size += len(chunk)
-                if size <= max_bytes:
-                    chunks.append(chunk)
-            data = b"".join(chunks) if size <= max_bytes else None
+    try:
+        async for part in await request.multipart():
+            if part.name == "config":
+                raw = await _read_part(part, MAX_CONFIG_BYTES)  # type: ignore[arg-type]
+                if raw is None:
+                    raise BatchRefusal(400, "H0001", f"config is over {MAX_CONFIG_BYTES} bytes")
+                config = raw.decode("utf-8", "replace")
+            elif part.name == "file":
+                name = part.filename or ""  # type: ignore[union-attr]
+                chunks: list[bytes] = []
+                while chunk := await part.read_chunk(CHUNK):  # type: ignore[union-attr]
+                    size += len(chunk)
+                    if size <= max_bytes:
+                        chunks.append(chunk)
+                data = b"".join(chunks) if size <= max_bytes else None
+    except (ValueError, AssertionError, aiohttp.ClientPayloadError) as exc:  # not multipart as RFC 7578 has it
+        raise BatchRefusal(400, "H0001", f"unreadable multipart body: {type(exc).__name__}") from None
     if data is None and size == 0:
         raise BatchRefusal(400, "H0001", "the upload has no file")
     return config, data, name, size
+
+
+async def _read_part(part: aiohttp.BodyPartReader, limit: int) -> bytes | None:
+    """A small part's bytes; None past ``limit``."""
+    chunks, size = [], 0
+    while chunk := await part.read_chunk(CHUNK):
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def transcribe_handler(backend_of: Callable[[web.Request], FakeRtzrBackend]) -> Any:
@@ -76,7 +94,7 @@ def transcribe_handler(backend_of: Callable[[web.Request], FakeRtzrBackend]) -> 
         except BatchRefusal as exc:
             log.info("event=transcribe_refused status=%s code=%s", exc.refusal.status, exc.refusal.code)
             return _refused(exc)
-        log.info("event=transcribe id=%s audio_s=%.1f utterances=%d", job.id, job.ready_at - job.created, len(job.utterances))
+        log.info("event=transcribe id=%s audio_s=%.1f utterances=%d", job.id, len(samples) / 8000, len(job.utterances))
         return web.json_response({"id": job.id})
 
     return transcribe

@@ -181,3 +181,12 @@ def test_stereo_and_other_rates_are_mixed_and_resampled(tmp_path, seed):
     soundfile.write(path, np.repeat(stereo, 2, axis=0), 16000, subtype="PCM_16")
     samples = decode_upload(path.read_bytes(), path.name)
     assert len(samples) == len(seed.audio) and samples.dtype == np.int16
+
+
+async def test_a_body_that_is_not_multipart_is_400_h0001(rtzr):
+    headers = {"Authorization": f"Bearer {await rtzr.token()}"}
+    for body, content_type in ((b"file=...", "application/x-www-form-urlencoded"),
+                               (b"--x\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\nRIFF", "multipart/form-data; boundary=x")):
+        async with rtzr.session.post(f"{rtzr.base_url}/v1/transcribe", data=body, headers={**headers, "Content-Type": content_type}) as resp:
+            answer = await resp.json(content_type=None)
+        assert (resp.status, answer["code"]) == (400, "H0001"), answer
