@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from fakertzr.batch import BatchJob, BatchJobs, BatchLimits, BatchParams, BatchRefusal, parse_batch_config
+
+from .support.budget import examples
 
 LIMITS = BatchLimits(max_bytes=1 << 20, max_duration_s=60.0, max_jobs=2, min_poll_interval_s=5.0, ttl_s=100.0)
 UTTERANCES = [{"start_at": 800, "duration": 2320, "msg": "안녕하세요", "spk": 0, "lang": "ko"}]
@@ -53,3 +59,24 @@ def test_a_failed_job_says_why():
 
 def test_worker_of_reads_only_ids_that_name_one():
     assert BatchJobs.worker_of("abcw0") == 0 and BatchJobs.worker_of("w3") is None and BatchJobs.worker_of("abc") is None
+
+
+json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
+                           lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=25), inner, max_size=6),
+                           max_leaves=20)
+config_keys = st.sampled_from(["model_name", "language", "use_diarization", "diarization", "use_itn", "use_disfluency_filter",
+                               "use_profanity_filter", "use_paragraph_splitter", "paragraph_splitter", "domain",
+                               "use_word_timestamp", "keywords", "spk_count", "max"])
+
+
+@examples(300)
+@given(st.one_of(json_values, st.dictionaries(config_keys, json_values, max_size=8)) | st.text(max_size=60))
+def test_any_config_is_accepted_or_refused_with_h0001(config):
+    """Hostile input: whatever the config field holds, the answer is parameters or 400 H0001, never a crash."""
+    raw = config if isinstance(config, str) else json.dumps(config)
+    try:
+        params = parse_batch_config(raw)
+    except BatchRefusal as exc:
+        assert (exc.refusal.status, exc.refusal.code) == (400, "H0001")
+    else:
+        assert isinstance(params, BatchParams) and isinstance(params.as_query(), dict)
