@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from .actions import Refusal, SendResult
-from .batch import BatchJob, BatchJobs, BatchLimits, BatchParams, BatchRefusal, parse_batch_config
+from .batch import BatchJob, BatchJobs, BatchParams, BatchRefusal, parse_batch_config
 from .align import AudioLocator
 from .errors import FakeRtzrError
 from .faults import Fault, fault_from_spec
@@ -179,16 +179,11 @@ class FakeRtzrBackend:
                     api: str = "websocket") -> OpenedStream | tuple[Refusal, ConnectionRecord]:
         """Decide a streaming handshake: an accepted session, or a refusal (both journaled). The gRPC API
         comes here too, its first request's config given as the WebSocket's query parameters."""
-        index = self._connection_count
-        self._connection_count += self.worker[1]
-        record = ConnectionRecord(index=index, api=api, query=clip_fields(query), headers=redact_headers(headers))
-        self.journal.add(record)
-
-        refusal = next((r for f in self.faults if (r := f.on_handshake(index))), None)
+        record = self._new_record(api, clip_fields(query), headers)
+        refusal = self._scripted_refusal(record.index)
         client_id = None
         if refusal is None:
-            token = bearer_token(headers.get("Authorization"))
-            client_id, why = self.tokens.verify(token) if token else (None, "missing bearer token")
+            client_id, why = self._client_of(headers)
             if client_id is None:
                 refusal = Refusal.of(401, why)
         params = None
@@ -208,6 +203,21 @@ class FakeRtzrBackend:
         session = self._new_session(params, query, record)
         self._active[client_id] = self._active.get(client_id, 0) + 1
         return OpenedStream(session, record)
+
+    def _new_record(self, api: str, query: dict[str, str], headers: Mapping[str, str]) -> ConnectionRecord:
+        """The journal's record of a new connection (or file API job), with the next connection index."""
+        record = ConnectionRecord(index=self._connection_count, api=api, query=query, headers=redact_headers(headers))
+        self._connection_count += self.worker[1]
+        self.journal.add(record)
+        return record
+
+    def _scripted_refusal(self, index: int) -> Refusal | None:
+        return next((r for f in self.faults if (r := f.on_handshake(index))), None)
+
+    def _client_of(self, headers: Mapping[str, str]) -> tuple[str | None, str]:
+        """The client id a request's bearer token names, or None and why not."""
+        token = bearer_token(headers.get("Authorization"))
+        return self.tokens.verify(token) if token else (None, "missing bearer token")
 
     def _new_session(self, params: StreamParams, query: Mapping[str, str], record: ConnectionRecord,
                      faults: Sequence[Fault] | None = None) -> StreamSession:
@@ -257,15 +267,8 @@ class FakeRtzrBackend:
         self.journal_changed()
 
     # ------------------------------------------------------------ file API
-    @property
-    def batch_limits(self) -> BatchLimits:
-        c = self.config
-        return BatchLimits(c.batch_max_bytes, c.batch_max_duration_s, c.batch_max_jobs, c.batch_min_poll_interval_s,
-                           c.batch_ttl_s)
-
     def _batch_client(self, headers: Mapping[str, str]) -> str:
-        token = bearer_token(headers.get("Authorization"))
-        client_id, why = self.tokens.verify(token) if token else (None, "missing bearer token")
+        client_id, why = self._client_of(headers)
         if client_id is None:
             raise BatchRefusal(401, "H0002", why or "invalid token")
         return client_id
@@ -289,13 +292,10 @@ class FakeRtzrBackend:
         duration_s = len(samples) / 8000.0
         if duration_s > self.config.batch_max_duration_s:
             raise BatchRefusal(413, "H0006", f"the audio is over {self.config.batch_max_duration_s:g} s")
-        index = self._connection_count
-        self._connection_count += self.worker[1]
-        query = {**params.as_query(), "file": clip(filename, 128), "bytes": str(size)}
-        record = ConnectionRecord(index=index, api="batch", query=query, headers=redact_headers(headers),
-                                  client_id=client_id)
-        self.journal.add(record)
-        refusal = next((r for f in self.faults if (r := f.on_handshake(index))), None)
+        record = self._new_record("batch", {**params.as_query(), "file": clip(filename, 128), "bytes": str(size)}, headers)
+        record.client_id = client_id
+        index = record.index
+        refusal = self._scripted_refusal(index)
         if refusal is not None:
             record.status, record.refusal = refusal.status, refusal.body()
             raise BatchRefusal(refusal.status, refusal.code, refusal.msg)
@@ -317,8 +317,7 @@ class FakeRtzrBackend:
         record.audio_bytes, record.audio_ms = session.audio_bytes, round(session.audio_ms, 1)
         error = next((e for f in self.faults if (e := f.on_transcription(index))), None)
         ready_at = now + duration_s * self.config.batch_s_per_audio_s * self.config.time_scale
-        job = BatchJob(self.batch.new_id(), client_id, now, ready_at, [] if error else utterances, error,
-                       connection=index)
+        job = BatchJob(self.batch.new_id(), client_id, ready_at, [] if error else utterances, error)
         self.batch.add(job)
         record.end("failed" if error else "completed", None, f"job {job.id}")
         record.closed_wall = now
@@ -327,7 +326,8 @@ class FakeRtzrBackend:
 
     def poll_transcription(self, headers: Mapping[str, str], job_id: str) -> dict[str, Any]:
         """``GET /v1/transcribe/{id}``'s body; raises ``BatchRefusal``."""
-        return self.batch.poll(job_id, self._batch_client(headers), time.monotonic(), self.batch_limits)
+        return self.batch.poll(job_id, self._batch_client(headers), time.monotonic(),
+                               min_poll_interval_s=self.config.batch_min_poll_interval_s, ttl_s=self.config.batch_ttl_s)
 
     def revoke_tokens(self) -> None:
         """Every token issued so far stops working (the ``expire_tokens`` fault), on every worker."""

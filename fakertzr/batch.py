@@ -131,28 +131,15 @@ def parse_batch_config(raw: str | None) -> BatchParams:
 class BatchJob:
     id: str
     client_id: str
-    created: float  # monotonic
     ready_at: float  # monotonic: "transcribing" until then
     utterances: list[dict[str, Any]]
     error: dict[str, str] | None = None  # a failed job's
     last_poll: float | None = None
-    connection: int = 0  # its record in the journal
 
     def status(self, now: float) -> str:
         if now < self.ready_at:
             return "transcribing"
         return "failed" if self.error else "completed"
-
-
-@dataclass
-class BatchLimits:
-    """The file API's limits: documented codes, guessed sizes (all configurable)."""
-
-    max_bytes: int
-    max_duration_s: float
-    max_jobs: int  # transcribing at once, per client id (429 A0002)
-    min_poll_interval_s: float  # polls closer than this are refused (429 A0003); 0: none
-    ttl_s: float  # results are kept this long after the job is done (then 410 H0007)
 
 
 @dataclass
@@ -177,21 +164,22 @@ class BatchJobs:
     def add(self, job: BatchJob) -> None:
         self.jobs[job.id] = job
 
-    def poll(self, job_id: str, client_id: str, now: float, limits: BatchLimits) -> dict[str, Any]:
+    def poll(self, job_id: str, client_id: str, now: float, *, min_poll_interval_s: float, ttl_s: float) -> dict[str, Any]:
         """The poll's answer; ``BatchRefusal`` for an unknown (404 H0004), another client's (403 H0003), expired
-        (410 H0007) job, or one polled sooner than ``min_poll_interval_s`` after the last poll (429 A0003)."""
-        self.expire(now, limits)
+        (410 H0007: done ``ttl_s`` ago) job, or one polled sooner than ``min_poll_interval_s`` (0: no limit)
+        after the last poll (429 A0003)."""
+        self.expire(now, ttl_s)
         job = self.jobs.get(job_id)
         if job is None:
             raise BatchRefusal(404, "H0004", f"no transcription with id {job_id!r}")
         if job.client_id != client_id:
             raise BatchRefusal(403, "H0003", "this transcription belongs to another client")
-        if now >= job.ready_at + limits.ttl_s:
+        if now >= job.ready_at + ttl_s:
             raise BatchRefusal(410, "H0007", "the transcription's results have expired")
-        too_soon = job.last_poll is not None and now - job.last_poll < limits.min_poll_interval_s
+        too_soon = job.last_poll is not None and now - job.last_poll < min_poll_interval_s
         job.last_poll = now
         if too_soon:
-            raise BatchRefusal(429, "A0003", f"polled again within {limits.min_poll_interval_s:g} s")
+            raise BatchRefusal(429, "A0003", f"polled again within {min_poll_interval_s:g} s")
         status = job.status(now)
         body: dict[str, Any] = {"id": job.id, "status": status}
         if status == "completed":
@@ -200,8 +188,8 @@ class BatchJobs:
             body["error"] = dict(job.error or {})
         return body
 
-    def expire(self, now: float, limits: BatchLimits) -> None:
+    def expire(self, now: float, ttl_s: float) -> None:
         """Forget jobs long past their expiry (an expired job still answers 410 for a while, then 404)."""
-        gone = [i for i, j in self.jobs.items() if now >= j.ready_at + limits.ttl_s * 2 + 60]
+        gone = [i for i, j in self.jobs.items() if now >= j.ready_at + ttl_s * 2 + 60]
         for job_id in gone:
             del self.jobs[job_id]

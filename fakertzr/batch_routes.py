@@ -22,6 +22,7 @@ from callaudio.decode import read_channels, to_8k
 
 from .backend import FakeRtzrBackend
 from .batch import BatchJobs, BatchRefusal
+from .workers import WorkerUnreachable
 
 log = logging.getLogger("fakertzr")
 CHUNK = 1 << 16
@@ -45,7 +46,7 @@ def decode_upload(data: bytes, name: str) -> np.ndarray:
 
 
 async def _read_upload(request: web.Request, max_bytes: int) -> tuple[str | None, bytes | None, str, int]:
-    """(config text, file bytes or None if over ``max_bytes``, file name, bytes seen)."""
+    """(config text, file bytes or None if over ``max_bytes``, file name, its size: ``max_bytes + 1`` if over)."""
     if not request.content_type.startswith("multipart/"):
         raise BatchRefusal(400, "H0001", "the upload must be multipart/form-data with a file and a config")
     config, data, name, size = None, None, "", 0
@@ -58,12 +59,8 @@ async def _read_upload(request: web.Request, max_bytes: int) -> tuple[str | None
                 config = raw.decode("utf-8", "replace")
             elif part.name == "file":
                 name = part.filename or ""  # type: ignore[union-attr]
-                chunks: list[bytes] = []
-                while chunk := await part.read_chunk(CHUNK):  # type: ignore[union-attr]
-                    size += len(chunk)
-                    if size <= max_bytes:
-                        chunks.append(chunk)
-                data = b"".join(chunks) if size <= max_bytes else None
+                data = await _read_part(part, max_bytes)  # type: ignore[arg-type]
+                size = max_bytes + 1 if data is None else len(data)
     except (ValueError, AssertionError, aiohttp.ClientPayloadError) as exc:  # not multipart as RFC 7578 has it
         raise BatchRefusal(400, "H0001", f"unreadable multipart body: {type(exc).__name__}") from None
     if data is None and size == 0:
@@ -72,7 +69,7 @@ async def _read_upload(request: web.Request, max_bytes: int) -> tuple[str | None
 
 
 async def _read_part(part: aiohttp.BodyPartReader, limit: int) -> bytes | None:
-    """A small part's bytes; None past ``limit``."""
+    """A part's bytes; None past ``limit`` (the rest is not read: the reader skips it)."""
     chunks, size = [], 0
     while chunk := await part.read_chunk(CHUNK):
         size += len(chunk)
@@ -107,7 +104,11 @@ def poll_handler(backend_of: Callable[[web.Request], FakeRtzrBackend], peers_of:
         owner = BatchJobs.worker_of(job_id)
         peers = peers_of(request)
         if peers is not None and owner is not None and owner != backend.worker[0] and owner in peers.urls:
-            status, body = await peers.request_one(owner, "GET", request.path, request.headers.get("Authorization"))
+            auth = request.headers.get("Authorization")
+            try:
+                status, body = await peers.request_one(owner, "GET", request.path, {"Authorization": auth} if auth else {})
+            except WorkerUnreachable as exc:
+                status, body = 502, {"code": "E500", "msg": str(exc)}
             return web.json_response(body, status=status)
         try:
             return web.json_response(backend.poll_transcription(request.headers, job_id))

@@ -54,8 +54,6 @@ class ResultBuilder:
     def advance(self, audio_ms: float) -> list[Result]:
         """Emit the final if its endpoint, or the cut of an utterance that is too long, lies at or before
         ``audio_ms``. Words are applied at their end, so the words held here all ended by the cut."""
-        if self.final_due_ms is None and (self.max_utter_ms is None or not self.words or self.speech_end_ms is not None):
-            return []  # the common case, cheaply: no final pending and no cut possible
         cut = self.cut_ms
         if cut is not None and cut <= audio_ms and (self.final_due_ms is None or cut < self.final_due_ms):
             return self._final(cut)

@@ -35,6 +35,10 @@ START_TIMEOUT_S = 60.0
 log = logging.getLogger("fakertzr.workers")
 
 
+class WorkerUnreachable(Exception):
+    """A peer worker did not answer on its private port."""
+
+
 @dataclass
 class Peers:
     """The other workers of this fake, reached on their private ports."""
@@ -46,28 +50,26 @@ class Peers:
 
     async def send(self, method: str, path: str, query: str, body: bytes | None) -> list[tuple[int, int, Any]]:
         """The same request to every other worker: (worker, status, JSON answer)."""
-        assert self.session is not None
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        target = f"{path}{'?' + query if query else ''}"
 
-        async def one(index: int, url: str) -> tuple[int, int, Any]:
-            headers = {"Content-Type": "application/json"} if body is not None else {}
+        async def one(index: int) -> tuple[int, int, Any]:
             try:
-                async with self.session.request(method, f"{url}{path}{'?' + query if query else ''}", data=body,
-                                                headers=headers) as resp:
-                    return index, resp.status, await resp.json(content_type=None)
-            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
-                return index, 502, {"error": f"worker {index} unreachable: {type(exc).__name__}"}
+                return index, *await self.request_one(index, method, target, headers, body)
+            except WorkerUnreachable as exc:
+                return index, 502, {"error": str(exc)}
 
-        return list(await asyncio.gather(*(one(i, u) for i, u in sorted(self.urls.items()))))
+        return list(await asyncio.gather(*(one(i) for i in sorted(self.urls))))
 
-    async def request_one(self, index: int, method: str, path: str, authorization: str | None) -> tuple[int, Any]:
-        """One request to worker ``index`` (a file API poll for the job it holds): (status, JSON answer)."""
+    async def request_one(self, index: int, method: str, path: str, headers: dict[str, str],
+                          body: bytes | None = None) -> tuple[int, Any]:
+        """One request to worker ``index``: (status, JSON answer). Raises ``WorkerUnreachable``."""
         assert self.session is not None
-        headers = {"Authorization": authorization} if authorization else {}
         try:
-            async with self.session.request(method, f"{self.urls[index]}{path}", headers=headers) as resp:
+            async with self.session.request(method, f"{self.urls[index]}{path}", data=body, headers=headers) as resp:
                 return resp.status, await resp.json(content_type=None)
         except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
-            return 502, {"code": "E500", "msg": f"worker {index} unreachable: {type(exc).__name__}"}
+            raise WorkerUnreachable(f"worker {index} unreachable: {type(exc).__name__}") from None
 
 
 def merge_states(own: dict[str, Any], index: int, others: list[tuple[int, int, Any]]) -> dict[str, Any]:

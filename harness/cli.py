@@ -13,7 +13,7 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import NoReturn, Sequence
 
-from fakertzr.cli import loop_factory, record_options
+from fakertzr.cli import grpc_api, loop_factory, record_options
 from fakertzr.errors import FakeRtzrError
 from fakertzr.recording import RECORD_MODES, REDACTIONS
 
@@ -379,11 +379,7 @@ async def _serve_fakes(args: argparse.Namespace) -> int:
         fakes.rtzr.update_config({"max_streams": args.max_streams})
         grpc_line = ""
         if args.grpc_port is not None:
-            try:
-                from fakertzr.grpc import FakeRtzrGrpcServer  # noqa: PLC0415 - optional: the [grpc] extra
-            except ImportError as exc:
-                raise HarnessError(f"--grpc-port: {exc}") from None
-            grpc_server = await stack.enter_async_context(FakeRtzrGrpcServer(fakes.rtzr, port=args.grpc_port))
+            grpc_server = await stack.enter_async_context(grpc_api().FakeRtzrGrpcServer(fakes.rtzr, port=args.grpc_port))
             grpc_line = f"RTZR gRPC {grpc_server.target} (no TLS)\n"
         playing = f"playing {fixture.name}" if fixture else "transcribing any speech as '발화 N'"
         print(f"fakes ({playing}): RTZR {fakes.rtzr_url}, LLM {fakes.llm_url}, TTS {fakes.tts_url}\n{grpc_line}"

@@ -8,11 +8,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fakertzr.batch import BatchJob, BatchJobs, BatchLimits, BatchParams, BatchRefusal, parse_batch_config
+from fakertzr.batch import BatchJob, BatchJobs, BatchParams, BatchRefusal, parse_batch_config
 
 from .support.budget import examples
 
-LIMITS = BatchLimits(max_bytes=1 << 20, max_duration_s=60.0, max_jobs=2, min_poll_interval_s=5.0, ttl_s=100.0)
+LIMITS = dict(min_poll_interval_s=5.0, ttl_s=100.0)
+TTL_S = LIMITS["ttl_s"]
 UTTERANCES = [{"start_at": 800, "duration": 2320, "msg": "안녕하세요", "spk": 0, "lang": "ko"}]
 
 
@@ -30,30 +31,30 @@ def test_a_non_object_config_is_refused():
 
 def test_a_job_transcribes_then_completes_then_expires():
     jobs = BatchJobs(worker=(1, 2))
-    job = BatchJob(jobs.new_id(), "me", created=0.0, ready_at=10.0, utterances=UTTERANCES)
+    job = BatchJob(jobs.new_id(), "me", ready_at=10.0, utterances=UTTERANCES)
     jobs.add(job)
     assert BatchJobs.worker_of(job.id) == 1
-    assert jobs.poll(job.id, "me", 1.0, LIMITS) == {"id": job.id, "status": "transcribing"}
+    assert jobs.poll(job.id, "me", 1.0, **LIMITS) == {"id": job.id, "status": "transcribing"}
     assert jobs.transcribing("me", 1.0) == 1 and jobs.transcribing("you", 1.0) == 0
-    done = jobs.poll(job.id, "me", 11.0, LIMITS)
+    done = jobs.poll(job.id, "me", 11.0, **LIMITS)
     assert done["status"] == "completed" and done["results"]["utterances"] == UTTERANCES
     with pytest.raises(BatchRefusal) as too_soon:
-        jobs.poll(job.id, "me", 12.0, LIMITS)
+        jobs.poll(job.id, "me", 12.0, **LIMITS)
     assert too_soon.value.refusal.code == "A0003"
     with pytest.raises(BatchRefusal) as expired:
-        jobs.poll(job.id, "me", 10.0 + LIMITS.ttl_s, LIMITS)
+        jobs.poll(job.id, "me", 10.0 + TTL_S, **LIMITS)
     assert (expired.value.refusal.status, expired.value.refusal.code) == (410, "H0007")
-    jobs.expire(10.0 + LIMITS.ttl_s * 3 + 60, LIMITS)
+    jobs.expire(10.0 + TTL_S * 3 + 60, TTL_S)
     with pytest.raises(BatchRefusal) as gone:
-        jobs.poll(job.id, "me", 10.0 + LIMITS.ttl_s * 3 + 60, LIMITS)
+        jobs.poll(job.id, "me", 10.0 + TTL_S * 3 + 60, **LIMITS)
     assert gone.value.refusal.code == "H0004", "long after expiry a job is forgotten"
 
 
 def test_a_failed_job_says_why():
     jobs = BatchJobs()
-    job = BatchJob(jobs.new_id(), "me", 0.0, 0.0, [], error={"code": "E500", "message": "transcription failed"})
+    job = BatchJob(jobs.new_id(), "me", 0.0, [], error={"code": "E500", "message": "transcription failed"})
     jobs.add(job)
-    assert jobs.poll(job.id, "me", 0.0, LIMITS) == {"id": job.id, "status": "failed",
+    assert jobs.poll(job.id, "me", 0.0, **LIMITS) == {"id": job.id, "status": "failed",
                                                       "error": {"code": "E500", "message": "transcription failed"}}
 
 

@@ -88,6 +88,7 @@ async def test_results_carry_what_the_websocket_sends_but_seq(rtzr_grpc, seed):
     assert texts(results) == SEED_TEXTS
     ws = await client.stream(await rtzr_grpc.rtzr.connect(), pcm(seed))
     ws_finals = [m for m in ws.results if m["final"]]
+    assert len(ws_finals) == len(SEED_TEXTS)  # zip below would compare fewer
     for got, want in zip([r for r in results if r.is_final], ws_finals):
         assert (got.start_at, got.duration) == (want["start_at"], want["duration"])
         assert [(w.text, w.start_at, w.duration) for w in got.alternatives[0].words] == \
