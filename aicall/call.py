@@ -89,6 +89,7 @@ class CallSession:
         self.end_reason = "unknown"
         self.apology_played = asyncio.Event()
         self.released = False
+        self.last_message_at = 0.0  # loop time of Twilio's last message (see _read_until_silent)
 
     # ------------------------------------------------------------------ run
     async def run(self) -> None:
@@ -115,7 +116,7 @@ class CallSession:
                 self.group = group
                 recognition = group.create_task(self._recognize())
                 speaker = group.create_task(self._speak_loop())
-                await self._read_twilio()
+                await self._read_until_silent()
                 self._hang_up()
                 speaker.cancel()
                 await recognition  # EOS sent, last finals kept (bounded wait)
@@ -148,17 +149,45 @@ class CallSession:
         if self.bad_messages == 1:
             log.warning("call=%s event=twilio_bad_message why=%s", self.call_sid, why)
 
+    async def _read_until_silent(self) -> None:
+        """:meth:`_read_twilio`, ended when Twilio sends nothing for ``twilio_silence_s``. One timer per call
+        looks at when the last message came, instead of a timeout around every receive (with 50 messages a
+        second per call, those timeouts were 8 % of aicall's CPU at 200 calls)."""
+        loop = asyncio.get_running_loop()
+        reader = asyncio.current_task()
+        assert reader is not None
+        silence_s = self.settings.twilio_silence_s
+        self.last_message_at = loop.time()
+        went_silent = False
+
+        def look() -> None:
+            nonlocal watchdog, went_silent
+            quiet_s = loop.time() - self.last_message_at
+            if quiet_s < silence_s:
+                watchdog = loop.call_at(self.last_message_at + silence_s, look)
+            else:
+                went_silent = True
+                reader.cancel()
+
+        watchdog = loop.call_at(self.last_message_at + silence_s, look)
+        try:
+            await self._read_twilio()
+        except asyncio.CancelledError:
+            if not went_silent or reader.uncancel() > 0:  # cancelled by someone else too: the call is being cancelled
+                raise
+            self.end_reason = "twilio went silent"
+            log.warning("call=%s event=twilio_silent seconds=%g", self.call_sid, silence_s)
+        finally:
+            watchdog.cancel()
+
     async def _read_twilio(self) -> None:
         """Until ``stop`` or the socket closes: audio to RTZR, mark echoes to the turn core."""
         assert self.recognizer is not None
         linear = self.settings.rtzr_encoding == "LINEAR16"
+        loop = asyncio.get_running_loop()
         while True:
-            try:
-                msg = await self.ws.receive(timeout=self.settings.twilio_silence_s)
-            except asyncio.TimeoutError:
-                self.end_reason = "twilio went silent"
-                log.warning("call=%s event=twilio_silent seconds=%g", self.call_sid, self.settings.twilio_silence_s)
-                return
+            msg = await self.ws.receive()
+            self.last_message_at = loop.time()
             if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
                 break
             if msg.type != WSMsgType.TEXT:

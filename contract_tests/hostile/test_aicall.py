@@ -4,6 +4,7 @@ silent, forged callSids, repeated callSids. The caller never hears a crash and e
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import subprocess
@@ -116,6 +117,20 @@ async def test_a_call_whose_twilio_side_goes_silent_is_ended_and_persisted(tmp_p
         summary, lines = stack.store.call(TEST_CALL_SID)
         assert summary.end_reason == "twilio went silent" and [l.text for l in lines if l.role == "caller"] == TEXTS[:1]
         await stack.rtzr.wait_for(lambda j: all(c.closed for c in j.connections))
+
+
+async def test_a_call_that_keeps_sending_outlives_the_silence_limit(tmp_path):
+    """The silence watchdog looks at when Twilio last sent: a call twice as long as the limit, a frame every
+    50 ms as Twilio paces them (20 ms), is not ended by it."""
+    async with running_stack(tmp_path, env={"AICALL_TWILIO_SILENCE_S": "1"}) as stack, stack.driver() as call:
+        silence = base64.b64encode(b"\xff" * 160).decode()
+        for _ in range(40):
+            assert await call.send_media(silence), "aicall ended the call"
+            await asyncio.sleep(0.05)  # pacing the caller's frames in real time, not waiting for anything
+        await call.stop()
+        assert await wait_for_calls_to_end(stack.app, 10)
+        summary, _ = stack.store.call(TEST_CALL_SID)
+        assert summary.end_reason == "caller hung up"
 
 
 async def test_forged_values_reach_no_log_line_or_terminal_raw(tmp_path, caplog):
