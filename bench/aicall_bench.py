@@ -72,7 +72,7 @@ async def load(handlers: list[str], plan: LoadPlan) -> list[dict]:
 def table(rows: list[dict]) -> None:
     floor = {r["callers"]: r for r in rows if r["handler"].startswith("floor") and "callers" in r}
     print(f"{'callers':>7} {'handler':<15} {'answered':>9} {'p50':>7} {'p95':>7} {'p99':>7} {'handler p99':>11} "
-          f"{'handler CPU':>11} {'x floor':>7} {'harness CPU':>11}", file=sys.stderr)
+          f"{'handler CPU':>11} {'x floor':>7} {'harness CPU':>11} {'harness late p99':>16}", file=sys.stderr)
     for r in rows:
         if "knee" in r:
             print(f"{'':>7} {r['handler']:<15} knee: held {r['knee']['held']}, broke {r['knee']['broke']} "
@@ -85,7 +85,8 @@ def table(rows: list[dict]) -> None:
         lat = r["latency_ms"]
         print(f"{r['callers']:>7} {r['handler']:<15} {r['answered']:>4}/{r['turns']:<4} {lat['p50']!s:>7} "
               f"{lat['p95']!s:>7} {lat['p99']!s:>7} {r['handler_ms'].get('p99', '-')!s:>11} "
-              f"{r['handler_cpu_percent']!s:>10}% {ratio!s:>7} {r['harness_cpu_percent']!s:>10}%", file=sys.stderr)
+              f"{r['handler_cpu_percent']!s:>10}% {ratio!s:>7} {r['harness_cpu_percent']!s:>10}% "
+              f"{r['harness_late_ms'].get('p99', '-')!s:>16}", file=sys.stderr)
 
 
 async def overhead(calls: int) -> dict:

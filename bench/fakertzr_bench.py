@@ -13,7 +13,8 @@ only read as ratios to it.
 result's lateness is measured at the client: when it arrived, minus when the client sent the
 frame that completed the audio the result was due at (the fixture's word end for a partial,
 utterance end + epd_time for a final). ``server_internal`` is the same delay as the fake's
-journal sees it (frame read -> result written), so the rest is socket queueing and transport.
+journal sees it (frame read -> result written), so the rest is socket queueing and transport;
+``client late`` is how late this client's own event loop ran a 10 ms timer (its share of the rest).
 CPU of the server and of this client comes from /proc. Results are appended to
 ``bench/results/*.jsonl``.
 """
@@ -41,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 from fakertzr.fixture import load_fixture  # noqa: E402
 from bench.benchlib import percentile, report  # noqa: E402
 from harness.load import process_group_cpu_s  # noqa: E402
+from harness.loop_lag import LoopLag  # noqa: E402
 
 SEED = ROOT / "fixtures" / "calls" / "seed-three-turns"
 FRAME_MS = 20
@@ -132,6 +134,8 @@ async def bench_streams(n: int, ramp_s: float, server: str = "fakertzr:1:auto") 
         offsets = [ramp_s * i / n for i in range(n)]
         t0 = time.monotonic() + 0.2
         cpu0_server, cpu0_client, wall0 = server_cpu(proc), time.process_time(), time.monotonic()
+        client_lag = LoopLag()  # how late this client's own loop runs: every lateness above includes up to that
+        client_lag.start()
         tick = 0.005
         gc.collect()
         gc.freeze()  # the measuring client must not pause for a collection mid-run
@@ -155,6 +159,8 @@ async def bench_streams(n: int, ramp_s: float, server: str = "fakertzr:1:auto") 
             await ws.send_str("EOS")
         await asyncio.wait_for(asyncio.gather(*readers), 60)
         wall = time.monotonic() - wall0
+        client_lag.stop()
+        client_late = client_lag.take()
         cpu_server, cpu_client = server_cpu(proc) - cpu0_server, time.process_time() - cpu0_client
         connections, since = [], 0
         while since is not None and not server.startswith("floor"):  # the journal comes in pages
@@ -182,6 +188,7 @@ async def bench_streams(n: int, ramp_s: float, server: str = "fakertzr:1:auto") 
         "worst_at_s": round(worst[0], 2),
         "server_internal_ms_p50": round(statistics.median(inside), 3) if inside else None,
         "server_internal_ms_p99": percentile(inside, 99) if inside else None,
+        "client_late_ms_p99": percentile(client_late, 99),
         "wall_s": round(wall, 2),
         "server_cpu_percent": round(100 * cpu_server / wall, 1),
         "client_cpu_percent": round(100 * cpu_client / wall, 1),
@@ -298,14 +305,17 @@ async def bench_curve(counts: list[int], servers: list[str], ramp_s: float) -> d
         for server, r in at_n.items():
             per_stream = r["server_cpu_percent"] / n
             rows.append({"streams": n, "server": server, "complete": r["streams_complete"],
-                         "lateness_ms_p99": r["lateness_ms_p99"], "server_cpu_percent": r["server_cpu_percent"],
+                         "lateness_ms_p99": r["lateness_ms_p99"], "client_late_ms_p99": r["client_late_ms_p99"],
+                         "server_internal_ms_p99": r["server_internal_ms_p99"],
+                         "server_cpu_percent": r["server_cpu_percent"],
                          "client_cpu_percent": r["client_cpu_percent"],
                          "cpu_per_stream_vs_floor": round(per_stream / (floor["server_cpu_percent"] / n), 2)
                          if floor and floor["server_cpu_percent"] else None})
-    print(f"{'streams':>7} {'server':<22} {'complete':>8} {'p99 ms':>8} {'server CPU':>10} {'client CPU':>10} "
-          f"{'x floor':>7}", file=sys.stderr)
+    print(f"{'streams':>7} {'server':<22} {'complete':>8} {'p99 ms':>8} {'inside':>8} {'client late':>11} "
+          f"{'server CPU':>10} {'client CPU':>10} {'x floor':>7}", file=sys.stderr)
     for row in rows:
         print(f"{row['streams']:>7} {row['server']:<22} {row['complete']:>8} {row['lateness_ms_p99']:>8} "
+              f"{row['server_internal_ms_p99']!s:>8} {row['client_late_ms_p99']!s:>11} "
               f"{row['server_cpu_percent']:>9}% {row['client_cpu_percent']:>9}% {row['cpu_per_stream_vs_floor']!s:>7}",
               file=sys.stderr)
     return {"bench": "curve", "rows": rows}

@@ -28,6 +28,7 @@ from .fixture import CallFixture
 from .handler_log import LogReader
 from .load_stats import (ANSWER_WAIT_S, Criteria, StepResult, TurnOutcome, end_frames, knee, next_callers, summarise,
                          turn_outcomes)
+from .loop_lag import LoopLag
 from .runner import _llm_config, _tts_config
 from .targets import Handler, InProcessLog, Target
 from .twilio_player import TwilioPlayer
@@ -142,6 +143,7 @@ class LoadRunner:
         self._call_numbers = itertools.count()
         self._extra_log = handler_log  # aicall in-process: its per-turn INFO lines
         self.fake_ports, self.on_fakes = fake_ports, on_fakes
+        self.lag = LoopLag()
 
     # ----------------------------------------------------------------- calls
     async def play_one(self, fixture: CallFixture, caller: Caller) -> bool:
@@ -196,6 +198,7 @@ class LoadRunner:
         await self._set_callers(n, group)
         start = time.monotonic()
         cpu0_handler, cpu0_own = self._handler_cpu(), own_cpu_s()
+        self.lag.take()  # the window's lateness only
         calls0 = len(self._calls)
         end = start + self.plan.hold_s
         while (now := time.monotonic()) < end:
@@ -206,6 +209,7 @@ class LoadRunner:
             await asyncio.sleep(min(1.0, end - now))  # the progress line's tick
         wall = time.monotonic() - start
         cpu_handler, cpu_own = self._handler_cpu(), own_cpu_s()
+        late_ms = self.lag.take()
         step = StepResult(callers=n, window_s=round(wall, 2))
         started = [c for c in self._calls[calls0:] if c.started < end]
         step.calls_started = len(started)
@@ -219,7 +223,7 @@ class LoadRunner:
         while (now := time.monotonic()) < settle and self._unsettled(end, now):
             await asyncio.sleep(0.1)  # answers arrive on other tasks; bounded by ANSWER_WAIT_S
         window = [o for o in self.outcomes(time.monotonic()) if start <= o.spoke_at < end]
-        summarise(step, window, self._handler_turns(start, end))
+        summarise(step, window, self._handler_turns(start, end), late_ms)
         log_ = self.handler.log
         if log_ is not None:
             step.handler_errors = sum(1 for b in log_.blocks if start <= b.at < end + ANSWER_WAIT_S)
@@ -267,6 +271,8 @@ class LoadRunner:
                                else "the handler's process group" if self.handler.pid else "")
             self.session = await stack.enter_async_context(
                 aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)))
+            self.lag.start()
+            stack.callback(self.lag.stop)
             async with asyncio.TaskGroup() as group:
                 try:
                     await self._steps(result, group, fakes)
@@ -295,7 +301,8 @@ class LoadRunner:
         verdict = "" if step.held is None else (" held" if step.held else f" broke: {step.why_not}")
         self.progress(f"step {step.callers} caller(s){' (baseline)' if baseline else ''}: {step.answered}/{step.turns} "
                       f"turns answered, p50 {step.latency_ms.get('p50')} ms, p95 {step.latency_ms.get('p95')} ms, "
-                      f"{step.calls_failed} failed call(s){verdict}\n")
+                      f"{step.calls_failed} failed call(s), harness late p99 {step.harness_late_ms.get('p99')} ms"
+                      f"{verdict}\n")
 
 
 def prepare_fakes(fakes: FakeServices, fixtures: list[CallFixture]) -> None:

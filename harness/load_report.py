@@ -13,7 +13,7 @@ from .load import LoadResult
 from .load_stats import StepResult
 
 COLUMNS = ("callers", "calls", "failed", "answered", "p50 ms", "p95 ms", "p99 ms", "handler p99", "handler CPU",
-           "harness CPU", "verdict")
+           "harness CPU", "harness late p99", "verdict")
 
 
 def _row(step: StepResult, label: str = "") -> list[str]:
@@ -26,7 +26,8 @@ def _row(step: StepResult, label: str = "") -> list[str]:
     verdict = "" if step.held is None else ("held" if step.held else f"broke: {step.why_not}")
     return [f"{step.callers}{label}", str(step.calls_started), str(step.calls_failed), f"{step.answered}/{step.turns}",
             ms(step.latency_ms.get("p50")), ms(step.latency_ms.get("p95")), ms(step.latency_ms.get("p99")),
-            ms(step.handler_ms.get("p99")), pct(step.handler_cpu_percent), pct(step.harness_cpu_percent), verdict]
+            ms(step.handler_ms.get("p99")), pct(step.handler_cpu_percent), pct(step.harness_cpu_percent),
+            ms(step.harness_late_ms.get("p99")), verdict]
 
 
 def rows(result: LoadResult) -> list[list[str]]:
@@ -142,7 +143,9 @@ padding:3px 8px;text-align:right}}svg{{margin:1em 1em 0 0;font-family:sans-serif
 <div>{latency}{answered}</div>
 <table><tr>{head}</tr>{body}</table>
 <p>handler CPU: {html.escape(result.cpu_seen or 'not visible (a handler the harness did not start)')}; percent of one core.
-The harness CPU is this process's (callers and fakes): near 100 % the knee may be the harness's, not the handler's.</p>
+The harness CPU is this process's (callers and fakes): near 100 % the knee may be the harness's, not the handler's.
+"harness late" is how late this process's event loop ran a timer due every 10 ms: every latency above includes up to
+that much of the harness's own delay.</p>
 {'<h2>failed calls (first few)</h2><ul>' + ''.join(f'<li>{html.escape(f)}</li>' for f in failures) + '</ul>' if failures else ''}
 </body></html>
 """

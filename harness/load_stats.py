@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from .fixture import CallFixture
 from .twilio_line import FRAME_MS, PlayerRecord
@@ -78,6 +78,7 @@ class StepResult:
     handler_errors: int | None = None  # error blocks in its log, None: no log
     handler_cpu_percent: float | None = None  # of one core; None: the process cannot be seen
     harness_cpu_percent: float | None = None  # this process: the callers and the fakes (and an in-process handler)
+    harness_late_ms: dict[str, float | None] = field(default_factory=dict)  # this process's loop (p50, p99, max)
     failures: list[str] = field(default_factory=list)  # the first few reasons calls failed
     held: bool | None = None  # against the capacity criteria, when they were given
     why_not: str = ""
@@ -90,8 +91,9 @@ class StepResult:
         return {**asdict(self), "answered_share": self.answered_share}
 
 
-def summarise(step: StepResult, outcomes: Iterable[TurnOutcome], handler_ms: list[float]) -> StepResult:
-    """Fill ``step`` from the turns spoken in its window."""
+def summarise(step: StepResult, outcomes: Iterable[TurnOutcome], handler_ms: list[float],
+              harness_late_ms: Sequence[float] = ()) -> StepResult:
+    """Fill ``step`` from the turns spoken in its window (and how late the harness's own loop ran then)."""
     outcomes = list(outcomes)
     latencies = [o.latency_ms for o in outcomes if o.latency_ms is not None]
     step.turns, step.answered = len(outcomes), len(latencies)
@@ -99,6 +101,8 @@ def summarise(step: StepResult, outcomes: Iterable[TurnOutcome], handler_ms: lis
                        "p99": percentile(latencies, 99), "max": max(latencies) if latencies else None}
     step.handler_ms = {"p50": percentile(handler_ms, 50), "p95": percentile(handler_ms, 95),
                        "p99": percentile(handler_ms, 99)} if handler_ms else {}
+    step.harness_late_ms = {"p50": percentile(harness_late_ms, 50), "p99": percentile(harness_late_ms, 99),
+                            "max": round(max(harness_late_ms), 1)} if harness_late_ms else {}
     return step
 
 
