@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import sys
@@ -95,6 +96,7 @@ async def _serve(settings, host: str, port: int) -> int:
         await runner.cleanup()
         raise AicallError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     bound = runner.addresses[0][1] if runner.addresses else port
+    gc.freeze()  # what start-up made lives as long as the process: full collections need not walk it
     loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
     print(f"aicall listening on http://{host}:{bound} (webhook /twilio/voice, stream /twilio/media; {loop} loop)",
           flush=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import re
@@ -220,6 +221,7 @@ async def _serve(server: FakeRtzrServer, grpc_port: int | None) -> None:
         if grpc_port is not None:
             grpc_server = grpc_api().FakeRtzrGrpcServer(server.backend, server.host, grpc_port)
             await grpc_server.start()
+        gc.freeze()  # what start-up made lives as long as the process: full collections need not walk it
         loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
         _banner(server.base_url, server.backend, f"; {loop} loop", grpc_server.target if grpc_server else None)
         await asyncio.Event().wait()
