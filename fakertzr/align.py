@@ -16,6 +16,7 @@ BLOCK = 160  # 20 ms at 8 kHz: the unit in which received audio is analysed
 WINDOW = 40  # 5 ms: continuity is checked per window, so a gap is located within 5 ms
 VOICED_DBFS = -45.0
 MAX_PROBE = 4 * RATE
+MIN_SPREAD = WINDOW  # a match must rest on at least 5 ms worth of the probe's energy (see Match.spread)
 _VOICED_POWER = (32768.0 * 10 ** (VOICED_DBFS / 20)) ** 2
 
 
@@ -36,9 +37,13 @@ class Match:
     score: float
     runner_up: float
     used: int  # how many trailing samples of the probe were searched for
+    spread: float = float("inf")  # how many samples the probe's energy rests on: (sum x^2)^2 / sum x^4
 
     def is_confident(self, minimum: float = 0.8, margin: float = 0.05) -> bool:
-        return self.score >= minimum and self.score - self.runner_up >= margin
+        """A high score clear of the runner-up, resting on more than a few samples: a probe whose energy is one
+        loud sample (a stream that kept one sample of a word, then only a pause) scores high against any word's
+        edge, and placed there it has its pause taken for the call's (unvoiced audio is not checked)."""
+        return self.score >= minimum and self.score - self.runner_up >= margin and self.spread >= MIN_SPREAD
 
 
 class AudioLocator:
@@ -62,9 +67,11 @@ class AudioLocator:
         probe = probe[len(probe) - m :].astype(np.float64)
         if m == 0:
             return None
-        probe_energy = float(probe @ probe)
+        squares = probe * probe
+        probe_energy = float(squares.sum())
         if probe_energy <= 0:
             return None
+        spread = probe_energy * probe_energy / float(squares @ squares)
         corr = np.fft.irfft(self._spectrum * np.conj(np.fft.rfft(probe, self._nfft)), self._nfft)
         lags = len(self.audio) - m + 1
         window = self._cum_sq[m : m + lags] - self._cum_sq[:lags]
@@ -74,7 +81,7 @@ class AudioLocator:
         masked = ncc.copy()
         masked[max(0, best - guard) : best + guard + 1] = -1.0
         runner_up = float(masked.max()) if lags > 1 else -1.0
-        return Match(best, float(ncc[best]), runner_up, m)
+        return Match(best, float(ncc[best]), runner_up, m, spread)
 
     def window_scores(self, received: np.ndarray, call_start: int, size: int = WINDOW) -> np.ndarray:
         """Per window of ``received``, its correlation with the call audio at ``call_start``.

@@ -157,3 +157,21 @@ def test_audio_found_at_two_places_is_not_placed_by_the_exact_search():
     shifted = audio[700:2500].copy()
     shifted[5] ^= 1  # one sample off: not exact
     assert _find_exact(shifted, locator) is None
+
+
+def test_a_probe_whose_energy_is_one_loud_sample_is_placed_nowhere():
+    """One sample of a word, then only the pause after the call's last word (found by hypothesis): the loud
+    sample alone scored 0.85 against a word's edge elsewhere (runner-up 0.60), and the pause after it was
+    taken for the call's there, so a word never received was transcribed."""
+    from fakertzr.align import AudioLocator
+
+    call = synth_call(21, [SynthUtterance(700, (402, 600, 600, 600)), SynthUtterance(700, (214, 600)),
+                           SynthUtterance(700, (150, 150, 594, 600)), SynthUtterance(700, (150, 588))])
+    locator = AudioLocator(call.audio)
+    probe = np.concatenate((call.audio[59675:59676], call.audio[-800:]))  # a sample of w11; 100 ms of the tail
+    match = locator.locate(probe)
+    assert match is not None and match.spread < 2 and not match.is_confident(), match
+    assert locator.locate(call.audio[-800:]).is_confident(), "the pause alone is placed (its noise is unique)"
+    session = new_session(call)
+    run = stream(session, np.concatenate((probe[:1], call.audio[-7160:])), "LINEAR16", 80)
+    assert run.final_texts == [] and not [e for e in session.recognizer.alignment_log if e["event"] == "aligned"]

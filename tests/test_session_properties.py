@@ -90,6 +90,11 @@ def test_whole_call_yields_every_word_once_in_order(seed, utts, chunk, encoding)
                   SynthUtterance(2097, (600,))],
     chunk=40, start_frac=0.0, drop=(0.01171875, 0.25),
 )
+@example(  # one sample of w11, then the pause after it: the lone loud sample matched a word's edge elsewhere
+    seed=21, utts=[SynthUtterance(700, (402, 600, 600, 600)), SynthUtterance(700, (214, 600)),
+                   SynthUtterance(700, (150, 150, 594, 600)), SynthUtterance(700, (150, 588))],
+    chunk=40, start_frac=0.78125, drop=(6.103515625e-05, 0.125),
+)
 def test_only_received_audio_is_transcribed(seed, utts, chunk, start_frac, drop):
     """A connection that starts mid-call or skips audio hears only the words it received."""
     script = synth_call(seed, utts)
