@@ -87,6 +87,9 @@ def table(rows: list[dict]) -> None:
               f"{lat['p95']!s:>7} {lat['p99']!s:>7} {r['handler_ms'].get('p99', '-')!s:>11} "
               f"{r['handler_cpu_percent']!s:>10}% {ratio!s:>7} {r['harness_cpu_percent']!s:>10}% "
               f"{r['harness_late_ms'].get('p99', '-')!s:>16}", file=sys.stderr)
+        if r["handler_steps_p99_ms"]:  # aicall's per-turn line: where the time from the final went
+            print(f"{'':>7} {'':<15} from the final, p99 ms: " + ", ".join(
+                f"{name} {value}" for name, value in r["handler_steps_p99_ms"].items()), file=sys.stderr)
 
 
 async def overhead(calls: int) -> dict:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from .fixture import CallFixture
 from .twilio_line import FRAME_MS, PlayerRecord
@@ -75,6 +75,7 @@ class StepResult:
     answered: int = 0
     latency_ms: dict[str, float | None] = field(default_factory=dict)  # p50, p95, p99, max
     handler_ms: dict[str, float | None] = field(default_factory=dict)  # what the handler logged (final -> first media)
+    handler_steps_p99_ms: dict[str, float | None] = field(default_factory=dict)  # every figure on that line, p99
     handler_errors: int | None = None  # error blocks in its log, None: no log
     handler_cpu_percent: float | None = None  # of one core; None: the process cannot be seen
     harness_cpu_percent: float | None = None  # this process: the callers and the fakes (and an in-process handler)
@@ -92,8 +93,10 @@ class StepResult:
 
 
 def summarise(step: StepResult, outcomes: Iterable[TurnOutcome], handler_ms: list[float],
-              harness_late_ms: Sequence[float] = ()) -> StepResult:
-    """Fill ``step`` from the turns spoken in its window (and how late the harness's own loop ran then)."""
+              harness_late_ms: Sequence[float] = (), handler_figures: Mapping[str, list[float]] | None = None,
+              ) -> StepResult:
+    """Fill ``step`` from the turns spoken in its window, how late the harness's own loop ran then, and the
+    figures the handler logged per turn (by name)."""
     outcomes = list(outcomes)
     latencies = [o.latency_ms for o in outcomes if o.latency_ms is not None]
     step.turns, step.answered = len(outcomes), len(latencies)
@@ -101,6 +104,7 @@ def summarise(step: StepResult, outcomes: Iterable[TurnOutcome], handler_ms: lis
                        "p99": percentile(latencies, 99), "max": max(latencies) if latencies else None}
     step.handler_ms = {"p50": percentile(handler_ms, 50), "p95": percentile(handler_ms, 95),
                        "p99": percentile(handler_ms, 99)} if handler_ms else {}
+    step.handler_steps_p99_ms = {name: percentile(values, 99) for name, values in (handler_figures or {}).items()}
     step.harness_late_ms = {"p50": percentile(harness_late_ms, 50), "p99": percentile(harness_late_ms, 99),
                             "max": round(max(harness_late_ms), 1)} if harness_late_ms else {}
     return step

@@ -33,6 +33,9 @@ async def test_callers_against_aicall_in_process_are_answered_and_measured():
     assert step.latency_ms["p50"] is not None and step.calls_failed == 0 and step.held
     assert len(runner._calls) == 3 and len({c.started for c in runner._calls}) == 3
     assert step.handler_ms and step.handler_errors == 0  # aicall's own per-turn line, read from its log
+    assert set(step.handler_steps_p99_ms) == {"final_to_llm", "llm_first_token", "first_tts_audio",
+                                              "final_to_first_media"}  # every figure on that line
+    assert step.handler_steps_p99_ms["final_to_first_media"] == step.handler_ms["p99"]
     assert step.handler_cpu_percent is not None and result.cpu_seen.startswith("the harness process")
     assert step.harness_late_ms["p99"] is not None  # the harness's own loop was watched through the window
     assert not runner._active  # every caller hung up when the run ended

@@ -68,11 +68,12 @@ def test_percentile_is_nearest_rank():
 
 def test_summarise_counts_only_the_given_turns():
     step = summarise(StepResult(callers=3, window_s=10), [TurnOutcome(1, 500), TurnOutcome(2, None), TurnOutcome(3, 700)],
-                     [2.0, 4.0], [0.1] * 99 + [35.0])
+                     [2.0, 4.0], [0.1] * 99 + [35.0], {"final_to_llm": [0.2, 0.3], "first_tts_audio": [80.0]})
     assert (step.turns, step.answered, step.answered_share) == (3, 2, 2 / 3)
     assert step.latency_ms == {"p50": 500, "p95": 700, "p99": 700, "max": 700}
     assert step.handler_ms["p99"] == 4.0
     assert step.harness_late_ms == {"p50": 0.1, "p99": 0.1, "max": 35.0}
+    assert step.handler_steps_p99_ms == {"final_to_llm": 0.3, "first_tts_audio": 80.0}
 
 
 def judged(callers: int, p95: float, answered: int = 100, turns: int = 100) -> StepResult:
