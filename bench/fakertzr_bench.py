@@ -291,9 +291,15 @@ async def bench_journal(streams: int) -> dict:
             "state_worst_ms_during_whole_journal": whole, "whole_journal_kb": whole_bytes // 1024}
 
 
+def workers(server: str) -> str:
+    """The worker count of ``floor[:W:LOOP]`` or ``fakertzr:W:LOOP``."""
+    return (server.split(":") + ["1"])[1]
+
+
 async def bench_curve(counts: list[int], servers: list[str], ramp_s: float) -> dict:
     """Real-time streams at each count for each server, the floor among them: completeness, lateness and
-    CPU per stream, with each server's CPU per stream as a multiple of the floor's at the same count."""
+    CPU per stream, with each server's CPU per stream as a multiple of the floor's at the same count (the
+    floor with as many workers when it ran, else the first floor)."""
     rows = []
     for n in counts:
         at_n = {}
@@ -301,8 +307,9 @@ async def bench_curve(counts: list[int], servers: list[str], ramp_s: float) -> d
             result = await bench_streams(n, ramp_s, server)
             at_n[server] = result
             print(json.dumps(result), file=sys.stderr, flush=True)
-        floor = next((r for k, r in at_n.items() if k.startswith("floor")), None)
+        floors = {workers(k): r for k, r in at_n.items() if k.startswith("floor")}
         for server, r in at_n.items():
+            floor = floors.get(workers(server), next(iter(floors.values()), None))  # as many workers, if run
             per_stream = r["server_cpu_percent"] / n
             rows.append({"streams": n, "server": server, "complete": r["streams_complete"],
                          "lateness_ms_p99": r["lateness_ms_p99"], "client_late_ms_p99": r["client_late_ms_p99"],

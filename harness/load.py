@@ -259,8 +259,9 @@ class LoadRunner:
             if reader is None:
                 continue
             for at, line in reader.lines:
-                if start <= at < end + ANSWER_WAIT_S and HANDLER_TURN_LINE.search(line):
-                    turns.append({name: float(value) for name, value in HANDLER_FIGURE.findall(line)})
+                if start <= at < end + ANSWER_WAIT_S and (m := HANDLER_TURN_LINE.search(line)):
+                    figures = {name: float(value) for name, value in HANDLER_FIGURE.findall(line)}
+                    turns.append({**figures, "final_to_first_media": float(m.group(1))})
         return turns
 
     # ------------------------------------------------------------------- run
