@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+import os
+import sys
 from importlib import resources
 from typing import AsyncIterator
 
@@ -12,7 +15,7 @@ from aiohttp import web
 
 from . import twilio
 from .call import CallDeps, CallSession
-from .config import Settings
+from .config import Settings, load_settings
 from .llm import ChatClient
 from .rtzr_client import RtzrTokens
 from .store import CallStore
@@ -125,4 +128,19 @@ def create_app(settings: Settings, store: CallStore | None = None) -> web.Applic
     app.router.add_post("/twilio/voice", voice)
     app.router.add_get(MEDIA_PATH, media)
     app.router.add_get("/healthz", healthz)
+    return app
+
+
+async def from_env() -> web.Application:
+    """The app for a process manager that builds it in each worker it forks, configured as ``aicall serve``
+    is (the environment, or ``.env``): one aicall on every core, e.g.
+    ``gunicorn 'aicall.app:from_env' --worker-class aiohttp.GunicornUVLoopWebWorker --workers 4``.
+    The workers share the port and the call store (SQLite in WAL mode takes their writes in turn).
+    ``AICALL_LOG_LEVEL`` (default INFO) sets what reaches stderr; each line names its worker's pid."""
+    settings = load_settings(os.environ)  # a bad setting stops the worker's boot, and gunicorn with it
+    CallStore(settings.db_path).close()
+    logging.basicConfig(level=os.environ.get("AICALL_LOG_LEVEL", "INFO").upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s pid=%(process)d %(message)s")
+    app = create_app(settings)
+    gc.freeze()  # what start-up made lives as long as the worker: full collections need not walk it
     return app

@@ -6,7 +6,8 @@
 
 Each handler is launched as its own process (``--handlers``, default ``floor,aicall:asyncio,aicall:uvloop``):
 ``floor`` is ``bench/floor_handler.py``, the least a Media Streams handler on RTZR can do (forward the audio,
-answer each final with prepared audio); ``aicall:LOOP`` is ``aicall serve --loop LOOP``; ``pipecat`` is the
+answer each final with prepared audio); ``aicall:LOOP`` is ``aicall serve --loop LOOP``; ``gunicorn:N`` is aicall
+in N gunicorn workers (uvloop); ``pipecat`` is the
 stock pipecat bot of ``examples/pipecat_bot``. The callers, fakertzr
 and the fake LLM and TTS run in this process (``harness load``). Figures are read as ratios to the floor's
 in the same run: an absolute number from one machine is not a claim.
@@ -45,10 +46,14 @@ def target(handler: str, workdir: Path) -> CommandTarget:
     if kind == "aicall":
         return CommandTarget(f"AICALL_DB={workdir}/calls-{{port}}.db {sys.executable} -m aicall.cli serve "
                              f"--port {{port}} --loop {loop or 'auto'}", log_path=log)
+    if kind == "gunicorn":  # aicall on N cores: gunicorn forks N workers that each build the app (aicall.app:from_env)
+        return CommandTarget(f"AICALL_DB={workdir}/calls-{{port}}.db {sys.executable} -m gunicorn aicall.app:from_env "
+                             f"--worker-class aiohttp.GunicornUVLoopWebWorker --workers {loop or 2} "
+                             f"--bind 127.0.0.1:{{port}}", log_path=log)
     if kind == "pipecat":  # the any-handler example: a stock pipecat bot (pipecat-rtzr, Silero VAD, OpenAI services)
         return CommandTarget(f"{sys.executable} {ROOT / 'examples' / 'pipecat_bot' / 'bot.py'} --port {{port}}",
                              path="/ws", log_path=log)
-    raise SystemExit(f"--handlers: floor[:LOOP], aicall:LOOP or pipecat, got {handler!r}")
+    raise SystemExit(f"--handlers: floor[:LOOP], aicall:LOOP, gunicorn:WORKERS or pipecat, got {handler!r}")
 
 
 def progress(line: str) -> None:

@@ -4,6 +4,7 @@ that do not answer or refuse the stream, so every figure it reports is shown abl
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from contextlib import asynccontextmanager
@@ -16,7 +17,8 @@ from harness.errors import HarnessError
 from harness.fixture import load_call
 from harness.load import InProcessTurnLog, LoadPlan, LoadRunner, check_loadable
 from harness.load_stats import Criteria
-from harness.targets import AicallTarget, Handler
+from aicall.store import CallStore
+from harness.targets import AicallTarget, CommandTarget, Handler
 from harness.twilio_line import TwilioLine
 
 SEED = load_call("fixtures/calls/seed-three-turns")  # the first utterance ends 3.1 s into the call
@@ -138,3 +140,21 @@ async def test_the_media_template_is_the_message_json_would_make():
     assert first["media"] == {"track": "inbound", "chunk": "1", "timestamp": "0", "payload": "f/+A"}
     assert second == {**third, "sequenceNumber": "2"} and third["sequenceNumber"] == "3"
     assert second["streamSid"] == 'MZ"quoted\\sid'
+
+
+async def test_aicall_on_two_gunicorn_workers_answers_every_call_and_shares_one_store(tmp_path):
+    """``gunicorn 'aicall.app:from_env'``: aicall on every core, one port, one call store."""
+    db, log = tmp_path / "calls.db", tmp_path / "gunicorn.log"
+    cmd = (f"AICALL_DB={db} {sys.executable} -m gunicorn aicall.app:from_env --worker-class aiohttp.GunicornWebWorker "
+           f"--workers 2 --bind 127.0.0.1:{{port}}")
+    result = await LoadRunner(CommandTarget(cmd, log_path=log), [SEED],
+                              LoadPlan(steps=(6,), criteria=Criteria(3000), **QUICK)).run("gunicorn")
+    [step] = result.steps
+    assert step.turns == step.answered == 6 and step.calls_failed == 0 and step.held, step
+    assert step.handler_ms["p99"] is not None  # each worker's per-turn lines reach the harness
+    text = log.read_text()
+    workers = set(re.findall(r"Booting worker with pid: (\d+)", text))
+    starts = set(re.findall(r"pid=(\d+) call=\S+ event=start", text))
+    assert len(workers) == 2 and starts <= workers, text[-2000:]
+    calls = CallStore(db).recent(50)
+    assert len(calls) >= 6 and all(c.lines > 0 for c in calls if c.end_reason), "one store for both workers"
