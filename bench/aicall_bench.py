@@ -47,8 +47,9 @@ def target(handler: str, workdir: Path) -> CommandTarget:
         return CommandTarget(f"AICALL_DB={workdir}/calls-{{port}}.db {sys.executable} -m aicall.cli serve "
                              f"--port {{port}} --loop {loop or 'auto'}", log_path=log)
     if kind == "gunicorn":  # aicall on N cores: gunicorn forks N workers that each build the app (aicall.app:from_env)
+        workers = loop or "2"  # gunicorn:N - the part after the colon is a worker count here
         return CommandTarget(f"AICALL_DB={workdir}/calls-{{port}}.db {sys.executable} -m gunicorn aicall.app:from_env "
-                             f"--worker-class aiohttp.GunicornUVLoopWebWorker --workers {loop or 2} "
+                             f"--worker-class aiohttp.GunicornUVLoopWebWorker --workers {workers} "
                              f"--bind 127.0.0.1:{{port}}", log_path=log)
     if kind == "pipecat":  # the any-handler example: a stock pipecat bot (pipecat-rtzr, Silero VAD, OpenAI services)
         return CommandTarget(f"{sys.executable} {ROOT / 'examples' / 'pipecat_bot' / 'bot.py'} --port {{port}}",
