@@ -131,14 +131,21 @@ def create_app(settings: Settings, store: CallStore | None = None) -> web.Applic
     return app
 
 
+def settings_for_serving() -> Settings:
+    """The settings from the environment (or ``.env``), and a store that opens with them: a bad setting or an
+    unusable store fails here, before any port opens (raises ``AicallError``)."""
+    settings = load_settings(os.environ)
+    CallStore(settings.db_path).close()
+    return settings
+
+
 async def from_env() -> web.Application:
     """The app for a process manager that builds it in each worker it forks, configured as ``aicall serve``
     is (the environment, or ``.env``): one aicall on every core, e.g.
     ``gunicorn 'aicall.app:from_env' --worker-class aiohttp.GunicornUVLoopWebWorker --workers 4``.
     The workers share the port and the call store (SQLite in WAL mode takes their writes in turn).
     ``AICALL_LOG_LEVEL`` (default INFO) sets what reaches stderr; each line names its worker's pid."""
-    settings = load_settings(os.environ)  # a bad setting stops the worker's boot, and gunicorn with it
-    CallStore(settings.db_path).close()
+    settings = settings_for_serving()  # a bad setting stops the worker's boot, and gunicorn with it
     logging.basicConfig(level=os.environ.get("AICALL_LOG_LEVEL", "INFO").upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s pid=%(process)d %(message)s")
     app = create_app(settings)

@@ -14,7 +14,7 @@ from typing import Callable, NoReturn, Sequence
 import aiohttp
 from aiohttp import web
 
-from .app import create_app, make_tts
+from .app import create_app, make_tts, settings_for_serving
 from .config import load_settings
 from .errors import AicallError
 from .llm import ChatClient
@@ -119,8 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "serve":
-            settings = load_settings(os.environ)  # fails here, before the port opens
-            CallStore(settings.db_path).close()  # a store it cannot use fails here, before the port opens
+            settings = settings_for_serving()  # a bad setting or store fails here, before the port opens
             logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr)
             with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
                 return runner.run(_serve(settings, args.host, args.port))

@@ -49,9 +49,15 @@ FRAME_MS = 20
 EPD_MS = 500
 
 
+def server_parts(server: str) -> tuple[str, str, str]:
+    """``floor[:WORKERS:LOOP]`` or ``fakertzr:WORKERS:LOOP`` as (kind, workers, loop)."""
+    kind, workers, loop = (server.split(":") + ["1", "auto"])[:3]
+    return kind, workers, loop
+
+
 async def start_server(server: str = "fakertzr:1:auto", *extra: str):
     """``floor[:WORKERS:LOOP]`` or ``fakertzr:WORKERS:LOOP``, in a process group of its own (CPU summed over it)."""
-    kind, workers, loop = (server.split(":") + ["1", "auto"])[:3]
+    kind, workers, loop = server_parts(server)
     if kind == "floor":
         command = [sys.executable, str(ROOT / "bench" / "floor_rtzr.py"), "--workers", workers, "--loop", loop]
     elif kind == "fakertzr":
@@ -291,11 +297,6 @@ async def bench_journal(streams: int) -> dict:
             "state_worst_ms_during_whole_journal": whole, "whole_journal_kb": whole_bytes // 1024}
 
 
-def workers(server: str) -> str:
-    """The worker count of ``floor[:W:LOOP]`` or ``fakertzr:W:LOOP``."""
-    return (server.split(":") + ["1"])[1]
-
-
 async def bench_curve(counts: list[int], servers: list[str], ramp_s: float) -> dict:
     """Real-time streams at each count for each server, the floor among them: completeness, lateness and
     CPU per stream, with each server's CPU per stream as a multiple of the floor's at the same count (the
@@ -307,9 +308,9 @@ async def bench_curve(counts: list[int], servers: list[str], ramp_s: float) -> d
             result = await bench_streams(n, ramp_s, server)
             at_n[server] = result
             print(json.dumps(result), file=sys.stderr, flush=True)
-        floors = {workers(k): r for k, r in at_n.items() if k.startswith("floor")}
+        floors = {server_parts(k)[1]: r for k, r in at_n.items() if k.startswith("floor")}
         for server, r in at_n.items():
-            floor = floors.get(workers(server), next(iter(floors.values()), None))  # as many workers, if run
+            floor = floors.get(server_parts(server)[1], next(iter(floors.values()), None))  # as many workers, if run
             per_stream = r["server_cpu_percent"] / n
             rows.append({"streams": n, "server": server, "complete": r["streams_complete"],
                          "lateness_ms_p99": r["lateness_ms_p99"], "client_late_ms_p99": r["client_late_ms_p99"],

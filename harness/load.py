@@ -34,7 +34,7 @@ from .targets import Handler, InProcessLog, Target
 from .twilio_player import TwilioPlayer
 
 HANDLER_TURN_LINE = re.compile(r"final_to_first_media_ms=([\d.]+)")  # aicall's per-turn line; other handlers: none
-HANDLER_FIGURE = re.compile(r"\b(\w+)_ms=([\d.]+)\b")  # the other figures on that line (aicall: final -> each step)
+HANDLER_FIGURE = re.compile(r"\b(\w+)_ms=([\d.]+)\b")  # every figure on that line (aicall: final -> each step)
 MAX_FAILURES_KEPT = 5
 FAILED_CALL_PAUSE_S = 1.0  # a caller whose call failed dials again after this (not in a tight loop)
 RETIRE_WAIT_S = 30.0  # callers leaving the run hang up; how long their calls may take to end
@@ -224,9 +224,8 @@ class LoadRunner:
         while (now := time.monotonic()) < settle and self._unsettled(end, now):
             await asyncio.sleep(0.1)  # answers arrive on other tasks; bounded by ANSWER_WAIT_S
         window = [o for o in self.outcomes(time.monotonic()) if start <= o.spoke_at < end]
-        turns = self._handler_turns(start, end)
-        summarise(step, window, [t["final_to_first_media"] for t in turns], late_ms,
-                  {name: [t[name] for t in turns if name in t] for name in dict.fromkeys(k for t in turns for k in t)})
+        figures = self._handler_figures(start, end)
+        summarise(step, window, figures.get("final_to_first_media", []), late_ms, figures)
         log_ = self.handler.log
         if log_ is not None:
             step.handler_errors = sum(1 for b in log_.blocks if start <= b.at < end + ANSWER_WAIT_S)
@@ -251,18 +250,18 @@ class LoadRunner:
             return own_cpu_s()
         return process_group_cpu_s(self.handler.pid)
 
-    def _handler_turns(self, start: float, end: float) -> list[dict[str, float]]:
-        """The figures of each per-turn line the handler logged (aicall: ``final_to_first_media_ms=`` and, on
+    def _handler_figures(self, start: float, end: float) -> dict[str, list[float]]:
+        """The figures on the per-turn lines the handler logged (aicall: ``final_to_first_media_ms=`` and, on
         the same line, the ms from the final to each step before it), by name without ``_ms``."""
-        turns = []
+        figures: dict[str, list[float]] = {}
         for reader in (self.handler.log, self._extra_log):
             if reader is None:
                 continue
             for at, line in reader.lines:
-                if start <= at < end + ANSWER_WAIT_S and (m := HANDLER_TURN_LINE.search(line)):
-                    figures = {name: float(value) for name, value in HANDLER_FIGURE.findall(line)}
-                    turns.append({**figures, "final_to_first_media": float(m.group(1))})
-        return turns
+                if start <= at < end + ANSWER_WAIT_S and HANDLER_TURN_LINE.search(line):
+                    for name, value in HANDLER_FIGURE.findall(line):
+                        figures.setdefault(name, []).append(float(value))
+        return figures
 
     # ------------------------------------------------------------------- run
     async def run(self, describe: str) -> LoadResult:
