@@ -242,7 +242,8 @@ class CallSession:
         """Tell the caller (pre-rendered prompt), then close the stream so Twilio hangs up."""
         if not self.sending:
             return
-        self._apply([StopSpeaking(tuple(self.llm_tasks))])
+        self._stop_speaking(tuple(self.llm_tasks))
+        await self._send(twilio.clear_message(self.stream_sid))  # before the apology: a clear after it would cut it
         for i in range(0, len(self.deps.apology_ulaw), 800):
             await self._send(twilio.media_message(self.stream_sid, self.deps.apology_ulaw[i : i + 800]))
         await self._send(twilio.mark_message(self.stream_sid, APOLOGY_MARK))
@@ -283,15 +284,19 @@ class CallSession:
             elif isinstance(action, Speak):
                 self._enqueue_sentence(action)
             elif isinstance(action, StopSpeaking):
-                for sentence in self.sentences:
-                    if sentence.turn in action.turns:
-                        self._cancel_sentence(sentence)
+                self._stop_speaking(action.turns)
                 if self.sending:
                     self._send_nowait(twilio.clear_message(self.stream_sid))
             elif isinstance(action, Persist):
                 self.deps.store.add_line(self.call_id, action.turn, action.role, action.text, action.note)
             elif isinstance(action, AwaitCaller):
                 self._await_caller()
+
+    def _stop_speaking(self, turns: tuple[int, ...]) -> None:
+        """Drop every sentence of these turns not yet sent (the caller of this sends the clear)."""
+        for sentence in self.sentences:
+            if sentence.turn in turns:
+                self._cancel_sentence(sentence)
 
     def _await_caller(self) -> None:
         """(Re)start the wait after which a held final is answered even if no final follows it."""

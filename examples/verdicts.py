@@ -15,12 +15,16 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import json
-import re
 import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+try:
+    from examples import readme_tables
+except ImportError:  # run as a script: examples/ is on sys.path itself
+    import readme_tables
 
 ROOT = Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- verdicts:begin -->", "<!-- verdicts:end -->"
@@ -108,11 +112,7 @@ def markdown(table: dict[str, dict[str, str]]) -> str:
 
 
 def readme_table(readme: Path) -> str:
-    text = readme.read_text(encoding="utf-8")
-    found = re.search(re.escape(BEGIN) + r"\n(.*?)\n" + re.escape(END), text, re.S)
-    if not found:
-        raise SystemExit(f"{readme}: no verdict table between {BEGIN} and {END}")
-    return found.group(1).strip()
+    return readme_tables.read(readme, BEGIN, END)
 
 
 def main() -> int:
@@ -124,9 +124,7 @@ def main() -> int:
     measured = markdown(run_all(args.repeat))
     print(measured)
     if args.write:
-        text = args.write.read_text(encoding="utf-8")
-        start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
-        args.write.write_text(text[:start] + "\n" + measured + "\n" + text[end:], encoding="utf-8")
+        readme_tables.write(args.write, BEGIN, END, measured)
     if args.check and readme_table(args.check) != measured:
         print(f"\n{args.check} says otherwise:\n{readme_table(args.check)}", file=sys.stderr)
         return 1

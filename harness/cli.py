@@ -22,7 +22,7 @@ from .fakes import FakeServices, running_fakes
 from .fixture import default_fixtures_dir, discover, load_call
 from .html_report import write_html
 from .report import console_table, verdict, write_json, write_junit
-from .runner import ErrorLog, FixtureRun, configure_fakes, run_target
+from .runner import PARALLEL, ErrorLog, FixtureRun, configure_fakes, run_target
 from .targets import READY_TIMEOUT_S, AicallTarget, CommandTarget, UrlTarget
 
 
@@ -88,12 +88,15 @@ def build_parser() -> argparse.ArgumentParser:
                      "else the calls bundled with the harness)")
     run.add_argument("--report-dir", type=Path, default=Path("harness-report"), help="where reports go (default harness-report/)")
     run.add_argument("--pace", type=parse_pace, default=1.0, metavar="realtime|fast|xN", help="default realtime")
-    run.add_argument("-k", dest="name", help="only fixtures whose name contains this")
+    run.add_argument("-k", dest="name", action="append", metavar="NAME",
+                     help="only fixtures whose name contains this (repeatable: any of them)")
     run.add_argument("--twilio-auth-token", metavar="TOKEN", help="sign the stream handshake with X-Twilio-Signature "
                      "(for handlers that check it; the signed URL is the stream URL)")
     _add_target_options(run)
     run.add_argument("--fresh-handler", action="store_true", help="with --cmd: one handler process per fixture, so "
-                     "no log line can be charged to the wrong call")
+                     "no log line can be charged to the wrong call (--jobs of them at once)")
+    run.add_argument("--jobs", type=int, default=PARALLEL, metavar="N", help="with --fresh-handler (and aicall "
+                     f"in-process): fixtures replayed at once, each with its own handler and fakes (default {PARALLEL})")
     run.add_argument("--handler-log", type=Path, metavar="FILE", help="with --target: the handler's log file, read "
                      "for no_errors (without it no_errors is skipped)")
     run.add_argument("--fake-ports", type=parse_ports, default=(0, 0, 0), metavar="R,L,T",
@@ -254,11 +257,15 @@ def _check_target_options(args: argparse.Namespace) -> None:
         raise HarnessError("--fake-ports goes with --target (with --cmd the harness picks free ports)")
 
 
+TTS_SAYS = ("the fake TTS answers as OpenAI's does: mp3 unless response_format asks for wav, flac, opus or pcm, at "
+            "24 kHz (pcm: raw 16-bit little-endian mono at 24 kHz); each request speaks its own tone")
+
+
 def _print_fakes(fakes: FakeServices, *, paste: bool) -> None:
     if paste:
-        print("the fakes are up; start your handler with:\n" + fakes.exports(), flush=True)
+        print("the fakes are up; start your handler with:\n" + fakes.exports() + f"\n({TTS_SAYS})", flush=True)
     else:
-        print(f"fakes: RTZR {fakes.rtzr_url}, LLM {fakes.llm_url}, TTS {fakes.tts_url}", flush=True)
+        print(f"fakes: RTZR {fakes.rtzr_url}, LLM {fakes.llm_url}, TTS {fakes.tts_url}\n({TTS_SAYS})", flush=True)
 
 
 async def _run(args: argparse.Namespace, fixtures: list) -> list[FixtureRun]:
@@ -283,9 +290,10 @@ async def _run(args: argparse.Namespace, fixtures: list) -> list[FixtureRun]:
     else:
         with ErrorLog() as errors:
             return await run_target(AicallTarget(errors), fixtures, pace=args.pace, progress=progress,
-                                    headers_for=headers_for)
+                                    headers_for=headers_for, parallel=args.jobs)
     return await run_target(target, fixtures, pace=args.pace, progress=progress, fake_ports=args.fake_ports,
-                            headers_for=headers_for, on_fakes=lambda f: _print_fakes(f, paste=bool(args.target)))
+                            headers_for=headers_for, on_fakes=lambda f: _print_fakes(f, paste=bool(args.target)),
+                            parallel=args.jobs)
 
 
 class ProgressLine:
@@ -383,7 +391,7 @@ async def _serve_fakes(args: argparse.Namespace) -> int:
             grpc_line = f"RTZR gRPC {grpc_server.target} (no TLS)\n"
         playing = f"playing {fixture.name}" if fixture else "transcribing any speech as '발화 N'"
         print(f"fakes ({playing}): RTZR {fakes.rtzr_url}, LLM {fakes.llm_url}, TTS {fakes.tts_url}\n{grpc_line}"
-              f"{fakes.exports()}\nCtrl-C to stop", flush=True)
+              f"{fakes.exports()}\n({TTS_SAYS})\nCtrl-C to stop", flush=True)
         await asyncio.Event().wait()  # until Ctrl-C
     return 0
 
@@ -441,13 +449,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print("\nharness load: interrupted", file=sys.stderr)
                 return 130
         _check_target_options(args)
+        if args.jobs < 1:
+            raise HarnessError(f"--jobs must be at least 1, got {args.jobs}")
+        if args.jobs != PARALLEL and (args.target or args.cmd and not args.fresh_handler):
+            raise HarnessError("--jobs goes with --fresh-handler, or with aicall in-process: one handler takes one call at a time")
         args.fixtures = args.fixtures or default_fixtures_dir()
         directories = discover(args.fixtures, args.name)
         if not directories:
-            raise HarnessError(f"no fixtures in {args.fixtures}" + (f" matching {args.name!r}" if args.name else ""))
+            matching = " or ".join(repr(n) for n in args.name or ())
+            raise HarnessError(f"no fixtures in {args.fixtures}" + (f" matching {matching}" if matching else ""))
         fixtures = [load_call(d) for d in directories]
         against = args.target or (f"`{args.cmd}`" if args.cmd else "aicall (in-process)")
-        print(f"replaying {len(fixtures)} fixture(s) from {args.fixtures} against {against}, pace {_pace_name(args.pace)}", flush=True)
+        fresh = args.fresh_handler or not (args.cmd or args.target)
+        at_once = f", {min(args.jobs, len(fixtures))} at once, each with its own handler and fakes" if fresh and len(fixtures) > 1 else ""
+        print(f"replaying {len(fixtures)} fixture(s) from {args.fixtures} against {against}, pace {_pace_name(args.pace)}"
+              f"{at_once}", flush=True)
         runs = asyncio.run(_run(args, fixtures))
     except HandlerDidNotStart as exc:
         saved = f" (its output: {args.report_dir / 'handler.log'})" if getattr(args, "cmd", None) else ""

@@ -30,6 +30,7 @@ class LlmRequest:
     completed: bool = False
     abandoned: bool = False  # the client went away before the reply was complete
     stream: bool = True
+    ended_at: float | None = None  # when the fake was done with it (answered, refused or abandoned)
 
     @property
     def delivered(self) -> bool:
@@ -76,7 +77,7 @@ class FakeLlm(JournaledFake[LlmRequest]):
         except ValueError:
             body = None
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
-            entry = LlmRequest([], "", status=400)
+            entry = LlmRequest([], "", status=400, ended_at=time.monotonic())
             self.requests.append(entry)
             self.changes.notify()
             return openai_error("'messages' must be a list of messages", 400, "messages")
@@ -88,6 +89,7 @@ class FakeLlm(JournaledFake[LlmRequest]):
         self.changes.notify()
         if index in self.config.fail_requests:
             entry.status = self.config.fail_requests[index]
+            entry.ended_at = time.monotonic()
             return openai_error("scripted failure", entry.status)
         if not entry.stream:
             return await self._whole(request, entry, index)

@@ -1,8 +1,14 @@
 """A fake OpenAI-compatible TTS: ``POST /v1/audio/speech`` streams a tone as long as the text, with a journal.
 
 It answers as OpenAI's speech endpoint does for the SDKs that call it: ``response_format`` picks the
-encoding (``mp3`` when absent, as OpenAI's default), with that format's content type; an empty or
-over-long ``input`` is refused with 400 and OpenAI's error shape.
+encoding (``mp3`` when absent, as OpenAI's default), with that format's content type, at OpenAI's 24 kHz
+(``pcm`` is raw 16-bit little-endian mono at 24 kHz, as OpenAI's); an empty or over-long ``input`` is
+refused with 400 and OpenAI's error shape.
+
+Each request speaks its own tone (``TONES_HZ``, in turn): what the caller hears can be traced to the
+request it came from, and a tone at the wrong pitch shows audio played at the wrong sample rate
+(:mod:`harness.bot_audio`). The tones lie within a ratio of 1.45 of each other, so audio played 1.5,
+2 or 3 times too slow or fast never lands on another request's tone.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from aiohttp import web
 from .journaled_fake import JournaledFake
 
 MAX_INPUT_CHARS = 4096  # OpenAI's documented limit for ``input``
+TONES_HZ = (600.0, 630.0, 660.0, 690.0, 720.0, 750.0, 780.0, 810.0, 840.0, 870.0)  # request i speaks TONES_HZ[i % 10]
 
 # response_format -> (content type, soundfile container, subtype); ``pcm`` is raw 16-bit little-endian mono.
 FORMATS: dict[str, tuple[str, str | None, str | None]] = {
@@ -41,6 +48,8 @@ class TtsRequest:
     bytes_sent: int = 0
     completed: bool = False
     abandoned: bool = False
+    tone_hz: float = 0.0  # the tone its audio carries (0: refused, no audio)
+    ended_at: float | None = None  # when the fake was done with it (answered, refused or abandoned)
 
 
 @dataclass
@@ -59,11 +68,16 @@ def openai_error(message: str, status: int, param: str | None = None) -> web.Res
     return web.json_response({"error": {"message": message, "type": kind, "param": param, "code": None}}, status=status)
 
 
-@functools.lru_cache(maxsize=128)
-def tone(samples: int, rate: int, response_format: str) -> bytes:
-    """The fake's speech: ``samples`` of a 440 Hz tone in the asked format (cached: a load run asks for the
-    same few replies thousands of times)."""
-    pcm = (0.3 * np.sin(2 * np.pi * 440.0 * np.arange(samples) / rate) * 32767).astype(np.int16)
+def tone_for(index: int) -> float:
+    """The tone of the fake's ``index``-th request."""
+    return TONES_HZ[index % len(TONES_HZ)]
+
+
+@functools.lru_cache(maxsize=256)
+def tone(samples: int, rate: int, response_format: str, hz: float = TONES_HZ[0]) -> bytes:
+    """The fake's speech: ``samples`` of a tone at ``hz`` in the asked format (cached: a load run asks for
+    the same few replies thousands of times)."""
+    pcm = (0.3 * np.sin(2 * np.pi * hz * np.arange(samples) / rate) * 32767).astype(np.int16)
     return encode(pcm, rate, response_format)
 
 
@@ -92,9 +106,9 @@ class FakeTts(JournaledFake[TtsRequest]):
     def samples_for(self, text: str) -> int:
         return int(self.config.sample_rate * self.config.ms_per_char * max(1, len(text)) / 1000)
 
-    def audio_for(self, text: str, response_format: str = "pcm") -> bytes:
+    def audio_for(self, text: str, response_format: str = "pcm", hz: float = TONES_HZ[0]) -> bytes:
         """The speech for ``text``: raw 16-bit PCM at ``sample_rate`` for ``pcm``, else encoded."""
-        return tone(self.samples_for(text), self.config.sample_rate, response_format)
+        return tone(self.samples_for(text), self.config.sample_rate, response_format, hz)
 
     def _refusal(self, body: object) -> tuple[TtsRequest, web.Response | None]:
         if not isinstance(body, dict):
@@ -122,10 +136,12 @@ class FakeTts(JournaledFake[TtsRequest]):
         self.requests.append(entry)
         if refusal is not None:
             entry.status, entry.error = refusal.status, refusal.text or ""
+            entry.ended_at = time.monotonic()
             self.changes.notify()
             return refusal
         self.changes.notify()
-        audio = self.audio_for(entry.text, entry.response_format)
+        entry.tone_hz = tone_for(len(self.requests) - 1)
+        audio = self.audio_for(entry.text, entry.response_format, entry.tone_hz)
         response = web.StreamResponse(headers={"Content-Type": FORMATS[entry.response_format][0]})
         step = max(2, int(len(audio) * self.config.chunk_ms / max(1.0, self.config.ms_per_char * len(entry.text))) // 2 * 2)
         scale = self.config.time_scale

@@ -90,7 +90,9 @@ def resolve_fixture(name_or_path: str | Path) -> Path:
     return path
 
 
-def discover(root: str | Path, name_filter: str | None = None) -> list[Path]:
-    """Fixture directories under ``root`` (each holds a call.json), optionally filtered by name."""
+def discover(root: str | Path, name_filter: str | list[str] | None = None) -> list[Path]:
+    """Fixture directories under ``root`` (each holds a call.json), optionally those whose name holds any of
+    ``name_filter``."""
+    names = [name_filter] if isinstance(name_filter, str) else list(name_filter or ())
     found = sorted(p.parent for p in Path(root).glob("*/call.json"))
-    return [p for p in found if name_filter is None or name_filter in p.name]
+    return [p for p in found if not names or any(n in p.name for n in names)]

@@ -1,9 +1,10 @@
 """Korean in a report that must read the same on a machine with no Korean font: the glyphs a page uses,
 cut from a Korean font found on the machine that writes it, embedded as a data URL.
 
-Found through fontconfig (``fc-match :lang=ko``) or the usual places (Debian's fonts-nanum and
-fonts-noto-cjk, macOS, Windows). With none found, or without fontTools, the page names its font
-stack and relies on the reader's fonts.
+Found as ``HARNESS_REPORT_FONT`` names it, else through fontconfig (``fc-match :lang=ko``) or the usual
+places (Debian's fonts-nanum and fonts-noto-cjk, macOS, Windows). With none found the page names its
+font stack and relies on the reader's fonts, and says so, on the page and in the console
+(``missing_font_note``): a reader without a Korean font sees boxes.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import base64
 import io
 import logging
+import os
 import shutil
 import subprocess
 from functools import lru_cache
@@ -34,7 +36,12 @@ def _is_font_file(path: str) -> bool:
 
 @lru_cache(maxsize=1)
 def find_korean_font() -> str | None:
-    """A font file with Hangul on this machine, or None."""
+    """A font file with Hangul on this machine (``HARNESS_REPORT_FONT`` first), or None."""
+    chosen = os.environ.get("HARNESS_REPORT_FONT")
+    if chosen:
+        if Path(chosen).is_file() and _is_font_file(chosen):
+            return chosen
+        log.warning("HARNESS_REPORT_FONT=%s is not a font file (.ttf, .otf or .ttc): looking for another", chosen)
     for path in KNOWN:
         if Path(path).is_file():
             return path
@@ -88,3 +95,15 @@ def embedded_font_css(text: str) -> str:
         return ""
     data = base64.b64encode(out.getvalue()).decode()
     return f'@font-face{{font-family:"{FAMILY}";src:url(data:font/woff;base64,{data}) format("woff")}}'
+
+
+NO_FONT = ("No Korean font was found on the machine that wrote this report, so its Korean text is not embedded: a "
+           "browser without a Korean font shows it as boxes. Install one (apt-get install fonts-nanum, or Noto Sans "
+           "CJK) or name one with HARNESS_REPORT_FONT=/path/to/font.ttf, and write the report again.")
+
+
+def missing_font_note(text: str) -> str | None:
+    """What to tell the reader when ``text`` has Korean that no embedded font will draw (None: nothing to say)."""
+    if not any("\uac00" <= c <= "\ud7a3" or "\u3131" <= c <= "\u318e" for c in text):
+        return None
+    return None if find_korean_font() is not None else NO_FONT

@@ -2,9 +2,13 @@
 
 Sans-I/O: ``feed(line, at)`` with the wall time the line was read. It recognises error-level lines
 of the common formats (stdlib ``logging`` defaults and ``%(levelname)s`` formats, uvicorn, loguru as
-pipecat uses it, ``level=error`` key-value logs) and whole tracebacks, "Task exception was never
-retrieved" included; a traceback that follows an error line belongs to it. A block is tied to a call
-by a Twilio call SID anywhere in it.
+pipecat uses it, ``level=error`` key-value logs), whole Python tracebacks ("Task exception was never
+retrieved" included) and JavaScript stack traces (Node's ``console.error(message, err)`` and its
+uncaught exceptions: a line naming an ``...Error`` followed by ``    at ...`` lines), which carry no
+level word. A traceback that follows an error line belongs to it; one that follows a warning or info
+line is that line's (``logger.warning(..., exc_info=True)``), not an error. A block is tied to a call
+by a Twilio call SID anywhere in it. A block is *unhandled* when nobody caught the exception (a bare
+traceback or stack, "Task exception was never retrieved", "Exception in ASGI application"...).
 """
 
 from __future__ import annotations
@@ -14,20 +18,39 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 CALL_SID = re.compile(r"\bCA[0-9a-fA-F]{32}\b")
-_LEVEL_WORD = r"(?:ERROR|CRITICAL|FATAL)"
-ERROR_START = (
-    re.compile(rf"^{_LEVEL_WORD}:"),  # stdlib basicConfig default, uvicorn ("ERROR:    Exception in ASGI application")
-    re.compile(rf"\|\s*{_LEVEL_WORD}\s*\|"),  # loguru: "2026-01-01 10:00:00.000 | ERROR    | module:fn:12 - ..."
-    re.compile(rf"^.{{0,60}}?(?:^|[\s\[(]){_LEVEL_WORD}[\s\]):]"),  # "%(asctime)s ERROR name msg", "[ERROR] ..."
-    re.compile(r"\blevel=(?:error|critical|fatal)\b", re.IGNORECASE),
-    re.compile(r"Task exception was never retrieved|Exception in callback|Unhandled exception"),
-)
+_ERROR_WORD = r"(?:ERROR|CRITICAL|FATAL)"
+_OTHER_WORD = r"(?:WARNING|WARN|INFO|DEBUG|TRACE|NOTICE)"
+
+
+def _level_patterns(word: str) -> tuple[re.Pattern[str], ...]:
+    return (
+        re.compile(rf"^{word}:"),  # stdlib basicConfig default, uvicorn ("ERROR:    Exception in ASGI application")
+        re.compile(rf"\|\s*{word}\s*\|"),  # loguru: "2026-01-01 10:00:00.000 | ERROR    | module:fn:12 - ..."
+        re.compile(rf"^.{{0,60}}?(?:^|[\s\[(]){word}[\s\]):]"),  # "%(asctime)s ERROR name msg", "[ERROR] ..."
+        re.compile(rf"\blevel=[\"']?{word}\b", re.IGNORECASE),
+    )
+
+
+ERROR_START = (*_level_patterns(_ERROR_WORD),
+               re.compile(r"Task exception was never retrieved|Exception in callback|Unhandled exception|"
+                          r"^Exception in thread |^Exception ignored in"))
+OTHER_LEVEL = _level_patterns(_OTHER_WORD)
+UNHANDLED = re.compile(r"Task exception was never retrieved|Exception in callback|Unhandled exception|"
+                       r"Exception in ASGI application|Exception in thread|Exception ignored in|Uncaught|unhandledRejection|"
+                       r"^(?:\w+\.)*[A-Z]\w*(?:Error|Exception)\b")
 TRACEBACK = "Traceback (most recent call last):"
 _CHAIN = ("During handling of the above exception", "The above exception was the direct cause")
+JS_FRAME = re.compile(r"^\s+at \S")  # "    at Timeout._onTimeout (/app/server.js:42:19)"
+JS_ERROR = re.compile(r"\b[A-Z]\w*(?:Error|Exception)\b")  # TypeError, Error, AbortError, ...
 
 
 def is_error_start(line: str) -> bool:
     return line.startswith(TRACEBACK) or any(p.search(line) for p in ERROR_START)
+
+
+def is_other_level(line: str) -> bool:
+    """A log line at a level below error (a warning, info, debug)."""
+    return any(p.search(line) for p in OTHER_LEVEL)
 
 
 def _continues_traceback(line: str) -> bool:
@@ -48,6 +71,12 @@ class ErrorBlock:
     def call_sids(self) -> set[str]:
         return set(CALL_SID.findall(self.text))
 
+    @property
+    def unhandled(self) -> bool:
+        """Nobody caught it: a fixture's expected errors never include one of these."""
+        first = self.lines[0] if self.lines else ""
+        return first.startswith(TRACEBACK) or bool(UNHANDLED.search(first))
+
 
 class LogReader:
     """Feeds lines, keeps them all, and groups error lines with their tracebacks into ``blocks``."""
@@ -57,6 +86,9 @@ class LogReader:
         self.blocks: list[ErrorBlock] = []
         self._open: ErrorBlock | None = None
         self._in_traceback = False  # inside a traceback whose exception line has not come yet
+        self._quiet_traceback = False  # inside a traceback that belongs to a warning or info line
+        self._head: tuple[float, str] | None = None  # the last line at the left margin: a JS stack's head
+        self._head_level = ""  # "other" when the last line at the left margin was below error level
         self._partial = ""
 
     def feed_text(self, text: str, at: float) -> None:
@@ -72,9 +104,17 @@ class LogReader:
             self._partial = ""
         self._open = None
 
+    @property
+    def last_line_at(self) -> float:
+        return self.lines[-1][0] if self.lines else 0.0
+
     def feed(self, line: str, at: float) -> None:
         line = _strip_ansi(line)
         self.lines.append((at, line))
+        if self._quiet_traceback:  # a warning's traceback: read through to its exception line
+            if not _continues_traceback(line):
+                self._quiet_traceback = False
+            return
         block = self._open
         if block is not None:
             if line.startswith(TRACEBACK):
@@ -87,25 +127,42 @@ class LogReader:
                     self._in_traceback = False  # that was the exception line: "KeyError: 'CA...'"
                 return
             if line.strip() and (line.startswith((*_CHAIN, "future:")) or line[0] in " \t") and not is_error_start(line):
-                block.lines.append(line)  # a multi-line message, or the chain between tracebacks
+                block.lines.append(line)  # a multi-line message, the chain between tracebacks, a JS stack
                 return
             if not line.strip():
                 return
             self._open = None
+        if JS_FRAME.match(line):
+            head = self._head
+            if head is not None and self._head_level != "other" and JS_ERROR.search(head[1]):
+                self._open = ErrorBlock(head[0], [head[1], line])  # console.error(msg, err), an uncaught error
+                self.blocks.append(self._open)
+            self._head = None
+            return
+        if line.startswith(TRACEBACK) and self._head_level == "other":
+            self._quiet_traceback = True  # logger.warning(..., exc_info=True): not an error
+            return
+        if line.strip() and line[0] not in " \t":
+            self._head, self._head_level = (at, line), ("other" if is_other_level(line) else "")
         if is_error_start(line):
             self._open = ErrorBlock(at, [line])
             self.blocks.append(self._open)
             self._in_traceback = line.startswith(TRACEBACK)
+            self._head_level = "error"
 
-    def errors_for(self, call_sid: str, start: float, end: float) -> list[str]:
+    def blocks_for(self, call_sid: str, start: float, end: float) -> list[ErrorBlock]:
         """The error blocks of one call: those naming its SID, and those naming no call SID at all that
         were read in its window ``[start, end)`` (call SIDs are fresh per replay: another SID is another call)."""
         found = []
         for block in self.blocks:
             sids = block.call_sids
             if (call_sid in sids) if sids else start <= block.at < end:
-                found.append(block.text)
+                found.append(block)
         return found
+
+    def errors_for(self, call_sid: str, start: float, end: float) -> list[str]:
+        """``blocks_for``, as text."""
+        return [block.text for block in self.blocks_for(call_sid, start, end)]
 
     def write(self, path: Path, markers: list[tuple[float, str]] = ()) -> None:
         """Save every line, with the harness's own markers (fixture starts) in between."""
@@ -113,10 +170,12 @@ class LogReader:
 
 
 def write_log(path: Path, lines: list[tuple[float, str]], markers: list[tuple[float, str]] = ()) -> None:
-    """Timed lines and ``---- harness: ... ----`` markers, in the order they happened."""
-    entries = sorted([*((t, 1, l) for t, l in lines), *((t, 0, f"---- harness: {m} ----") for t, m in markers)])
+    """Timed lines and ``---- harness: ... ----`` markers, in the order they happened (lines read at the
+    same moment keep the order they were written in)."""
+    entries = sorted([*((t, 1, n, l) for n, (t, l) in enumerate(lines)),
+                      *((t, 0, n, f"---- harness: {m} ----") for n, (t, m) in enumerate(markers))])
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(l + "\n" for _, _, l in entries), encoding="utf-8")
+    path.write_text("".join(l + "\n" for *_, l in entries), encoding="utf-8")
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)")

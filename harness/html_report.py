@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from .conversation import Turn, turns
-from .fonts import embedded_font_css
+from .fonts import embedded_font_css, missing_font_note
 from .metrics import percentile
 from .playback import Played, call_audio, played_audio
 from .printout import why
@@ -208,7 +208,7 @@ def write_html(runs: list[FixtureRun], path: Path, pace: str) -> None:
             f"<section id='{e(_anchor(run))}' class='{'passed' if run.ok else 'failed'}'>"
             f"<h2>{e(run.fixture.name)} <span class='verdict'>{'PASS' if run.ok else 'FAIL'}</span></h2>"
             f"<p>{e(run.fixture.script.raw.get('description', ''))} <span class='quiet'>call {e(run.call_sid)}</span></p>"
-            f"<h3>Conversation</h3>{conversation_html(turns(run.timeline, played), bool(run.pace))}"
+            f"<h3>Conversation</h3>{conversation_html(turns(run.timeline, run.pace), bool(run.pace))}"
             f"<h3>Checks</h3>{_checks_html(run)}"
             f"<h3>Timeline</h3>{timeline_svg(run)}"
             f"<h3>Listen</h3>{audio_html(run, played)}"
@@ -217,6 +217,10 @@ def write_html(runs: list[FixtureRun], path: Path, pace: str) -> None:
             "<p><a href='#top'>back to the summary</a></p></section>")
     summary = summary_html(runs)
     text = "".join(sections) + summary  # what the embedded font must cover
+    note = missing_font_note(text)
+    if note:
+        log.warning("report: %s", note)
+        summary = f"<p class='missing'>{e(note)}</p>{summary}"
     page = (
         "<!doctype html><html lang='ko'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'><title>harness report</title><style>"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from contextlib import contextmanager
 from typing import Callable, Generic, Iterator, TypeVar
 
@@ -37,7 +38,16 @@ class JournaledFake(Generic[RequestT]):
             entry.abandoned = True
             raise
         finally:
+            entry.ended_at = time.monotonic()
             self.changes.notify()
+
+    def in_flight(self) -> bool:
+        """A request the fake is still answering (its client has not let go)."""
+        return any(getattr(r, "ended_at", 0.0) is None for r in self.requests)
+
+    def last_activity(self) -> float:
+        """When the fake last took or finished a request (0.0: none): a handler's aftermath follows it."""
+        return max((max(r.at, r.ended_at or r.at) for r in self.requests), default=0.0)  # type: ignore[attr-defined]
 
     def add_routes(self, app: web.Application) -> None:
         raise NotImplementedError

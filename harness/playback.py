@@ -1,8 +1,10 @@
 """What the caller heard: the bot's audio as Twilio would have played it, and the call as sound.
 
 Sans-I/O over the caller side's record: each ``media`` message plays after the one before it has
-finished (at the replay's pace), a ``clear`` drops whatever had not been played yet. ``call_audio``
-renders the call in its own time: the caller on the left channel, what they heard on the right.
+finished (at the replay's pace), a ``clear`` drops whatever had not been played yet. ``spans`` does
+it over a timeline's events (when each message played, how much of it); ``played_audio`` over the
+received messages themselves, for ``call_audio``, which renders the call in its own time: the caller
+on the left channel, what they heard on the right.
 """
 
 from __future__ import annotations
@@ -28,6 +30,51 @@ class Played:
     @property
     def seconds(self) -> float:
         return len(self.ulaw) / RATE
+
+
+@dataclass(frozen=True)
+class Span:
+    """One media message as it played: from ``start`` to ``end`` (wall), ``ms`` of its audio heard."""
+
+    start: float
+    end: float
+    ms: float  # audio heard (at fast pace: all of it, in no time)
+    sent_ms: float
+    tts: int | None  # the TTS request it came from, when known
+    cut: bool  # a clear stopped it before its end (the end of the call cuts it too, but is no clear)
+
+
+def spans(events: list, pace: float | None, until: float = float("inf")) -> list[Span]:
+    """The ``media`` events of a timeline as played at ``pace`` (None: no time at all), cut by ``clear`` and
+    by the end of the call at ``until`` (nothing plays once the line is gone)."""
+    scheduled: list[tuple[float, float, float, int | None]] = []  # start, end, ms, tts
+    result: list[Span] = []
+    playing_until = 0.0
+
+    def settle(at: float, cleared: bool = True) -> None:
+        for start, end, ms, tts in scheduled:
+            if start >= at:
+                result.append(Span(start, start, 0.0, ms, tts, cleared))  # never played
+            elif end > at:
+                heard = ms * (at - start) / (end - start)
+                result.append(Span(start, at, heard, ms, tts, cleared))
+            else:
+                result.append(Span(start, end, ms, ms, tts, False))
+
+    for event in events:
+        if event.wall >= until:
+            break
+        if event.kind == "media":
+            ms = float(event.detail.get("ms", 20.0))
+            start = max(event.wall, playing_until)
+            end = start + (ms / 1000 / pace if pace else 0.0)
+            scheduled.append((start, end, ms, event.detail.get("tts")))
+            playing_until = end
+        elif event.kind == "clear":
+            settle(event.wall)
+            scheduled, playing_until = [], event.wall
+    settle(until, cleared=False)
+    return result
 
 
 def played_audio(received: list[tuple[float, dict]], pace: float) -> list[Played]:

@@ -46,4 +46,6 @@ def why(timeline: CallTimeline, check: CheckResult, seconds: float = WINDOW_S) -
     """The condensed stretch around the moment a failed check points at (empty when it points nowhere)."""
     if check.ok or check.at is None or not timeline.events:
         return []
-    return condensed(timeline.around(check.at, seconds), timeline.events[0].wall)
+    since = check.at if check.since is None else min(check.since, check.at)
+    stretch = [e for e in timeline.events if since - seconds <= e.wall <= check.at + seconds]
+    return condensed(stretch, timeline.events[0].wall)

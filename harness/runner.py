@@ -1,9 +1,12 @@
 """Replay fixtures against a handler under test (any ``Target``) and judge each call.
 
 A call is played by the fake Twilio, then judged from the fakes' journals, the caller side and what
-the handler offers (its log, its store, its "call released" signal). Nothing one fixture does aborts
-the run: a handler that cannot be reached, crashes or hangs fails that fixture with a message, and a
-handler process that died is started again for the next one.
+the handler offers (its log, its store, its "call released" signal). It is judged once nothing the
+handler started with the fakes is in flight (``settle``: with a grace for a reconnect the call still
+needs) and its log and the fakes have been quiet a moment (``quiet``): the aftermath of a call lands in
+that call's verdict. Nothing one fixture does aborts the run: a handler that cannot be reached, crashes
+or hangs fails that fixture with a message, and a handler process that died is started again for the
+next one.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from .fake_llm import FakeLlm, FakeLlmConfig, LlmRequest, default_reply
 from .fake_tts import FakeTts, FakeTtsConfig
 from .fakes import FakeServices, running_fakes
 from .fixture import CallFixture
-from .handler_log import LogReader
+from .handler_log import ErrorBlock, LogReader
 from .metrics import TurnMetrics, turn_metrics
 from .targets import Handler, InProcessLog, Target
 from .timeline import CallTimeline, build_timeline
@@ -34,8 +37,9 @@ from .twilio_line import PlayerRecord
 from .twilio_player import TwilioPlayer, new_call_sid
 
 SETTLE_S = 10.0
-LOG_QUIET_S = 0.5  # after a call, the handler's log must be quiet this long before the next call starts
-LOG_QUIET_MAX_S = 5.0
+RECONNECT_GRACE_S = 2.0  # RTZR failed the call's stream and words are still unrecognised: time to reconnect
+LOG_QUIET_S = 0.5  # a call is judged once the handler's log and the fakes have been quiet this long ...
+LOG_QUIET_MAX_S = 5.0  # ... or after this long
 PARALLEL = 4  # fixtures replayed at once when each has its own handler and fakes
 EXIT_WAIT_S = 2.0  # a socket that went away without a close frame: how long the process has to be seen exiting
 
@@ -81,8 +85,8 @@ class PlayedCall:
 class ErrorLog(InProcessLog):
     """The in-process handler's errors (aicall's log records, unretrieved task exceptions)."""
 
-    def for_call(self, call_sid: str, start: float, end: float) -> list[str]:
-        return self.reader.errors_for(call_sid, start, end)
+    def for_call(self, call_sid: str, start: float, end: float) -> list[ErrorBlock]:
+        return self.reader.blocks_for(call_sid, start, end)
 
 
 def _llm_config(fixture: CallFixture, time_scale: float) -> FakeLlmConfig:
@@ -129,7 +133,8 @@ async def play_call(fixture: CallFixture, handler: Handler, rtzr: FakeRtzrBacken
     handler.markers.append((started, f"fixture {fixture.name}, call {call_sid}"))
     problem = None
     async with aiohttp.ClientSession() as session:
-        player = TwilioPlayer(session, handler.url, fixture, pace=pace, call_sid=call_sid, headers=headers)
+        player = TwilioPlayer(session, handler.url, fixture, pace=pace, call_sid=call_sid, headers=headers,
+                              replying=lambda: llm.in_flight() or tts.in_flight())
         try:
             await player.run()
         except HarnessError as exc:
@@ -139,12 +144,8 @@ async def play_call(fixture: CallFixture, handler: Handler, rtzr: FakeRtzrBacken
             problem = f"the replay failed: {type(exc).__name__}: {exc or '(no message)'}"
     if handler.released is not None and not await handler.released(SETTLE_S):  # it may reconnect to hear the last words
         problem = problem or f"the handler still held the call {SETTLE_S:g} s after it ended"
-    try:  # give the fakes a moment to see every close
-        await rtzr.wait_for(lambda j: all(c.closed for c in j.connections), SETTLE_S)  # sockets, not just streams
-        await llm.wait_for(lambda f: all(r.completed or r.abandoned or r.status != 200 for r in f.requests), SETTLE_S)
-        await tts.wait_for(lambda f: all(r.completed or r.abandoned or r.status != 200 for r in f.requests), SETTLE_S)
-    except asyncio.TimeoutError:
-        pass  # the checks will say what stayed open
+    await settle(fixture, rtzr, llm, tts)
+    await quiet(handler.log, rtzr, llm, tts)
     gone = handler.alive()
     if not gone and handler.exited is not None and player.record.closed_how == "handler" \
             and player.record.close_code in (None, 1006):
@@ -157,22 +158,23 @@ async def play_call(fixture: CallFixture, handler: Handler, rtzr: FakeRtzrBacken
                       started_without)
 
 
-def judge(played: PlayedCall, errors: list[str] | None, *, pace: float | None,
+def judge(played: PlayedCall, errors: list[ErrorBlock] | None, *, pace: float | None,
           no_log_why: str = NO_LOG) -> FixtureRun:
     """The verdict on one played call, ``errors`` being its handler's error blocks (None: no log)."""
     fixture = played.fixture
     wall = played.ended - played.started
+    texts = [b.text for b in errors or ()]
     checks: list[CheckResult] = []
     if played.problem:
         checks.append(CheckResult("replay", False, played.problem))
         if not played.timeline.of("call_start"):  # not a frame went out: there is no call to judge
-            return FixtureRun(fixture, checks, [], played.timeline, wall, played.call_sid, errors or [], played.record, pace)
+            return FixtureRun(fixture, checks, [], played.timeline, wall, played.call_sid, texts, played.record, pace)
     ctx = CheckContext(
         timeline=played.timeline, expect=fixture.expect, stored_caller_lines=played.stored, errors_logged=errors,
         no_log_why=no_log_why, call_refused_allowed=bool(fixture.expect.get("call_refused")),
-        started_without=played.started_without, audio_plays=pace is not None)
+        started_without=played.started_without, audio_plays=pace is not None, pace=pace)
     checks.extend(run_checks(ctx))
-    return FixtureRun(fixture, checks, turn_metrics(played.timeline), played.timeline, wall, played.call_sid, errors or [],
+    return FixtureRun(fixture, checks, turn_metrics(played.timeline), played.timeline, wall, played.call_sid, texts,
                       played.record, pace)
 
 
@@ -193,13 +195,58 @@ def did_not_start(fixture: CallFixture, exc: HandlerDidNotStart, without: tuple[
     return FixtureRun(fixture, [check, *rest], [], CallTimeline([]), wall_s)
 
 
-async def _log_quiet(reader: LogReader | None) -> float:
-    """Wait until the handler has written nothing for ``LOG_QUIET_S`` (bounded): its aftermath of a call
-    lands in that call's window, not the next one's."""
+def _in_flight(rtzr: FakeRtzrBackend, llm: FakeLlm, tts: FakeTts) -> bool:
+    return not all(c.closed for c in rtzr.journal.connections) or llm.in_flight() or tts.in_flight()
+
+
+def rtzr_last_activity(rtzr: FakeRtzrBackend) -> float:
+    """When the fake RTZR last saw or did something: a stream opened, a result sent, a socket closed."""
+    last = 0.0
+    for c in rtzr.journal.connections:
+        last = max(last, c.opened_wall, c.closed_wall or 0.0, *(m.sent_wall for m in c.messages[-1:]))
+    return last
+
+
+def _unrecognised_after_a_fault(fixture: CallFixture, rtzr: FakeRtzrBackend) -> bool:
+    """RTZR failed a stream of this call (closed, dropped or stalled it, refused a handshake) and fewer finals
+    came than the caller spoke utterances: a correct handler may be reconnecting to hear the rest."""
+    journal = rtzr.journal
+    faulted = any(not c.accepted or (c.ended or {}).get("how") in ("server_closed", "dropped", "stalled")
+                  and (c.ended or {}).get("reason") != "EOS" for c in journal.connections)
+    return faulted and len(journal.finals()) < len(fixture.script.utterances)
+
+
+async def settle(fixture: CallFixture, rtzr: FakeRtzrBackend, llm: FakeLlm, tts: FakeTts) -> None:
+    """Until nothing the handler started with the fakes is in flight (bounded by ``SETTLE_S``), with a grace
+    of ``RECONNECT_GRACE_S`` for a reconnect the call still needs after its last stream closed: a handler
+    that reconnects 15 ms after closing the stalled stream is judged on the new stream, never by luck."""
+    deadline = time.monotonic() + SETTLE_S
+    while True:
+        try:
+            await rtzr.wait_for(lambda j: all(c.closed for c in j.connections), max(0.0, deadline - time.monotonic()))
+            await llm.wait_for(lambda f: not f.in_flight(), max(0.0, deadline - time.monotonic()))
+            await tts.wait_for(lambda f: not f.in_flight(), max(0.0, deadline - time.monotonic()))
+        except asyncio.TimeoutError:
+            return  # the checks will say what stayed open
+        if not _unrecognised_after_a_fault(fixture, rtzr):
+            return
+        opened = len(rtzr.journal.connections)
+        try:
+            await rtzr.wait_for(lambda j: len(j.connections) > opened,
+                                min(RECONNECT_GRACE_S, max(0.0, deadline - time.monotonic())))
+        except asyncio.TimeoutError:
+            return
+
+
+async def quiet(reader: LogReader | None, rtzr: FakeRtzrBackend, llm: FakeLlm, tts: FakeTts) -> float:
+    """Wait until the handler has logged nothing, and the fakes have done nothing, for ``LOG_QUIET_S``
+    (bounded): a call's aftermath (an error on sending a TTS reply that came after the hang-up) lands in
+    that call's judgement, not the next one's."""
     deadline = time.monotonic() + LOG_QUIET_MAX_S
-    while reader is not None and time.monotonic() < deadline:
-        last = reader.lines[-1][0] if reader.lines else 0.0
-        if time.monotonic() - last >= LOG_QUIET_S:
+    while time.monotonic() < deadline:
+        last = max(reader.last_line_at if reader is not None else 0.0, rtzr_last_activity(rtzr),
+                   llm.last_activity(), tts.last_activity())
+        if time.monotonic() - last >= LOG_QUIET_S and not _in_flight(rtzr, llm, tts):
             break
         await asyncio.sleep(0.05)  # another process writes the log: there is nothing to wait on but the clock
     return time.monotonic()
@@ -221,7 +268,7 @@ async def run_alone(target: Target, fakes: FakeServices, fixture: CallFixture, *
         return did_not_start(fixture, exc, without, time.monotonic() - started)
     # a process started for this call alone: everything it logged, to its exit, is this call's
     start, end = (0.0, float("inf")) if handler.own_log else (played.started, end)
-    errors = None if handler.log is None else handler.log.errors_for(played.call_sid, start, end)
+    errors = None if handler.log is None else handler.log.blocks_for(played.call_sid, start, end)
     return judge(played, errors, pace=pace, no_log_why=handler.no_log_why)
 
 
@@ -242,22 +289,22 @@ class SharedHandler:
         handler = await self.get()
         played = await play_call(fixture, handler, self.fakes.rtzr, self.fakes.llm, self.fakes.tts, pace=pace,
                                  headers=headers_for(handler.url) if headers_for else None)
-        end = await _log_quiet(handler.log)
-        errors = None if handler.log is None else handler.log.errors_for(played.call_sid, played.started, end)
+        errors = None if handler.log is None else handler.log.blocks_for(played.call_sid, played.started, played.ended)
         return judge(played, errors, pace=pace, no_log_why=handler.no_log_why)
 
 
 async def run_target(target: Target, fixtures: list[CallFixture], *, pace: float | None,
                      headers_for: HeadersFor = None, progress: Callable[[FixtureRun], None] = lambda run: None,
                      fake_ports: tuple[int, int, int] = (0, 0, 0),
-                     on_fakes: Callable[[FakeServices], None] = lambda fakes: None) -> list[FixtureRun]:
+                     on_fakes: Callable[[FakeServices], None] = lambda fakes: None,
+                     parallel: int = PARALLEL) -> list[FixtureRun]:
     """Replay ``fixtures`` against ``target``; the runs come back in the fixtures' order.
 
     Raises ``HandlerDidNotStart`` only when a shared handler cannot be started at all (nothing
     could be replayed); every other trouble is a failed check of its fixture.
     """
     if target.fresh_per_fixture:
-        gate = asyncio.Semaphore(PARALLEL)
+        gate = asyncio.Semaphore(parallel)
 
         async def one(fixture: CallFixture) -> FixtureRun:
             async with gate, running_fakes() as fakes:
@@ -303,7 +350,7 @@ async def replay(fixture: CallFixture, url: str, *, rtzr: FakeRtzrBackend, llm: 
     handler = Handler(url, log=errors.reader if errors else None, released=handler_done, stored_lines=store_lines,
                       no_log_why="no handler log: pass errors=ErrorLog() for an in-process handler")
     played = await play_call(fixture, handler, rtzr, llm, tts, pace=pace, headers=headers)
-    found = None if errors is None else errors.for_call(played.call_sid, played.started, time.monotonic())
+    found = None if errors is None else errors.for_call(played.call_sid, played.started, played.ended)
     return judge(played, found, pace=pace, no_log_why=handler.no_log_why)
 
 

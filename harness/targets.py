@@ -158,6 +158,16 @@ async def wait_until_listening(host: str, port: int, timeout: float, gone: Calla
             await asyncio.sleep(0.1)  # polling a port we do not own: nothing to wait on but the clock
 
 
+async def still_listening(host: str, port: int, timeout: float = 1.0) -> bool:
+    """Does ``host:port`` still accept a connection (a live server), now?"""
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    except (OSError, asyncio.TimeoutError):
+        return False
+    writer.close()
+    return True
+
+
 class CommandTarget:
     """A command the harness launches: ``{port}``, ``{rtzr_url}``, ``{llm_url}``, ``{tts_url}`` are filled
     in and set in its environment (with ``PORT``); its stdout and stderr are its log, saved with the report."""
@@ -185,9 +195,10 @@ class CommandTarget:
         env = {k: v for k, v in os.environ.items() if k not in without}
         env.update({**fakes.env(without=without), "PORT": str(port), "PYTHONUNBUFFERED": "1"})
         self.started += 1
+        number = self.started  # this process's own number: another may start while it runs
         log = LogReader()
         handler = Handler(media_url(self.url_template, self.path, port), log=log, own_log=True)
-        handler.markers.append((time.monotonic(), f"handler started (#{self.started}): {command}"
+        handler.markers.append((time.monotonic(), f"handler started (#{number}): {command}"
                                 + (f" without {', '.join(without)}" if without else "")))
         proc = await asyncio.create_subprocess_shell(command, env=env, stdin=asyncio.subprocess.DEVNULL,
                                                      stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
@@ -205,6 +216,9 @@ class CommandTarget:
             return None if proc.returncode is None else f"exited with status {proc.returncode}"
 
         async def exited(timeout: float) -> str | None:
+            """Gone, or (bounded) going: a handler that still takes connections is alive, at once."""
+            if proc.returncode is None and await still_listening(host, port):
+                return None
             try:
                 await asyncio.wait_for(asyncio.shield(proc.wait()), timeout)
             except asyncio.TimeoutError:
@@ -212,8 +226,8 @@ class CommandTarget:
             return gone()
 
         handler.alive, handler.exited, handler.pid = gone, exited, proc.pid  # its own process group
+        host = urlsplit(handler.url).hostname or "127.0.0.1"
         try:
-            host = urlsplit(handler.url).hostname or "127.0.0.1"
             try:
                 await wait_until_listening(host, port, self.ready_timeout, gone, "the handler command")
             except HandlerDidNotStart as exc:
@@ -224,7 +238,7 @@ class CommandTarget:
         finally:
             await stop_process_group(proc)
             await reader
-            handler.markers.append((time.monotonic(), f"handler stopped (#{self.started}), status {proc.returncode}"))
+            handler.markers.append((time.monotonic(), f"handler stopped (#{number}), status {proc.returncode}"))
             self._lines.extend(log.lines)
             self._markers.extend(handler.markers)
             if self.log_path is not None:  # rewritten after each process, so a crashed run still leaves it

@@ -25,6 +25,7 @@ import numpy as np
 from callaudio.g711 import pcm16_to_ulaw
 
 from .errors import HarnessError
+from .twilio_messages import binary_frame, judge_text, protocol_error
 
 FRAME_MS = 20
 
@@ -166,14 +167,20 @@ class TwilioLine:
         loop = asyncio.get_running_loop()
         async for msg in self.ws:
             now = time.monotonic()
-            if msg.type != aiohttp.WSMsgType.TEXT:
-                self.record.received.append((now, {"event": "binary", "bytes": len(msg.data)}))
+            if msg.type != aiohttp.WSMsgType.TEXT:  # Twilio drops binary frames; a protocol error ends the stream
+                error = msg.type == aiohttp.WSMsgType.ERROR
+                rejection = protocol_error(msg.data) if error else binary_frame(len(msg.data or b""))
+                self.record.received.append((now, rejection.as_event()))
+                self._changed.set()
+                if error:
+                    break
+                continue
+            message, rejection = judge_text(msg.data, self.stream_sid)
+            if rejection is not None:  # as Twilio would: a dropped message is neither played nor echoed
+                self.record.received.append((now, rejection.as_event(msg.data)))
+            if message is None:
                 self._changed.set()
                 continue
-            try:
-                message = json.loads(msg.data)
-            except json.JSONDecodeError:
-                message = {"event": "invalid-json", "text": msg.data[:100]}
             self.record.received.append((now, message))
             event = message.get("event")
             if event == "media":

@@ -17,6 +17,7 @@ import base64
 import time
 import uuid
 from collections import OrderedDict
+from typing import Callable
 import aiohttp
 import numpy as np
 
@@ -25,7 +26,8 @@ from callaudio.g711 import pcm16_to_ulaw
 from .fixture import CallFixture
 from .twilio_line import FRAME_MS, PlayerRecord, TwilioLine
 
-FAST_ANSWER_WAIT_S = 3.0  # fast pacing waits this long for each turn's answer before talking on
+FAST_ANSWER_WAIT_S = 3.0  # fast pacing waits this long for each turn's answer before talking on ...
+FAST_DONE_QUIET_S = 0.05  # ... and then for the reply to be over: nothing in flight and no message this long
 QUIET_S = 0.3  # the bot counts as done speaking after this long without a message
 LISTEN_LIMIT_S = 10.0  # at most this long listening to the end of the bot's reply before hanging up
 CLOSE_AFTER_STOP_S = 0.5  # Twilio closes the socket once the call has ended; what the handler had in flight still arrives
@@ -61,8 +63,9 @@ class TwilioPlayer:
 
     def __init__(self, session: aiohttp.ClientSession, url: str, fixture: CallFixture, *, pace: float | None = 1.0,
                  call_sid: str | None = None, stream_sid: str | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+                 headers: dict[str, str] | None = None, replying: Callable[[], bool] = lambda: False) -> None:
         self.fixture, self.pace = fixture, pace
+        self.replying = replying  # the handler still has work in flight with the LLM or TTS (a reply is being made)
         self.call_sid = call_sid or new_call_sid()
         self.line = TwilioLine(session, url, call_sid=self.call_sid, stream_sid=stream_sid or "MZ" + self.call_sid[2:],
                                headers=headers, pace=pace)
@@ -131,10 +134,19 @@ class TwilioPlayer:
             if caller.hangup_after_turns and self._answered >= caller.hangup_after_turns:
                 return
             if self.pace is None and self._awaiting_answer and k + 1 - 35 in end_frames:
-                try:  # fast pacing still lets each turn be answered before the caller talks on
-                    await asyncio.wait_for(self._answer.wait(), FAST_ANSWER_WAIT_S)
-                except asyncio.TimeoutError:
-                    pass
+                await self._wait_for_the_reply()
+
+    async def _wait_for_the_reply(self) -> None:
+        """Fast pacing still lets each turn be answered, and the answer finish, before the caller talks on
+        (bot audio takes no time to play, so a caller who talked on at its first frame would talk over it)."""
+        deadline = time.monotonic() + FAST_ANSWER_WAIT_S
+        try:
+            await asyncio.wait_for(self._answer.wait(), FAST_ANSWER_WAIT_S)
+        except asyncio.TimeoutError:
+            return
+        while time.monotonic() < deadline and not self.line.ws.closed:
+            if not await self.line.wait_for_activity(FAST_DONE_QUIET_S) and not self.replying():
+                return
 
     async def _listen_to_the_end(self) -> None:
         """Like a caller who has said everything: wait until the bot stops talking (or ends the call)."""

@@ -19,7 +19,8 @@ from harness.runner import ErrorLog, replay
 from .legacy_handler import create_legacy_app
 
 MODES = {
-    "failure1-credentials-refused": ("failure 1: credentials missing or refused", {"no_errors", "expectations"}),
+    "failure1-credentials-refused": ("failure 1: credentials missing or refused",
+                                     {"no_errors", "expectations", "refuses_without_credentials"}),
     "failure2-recognizer-closes-1000": ("failure 2: recognizer closes 1000 after the first final", {"recognition_continues"}),
     "failure3-hangup-while-llm-generates": ("failure 3: hang-up while the reply is generated", {"upstream_closed_after_hangup"}),
     "failure4-hangup-while-tts-streams": ("failure 4: TTS sent after the call closed", {"no_errors", "stops_sending_after_hangup"}),

@@ -23,7 +23,6 @@ class Outcome:
     """What a correct handler must do with a scenario, beyond the general checks."""
 
     refused: bool  # recognition cannot be had: apologise and end the call
-    errors_allowed: tuple[str, ...]
 
 
 def fault_strategy(max_audio_ms: int) -> st.SearchStrategy[dict]:
@@ -92,8 +91,7 @@ def outcome(s: dict) -> Outcome:
     refused = any(f["type"] == "auth_failure" and f["status"] == 401
                   or f["type"] == "reject_handshake" and f["status"] == 401 and "connection" not in f and f["times"] == 2
                   for f in s["faults"])
-    allowed = ("llm_failed",) if s["llm"].get("fail_requests") else ()
-    return Outcome(refused, allowed)
+    return Outcome(refused)  # the errors a provoked failure brings are expected without naming them
 
 
 def reply_text(sentences: int) -> str:
@@ -112,8 +110,6 @@ def scenario_fixture(s: dict) -> tuple[dict, bytes]:
     expect: dict = {}
     if result.refused:
         expect["call_refused"] = True
-    if result.errors_allowed:
-        expect["errors_allowed"] = list(result.errors_allowed)
     doc = {**script.raw, "name": f"fuzz-{s['seed']}", "description": f"found by contract_tests/fuzz: {s}",
            "faults": s["faults"], "llm": llm, "tts": s["tts"], "caller": caller, "expect": expect}
     if s["recognizer"]:

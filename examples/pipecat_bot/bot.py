@@ -1,8 +1,9 @@
 """A stock pipecat telephony bot (a third-party handler: it imports nothing from this project).
 
 Built as pipecat's and pipecat-rtzr's docs show: pipecat's development runner serves Twilio Media
-Streams at ``/ws``; ``TwilioFrameSerializer``; Silero VAD on the user aggregator;
-``RTZRSTTService`` (pipecat-rtzr) -> ``OpenAILLMService`` -> ``OpenAITTSService``. The only
+Streams at ``/ws``; ``TwilioFrameSerializer``; Silero VAD on the user aggregator, with pipecat's
+timer-based end of turn (``SpeechTimeoutUserTurnStopStrategy``);
+``RTZRSTTService`` (pipecat-rtzr) -> ``OpenAILLMService`` -> ``OpenAITTSService`` (told its 24 kHz rate). The only
 changes for the harness are the base URLs taken from the environment (``RTZR_API_BASE``,
 ``OPENAI_BASE_URL``, ``TTS_BASE_URL``) and no Twilio REST hang-up (no Twilio account here).
 
@@ -23,6 +24,8 @@ from pipecat.serializers.twilio import TwilioFrameSerializer
 from pipecat.services.openai.llm import OpenAILLMService
 from pipecat.services.openai.tts import OpenAITTSService
 from pipecat.transports.websocket.fastapi import FastAPIWebsocketParams, FastAPIWebsocketTransport
+from pipecat.turns.user_stop import SpeechTimeoutUserTurnStopStrategy
+from pipecat.turns.user_turn_strategies import UserTurnStrategies
 from pipecat_rtzr import RTZRSTTService
 from pipecat_rtzr.auth import DEFAULT_API_BASE
 
@@ -30,10 +33,19 @@ from pipecat_rtzr.auth import DEFAULT_API_BASE
 async def run_bot(transport, handle_sigint: bool) -> None:
     stt = RTZRSTTService(api_base=os.environ.get("RTZR_API_BASE", DEFAULT_API_BASE))
     llm = OpenAILLMService(api_key=os.environ["OPENAI_API_KEY"], base_url=os.environ.get("OPENAI_BASE_URL"))
-    tts = OpenAITTSService(api_key=os.environ["OPENAI_API_KEY"], base_url=os.environ.get("TTS_BASE_URL"), voice="alloy")
+    # OpenAI's TTS speaks only 24 kHz: said so, pipecat resamples it to the pipeline's 8 kHz; left to the pipeline's
+    # rate, pipecat labels the 24 kHz audio 8 kHz and the caller hears it three times too slow (bot_audio_rate)
+    tts = OpenAITTSService(api_key=os.environ["OPENAI_API_KEY"], base_url=os.environ.get("TTS_BASE_URL"), voice="alloy",
+                           sample_rate=24000)
 
     context = LLMContext([{"role": "system", "content": "간결하게 한국어로 답하세요."}])
-    aggregators = LLMContextAggregatorPair(context, user_params=LLMUserAggregatorParams(vad_analyzer=SileroVADAnalyzer()))
+    # pipecat's timer-based end of turn (silence after the VAD's stop, and a transcript) instead of its default
+    # smart-turn model: on this caller's first utterance the model's verdict flips with where the VAD cut the audio
+    # (probability 0.34 ending 100-150 ms after the last word, 0.79+ from 200 ms), so the call went one way or the
+    # other from run to run
+    turns = UserTurnStrategies(stop=[SpeechTimeoutUserTurnStopStrategy()])
+    aggregators = LLMContextAggregatorPair(context, user_params=LLMUserAggregatorParams(
+        vad_analyzer=SileroVADAnalyzer(), user_turn_strategies=turns))
     pipeline = Pipeline([transport.input(), stt, aggregators.user(), llm, tts, transport.output(), aggregators.assistant()])
     task = PipelineTask(pipeline, params=PipelineParams(audio_in_sample_rate=8000, audio_out_sample_rate=8000))
 

@@ -125,6 +125,10 @@ async def test_recognition_refused_mid_call_apologises_and_ends_cleanly(stack, c
     assert len(errors) == 1 and "rtzr_auth_failed" in errors[0] and "fakertzr-secret" not in errors[0]
     apology = sum(len(m["media"]["payload"]) for m in call.events("media")[-5:])
     assert apology > 0
+    kinds = [m.get("event") for _, m in call.record.received]
+    last_media = len(kinds) - 1 - kinds[::-1].index("media")
+    assert all(i < last_media for i, k in enumerate(kinds) if k == "clear"), \
+        f"a clear after the apology empties Twilio's buffer before the caller hears it: {kinds[-6:]}"
 
 
 @pytest.mark.stack(tts=FakeTtsConfig(realtime=True, chunk_ms=100, ms_per_char=200))

@@ -13,7 +13,7 @@ from aicall.tts import CHUNK_BYTES, EspeakTts, OpenAiTts, TtsError
 from callaudio.g711 import ulaw_to_pcm16
 from fakertzr.appserver import AppServer
 from harness.fake_llm import FakeLlm, FakeLlmConfig
-from harness.fake_tts import FakeTts
+from harness.fake_tts import TONES_HZ, FakeTts
 
 
 async def test_chat_stream_yields_the_reply_and_is_journaled():
@@ -45,7 +45,7 @@ async def test_openai_tts_streams_8khz_mulaw_of_the_right_length():
     assert all(len(c) == CHUNK_BYTES for c in chunks[:-1])
     pcm = ulaw_to_pcm16(audio).astype(float)
     spectrum = np.abs(np.fft.rfft(pcm))
-    assert abs(np.argmax(spectrum) * 8000 / len(pcm) - 440) < 10, "the tone survives resampling"
+    assert abs(np.argmax(spectrum) * 8000 / len(pcm) - TONES_HZ[0]) < 10, "the tone survives resampling"
 
 
 async def test_tts_failure_is_a_tts_error():

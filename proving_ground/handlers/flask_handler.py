@@ -1,0 +1,368 @@
+"""A reference Twilio Media Streams handler in Twilio's own Python sample style: synchronous Flask with
+flask-sock on werkzeug's threaded server, a thread per job (no asyncio anywhere).
+
+Twilio -> RTZR streaming (``websockets``' sync client, in the call's recognizer thread) -> an
+OpenAI-compatible LLM (``requests``, SSE) -> TTS (``pcm`` 24 kHz, resampled with soxr) -> mu-law back
+to Twilio. The decisions are :mod:`call_core`'s. Logs: ``print`` for the call's progress, Flask's
+``app.logger`` for errors (``[time] ERROR in module: message``); a thread that dies prints its
+traceback as Python's ``threading`` does.
+
+    RTZR_API_BASE=... RTZR_CLIENT_ID=... RTZR_CLIENT_SECRET=... OPENAI_BASE_URL=... TTS_BASE_URL=... \\
+        python flask_handler.py --port 8080        # stream URL: ws://127.0.0.1:8080/media
+
+``MUTANT=<name>`` puts one bug back (``call_core.MUTANTS``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import socket
+import threading
+import time
+from contextlib import contextmanager
+from typing import Iterator
+
+import requests
+from flask import Flask
+from flask_sock import ConnectionClosed, Sock
+from websockets.exceptions import ConnectionClosed as RtzrClosed, InvalidStatus
+from websockets.sync.client import connect
+
+from call_core import APOLOGY, EOS_WAIT_S, Conversation, Final, Recognition, SpeechEncoder, delta_of, mutant, sentences
+
+BUG = mutant()
+app = Flask(__name__)
+sock = Sock(app)
+CALLS: dict[str, "Call"] = {}
+HTTP = requests.Session()
+
+if BUG != "no-credential-check":
+    for name in ("RTZR_CLIENT_ID", "RTZR_CLIENT_SECRET"):
+        if not os.environ.get(name):
+            print(f"Please set the {name} environment variable", flush=True)
+            raise SystemExit(1)
+RTZR = os.environ.get("RTZR_API_BASE", "https://openapi.vito.ai").rstrip("/")
+LLM = os.environ.get("OPENAI_BASE_URL", "https://api.openai.com/v1").rstrip("/")
+TTS = os.environ.get("TTS_BASE_URL", "https://api.openai.com/v1").rstrip("/")
+AUTH = {"Authorization": f"Bearer {os.environ.get('OPENAI_API_KEY', '')}"}
+
+
+class Refused(Exception):
+    pass
+
+
+class Call:
+    def __init__(self, ws, call_sid: str, stream_sid: str) -> None:
+        self.ws, self.call_sid, self.stream_sid = ws, call_sid, stream_sid
+        self.lock = threading.RLock()  # the call's state: touched by the socket, recognizer and reply threads
+        self.send_lock = threading.Lock()
+        self.audio = Recognition(BUG)
+        self.talk = Conversation(BUG)
+        self.ended = threading.Event()
+        self.reply: tuple[threading.Thread, threading.Event] | None = None
+        self.marks = 0
+        self.last_result = time.monotonic()
+        self.bookkeeping = 0
+        self.responses: set[requests.Response] = set()  # the LLM and TTS streams being read
+
+    @contextmanager
+    def reading(self, resp: requests.Response) -> Iterator[requests.Response]:
+        self.responses.add(resp)
+        try:
+            with resp:
+                yield resp
+        finally:
+            self.responses.discard(resp)
+
+    def stop_reply(self) -> None:
+        """A blocking read cannot be cancelled: shutting its socket down from here ends it."""
+        if self.reply is not None:
+            self.reply[1].set()
+        for resp in list(self.responses):
+            connection = getattr(resp.raw, "connection", None)
+            if getattr(connection, "sock", None) is not None:
+                try:
+                    connection.sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            resp.close()
+
+    # ------------------------------------------------------------ to Twilio
+    def send(self, event: str, **body) -> None:
+        if self.ended.is_set() and BUG not in ("send-after-close", "silent-send-after-close"):
+            return
+        message = {"event": event, **({} if BUG == "no-stream-sid" else {"streamSid": self.stream_sid}), **body}
+        try:
+            with self.send_lock:
+                if BUG == "binary-media" and event == "media":
+                    self.ws.send(base64.b64decode(body["media"]["payload"]))
+                else:
+                    self.ws.send(json.dumps(message))
+        except ConnectionClosed:
+            if BUG == "send-after-close":
+                app.logger.error("call %s: could not send %s, the socket is closed", self.call_sid, event)
+            elif BUG != "silent-send-after-close":
+                self.ended.set()
+
+    def speak(self, text: str, stop: threading.Event) -> None:
+        with self.lock:
+            self.talk.sending += 1
+        try:
+            encoder = SpeechEncoder(BUG)
+            with self.reading(HTTP.post(f"{TTS}/audio/speech", json={"model": "tts-1", "voice": "alloy", "input": text,
+                                       "response_format": "pcm"}, headers=AUTH, stream=True)) as resp:
+                resp.raise_for_status()
+                for chunk in resp.iter_content(chunk_size=None):
+                    if stop.is_set():
+                        return
+                    payload = encoder.push(chunk)
+                    if payload:
+                        self.send("media", media={"payload": payload})
+        finally:
+            with self.lock:
+                self.talk.sending -= 1
+        with self.lock:
+            self.marks += 1
+            name = f"mark-{self.marks}"
+            self.talk.marks.add(name)
+        self.send("mark", mark={"name": name})
+
+    # ------------------------------------------------------------ replies
+    def ask(self, messages: list[dict[str, str]] | None) -> None:
+        if messages is None:
+            return
+        stop = threading.Event()
+        worker = threading.Thread(target=self.answer, args=(messages, stop), name=f"reply-{self.call_sid[-6:]}")
+        self.reply = (worker, stop)
+        worker.start()
+
+    def answer(self, messages: list[dict[str, str]] | None, stop: threading.Event) -> None:
+        while messages is not None and not stop.is_set():
+            said = ""
+            try:
+                said = self.generate(messages, stop)
+            except (requests.RequestException, AttributeError, OSError, ValueError) as exc:
+                if stop.is_set():  # its response was closed under it: the reply was stopped
+                    return
+                app.logger.error("call %s: reply failed: %s", self.call_sid, exc)
+                self.speak("죄송합니다. 다시 한 번 말씀해 주세요.", stop)
+            if BUG == "state-race":
+                CALLS[self.call_sid].bookkeeping += 1  # the report's failure 3: KeyError once the call is gone
+            elif BUG == "swallowed-race":
+                try:
+                    CALLS[self.call_sid].bookkeeping += 1
+                except KeyError:
+                    pass
+            if stop.is_set():
+                return
+            with self.lock:
+                messages = self.talk.replied(said)
+
+    def generate(self, messages: list[dict[str, str]], stop: threading.Event) -> str:
+        body = {"model": "gpt-4o-mini", "messages": messages, "stream": True}
+        for attempt in range(2):  # one retry of a 5xx
+            with self.reading(HTTP.post(f"{LLM}/chat/completions", json=body, headers=AUTH, stream=True)) as resp:
+                if resp.status_code >= 500 and attempt == 0:
+                    print(f"call {self.call_sid}: LLM said {resp.status_code}, retrying", flush=True)
+                    continue
+                resp.raise_for_status()
+                text, buffer = "", ""
+                for line in resp.iter_lines():
+                    if stop.is_set():
+                        return text
+                    delta = delta_of(line)
+                    if delta is None:
+                        continue
+                    text, buffer = text + delta, buffer + delta
+                    done, buffer = sentences(buffer)
+                    for sentence in done:
+                        self.speak(sentence, stop)
+                if buffer.strip() and not stop.is_set():
+                    self.speak(buffer.strip(), stop)
+                return text
+        return ""
+
+    def on_final(self, final: Final) -> None:
+        print(f"call {self.call_sid}: final {final.text!r}{' (caller talks on)' if final.talks_on else ''}", flush=True)
+        with self.lock:
+            messages = self.talk.final(final)
+        self.ask(messages)
+
+    def barge_in(self) -> None:
+        with self.lock:
+            self.talk.marks.clear()
+            running = self.reply
+            messages = None
+            if running is not None and running[0].is_alive():
+                self.stop_reply()
+                messages = self.talk.replied("")
+        self.send("clear")
+        self.ask(messages)
+
+    # ------------------------------------------------------------ recognition
+    def token(self) -> str:
+        for attempt in range(8):
+            try:
+                resp = HTTP.post(f"{RTZR}/v1/authenticate", data={"client_id": os.environ["RTZR_CLIENT_ID"],
+                                                                 "client_secret": os.environ["RTZR_CLIENT_SECRET"]})
+                if resp.status_code in (400, 401, 403):
+                    raise Refused(f"token refused ({resp.status_code})")
+                if resp.ok:
+                    return resp.json()["access_token"]
+                print(f"call {self.call_sid}: RTZR token endpoint said {resp.status_code}, retrying", flush=True)
+            except requests.ConnectionError as exc:
+                print(f"call {self.call_sid}: RTZR token endpoint: {exc}, retrying", flush=True)
+            time.sleep(min(2.0, 0.1 * 2 ** attempt))  # backoff
+        raise Refused("no token")
+
+    def recognize(self) -> None:
+        url = RTZR.replace("http", "ws", 1) + "/v1/transcribe:streaming?sample_rate=8000&encoding=MULAW&use_itn=true"
+        refusals, give_up_at = 0, None
+        while True:
+            token = self.token()
+            try:
+                rtzr = connect(url, additional_headers={"Authorization": f"Bearer {token}"}, open_timeout=10, close_timeout=2)
+            except InvalidStatus as exc:
+                refusals += 1
+                if exc.response.status_code == 401 and refusals < 2:
+                    continue
+                raise Refused(f"streaming refused ({exc.response.status_code})") from None
+            with self.lock:
+                self.audio.open_stream()
+            with rtzr:
+                how = self.converse(rtzr)
+            print(f"call {self.call_sid}: RTZR stream {how}", flush=True)
+            if how in ("finished", "handler closed") or how == "closed" and BUG == "no-reconnect":
+                return
+            if self.ended.is_set():
+                give_up_at = give_up_at or time.monotonic() + EOS_WAIT_S
+                if time.monotonic() > give_up_at:
+                    return
+
+    def converse(self, rtzr) -> str:
+        eos_at = None
+        while True:
+            with self.lock:
+                frames = self.audio.next_frames()
+            try:
+                for frame in frames:
+                    rtzr.send(frame)
+            except RtzrClosed:  # RTZR ended the stream: what it still sent is read below
+                frames = []
+            now = time.monotonic()
+            with self.lock:
+                self.audio.note_sent(frames, now)
+                stalled = self.audio.stalled(now)
+            if stalled:
+                print(f"call {self.call_sid}: RTZR stalled, reconnecting", flush=True)
+                rtzr.close()
+                return "stalled"
+            if self.ended.is_set() and eos_at is None and BUG != "leaves-rtzr-open":
+                with self.lock:
+                    finals = self.audio.release(finishing=True)
+                for final in finals:
+                    self.on_final(final)
+                try:
+                    rtzr.send("EOS")
+                except RtzrClosed:
+                    pass
+                eos_at = now
+            if eos_at is not None and now - eos_at > EOS_WAIT_S:
+                rtzr.close()
+                return "finished"
+            try:
+                result = json.loads(rtzr.recv(timeout=0.02))
+            except TimeoutError:
+                continue
+            except RtzrClosed:
+                return "finished" if self.ended.is_set() and rtzr.close_code == 1000 else "closed"
+            self.last_result = time.monotonic()
+            with self.lock:
+                finals = self.audio.result(result, self.last_result)
+                text = (result.get("alternatives") or [{}])[0].get("text", "")
+                barge = not result.get("final") and self.talk.barges_in(text)
+            for final in finals:
+                self.on_final(final)
+            if barge:
+                self.barge_in()
+            if result.get("final") and BUG == "closes-after-first-final" and not self.ended.is_set():
+                rtzr.send("EOS")
+                try:
+                    for _ in rtzr:
+                        pass
+                except RtzrClosed:
+                    pass
+                return "handler closed"
+
+    def recognize_or_refuse(self) -> None:
+        try:
+            self.recognize()
+        except Refused as exc:
+            app.logger.error("call %s: speech recognition unavailable: %s", self.call_sid, exc)
+            if BUG != "silent-refusal":
+                self.speak(APOLOGY, threading.Event())
+                deadline = time.monotonic() + 15
+                while self.talk.marks and time.monotonic() < deadline and not self.ended.is_set():
+                    time.sleep(0.05)  # until Twilio echoes the apology's mark
+            self.ended.set()
+            self.ws.close()
+
+    def watch_quiet(self) -> None:
+        while not self.ended.wait(0.5):
+            if self.talk.held and time.monotonic() - self.last_result > 3.0:
+                with self.lock:
+                    messages = self.talk.quiet()
+                self.ask(messages)
+
+
+@sock.route("/media")
+def media(ws) -> None:
+    call = None
+    recognizer = None
+    try:
+        while True:
+            message = json.loads(ws.receive())
+            event = message["event"]
+            if event == "start":
+                call = CALLS[message["start"]["callSid"]] = Call(ws, message["start"]["callSid"], message["streamSid"])
+                print(f"call {call.call_sid}: started", flush=True)
+                recognizer = threading.Thread(target=call.recognize_or_refuse, name=f"rtzr-{call.call_sid[-6:]}",
+                                              daemon=BUG == "leaves-rtzr-open")
+                recognizer.start()
+                threading.Thread(target=call.watch_quiet, daemon=True).start()
+            elif event == "media" and call is not None:
+                with call.lock:
+                    call.audio.add(base64.b64decode(message["media"]["payload"]))
+                    finals = call.audio.release()
+                for final in finals:
+                    call.on_final(final)
+            elif event == "mark" and call is not None:
+                with call.lock:
+                    call.talk.marks.discard(message["mark"]["name"])
+            elif event == "stop":
+                break
+    except ConnectionClosed:
+        pass
+    if call is None:
+        return
+    print(f"call {call.call_sid}: hung up", flush=True)
+    call.ended.set()
+    with call.lock:
+        call.talk.ended = True
+    if BUG in ("state-race", "swallowed-race"):
+        CALLS.pop(call.call_sid, None)  # the state goes while the reply runs on
+    elif BUG not in ("reply-outlives-call", "send-after-close", "silent-send-after-close"):
+        call.stop_reply()
+    if recognizer is not None and BUG != "leaves-rtzr-open":
+        recognizer.join(EOS_WAIT_S + 3)
+    CALLS.pop(call.call_sid, None)
+    print(f"call {call.call_sid}: ended", flush=True)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
+    app.run(host="127.0.0.1", port=parser.parse_args().port, threaded=True)

@@ -1,0 +1,489 @@
+// A reference Twilio Media Streams handler in Node.js: the `ws` package for both sockets, fetch for HTTP.
+//
+// Twilio -> RTZR streaming -> an OpenAI-compatible LLM (SSE) -> TTS (pcm 24 kHz, low-passed and decimated to
+// 8 kHz) -> mu-law back to Twilio. The same decisions as the Python reference handlers' call_core.py, written
+// again in this language's habits: console.log for progress, console.error(message, err) for errors (no level
+// word, a stack trace), a send on a closed socket dropped by `ws` without an error unless a callback asks.
+//
+//   RTZR_API_BASE=... RTZR_CLIENT_ID=... RTZR_CLIENT_SECRET=... OPENAI_BASE_URL=... TTS_BASE_URL=... \
+//       node server.js --port 8080        # stream URL: ws://127.0.0.1:8080/media
+//
+// MUTANT=<name> puts one bug back (the proving ground's mutants; names as in call_core.py).
+"use strict";
+
+const { WebSocket, WebSocketServer } = require("ws");
+
+const MUTANTS = [
+  "no-credential-check", "silent-refusal", "no-reconnect", "closes-after-first-final", "no-stall-watchdog",
+  "resends-finalized-audio", "drops-queued-final", "answers-mid-utterance", "reply-outlives-call", "state-race",
+  "swallowed-race", "send-after-close", "silent-send-after-close", "leaves-rtzr-open", "no-stream-sid",
+  "binary-media", "wrong-sample-rate", "one-early-clear",
+];
+const BUG = process.env.MUTANT || "";
+if (BUG && !MUTANTS.includes(BUG)) {
+  console.log(`MUTANT=${BUG}: not one of ${MUTANTS.join(", ")}`);
+  process.exit(2);
+}
+if (BUG !== "no-credential-check") {
+  const missing = ["RTZR_CLIENT_ID", "RTZR_CLIENT_SECRET"].filter((n) => !process.env[n]);
+  if (missing.length) {
+    console.log(`missing environment variable(s): ${missing.join(", ")}`);
+    process.exit(2);
+  }
+}
+const strip = (url) => url.replace(/\/+$/, "");
+const RTZR = strip(process.env.RTZR_API_BASE || "https://openapi.vito.ai");
+const LLM = strip(process.env.OPENAI_BASE_URL || "https://api.openai.com/v1");
+const TTS = strip(process.env.TTS_BASE_URL || "https://api.openai.com/v1");
+const AUTH = { Authorization: `Bearer ${process.env.OPENAI_API_KEY || ""}` };
+
+const FRAME_MS = 20;
+const STALL_MS = 2500;
+const EOS_WAIT_MS = 5000;
+const SYSTEM = "간결하게 한국어로 답하세요.";
+const APOLOGY = "죄송합니다. 지금은 음성 인식을 사용할 수 없습니다. 잠시 후 다시 걸어 주세요.";
+const calls = {}; // by call SID; the race mutants drop a call from it while its reply runs on
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// ------------------------------------------------------------------ audio
+const ULAW_TO_PCM = new Int16Array(256);
+for (let i = 0; i < 256; i++) {
+  const u = ~i & 0xff;
+  const magnitude = (((u & 0x0f) << 3) + 0x84) << ((u >> 4) & 0x07);
+  ULAW_TO_PCM[i] = u & 0x80 ? 0x84 - magnitude : magnitude - 0x84;
+}
+function pcmToUlaw(sample) {
+  let x = Math.max(-32635, Math.min(32635, sample));
+  const sign = x < 0 ? 0x80 : 0;
+  x = Math.abs(x) + 0x84;
+  const exponent = Math.floor(Math.log2(x)) - 7;
+  const mantissa = (x >> (exponent + 3)) & 0x0f;
+  return ~(sign | (exponent << 4) | mantissa) & 0xff;
+}
+const SPEECH_POWER = (32768 * 10 ** (-40 / 20)) ** 2;
+function isSpeech(frame) {
+  let power = 0;
+  for (const byte of frame) power += ULAW_TO_PCM[byte] ** 2;
+  return frame.length > 0 && power > SPEECH_POWER * frame.length;
+}
+// 24 kHz -> 8 kHz: a windowed-sinc low-pass at 3.4 kHz, then every third sample
+const TAPS = (() => {
+  const n = 31, fc = 3400 / 24000, taps = [];
+  for (let k = 0; k < n; k++) {
+    const m = k - (n - 1) / 2;
+    const sinc = m === 0 ? 2 * fc : Math.sin(2 * Math.PI * fc * m) / (Math.PI * m);
+    taps.push(sinc * (0.54 - 0.46 * Math.cos((2 * Math.PI * k) / (n - 1))));
+  }
+  const sum = taps.reduce((a, b) => a + b, 0);
+  return taps.map((t) => t / sum);
+})();
+class Downsampler {
+  constructor() { this.history = []; this.phase = 0; }
+  push(samples) {
+    const out = [];
+    for (const s of samples) {
+      this.history.push(s);
+      if (this.history.length > TAPS.length) this.history.shift();
+      if (this.phase++ % 3 === 0 && this.history.length === TAPS.length) {
+        let acc = 0;
+        for (let k = 0; k < TAPS.length; k++) acc += TAPS[k] * this.history[k];
+        out.push(Math.round(acc));
+      }
+    }
+    return out;
+  }
+}
+
+// ------------------------------------------------------------------ one call
+class Call {
+  constructor(ws, callSid, streamSid) {
+    Object.assign(this, { ws, callSid, streamSid });
+    this.frames = []; // the whole call, 20 ms each
+    this.base = 0; // the first frame no final has covered
+    this.streamBase = 0;
+    this.sent = 0;
+    this.pending = []; // speech frames RTZR has not answered (stream ms at their end)
+    this.pendingSince = null;
+    this.heldFinals = []; // [endFrame, text] waiting for the audio after them
+    this.history = [{ role: "system", content: SYSTEM }];
+    this.busy = false;
+    this.queued = [];
+    this.heldText = [];
+    this.marks = new Set();
+    this.sending = 0;
+    this.markCount = 0;
+    this.clearedOnce = false;
+    this.ended = false;
+    this.reply = null; // { abort: AbortController, done: Promise }
+    this.newAudio = null;
+    this.lastResult = Date.now();
+    this.turns = 0;
+  }
+
+  // -------------------------------------------------------- to Twilio
+  send(event, body = {}) {
+    if (this.ended && BUG !== "send-after-close" && BUG !== "silent-send-after-close") return;
+    const message = { event, ...(BUG === "no-stream-sid" ? {} : { streamSid: this.streamSid }), ...body };
+    const data = BUG === "binary-media" && event === "media" ? Buffer.from(body.media.payload, "base64") : JSON.stringify(message);
+    if (BUG === "send-after-close") {
+      this.ws.send(data, (err) => err && console.error(`call ${this.callSid}: send failed`, err));
+    } else {
+      this.ws.send(data); // on a closed socket `ws` drops it without a word (the correct handler never gets here)
+    }
+  }
+
+  async speak(text, signal) {
+    this.sending++;
+    try {
+      const resp = await fetch(`${TTS}/audio/speech`, {
+        method: "POST", signal, headers: { ...AUTH, "Content-Type": "application/json" },
+        body: JSON.stringify({ model: "tts-1", voice: "alloy", input: text, response_format: "pcm" }),
+      });
+      if (!resp.ok) throw new Error(`TTS answered ${resp.status}`);
+      const down = new Downsampler();
+      let left = Buffer.alloc(0);
+      for await (const chunk of resp.body) {
+        const data = Buffer.concat([left, Buffer.from(chunk)]);
+        const whole = data.length - (data.length % 2);
+        left = data.subarray(whole);
+        const samples = [];
+        for (let i = 0; i < whole; i += 2) samples.push(data.readInt16LE(i));
+        const out = BUG === "wrong-sample-rate" ? samples : down.push(samples);
+        if (out.length) this.send("media", { media: { payload: Buffer.from(out.map(pcmToUlaw)).toString("base64") } });
+      }
+    } finally {
+      this.sending--;
+    }
+    const name = `mk${++this.markCount}`;
+    this.marks.add(name);
+    this.send("mark", { mark: { name } });
+  }
+
+  // -------------------------------------------------------- replies
+  ask(messages) {
+    if (!messages) return;
+    const abort = new AbortController();
+    this.reply = { abort, done: this.answer(messages, abort.signal) };
+  }
+
+  async answer(messages, signal) {
+    while (messages && !signal.aborted) {
+      let said = "";
+      try {
+        said = await this.generate(messages, signal);
+      } catch (err) {
+        if (signal.aborted) return;
+        console.error(`call ${this.callSid}: reply failed`, err);
+        try { await this.speak("죄송합니다. 다시 한 번 말씀해 주세요.", signal); } catch { return; }
+      }
+      if (BUG === "state-race" || BUG === "swallowed-race") {
+        try {
+          calls[this.callSid].turns += 1; // the report's failure 3: TypeError once the call is gone
+        } catch (err) {
+          if (BUG === "state-race") console.error(`call ${this.callSid}: reply bookkeeping failed`, err);
+        }
+      }
+      if (signal.aborted) return;
+      messages = this.replied(said);
+    }
+  }
+
+  async generate(messages, signal) {
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const resp = await fetch(`${LLM}/chat/completions`, {
+        method: "POST", signal, headers: { ...AUTH, "Content-Type": "application/json" },
+        body: JSON.stringify({ model: "gpt-4o-mini", messages, stream: true }),
+      });
+      if (resp.status >= 500 && attempt === 0) {
+        console.log(`call ${this.callSid}: LLM answered ${resp.status}, retrying`);
+        continue;
+      }
+      if (!resp.ok) throw new Error(`LLM answered ${resp.status}`);
+      let text = "", buffer = "", lines = "";
+      const decoder = new TextDecoder();
+      for await (const chunk of resp.body) {
+        lines += decoder.decode(chunk, { stream: true });
+        const parts = lines.split("\n");
+        lines = parts.pop();
+        for (const line of parts) {
+          if (!line.startsWith("data: ") || line.trim() === "data: [DONE]") continue;
+          const choice = (JSON.parse(line.slice(6)).choices || [{}])[0] || {};
+          const delta = (choice.delta || {}).content || "";
+          text += delta;
+          buffer += delta;
+          const sentences = buffer.split(/(?<=[.?!])\s+/);
+          buffer = sentences.pop();
+          for (const sentence of sentences) if (sentence.trim()) await this.speak(sentence, signal);
+        }
+      }
+      if (buffer.trim()) await this.speak(buffer.trim(), signal);
+      return text;
+    }
+    return "";
+  }
+
+  final(text, talksOn) {
+    console.log(`call ${this.callSid}: final ${JSON.stringify(text)}${talksOn ? " (caller talks on)" : ""}`);
+    if (this.ended) return;
+    if (talksOn) { this.heldText.push(text); return; }
+    const all = [...this.heldText, text].join(" ");
+    this.heldText = [];
+    if (this.busy) {
+      if (BUG !== "drops-queued-final") this.queued.push(all);
+      return;
+    }
+    this.ask(this.askWith(all));
+  }
+
+  askWith(text) {
+    this.history.push({ role: "user", content: text });
+    this.busy = true;
+    return this.history.map((m) => ({ ...m }));
+  }
+
+  replied(text) {
+    if (text.trim()) this.history.push({ role: "assistant", content: text.trim() });
+    this.busy = false;
+    if (this.queued.length && !this.ended) {
+      const next = this.queued.join(" ");
+      this.queued = [];
+      return this.askWith(next);
+    }
+    return null;
+  }
+
+  bargesIn(partial) {
+    if (BUG === "one-early-clear") {
+      const first = !this.clearedOnce;
+      this.clearedOnce = true;
+      return first;
+    }
+    return partial.trim() !== "" && (this.marks.size > 0 || this.sending > 0);
+  }
+
+  clear() {
+    this.marks.clear();
+    if (this.reply && this.busy) {
+      this.reply.abort.abort();
+      this.ask(this.replied(""));
+    }
+    this.send("clear");
+  }
+
+  // -------------------------------------------------------- recognition
+  addFrame(frame) {
+    this.frames.push(frame);
+    this.releaseHeld(false, false);
+    if (this.newAudio) this.newAudio();
+  }
+
+  releaseHeld(anotherFinal, finishing) {
+    while (this.heldFinals.length) {
+      const [end, text] = this.heldFinals[0];
+      const probe = this.frames.slice(end + 100 / FRAME_MS, end + 300 / FRAME_MS);
+      let talksOn;
+      if (anotherFinal || BUG === "answers-mid-utterance") talksOn = anotherFinal && BUG !== "answers-mid-utterance";
+      else if (probe.some(isSpeech)) talksOn = true;
+      else if (probe.length >= 200 / FRAME_MS || finishing) talksOn = false;
+      else return; // the audio that tells has not come yet
+      this.heldFinals.shift();
+      this.final(text, talksOn);
+    }
+  }
+
+  onResult(result) {
+    this.lastResult = Date.now();
+    const reach = (result.start_at || 0) + (result.final ? result.duration || 0 : 0);
+    this.pending = this.pending.filter((end) => end > reach);
+    this.pendingSince = this.pending.length ? Date.now() : null;
+    const text = ((result.alternatives || [{}])[0] || {}).text || "";
+    if (!result.final) {
+      if (this.bargesIn(text)) this.clear();
+      this.releaseHeld(false, false);
+      return;
+    }
+    const endFrame = this.streamBase + Math.floor(((result.start_at || 0) + (result.duration || 0)) / FRAME_MS);
+    this.base = Math.max(this.base, Math.min(endFrame, this.frames.length));
+    this.releaseHeld(true, false);
+    if (text.trim()) this.heldFinals.push([endFrame, text.trim()]);
+    this.releaseHeld(false, false);
+  }
+
+  async token() {
+    for (let attempt = 0; attempt < 8; attempt++) {
+      try {
+        const [id, secret] = [process.env.RTZR_CLIENT_ID, process.env.RTZR_CLIENT_SECRET];
+        if (id === undefined || secret === undefined) throw new TypeError("RTZR credentials are not set");
+        const resp = await fetch(`${RTZR}/v1/authenticate`, {
+          method: "POST", body: new URLSearchParams({ client_id: id, client_secret: secret }),
+        });
+        if ([400, 401, 403].includes(resp.status)) throw Object.assign(new Error(`token refused (${resp.status})`), { refused: true });
+        if (resp.ok) return (await resp.json()).access_token;
+        console.log(`call ${this.callSid}: RTZR token endpoint answered ${resp.status}, retrying`);
+      } catch (err) {
+        if (err.refused || err instanceof TypeError && err.message.startsWith("RTZR credentials")) throw err;
+        console.log(`call ${this.callSid}: RTZR token endpoint unreachable (${err.message}), retrying`);
+      }
+      await sleep(Math.min(2000, 100 * 2 ** attempt));
+    }
+    throw Object.assign(new Error("no RTZR token"), { refused: true });
+  }
+
+  connect(token) {
+    const url = RTZR.replace(/^http/, "ws") + "/v1/transcribe:streaming?sample_rate=8000&encoding=MULAW&use_itn=true";
+    return new Promise((resolve, reject) => {
+      const rtzr = new WebSocket(url, { headers: { Authorization: `Bearer ${token}` } });
+      rtzr.once("open", () => resolve(rtzr));
+      rtzr.once("unexpected-response", (req, res) => { rtzr.terminate(); reject(Object.assign(new Error(`RTZR answered ${res.statusCode}`), { status: res.statusCode })); });
+      rtzr.once("error", reject);
+    });
+  }
+
+  async recognize() {
+    let refusals = 0, giveUpAt = null;
+    for (;;) {
+      const token = await this.token();
+      let rtzr;
+      try {
+        rtzr = await this.connect(token);
+      } catch (err) {
+        if (err.status === 401 && ++refusals < 2) continue;
+        if (err.status) throw Object.assign(err, { refused: true });
+        throw err;
+      }
+      const how = await this.converse(rtzr);
+      console.log(`call ${this.callSid}: RTZR stream ${how}`);
+      if (how === "finished" || how === "handler closed" || (how === "closed" && BUG === "no-reconnect")) return;
+      if (this.ended) {
+        giveUpAt = giveUpAt || Date.now() + EOS_WAIT_MS;
+        if (Date.now() > giveUpAt) return;
+      }
+    }
+  }
+
+  converse(rtzr) {
+    this.streamBase = BUG === "resends-finalized-audio" ? 0 : this.base;
+    this.sent = 0;
+    this.pending = [];
+    this.pendingSince = null;
+    return new Promise((resolve) => {
+      let how = null, eosAt = null;
+      const done = (why) => { if (!how) { how = why; clearInterval(ticker); this.newAudio = null; } };
+      const pump = () => {
+        if (how || rtzr.readyState !== WebSocket.OPEN) return;
+        const frames = this.frames.slice(this.streamBase + this.sent);
+        for (const frame of frames) {
+          rtzr.send(frame);
+          this.sent++;
+          if (isSpeech(frame)) {
+            this.pending.push(this.sent * FRAME_MS);
+            if (this.pendingSince === null) this.pendingSince = Date.now();
+          }
+        }
+        const unanswered = this.pending.length * FRAME_MS;
+        if (BUG !== "no-stall-watchdog" && unanswered >= 100 && this.pendingSince !== null && Date.now() - this.pendingSince >= STALL_MS) {
+          console.log(`call ${this.callSid}: RTZR stalled, reconnecting`);
+          done("stalled");
+          rtzr.close();
+          return;
+        }
+        if (this.ended && eosAt === null && BUG !== "leaves-rtzr-open") {
+          this.releaseHeld(false, true);
+          rtzr.send("EOS");
+          eosAt = Date.now();
+        }
+        if (eosAt !== null && Date.now() - eosAt > EOS_WAIT_MS) {
+          done("finished");
+          rtzr.close();
+        }
+      };
+      const ticker = setInterval(pump, 250);
+      this.newAudio = pump;
+      rtzr.on("message", (data) => {
+        const result = JSON.parse(data.toString());
+        this.onResult(result);
+        if (result.final && BUG === "closes-after-first-final" && !this.ended && !how) {
+          done("handler closed");
+          rtzr.send("EOS");
+        }
+      });
+      rtzr.on("close", (code) => {
+        done(this.ended && code === 1000 ? "finished" : "closed");
+        resolve(how);
+      });
+      rtzr.on("error", () => {});
+      pump();
+    });
+  }
+
+  async recognizeOrRefuse() {
+    try {
+      await this.recognize();
+    } catch (err) {
+      if (!err.refused) { // not a refusal: nobody planned for it
+        console.error(`call ${this.callSid}: recognizer failed`, err);
+        this.ended = true;
+        this.ws.close(1011);
+        return;
+      }
+      console.error(`call ${this.callSid}: speech recognition unavailable`, err);
+      if (BUG !== "silent-refusal") {
+        await this.speak(APOLOGY, undefined);
+        const deadline = Date.now() + 15000;
+        while (this.marks.size && Date.now() < deadline && !this.ended) await sleep(50); // until the apology's mark echoes
+      }
+      this.ended = true;
+      this.ws.close(1000);
+    }
+  }
+
+  hangUp() {
+    console.log(`call ${this.callSid}: hung up`);
+    this.ended = true;
+    clearInterval(this.quietTimer);
+    if (BUG === "state-race" || BUG === "swallowed-race") delete calls[this.callSid]; // the state goes, the reply runs on
+    else if (this.reply && !["reply-outlives-call", "send-after-close", "silent-send-after-close"].includes(BUG)) this.reply.abort.abort();
+    if (this.newAudio) this.newAudio();
+  }
+
+  start() {
+    this.recognizer = this.recognizeOrRefuse();
+    this.quietTimer = setInterval(() => {
+      if (this.heldText.length && !this.busy && Date.now() - this.lastResult > 3000) {
+        const text = this.heldText.join(" ");
+        this.heldText = [];
+        this.ask(this.askWith(text));
+      }
+    }, 500);
+  }
+}
+
+// ------------------------------------------------------------------ the server
+const port = Number((process.argv.indexOf("--port") > 0 && process.argv[process.argv.indexOf("--port") + 1]) || process.env.PORT || 8080);
+const server = new WebSocketServer({ host: "127.0.0.1", port, path: "/media", maxPayload: 1 << 20 });
+server.on("connection", (ws) => {
+  let call = null;
+  ws.on("message", (data, isBinary) => {
+    if (isBinary) return;
+    const message = JSON.parse(data.toString());
+    if (message.event === "start") {
+      call = calls[message.start.callSid] = new Call(ws, message.start.callSid, message.start.streamSid);
+      console.log(`call ${call.callSid}: started`);
+      call.start();
+    } else if (message.event === "media" && call) {
+      call.addFrame(Buffer.from(message.media.payload, "base64"));
+    } else if (message.event === "mark" && call) {
+      call.marks.delete(message.mark.name);
+    } else if (message.event === "stop" && call && !call.ended) {
+      call.hangUp();
+    }
+  });
+  ws.on("close", async () => {
+    if (!call) return;
+    if (!call.ended) call.hangUp();
+    await call.recognizer;
+    if (BUG !== "state-race" && BUG !== "swallowed-race") delete calls[call.callSid];
+    console.log(`call ${call.callSid}: ended`);
+  });
+});
+server.on("listening", () => console.log(`listening on ws://127.0.0.1:${port}/media${BUG ? ` (mutant ${BUG})` : ""}`));

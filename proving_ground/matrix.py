@@ -1,0 +1,169 @@
+"""The proving ground: every reference handler, correct and with each bug put back, judged by the harness.
+
+    python -m proving_ground.matrix                 # run it all, print the table
+    python -m proving_ground.matrix --write README.md   # put the table into the README
+    python -m proving_ground.matrix --check README.md   # exit 1 if the README's table says otherwise
+
+A correct handler must pass every bundled call (no false alarm): at ``fast`` pace, and the calls whose
+verdict depends on audio taking time to play at the pace they need (``TIMED``). Each mutant must be
+failed by the check named for its bug (``mutants.MUTANTS``), with a message naming the failure. The
+runs go through ``harness run --cmd``'s own code (``CommandTarget``), a few at once, each with its own fakes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from examples import readme_tables
+from harness.cli import parse_pace
+from harness.fixture import bundled_calls, discover, load_call
+from harness.runner import FixtureRun, run_target
+from harness.targets import CommandTarget
+
+from .mutants import CHECKS_WITHOUT_A_MUTANT, HANDLERS, MUTANTS, Mutant, ReferenceHandler
+
+TIMED = {"barge-in": "realtime", "failure4-hangup-while-tts-streams": "x4", "failure1-credentials-refused": "x4"}
+AT_ONCE = 3  # handler runs in parallel (each a process of its own with its own fakes)
+BEGIN, END = "<!-- proving-ground:begin -->", "<!-- proving-ground:end -->"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    handler: str
+    mutant: str  # "" for the correct handler
+    pace: str
+    runs: tuple[FixtureRun, ...]
+
+    def failed(self, run: FixtureRun) -> dict[str, str]:
+        return {c.name: c.message for c in run.checks if not c.ok}
+
+
+async def run_one(handler: ReferenceHandler, fixtures: list[str], pace: str, mutant: str = "") -> Outcome:
+    command = (f"MUTANT={mutant} " if mutant else "") + handler.command
+    target = CommandTarget(command, path=handler.path, ready_timeout=60)
+    calls = [load_call(bundled_calls() / name) for name in fixtures]
+    runs = await run_target(target, calls, pace=parse_pace(pace))
+    return Outcome(handler.name, mutant, pace, tuple(runs))
+
+
+def plan(handlers: tuple[ReferenceHandler, ...], mutants: tuple[Mutant, ...] = MUTANTS) -> list[tuple]:
+    """Every run: (handler, fixtures, pace, mutant)."""
+    every = [p.name for p in discover(bundled_calls())]
+    runs = []
+    for handler in handlers:
+        runs.append((handler, every, "fast", ""))
+        for fixture, pace in TIMED.items():
+            runs.append((handler, [fixture], pace, ""))
+        runs += [(handler, [m.fixture], m.pace, m.name) for m in mutants]
+    return runs
+
+
+async def run_all(handlers: tuple[ReferenceHandler, ...] = HANDLERS, mutants: tuple[Mutant, ...] = MUTANTS,
+                  at_once: int = AT_ONCE, progress=lambda text: None) -> list[Outcome]:
+    gate = asyncio.Semaphore(at_once)
+    todo = plan(handlers, mutants)
+    done = 0
+
+    async def one(args) -> Outcome:
+        nonlocal done
+        async with gate:
+            outcome = await run_one(*args)
+        done += 1
+        progress(f"[{done}/{len(todo)}] {outcome.handler} {outcome.mutant or 'correct'} ({outcome.pace})")
+        return outcome
+
+    return list(await asyncio.gather(*(one(args) for args in todo)))
+
+
+def verdicts(outcomes: list[Outcome]) -> tuple[dict[tuple[str, str], str], dict[str, list[str]]]:
+    """(mutant, handler) -> cell, and handler -> its false alarms (correct runs that failed)."""
+    cells: dict[tuple[str, str], str] = {}
+    alarms: dict[str, list[str]] = {}
+    by_name = {m.name: m for m in MUTANTS}
+    for o in outcomes:
+        if not o.mutant:
+            alarms.setdefault(o.handler, [])
+            for run in o.runs:
+                for name, message in o.failed(run).items():
+                    alarms[o.handler].append(f"{run.fixture.name} ({o.pace}): {name}: {message.splitlines()[0]}")
+            continue
+        mutant = by_name[o.mutant]
+        failed = o.failed(o.runs[0]) if o.runs else {}
+        if mutant.check in failed and mutant.says in failed[mutant.check]:
+            cells[(o.mutant, o.handler)] = "caught"
+        elif mutant.check in failed:
+            cells[(o.mutant, o.handler)] = f"caught, but the message does not say {mutant.says!r}"
+        else:
+            cells[(o.mutant, o.handler)] = "MISSED" + (f" (failed: {', '.join(failed)})" if failed else "")
+    return cells, alarms
+
+
+def markdown(outcomes: list[Outcome], handlers: tuple[ReferenceHandler, ...] = HANDLERS) -> str:
+    cells, alarms = verdicts(outcomes)
+    names = [h.name for h in handlers]
+    lines = ["| bug put back (`MUTANT=`) | call, pace | must fail | " + " | ".join(names) + " |",
+             "|---" * (3 + len(names)) + "|"]
+    for m in MUTANTS:
+        lines.append(f"| `{m.name}`: {m.bug} | `{m.fixture}`, {m.pace} | `{m.check}` | "
+                     + " | ".join(cells.get((m.name, n), "-") for n in names) + " |")
+    lines.append("| **the correct handler**: false alarms | every bundled call fast, " + ", ".join(
+        f"`{f}` {p}" for f, p in TIMED.items()) + " | none | " + " | ".join(
+        f"{len(alarms.get(n, []))} of {sum(len(o.runs) for o in outcomes if o.handler == n and not o.mutant)} calls"
+        for n in names) + " |")
+    caught = sum(v == "caught" for v in cells.values())
+    lines.append("")
+    lines.append(f"{caught} of {len(MUTANTS) * len(names)} mutants caught by their check; "
+                 f"{sum(len(a) for a in alarms.values())} false alarms. Checks with no mutant: "
+                 + "; ".join(f"`{c}` ({why})" for c, why in CHECKS_WITHOUT_A_MUTANT.items()) + ".")
+    return "\n".join(lines)
+
+
+def readme_table(readme: Path) -> str:
+    return readme_tables.read(readme, BEGIN, END)
+
+
+def explain(outcomes: list[Outcome]) -> str:
+    """Why each cell that is not "caught", and each false alarm, is what it is."""
+    cells, alarms = verdicts(outcomes)
+    out = [f"{h}: false alarm: {a}" for h, found in alarms.items() for a in found]
+    for o in outcomes:
+        if o.mutant and cells.get((o.mutant, o.handler)) != "caught" and o.runs:
+            run = o.runs[0]
+            out.append(f"{o.handler} {o.mutant}: {cells.get((o.mutant, o.handler))}\n" + "\n".join(
+                f"  {c.name}: {c.status}: {c.message}" for c in run.checks))
+    return "\n".join(out)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", type=Path, metavar="README")
+    parser.add_argument("--write", type=Path, metavar="README")
+    parser.add_argument("--handler", action="append", help="only these handlers (by name)")
+    parser.add_argument("--mutant", action="append", help="only these mutants")
+    args = parser.parse_args()
+    handlers = tuple(h for h in HANDLERS if not args.handler or h.name in args.handler)
+    mutants = tuple(m for m in MUTANTS if not args.mutant or m.name in args.mutant)
+    missing = [f"{h.name}: {h.available()}" for h in handlers if h.available()]
+    if missing:
+        print("cannot run: " + "; ".join(missing), file=sys.stderr)
+        return 2
+    outcomes = asyncio.run(run_all(handlers, mutants, progress=lambda t: print(t, flush=True)))
+    measured = markdown(outcomes, handlers)
+    print(measured)
+    why = explain(outcomes)
+    if why:
+        print("\n" + why, file=sys.stderr)
+    if args.write:
+        readme_tables.write(args.write, BEGIN, END, measured)
+    if args.check and readme_table(args.check) != measured:
+        print(f"\n{args.check} says otherwise:\n{readme_table(args.check)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

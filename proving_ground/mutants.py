@@ -1,0 +1,111 @@
+"""The proving ground's catalogue: the reference handlers, the bugs that can be put back into each, and
+which check must catch each bug on which bundled call.
+
+A bug class is named for what the caller or the real service would see go wrong. Each is put back by
+``MUTANT=<name>`` into every reference handler, in its own style (a failed send raises in Python's
+``websockets``, is silently dropped by Node's ``ws``; a Flask handler's threads race differently from
+an asyncio one's), and must be failed by the check named here, with a message naming the failure.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+HANDLERS_DIR = Path(__file__).resolve().parent / "handlers"
+NODE_DIR = HANDLERS_DIR / "node_handler"
+
+
+@dataclass(frozen=True)
+class ReferenceHandler:
+    name: str  # the column in the README's table
+    style: str
+    command: str  # ``harness run --cmd``: {port} filled in
+    path: str = "/media"
+
+    def available(self) -> str | None:
+        """Why this handler cannot run here (None: it can); the Node handler's packages are installed from its
+        lock file (``npm ci``) the first time they are missing."""
+        if self.name != "node ws":
+            return None
+        if shutil.which("node") is None:
+            return "node is not installed (apt-get install nodejs npm)"
+        if not (NODE_DIR / "node_modules" / "ws").exists():
+            if shutil.which("npm") is None:
+                return "its npm packages are not installed, and npm is not either (apt-get install npm)"
+            done = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=NODE_DIR, capture_output=True, text=True,
+                                  timeout=300)
+            if done.returncode != 0:
+                return f"npm ci in {NODE_DIR} failed: {(done.stderr or done.stdout).strip()[-300:]}"
+        return None
+
+
+PY = sys.executable
+HANDLERS = (
+    ReferenceHandler("websockets", "asyncio, a plain websockets server and client, aiohttp for HTTP",
+                     f"{PY} {HANDLERS_DIR / 'websockets_handler.py'} --port {{port}}"),
+    ReferenceHandler("flask-sock", "synchronous Flask + flask-sock, a thread per call as Twilio's Python sample is "
+                     "written, requests and websockets' sync client",
+                     f"{PY} {HANDLERS_DIR / 'flask_handler.py'} --port {{port}}"),
+    ReferenceHandler("node ws", "Node.js, the ws package for both sockets, fetch for HTTP, console logging",
+                     f"node {HANDLERS_DIR / 'node_handler' / 'server.js'} --port {{port}}"),
+)
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str  # MUTANT=<name>
+    check: str  # the check that must fail
+    fixture: str  # the bundled call that shows it
+    pace: str  # harness run --pace
+    bug: str  # what was put back, in a line
+    says: str  # a word the failure's message must hold (the failure named)
+
+
+MUTANTS = (
+    Mutant("no-credential-check", "refuses_without_credentials", "failure1-credentials-missing", "fast",
+           "starts without its RTZR credentials, takes the call, hangs up without a word", "failure 1"),
+    Mutant("silent-refusal", "refuses_without_credentials", "failure1-credentials-refused", "fast",
+           "RTZR refuses its credentials: ends the call without telling the caller", "failure 1"),
+    Mutant("no-reconnect", "recognition_continues", "failure2-recognizer-closes-1000", "fast",
+           "RTZR closes the stream (1000) after the first final: never opens another", "failure 2"),
+    Mutant("closes-after-first-final", "recognition_continues", "seed-three-turns", "fast",
+           "ends its own stream (EOS) after the first final, never opens another", "by the handler"),
+    Mutant("no-stall-watchdog", "recognition_continues", "recognizer-stalls", "fast",
+           "does not notice a stream that stalls (open, silent)", "stalled"),
+    Mutant("resends-finalized-audio", "finals_to_llm_once", "failure2-recognizer-closes-1000", "fast",
+           "after a reconnect, resends the whole call: the first utterance is recognised and asked again", "times"),
+    Mutant("drops-queued-final", "finals_to_llm_once", "rapid-back-to-back", "x2",
+           "a final that comes while the LLM is answering is dropped", "never reached"),
+    Mutant("answers-mid-utterance", "expectations", "long-utterance", "fast",
+           "answers RTZR's final cut at max_utter_duration while the caller talks on", "still talking"),
+    Mutant("reply-outlives-call", "upstream_closed_after_hangup", "failure3-hangup-while-llm-generates", "fast",
+           "the reply is not cancelled at the hang-up: its LLM request stays open", "failure 3"),
+    Mutant("state-race", "no_errors", "failure4-hangup-while-tts-streams", "x4",
+           "the call's state is dropped at the hang-up while its reply runs on (KeyError / TypeError)", "rror"),
+    Mutant("swallowed-race", "upstream_closed_after_hangup", "failure4-hangup-while-tts-streams", "x4",
+           "the same race, its error swallowed: the TTS is read on for a call that has ended", "failure 3"),
+    Mutant("send-after-close", "stops_sending_after_hangup", "failure4-hangup-while-tts-streams", "x4",
+           "streams TTS audio after the hang-up; each failed send is logged", "failure 4"),
+    Mutant("silent-send-after-close", "stops_sending_after_hangup", "failure4-hangup-while-tts-streams", "x4",
+           "streams TTS audio after the hang-up; failed sends vanish without an error", "failure 4"),
+    Mutant("leaves-rtzr-open", "upstream_closed_after_hangup", "seed-three-turns", "fast",
+           "never closes its RTZR stream after the hang-up", "still open"),
+    Mutant("no-stream-sid", "twilio_messages", "seed-three-turns", "fast",
+           "sends media and marks without the streamSid", "streamSid"),
+    Mutant("binary-media", "twilio_messages", "seed-three-turns", "fast",
+           "sends the bot's audio as binary frames", "binary"),
+    Mutant("wrong-sample-rate", "bot_audio_rate", "seed-three-turns", "fast",
+           "sends the TTS's 24 kHz audio as if it were 8 kHz", "sample rate"),
+    Mutant("one-early-clear", "barge_in", "barge-in", "realtime",
+           "clears playback once, before its first reply, and never when the caller talks over it", "talked over"),
+)
+
+CHECKS_WITHOUT_A_MUTANT = {
+    "finals_persisted": "only aicall's store is readable; guarded by tests/harness/test_checks.py and the timeline properties",
+    "replies_in_order": "no natural bug of these handlers reorders replies; guarded by the timeline properties "
+                        "(tests/harness/test_checks_properties.py)",
+}
