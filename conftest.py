@@ -30,7 +30,10 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Hypothesis tests get the suite's timeout (120 s) times the profile's scale, unless they set their own."""
+    """The tests that read the suite's long runs go last, so the runs (started when the session is collected,
+    tests/conftest.py) go on beside everything else; hypothesis tests get the suite's timeout (120 s) times the
+    profile's scale, unless they set their own."""
+    items.sort(key=lambda item: item.get_closest_marker("long_run") is not None)  # stable: the rest keep their order
     if SCALE.get(PROFILE, 1.0) <= 1.0:
         return
     for item in items:

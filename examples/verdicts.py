@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import json
+import signal
 import subprocess
 import sys
 import tempfile
@@ -45,13 +46,27 @@ HANDLERS = (
 )
 
 
+RUNNING: set[subprocess.Popen] = set()  # the harness runs under way (``interrupt`` ends them)
+
+
+def interrupt() -> None:
+    """Ctrl-C every harness run under way: each stops the handler it launched, and exits."""
+    for proc in list(RUNNING):
+        proc.send_signal(signal.SIGINT)
+
+
 def run_one(handler: HandlerRun, report_dir: Path) -> dict[str, str]:
     """fixture -> verdict cell (``pass`` or ``FAIL: check, check``), from the run's report.json."""
-    done = subprocess.run([sys.executable, "-m", "harness.cli", "run", *handler.args, "--report-dir", str(report_dir)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=1200)
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", *handler.args, "--report-dir", str(report_dir)],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    RUNNING.add(proc)
+    try:
+        stdout, stderr = proc.communicate(timeout=1200)
+    finally:
+        RUNNING.discard(proc)
     report = report_dir / "report.json"
-    if done.returncode not in (0, 1) or not report.exists():
-        raise RuntimeError(f"{handler.column}: harness exited {done.returncode}:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    if proc.returncode not in (0, 1) or not report.exists():
+        raise RuntimeError(f"{handler.column}: harness exited {proc.returncode}:\n{stdout[-2000:]}\n{stderr[-2000:]}")
     runs = json.loads(report.read_text(encoding="utf-8"))["runs"]
     for run in runs:  # why each failure failed, for whoever reads a mismatch (a failing run's reason is kept)
         why = "\n".join(f"{c['name']}: {c['message']}\n" + "\n".join(c.get("why", []))

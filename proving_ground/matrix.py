@@ -3,6 +3,7 @@
     python -m proving_ground.matrix                 # run it all, print the table
     python -m proving_ground.matrix --write README.md   # put the table into the README
     python -m proving_ground.matrix --check README.md   # exit 1 if the README's table says otherwise
+    python -m proving_ground.matrix --json out.json     # every verdict, for the suite (tests/proving_ground)
 
 A correct handler must pass every bundled call (no false alarm): at ``fast`` pace, and the calls whose
 verdict depends on audio taking time to play at the pace they need (``TIMED``). Each mutant must be
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,14 +34,44 @@ BEGIN, END = "<!-- proving-ground:begin -->", "<!-- proving-ground:end -->"
 
 
 @dataclass(frozen=True)
+class Verdict:
+    """One call's verdict: every check's (name, status, message)."""
+
+    fixture: str
+    checks: tuple[tuple[str, str, str], ...]
+
+    @classmethod
+    def of(cls, run: FixtureRun) -> "Verdict":
+        return cls(run.fixture.name, tuple((c.name, c.status, c.message) for c in run.checks))
+
+    @property
+    def failed(self) -> dict[str, str]:
+        return {name: message for name, status, message in self.checks if status == "failed"}
+
+
+@dataclass(frozen=True)
 class Outcome:
     handler: str
     mutant: str  # "" for the correct handler
     pace: str
-    runs: tuple[FixtureRun, ...]
+    runs: tuple[Verdict, ...]
 
-    def failed(self, run: FixtureRun) -> dict[str, str]:
-        return {c.name: c.message for c in run.checks if not c.ok}
+    def as_json(self) -> dict:
+        return {"handler": self.handler, "mutant": self.mutant, "pace": self.pace,
+                "runs": [{"fixture": v.fixture, "checks": [list(c) for c in v.checks]} for v in self.runs]}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Outcome":
+        return cls(data["handler"], data["mutant"], data["pace"],
+                   tuple(Verdict(r["fixture"], tuple(tuple(c) for c in r["checks"])) for r in data["runs"]))
+
+
+def save(outcomes: list[Outcome], path: Path) -> None:
+    path.write_text(json.dumps([o.as_json() for o in outcomes], ensure_ascii=False), encoding="utf-8")
+
+
+def load(path: Path) -> list[Outcome]:
+    return [Outcome.from_json(o) for o in json.loads(path.read_text(encoding="utf-8"))]
 
 
 async def run_one(handler: ReferenceHandler, fixtures: list[str], pace: str, mutant: str = "") -> Outcome:
@@ -47,7 +79,7 @@ async def run_one(handler: ReferenceHandler, fixtures: list[str], pace: str, mut
     target = CommandTarget(command, path=handler.path, ready_timeout=60)
     calls = [load_call(bundled_calls() / name) for name in fixtures]
     runs = await run_target(target, calls, pace=parse_pace(pace))
-    return Outcome(handler.name, mutant, pace, tuple(runs))
+    return Outcome(handler.name, mutant, pace, tuple(Verdict.of(r) for r in runs))
 
 
 def plan(handlers: tuple[ReferenceHandler, ...], mutants: tuple[Mutant, ...] = MUTANTS) -> list[tuple]:
@@ -88,11 +120,11 @@ def verdicts(outcomes: list[Outcome]) -> tuple[dict[tuple[str, str], str], dict[
         if not o.mutant:
             alarms.setdefault(o.handler, [])
             for run in o.runs:
-                for name, message in o.failed(run).items():
-                    alarms[o.handler].append(f"{run.fixture.name} ({o.pace}): {name}: {message.splitlines()[0]}")
+                for name, message in run.failed.items():
+                    alarms[o.handler].append(f"{run.fixture} ({o.pace}): {name}: {message.splitlines()[0]}")
             continue
         mutant = by_name[o.mutant]
-        failed = o.failed(o.runs[0]) if o.runs else {}
+        failed = o.runs[0].failed if o.runs else {}
         if mutant.check in failed and mutant.says in failed[mutant.check]:
             cells[(o.mutant, o.handler)] = "caught"
         elif mutant.check in failed:
@@ -134,7 +166,7 @@ def explain(outcomes: list[Outcome]) -> str:
         if o.mutant and cells.get((o.mutant, o.handler)) != "caught" and o.runs:
             run = o.runs[0]
             out.append(f"{o.handler} {o.mutant}: {cells.get((o.mutant, o.handler))}\n" + "\n".join(
-                f"  {c.name}: {c.status}: {c.message}" for c in run.checks))
+                f"  {name}: {status}: {message}" for name, status, message in run.checks))
     return "\n".join(out)
 
 
@@ -144,6 +176,7 @@ def main() -> int:
     parser.add_argument("--write", type=Path, metavar="README")
     parser.add_argument("--handler", action="append", help="only these handlers (by name)")
     parser.add_argument("--mutant", action="append", help="only these mutants")
+    parser.add_argument("--json", type=Path, metavar="FILE", help="also write every verdict here (for the suite)")
     args = parser.parse_args()
     handlers = tuple(h for h in HANDLERS if not args.handler or h.name in args.handler)
     mutants = tuple(m for m in MUTANTS if not args.mutant or m.name in args.mutant)
@@ -152,6 +185,8 @@ def main() -> int:
         print("cannot run: " + "; ".join(missing), file=sys.stderr)
         return 2
     outcomes = asyncio.run(run_all(handlers, mutants, progress=lambda t: print(t, flush=True)))
+    if args.json:
+        save(outcomes, args.json)
     measured = markdown(outcomes, handlers)
     print(measured)
     why = explain(outcomes)

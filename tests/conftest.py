@@ -1,4 +1,5 @@
-"""Fixtures the suite's long runs share (see tests/support/long_runs.py)."""
+"""The suite's long runs (tests/support/long_runs.py): started when the session is collected, for the tests
+marked ``long_run("examples")`` or ``long_run("matrix")`` that were selected, and shared by them."""
 
 from __future__ import annotations
 
@@ -6,14 +7,19 @@ import pytest
 
 from tests.support.long_runs import LongRuns
 
-LONG_TESTS = {"examples": "tests/examples/", "matrix": "tests/proving_ground/"}
+RUNS = LongRuns()
+
+
+def pytest_collection_finish(session):
+    """Start the long runs the selected tests read: they go on beside the rest of the suite."""
+    if not session.config.option.collectonly:
+        RUNS.start({m.args[0] for item in session.items for m in item.iter_markers("long_run")})
+
+
+def pytest_sessionfinish(session):
+    RUNS.close()
 
 
 @pytest.fixture(scope="session")
-def long_runs(request):
-    """Both long runs the session's selected tests need, started at once the first time either is asked for."""
-    runs = LongRuns()
-    selected = {item.nodeid for item in request.session.items}
-    runs.start({name for name, prefix in LONG_TESTS.items() if any(n.startswith(prefix) for n in selected)})
-    yield runs
-    runs.close()
+def long_runs():
+    return RUNS

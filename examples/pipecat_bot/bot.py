@@ -42,8 +42,10 @@ async def run_bot(transport, handle_sigint: bool) -> None:
     # pipecat's timer-based end of turn (silence after the VAD's stop, and a transcript) instead of its default
     # smart-turn model: on this caller's first utterance the model's verdict flips with where the VAD cut the audio
     # (probability 0.34 ending 100-150 ms after the last word, 0.79+ from 200 ms), so the call went one way or the
-    # other from run to run
-    turns = UserTurnStrategies(stop=[SpeechTimeoutUserTurnStopStrategy()])
+    # other from run to run. 0.3 s of silence, not the strategy's 0.6: with 0.6 the bot's first reply in `barge-in`
+    # began 0.1-0.2 s after the caller started talking over it, and whether any of it played before the bot stopped
+    # for them was luck too
+    turns = UserTurnStrategies(stop=[SpeechTimeoutUserTurnStopStrategy(user_speech_timeout=0.3)])
     aggregators = LLMContextAggregatorPair(context, user_params=LLMUserAggregatorParams(
         vad_analyzer=SileroVADAnalyzer(), user_turn_strategies=turns))
     pipeline = Pipeline([transport.input(), stt, aggregators.user(), llm, tts, transport.output(), aggregators.assistant()])

@@ -245,6 +245,7 @@ class Call:
     def converse(self, rtzr) -> str:
         eos_at = None
         while True:
+            ended = self.ended.is_set()  # read first: every frame that came before the hang-up is in what follows
             with self.lock:
                 frames = self.audio.next_frames()
             try:
@@ -260,7 +261,7 @@ class Call:
                 print(f"call {self.call_sid}: RTZR stalled, reconnecting", flush=True)
                 rtzr.close()
                 return "stalled"
-            if self.ended.is_set() and eos_at is None and BUG != "leaves-rtzr-open":
+            if ended and eos_at is None and BUG != "leaves-rtzr-open":
                 with self.lock:
                     finals = self.audio.release(finishing=True)
                 for final in finals:

@@ -241,6 +241,7 @@ class Call:
     async def _send_audio(self, rtzr) -> str:
         eos_sent: float | None = None
         while True:
+            ended = self.ended  # read first: the sends below yield, and frames may come (then the hang-up) meanwhile
             frames = self.audio.next_frames()
             for frame in frames:
                 await rtzr.send(frame)
@@ -249,7 +250,7 @@ class Call:
                 log.warning("call=%s rtzr stalled: reconnecting", self.call_sid)
                 await rtzr.close()
                 return "stalled"
-            if self.ended and eos_sent is None and BUG != "leaves-rtzr-open":
+            if ended and eos_sent is None and BUG != "leaves-rtzr-open":
                 for final in self.audio.release(finishing=True):
                     self.on_final(final)
                 await rtzr.send("EOS")

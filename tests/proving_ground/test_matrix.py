@@ -22,6 +22,7 @@ def test_every_handler_knows_every_mutant_of_the_catalogue():
     assert set(handlers_dir_mutants()) == {m.name for m in MUTANTS}
 
 
+@pytest.mark.long_run("matrix")
 @pytest.mark.timeout(900)
 def test_no_false_alarm_and_every_mutant_caught_by_its_check(long_runs):
     outcomes = long_runs.result("matrix", 880)
@@ -30,6 +31,7 @@ def test_no_false_alarm_and_every_mutant_caught_by_its_check(long_runs):
     assert len(cells) == len(MUTANTS) * len(HANDLERS)
 
 
+@pytest.mark.long_run("matrix")
 @pytest.mark.timeout(900)
 def test_the_readme_table_is_what_the_handlers_did(long_runs):
     measured, expected = markdown(long_runs.result("matrix", 880)), readme_table(README)
