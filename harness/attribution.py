@@ -31,7 +31,7 @@ class TurnTrace:
     start: Event | None = None  # speech_start
     end: Event | None = None  # speech_end (None: the caller hung up first)
     finals: list[Event] = field(default_factory=list)
-    request: Event | None = None  # the delivered LLM request that carried its words
+    request: Event | None = None  # the LLM request that carried its words (a failed one when none after it was answered)
     tts: list[int] = field(default_factory=list)  # the TTS requests that spoke that request's reply
     first_audio: Event | None = None  # the first media of its reply (by clock when no tone says)
     audio: list[Span] = field(default_factory=list)  # its reply's audio, as played
