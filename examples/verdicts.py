@@ -46,6 +46,7 @@ HANDLERS = (
 )
 
 
+RUN_TIMEOUT_S = 600  # one handler's whole run (they take 15-300 s)
 RUNNING: set[subprocess.Popen] = set()  # the harness runs under way (``interrupt`` ends them)
 
 
@@ -61,7 +62,12 @@ def run_one(handler: HandlerRun, report_dir: Path) -> dict[str, str]:
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     RUNNING.add(proc)
     try:
-        stdout, stderr = proc.communicate(timeout=1200)
+        stdout, stderr = proc.communicate(timeout=RUN_TIMEOUT_S)
+    except subprocess.TimeoutExpired:  # say which fixture it was on, not just that it took too long
+        proc.kill()
+        stdout, stderr = proc.communicate()
+        raise RuntimeError(f"{handler.column}: harness run still going after {RUN_TIMEOUT_S} s; it printed:\n"
+                           f"{stdout[-3000:]}\n{stderr[-3000:]}") from None
     finally:
         RUNNING.discard(proc)
     report = report_dir / "report.json"
