@@ -80,7 +80,8 @@ def parse_positive(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="harness", description="Replay recorded calls against a Twilio Media Streams handler.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="{run,load,fakes,make-fixture,record,locustfile}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser,
+                                metavar="{run,fuzz,load,fakes,make-fixture,record,locustfile}")
     run = sub.add_parser("run", help="replay fixtures against a handler (default: aicall in-process)",
                          description="Replay fixtures against a handler: aicall in-process (default), a command the "
                          "harness launches (--cmd), or a handler already running (--target).")
@@ -101,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "for no_errors (without it no_errors is skipped)")
     run.add_argument("--fake-ports", type=parse_ports, default=(0, 0, 0), metavar="R,L,T",
                      help="with --target: the fakes' ports RTZR,LLM,TTS (default: free ports, printed as export lines)")
+    _add_fuzz_parser(sub)
     _add_load_parser(sub)
     sub.add_parser("locustfile", help="print the path of the Locust file whose users are Twilio callers",
                    description="Print the path of harness/locustfile.py, for locust -f (pip install "
@@ -187,6 +189,71 @@ def _add_target_options(parser: argparse.ArgumentParser) -> None:
                         "(e.g. ws://127.0.0.1:{port}/media-stream)")
     parser.add_argument("--ready-timeout", type=parse_positive, default=READY_TIMEOUT_S, metavar="S",
                         help=f"how long the handler may take to listen (default {READY_TIMEOUT_S:g} s)")
+
+
+def parse_faults(text: str) -> tuple[str, ...]:
+    """``close,stall`` (or ``none``): the RTZR fault kinds a drawn call may have."""
+    from .strategies import FAULT_KINDS
+
+    kinds = () if text == "none" else tuple(k.strip() for k in text.split(",") if k.strip())
+    unknown = [k for k in kinds if k not in FAULT_KINDS]
+    if unknown or (not kinds and text != "none"):
+        raise argparse.ArgumentTypeError(f"fault kinds are none or a list of {', '.join(FAULT_KINDS)}; got {text!r}")
+    return kinds
+
+
+def parse_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number above 0, got {text!r}")
+    return value
+
+
+def _add_fuzz_parser(sub) -> None:
+    from .strategies import FAULT_KINDS
+
+    fuzz = sub.add_parser("fuzz", help="draw whole calls with hypothesis against a handler; shrink the first failure",
+                          description="Draw whole calls (utterances, pauses, RTZR faults, LLM and TTS timing, hang-ups, "
+                          "DTMF, barge-in) with hypothesis and replay each against a handler (aicall in-process by "
+                          "default, --cmd, --target), judged by every check. The first call that fails is shrunk to a "
+                          "small one and written as a fixture under REPORT_DIR/fuzz-failures/ that harness run replays.")
+    fuzz.add_argument("--examples", type=parse_count, default=50, metavar="N",
+                      help="calls to draw, at most (default 50; shrinking a failure replays more)")
+    fuzz.add_argument("--seed", type=int, help="draw the same calls again (default: a fresh seed, printed)")
+    fuzz.add_argument("--pace", type=parse_pace, default=None, metavar="realtime|fast|xN",
+                      help="default fast; a handler whose turn taking waits on wall-clock timers (pipecat) needs realtime")
+    fuzz.add_argument("--max-duration", type=parse_positive, metavar="S", help="at most this much caller audio a call")
+    fuzz.add_argument("--faults", type=parse_faults, default=FAULT_KINDS, metavar="KINDS",
+                      help=f"the RTZR fault kinds a call may have, or none (default all: {','.join(FAULT_KINDS)})")
+    fuzz.add_argument("--max-faults", type=int, default=2, metavar="N", help="faults a call may have (default 2)")
+    fuzz.add_argument("--max-utterances", type=parse_count, default=4, metavar="N",
+                      help="utterances a call may have (default 4)")
+    fuzz.add_argument("--no-barge-in", action="store_true", help="no caller talking over a long reply")
+    fuzz.add_argument("--no-hangups", action="store_true", help="every caller says everything (no early hang-up, no dropped line)")
+    fuzz.add_argument("--no-dtmf", action="store_true", help="no keypad presses")
+    fuzz.add_argument("--maximize", choices=("latency",), help="latency: steer the search toward the longest end of "
+                      "speech -> first bot audio of its reply (hypothesis's target()); the worst call is written too")
+    fuzz.add_argument("--shrink-limit", type=parse_count, default=150, metavar="N",
+                      help="new calls replayed while shrinking a failure, at most (default 150)")
+    fuzz.add_argument("--database", type=Path, default=Path(".hypothesis/harness-fuzz"), metavar="DIR",
+                      help="hypothesis's example database: a failure found once is tried first next time "
+                      "(default .hypothesis/harness-fuzz)")
+    fuzz.add_argument("--no-database", action="store_true", help="keep nothing between runs (CI)")
+    fuzz.add_argument("--workers", type=parse_count, default=1, metavar="N",
+                      help="N searches side by side, each with its own handler and fakes and its own seed "
+                      "(--examples shared among them); each shrinks what it finds")
+    fuzz.add_argument("--worker", help=argparse.SUPPRESS)  # K/N: one of --workers' searches (internal)
+    fuzz.add_argument("--json", type=Path, help=argparse.SUPPRESS)  # a worker's result, for its parent (internal)
+    fuzz.add_argument("--report-dir", type=Path, default=Path("harness-report"),
+                      help="fuzz.json, fuzz-junit.xml, fuzz-report.html and fuzz-failures/ go here (default harness-report/)")
+    fuzz.add_argument("--twilio-auth-token", metavar="TOKEN", help="sign the stream handshake with X-Twilio-Signature")
+    _add_target_options(fuzz)
+    fuzz.add_argument("--handler-log", type=Path, metavar="FILE", help="with --target: the handler's log file")
+    fuzz.add_argument("--fake-ports", type=parse_ports, default=(0, 0, 0), metavar="R,L,T",
+                      help="with --target: the fakes' ports RTZR,LLM,TTS (default: free ports, printed as export lines)")
 
 
 def _add_load_parser(sub) -> None:
@@ -439,6 +506,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return asyncio.run(_record(args, kinds))
             except KeyboardInterrupt:
                 return 0
+        if args.command == "fuzz":
+            from .fuzz_cli import fuzz_command
+
+            return fuzz_command(args, sys.argv[1:] if argv is None else list(argv))
         if args.command == "locustfile":
             print(Path(__file__).with_name("locustfile.py"))
             return 0

@@ -4,6 +4,16 @@
         handler = await start_my_handler(rtzr=fake_rtzr.base_url, llm=fake_llm.base_url, tts=fake_tts.base_url)
         run = await replay("fixtures/calls/failure2-recognizer-closes-1000", handler.media_url)
         assert run.ok, run.failures()
+
+Whole calls drawn by hypothesis (``harness.strategies.calls``) replay the same way::
+
+    @settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(call=calls(max_faults=1))
+    async def test_my_handler_takes_any_call(my_handler, replay, call):
+        run = await replay(call, my_handler.media_url)
+        assert run.ok, run.failures()
+
+(every replay starts from clean fakes, so the function-scoped fixtures serve every example.)
 """
 
 from __future__ import annotations
@@ -17,6 +27,7 @@ from .fake_llm import FakeLlm
 from .fake_tts import FakeTts
 from .fixture import load_call, resolve_fixture
 from .runner import ErrorLog, FixtureRun, replay as replay_fixture
+from .strategies import DrawnCall
 
 
 class ServedFake:
@@ -47,17 +58,22 @@ async def fake_tts() -> AsyncIterator[ServedFake]:
 
 
 @pytest_asyncio.fixture
-async def replay(fake_rtzr, fake_llm, fake_tts) -> Callable[..., Awaitable[FixtureRun]]:
-    """``await replay(fixture, media_ws_url, pace=None)``: play a fixture (a directory, or a bundled call's
-    name such as ``"failure2-recognizer-closes-1000"``) into your handler and judge it.
+async def replay(fake_rtzr, fake_llm, fake_tts, tmp_path_factory) -> Callable[..., Awaitable[FixtureRun]]:
+    """``await replay(fixture, media_ws_url, pace=None)``: play a fixture (a directory, a bundled call's
+    name such as ``"failure2-recognizer-closes-1000"``, or a call drawn by ``harness.strategies.calls``)
+    into your handler and judge it.
 
     For ``no_errors`` on an in-process handler, run it inside ``with ErrorLog() as errors`` and pass
     ``errors=errors`` (its logging records at ERROR and unretrieved task exceptions); otherwise that
     check is skipped."""
 
-    async def run(fixture_dir: str | Path, url: str, *, pace: float | None = None,
+    async def run(fixture: str | Path | DrawnCall, url: str, *, pace: float | None = None,
                   headers: dict[str, str] | None = None, errors: ErrorLog | None = None) -> FixtureRun:
-        return await replay_fixture(load_call(resolve_fixture(fixture_dir)), url, rtzr=fake_rtzr.backend, llm=fake_llm.fake,
-                                    tts=fake_tts.fake, pace=pace, headers=headers, errors=errors)
+        if isinstance(fixture, DrawnCall):
+            call = fixture.fixture(tmp_path_factory.mktemp("drawn") / fixture.name)
+        else:
+            call = load_call(resolve_fixture(fixture))
+        return await replay_fixture(call, url, rtzr=fake_rtzr.backend, llm=fake_llm.fake, tts=fake_tts.fake,
+                                    pace=pace, headers=headers, errors=errors)
 
     return run

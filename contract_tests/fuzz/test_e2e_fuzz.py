@@ -1,8 +1,9 @@
 """End-to-end fuzzing: whole generated calls against aicall, with the harness's checks as properties.
 
-Each scenario (see ``scenarios.py``) becomes a fixture, replayed by the harness at 8x pace against
-aicall in-process with fakertzr, the fake LLM and the fake TTS. Every general check must pass, and
-the scenario's own expectations (a refused call when credentials are refused). A failing scenario
+Each call is drawn by the package's public strategies (``harness.strategies.calls``, what ``harness
+fuzz`` draws from too: no private copy here), becomes a fixture, and is replayed by the harness at 8x
+pace against aicall in-process with fakertzr, the fake LLM and the fake TTS. Every general check must
+pass, and the call's own expectations (a refused call when credentials are refused). A failing call
 is written out (``harness-report/fuzz-failures/``) to replay with
 ``harness run --fixtures harness-report/fuzz-failures`` and to add to ``fixtures/calls/``.
 
@@ -18,19 +19,17 @@ from pathlib import Path
 import pytest
 from hypothesis import event, given
 
-from harness.fixture import load_call, save_call
 from harness.runner import ErrorLog, FixtureRun, run_fixture
+from harness.strategies import DrawnCall, calls
 from tests.support.budget import examples, scaled
-
-from .scenarios import scenario_fixture, scenarios
 
 FAILURES = Path("harness-report/fuzz-failures")
 PACE = 8.0
 CALLS, NIGHTLY_CALLS = 40, 400
 
 
-async def replay_scenario(doc: dict, ulaw: bytes, tmp: Path) -> FixtureRun:
-    fixture = load_call(save_call(doc, ulaw, tmp / doc["name"]))
+async def replay_call(call: DrawnCall, tmp: Path) -> FixtureRun:
+    fixture = call.fixture(tmp / call.name)
     with ErrorLog() as errors:
         return await run_fixture(fixture, pace=PACE, workdir=tmp, errors=errors)
 
@@ -54,12 +53,11 @@ def bucket(n: int) -> str:
 
 @pytest.mark.timeout(60 + 20 * scaled(CALLS, nightly=NIGHTLY_CALLS))  # a call takes 0.1-10 s
 @examples(CALLS, nightly=NIGHTLY_CALLS)
-@given(scenarios())
-def test_generated_calls_pass_every_check(tmp_path_factory, scenario):  # noqa: D103
-    doc, ulaw = scenario_fixture(scenario)
+@given(calls())
+def test_generated_calls_pass_every_check(tmp_path_factory, call):  # noqa: D103
     tmp = tmp_path_factory.mktemp("fuzz")
-    run = asyncio.run(replay_scenario(doc, ulaw, tmp))
+    run = asyncio.run(replay_call(call, tmp))
     observe(run)
-    if not run.ok:  # every harness check, the scenario's expectations included
-        kept = save_call(doc, ulaw, FAILURES / doc["name"])
-        raise AssertionError(f"{run.failures()}\nscenario kept in {kept}")
+    if not run.ok:  # every harness check, the call's expectations included
+        kept = call.save(FAILURES / call.name)
+        raise AssertionError(f"{run.failures()}\ncall kept in {kept}")

@@ -45,6 +45,16 @@ def mutant() -> str:
     return name
 
 
+def parse_result(raw: str | bytes) -> dict | None:
+    """An RTZR result message, or None for one that cannot be read (skipped, as aicall skips it: the stream
+    is alive, it just said nothing useful)."""
+    try:
+        result = json.loads(raw)
+    except ValueError:
+        return None
+    return result if isinstance(result, dict) else None
+
+
 # ------------------------------------------------------------------ G.711 mu-law
 def _ulaw_table() -> np.ndarray:
     codes = ~np.arange(256, dtype=np.int32) & 0xFF

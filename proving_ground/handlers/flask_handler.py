@@ -31,7 +31,8 @@ from flask_sock import ConnectionClosed, Sock
 from websockets.exceptions import ConnectionClosed as RtzrClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from call_core import APOLOGY, EOS_WAIT_S, Conversation, Final, Recognition, SpeechEncoder, delta_of, mutant, sentences
+from call_core import (APOLOGY, EOS_WAIT_S, Conversation, Final, Recognition, SpeechEncoder, delta_of, mutant, parse_result,
+                       sentences)
 
 BUG = mutant()
 app = Flask(__name__)
@@ -275,12 +276,16 @@ class Call:
                 rtzr.close()
                 return "finished"
             try:
-                result = json.loads(rtzr.recv(timeout=0.02))
+                raw = rtzr.recv(timeout=0.02)
             except TimeoutError:
                 continue
             except RtzrClosed:
                 return "finished" if self.ended.is_set() and rtzr.close_code == 1000 else "closed"
-            self.last_result = time.monotonic()
+            self.last_result = time.monotonic()  # alive, even when what it said cannot be read
+            result = parse_result(raw)
+            if result is None:
+                app.logger.warning("call %s: rtzr sent a message that is not a result: %.80r", self.call_sid, raw)
+                continue
             with self.lock:
                 finals = self.audio.result(result, self.last_result)
                 text = (result.get("alternatives") or [{}])[0].get("text", "")

@@ -27,7 +27,8 @@ import aiohttp
 import websockets
 from websockets.asyncio.server import ServerConnection, serve
 
-from call_core import APOLOGY, EOS_WAIT_S, Conversation, Final, Recognition, SpeechEncoder, delta_of, mutant, sentences
+from call_core import (APOLOGY, EOS_WAIT_S, Conversation, Final, Recognition, SpeechEncoder, delta_of, mutant, parse_result,
+                       sentences)
 
 logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s [%(levelname)s] %(name)s: %(message)s")
 log = logging.getLogger("media")
@@ -216,8 +217,11 @@ class Call:
         closed_by_us = False
         try:
             async for raw in rtzr:
-                result = json.loads(raw)
-                self.last_result = time.monotonic()
+                self.last_result = time.monotonic()  # alive, even when what it said cannot be read
+                result = parse_result(raw)
+                if result is None:
+                    log.warning("call=%s rtzr sent a message that is not a result: %.80r", self.call_sid, raw)
+                    continue
                 for final in self.audio.result(result, time.monotonic()):
                     self.on_final(final)
                 text = (result.get("alternatives") or [{}])[0].get("text", "")

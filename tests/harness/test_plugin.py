@@ -28,3 +28,23 @@ def test_a_bundled_call_is_found_by_its_name_from_anywhere(tmp_path, monkeypatch
     monkeypatch.chdir(tmp_path)  # no fixtures/ here
     assert load_call(resolve_fixture("failure2-recognizer-closes-1000")).name == "failure2-recognizer-closes-1000"
     assert resolve_fixture("my/own-call") == Path("my/own-call")  # a path stays a path
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+
+from harness.runner import ErrorLog  # noqa: E402
+from harness.strategies import calls  # noqa: E402
+
+
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(call=calls(max_faults=1, max_utterances=2))
+async def test_drawn_calls_replay_through_the_fixture(fake_rtzr, fake_llm, fake_tts, replay, call):
+    """What the plugin's docstring tells a user to write: drawn calls against a handler by URL."""
+    env = {"RTZR_CLIENT_ID": fake_rtzr.client_id, "RTZR_CLIENT_SECRET": fake_rtzr.client_secret,
+           "RTZR_API_BASE": fake_rtzr.base_url, "OPENAI_BASE_URL": fake_llm.base_url, "OPENAI_API_KEY": "k",
+           "TTS_BASE_URL": fake_tts.base_url, "AICALL_DB": ":memory:"}
+    with ErrorLog() as errors:
+        async with AppServer(create_app(load_settings(env, env_file=None))) as handler:
+            run = await replay(call, f"{handler.ws_url}/twilio/media", pace=8.0, errors=errors)
+    assert run.fixture.name == call.name
+    assert [c.name for c in run.checks if c.status == "failed"] == [], run.failures()

@@ -400,7 +400,18 @@ class Call {
       const ticker = setInterval(pump, 250);
       this.newAudio = pump;
       rtzr.on("message", (data) => {
-        const result = JSON.parse(data.toString());
+        let result;
+        try {
+          result = JSON.parse(data.toString());
+        } catch (err) {
+          result = null;
+        }
+        if (result === null || typeof result !== "object" || Array.isArray(result)) {
+          // a message that cannot be read: skipped, as aicall does (the stream is alive all the same)
+          this.lastResult = Date.now();
+          console.log(`call ${this.callSid}: rtzr sent a message that is not a result: ${data.toString().slice(0, 80)}`);
+          return;
+        }
         this.onResult(result);
         if (result.final && BUG === "closes-after-first-final" && !this.ended && !how) {
           done("handler closed");

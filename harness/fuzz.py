@@ -1,0 +1,235 @@
+"""``harness fuzz``: hypothesis draws whole calls (``harness.strategies.calls``); each is replayed against the
+handler and judged by every check, as ``harness run`` judges a fixture. The first call that fails is shrunk
+to a small one and written as an ordinary fixture, which ``harness run --fixtures`` replays.
+
+The search runs in this thread; the handler and its fakes live on an event loop of their own
+(``HandlerSession``), one handler for the whole search, as ``harness run`` shares one across fixtures.
+A call hypothesis tries again (shrinking does) is judged once: its verdict is kept by the call's key, so
+the search never sees a flaky verdict of its own making; the shrunk failure is then replayed afresh, and
+whether it failed again is reported. Shrinking stops after ``shrink_limit`` new calls (each is a real
+replay); what has been found by then is what is reported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import tempfile
+import threading
+import time
+from collections import Counter
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from hypothesis import HealthCheck, Phase, given, reject, seed as hypothesis_seed, settings, target
+from hypothesis.database import DirectoryBasedExampleDatabase
+
+from .fakes import running_fakes
+from .runner import FixtureRun, HeadersFor, SharedHandler
+from .strategies import FAULT_KINDS, DrawnCall, calls
+from .targets import Target
+
+LATENCY = "speech end -> first bot audio of its reply, ms"
+
+
+@dataclass
+class FuzzOptions:
+    examples: int = 50
+    seed: int | None = None  # None: a fresh one, printed so the run can be repeated
+    pace: float | None = None  # None: fast
+    max_duration_s: float | None = None  # of caller audio per call
+    fault_kinds: tuple[str, ...] = FAULT_KINDS
+    max_faults: int = 2
+    max_utterances: int = 4
+    barge_in: bool = True
+    hangups: bool = True
+    keypad: bool = True
+    database: Path | None = None  # hypothesis's example database (failures found before are tried first)
+    target_latency: bool = False  # steer the search toward the longest end of speech -> first bot audio
+    shrink_limit: int = 150  # new calls tried while shrinking a failure, at most
+
+
+@dataclass
+class Found:
+    call: DrawnCall
+    run: FixtureRun
+
+
+@dataclass
+class FuzzResult:
+    seed: int
+    drawn: int = 0  # calls drawn and replayed before the first failure (all of them if none failed)
+    replayed: int = 0  # every call replayed, shrinking included
+    shrink_tries: int = 0
+    failure: Found | None = None  # the shrunk failing call
+    first_failure: Found | None = None  # the failure as first found, before shrinking
+    reproduced: bool | None = None  # the shrunk failure, replayed afresh, failed again
+    worst: tuple[float, Found] | None = None  # with target_latency: the longest turn latency found
+    statistics: Counter[str] = field(default_factory=Counter)
+    wall_s: float = 0.0
+
+
+class CallFailed(AssertionError):
+    """A drawn call failed a check (hypothesis shrinks it)."""
+
+
+class HandlerSession:
+    """The handler under test and its fakes, on an event loop in a thread of their own, for a whole search."""
+
+    def __init__(self, target: Target | None, *, pace: float | None, headers_for: HeadersFor = None,
+                 fake_ports: tuple[int, int, int] = (0, 0, 0), on_fakes: Callable = lambda fakes: None) -> None:
+        self.target, self.pace, self.headers_for = target, pace, headers_for
+        self.fake_ports, self.on_fakes = fake_ports, on_fakes
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="harness-fuzz-handler", daemon=True)
+        self.stack = AsyncExitStack()
+        self.tmp = tempfile.TemporaryDirectory(prefix="harness-fuzz-")
+        self.shared: SharedHandler | None = None
+
+    def __enter__(self) -> "HandlerSession":
+        self.thread.start()
+        try:
+            self._call(self._start())
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self._call(self.stack.aclose(), timeout=60)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(10)
+            self.tmp.cleanup()
+
+    def _call(self, coro, timeout: float | None = None):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    async def _start(self) -> None:
+        if self.target is None:  # aicall in-process: its log is read on this loop
+            from .runner import ErrorLog
+            from .targets import AicallTarget
+
+            self.target = AicallTarget(self.stack.enter_context(ErrorLog()))
+        fakes = await self.stack.enter_async_context(running_fakes(self.fake_ports))
+        self.on_fakes(fakes)
+        self.shared = SharedHandler(self.target, fakes, self.stack)
+        await self.shared.get()
+
+    def play(self, call: DrawnCall) -> FixtureRun:
+        """Replay ``call`` and judge it (blocks this thread; the handler runs on its own loop)."""
+        fixture = call.fixture(Path(self.tmp.name) / call.key)
+        assert self.shared is not None
+        return self._call(self.shared.run(fixture, pace=self.pace, headers_for=self.headers_for))
+
+
+def failed_checks(run: FixtureRun) -> frozenset[str]:
+    return frozenset(c.name for c in run.checks if not c.ok)
+
+
+def smallest_like(first: Found | None, failures: list[Found]) -> Found:
+    """The smallest failing call (fewest utterances and faults; of those, the one hypothesis shrank last) of
+    those that fail (at least) the checks the first failure failed: hypothesis shrinks by its own measure, and
+    may slip to another bug on the way; the call reported still shows the first bug, as small as it was seen."""
+    assert first is not None
+    same = [(k, f) for k, f in enumerate(failures) if failed_checks(f.run) >= failed_checks(first.run)] or [(0, first)]
+    return min(same, key=lambda kf: (sum(kf[1].call.size), kf[1].call.size, -kf[0]))[1]
+
+
+def worst_latency(run: FixtureRun) -> float | None:
+    values = [t.speech_end_to_first_audio_ms for t in run.turns if t.speech_end_to_first_audio_ms is not None]
+    return max(values) if values else None
+
+
+def search(session: HandlerSession, options: FuzzOptions,
+           progress: Callable[[str], None] = lambda text: None) -> FuzzResult:
+    """Draw, replay and judge calls until one fails (then shrink it) or ``options.examples`` have passed."""
+    chosen = options.seed if options.seed is not None else random.SystemRandom().randrange(2**31)
+    result = FuzzResult(chosen)
+    seen: dict[str, FixtureRun] = {}
+    smallest: list[Found] = []  # every failure seen
+    started = time.monotonic()
+
+    def judged(call: DrawnCall) -> FixtureRun:
+        run = seen.get(call.key)
+        if run is None:
+            if result.first_failure is not None and result.shrink_tries >= options.shrink_limit:
+                reject()  # shrinking has had its budget: what was found stands
+            run = seen[call.key] = session.play(call)
+            result.replayed += 1
+            if result.first_failure is None:
+                result.drawn += 1
+                result.statistics.update(call.features())
+            else:
+                result.shrink_tries += 1
+        return run
+
+    strategy = calls(max_utterances=options.max_utterances, max_faults=options.max_faults, fault_kinds=options.fault_kinds, barge_in=options.barge_in,
+                     hangups=options.hangups, keypad=options.keypad,
+                     max_duration_ms=None if options.max_duration_s is None else int(options.max_duration_s * 1000))
+
+    @settings(max_examples=options.examples, deadline=None, print_blob=False, report_multiple_bugs=False,
+              database=DirectoryBasedExampleDatabase(str(options.database)) if options.database else None,
+              phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
+              suppress_health_check=list(HealthCheck))
+    @given(strategy)
+    def one(call: DrawnCall) -> None:
+        run = judged(call)
+        if options.target_latency:
+            latency = worst_latency(run)
+            if latency is not None:
+                target(latency, label=LATENCY)
+                if result.worst is None or latency > result.worst[0]:
+                    result.worst = (latency, Found(call, run))
+        if not run.ok:
+            found = Found(call, run)
+            if result.first_failure is None:
+                result.first_failure = found
+            smallest.append(found)
+            best = smallest_like(result.first_failure, smallest).call.size
+            what = f"shrinking: {result.shrink_tries} tries, smallest failing call so far {best[0]} utterance(s), {best[1]} fault(s)"
+            progress(f"fuzz: {result.drawn} call(s) drawn, 1 failed ({', '.join(c.name for c in run.checks if not c.ok)}); "
+                     f"{what}")
+            raise CallFailed(run.failures())
+        if result.first_failure is None:
+            progress(f"fuzz: {result.drawn} of {options.examples} call(s) drawn, none failed "
+                     f"({time.monotonic() - started:.0f} s)")
+
+    try:
+        hypothesis_seed(chosen)(one)()
+    except CallFailed:
+        result.failure = smallest_like(result.first_failure, smallest)
+    finally:
+        result.wall_s = time.monotonic() - started
+    if result.failure is not None:
+        again = session.play(result.failure.call)  # afresh: the verdict kept for the search is not evidence
+        result.reproduced = not again.ok
+        result.failure = Found(result.failure.call, again if not again.ok else result.failure.run)
+    return result
+
+
+def reproduce_command(argv: list[str], seed: int) -> str:
+    """The command that runs this search again: the same options, this seed, no database."""
+    keep, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg in ("--seed", "--database", "--workers", "--worker"):
+            skip = True
+            continue
+        if arg.startswith(("--seed=", "--database=", "--workers=", "--worker=")) or arg == "--no-database":
+            continue
+        keep.append(arg)
+    return " ".join(["harness", *(_quote(a) for a in keep), "--seed", str(seed), "--no-database"])
+
+
+def _quote(arg: str) -> str:
+    import shlex
+
+    return shlex.quote(arg)
+
+

@@ -1,0 +1,85 @@
+"""How ``harness fuzz`` fares on the proving ground: for each bug class put back into a reference handler, how
+many drawn calls it took to find, which check failed, and how small the shrunk call is; and how many calls
+each correct handler passes (any failure there is a false alarm).
+
+    python -m proving_ground.fuzz_matrix                          # websockets handler, 100 examples a mutant
+    python -m proving_ground.fuzz_matrix --handler "node ws" --examples 100 --correct 200 --at-once 2
+
+Each search is ``harness fuzz --cmd ...`` itself (a process of its own, from a fresh database, seed fixed by
+``--seed``) at the mutant's pace from the catalogue; results are printed as a markdown table and kept as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from .mutants import HANDLERS, MUTANTS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def fuzz(handler, mutant: str, pace: str, examples: int, seed: int, report_dir: Path) -> dict:
+    """One ``harness fuzz`` search; its summary (fuzz.json's only search) and the command."""
+    command = [sys.executable, "-m", "harness.cli", "fuzz", "--cmd", (f"MUTANT={mutant} " if mutant else "")
+               + handler.command, "--path", handler.path, "--pace", pace, "--examples", str(examples),
+               "--seed", str(seed), "--no-database", "--report-dir", str(report_dir)]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=3600)
+    out = report_dir / "fuzz.json"
+    if not out.exists():
+        raise RuntimeError(f"harness fuzz exited {done.returncode}: {done.stdout[-1500:]}{done.stderr[-1500:]}")
+    summary = json.loads(out.read_text(encoding="utf-8"))["searches"][0]
+    return {"mutant": mutant, "pace": pace, "summary": summary}
+
+
+def cell(result: dict, expected_check: str | None) -> str:
+    s = result["summary"]
+    f = s["failure"]
+    if f is None:
+        return f"no failure in {s['drawn']} calls" if expected_check else f"pass ({s['drawn']} calls)"
+    failed = [c["name"] for c in f["checks"] if c["status"] == "failed"]
+    named = "" if expected_check is None or expected_check in failed else f" (not {expected_check})"
+    return (f"call {s['drawn']}: {', '.join(failed)}{named}; shrunk {f['first_size'][0]}u/{f['first_size'][1]}f"
+            f" -> {f['size'][0]}u/{f['size'][1]}f in {s['shrink_tries']} tries"
+            + ("" if f["reproduced"] else "; NOT reproduced"))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--handler", default="websockets", choices=[h.name for h in HANDLERS])
+    parser.add_argument("--examples", type=int, default=100, help="calls a mutant's search may draw")
+    parser.add_argument("--correct", type=int, default=200, help="calls the correct handler's search draws")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--at-once", type=int, default=2)
+    parser.add_argument("--mutants", help="comma-separated names (default: every one)")
+    parser.add_argument("--json", type=Path, default=Path("harness-report/fuzz-matrix.json"))
+    args = parser.parse_args()
+    handler = next(h for h in HANDLERS if h.name == args.handler)
+    chosen = [m for m in MUTANTS if not args.mutants or m.name in args.mutants.split(",")]
+    with tempfile.TemporaryDirectory() as tmp, concurrent.futures.ThreadPoolExecutor(args.at_once) as pool:
+        jobs = {pool.submit(fuzz, handler, "", "fast", args.correct, args.seed, Path(tmp) / "correct"): None}
+        jobs.update({pool.submit(fuzz, handler, m.name, m.pace, args.examples, args.seed, Path(tmp) / m.name): m
+                     for m in chosen})
+        results = []
+        for job in concurrent.futures.as_completed(jobs):
+            m = jobs[job]
+            result = job.result()
+            result["expected"] = m.check if m else None
+            results.append(result)
+            print(f"{m.name if m else 'correct'} ({result['pace']}): {cell(result, m.check if m else None)}", flush=True)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    order = {m.name: k for k, m in enumerate(MUTANTS)}
+    print(f"\n| bug class ({handler.name}) | pace | harness fuzz --examples {args.examples} --seed {args.seed} |\n|---|---|---|")
+    for r in sorted(results, key=lambda r: order.get(r["mutant"], -1)):
+        print(f"| {r['mutant'] or 'correct handler'} | {r['pace']} | {cell(r, r['expected'])} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
