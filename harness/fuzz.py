@@ -167,8 +167,8 @@ def search(session: HandlerSession, options: FuzzOptions,
                 result.shrink_tries += 1
         return run
 
-    strategy = calls(max_utterances=options.max_utterances, max_faults=options.max_faults, fault_kinds=options.fault_kinds, barge_in=options.barge_in,
-                     hangups=options.hangups, keypad=options.keypad,
+    strategy = calls(max_utterances=options.max_utterances, max_faults=options.max_faults,
+                     fault_kinds=options.fault_kinds, barge_in=options.barge_in, hangups=options.hangups, keypad=options.keypad,
                      max_duration_ms=None if options.max_duration_s is None else int(options.max_duration_s * 1000))
 
     @settings(max_examples=options.examples, deadline=None, print_blob=False, report_multiple_bugs=False,
