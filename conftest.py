@@ -1,5 +1,6 @@
 """Suite-wide options and hypothesis profiles (see tests/support/budget.py)."""
 
+import freezegun
 import pytest
 from hypothesis import HealthCheck, settings
 
@@ -12,6 +13,11 @@ for _name in SCALE:
     settings.register_profile(_name, deadline=None, print_blob=True, derandomize=_name == "ci",
                               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 settings.load_profile(PROFILE if PROFILE in SCALE else "ci")
+
+# freezegun moves time.monotonic for every thread: a test's clock.tick(6 h) made the long runs' waits for their
+# processes (subprocess.communicate(timeout=...), in a thread beside the tests) see six hours go by, and give up
+# mid-run. Waits on other processes keep the real clock.
+freezegun.configure(extend_ignore_list=["subprocess", "concurrent.futures"])
 
 
 def pytest_addoption(parser):

@@ -102,7 +102,7 @@ def test_aicall_check_names_every_missing_variable():
     one_line_error(run("aicall", "check"), "RTZR_CLIENT_ID", "RTZR_CLIENT_SECRET", "OPENAI_API_KEY")
 
 
-@pytest.mark.parametrize("tool,commands", [("harness", "run,load,fakes,make-fixture,record,locustfile"), ("fakertzr", "serve,record"),
+@pytest.mark.parametrize("tool,commands", [("harness", "run,fuzz,load,fakes,make-fixture,record,locustfile"), ("fakertzr", "serve,record"),
                                            ("aicall", "serve,check,calls,show")])
 def test_a_bare_command_lists_its_commands(tool, commands):
     done = run(tool)
