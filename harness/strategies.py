@@ -5,8 +5,8 @@ A call varies what a phone call's timing depends on: the number, length and spac
 utterances (synthetic audio, :mod:`harness.synthetic`); the recognizer's partial cadence, end-point
 detection and processing delay; the LLM's time to first token, pace, length and failures; the TTS's
 delay and pace; up to two RTZR faults at any point (a close with any code, a drop, a stall, delayed
-finals, revoked tokens, refused handshakes, a refused or failing token endpoint); the caller's hang-up
-(or a dropped line) at any point; DTMF; and barge-in (long spoken replies the caller's next utterance may
+finals, expired tokens, refused handshakes, a failing token endpoint, revoked credentials); the
+caller's hang-up (or a dropped line) at any point; DTMF; and barge-in (long spoken replies the caller's next utterance may
 come over: judged by the ``barge_in`` check at a pace where audio plays in time). Each part is a strategy
 of its own. In your own suite::
 
