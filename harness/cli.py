@@ -11,7 +11,7 @@ import sys
 import time
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import NoReturn, Sequence
+from typing import Callable, NoReturn, Sequence
 
 from fakertzr.cli import grpc_api, loop_factory, record_options
 from fakertzr.errors import FakeRtzrError
@@ -58,14 +58,24 @@ def parse_ports(text: str) -> tuple[int, int, int]:
     return ports  # type: ignore[return-value]
 
 
-def parse_gap_ms(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number of milliseconds above 0, got {text!r}")
-    return value
+def whole_above_zero(unit: str = "") -> Callable[[str], int]:
+    """An argparse type: a whole number above 0 (``unit``, as "milliseconds", for the error message)."""
+    of = f" of {unit}" if unit else ""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"must be a whole number{of} above 0, got {text!r}")
+        return value
+
+    return parse
+
+
+parse_gap_ms = whole_above_zero("milliseconds")
+parse_count = whole_above_zero()
 
 
 def parse_positive(text: str) -> float:
@@ -200,16 +210,6 @@ def parse_faults(text: str) -> tuple[str, ...]:
     if unknown or (not kinds and text != "none"):
         raise argparse.ArgumentTypeError(f"fault kinds are none or a list of {', '.join(FAULT_KINDS)}; got {text!r}")
     return kinds
-
-
-def parse_count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number above 0, got {text!r}")
-    return value
 
 
 def _add_fuzz_parser(sub) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import shlex
 import tempfile
 import threading
 import time
@@ -211,25 +212,20 @@ def search(session: HandlerSession, options: FuzzOptions,
     return result
 
 
-def reproduce_command(argv: list[str], seed: int) -> str:
-    """The command that runs this search again: the same options, this seed, no database."""
-    keep, skip = [], False
+def without_options(argv: list[str], options: tuple[str, ...], flags: tuple[str, ...] = ()) -> list[str]:
+    """``argv`` without these options (each with its value, as ``--seed 3`` or ``--seed=3``) and flags."""
+    out, skip = [], False
     for arg in argv:
         if skip:
             skip = False
-            continue
-        if arg in ("--seed", "--database", "--workers", "--worker"):
+        elif arg in options:
             skip = True
-            continue
-        if arg.startswith(("--seed=", "--database=", "--workers=", "--worker=")) or arg == "--no-database":
-            continue
-        keep.append(arg)
-    return " ".join(["harness", *(_quote(a) for a in keep), "--seed", str(seed), "--no-database"])
+        elif arg not in flags and not arg.startswith(tuple(o + "=" for o in options)):
+            out.append(arg)
+    return out
 
 
-def _quote(arg: str) -> str:
-    import shlex
-
-    return shlex.quote(arg)
-
-
+def reproduce_command(argv: list[str], seed: int) -> str:
+    """The command that runs this search again: the same options, this seed, no database."""
+    keep = without_options(argv, ("--seed", "--database", "--workers", "--worker"), flags=("--no-database",))
+    return shlex.join(["harness", *keep, "--seed", str(seed), "--no-database"])

@@ -15,7 +15,7 @@ from pathlib import Path
 from xml.etree import ElementTree
 
 from .errors import HarnessError
-from .fuzz import FuzzOptions, FuzzResult, HandlerSession, reproduce_command, search
+from .fuzz import FuzzOptions, FuzzResult, HandlerSession, reproduce_command, search, without_options
 from .html_report import write_html
 from .targets import CommandTarget, UrlTarget
 
@@ -203,7 +203,7 @@ def _parent(args: argparse.Namespace, argv: list[str], against: str) -> int:
     print(f"fuzz: up to {args.examples} call(s) against {against} in {args.workers} workers ({each} each, seeds "
           f"{first}..{first + args.workers - 1}), pace {_pace_label(args.pace)}", flush=True)
     args.report_dir.mkdir(parents=True, exist_ok=True)
-    rest = _strip(argv, ("--workers", "--seed", "--examples", "--json", "--worker"))
+    rest = without_options(argv, ("--workers", "--seed", "--examples", "--json", "--worker"))
     procs = []
     for k in range(args.workers):
         out = args.report_dir / f"fuzz-worker-{k + 1}.json"
@@ -232,17 +232,3 @@ def _parent(args: argparse.Namespace, argv: list[str], against: str) -> int:
     _write_reports(summaries, [], args.report_dir)  # each worker wrote its own fuzz-report-K.html
     return _print(args, argv, summaries)
 
-
-def _strip(argv: list[str], options: tuple[str, ...]) -> list[str]:
-    out, skip = [], False
-    for arg in argv:
-        if skip:
-            skip = False
-            continue
-        if arg in options:
-            skip = True
-            continue
-        if any(arg.startswith(o + "=") for o in options):
-            continue
-        out.append(arg)
-    return out
