@@ -227,10 +227,16 @@ def signature_is_valid(auth_token: str, url: str, params: Mapping[str, str] | No
 
 
 # -------------------------------------------------------------------- TwiML
+# what XML 1.0 forbids in a document (escaped or not): C0 controls but tab, LF and CR; surrogates; U+FFFE/F
+XML_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
 def connect_twiml(stream_url: str, parameters: Mapping[str, str]) -> str:
-    """TwiML that holds the call on a bidirectional stream, then hangs up when it ends."""
+    """TwiML that holds the call on a bidirectional stream, then hangs up when it ends. Parameter values
+    come from the webhook's form (``From``: anyone can post one): escaped, and stripped of what XML forbids."""
     params = "".join(
-        f"<Parameter name={quoteattr(k)} value={quoteattr(v[:499])}/>" for k, v in parameters.items()
+        f"<Parameter name={quoteattr(XML_FORBIDDEN.sub('', k))} value={quoteattr(XML_FORBIDDEN.sub('', v)[:499])}/>"
+        for k, v in parameters.items()
     )
     return (
         '<?xml version="1.0" encoding="UTF-8"?>'

@@ -202,7 +202,7 @@ def _add_target_options(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_faults(text: str) -> tuple[str, ...]:
-    """``close,stall`` (or ``none``): the RTZR fault kinds a drawn call may have."""
+    """``close,stall`` (or ``none``): the fault kinds a drawn call may have."""
     from .strategies import FAULT_KINDS
 
     kinds = () if text == "none" else tuple(k.strip() for k in text.split(",") if k.strip())
@@ -227,7 +227,8 @@ def _add_fuzz_parser(sub) -> None:
                       help="default fast; a handler whose turn taking waits on wall-clock timers (pipecat) needs realtime")
     fuzz.add_argument("--max-duration", type=parse_positive, metavar="S", help="at most this much caller audio a call")
     fuzz.add_argument("--faults", type=parse_faults, default=FAULT_KINDS, metavar="KINDS",
-                      help=f"the RTZR fault kinds a call may have, or none (default all: {','.join(FAULT_KINDS)})")
+                      help="the faults a call may have (RTZR's, and no_credentials: the handler started without "
+                      f"its RTZR credentials), or none (default all: {','.join(FAULT_KINDS)})")
     fuzz.add_argument("--max-faults", type=int, default=2, metavar="N", help="faults a call may have (default 2)")
     fuzz.add_argument("--max-utterances", type=parse_count, default=4, metavar="N",
                       help="utterances a call may have (default 4)")

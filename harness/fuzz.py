@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, Phase, given, reject, seed as hypothesis_see
 from hypothesis.database import DirectoryBasedExampleDatabase
 
 from .fakes import running_fakes
-from .runner import FixtureRun, HeadersFor, SharedHandler
+from .runner import FixtureRun, HeadersFor, SharedHandler, run_one
 from .strategies import FAULT_KINDS, DrawnCall, calls
 from .targets import Target
 
@@ -70,6 +70,8 @@ class FuzzResult:
     worst: tuple[float, Found] | None = None  # with target_latency: the longest turn latency found
     statistics: Counter[str] = field(default_factory=Counter)
     wall_s: float = 0.0
+    audio_s: float = 0.0  # the caller audio of the calls drawn (before a failure) ...
+    played_s: float = 0.0  # ... and the time their replays took: at realtime pace, how close to the audio
 
 
 class CallFailed(AssertionError):
@@ -121,9 +123,13 @@ class HandlerSession:
         await self.shared.get()
 
     def play(self, call: DrawnCall) -> FixtureRun:
-        """Replay ``call`` and judge it (blocks this thread; the handler runs on its own loop)."""
+        """Replay ``call`` and judge it (blocks this thread; the handler runs on its own loop). A call whose
+        handler starts without credentials gets a handler of its own, as ``harness run`` gives it one."""
         fixture = call.fixture(Path(self.tmp.name) / call.key)
-        assert self.shared is not None
+        assert self.shared is not None and self.target is not None
+        if fixture.handler_without:
+            return self._call(run_one(self.target, self.shared.fakes, fixture, pace=self.pace,
+                                      headers_for=self.headers_for))
         return self._call(self.shared.run(fixture, pace=self.pace, headers_for=self.headers_for))
 
 
@@ -132,12 +138,16 @@ def failed_checks(run: FixtureRun) -> frozenset[str]:
 
 
 def smallest_like(first: Found | None, failures: list[Found]) -> Found:
-    """The smallest failing call (fewest utterances and faults; of those, the one hypothesis shrank last) of
-    those that fail (at least) the checks the first failure failed: hypothesis shrinks by its own measure, and
-    may slip to another bug on the way; the call reported still shows the first bug, as small as it was seen."""
+    """The smallest failing call (fewest utterances and faults; of those, the one failing more of the first
+    failure's checks, then the one hypothesis shrank last) of those that fail a check the first failure
+    failed: hypothesis shrinks by its own measure, and may slip to another bug on the way; the call reported
+    still shows the first bug, as small as it was seen (a check that failed beside it by the way, such as a
+    final the mutant's early answer left behind, need not hold the call's size up)."""
     assert first is not None
-    same = [(k, f) for k, f in enumerate(failures) if failed_checks(f.run) >= failed_checks(first.run)] or [(0, first)]
-    return min(same, key=lambda kf: (sum(kf[1].call.size), kf[1].call.size, -kf[0]))[1]
+    wanted = failed_checks(first.run)
+    same = [(k, f) for k, f in enumerate(failures) if failed_checks(f.run) & wanted] or [(0, first)]
+    return min(same, key=lambda kf: (sum(kf[1].call.size), kf[1].call.size, -len(failed_checks(kf[1].run) & wanted),
+                                     -kf[0]))[1]
 
 
 def worst_latency(run: FixtureRun) -> float | None:
@@ -145,38 +155,57 @@ def worst_latency(run: FixtureRun) -> float | None:
     return max(values) if values else None
 
 
+@dataclass(frozen=True)
+class Stage:
+    """A part of the search: ``examples`` calls drawn from ``options`` of ``calls()``."""
+
+    label: str
+    examples: int
+    options: dict
+
+
+def stages(options: FuzzOptions) -> list[Stage]:
+    """Coverage first, then calls drawn freely (as schemathesis runs its coverage phase before fuzzing):
+    hypothesis draws what its mutations copy again and again, and in 100 calls may never draw a fault kind
+    at all; so before drawing freely, a few calls have each fault kind (two each when ``examples`` is at
+    least four times the kinds, one when at least twice, none below), the rest drawn as they come."""
+    free = dict(max_utterances=options.max_utterances, max_faults=options.max_faults, fault_kinds=options.fault_kinds,
+                barge_in=options.barge_in, hangups=options.hangups, keypad=options.keypad,
+                max_duration_ms=None if options.max_duration_s is None else int(options.max_duration_s * 1000))
+    kinds = options.fault_kinds if options.max_faults else ()
+    each = min(2, options.examples // (2 * len(kinds))) if kinds else 0
+    covering = [Stage(f"coverage: {kind}", each, {**free, "fault_kinds": (kind,), "min_faults": 1, "max_faults": 1})
+                for kind in kinds] if each else []
+    return [*covering, Stage("drawn freely", options.examples - each * len(covering), free)]
+
+
 def search(session: HandlerSession, options: FuzzOptions,
            progress: Callable[[str], None] = lambda text: None) -> FuzzResult:
-    """Draw, replay and judge calls until one fails (then shrink it) or ``options.examples`` have passed."""
+    """Draw, replay and judge calls (``stages``) until one fails (then shrink it) or ``options.examples`` have passed."""
     chosen = options.seed if options.seed is not None else random.SystemRandom().randrange(2**31)
     result = FuzzResult(chosen)
     seen: dict[str, FixtureRun] = {}
     smallest: list[Found] = []  # every failure seen
     started = time.monotonic()
+    stage = ""
 
     def judged(call: DrawnCall) -> FixtureRun:
         run = seen.get(call.key)
         if run is None:
             if result.first_failure is not None and result.shrink_tries >= options.shrink_limit:
                 reject()  # shrinking has had its budget: what was found stands
+            began = time.monotonic()
             run = seen[call.key] = session.play(call)
             result.replayed += 1
             if result.first_failure is None:
                 result.drawn += 1
                 result.statistics.update(call.features())
+                result.audio_s += call.audio_ms / 1000
+                result.played_s += time.monotonic() - began
             else:
                 result.shrink_tries += 1
         return run
 
-    strategy = calls(max_utterances=options.max_utterances, max_faults=options.max_faults,
-                     fault_kinds=options.fault_kinds, barge_in=options.barge_in, hangups=options.hangups, keypad=options.keypad,
-                     max_duration_ms=None if options.max_duration_s is None else int(options.max_duration_s * 1000))
-
-    @settings(max_examples=options.examples, deadline=None, print_blob=False, report_multiple_bugs=False,
-              database=DirectoryBasedExampleDatabase(str(options.database)) if options.database else None,
-              phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
-              suppress_health_check=list(HealthCheck))
-    @given(strategy)
     def one(call: DrawnCall) -> None:
         run = judged(call)
         if options.target_latency:
@@ -197,10 +226,18 @@ def search(session: HandlerSession, options: FuzzOptions,
             raise CallFailed(run.failures())
         if result.first_failure is None:
             progress(f"fuzz: {result.drawn} of {options.examples} call(s) drawn, none failed "
-                     f"({time.monotonic() - started:.0f} s)")
+                     f"({stage}, {time.monotonic() - started:.0f} s)")
 
     try:
-        hypothesis_seed(chosen)(one)()
+        for k, part in enumerate(stages(options)):
+            stage = part.label
+            test = settings(max_examples=part.examples, deadline=None, print_blob=False, report_multiple_bugs=False,
+                            database=DirectoryBasedExampleDatabase(str(options.database)) if options.database else None,
+                            phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
+                            suppress_health_check=list(HealthCheck))(given(calls(**part.options))(one))
+            # each stage's failures are kept in the database apart (hypothesis keys them by the test function)
+            test._hypothesis_internal_database_key = f"harness-fuzz {part.label}".encode()
+            hypothesis_seed(chosen + k)(test)()
     except CallFailed:
         result.failure = smallest_like(result.first_failure, smallest)
     finally:

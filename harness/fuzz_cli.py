@@ -17,6 +17,7 @@ from xml.etree import ElementTree
 from .errors import HarnessError
 from .fuzz import FuzzOptions, FuzzResult, HandlerSession, reproduce_command, search, without_options
 from .html_report import write_html
+from .report import write_xml
 from .targets import CommandTarget, UrlTarget
 
 
@@ -60,6 +61,11 @@ def fuzz_command(args: argparse.Namespace, argv: list[str]) -> int:
     against = args.target or (f"`{args.cmd}`" if args.cmd else "aicall (in-process)")
     if args.workers > 1:
         return _parent(args, argv, against)
+    if args.target and "no_credentials" in args.faults:  # as harness run skips failure1-credentials-missing
+        args.faults = tuple(k for k in args.faults if k != "no_credentials")
+        if not args.worker:
+            print("fuzz: no_credentials is not drawn: a running handler cannot be started without its RTZR "
+                  "credentials (use --cmd to let the harness launch it)", flush=True)
     options = options_of(args)
     progress = ProgressLine() if not args.worker else (lambda text: None)
     worker = f"-{args.worker.split('/')[0]}" if args.worker else ""
@@ -99,7 +105,8 @@ def _summary(result: FuzzResult, saved: dict[str, str]) -> dict:
     first = result.first_failure
     return {
         "seed": result.seed, "drawn": result.drawn, "replayed": result.replayed, "shrink_tries": result.shrink_tries,
-        "wall_s": round(result.wall_s, 1), "statistics": dict(result.statistics),
+        "wall_s": round(result.wall_s, 1), "audio_s": round(result.audio_s, 1), "played_s": round(result.played_s, 1),
+        "statistics": dict(result.statistics),
         "failure": None if failure is None else {
             "fixture": saved.get("failure"), "name": failure.call.name, "reproduced": result.reproduced,
             "size": list(failure.call.size), "first_size": list(first.call.size) if first else None,
@@ -129,7 +136,7 @@ def _write_reports(summaries: list[dict], results: list[FuzzResult], report_dir:
             failed = [c for c in s["failure"]["checks"] if c["status"] == "failed"]
             node = ElementTree.SubElement(case, "failure", message=", ".join(c["name"] for c in failed))
             node.text = "\n".join(f"{c['name']}: {c['message']}" for c in failed) + f"\nfixture: {s['failure']['fixture']}"
-    ElementTree.ElementTree(suite).write(report_dir / "fuzz-junit.xml", encoding="utf-8", xml_declaration=True)
+    write_xml(suite, report_dir / "fuzz-junit.xml")
     if results:
         _write_html(results, report_dir / "fuzz-report.html", pace)
 
@@ -145,7 +152,10 @@ def _write_html(results: list[FuzzResult], path: Path, pace: str) -> None:
 def _print(args: argparse.Namespace, argv: list[str], summaries: list[dict]) -> int:
     statistics = sum((Counter(s["statistics"]) for s in summaries), Counter())
     drawn = sum(s["drawn"] for s in summaries)
-    print(f"\n{drawn} call(s) drawn, {sum(s['replayed'] for s in summaries)} replayed; what they went through:")
+    audio, played = sum(s["audio_s"] for s in summaries), sum(s["played_s"] for s in summaries)
+    print(f"\n{drawn} call(s) drawn, {sum(s['replayed'] for s in summaries)} replayed; the drawn calls' "
+          f"{audio:.0f} s of caller audio took {played:.0f} s to replay and judge"
+          + (f" ({played / audio:.2f}x their length)" if audio else "") + "; what they went through:")
     for what, n in sorted(statistics.items(), key=lambda kv: (-kv[1], kv[0])):
         print(f"  {n:5d}  {what}")
     failed = [s for s in summaries if s["failure"]]

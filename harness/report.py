@@ -8,6 +8,8 @@ from xml.etree import ElementTree
 from pathlib import Path
 from typing import TextIO
 
+from aicall.twilio import XML_FORBIDDEN
+
 from .metrics import percentile
 from .printout import why
 from .runner import FixtureRun
@@ -92,7 +94,21 @@ def write_junit(runs: list[FixtureRun], path: Path) -> None:
         if check.skipped:
             ElementTree.SubElement(case, "skipped", message=check.message)
         elif not check.ok:
-            failure = ElementTree.SubElement(case, "failure", message=check.message.splitlines()[0] if check.message else "")
+            failure = ElementTree.SubElement(case, "failure", message=check.message.split("\n")[0])
             failure.text = "\n".join([check.message, *why(run.timeline, check)])
+    write_xml(suite, path)
+
+
+def xml_text(text: str) -> str:
+    """``text`` with what XML 1.0 forbids (a handler's log line may carry 0x01 or 0x0b) written as ``\\xNN``:
+    a CI system drops a JUnit file that is not well-formed whole."""
+    return XML_FORBIDDEN.sub(lambda m: m.group().encode("unicode_escape", "backslashreplace").decode("ascii"), text)
+
+
+def write_xml(root: ElementTree.Element, path: Path) -> None:
+    """Write a JUnit tree, every text and attribute made ``xml_text`` first."""
+    for node in root.iter():
+        node.text = None if node.text is None else xml_text(node.text)
+        node.attrib = {k: xml_text(v) for k, v in node.attrib.items()}
     path.parent.mkdir(parents=True, exist_ok=True)
-    ElementTree.ElementTree(suite).write(path, encoding="utf-8", xml_declaration=True)
+    ElementTree.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)

@@ -308,7 +308,7 @@ async def run_target(target: Target, fixtures: list[CallFixture], *, pace: float
 
         async def one(fixture: CallFixture) -> FixtureRun:
             async with gate, running_fakes() as fakes:
-                run = await _run_one(target, fakes, fixture, pace=pace, headers_for=headers_for)
+                run = await run_one(target, fakes, fixture, pace=pace, headers_for=headers_for)
             progress(run)
             return run
 
@@ -321,7 +321,7 @@ async def run_target(target: Target, fixtures: list[CallFixture], *, pace: float
             await shared.get()  # a handler that cannot start at all is one error, not one per fixture
         for fixture in fixtures:
             if fixture.handler_without:
-                run = await _run_one(target, fakes, fixture, pace=pace, headers_for=headers_for)
+                run = await run_one(target, fakes, fixture, pace=pace, headers_for=headers_for)
             else:
                 run = await shared.run(fixture, pace=pace, headers_for=headers_for)
             runs.append(run)
@@ -329,11 +329,16 @@ async def run_target(target: Target, fixtures: list[CallFixture], *, pace: float
     return runs
 
 
-async def _run_one(target: Target, fakes: FakeServices, fixture: CallFixture, *, pace: float | None,
+def not_startable_without(fixture: CallFixture, how: str) -> FixtureRun:
+    """The verdict on a fixture whose handler must start without credentials, for a handler already running."""
+    why = f"a running handler cannot be started without its credentials: {how}"
+    return FixtureRun(fixture, [skipped("refuses_without_credentials", why)], [], CallTimeline([]), 0.0)
+
+
+async def run_one(target: Target, fakes: FakeServices, fixture: CallFixture, *, pace: float | None,
                    headers_for: HeadersFor) -> FixtureRun:
     if fixture.handler_without and not target.can_drop_credentials:
-        why = "a running handler cannot be started without its credentials: use --cmd to let the harness launch it"
-        return FixtureRun(fixture, [skipped("refuses_without_credentials", why)], [], CallTimeline([]), 0.0)
+        return not_startable_without(fixture, "use --cmd to let the harness launch it")
     return await run_alone(target, fakes, fixture, pace=pace, headers_for=headers_for, without=fixture.handler_without)
 
 
@@ -347,6 +352,8 @@ async def replay(fixture: CallFixture, url: str, *, rtzr: FakeRtzrBackend, llm: 
     ``errors`` is the in-process handler's log; ``store_lines`` (call SID -> stored caller lines)
     enables the persistence check; ``handler_done(timeout)`` waits until the handler let go of the call.
     """
+    if fixture.handler_without:
+        return not_startable_without(fixture, "start one without them and replay this fixture into it")
     handler = Handler(url, log=errors.reader if errors else None, released=handler_done, stored_lines=store_lines,
                       no_log_why="no handler log: pass errors=ErrorLog() for an in-process handler")
     played = await play_call(fixture, handler, rtzr, llm, tts, pace=pace, headers=headers)
@@ -360,4 +367,4 @@ async def run_fixture(fixture: CallFixture, *, pace: float | None, errors: Error
     from .targets import AicallTarget
 
     async with running_fakes() as fakes:
-        return await _run_one(AicallTarget(errors), fakes, fixture, pace=pace, headers_for=None)
+        return await run_one(AicallTarget(errors), fakes, fixture, pace=pace, headers_for=None)

@@ -5,8 +5,10 @@ A call varies what a phone call's timing depends on: the number, length and spac
 utterances (synthetic audio, :mod:`harness.synthetic`); the recognizer's partial cadence, end-point
 detection and processing delay; the LLM's time to first token, pace, length and failures; the TTS's
 delay and pace; up to two RTZR faults at any point (a close with any code, a drop, a stall, delayed
-finals, expired tokens, refused handshakes, a failing token endpoint, revoked credentials); the
-caller's hang-up (or a dropped line) at any point; DTMF; and barge-in (long spoken replies the caller's next utterance may
+finals, expired tokens, refused handshakes, a failing token endpoint, revoked credentials), or the
+handler started without its RTZR credentials at all (the report's failure 1); an utterance long
+enough for RTZR to cut it at ``max_utter_duration`` while the caller talks on; an LLM that stalls;
+the caller's hang-up (or a dropped line) at any point; DTMF; and barge-in (long spoken replies the caller's next utterance may
 come over: judged by the ``barge_in`` check at a pace where audio plays in time). Each part is a strategy
 of its own. In your own suite::
 
@@ -19,7 +21,9 @@ of its own. In your own suite::
         run = await replay(call, "ws://127.0.0.1:8080/media")
         assert run.ok, run.failures()
 
-(``replay`` starts from clean fakes on every call, so one fixture instance serves every example.)
+(``replay`` starts from clean fakes on every call, so one fixture instance serves every example. A handler
+already running cannot be started without its credentials: a ``no_credentials`` call comes back with that
+check skipped; leave it out with ``fault_kinds=tuple(k for k in FAULT_KINDS if k != "no_credentials")``.)
 ``harness fuzz`` draws from ``calls()`` against any handler, shrinks the first failure and writes it as
 a fixture.
 """
@@ -36,14 +40,17 @@ from hypothesis import assume
 from hypothesis import strategies as st
 
 from callaudio.g711 import pcm16_to_ulaw
+from fakertzr.params import DEFAULT_MAX_UTTER_DURATION
 
 from .fixture import CallFixture, load_call, save_call
 from .synthetic import SynthUtterance, synth_call
 
 FAULT_KINDS = ("close", "drop", "stall", "malformed", "delay_finals", "expire_tokens", "reject_handshake",
-               "auth_failure", "revoked_credentials")
+               "auth_failure", "revoked_credentials", "no_credentials")
 FOREVER = 100  # times a "revoked_credentials" refusal fires: every attempt a call can make
 TAIL_MS = 1500  # audio after the last word: the recognizer's end-point detection and the bot's answer
+CREDENTIALS = ("RTZR_CLIENT_ID", "RTZR_CLIENT_SECRET")  # what "no_credentials" starts the handler without
+CUT_MS = int(DEFAULT_MAX_UTTER_DURATION * 1000)  # RTZR cuts unbroken speech here (a stream asking no other length)
 
 
 @dataclass(frozen=True)
@@ -74,7 +81,8 @@ class DrawnCall:
         """(utterances, faults): how big a call is, for saying how far a failure shrank."""
         drawn = self.doc.get("faults", ())
         revoked = any(f["type"] == "auth_failure" and f.get("times") == FOREVER for f in drawn)
-        return len(self.doc["utterances"]), len(drawn) - revoked  # revoked credentials: one fault, two parts
+        without = bool(self.doc.get("handler", {}).get("without_env"))
+        return len(self.doc["utterances"]), len(drawn) - revoked + without  # revoked credentials: one fault, two parts
 
     @property
     def audio_ms(self) -> int:
@@ -90,22 +98,41 @@ class DrawnCall:
     def features(self) -> list[str]:
         """What the call goes through, for statistics: its faults, hang-up, barge-in, DTMF."""
         s = self.scenario
-        found = [f"RTZR fault: {f['type']}" for f in s["faults"]]
+        found = ["the handler starts without RTZR credentials" if f["type"] == "no_credentials"
+                 else "RTZR fault: revoked_credentials" if f["type"] == "auth_failure" and f["times"] == FOREVER
+                 else f"RTZR fault: {f['type']}" for f in s["faults"]
+                 if not (f["type"] == "reject_handshake" and f["times"] == FOREVER and f["status"] == 401)]
         hangup = self.doc.get("caller", {})
         found.append("the caller's line drops" if hangup.get("vanish") else "the caller hangs up early"
                      if "hangup_ms" in hangup or "hangup_after_turns" in hangup else "the caller says everything")
         found += ["barge-in"] * s["barge_in"] + ["DTMF"] * bool(s["dtmf"]) + ["LLM fails"] * bool(s["llm"].get("fail_requests"))
+        found += ["LLM stalls"] * bool(s["llm"].get("stall_requests"))
+        found += [f"an utterance over {CUT_MS // 1000} s (cut by RTZR)"] * any(
+            sum(u.word_ms) > CUT_MS for u in s["utterances"])
         if self.doc.get("expect", {}).get("call_refused"):
             found.append("recognition refused: the call must be refused")
         found.append(f"{len(s['utterances'])} utterance(s)")
         return found
 
 
-def utterances(*, max_utterances: int = 4) -> st.SearchStrategy[list[SynthUtterance]]:
-    """The caller's utterances: 1-4 words of 150-600 ms each, each after a pause of 0.4-2.6 s."""
-    return st.lists(st.builds(SynthUtterance, pause_before_ms=st.integers(400, 2600),
-                              word_ms=st.lists(st.integers(150, 600), min_size=1, max_size=4).map(tuple)),
-                    min_size=1, max_size=max_utterances)
+def long_utterance() -> st.SearchStrategy[SynthUtterance]:
+    """13-21 s without a pause (26-32 words of 500-650 ms): RTZR cuts it at ``max_utter_duration`` (12 s
+    unless the stream asks otherwise) while the caller talks on."""
+    return st.builds(SynthUtterance, pause_before_ms=st.integers(400, 2600),
+                     word_ms=st.lists(st.integers(500, 650), min_size=26, max_size=32).map(tuple))
+
+
+@st.composite
+def utterances(draw, *, max_utterances: int = 4, long: bool = True) -> list[SynthUtterance]:
+    """The caller's utterances: 1-4 words of 150-600 ms each, each after a pause of 0.4-2.6 s; in about one
+    call of three (``long``), one of them is a ``long_utterance`` instead (it shrinks back to a short one)."""
+    said = draw(st.lists(st.builds(SynthUtterance, pause_before_ms=st.integers(400, 2600),
+                                   word_ms=st.lists(st.integers(150, 600), min_size=1, max_size=4).map(tuple)),
+                         min_size=1, max_size=max_utterances))
+    if long and draw(st.sampled_from((False, False, True))):
+        at = draw(st.integers(0, len(said) - 1))
+        said[at] = draw(long_utterance())
+    return said
 
 
 def recognizer() -> st.SearchStrategy[dict[str, Any]]:
@@ -118,44 +145,57 @@ def recognizer() -> st.SearchStrategy[dict[str, Any]]:
     })
 
 
-def fault(max_audio_ms: int, kinds: tuple[str, ...] = FAULT_KINDS) -> st.SearchStrategy[dict[str, Any]]:
-    """One RTZR fault, at an audio position or after some finals."""
-    at = st.integers(0, max_audio_ms)
-    trigger = st.one_of(at.map(lambda v: {"at_ms": v}), st.integers(1, 3).map(lambda n: {"after_finals": n}))
-    code = st.sampled_from([1000, 1001, 1011, 1013, 4000, 4401])  # 1006 is a drop: see "drop"
-    every = {
-        "close": st.builds(lambda c, t: {"type": "close", "code": c, **t}, code, trigger),
-        "drop": st.builds(lambda t: {"type": "drop", **t}, trigger),
-        "stall": st.builds(lambda t: {"type": "stall", **t}, trigger),
-        "malformed": st.builds(lambda t: {"type": "malformed", **t}, trigger),
-        "delay_finals": st.builds(lambda d, n: {"type": "delay_finals", "delay_ms": d, **({"times": n} if n else {})},
-                                  st.integers(0, 3000), st.none() | st.integers(1, 2)),
-        "expire_tokens": st.builds(lambda t: {"type": "expire_tokens", **t}, trigger),
-        # one stale token (a fresh one is let in), or the service busy for a try or two
-        "reject_handshake": st.builds(lambda s, c, n: {"type": "reject_handshake", "status": s,
-                                                       "times": 1 if s == 401 else n,
-                                                       **({} if c is None else {"connection": c})},
-                                      st.sampled_from([401, 429, 500, 503]), st.none() | st.integers(0, 2),
-                                      st.integers(1, 2)),
-        # the token endpoint down for a try or two (a 401 there alone is no fault: a handler holding a token
-        # it was issued earlier never asks, as with the real service)
-        "auth_failure": st.builds(lambda s, n: {"type": "auth_failure", "status": s, "times": n},
-                                  st.sampled_from([500, 503]), st.integers(1, 2)),
-        # the credentials revoked: every handshake and every token request refused, however often retried
-        "revoked_credentials": st.just([{"type": "auth_failure", "status": 401, "times": FOREVER},
-                                        {"type": "reject_handshake", "status": 401, "times": FOREVER}]),
-    }
-    unknown = set(kinds) - set(every)
-    if unknown:
+CLOSE_CODES = st.sampled_from([1000, 1001, 1011, 1013, 4000, 4401])  # 1006 is a drop: see "drop"
+HANDSHAKE_STATUS = st.sampled_from([401, 429, 500, 503])
+TOKEN_STATUS = st.sampled_from([500, 503])
+
+
+def fault(max_audio_ms: int, kinds: tuple[str, ...] = FAULT_KINDS) -> st.SearchStrategy[dict[str, Any] | list[dict]]:
+    """One fault: of RTZR, at an audio position or after some finals; or the handler's missing credentials
+    (``revoked_credentials`` is two fixture faults, drawn as a list)."""
+    unknown = set(kinds) - set(FAULT_KINDS)
+    if unknown or not kinds:
         raise ValueError(f"unknown fault kind(s) {sorted(unknown)}: known are {', '.join(FAULT_KINDS)}")
-    return st.one_of(*(every[k] for k in kinds))
+    return _fault(max_audio_ms, tuple(kinds))
 
 
-def faults(max_audio_ms: int, *, kinds: tuple[str, ...] = FAULT_KINDS, max_faults: int = 2) -> st.SearchStrategy[list[dict]]:
-    """Up to ``max_faults`` faults (``revoked_credentials`` counts as one: it is two fixture faults)."""
+@st.composite
+def _fault(draw, max_audio_ms: int, kinds: tuple[str, ...]) -> dict[str, Any] | list[dict]:
+    kind = draw(st.sampled_from(kinds))  # one_of would all but never draw a constant kind twice
+
+    def trigger() -> dict[str, int]:
+        if not draw(st.booleans()):
+            return {"at_ms": draw(st.integers(0, max_audio_ms))}
+        return {"after_finals": draw(st.integers(1, 3))}
+
+    if kind == "close":
+        return {"type": "close", "code": draw(CLOSE_CODES), **trigger()}
+    if kind in ("drop", "stall", "malformed", "expire_tokens"):
+        return {"type": kind, **trigger()}
+    if kind == "delay_finals":
+        delay, times = draw(st.integers(0, 3000)), draw(st.none() | st.integers(1, 2))
+        return {"type": "delay_finals", "delay_ms": delay, **({"times": times} if times else {})}
+    if kind == "reject_handshake":  # one stale token (a fresh one is let in), or the service busy for a try or two
+        status, connection, times = draw(HANDSHAKE_STATUS), draw(st.none() | st.integers(0, 2)), draw(st.integers(1, 2))
+        return {"type": "reject_handshake", "status": status, "times": 1 if status == 401 else times,
+                **({} if connection is None else {"connection": connection})}
+    if kind == "auth_failure":  # the token endpoint down for a try or two (a 401 there alone is no fault: a
+        # handler holding a token it was issued earlier never asks, as with the real service)
+        return {"type": "auth_failure", "status": draw(TOKEN_STATUS), "times": draw(st.integers(1, 2))}
+    if kind == "revoked_credentials":  # every handshake and every token request refused, however often retried
+        return [{"type": "auth_failure", "status": 401, "times": FOREVER},
+                {"type": "reject_handshake", "status": 401, "times": FOREVER}]
+    # no_credentials: the handler started without its RTZR credentials (the report's failure 1)
+    return {"type": "no_credentials"}
+
+
+def faults(max_audio_ms: int, *, kinds: tuple[str, ...] = FAULT_KINDS, max_faults: int = 2,
+           min_faults: int = 0) -> st.SearchStrategy[list[dict]]:
+    """Up to ``max_faults`` faults (``revoked_credentials`` counts as one: it is two fixture faults; with
+    ``no_credentials`` the handler never reaches RTZR, and RTZR's faults drawn beside it change nothing)."""
     if not kinds or not max_faults:
         return st.just([])
-    return st.lists(fault(max_audio_ms, kinds), max_size=max_faults).map(
+    return st.lists(fault(max_audio_ms, kinds), min_size=min(min_faults, max_faults), max_size=max_faults).map(
         lambda drawn: [one for f in drawn for one in (f if isinstance(f, list) else [f])])
 
 
@@ -171,12 +211,14 @@ def dtmf(audio_ms: int) -> st.SearchStrategy[list[dict[str, Any]]]:
 
 
 def llm(*, long_replies: bool = False) -> st.SearchStrategy[dict[str, Any]]:
-    """The LLM: time to first token, pace, how many sentences a reply has, one request failing."""
+    """The LLM: time to first token, pace, how many sentences a reply has, one request failing, one request
+    stalling (it never answers: only the handler's cancel, at the caller's hang-up at the latest, ends it)."""
     return st.fixed_dictionaries({
         "first_token_ms": st.integers(0, 1500), "token_ms": st.integers(0, 60),
         "sentences": st.integers(4, 8) if long_replies else st.integers(1, 3),
     }, optional={"fail_requests": st.dictionaries(st.sampled_from(["0", "1"]), st.sampled_from([429, 500]),
-                                                  min_size=1, max_size=1)})
+                                                  min_size=1, max_size=1),
+                 "stall_requests": st.sampled_from([[0], [1]])})
 
 
 def tts(*, realtime: bool | None = None) -> st.SearchStrategy[dict[str, Any]]:
@@ -188,11 +230,13 @@ def tts(*, realtime: bool | None = None) -> st.SearchStrategy[dict[str, Any]]:
 
 
 @st.composite
-def scenarios(draw, *, max_utterances: int = 4, max_faults: int = 2, fault_kinds: tuple[str, ...] = FAULT_KINDS,
+def scenarios(draw, *, max_utterances: int = 4, max_faults: int = 2, min_faults: int = 0,
+              fault_kinds: tuple[str, ...] = FAULT_KINDS,
               barge_in: bool = True, hangups: bool = True, keypad: bool = True,
               max_duration_ms: int | None = None) -> dict[str, Any]:
     """What a call is made of, as plain data (``calls`` turns it into a fixture)."""
-    said = draw(utterances(max_utterances=max_utterances))
+    long = max_duration_ms is None or max_duration_ms >= 2 * CUT_MS  # else a long utterance would rarely fit
+    said = draw(utterances(max_utterances=max_utterances, long=long))
     audio_ms = sum(u.pause_before_ms + sum(u.word_ms) for u in said) + TAIL_MS
     if max_duration_ms is not None:
         assume(audio_ms <= max_duration_ms)
@@ -201,7 +245,7 @@ def scenarios(draw, *, max_utterances: int = 4, max_faults: int = 2, fault_kinds
         "utterances": said,
         "recognizer": draw(recognizer()),
         "partial_every_ms": draw(st.none() | st.integers(80, 700)),
-        "faults": draw(faults(audio_ms, kinds=fault_kinds, max_faults=max_faults)),
+        "faults": draw(faults(audio_ms, kinds=fault_kinds, max_faults=max_faults, min_faults=min_faults)),
         "hangup": draw(hangup(audio_ms)) if hangups else None,
         "vanish": draw(st.booleans()) if hangups else False,
         "dtmf": draw(dtmf(audio_ms)) if keypad else [],
@@ -214,11 +258,15 @@ def scenarios(draw, *, max_utterances: int = 4, max_faults: int = 2, fault_kinds
 
 
 def refused(s: dict[str, Any]) -> bool:
-    """Recognition cannot be had: the credentials are revoked (every handshake refused with 401, however
-    many fresh tokens the handler fetches). Nothing else drawn refuses for good: a stale token is let in
-    again with a fresh one, a busy service answers a retry."""
-    return any(f["type"] == "reject_handshake" and f["status"] == 401 and "connection" not in f
-               and f["times"] >= FOREVER for f in s["faults"])
+    """Recognition cannot be had: the handler has no credentials, or they are revoked (every handshake
+    refused with 401, however many fresh tokens the handler fetches). Nothing else drawn refuses for good:
+    a stale token is let in again with a fresh one, a busy service answers a retry."""
+    return without_credentials(s) or any(f["type"] == "reject_handshake" and f["status"] == 401
+                                         and "connection" not in f and f["times"] >= FOREVER for f in s["faults"])
+
+
+def without_credentials(s: dict[str, Any]) -> bool:
+    return any(f["type"] == "no_credentials" for f in s["faults"])
 
 
 def reply_text(sentences: int) -> str:
@@ -235,9 +283,14 @@ def as_call(s: dict[str, Any]) -> DrawnCall:
     caller = {**(caller_hangup or {}), **({"vanish": True} if s["vanish"] and caller_hangup else {}),
               **({"dtmf": s["dtmf"]} if s["dtmf"] else {})}
     expect: dict[str, Any] = {"call_refused": True} if refusal else {"barge_in": True} if s["barge_in"] else {}
+    if not refusal and any(sum(u.word_ms) > CUT_MS for u in s["utterances"]):
+        expect["no_reply_while_talking"] = True  # a final RTZR cut mid-utterance is not the caller's turn
     name = "fuzz-" + hashlib.sha256(json.dumps(s, sort_keys=True, default=str).encode()).hexdigest()[:10]
     doc = {**script.raw, "name": name, "description": f"drawn by harness.strategies: {s}",
-           "faults": s["faults"], "llm": llm_spec, "tts": s["tts"], "caller": caller, "expect": expect}
+           "faults": [f for f in s["faults"] if f["type"] != "no_credentials"], "llm": llm_spec, "tts": s["tts"],
+           "caller": caller, "expect": expect}
+    if without_credentials(s):
+        doc["handler"] = {"without_env": list(CREDENTIALS)}
     if s["recognizer"]:
         doc["recognizer"] = s["recognizer"]
     return DrawnCall(s, doc, pcm16_to_ulaw(script.audio))
@@ -245,5 +298,5 @@ def as_call(s: dict[str, Any]) -> DrawnCall:
 
 def calls(**options: Any) -> st.SearchStrategy[DrawnCall]:
     """Whole calls (see the module docstring); ``options`` are those of ``scenarios``: ``max_utterances``,
-    ``max_faults``, ``fault_kinds``, ``barge_in``, ``hangups``, ``keypad``, ``max_duration_ms``."""
+    ``max_faults``, ``min_faults``, ``fault_kinds``, ``barge_in``, ``hangups``, ``keypad``, ``max_duration_ms``."""
     return scenarios(**options).map(as_call)

@@ -6,7 +6,8 @@ each correct handler passes (any failure there is a false alarm).
     python -m proving_ground.fuzz_matrix --handler "node ws" --examples 100 --correct 200 --at-once 2
 
 Each search is ``harness fuzz --cmd ...`` itself (a process of its own, from a fresh database, seed fixed by
-``--seed``) at the mutant's pace from the catalogue; results are printed as a markdown table and kept as JSON.
+``--seed``) at the mutant's pace from the catalogue; results are printed as a markdown table and kept as JSON
+(``harness-report/fuzz-matrix/HANDLER/matrix.json``, each search's report and shrunk failure beside it).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import concurrent.futures
 import json
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from .mutants import HANDLERS, MUTANTS
@@ -24,13 +24,14 @@ from .mutants import HANDLERS, MUTANTS
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def fuzz(handler, mutant: str, pace: str, examples: int, seed: int, report_dir: Path) -> dict:
+def fuzz(handler, mutant: str, pace: str, examples: int, seed: int, report_dir: Path, shrink_limit: int) -> dict:
     """One ``harness fuzz`` search; its summary (fuzz.json's only search) and the command."""
     command = [sys.executable, "-m", "harness.cli", "fuzz", "--cmd", (f"MUTANT={mutant} " if mutant else "")
                + handler.command, "--path", handler.path, "--pace", pace, "--examples", str(examples),
-               "--seed", str(seed), "--no-database", "--report-dir", str(report_dir)]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=3600)
+               "--seed", str(seed), "--shrink-limit", str(shrink_limit), "--no-database", "--report-dir", str(report_dir)]
     out = report_dir / "fuzz.json"
+    out.unlink(missing_ok=True)  # a search run before into this directory
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=3600)
     if not out.exists():
         raise RuntimeError(f"harness fuzz exited {done.returncode}: {done.stdout[-1500:]}{done.stderr[-1500:]}")
     summary = json.loads(out.read_text(encoding="utf-8"))["searches"][0]
@@ -50,21 +51,26 @@ def cell(result: dict, expected_check: str | None) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--handler", default="websockets", choices=[h.name for h in HANDLERS])
     parser.add_argument("--examples", type=int, default=100, help="calls a mutant's search may draw")
     parser.add_argument("--correct", type=int, default=200, help="calls the correct handler's search draws")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--at-once", type=int, default=2)
     parser.add_argument("--mutants", help="comma-separated names (default: every one)")
-    parser.add_argument("--json", type=Path, default=Path("harness-report/fuzz-matrix.json"))
+    parser.add_argument("--no-correct", action="store_true", help="search the mutants only")
+    parser.add_argument("--shrink-limit", type=int, default=150, help="harness fuzz --shrink-limit (default 150)")
+    parser.add_argument("--report-dir", type=Path, default=Path("harness-report/fuzz-matrix"),
+                        help="each search's report (its shrunk failure included) goes to DIR/HANDLER/MUTANT")
     args = parser.parse_args()
     handler = next(h for h in HANDLERS if h.name == args.handler)
     chosen = [m for m in MUTANTS if not args.mutants or m.name in args.mutants.split(",")]
-    with tempfile.TemporaryDirectory() as tmp, concurrent.futures.ThreadPoolExecutor(args.at_once) as pool:
-        jobs = {pool.submit(fuzz, handler, "", "fast", args.correct, args.seed, Path(tmp) / "correct"): None}
-        jobs.update({pool.submit(fuzz, handler, m.name, m.pace, args.examples, args.seed, Path(tmp) / m.name): m
-                     for m in chosen})
+    here = args.report_dir / handler.name.replace(" ", "-")
+    with concurrent.futures.ThreadPoolExecutor(args.at_once) as pool:
+        jobs = {} if args.no_correct else {
+            pool.submit(fuzz, handler, "", "fast", args.correct, args.seed, here / "correct", args.shrink_limit): None}
+        jobs.update({pool.submit(fuzz, handler, m.name, m.pace, args.examples, args.seed, here / m.name,
+                                 args.shrink_limit): m for m in chosen})
         results = []
         for job in concurrent.futures.as_completed(jobs):
             m = jobs[job]
@@ -72,8 +78,7 @@ def main() -> int:
             result["expected"] = m.check if m else None
             results.append(result)
             print(f"{m.name if m else 'correct'} ({result['pace']}): {cell(result, m.check if m else None)}", flush=True)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(results, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    (here / "matrix.json").write_text(json.dumps(results, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     order = {m.name: k for k, m in enumerate(MUTANTS)}
     print(f"\n| bug class ({handler.name}) | pace | harness fuzz --examples {args.examples} --seed {args.seed} |\n|---|---|---|")
     for r in sorted(results, key=lambda r: order.get(r["mutant"], -1)):

@@ -68,3 +68,10 @@ def test_twiml_connects_the_stream_and_hangs_up():
     assert stream.get("url") == "wss://x.example/twilio/media"
     assert stream.find("Parameter").attrib == {"name": "caller", "value": '+82<10>"'}
     assert [child.tag for child in root] == ["Connect", "Hangup"]
+
+
+def test_twiml_stays_well_formed_whatever_the_webhook_posts():
+    # a From with control characters (issue 22, item 11) made the document ill-formed XML
+    xml = twilio.connect_twiml("wss://x.example/twilio/media", {"caller": "+82\x01\x0b10\x1f<x/>\ud800\ufffe\t"})
+    stream = ElementTree.fromstring(xml).find("./Connect/Stream")
+    assert stream.find("Parameter").get("value") == "+8210<x/>\t"

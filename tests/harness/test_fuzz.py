@@ -14,14 +14,16 @@ import json
 import sys
 from pathlib import Path
 
+import hypothesis
 import pytest
 
 from harness.checks import CheckResult
 from harness.cli import main
 from harness.fixture import load_call
-from harness.fuzz import FuzzOptions, search
+from harness.fuzz import FuzzOptions, HandlerSession, search, stages
 from harness.runner import FixtureRun
-from harness.strategies import DrawnCall
+from harness.strategies import FAULT_KINDS, DrawnCall, as_call, scenarios
+from harness.targets import CommandTarget
 from harness.timeline import CallTimeline
 from proving_ground.mutants import HANDLERS_DIR
 
@@ -64,6 +66,27 @@ def test_the_same_seed_draws_the_same_calls_and_finds_the_same_failure():
     assert [c.key for c in other.played] != runs[0][0]  # the seed is what decides
 
 
+class Passes:
+    """A session whose "handler" passes every call: what the search draws, and nothing else."""
+
+    def play(self, call: DrawnCall) -> FixtureRun:
+        return FixtureRun(None, [CheckResult("expectations", True)], [], CallTimeline([]), 0.0)  # type: ignore[arg-type]
+
+
+def test_every_fault_kind_is_drawn_in_the_first_calls_before_calls_are_drawn_freely():
+    # hypothesis alone drew no "no_credentials" in 99 calls of seed 1: what its mutations copy it draws again
+    assert [(s.label, s.examples) for s in stages(FuzzOptions(examples=30, fault_kinds=("stall", "drop")))] == [
+        ("coverage: stall", 2), ("coverage: drop", 2), ("drawn freely", 26)]
+    assert [s.examples for s in stages(FuzzOptions(examples=30))] == [1] * len(FAULT_KINDS) + [20]
+    assert [s.label for s in stages(FuzzOptions(examples=19))] == ["drawn freely"]  # too few to cover every kind
+    assert [s.label for s in stages(FuzzOptions(examples=50, max_faults=0))] == ["drawn freely"]
+    result = search(Passes(), FuzzOptions(examples=100, seed=1))  # type: ignore[arg-type]
+    assert 90 <= result.drawn <= 100  # a call drawn twice is judged once
+    for kind in FAULT_KINDS:
+        said = ("the handler starts without RTZR credentials" if kind == "no_credentials" else f"RTZR fault: {kind}")
+        assert result.statistics[said] >= 2, (kind, result.statistics)
+
+
 @pytest.mark.timeout(600)
 def test_a_mutant_handler_fails_a_shrunk_call_that_harness_run_fails_the_same_way(tmp_path, capsys):
     command = f"MUTANT=closes-after-first-final {HANDLER}"
@@ -85,3 +108,33 @@ def test_a_mutant_handler_fails_a_shrunk_call_that_harness_run_fails_the_same_wa
     assert code == 1
     run = json.loads((tmp_path / "run" / "report.json").read_text(encoding="utf-8"))["runs"][0]
     assert "recognition_continues" in [c["name"] for c in run["checks"] if c["status"] == "failed"]
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("mutant, verdict", [("no-credential-check", "failed"), ("", "passed")])
+def test_a_drawn_call_without_credentials_gets_a_handler_started_without_them(mutant, verdict):
+    # the shared handler has its credentials: a call that needs a handler without them is given one of its own
+    call = as_call(drawn_scenarios(seed=2, faults=("no_credentials",))[0])
+    assert call.doc["handler"]["without_env"]
+    target = CommandTarget((f"MUTANT={mutant} " if mutant else "") + HANDLER, path="/media")
+    with HandlerSession(target, pace=None) as session:
+        run = session.play(call)
+        again = session.play(call)
+    assert target.started == 3  # the shared handler, then one without credentials per call
+    for played in (run, again):
+        [check] = [c for c in played.checks if c.name == "refuses_without_credentials"]
+        assert check.status == verdict, check
+
+
+def drawn_scenarios(seed: int, faults: tuple[str, ...]) -> list[dict]:
+    """A few scenarios drawn from ``calls()``' parts, with at least one fault of these kinds."""
+    drawn: list[dict] = []
+
+    @hypothesis.seed(seed)
+    @hypothesis.settings(max_examples=3, database=None)
+    @hypothesis.given(scenarios(fault_kinds=faults, min_faults=1, max_utterances=1))
+    def collect(s: dict) -> None:
+        drawn.append(s)
+
+    collect()
+    return drawn

@@ -1,0 +1,57 @@
+"""``harness.strategies`` can draw each thing a bug class needs to show, as an ordinary fixture says it: a
+handler started without credentials (failure 1), an utterance RTZR cuts at ``max_utter_duration`` while the
+caller talks on, an LLM that never answers (failure 3's open request); and each shrinks away when not needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from hypothesis import Phase, find, settings
+
+from harness.fixture import load_call
+from harness.runner import replay
+from harness.strategies import CREDENTIALS, CUT_MS, DrawnCall, as_call, scenarios
+
+def drawn_call(condition, *, smallest: bool = False) -> DrawnCall:
+    """The call of a drawn scenario ``condition`` holds for (the smallest, shrunk, when asked: that takes
+    seconds); the search is on plain data, the fixture, audio and all, made once for what the test checks."""
+    phases = [Phase.generate, Phase.shrink] if smallest else [Phase.generate]
+    return as_call(find(scenarios(), condition, settings=settings(max_examples=1000, database=None, phases=phases)))
+
+
+def test_a_handler_without_credentials_is_drawn_as_a_refused_call_of_one_fault(tmp_path):
+    call = drawn_call(lambda s: any(f["type"] == "no_credentials" for f in s["faults"]), smallest=True)
+    assert call.doc["handler"] == {"without_env": list(CREDENTIALS)}
+    assert call.doc["expect"] == {"call_refused": True}
+    assert "hangup_ms" not in call.doc["caller"] and "hangup_after_turns" not in call.doc["caller"]
+    assert call.size == (1, 1), call  # shrunk: one utterance, the missing credentials as its one fault
+    assert all(f["type"] != "no_credentials" for f in call.doc["faults"])  # not an RTZR fault in the fixture
+    assert load_call(call.save(tmp_path / "call")).handler_without == CREDENTIALS
+    assert "the handler starts without RTZR credentials" in call.features()
+
+
+def test_an_utterance_longer_than_rtzrs_cut_expects_no_reply_while_the_caller_talks_on():
+    call = drawn_call(lambda s: any(sum(u.word_ms) > CUT_MS for u in s["utterances"]), smallest=True)
+    assert call.doc["expect"]["no_reply_while_talking"] is True
+    spans = [u["end_ms"] - u["start_ms"] for u in call.doc["utterances"]]
+    assert len(spans) == 1 and CUT_MS < spans[0] <= 14_000, spans  # shrunk to the shortest that is cut
+    assert call.size == (1, 0)
+    short = drawn_call(lambda s: len(s["utterances"]) >= 3, smallest=True)
+    assert not short.doc["expect"].get("no_reply_while_talking")  # shrunk away when not needed
+    assert max(u["end_ms"] - u["start_ms"] for u in short.doc["utterances"]) < CUT_MS
+
+
+def test_a_stalled_llm_request_is_drawn_into_the_fixture():
+    call = drawn_call(lambda s: bool(s["llm"].get("stall_requests")))
+    assert call.doc["llm"]["stall_requests"] in ([0], [1])
+    assert "LLM stalls" in call.features()
+
+
+def test_replaying_a_call_without_credentials_into_a_running_handler_is_skipped_not_judged(tmp_path):
+    call = drawn_call(lambda s: any(f["type"] == "no_credentials" for f in s["faults"]))
+    fixture = load_call(call.save(tmp_path / "call"))
+    run = asyncio.run(replay(fixture, "ws://127.0.0.1:9/never-dialled", rtzr=None, llm=None, tts=None))  # type: ignore[arg-type]
+    [check] = run.checks
+    assert check.name == "refuses_without_credentials" and check.status == "skipped"
+    assert "cannot be started without its credentials" in check.message
