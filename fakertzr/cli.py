@@ -133,8 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     record.add_argument("--mode", choices=RECORD_MODES, default="new_episodes",
                         help="new_episodes: every stream (NAME, NAME-2, ...); once: only if NAME is absent; "
                         "all: overwrite NAME; none: forward only")
-    record.add_argument("--redact", default="", metavar="KINDS",
-                        help=f"replace these in recorded text: comma-separated, of {', '.join(REDACTIONS)}")
+    record.add_argument("--redact", metavar="KINDS", help="replace only these in recorded text: comma-separated, "
+                        f"of {', '.join(REDACTIONS)} (default: all of them)")
+    record.add_argument("--no-redact", action="store_true", help="keep the text as recognised, numbers and all")
     record.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser
 
@@ -170,11 +171,19 @@ def _config(args: argparse.Namespace) -> FakeRtzrConfig:
     )
 
 
-def record_options(redact: str, name: str, upstream: str, ports: tuple[int, ...],
-                   extra_kinds: tuple[str, ...] = ()) -> tuple[str, ...]:
-    """Check what a recorder is given (``fakertzr record``, ``harness record``); the redaction kinds."""
-    kinds = tuple(k.strip() for k in redact.split(",") if k.strip())
+def record_options(redact: str | None, name: str, upstream: str, ports: tuple[int, ...],
+                   extra_kinds: tuple[str, ...] = (), keep_raw: bool = False) -> tuple[str, ...]:
+    """Check what a recorder is given (``fakertzr record``, ``harness record``); the redaction kinds: every
+    kind unless ``--redact`` names some, none with ``--no-redact`` (a recording of a real call is personal
+    data until proven otherwise)."""
     known = (*REDACTIONS, *extra_kinds)
+    if keep_raw:
+        if redact is not None:
+            raise FakeRtzrError("--no-redact keeps the recording as it was said: it goes without --redact")
+        return ()
+    kinds = known if redact is None else tuple(k.strip() for k in redact.split(",") if k.strip())
+    if not kinds:
+        raise FakeRtzrError(f"--redact needs one or more of {', '.join(known)} (--no-redact keeps everything)")
     unknown = [k for k in kinds if k not in known]
     if unknown:
         raise FakeRtzrError(f"--redact: unknown {', '.join(unknown)} (known: {', '.join(known)})")
@@ -249,7 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     try:
         if args.command == "record":
-            kinds = record_options(args.redact, args.name, args.upstream, (args.port,))
+            kinds = record_options(args.redact, args.name, args.upstream, (args.port,), keep_raw=args.no_redact)
             asyncio.run(_record(RecordingProxy(args.upstream, args.out, name=args.name, redact=kinds, mode=args.mode,
                                                host=args.host, port=args.port)))
             return 0

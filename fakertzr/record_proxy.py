@@ -23,7 +23,7 @@ from callaudio.wavfile import mulaw_wav_bytes
 
 from .appserver import RelayServer
 from .params import ParamError, parse_stream_params
-from .recording import StreamRecorder, fixture_directory
+from .recording import REDACTIONS, StreamRecorder, fixture_directory
 
 log = logging.getLogger("fakertzr.record")
 
@@ -48,7 +48,7 @@ class RecordedAuthFailure:
 class RecordingProxy(RelayServer):
     """``async with RecordingProxy(upstream, out_dir) as proxy``: point clients at ``proxy.base_url``."""
 
-    def __init__(self, upstream: str, out_dir: str | Path | None, *, name: str = "recorded", redact: tuple[str, ...] = (),
+    def __init__(self, upstream: str, out_dir: str | Path | None, *, name: str = "recorded", redact: tuple[str, ...] = REDACTIONS,
                  mode: str = "new_episodes", host: str = "127.0.0.1", port: int = 0) -> None:
         self.upstream = upstream.rstrip("/")
         self.out_dir = Path(out_dir) if out_dir is not None else None  # None: keep streams in memory only

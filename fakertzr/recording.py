@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,12 +23,9 @@ from callaudio.wavfile import riff_data_offset
 
 from .fixture import FIXTURE_RATE, FIXTURE_VERSION
 from .params import StreamParams
+from .redaction import KINDS, PARTIAL_DIGITS, hide_digits, redact_finals
 
-REDACTIONS: dict[str, re.Pattern[str]] = {  # what --redact can replace in recorded text
-    "rrn": re.compile(r"\d{6}\s*-?\s*[1-4]\d{6}"),  # resident registration number (주민등록번호)
-    "card": re.compile(r"\d{4}(?:[\s-]?\d{4}){3}"),
-    "phone": re.compile(r"(?:\+?82[\s-]?|0)1[016789][\s-]?\d{3,4}[\s-]?\d{4}|0\d{1,2}[\s-]?\d{3,4}[\s-]?\d{4}"),
-}
+REDACTIONS = KINDS  # what --redact can replace in recorded text (fakertzr.redaction)
 
 
 RECORD_MODES = ("new_episodes", "once", "all", "none")  # VCR.py's words, for a recorder that names fixtures NAME, NAME-2, ...
@@ -45,21 +41,6 @@ def fixture_directory(out_dir: Path, name: str, mode: str) -> Path | None:
     if mode in ("all", "once") or not first.exists():
         return first
     return next(out_dir / f"{name}-{n}" for n in itertools.count(2) if not (out_dir / f"{name}-{n}").exists())
-
-
-DIGITS = re.compile(r"\d(?:[\s-]?\d)*")
-
-
-def redact(text: str, kinds: tuple[str, ...], counts: dict[str, int]) -> str:
-    """``text`` with every match of the chosen patterns replaced by ``<kind>``; ``counts`` says how many.
-    Kinds that are not about text (harness record's ``dtmf``) are left to their recorder."""
-    for kind in kinds:
-        if kind not in REDACTIONS:
-            continue
-        text, n = REDACTIONS[kind].subn(f"<{kind}>", text)
-        if n:
-            counts[kind] = counts.get(kind, 0) + n
-    return text
 
 
 @dataclass
@@ -158,15 +139,16 @@ class StreamRecorder:
         samples = max(0, audio_bytes - header) / self.params.bytes_per_sample
         return samples * 1000.0 / self.params.sample_rate
 
-    def _redacted_utterances(self, kinds: tuple[str, ...]) -> set[Any]:
-        """The ``seq`` of every utterance whose final holds something to redact: its partials, which grow a
-        number digit by digit before it is whole, lose every digit, and its words are not kept."""
-        found = set()
-        for heard in self._heard:
-            best = heard.result["alternatives"][0]
-            if heard.result.get("final") and isinstance(best, dict) and redact(str(best.get("text", "")), kinds, {}) != best.get("text"):
-                found.add(str(heard.result.get("seq")))
-        return found
+    def _final_texts(self, kinds: tuple[str, ...], counts: dict[str, int]) -> tuple[dict[int, str], set[str]]:
+        """Each final's text (by its place in ``_heard``), redacted as one run of consecutive finals, so that a
+        number end-point detection cut in two is found across the cut; and the ``seq`` of each final that
+        held one (its partials grew the number digit by digit)."""
+        finals = [(k, heard.result) for k, heard in enumerate(self._heard) if heard.result.get("final")]
+        texts = [str(r["alternatives"][0].get("text", "")) if isinstance(r["alternatives"][0], dict) else ""
+                 for _, r in finals]
+        out = redact_finals(texts, kinds, counts) if kinds else texts
+        held = {str(r.get("seq")) for (_, r), said, text in zip(finals, texts, out) if text != said}
+        return dict(zip((k for k, _ in finals), out)), held
 
     def to_fixture(self, name: str, *, redact_kinds: tuple[str, ...] = (), upstream: str = "") -> tuple[dict[str, Any], bytes]:
         """(``call.json`` document, caller audio as 8 kHz mu-law)."""
@@ -175,19 +157,20 @@ class StreamRecorder:
         duration_ms = len(pcm) * 1000.0 / FIXTURE_RATE
         counts: dict[str, int] = {}
         recorded, utterances = [], []
-        redacted_seqs = self._redacted_utterances(redact_kinds) if redact_kinds else set()
-        for heard in self._heard:
+        final_texts, held_numbers = self._final_texts(redact_kinds, counts)
+        for k, heard in enumerate(self._heard):
             message = heard.result
             best = message["alternatives"][0] if isinstance(message["alternatives"][0], dict) else {}
             final = bool(message.get("final"))
-            hidden = str(message.get("seq")) in redacted_seqs
             at = min(duration_ms, round(self._ms(heard.audio_bytes, header), 1))
             start = min(at, max(0.0, float(_number(message.get("start_at")))))
             end = min(at, start + float(_number(message.get("duration")))) if final else at
-            text = redact(str(best.get("text", "")), redact_kinds, counts)
-            if hidden and not final:
-                text, n = DIGITS.subn("<redacted>", text)
-                counts["digits in partials"] = counts.get("digits in partials", 0) + n
+            said = str(best.get("text", ""))
+            if final or not redact_kinds:
+                text = final_texts[k] if final else said
+            else:
+                text = hide_digits(said, counts, at_least=1 if str(message.get("seq")) in held_numbers else PARTIAL_DIGITS)
+            hidden = bool(redact_kinds) and (text != said or not final)  # its words would give the number back
             entry: dict[str, Any] = {"call_ms": at, "lag_ms": round(min(heard.lag_s * 1000.0, 60_000.0), 1), "final": final,
                                      "text": text,
                                      "start_ms": round(start, 1), "end_ms": round(end, 1),
@@ -197,7 +180,7 @@ class StreamRecorder:
                 if isinstance(w, dict):
                     a = min(end, start + float(_number(w.get("start_at"))))
                     b = min(end, a + float(_number(w.get("duration"))))
-                    words.append({"text": redact(str(w.get("text", "")).lstrip("|"), redact_kinds, counts),
+                    words.append({"text": str(w.get("text", "")).lstrip("|"),
                                   "start_ms": round(a, 1), "end_ms": round(b, 1)})
             if words:
                 entry["words"] = words

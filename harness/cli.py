@@ -144,8 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     record.add_argument("--name", default="call", help="fixture name: NAME, NAME-2, ... (default call)")
     record.add_argument("--mode", choices=RECORD_MODES, default="new_episodes",
                         help="new_episodes: every call; once: only if NAME is absent; all: overwrite NAME; none: relay only")
-    record.add_argument("--redact", default="", metavar="KINDS", help=f"replace in recorded text: {', '.join(REDACTIONS)}; "
-                        "dtmf: keypad digits become 0")
+    record.add_argument("--redact", metavar="KINDS", help=f"replace only these: {', '.join(REDACTIONS)} in recorded "
+                        "text, dtmf: keypad digits become 0 (default: all of them)")
+    record.add_argument("--no-redact", action="store_true", help="keep text and keypad digits as they were")
     record.add_argument("--keep-caller-number", action="store_true", help="do not mask the caller's number")
     make = sub.add_parser("make-fixture", help="author a fixture: from a text script (espeak-ng) or from an audio file")
     source = make.add_mutually_exclusive_group(required=True)
@@ -500,7 +501,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return 0
         if args.command == "record":
             kinds = record_options(args.redact, args.name, args.rtzr_upstream, (args.port, args.rtzr_port),
-                                   extra_kinds=("dtmf",))
+                                   extra_kinds=("dtmf",), keep_raw=args.no_redact)
             if not args.target.startswith(("ws://", "wss://")):
                 raise HarnessError(f"--target must be a ws:// or wss:// URL, got {args.target!r}")
             try:

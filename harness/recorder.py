@@ -32,14 +32,15 @@ from fakertzr.align import AudioLocator
 from fakertzr.appserver import AppServer, RelayServer
 from fakertzr.fixture import FIXTURE_RATE, FIXTURE_VERSION
 from fakertzr.record_proxy import RecordedStream, RecordingProxy
-from fakertzr.recording import StreamRecorder, fixture_directory, utterances_from_finals
+from fakertzr.recording import REDACTIONS, StreamRecorder, fixture_directory, utterances_from_finals
 
 from .fakes import FakeServices, running_fakes
 
 log = logging.getLogger("harness.record")
 SILENCE = 0xFF  # mu-law silence, for audio Twilio never sent
 MIN_MATCH = 0.8
-MAX_GAP_BYTES = 60 * 8000  # a frame's timestamp may skip a minute of audio at most (Twilio's never skip)
+MAX_GAP_BYTES = 60 * 8000  # a frame's timestamp may skip a minute of audio at most (Twilio's never skip) ...
+AHEAD_MARGIN_BYTES = 8000  # ... nor run more than 1 s ahead of the time the stream has been open
 STREAM_END_WAIT_S = 15.0
 RECONNECT_GRACE_S = 2.0  # after a call's RTZR streams end, how long a reconnect may take to open
 
@@ -69,6 +70,7 @@ class TwilioCallRecorder:
     marks: int = 0
     clears: int = 0
     malformed: int = 0
+    capped_timestamps: int = 0  # media whose timestamp ran ahead of the time the stream had been open
     vanished: bool = False
     handler_ended: bool = False  # the handler closed the stream first (it refused or ended the call)
     _first_media: tuple[float, float] | None = None  # (wall, audio ms)
@@ -90,6 +92,13 @@ class TwilioCallRecorder:
                 at = int(msg["media"].get("timestamp", len(self.ulaw) // 8)) * 8
                 if not 0 <= at <= len(self.ulaw) + MAX_GAP_BYTES:
                     raise ValueError(f"timestamp {at // 8} ms is not near the audio so far")
+                if at > (limit := self._latest_possible()):  # Twilio stamps real time: no frame comes early
+                    if not self.capped_timestamps:
+                        log.warning("media timestamp %d ms runs %d ms ahead of the time the stream has been open: "
+                                    "placed at %d ms (and so for every such frame of this call)", at // 8,
+                                    (at - limit) // 8, limit // 8)
+                    self.capped_timestamps += 1
+                    at = limit
                 if at > len(self.ulaw):
                     self.ulaw += bytes([SILENCE]) * (at - len(self.ulaw))  # frames Twilio never sent
                 self.ulaw[at : at + len(payload)] = payload
@@ -102,6 +111,15 @@ class TwilioCallRecorder:
                 self.stop_ms = round(self.audio_ms, 1)
         except (ValueError, KeyError, TypeError, AttributeError, RecursionError, binascii.Error):
             self.malformed += 1
+
+    def _latest_possible(self) -> int:
+        """The latest audio position (bytes) a frame may have now: right after the audio so far (frames sent
+        faster than real time, as the harness's fake Twilio does at fast pace, are contiguous), or a gap as
+        long as the time since the first frame allows, and a second."""
+        if self._first_media is None:
+            return len(self.ulaw) + AHEAD_MARGIN_BYTES
+        wall0, ms0 = self._first_media
+        return max(len(self.ulaw), int((ms0 + (self.clock() - wall0) * 1000.0) * 8) + AHEAD_MARGIN_BYTES)
 
     def line_ended(self) -> None:
         """Twilio's side of the socket closed; with no ``stop`` before it (and the handler still there), the
@@ -190,6 +208,7 @@ class TwilioCallRecorder:
             "caller": caller,
             "authoring": {"tool": "harness record", "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                           "caller": mask_number(self.caller) if mask_caller else self.caller, "redacted": redacted,
+                          **({"capped_timestamps": self.capped_timestamps} if self.capped_timestamps else {}),
                           "rtzr_streams": placed,
                           "handler_did": {"bot_audio_ms": round(self.bot_audio_bytes / 8.0), "marks": self.marks,
                                           "clears": self.clears}},
@@ -216,7 +235,7 @@ class TwilioRecordingProxy(RelayServer):
     """Listens where Twilio (or the harness's fake Twilio) connects; forwards each stream to ``target``."""
 
     def __init__(self, target: str, out_dir: str | Path, *, name: str = "call", rtzr: RecordingProxy | None = None,
-                 mask_caller: bool = True, redact: tuple[str, ...] = (), mode: str = "new_episodes",
+                 mask_caller: bool = True, redact: tuple[str, ...] = (*REDACTIONS, "dtmf"), mode: str = "new_episodes",
                  host: str = "127.0.0.1", port: int = 0) -> None:
         self.target = target
         self.out_dir = Path(out_dir)

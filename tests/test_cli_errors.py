@@ -55,7 +55,7 @@ def test_make_fixture_with_audio_no_program_can_read_names_what_to_install(tmp_p
     ("harness", ("load", "--callers", "10,x"), ("--callers: must be caller counts above 0",)),
     ("harness", ("make-fixture", "--audio", "x.wav", "--gap-ms", "-5"), ("--gap-ms: must be a whole number of milliseconds",)),
     ("aicall", ("calls",), ("AICALL_DB=/nonexistent/dir/x.db: cannot use it as the call store",)),
-    ("fakertzr", ("record", "--redact", "ssn"), ("--redact: unknown ssn (known: rrn, card, phone)",)),
+    ("fakertzr", ("record", "--redact", "ssn"), ("--redact: unknown ssn (known: phone, rrn, card)",)),
     ("fakertzr", ("record", "--upstream", "openapi.vito.ai"), ("must be an http(s) URL",)),
     ("harness", ("record", "--target", "http://127.0.0.1:8080"), ("--target must be a ws:// or wss:// URL",)),
     ("harness", ("record", "--target", "ws://x", "--name", "My Call"), ("--name must be lower case",)),

@@ -20,7 +20,8 @@ from fakertzr.actions import SendResult
 from fakertzr.fixture import CallScript, script_from_dict
 from fakertzr.params import parse_stream_params
 from fakertzr.record_proxy import RecordingProxy
-from fakertzr.recording import StreamRecorder, redact
+from fakertzr.recording import StreamRecorder
+from fakertzr.redaction import redact
 from harness.fixture import load_call
 
 from .support.core import new_session, stream

@@ -151,3 +151,27 @@ def test_a_call_the_handler_ended_keeps_the_caller_on_the_line():
     dropped.line_ended()
     dropped.handler_closed()
     assert dropped.to_fixture("dropped", [])[0]["caller"] == {"hangup_ms": 40.0, "vanish": True}
+
+
+def test_timestamps_running_ahead_of_the_time_the_stream_was_open_are_capped_and_counted(caplog):
+    # 60 frames each a minute ahead made a one-hour caller.wav (issue 22, item 15): Twilio stamps real time
+    clock = [0.0]
+    frame = base64.b64encode(b"\x7f" * 160).decode()
+    for ahead_ms, step_ms in ((59_000, 59_000), (30_000, 20)):  # each a minute further, or all 30 s early
+        call = TwilioCallRecorder(clock=lambda: clock[0])
+        for k in range(60):
+            clock[0] = k * 0.02
+            stamp = ahead_ms + k * step_ms
+            call.from_twilio(json.dumps({"event": "media", "media": {"timestamp": str(stamp), "payload": frame}}))
+        assert call.capped_timestamps >= 1 and call.capped_timestamps + call.malformed == 60
+        assert call.audio_ms <= 60 * 20 + 2 * 1000 + 40, call.audio_ms  # the time open, a second early at most, twice
+        doc, _ = call.to_fixture("x", [])
+        assert doc["authoring"]["capped_timestamps"] == call.capped_timestamps
+    assert call.capped_timestamps == 60  # 30 s early, each: every frame kept, placed in time
+    warned = [r for r in caplog.records if "ahead of the time the stream has been open" in r.getMessage()]
+    assert len(warned) == 2  # once a call
+    lost = TwilioCallRecorder(clock=lambda: clock[0])  # a real gap (frames lost on the way) is kept as silence
+    lost.from_twilio(json.dumps({"event": "media", "media": {"timestamp": "0", "payload": frame}}))
+    clock[0] += 3.0
+    lost.from_twilio(json.dumps({"event": "media", "media": {"timestamp": "3000", "payload": frame}}))
+    assert lost.capped_timestamps == 0 and lost.audio_ms == 3020
