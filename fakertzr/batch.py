@@ -11,6 +11,7 @@ H0010 and A0003, and every limit's size, are the fake's guesses (configurable).
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from dataclasses import dataclass, field
 from typing import Any
@@ -142,6 +143,9 @@ class BatchJob:
         return "failed" if self.error else "completed"
 
 
+JOB_ID = re.compile(r"[A-Za-z0-9_-]{16}w(\d{1,4})")  # what ``BatchJobs.new_id`` makes, and nothing else
+
+
 @dataclass
 class BatchJobs:
     """The jobs of one fake (one worker), and the answers to polls."""
@@ -155,8 +159,9 @@ class BatchJobs:
 
     @staticmethod
     def worker_of(job_id: str) -> int | None:
-        head, sep, tail = job_id.rpartition("w")
-        return int(tail) if sep and head and tail.isdigit() else None
+        """The worker an id ``new_id`` made names; None for anything else (a poll forwards nothing but these)."""
+        whole = JOB_ID.fullmatch(job_id)
+        return int(whole.group(1)) if whole else None
 
     def transcribing(self, client_id: str, now: float) -> int:
         return sum(1 for j in self.jobs.values() if j.client_id == client_id and j.status(now) == "transcribing")

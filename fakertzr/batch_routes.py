@@ -106,7 +106,9 @@ def poll_handler(backend_of: Callable[[web.Request], FakeRtzrBackend], peers_of:
         if peers is not None and owner is not None and owner != backend.worker[0] and owner in peers.urls:
             auth = request.headers.get("Authorization")
             try:
-                status, body = await peers.request_one(owner, "GET", request.path, {"Authorization": auth} if auth else {})
+                # the path made again from an id of the form ``new_id`` makes: never the request's own path
+                status, body = await peers.request_one(owner, "GET", f"/v1/transcribe/{job_id}",
+                                                       {"Authorization": auth} if auth else {})
             except WorkerUnreachable as exc:
                 status, body = 502, {"code": "E500", "msg": str(exc)}
             return web.json_response(body, status=status)

@@ -59,7 +59,9 @@ def test_a_failed_job_says_why():
 
 
 def test_worker_of_reads_only_ids_that_name_one():
-    assert BatchJobs.worker_of("abcw0") == 0 and BatchJobs.worker_of("w3") is None and BatchJobs.worker_of("abc") is None
+    assert BatchJobs.worker_of("abcdefghijklmn_-w0") == 0 and BatchJobs.worker_of("w3") is None
+    assert BatchJobs.worker_of("abc") is None and BatchJobs.worker_of("abcw0") is None
+    assert BatchJobs.worker_of("../../_fake/journal?w1") is None and BatchJobs.worker_of("abcdefghijklmn/-w0") is None
 
 
 json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),

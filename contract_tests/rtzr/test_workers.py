@@ -155,3 +155,19 @@ async def test_a_file_job_is_polled_through_any_worker():
                 assert [u["msg"] for u in body["results"]["utterances"]] == SEED_TEXTS
     finally:
         await stop(proc)
+
+
+async def test_a_poll_cannot_carry_a_request_into_another_workers_control_api():
+    """A job id naming a worker is forwarded to it; one that names a path (``../../_fake/journal?w1``) must not
+    reach the control API behind the guard (it did: ``journal`` and ``state`` answered 200, transcripts and all)."""
+    proc, base, _ = await started("--workers", "2", "--script", str(SEED_DIR))
+    try:
+        for target in ("_fake/journal", "_fake/state", "_fake/reset"):
+            for path in (f"..%2F..%2F{target.replace('/', '%2F')}%3Fw{{w}}", f"%2E%2E%2F%2E%2E%2F{target.replace('/', '%2F')}%23w{{w}}"):
+                for worker in (0, 1, 0, 1):  # fresh connections: the kernel sends each to either worker
+                    async with aiohttp.ClientSession() as fresh, fresh.get(
+                            f"{base}/v1/transcribe/{path.format(w=worker)}", headers={"Host": "evil.example"}) as resp:
+                        body = await resp.text()
+                    assert resp.status != 200 and "connections" not in body and "workers" not in body, (resp.status, body)
+    finally:
+        await stop(proc)
