@@ -16,7 +16,7 @@ from typing import Callable
 from aiohttp import web
 
 from .fake_tts import openai_error
-from .journaled_fake import JournaledFake
+from .journaled_fake import JournaledFake, json_body
 
 
 @dataclass
@@ -72,21 +72,15 @@ class FakeLlm(JournaledFake[LlmRequest]):
             await asyncio.sleep(ms * self.config.time_scale / 1000.0)  # scripted latency
 
     async def _complete(self, request: web.Request) -> web.StreamResponse:
-        try:
-            body = await request.json()
-        except ValueError:
-            body = None
-        if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
-            entry = LlmRequest([], "", status=400, ended_at=time.monotonic())
-            self.requests.append(entry)
-            self.changes.notify()
-            return openai_error("'messages' must be a list of messages", 400, "messages")
+        body = await json_body(request)
+        why = refusal(body)
+        if why is not None:
+            self.record(LlmRequest([], "", status=400, ended_at=time.monotonic()))
+            return openai_error(*why)
         messages = [m for m in body["messages"] if isinstance(m, dict)]
-        entry = LlmRequest([{"role": str(m.get("role", "")), "content": _text(m.get("content"))} for m in messages],
-                           str(body.get("model", "")), stream=bool(body.get("stream")))
-        index = len(self.requests)
-        self.requests.append(entry)
-        self.changes.notify()
+        entry = LlmRequest([{"role": str(m.get("role", ""))[:40], "content": _text(m.get("content"))[:MAX_MESSAGE_CHARS]}
+                            for m in messages], str(body.get("model", ""))[:200], stream=bool(body.get("stream")))
+        index = self.record(entry)
         if index in self.config.fail_requests:
             entry.status = self.config.fail_requests[index]
             entry.ended_at = time.monotonic()
@@ -138,6 +132,21 @@ class FakeLlm(JournaledFake[LlmRequest]):
     @staticmethod
     async def _event(response: web.StreamResponse, chunk: dict) -> None:
         await response.write(f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n".encode())
+
+
+MAX_MESSAGE_CHARS = 16_000  # of each message, in the journal and for the scripted reply
+
+
+def refusal(body: object) -> tuple[str, int, str | None] | None:
+    """Why OpenAI would answer 400 (message, status, param), or None: checked before any of it is used."""
+    if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
+        return "'messages' must be a list of messages", 400, "messages"
+    if not isinstance(body.get("stream", False), bool):
+        return "Invalid type for 'stream': expected a boolean", 400, "stream"
+    options = body.get("stream_options")
+    if options is not None and not (isinstance(options, dict) and isinstance(options.get("include_usage", False), bool)):
+        return "Invalid type for 'stream_options': expected an object with a boolean include_usage", 400, "stream_options"
+    return None
 
 
 def _text(content: object) -> str:

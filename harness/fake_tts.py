@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from aiohttp import web
 
-from .journaled_fake import JournaledFake
+from .journaled_fake import JournaledFake, json_body
 
 MAX_INPUT_CHARS = 4096  # OpenAI's documented limit for ``input``
 TONES_HZ = (600.0, 630.0, 660.0, 690.0, 720.0, 750.0, 780.0, 810.0, 840.0, 870.0)  # request i speaks TONES_HZ[i % 10]
@@ -73,12 +73,23 @@ def tone_for(index: int) -> float:
     return TONES_HZ[index % len(TONES_HZ)]
 
 
-@functools.lru_cache(maxsize=256)
+CACHED_SAMPLES = 24_000 * 10  # a reply up to 10 s at 24 kHz is kept for the next ask; a longer one is made anew
+
+
 def tone(samples: int, rate: int, response_format: str, hz: float = TONES_HZ[0]) -> bytes:
-    """The fake's speech: ``samples`` of a tone at ``hz`` in the asked format (cached: a load run asks for
-    the same few replies thousands of times)."""
+    """The fake's speech: ``samples`` of a tone at ``hz`` in the asked format (cached while short: a load run
+    asks for the same few replies thousands of times; a cache of long ones held 589 MB after 30 of them)."""
+    if samples > CACHED_SAMPLES:
+        return _make_tone(samples, rate, response_format, hz)
+    return _cached_tone(samples, rate, response_format, hz)
+
+
+def _make_tone(samples: int, rate: int, response_format: str, hz: float) -> bytes:
     pcm = (0.3 * np.sin(2 * np.pi * hz * np.arange(samples) / rate) * 32767).astype(np.int16)
     return encode(pcm, rate, response_format)
+
+
+_cached_tone = functools.lru_cache(maxsize=256)(_make_tone)
 
 
 def encode(pcm: np.ndarray, rate: int, response_format: str) -> bytes:
@@ -115,7 +126,10 @@ class FakeTts(JournaledFake[TtsRequest]):
             entry = TtsRequest("")
             return entry, openai_error("the request body must be a JSON object", 400)
         text, fmt = body.get("input"), body.get("response_format") or "mp3"
-        entry = TtsRequest(text if isinstance(text, str) else "", fmt if isinstance(fmt, str) else repr(fmt))
+        entry = TtsRequest(text[:MAX_INPUT_CHARS] if isinstance(text, str) else "", fmt if isinstance(fmt, str) else repr(fmt)[:40])
+        if not isinstance(fmt, str):
+            return entry, openai_error(f"Invalid type for 'response_format': expected a string, got {type(fmt).__name__}",
+                                       400, "response_format")
         if not isinstance(text, str) or not text.strip():
             return entry, openai_error("'input' must be a non-empty string", 400, "input")
         if len(text) > MAX_INPUT_CHARS:
@@ -128,19 +142,13 @@ class FakeTts(JournaledFake[TtsRequest]):
         return entry, None
 
     async def _speech(self, request: web.Request) -> web.StreamResponse:
-        try:
-            body = await request.json()
-        except ValueError:
-            body = None
-        entry, refusal = self._refusal(body)
-        self.requests.append(entry)
+        entry, refusal = self._refusal(await json_body(request))
         if refusal is not None:
             entry.status, entry.error = refusal.status, refusal.text or ""
             entry.ended_at = time.monotonic()
-            self.changes.notify()
+            self.record(entry)
             return refusal
-        self.changes.notify()
-        entry.tone_hz = tone_for(len(self.requests) - 1)
+        entry.tone_hz = tone_for(self.record(entry))
         audio = self.audio_for(entry.text, entry.response_format, entry.tone_hz)
         response = web.StreamResponse(headers={"Content-Type": FORMATS[entry.response_format][0]})
         step = max(2, int(len(audio) * self.config.chunk_ms / max(1.0, self.config.ms_per_char * len(entry.text))) // 2 * 2)

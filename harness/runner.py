@@ -119,8 +119,8 @@ def configure_fakes(fixture: CallFixture, rtzr: FakeRtzrBackend, llm: FakeLlm, t
     rtzr.load_script(fixture.script)
     llm.config = _llm_config(fixture, time_scale)
     tts.config = _tts_config(fixture, time_scale)
-    llm.requests.clear()
-    tts.requests.clear()
+    llm.clear()
+    tts.clear()
 
 
 async def play_call(fixture: CallFixture, handler: Handler, rtzr: FakeRtzrBackend, llm: FakeLlm, tts: FakeTts, *,
