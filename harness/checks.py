@@ -196,6 +196,8 @@ def recognition_continues(ctx: CheckContext) -> CheckResult:
     (the report's failure 2)."""
     hung_up_ms = next((e.detail.get("audio_ms") for e in ctx.timeline.of("stop")), None)
     for end in ctx.timeline.of("rtzr_end"):
+        if end.detail.get("opened", float("-inf")) >= ctx.hangup:
+            continue  # opened after the caller hung up: it could not have heard them (upstream_closed_after_hangup judges it)
         # where the stream ended in the call's audio, when known: the same at any pace (at fast pace all the
         # audio may be sent, and the line hung up, before a stall shows in time); else when, in time
         position = end.detail.get("call_ms")

@@ -60,9 +60,14 @@ def _call_position(alignment: list[dict[str, Any]], conn_ms: float | None) -> fl
     return round(conn_ms + placed[-1]["call_ms"] - placed[-1]["conn_ms"], 1) if placed else None
 
 
-def is_foreign(conn: ConnectionRecord, frames_sent: np.ndarray, call_start: float | None) -> bool:
-    """A connection whose words were due before this caller sent their audio is another call's; one with
-    no words is another call's when it was opened before this call began."""
+def is_foreign(conn: ConnectionRecord, frames_sent: np.ndarray, call_start: float | None,
+               dialled: float | None = None) -> bool:
+    """A connection opened before this call was dialled is another call's (a handler cannot stream a call it
+    has not been told of: a previous call's reconnect, carrying the same audio when a shrinking search replays
+    a call again, was taken for this call's); so is one whose words were due before this caller sent their
+    audio; and one with no words opened before this call's first audio."""
+    if dialled is not None and conn.opened_wall < dialled:
+        return True
     placed = False
     for m in conn.messages:
         if m.kind not in ("partial", "final"):
@@ -120,7 +125,7 @@ def build_timeline(fixture: CallFixture, player: PlayerRecord, rtzr: Journal, ll
             events.append(Event(conn.opened_wall, "rtzr_refused",
                                 {"connection": conn.index, "status": conn.status}))
             continue
-        if is_foreign(conn, frames, call_start):
+        if is_foreign(conn, frames, call_start, player.dialled_at):
             foreign_finals.update(m.text for m in conn.finals)
             events.append(Event(conn.opened_wall, "rtzr_foreign", {
                 "connection": conn.index, "finals": [m.text for m in conn.finals],
@@ -134,6 +139,7 @@ def build_timeline(fixture: CallFixture, player: PlayerRecord, rtzr: Journal, ll
         if conn.ended:
             call_ms = _call_position(conn.alignment, conn.ended.get("audio_ms"))
             events.append(Event(conn.ended.get("wall", 0.0), "rtzr_end", {"connection": conn.index, **conn.ended,
+                                                                        "opened": conn.opened_wall,
                                                                         **({"call_ms": call_ms} if call_ms is not None else {})}))
         # the socket itself: a stalled stream has ended but stays open until the client lets go
         events.append(Event(conn.closed_wall if conn.closed_wall is not None else time.monotonic(), "rtzr_closed",

@@ -51,6 +51,7 @@ class PlayerRecord:
     frame_sent: np.ndarray = field(default_factory=lambda: np.zeros(0))  # wall time each frame was sent
     received: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
     marks_played: list[tuple[float, str]] = field(default_factory=list)  # when each mark was echoed
+    dialled_at: float | None = None  # when Twilio's end began to connect: no stream the handler opened before is this call's
     stop_at: float | None = None
     closed_at: float | None = None
     closed_by_handler: bool = False  # the handler ended the call before the caller hung up
@@ -98,6 +99,7 @@ class TwilioLine:
 
     async def open(self) -> "TwilioLine":
         """Connect, send ``connected`` and ``start``, and start reading."""
+        self.record.dialled_at = time.monotonic()
         ws = await self.connect()
         await ws.send_str(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
         await self.send("start", start={

@@ -55,6 +55,17 @@ def test_recognition_continues_after_an_upstream_close():
     assert recognition_continues(ctx(FINAL_A, speech, STOP, eos)).ok
 
 
+def test_a_stream_opened_after_the_hangup_is_not_judged_as_recognition_of_the_caller():
+    # a handler's reconnect after the caller hung up, ended where the call's audio was still going on: it
+    # could not have heard the caller (a previous call's reconnect was judged so on the next call)
+    stop = Event(10.0, "stop", {"how": "stop", "audio_ms": 9000.0})
+    speech = Event(5.0, "speech_end", {"utterance": 1, "text": "다라", "audio_ms": 5000.0})
+    late = {"connection": 2, "how": "server_closed", "code": 1000, "reason": "EOS", "call_ms": 2000.0}
+    assert recognition_continues(ctx(FINAL_A, speech, stop, Event(11.0, "rtzr_end", {**late, "opened": 10.5}))).ok
+    during = recognition_continues(ctx(FINAL_A, speech, stop, Event(11.0, "rtzr_end", {**late, "opened": 1.5})))
+    assert not during.ok and "not recognised again" in during.message  # opened while the caller talked: judged
+
+
 def test_upstream_connections_close_after_hangup():
     assert upstream_closed_after_hangup(ctx(STOP, Event(10.3, "rtzr_end", {"connection": 0}))).ok
     assert not upstream_closed_after_hangup(ctx(STOP, Event(30.0, "rtzr_end", {"connection": 0}))).ok

@@ -282,6 +282,11 @@ def test_a_stream_ahead_of_the_caller_is_another_calls():
     own.messages = [SentMessage("partial", 1, "안녕", 100.0, 102.5, 102.5, 0.0, "{}")]
     frames[:200] = np.arange(200) * 0.02 + 100.0
     assert not is_foreign(own, frames, 100.0)
+    # opened before this call was dialled: another call's (a reconnect of the call before, resending audio that a
+    # shrinking search's next call shares), whatever its words
+    earlier = ConnectionRecord(2, opened_wall=99.9)
+    earlier.alignment, earlier.messages = own.alignment, own.messages
+    assert is_foreign(earlier, frames, 100.0, dialled=99.95) and not is_foreign(earlier, frames, 100.0)
 
 
 # 13. A slow handler whose reply came after the caller's last word: nothing to barge in on (in test_checks).
