@@ -136,12 +136,14 @@ def utterances(draw, *, max_utterances: int = 4, long: bool = True) -> list[Synt
 
 
 def recognizer() -> st.SearchStrategy[dict[str, Any]]:
-    """RTZR's behaviour: end-point detection, processing delay, partials."""
+    """RTZR's behaviour: end-point detection, processing delay, how late partials come. Partials are always
+    sent (RTZR streams ``final: false`` results as it hears; a recognizer without them, a fixture's
+    ``partials: false``, is not drawn: a handler that stops its reply on the caller's first partial, as
+    barge-in is done, would be failed for a service that does not exist)."""
     return st.fixed_dictionaries({}, optional={
         "epd_time": st.sampled_from([0.3, 0.5, 0.8, 1.2]),
         "processing_delay_ms": st.integers(0, 800),
         "partial_delay_ms": st.integers(0, 300),
-        "partials": st.booleans(),
     })
 
 
