@@ -59,6 +59,8 @@ def main() -> int:
     parser.add_argument("--at-once", type=int, default=2)
     parser.add_argument("--mutants", help="comma-separated names (default: every one)")
     parser.add_argument("--no-correct", action="store_true", help="search the mutants only")
+    parser.add_argument("--correct-paces", default="fast,x2", help="the paces the correct handler is searched at "
+                        "(default fast,x2: at fast pace bot audio takes no time to play, so barge-in is judged at x2)")
     parser.add_argument("--shrink-limit", type=int, default=150, help="harness fuzz --shrink-limit (default 150)")
     parser.add_argument("--report-dir", type=Path, default=Path("harness-report/fuzz-matrix"),
                         help="each search's report (its shrunk failure included) goes to DIR/HANDLER/MUTANT")
@@ -68,7 +70,8 @@ def main() -> int:
     here = args.report_dir / handler.name.replace(" ", "-")
     with concurrent.futures.ThreadPoolExecutor(args.at_once) as pool:
         jobs = {} if args.no_correct else {
-            pool.submit(fuzz, handler, "", "fast", args.correct, args.seed, here / "correct", args.shrink_limit): None}
+            pool.submit(fuzz, handler, "", pace, args.correct, args.seed, here / f"correct-{pace}", args.shrink_limit): None
+            for pace in args.correct_paces.split(",")}
         jobs.update({pool.submit(fuzz, handler, m.name, m.pace, args.examples, args.seed, here / m.name,
                                  args.shrink_limit): m for m in chosen})
         results = []
