@@ -282,6 +282,7 @@ class FakeRtzrBackend:
         params = parse_batch_config(config_raw)
         if size > self.config.batch_max_bytes:
             raise BatchRefusal(413, "H0005", f"the file is over {self.config.batch_max_bytes} bytes")
+        self.batch.reserve(client_id)  # with the check above, in one step of the event loop: the caller releases it
         return client_id, params
 
     def start_transcription(self, headers: Mapping[str, str], client_id: str, params: BatchParams, samples: Any,

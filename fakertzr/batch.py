@@ -152,6 +152,7 @@ class BatchJobs:
 
     worker: tuple[int, int] = (0, 1)
     jobs: dict[str, BatchJob] = field(default_factory=dict)
+    decoding: dict[str, int] = field(default_factory=dict)  # client id -> uploads accepted, not yet jobs
 
     def new_id(self) -> str:
         """Random, and naming the worker that holds the job (``fakertzr serve --workers`` routes polls by it)."""
@@ -164,7 +165,21 @@ class BatchJobs:
         return int(whole.group(1)) if whole else None
 
     def transcribing(self, client_id: str, now: float) -> int:
-        return sum(1 for j in self.jobs.values() if j.client_id == client_id and j.status(now) == "transcribing")
+        """Jobs of this client transcribing now, and uploads of it accepted and still being decoded."""
+        return self.decoding.get(client_id, 0) + sum(
+            1 for j in self.jobs.values() if j.client_id == client_id and j.status(now) == "transcribing")
+
+    def reserve(self, client_id: str) -> None:
+        """An upload accepted: it counts against the limit from now, while its audio is decoded off the loop
+        (checked and counted in one step: 50 uploads at once were all let in past a limit of 10)."""
+        self.decoding[client_id] = self.decoding.get(client_id, 0) + 1
+
+    def release(self, client_id: str) -> None:
+        left = self.decoding.get(client_id, 0) - 1
+        if left > 0:
+            self.decoding[client_id] = left
+        else:
+            self.decoding.pop(client_id, None)
 
     def add(self, job: BatchJob) -> None:
         self.jobs[job.id] = job

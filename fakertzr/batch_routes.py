@@ -17,7 +17,7 @@ import aiohttp
 import numpy as np
 from aiohttp import web
 
-from callaudio import AudioFormatError
+from callaudio import AudioFormatError, AudioTooLong
 from callaudio.decode import read_channels, to_8k
 
 from .backend import FakeRtzrBackend
@@ -33,11 +33,13 @@ def _refused(exc: BatchRefusal) -> web.Response:
     return web.json_response(exc.refusal.body(), status=exc.refusal.status)
 
 
-def decode_upload(data: bytes, name: str) -> np.ndarray:
-    """The uploaded file as 8 kHz int16 mono (channels mixed). ``BatchRefusal`` 400 H0010 if it is not audio
-    the fake can read."""
-    try:
-        channels, rate = read_channels(data, name or "file", quiet=False)  # not quiet: fd 2 is the server's log too
+def decode_upload(data: bytes, name: str, max_seconds: float) -> np.ndarray:
+    """The uploaded file as 8 kHz int16 mono (channels mixed). ``BatchRefusal`` 413 H0006 if it is longer than
+    ``max_seconds`` (told from its header before it is decoded), 400 H0010 if it is not audio the fake reads."""
+    try:  # not quiet: fd 2 is the server's log too
+        channels, rate = read_channels(data, name or "file", quiet=False, max_seconds=max_seconds)
+    except AudioTooLong as exc:
+        raise BatchRefusal(413, "H0006", f"the audio is over {max_seconds:g} s ({exc.seconds:.0f} s)") from None
     except AudioFormatError as exc:
         raise BatchRefusal(400, "H0010", f"unsupported file format: {exc}") from None
     if channels.size == 0:
@@ -84,10 +86,13 @@ def transcribe_handler(backend_of: Callable[[web.Request], FakeRtzrBackend]) -> 
         backend = backend_of(request)
         try:
             config, data, name, size = await _read_upload(request, backend.config.batch_max_bytes)
-            client_id, params = backend.accept_upload(request.headers, config, size)
-            assert data is not None  # accept_upload refuses a file over the limit
-            samples = await asyncio.to_thread(decode_upload, data, name)
-            job = backend.start_transcription(request.headers, client_id, params, samples, filename=name, size=size)
+            client_id, params = backend.accept_upload(request.headers, config, size)  # a job's place taken, or refused
+            try:
+                assert data is not None  # accept_upload refuses a file over the limit
+                samples = await asyncio.to_thread(decode_upload, data, name, backend.config.batch_max_duration_s)
+                job = backend.start_transcription(request.headers, client_id, params, samples, filename=name, size=size)
+            finally:
+                backend.batch.release(client_id)  # the job now counts itself, or there is none
         except BatchRefusal as exc:
             log.info("event=transcribe_refused status=%s code=%s", exc.refusal.status, exc.refusal.code)
             return _refused(exc)

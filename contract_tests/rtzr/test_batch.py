@@ -179,7 +179,7 @@ def test_stereo_and_other_rates_are_mixed_and_resampled(tmp_path, seed):
     stereo = np.stack([seed.audio, seed.audio], axis=1)
     path = tmp_path / "stereo-16k.wav"
     soundfile.write(path, np.repeat(stereo, 2, axis=0), 16000, subtype="PCM_16")
-    samples = decode_upload(path.read_bytes(), path.name)
+    samples = decode_upload(path.read_bytes(), path.name, 4 * 3600)
     assert len(samples) == len(seed.audio) and samples.dtype == np.int16
 
 
