@@ -12,14 +12,22 @@ transport. How the WebSocket's outcomes map to gRPC:
 - a drop: ``UNAVAILABLE`` "connection dropped" (grpcio gives a handler no way to cut the HTTP/2
   connection itself; this is the status a client sees when it is cut);
 - a stall: nothing more is sent, the stream stays open;
-- a malformed message: a response with ``error`` set.
+- a malformed message: a response with ``error`` set;
+- a request that is not a ``DecoderRequest`` (bytes protobuf cannot parse): ``INVALID_ARGUMENT``, one
+  log line (grpcio's own deserializer logged a traceback and answered ``UNKNOWN``);
+- a call that sends nothing, not even its config, for ``idle_timeout_s``: ended as the WebSocket's idle
+  close is, by its ``idle_close_code``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import time
 from typing import Any, AsyncIterator
+
+from google.protobuf.message import DecodeError
 
 import grpc
 from grpc import aio
@@ -34,6 +42,26 @@ REFUSAL_STATUS = {400: grpc.StatusCode.INVALID_ARGUMENT, 401: grpc.StatusCode.UN
                   403: grpc.StatusCode.PERMISSION_DENIED, 429: grpc.StatusCode.RESOURCE_EXHAUSTED}
 CLOSE_STATUS = {1000: grpc.StatusCode.OK, 1001: grpc.StatusCode.UNAVAILABLE, 1011: grpc.StatusCode.INTERNAL}
 DEFAULT_MODEL_ALIAS = "default"  # the proto's comment: "'default' for Korean"
+SERVICE, METHOD = "online_decoder.OnlineDecoder", "Decode"
+log = logging.getLogger("fakertzr.grpc")
+
+
+class Unreadable:
+    """A request message protobuf could not parse (what the deserializer hands on instead of raising)."""
+
+    def __init__(self, size: int, why: str) -> None:
+        self.size, self.why = size, why
+
+
+def parse_request(raw: bytes) -> pb.DecoderRequest | Unreadable:
+    try:
+        return pb.DecoderRequest.FromString(raw)
+    except (DecodeError, RuntimeWarning, ValueError) as exc:
+        return Unreadable(len(raw), str(exc) or type(exc).__name__)
+
+
+def unreadable_details(request: Unreadable) -> str:
+    return f"H0001: a request of {request.size} bytes is not a DecoderRequest ({request.why[:80]})"
 
 
 def config_query(config: pb.DecoderConfig) -> dict[str, str]:
@@ -86,6 +114,11 @@ class GrpcStreamConnection(StreamConnection):
 
     async def _read_loop(self) -> None:
         async for request in self.requests:
+            if isinstance(request, Unreadable):
+                log.info("connection=%s event=grpc_unreadable bytes=%d", self.record.index, request.size)
+                self._end("client_error", None, "a request that is not a DecoderRequest")
+                self.status = (grpc.StatusCode.INVALID_ARGUMENT, unreadable_details(request))
+                return
             if request.WhichOneof("streaming_request") == "audio_content":
                 self.last_audio_at = time.monotonic()
                 self.record.audio_frames += 1
@@ -126,7 +159,19 @@ class OnlineDecoder(pb_grpc.OnlineDecoderServicer):
 
     async def Decode(self, request_iterator: AsyncIterator[pb.DecoderRequest], context: aio.ServicerContext) -> None:  # noqa: N802
         requests = request_iterator.__aiter__()
-        first = await anext(requests, None)
+        idle = self.backend.config.idle_timeout_s
+        try:  # the stream's idle close begins with the stream: a call that never sends its config is closed too
+            first = await asyncio.wait_for(anext(requests, None), idle)
+        except asyncio.TimeoutError:
+            code = self.backend.config.idle_close_code
+            log.info("event=grpc_idle_before_config idle_s=%g", idle)
+            status = CLOSE_STATUS.get(code, grpc.StatusCode.UNKNOWN)
+            if status == grpc.StatusCode.OK:
+                return  # 1000: the call completes, as a closed stream does
+            await context.abort(status, f"{code} no config or audio for {idle:g} s")
+        if isinstance(first, Unreadable):
+            log.info("event=grpc_unreadable bytes=%d", first.size)
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, unreadable_details(first))
         if first is None or first.WhichOneof("streaming_request") != "streaming_config":
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "H0001: the first request must carry streaming_config")
         metadata = {key.lower(): value for key, value in context.invocation_metadata() or ()}
@@ -161,7 +206,10 @@ class FakeRtzrGrpcServer:
 
     async def start(self) -> None:
         server = aio.server(options=[("grpc.so_reuseport", int(self.reuse_port))])
-        pb_grpc.add_OnlineDecoderServicer_to_server(OnlineDecoder(self.backend), server)
+        # the generated registration, but with a deserializer that never raises (see ``parse_request``)
+        decode = grpc.stream_stream_rpc_method_handler(OnlineDecoder(self.backend).Decode, request_deserializer=parse_request,
+                                                      response_serializer=pb.DecoderResponse.SerializeToString)
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, {METHOD: decode}),))
         self.port = server.add_insecure_port(f"{self.host}:{self.port}")
         if self.port == 0:
             raise OSError(f"cannot listen on {self.host} for gRPC")
