@@ -90,6 +90,8 @@ class FakeRtzrBackend:
         self._loaded: list[tuple[CallScript, AudioLocator]] = []
         self.faults: list[Fault] = []
         self._active: dict[str, int] = {}
+        self.live_streams: set[Any] = set()  # the shells running a stream now (a shutdown closes each with a frame)
+        self.shutting_down = False  # no new stream is accepted
         self.batch = BatchJobs(worker)
         self._changes = ChangeNotifier()
         self.reset()
@@ -180,7 +182,7 @@ class FakeRtzrBackend:
         """Decide a streaming handshake: an accepted session, or a refusal (both journaled). The gRPC API
         comes here too, its first request's config given as the WebSocket's query parameters."""
         record = self._new_record(api, clip_fields(query), headers)
-        refusal = self._scripted_refusal(record.index)
+        refusal = Refusal.of(503, "the server is shutting down") if self.shutting_down else self._scripted_refusal(record.index)
         client_id = None
         if refusal is None:
             client_id, why = self._client_of(headers)

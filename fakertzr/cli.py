@@ -8,6 +8,7 @@ import gc
 import logging
 import os
 import re
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Callable, NoReturn, Sequence
@@ -17,6 +18,7 @@ from .errors import FakeRtzrError
 from .fixture import load_fixture
 from .record_proxy import RecordingProxy
 from .recording import RECORD_MODES, REDACTIONS
+from .shutdown import shut_down, until_stopped
 from .server import CONTROL_PREFIX, FakeRtzrServer
 
 
@@ -112,6 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-streams", type=_count, default=20, help="concurrent streams per client (default 20)")
     serve.add_argument("--token-ttl", type=_positive, default=6 * 3600, help="token lifetime in seconds (default 6 h)")
     serve.add_argument("--idle-timeout", type=_positive, default=60.0, help="close streams idle this long (default 60 s)")
+    serve.add_argument("--drain-s", type=_non_negative, default=5.0, metavar="S",
+                       help="on SIGTERM or Ctrl-C: close every open stream with a close frame, wait this long at most "
+                       "for them to end, then exit (default 5)")
+    serve.add_argument("--shutdown-code", type=int, default=1001, metavar="CODE",
+                       help="the close code open streams get at a shutdown (default 1001 going away; gRPC: UNAVAILABLE)")
     serve.add_argument("--grpc-port", type=int, metavar="PORT",
                        help="also serve RTZR's gRPC streaming API (online_decoder.OnlineDecoder/Decode, no TLS) on "
                             "this port (0: a free one); needs the [grpc] extra")
@@ -233,8 +240,9 @@ async def _serve(server: FakeRtzrServer, grpc_port: int | None) -> None:
         gc.freeze()  # what start-up made lives as long as the process: full collections need not walk it
         loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
         _banner(server.base_url, server.backend, f"; {loop} loop", grpc_server.target if grpc_server else None)
-        await asyncio.Event().wait()
+        await until_stopped()
     finally:
+        await shut_down(server.backend, server.shutdown_code, server.drain_s)
         if grpc_server is not None:
             await grpc_server.stop()
         await server.stop()
@@ -273,10 +281,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.grpc_port is not None:
                 grpc_api()
             return serve_workers(config, args.host, args.port, args.workers, loop_choice=args.loop,
-                                 log_level=args.log_level, announce=announce, grpc_port=args.grpc_port)
+                                 log_level=args.log_level, announce=announce, grpc_port=args.grpc_port,
+                                 drain_s=args.drain_s, shutdown_code=args.shutdown_code)
         if args.grpc_port is not None:
             grpc_api()  # before any port opens
-        server = FakeRtzrServer(backend, args.host, args.port)
+        server = FakeRtzrServer(backend, args.host, args.port, drain_s=args.drain_s, shutdown_code=args.shutdown_code)
         with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
             runner.run(_serve(server, args.grpc_port))
     except FakeRtzrError as exc:

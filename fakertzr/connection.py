@@ -37,20 +37,37 @@ class StreamConnection:
         self.server_closing = False
         self.stalled = False
         self.last_audio_at = time.monotonic()
+        self._closing: asyncio.Future | None = None  # a shutdown's close of a stalled stream
 
     async def run(self) -> None:
+        self.backend.live_streams.add(self)
         try:
             async with asyncio.TaskGroup() as group:
                 self._reader = group.create_task(self._read_loop())
-                sender = group.create_task(self._send_loop())
+                self._sender = sender = group.create_task(self._send_loop())
                 watchdog = group.create_task(self._idle_watchdog())
                 await asyncio.wait([self._reader])  # it ends when the client leaves, or is stopped for a close
                 watchdog.cancel()
                 if not self.server_closing:
                     sender.cancel()
+            if self._closing is not None:
+                await self._closing
         finally:
+            self.backend.live_streams.discard(self)
             if self.record.ended is None:  # no close frame from either side
                 self._end("client_vanished", None, "connection lost without a close frame")
+
+    def shut_down(self, code: int, reason: str = "going away") -> None:
+        """The server is stopping: the client gets a close frame with ``code`` (after what is already queued),
+        as a close fault sends one; a stalled stream, whose sender has stopped, is closed at once."""
+        if self.server_closing and not self.stalled:
+            return  # a close (or drop) is on its way already
+        self._end("shutdown", code, reason)
+        self.server_closing = True
+        if self.stalled or self._sender.done():
+            self._closing = asyncio.ensure_future(self._close(code, reason))
+        else:
+            self.queue.put_nowait((Close(code, reason), time.monotonic()))
 
     def _end(self, how: str, code: int | None = None, reason: str = "") -> None:
         self.record.end(how, code, reason)
@@ -167,3 +184,4 @@ class StreamConnection:
         except (ConnectionResetError, RuntimeError):
             return None
         return payload
+

@@ -22,6 +22,7 @@ from .appserver import IDLE_CONNECTION_S, AppServer
 from .backend import FakeRtzrBackend, FakeRtzrConfig, OpenedStream
 from .batch_routes import poll_handler, transcribe_handler
 from .connection import StreamConnection
+from .shutdown import drain
 from .errors import FakeRtzrError
 from .fixture import MAX_AUDIO_BYTES, decode_caller_audio, load_fixture, script_from_dict
 from .journal import clip
@@ -280,13 +281,26 @@ def create_app(backend: FakeRtzrBackend | None = None, *, loopback_only: bool = 
 
 
 class FakeRtzrServer(AppServer):
-    """A running fake: ``await start()`` in your loop, or ``with FakeRtzrServer.in_thread()``."""
+    """A running fake: ``await start()`` in your loop, or ``with FakeRtzrServer.in_thread()``. Stopping it closes
+    every open stream with a close frame (``shutdown_code``, 1001 going away) and waits ``drain_s`` at most."""
 
     def __init__(self, backend: FakeRtzrBackend | None = None, host: str = "127.0.0.1", port: int = 0, *,
-                 idle_connection_s: float = IDLE_CONNECTION_S) -> None:
+                 idle_connection_s: float = IDLE_CONNECTION_S, drain_s: float = 2.0, shutdown_code: int = 1001) -> None:
         self.backend = backend or FakeRtzrBackend()
+        self.drain_s, self.shutdown_code = drain_s, shutdown_code
+        self.drained: tuple[int, int] = (0, 0)  # (streams closed, streams still open when the drain ran out)
         super().__init__(create_app(self.backend, loopback_only=is_loopback(host)), host, port,
                          idle_connection_s=idle_connection_s)
+
+    async def start(self) -> "FakeRtzrServer":
+        self.backend.shutting_down = False  # a backend served again after a stop takes streams again
+        await super().start()
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            self.drained = await drain(self.backend, self.shutdown_code, self.drain_s)
+        await super().stop()
 
     @classmethod
     def in_thread(cls, backend: FakeRtzrBackend | None = None, host: str = "127.0.0.1", port: int = 0) -> "FakeRtzrServer":

@@ -31,6 +31,7 @@ from aiohttp import web
 from .appserver import IDLE_CONNECTION_S, http_logger
 from .backend import FakeRtzrBackend, FakeRtzrConfig
 from .errors import FakeRtzrError
+from .shutdown import shut_down
 
 START_TIMEOUT_S = 60.0
 log = logging.getLogger("fakertzr.workers")
@@ -111,8 +112,10 @@ def merge_journals(pages: list[dict[str, Any]], limit: int) -> dict[str, Any]:
 
 # ------------------------------------------------------------------ worker
 def _worker(index: int, count: int, config: FakeRtzrConfig, host: str, port: int, token_key: bytes,
-            loop_choice: str, log_level: str, ready: Any, peers_in: Any, grpc_port: int | None = None) -> None:
-    """One worker process: private site first, then (once it knows its peers) the public port."""
+            loop_choice: str, log_level: str, ready: Any, peers_in: Any, grpc_port: int | None = None,
+            drain_s: float = 5.0, shutdown_code: int = 1001) -> None:
+    """One worker process: private site first, then (once it knows its peers) the public port; until SIGTERM
+    (the supervisor's) or the supervisor's death, then a graceful stop: every open stream closed with a frame."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's to handle
     logging.basicConfig(level=log_level, format=f"%(asctime)s w{index} %(name)s %(message)s", stream=sys.stderr)
     from .cli import loop_factory  # noqa: PLC0415 - the child's own import, after spawn
@@ -149,7 +152,13 @@ def _worker(index: int, count: int, config: FakeRtzrConfig, host: str, port: int
             await grpc_server.start()
         gc.freeze()  # start-up's objects (40 % of a worker's at 500 streams) are not walked by full collections
         ready.put(("public", index, os.getpid()))
-        await asyncio.Event().wait()
+        await stopped()
+        await shut_down(backend, shutdown_code, drain_s, who=f"fakertzr-worker-{index}")
+        if grpc_server is not None:
+            await grpc_server.stop()
+        await public.cleanup()
+        await private.cleanup()
+        await peers.session.close()
 
     try:
         with asyncio.Runner(loop_factory=loop_factory(loop_choice)) as runner:
@@ -158,6 +167,18 @@ def _worker(index: int, count: int, config: FakeRtzrConfig, host: str, port: int
         ready.put(("error", index, f"cannot listen on {host}:{port}: {exc.strerror or exc}"))
     except Exception as exc:  # noqa: BLE001 - told to the supervisor, which says it and stops
         ready.put(("error", index, f"{type(exc).__name__}: {exc}"))
+
+
+async def stopped() -> None:
+    """Until this worker is told to stop (SIGTERM) or its supervisor is gone (killed: its workers must not
+    live on, holding the port and answering beside a new fake's)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    parent = multiprocessing.parent_process()
+    if parent is not None:  # its sentinel turns readable (EOF) once the supervisor has exited: stop, once
+        loop.add_reader(parent.sentinel, lambda: (loop.remove_reader(parent.sentinel), stop.set()))
+    await stop.wait()
 
 
 def _free_shared_port(host: str) -> socket.socket:
@@ -170,10 +191,11 @@ def _free_shared_port(host: str) -> socket.socket:
 
 
 def serve_workers(config: FakeRtzrConfig, host: str, port: int, workers: int, *, loop_choice: str = "auto",
-                  log_level: str = "INFO", grpc_port: int | None = None,
+                  log_level: str = "INFO", grpc_port: int | None = None, drain_s: float = 5.0, shutdown_code: int = 1001,
                   announce: Callable[[str, list[int], str | None], None] = lambda url, pids, grpc: None) -> int:
     """Run ``workers`` worker processes on ``host:port`` (and the gRPC API on ``grpc_port``) until Ctrl-C or
-    SIGTERM, or until one dies (exit 1)."""
+    SIGTERM, or until one dies (exit 1). Either way every worker still alive is stopped gracefully (its open
+    streams closed with ``shutdown_code``, ``drain_s`` at most): a dead worker takes only its own streams."""
     if not hasattr(socket, "SO_REUSEPORT"):
         raise FakeRtzrError("--workers needs SO_REUSEPORT (Linux, macOS, BSD)")
     probe = _free_shared_port(host) if port == 0 else None
@@ -190,7 +212,7 @@ def serve_workers(config: FakeRtzrConfig, host: str, port: int, workers: int, *,
         receiving, sending = ctx.Pipe(duplex=False)
         proc = ctx.Process(target=_worker, name=f"fakertzr-worker-{i}", daemon=True,
                            args=(i, workers, config, host, port, token_key, loop_choice, log_level, ready, receiving,
-                                 grpc_port))
+                                 grpc_port, drain_s, shutdown_code))
         proc.start()
         pipes.append(sending)
         procs.append(proc)
@@ -218,9 +240,11 @@ def serve_workers(config: FakeRtzrConfig, host: str, port: int, workers: int, *,
     finally:
         for proc in procs:
             if proc.is_alive():
-                proc.terminate()
+                proc.terminate()  # SIGTERM: the worker drains its streams and exits
         for proc in procs:
-            proc.join(timeout=10)
+            proc.join(timeout=drain_s + 10)
+            if proc.is_alive():
+                proc.kill()
 
 
 def _collect(ready: Any, kind: str, workers: int, procs: list) -> dict[int, int]:

@@ -35,6 +35,7 @@ from grpc import aio
 from ..actions import SendRaw, SendResult
 from ..backend import FakeRtzrBackend, OpenedStream
 from ..connection import StreamConnection
+from ..shutdown import drain
 from . import vito_stt_client_pb2 as pb
 from . import vito_stt_client_pb2_grpc as pb_grpc
 
@@ -216,8 +217,11 @@ class FakeRtzrGrpcServer:
         await server.start()
         self._server = server
 
-    async def stop(self, grace: float = 1.0) -> None:
+    async def stop(self, grace: float = 1.0, *, drain_s: float = 2.0, shutdown_code: int = 1001) -> None:
+        """Every open call ended as a closed stream is (``shutdown_code`` 1001: ``UNAVAILABLE``), waiting
+        ``drain_s`` at most, then the server stopped (calls still running after ``grace`` are cancelled)."""
         if self._server is not None:
+            await drain(self.backend, shutdown_code, drain_s)
             await self._server.stop(grace)
             self._server = None
 
