@@ -11,7 +11,7 @@ from importlib import resources
 from typing import AsyncIterator
 
 import aiohttp
-from aiohttp import web
+from aiohttp import WSCloseCode, web
 
 from . import twilio
 from .call import CallDeps, CallSession
@@ -94,6 +94,18 @@ async def wait_for_calls_to_end(app: web.Application, timeout: float) -> bool:
         return False
 
 
+async def close_calls(app: web.Application) -> None:
+    """The server is stopping (SIGTERM, Ctrl-C): every call ends with a close frame (1001 going away) and is
+    stored as ended by "shutdown", within ``shutdown_drain_s``; then what is still running is cancelled."""
+    calls = list(app[CALLS])
+    for call in calls:
+        call.end_reason = "shutdown"  # before the socket closes: its read loop would say "socket closed"
+    await asyncio.gather(*(call.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+                           for call in calls), return_exceptions=True)
+    drained = await wait_for_calls_to_end(app, app[SETTINGS].shutdown_drain_s)
+    log.info("event=shutdown calls=%d drained=%s", len(calls), drained)
+
+
 async def healthz(request: web.Request) -> web.Response:
     sockets = request.app[CALLS]
     return web.json_response({"ok": True, "calls": sum(1 for c in sockets if c.call_id), "sockets": len(sockets),
@@ -125,6 +137,7 @@ def create_app(settings: Settings, store: CallStore | None = None) -> web.Applic
                 call_store.close()
 
     app.cleanup_ctx.append(lifetime)
+    app.on_shutdown.append(close_calls)
     app.router.add_post("/twilio/voice", voice)
     app.router.add_get(MEDIA_PATH, media)
     app.router.add_get("/healthz", healthz)

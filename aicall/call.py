@@ -123,6 +123,9 @@ class CallSession:
         finally:
             self.sending = False
             self.deps.store.call_ended(self.call_id, self.end_reason)
+            if self.deps.store.lost[self.call_id]:
+                log.error("call=%s event=store_lost writes=%d (its row, lines or end: not in the store)", self.call_sid,
+                          self.deps.store.lost[self.call_id])
             self.released = True
             if self.bad_messages > 1:
                 log.warning("call=%s event=twilio_bad_messages count=%d", self.call_sid, self.bad_messages)

@@ -48,6 +48,7 @@ class Settings:
     barge_in: bool
     twilio_start_timeout_s: float = 5.0  # a socket that sends no valid ``start`` this long is closed
     twilio_silence_s: float = 30.0  # Twilio sends media every 20 ms, silence included: this long with nothing ends the call
+    shutdown_drain_s: float = 5.0  # at SIGTERM: calls closed with 1001 get this long to be stored as ended
 
     @property
     def rtzr_ws_base(self) -> str:
@@ -157,4 +158,5 @@ def load_settings(environ: Mapping[str, str], env_file: str | Path | None = ".en
         barge_in=_bool(env, "BARGE_IN", True),
         twilio_start_timeout_s=_number(env, "AICALL_START_TIMEOUT_S", 5.0, 0.1, 600.0),
         twilio_silence_s=_number(env, "AICALL_TWILIO_SILENCE_S", 30.0, 1.0, 3600.0),
+        shutdown_drain_s=_number(env, "AICALL_SHUTDOWN_DRAIN_S", 5.0, 0.0, 600.0),
     )

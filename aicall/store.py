@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import AicallError
+
+log = logging.getLogger("aicall.store")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
@@ -80,6 +84,9 @@ class CallStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
+        self.lost: Counter[int] = Counter()  # call id -> writes that failed (its row, lines, its end)
+        self._unwritten = 0  # ids handed out for call rows that could not be written: -1, -2, ...
+        self._failing = False
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -94,18 +101,44 @@ class CallStore:
         self._db.close()
 
     def call_started(self, call_sid: str, stream_sid: str, caller: str) -> int:
-        """A new call row; returns its id, which every later write names."""
-        cursor = self._db.execute("INSERT INTO calls(call_sid, stream_sid, caller, started_at) VALUES (?, ?, ?, ?)",
-                                  (call_sid, stream_sid, caller, time.time()))
+        """A new call row; returns its id, which every later write names (negative when the row could not be
+        written: the call goes on, and what it would have stored is counted as lost)."""
+        cursor = self._write(None, "INSERT INTO calls(call_sid, stream_sid, caller, started_at) VALUES (?, ?, ?, ?)",
+                             (call_sid, stream_sid, caller, time.time()))
+        if cursor is None:
+            self._unwritten -= 1
+            self.lost[self._unwritten] += 1
+            return self._unwritten
         return int(cursor.lastrowid or 0)
 
     def add_line(self, call_id: int, turn: int, role: str, text: str, note: str = "") -> None:
-        self._db.execute("INSERT INTO lines(call_id, turn, role, text, note, at) VALUES (?, ?, ?, ?, ?, ?)",
-                         (call_id, turn, role, text, note, time.time()))
+        self._write(call_id, "INSERT INTO lines(call_id, turn, role, text, note, at) VALUES (?, ?, ?, ?, ?, ?)",
+                    (call_id, turn, role, text, note, time.time()))
 
     def call_ended(self, call_id: int, reason: str) -> None:
-        self._db.execute("UPDATE calls SET ended_at = ?, end_reason = ? WHERE id = ? AND ended_at IS NULL",
-                         (time.time(), reason, call_id))
+        self._write(call_id, "UPDATE calls SET ended_at = ?, end_reason = ? WHERE id = ? AND ended_at IS NULL",
+                    (time.time(), reason, call_id))
+
+    def _write(self, call_id: int | None, sql: str, args: tuple) -> sqlite3.Cursor | None:
+        """One write; None when it failed (a full disk, a read-only file, a locked database): counted against the
+        call in ``lost``, logged once while writes keep failing, never raised into the call it belongs to."""
+        if call_id is not None and call_id < 0:  # the call's row itself was never written
+            self.lost[call_id] += 1
+            return None
+        try:
+            cursor = self._db.execute(sql, args)
+        except sqlite3.Error as exc:
+            if call_id is not None:
+                self.lost[call_id] += 1
+            if not self._failing:
+                log.error("event=store_write_failed db=%s error=%s (the calls go on; what they would store is lost "
+                          "and counted per call)", self.path, exc)
+            self._failing = True
+            return None
+        if self._failing:
+            log.warning("event=store_writes_again db=%s", self.path)
+            self._failing = False
+        return cursor
 
     def recent(self, limit: int = 20) -> list[CallSummary]:
         rows = self._db.execute(f"{_SUMMARY} ORDER BY c.started_at DESC, c.id DESC LIMIT ?", (limit,)).fetchall()
