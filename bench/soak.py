@@ -2,6 +2,7 @@
 
     python bench/soak.py fakertzr [--cycles 10000 --aborts 2000 --closes 300]
     python bench/soak.py aicall [--hostile 1000]
+    python bench/soak.py shutdown [--cycles 40 --streams 10]
 
 Each server runs in its own process. Before, during and after the load, a normal client measures its own
 latency (fakertzr: a whole seed call streamed as fast as the fake takes it, to the close after EOS; aicall: the
@@ -9,6 +10,9 @@ seed call played by the harness's fake Twilio as fast as aicall takes it, its fi
 the caller's speech to the first bot media frame), so the "before" column is the same run's baseline. RSS and open file descriptors come from /proc,
 tasks from the server (``/_fake/state``, ``/healthz``). ``fakertzr`` also loops the clean close of the
 hardening issue (close 1000 after the first final, a client still streaming) and counts lost finals.
+``shutdown`` cycles ``fakertzr serve`` through its four ends (SIGTERM of one process; SIGTERM of a fake with two
+workers; one worker SIGKILLed; the supervisor SIGKILLed), each with streams open, and counts the streams that got
+a close frame, those lost without one (only a killed worker's own may be), and processes left alive.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import base64
 import json
 import os
 import random
+import signal
 import sys
 import tempfile
 import time
@@ -312,6 +317,84 @@ async def soak_aicall(hostile: int) -> dict:
     }
 
 
+SHUTDOWNS = ("sigterm", "workers_sigterm", "worker_killed", "supervisor_killed")
+
+
+async def _stream_open(base: str, token: str) -> tuple[aiohttp.ClientSession, aiohttp.ClientWebSocketResponse]:
+    session = aiohttp.ClientSession()  # a connection of its own: the kernel spreads them over the workers
+    url = base.replace("http", "ws", 1) + "/v1/transcribe:streaming?sample_rate=8000&encoding=LINEAR16"
+    ws = await session.ws_connect(url, headers={"Authorization": f"bearer {token}"})
+    await ws.send_bytes(PCM[:16000])  # a second of the call; the stream stays open
+    return session, ws
+
+
+async def _close_code(session: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse) -> int:
+    try:
+        async for _ in ws:
+            pass
+        return int(ws.close_code or 1006)
+    finally:
+        await session.close()
+
+
+async def _gone(pid: int, timeout: float) -> bool:
+    """Process ``pid`` (not our child) has exited within ``timeout``: its pidfd turns readable."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    done = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_reader(fd, done.set)
+    try:
+        await asyncio.wait_for(done.wait(), timeout)
+        return True
+    except asyncio.TimeoutError:
+        return False
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
+
+
+async def soak_shutdown(cycles: int, streams: int) -> dict:
+    tally = {mode: {"cycles": 0, "streams": 0, "closed_with_a_frame": 0, "lost_on_the_killed_worker": 0,
+                    "lost_elsewhere": 0, "processes_left": 0, "exit_codes": {}} for mode in SHUTDOWNS}
+    started = time.monotonic()
+    for k in range(cycles):
+        mode = SHUTDOWNS[k % len(SHUTDOWNS)]
+        proc, base = await start_server(f"fakertzr:{1 if mode == 'sigterm' else 2}:auto")
+        async with aiohttp.ClientSession() as session:
+            token = await get_token(session, base)
+            opened = [await _stream_open(base, token) for _ in range(streams)]
+            async with session.get(f"{base}/_fake/state") as resp:
+                state = await resp.json()
+        workers = state.get("workers") or [{"pid": state["pid"], "active_streams": state["active_streams"]}]
+        pids = [w["pid"] for w in workers]
+        killed = 0
+        if mode in ("sigterm", "workers_sigterm"):
+            proc.send_signal(signal.SIGTERM)
+        elif mode == "worker_killed":
+            os.kill(workers[-1]["pid"], signal.SIGKILL)
+            killed = workers[-1]["active_streams"]
+        else:
+            proc.kill()
+        codes = await asyncio.wait_for(asyncio.gather(*(_close_code(*o) for o in opened)), 60)
+        await asyncio.wait_for(proc.communicate(), 60)  # its stdout read to the end, then its exit
+        code = proc.returncode
+        row = tally[mode]
+        row["cycles"] += 1
+        row["streams"] += len(codes)
+        row["closed_with_a_frame"] += sum(c != 1006 for c in codes)
+        lost = sum(c == 1006 for c in codes)
+        row["lost_on_the_killed_worker"] += min(lost, killed)
+        row["lost_elsewhere"] += max(0, lost - killed)
+        row["processes_left"] += sum([not await _gone(pid, 20) for pid in pids])
+        row["exit_codes"][str(code)] = row["exit_codes"].get(str(code), 0) + 1
+        print(f"cycle {k + 1}/{cycles} {mode}: codes {sorted(set(codes))}, exit {code}", file=sys.stderr, flush=True)
+    return {"bench": "soak_shutdown", "cycles": cycles, "streams_per_cycle": streams,
+            "wall_s": round(time.monotonic() - started, 1), "by_end": tally}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -321,9 +404,14 @@ def main() -> None:
     f.add_argument("--closes", type=int, default=300)
     a = sub.add_parser("aicall", help="hostile Twilio sockets of every kind")
     a.add_argument("--hostile", type=int, default=1_000)
+    d = sub.add_parser("shutdown", help="SIGTERM, a worker killed, the supervisor killed: streams closed with a frame?")
+    d.add_argument("--cycles", type=int, default=40)
+    d.add_argument("--streams", type=int, default=10)
     args = parser.parse_args()
     if args.command == "fakertzr":
         result = asyncio.run(soak_fakertzr(args.cycles, args.aborts, args.closes))
+    elif args.command == "shutdown":
+        result = asyncio.run(soak_shutdown(args.cycles, args.streams))
     else:
         result = asyncio.run(soak_aicall(args.hostile))
     report(result["bench"], result)

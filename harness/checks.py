@@ -161,18 +161,24 @@ def bot_audio_rate(ctx: CheckContext) -> CheckResult:
 
 
 def finals_to_llm_once(ctx: CheckContext) -> CheckResult:
-    """Each final goes to the LLM at most once, and at least once if the handler asked the LLM later. A
-    request's words are the user messages it adds to the previous one's (history sent again is not
-    given again; two finals as two new messages are both given)."""
+    """Each final goes to the LLM at most once, and at least once if the handler asked the LLM about a later
+    final (a request made after it for an earlier one is no sign it was dropped: a handler holds a final RTZR
+    cut while the caller talks on, and the caller may hang up before it is asked). A request's words are the
+    user messages it adds to the previous one's (history sent again is not given again; two finals as two
+    new messages are both given)."""
     requests = llm_deliveries(ctx.timeline)
-    for final in ctx.finals_before_hangup():
+    finals = ctx.finals_before_hangup()
+    for k, final in enumerate(finals):
         text = final.detail["text"]
         later = [r for r in requests if r.wall >= final.wall]
         containing = [r for r in later if text in r.detail["user"]]
         if len(containing) > 1:
             return CheckResult("finals_to_llm_once", False, f"final {text!r} was given to the LLM {len(containing)} times", containing[1].wall)
-        if later and not containing:
-            return CheckResult("finals_to_llm_once", False, f"final {text!r} never reached the LLM", final.wall)
+        newer = [f.detail["text"] for f in finals[k + 1:] if f.detail["text"] != text]
+        past_it = [r for r in later if any(t in r.detail["user"] for t in newer)]
+        if past_it and not containing:
+            return CheckResult("finals_to_llm_once", False, f"final {text!r} never reached the LLM (the LLM was "
+                               "asked about a later one)", final.wall)
     return CheckResult("finals_to_llm_once", True)
 
 

@@ -36,6 +36,9 @@ def test_finals_reach_the_llm_exactly_once():
     assert "2 times" in finals_to_llm_once(twice).message
     lost = ctx(FINAL_A, FINAL_B, Event(3.1, "llm_request", {"user": "다라"}), STOP)
     assert "never reached" in finals_to_llm_once(lost).message
+    # a final held while the caller talks on, the request after it for the earlier one, then the hang-up: not lost
+    held = ctx(FINAL_A, FINAL_B, Event(3.1, "llm_request", {"user": "가나"}), STOP)
+    assert finals_to_llm_once(held).ok
 
 
 def test_finals_are_persisted():
