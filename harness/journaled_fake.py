@@ -41,6 +41,7 @@ class JournaledFake(Generic[RequestT]):
     def record(self, entry: RequestT) -> int:
         """Journal ``entry``; its index since the last ``clear``."""
         index, self.received = self.received, self.received + 1
+        entry.index = index  # type: ignore[attr-defined]
         self.requests.append(entry)
         if len(self.requests) > self.journal_limit:
             finished = [r for r in self.requests if getattr(r, "ended_at", None) is not None]
@@ -85,11 +86,35 @@ class JournaledFake(Generic[RequestT]):
     def add_routes(self, app: web.Application) -> None:
         raise NotImplementedError
 
-    def app(self) -> web.Application:
-        app = web.Application()
+    def page(self, since: int = 0, limit: int = 100) -> dict:
+        """A page of the journal, as fakertzr's ``GET /_fake/journal`` gives one: the requests from index
+        ``since`` on, ``next`` (the following page's ``since``, or None), ``total`` taken, ``dropped``."""
+        kept = [r for r in self.requests if r.index >= since]  # type: ignore[attr-defined]
+        shown = kept[:limit]
+        return {"requests": [{k: v for k, v in vars(r).items()} for r in shown],
+                "next": kept[limit].index if len(kept) > limit else None,  # type: ignore[attr-defined]
+                "total": self.received, "dropped": self.dropped}
+
+    async def _journal(self, request: web.Request) -> web.Response:
+        try:
+            since, limit = int(request.query.get("since", 0)), int(request.query.get("limit", 100))
+        except ValueError:
+            return web.json_response({"error": "since and limit are whole numbers"}, status=400)
+        if since < 0 or not 1 <= limit <= 1000:
+            return web.json_response({"error": "since >= 0 and 1 <= limit <= 1000"}, status=400)
+        return web.json_response(self.page(since, limit))
+
+    def app(self, *, loopback_only: bool = True) -> web.Application:
+        """The fake's API, and ``GET /_fake/journal`` behind fakertzr's control guard (no web page reads it)."""
+        from fakertzr.server import cross_site_guard
+
+        app = web.Application(middlewares=[cross_site_guard(loopback_only)])
         self.add_routes(app)
+        app.router.add_get("/_fake/journal", self._journal)
         return app
 
     def server(self, host: str = "127.0.0.1", port: int = 0) -> AppServer:
         """This fake on a free port; a client that goes away is journaled as abandoned."""
-        return AppServer(self.app(), host, port, handler_cancellation=True)
+        from fakertzr.server import is_loopback
+
+        return AppServer(self.app(loopback_only=is_loopback(host)), host, port, handler_cancellation=True)

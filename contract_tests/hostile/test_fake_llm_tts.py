@@ -1,6 +1,6 @@
 """The fake LLM and TTS hold hostile requests (issue 22, item 9): every body is checked before it is used
 (a 400 in OpenAI's shape, never a 500 or a cut stream), and neither fake's memory grows with every request
-it ever took."""
+it ever took; their journals are paged as fakertzr's is (``GET /_fake/journal?since=N&limit=N``)."""
 
 from __future__ import annotations
 
@@ -54,7 +54,13 @@ async def test_the_journals_keep_the_last_requests_and_count_what_they_let_go():
             async with session.post(f"{server.base_url}/v1/chat/completions", json=body) as resp:
                 assert resp.status == 200
                 await resp.read()
+        async with session.get(f"{server.base_url}/_fake/journal", params={"since": 80, "limit": 20}) as resp:
+            page = await resp.json()
+        async with session.get(f"{server.base_url}/_fake/journal", headers={"Origin": "http://evil.example"}) as resp:
+            assert resp.status == 403  # fakertzr's control guard: no web page reads the journal
     assert len(fake.requests) == 50 and fake.dropped == 70 and fake.received == 120
+    assert [r["index"] for r in page["requests"]] == list(range(80, 100)) and page["next"] == 100
+    assert (page["total"], page["dropped"]) == (120, 70)
     assert fake.requests[-1].last_user.startswith("119 ") and len(fake.requests[-1].last_user) == 16_000
     fake.clear()
     assert fake.requests == [] and fake.received == 0  # a fixture's "request 0" is the first after a clear
