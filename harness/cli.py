@@ -234,6 +234,8 @@ def _add_fuzz_parser(sub) -> None:
     fuzz.add_argument("--max-utterances", type=parse_count, default=4, metavar="N",
                       help="utterances a call may have (default 4)")
     fuzz.add_argument("--no-barge-in", action="store_true", help="no caller talking over a long reply")
+    fuzz.add_argument("--no-long-utterances", action="store_true",
+                      help="no utterance long enough for RTZR to cut it at max_utter_duration")
     fuzz.add_argument("--no-hangups", action="store_true", help="every caller says everything (no early hang-up, no dropped line)")
     fuzz.add_argument("--no-dtmf", action="store_true", help="no keypad presses")
     fuzz.add_argument("--maximize", choices=("latency",), help="latency: steer the search toward the longest end of "

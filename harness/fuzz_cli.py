@@ -25,6 +25,7 @@ def options_of(args: argparse.Namespace) -> FuzzOptions:
     return FuzzOptions(examples=args.examples, seed=args.seed, pace=args.pace, max_duration_s=args.max_duration,
                        fault_kinds=args.faults, max_faults=args.max_faults, max_utterances=args.max_utterances,
                        barge_in=not args.no_barge_in, hangups=not args.no_hangups, keypad=not args.no_dtmf,
+                       long_utterances=not args.no_long_utterances,
                        database=None if args.no_database else args.database,
                        target_latency=args.maximize == "latency", shrink_limit=args.shrink_limit)
 

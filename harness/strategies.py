@@ -234,10 +234,11 @@ def tts(*, realtime: bool | None = None) -> st.SearchStrategy[dict[str, Any]]:
 @st.composite
 def scenarios(draw, *, max_utterances: int = 4, max_faults: int = 2, min_faults: int = 0,
               fault_kinds: tuple[str, ...] = FAULT_KINDS,
-              barge_in: bool = True, hangups: bool = True, keypad: bool = True,
+              barge_in: bool = True, hangups: bool = True, keypad: bool = True, long_utterances: bool = True,
               max_duration_ms: int | None = None) -> dict[str, Any]:
     """What a call is made of, as plain data (``calls`` turns it into a fixture)."""
-    long = max_duration_ms is None or max_duration_ms >= 2 * CUT_MS  # else a long utterance would rarely fit
+    # a long utterance only where it fits (it would rarely be drawn within a short max_duration_ms)
+    long = long_utterances and (max_duration_ms is None or max_duration_ms >= 2 * CUT_MS)
     said = draw(utterances(max_utterances=max_utterances, long=long))
     audio_ms = sum(u.pause_before_ms + sum(u.word_ms) for u in said) + TAIL_MS
     if max_duration_ms is not None:
@@ -300,5 +301,6 @@ def as_call(s: dict[str, Any]) -> DrawnCall:
 
 def calls(**options: Any) -> st.SearchStrategy[DrawnCall]:
     """Whole calls (see the module docstring); ``options`` are those of ``scenarios``: ``max_utterances``,
-    ``max_faults``, ``min_faults``, ``fault_kinds``, ``barge_in``, ``hangups``, ``keypad``, ``max_duration_ms``."""
+    ``max_faults``, ``min_faults``, ``fault_kinds``, ``barge_in``, ``hangups``, ``keypad``, ``long_utterances``,
+    ``max_duration_ms``."""
     return scenarios(**options).map(as_call)

@@ -87,6 +87,14 @@ def test_every_fault_kind_is_drawn_in_the_first_calls_before_calls_are_drawn_fre
         assert result.statistics[said] >= 2, (kind, result.statistics)
 
 
+def test_no_long_utterances_draws_none():
+    # for a handler that takes turns by its own VAD: the synthetic caller is noise, which it hears as silence
+    drawn = search(Passes(), FuzzOptions(examples=60, seed=1))  # type: ignore[arg-type]
+    assert any("cut by RTZR" in what for what in drawn.statistics)
+    without = search(Passes(), FuzzOptions(examples=60, seed=1, long_utterances=False))  # type: ignore[arg-type]
+    assert not any("cut by RTZR" in what for what in without.statistics)
+
+
 @pytest.mark.timeout(600)
 def test_a_mutant_handler_fails_a_shrunk_call_that_harness_run_fails_the_same_way(tmp_path, capsys):
     command = f"MUTANT=closes-after-first-final {HANDLER}"
