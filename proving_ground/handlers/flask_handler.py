@@ -122,6 +122,10 @@ class Call:
                     payload = encoder.push(chunk)
                     if payload:
                         self.send("media", media={"payload": payload})
+        except (requests.RequestException, OSError, ValueError):
+            if stop.is_set():  # its response was closed under it (a barge-in): the speech was stopped
+                return
+            raise
         finally:
             with self.lock:
                 self.talk.sending -= 1
