@@ -22,14 +22,14 @@ from collections import Counter
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from hypothesis import HealthCheck, Phase, given, reject, seed as hypothesis_seed, settings, target
 from hypothesis.database import DirectoryBasedExampleDatabase
 
 from .fakes import running_fakes
 from .runner import FixtureRun, HeadersFor, SharedHandler, run_one
-from .strategies import FAULT_KINDS, DrawnCall, calls
+from .strategies import FAULT_KINDS, FOREVER, DrawnCall, as_call, calls
 from .targets import Target
 
 LATENCY = "speech end -> first bot audio of its reply, ms"
@@ -51,6 +51,7 @@ class FuzzOptions:
     database: Path | None = None  # hypothesis's example database (failures found before are tried first)
     target_latency: bool = False  # steer the search toward the longest end of speech -> first bot audio
     shrink_limit: int = 150  # new calls tried while shrinking a failure, at most
+    reduce_limit: int = 30  # ... and then while leaving its parts out one at a time (``reduce``)
 
 
 @dataclass
@@ -151,6 +152,53 @@ def smallest_like(first: Found | None, failures: list[Found]) -> Found:
                                      -kf[0]))[1]
 
 
+def smaller(scenario: dict) -> Iterator[dict]:
+    """Scenarios one part smaller than ``scenario``: an utterance, a fault, the hang-up, the dropped line, the
+    keypad, barge-in, the LLM's failure or stall left out, one at a time (the largest parts first)."""
+    said = scenario["utterances"]
+    for k in reversed(range(len(said))):
+        if len(said) > 1:
+            rest = said[:k] + said[k + 1:]
+            yield {**scenario, "utterances": rest, "barge_in": scenario["barge_in"] and len(rest) > 1}
+    faults = scenario["faults"]
+    for k in reversed(range(len(faults))):
+        if faults[k]["type"] == "reject_handshake" and faults[k].get("times") == FOREVER:
+            continue  # half of revoked credentials: it goes with its token refusal
+        pair = k + 1 if faults[k]["type"] == "auth_failure" and faults[k].get("times") == FOREVER else k
+        yield {**scenario, "faults": faults[:k] + faults[pair + 1:]}
+    for key, empty in (("hangup", None), ("vanish", False), ("dtmf", []), ("barge_in", False)):
+        if scenario[key] not in (None, False, []):
+            yield {**scenario, key: empty}
+    for key in ("fail_requests", "stall_requests"):
+        if key in scenario["llm"]:
+            yield {**scenario, "llm": {k: v for k, v in scenario["llm"].items() if k != key}}
+
+
+def reduce(found: Found, first: Found | None, judged: Callable[[DrawnCall], FixtureRun], limit: int,
+           progress: Callable[[str], None] = lambda text: None) -> Found:
+    """After hypothesis's shrinking, the parts of the call left out one at a time (delta debugging, by parts
+    of the call rather than by hypothesis's choices): each removal kept if the call still fails a check the
+    first failure failed, until nothing more goes or ``limit`` replays were spent. Hypothesis shrinks by its
+    own measure and, a replay costing seconds, slowly: the structure is what a reader wants small."""
+    wanted = failed_checks((first or found).run)
+    best, tries = found, 0
+    shrinking = True
+    while shrinking and tries < limit:
+        shrinking = False
+        for candidate in smaller(best.call.scenario):
+            if tries >= limit:
+                break
+            call = as_call(candidate)
+            run = judged(call)
+            tries += 1
+            if not run.ok and failed_checks(run) & wanted:
+                best, shrinking = Found(call, run), True
+                progress(f"fuzz: reducing: {tries} tries, the failing call now {call.size[0]} utterance(s), "
+                         f"{call.size[1]} fault(s)")
+                break
+    return best
+
+
 def worst_latency(run: FixtureRun) -> float | None:
     values = [t.speech_end_to_first_audio_ms for t in run.turns if t.speech_end_to_first_audio_ms is not None]
     return max(values) if values else None
@@ -208,6 +256,15 @@ def search(session: HandlerSession, options: FuzzOptions,
                 result.shrink_tries += 1
         return run
 
+    def judged_again(call: DrawnCall) -> FixtureRun:
+        """A call the reduction tries: replayed once (kept by its key, as the search's are)."""
+        run = seen.get(call.key)
+        if run is None:
+            run = seen[call.key] = session.play(call)
+            result.replayed += 1
+            result.shrink_tries += 1
+        return run
+
     def one(call: DrawnCall) -> None:
         run = judged(call)
         if options.target_latency:
@@ -242,6 +299,7 @@ def search(session: HandlerSession, options: FuzzOptions,
             hypothesis_seed(chosen + k)(test)()
     except CallFailed:
         result.failure = smallest_like(result.first_failure, smallest)
+        result.failure = reduce(result.failure, result.first_failure, judged_again, options.reduce_limit, progress)
     finally:
         result.wall_s = time.monotonic() - started
     if result.failure is not None:

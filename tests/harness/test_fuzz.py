@@ -54,6 +54,27 @@ def test_a_planted_bug_is_shrunk_to_the_smallest_call_that_shows_it():
     assert result.drawn < len(session.played)  # shrinking replayed calls of its own
 
 
+class LongWordsBug:
+    """A session whose "handler" fails every call with an utterance of three words or more."""
+
+    def __init__(self) -> None:
+        self.played: list[DrawnCall] = []
+
+    def play(self, call: DrawnCall) -> FixtureRun:
+        self.played.append(call)
+        buggy = any(len(u["words"]) >= 3 for u in call.doc["utterances"])
+        return FixtureRun(None, [CheckResult("finals_to_llm_once", not buggy, "planted")], [], CallTimeline([]), 0.0)  # type: ignore[arg-type]
+
+
+def test_without_hypothesis_shrinking_the_call_is_still_reduced_part_by_part():
+    session = LongWordsBug()
+    result = search(session, FuzzOptions(examples=200, seed=3, shrink_limit=1))  # type: ignore[arg-type]
+    assert result.first_failure is not None and sum(result.first_failure.call.size) >= 2, result.first_failure.call
+    assert result.failure is not None and result.failure.call.size == (1, 0), result.failure.call
+    s = result.failure.call.scenario
+    assert s["hangup"] is None and s["dtmf"] == [] and not s["barge_in"] and len(s["utterances"][0].word_ms) >= 3
+
+
 def test_the_same_seed_draws_the_same_calls_and_finds_the_same_failure():
     runs = []
     for _ in range(2):
