@@ -98,6 +98,8 @@ async def close_calls(app: web.Application) -> None:
     """The server is stopping (SIGTERM, Ctrl-C): every call ends with a close frame (1001 going away) and is
     stored as ended by "shutdown", within ``shutdown_drain_s``; then what is still running is cancelled."""
     calls = list(app[CALLS])
+    if not calls:
+        return  # (a server that never listened is cleaned up so too: nothing to say)
     for call in calls:
         call.end_reason = "shutdown"  # before the socket closes: its read loop would say "socket closed"
     await asyncio.gather(*(call.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
