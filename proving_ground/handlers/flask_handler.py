@@ -318,7 +318,10 @@ class Call:
                 while self.talk.marks and time.monotonic() < deadline and not self.ended.is_set():
                     time.sleep(0.05)  # until Twilio echoes the apology's mark
             self.ended.set()
-            self.ws.close()
+            try:
+                self.ws.close()
+            except ConnectionClosed:
+                pass  # the caller's line went first: simple-websocket raises on closing a closed socket
 
     def watch_quiet(self) -> None:
         while not self.ended.wait(0.5):
