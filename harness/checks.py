@@ -4,6 +4,8 @@ layout. Each can fail, and a failure names the moment on the timeline that shows
 
 from __future__ import annotations
 
+import re
+
 import statistics
 from collections import Counter
 from dataclasses import dataclass, field
@@ -160,6 +162,14 @@ def bot_audio_rate(ctx: CheckContext) -> CheckResult:
                        f"audio sent at the wrong sample rate{_rate_guess(hz)}", at)
 
 
+def says(user: str, text: str) -> bool:
+    """Whether the words a request gives the LLM (``user``) hold the final ``text``, as whole words in order
+    (punctuation aside): a final "w1" is not in "w12 w13", nor "네" in "네요"."""
+    words, said = re.findall(r"\w+", text), re.findall(r"\w+", user)
+    n = len(words)
+    return n > 0 and any(said[i:i + n] == words for i in range(len(said) - n + 1))
+
+
 def finals_to_llm_once(ctx: CheckContext) -> CheckResult:
     """Each final goes to the LLM at most once, and at least once if the handler asked the LLM about a later
     final (a request made after it for an earlier one is no sign it was dropped: a handler holds a final RTZR
@@ -171,11 +181,11 @@ def finals_to_llm_once(ctx: CheckContext) -> CheckResult:
     for k, final in enumerate(finals):
         text = final.detail["text"]
         later = [r for r in requests if r.wall >= final.wall]
-        containing = [r for r in later if text in r.detail["user"]]
+        containing = [r for r in later if says(r.detail["user"], text)]
         if len(containing) > 1:
             return CheckResult("finals_to_llm_once", False, f"final {text!r} was given to the LLM {len(containing)} times", containing[1].wall)
         newer = [f.detail["text"] for f in finals[k + 1:] if f.detail["text"] != text]
-        past_it = [r for r in later if any(t in r.detail["user"] for t in newer)]
+        past_it = [r for r in later if any(says(r.detail["user"], t) for t in newer)]
         if past_it and not containing:
             return CheckResult("finals_to_llm_once", False, f"final {text!r} never reached the LLM (the LLM was "
                                "asked about a later one)", final.wall)
@@ -330,7 +340,7 @@ def asked_while_talking(ctx: CheckContext) -> tuple[Event, Event, int] | None:
     ends = {e.detail["utterance"]: e.detail["audio_ms"] for e in ctx.timeline.of("speech_end")}
     finals = [f for f in ctx.timeline.of("final") if f.detail.get("call_ms") is not None]
     for request in llm_deliveries(ctx.timeline):
-        carried = [f for f in finals if f.wall <= request.wall and f.detail["text"] in request.detail.get("user", "")]
+        carried = [f for f in finals if f.wall <= request.wall and says(request.detail.get("user", ""), f.detail["text"])]
         if not carried:
             continue
         last = max(carried, key=lambda f: f.detail["call_ms"])

@@ -39,6 +39,11 @@ def test_finals_reach_the_llm_exactly_once():
     # a final held while the caller talks on, the request after it for the earlier one, then the hang-up: not lost
     held = ctx(FINAL_A, FINAL_B, Event(3.1, "llm_request", {"user": "가나"}), STOP)
     assert finals_to_llm_once(held).ok
+    # whole words: a final "w1" is not in a request for "w12 w13" (a drawn call's words; "네" and "네요" alike)
+    w1, w12 = Event(1.0, "final", {"connection": 0, "text": "w1"}), Event(3.0, "final", {"connection": 0, "text": "w12 w13"})
+    apart = ctx(w1, Event(1.1, "llm_request", {"user": "w1"}), w12, Event(3.1, "llm_request", {"user": "w12 w13"}), STOP)
+    assert finals_to_llm_once(apart).ok
+    assert finals_to_llm_once(ctx(FINAL_A, Event(1.1, "llm_request", {"user": "가나."}), STOP)).ok  # punctuation aside
 
 
 def test_finals_are_persisted():
