@@ -180,6 +180,8 @@ def finals_to_llm_once(ctx: CheckContext) -> CheckResult:
     finals = ctx.finals_before_hangup()
     for k, final in enumerate(finals):
         text = final.detail["text"]
+        if not re.search(r"\w", text):
+            continue  # punctuation alone: no words to give the LLM
         later = [r for r in requests if r.wall >= final.wall]
         containing = [r for r in later if says(r.detail["user"], text)]
         if len(containing) > 1:
