@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.benchlib import percentile, report  # noqa: E402
 from bench.fakertzr_bench import get_token, start_server  # noqa: E402
-from contract_tests.rtzr.client import stream_through_a_close  # noqa: E402
+from contract_tests.rtzr.client import process_exited, stream_through_a_close  # noqa: E402
 from callaudio.g711 import pcm16_to_ulaw  # noqa: E402
 from fakertzr.fixture import load_fixture  # noqa: E402
 from harness.fixture import load_call  # noqa: E402
@@ -337,25 +337,6 @@ async def _close_code(session: aiohttp.ClientSession, ws: aiohttp.ClientWebSocke
         await session.close()
 
 
-async def _gone(pid: int, timeout: float) -> bool:
-    """Process ``pid`` (not our child) has exited within ``timeout``: its pidfd turns readable."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    done = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    loop.add_reader(fd, done.set)
-    try:
-        await asyncio.wait_for(done.wait(), timeout)
-        return True
-    except asyncio.TimeoutError:
-        return False
-    finally:
-        loop.remove_reader(fd)
-        os.close(fd)
-
-
 async def soak_shutdown(cycles: int, streams: int) -> dict:
     tally = {mode: {"cycles": 0, "streams": 0, "closed_with_a_frame": 0, "lost_on_the_killed_worker": 0,
                     "lost_elsewhere": 0, "processes_left": 0, "exit_codes": {}} for mode in SHUTDOWNS}
@@ -388,7 +369,7 @@ async def soak_shutdown(cycles: int, streams: int) -> dict:
         lost = sum(c == 1006 for c in codes)
         row["lost_on_the_killed_worker"] += min(lost, killed)
         row["lost_elsewhere"] += max(0, lost - killed)
-        row["processes_left"] += sum([not await _gone(pid, 20) for pid in pids])
+        row["processes_left"] += sum([not await process_exited(pid, 20) for pid in pids])
         row["exit_codes"][str(code)] = row["exit_codes"].get(str(code), 0) + 1
         print(f"cycle {k + 1}/{cycles} {mode}: codes {sorted(set(codes))}, exit {code}", file=sys.stderr, flush=True)
     return {"bench": "soak_shutdown", "cycles": cycles, "streams_per_cycle": streams,

@@ -101,3 +101,23 @@ async def stream_through_a_close(url: str, token: str, audio: bytes) -> tuple[in
                 finals += json.loads(message)["final"]
         await sender
     return finals, ws.protocol.close_rcvd.code if ws.protocol.close_rcvd else None
+
+
+async def process_exited(pid: int, timeout: float) -> bool:
+    """Whether process ``pid`` (not a child of ours: a fake's worker) is gone within ``timeout``: its pidfd turns
+    readable when it exits, an event to wait on rather than a poll."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    gone = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_reader(fd, gone.set)
+    try:
+        await asyncio.wait_for(gone.wait(), timeout)
+        return True
+    except asyncio.TimeoutError:
+        return False
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)

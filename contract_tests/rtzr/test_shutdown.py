@@ -10,6 +10,7 @@ import signal
 
 import aiohttp
 
+from .client import process_exited
 from .conftest import SEED_DIR
 from .test_standalone import started
 from .test_workers import PCM
@@ -38,25 +39,6 @@ async def close_code(ws: aiohttp.ClientWebSocketResponse) -> int | None:
         return ws.close_code
     finally:
         await ws._own_session.close()  # type: ignore[attr-defined]
-
-
-async def exited(pid: int, timeout: float) -> bool:
-    """Whether process ``pid`` (not a child of ours) is gone within ``timeout``: its pidfd turns readable."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    gone = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    loop.add_reader(fd, gone.set)
-    try:
-        await asyncio.wait_for(gone.wait(), timeout)
-        return True
-    except asyncio.TimeoutError:
-        return False
-    finally:
-        loop.remove_reader(fd)
-        os.close(fd)
 
 
 async def test_sigterm_closes_every_open_stream_with_1001_in_one_process():
@@ -103,4 +85,4 @@ async def test_workers_stop_when_their_supervisor_is_killed():
     codes = await asyncio.wait_for(asyncio.gather(*(close_code(ws) for ws in streams)), 30)
     await asyncio.wait_for(proc.wait(), 30)
     assert codes == [1001] * 6, codes  # the orphans used to answer on, holding the port
-    assert all([await exited(pid, 20) for pid in pids]), pids
+    assert all([await process_exited(pid, 20) for pid in pids]), pids
