@@ -48,8 +48,8 @@ async def test_sigterm_closes_every_open_stream_with_1001_in_one_process():
     proc.terminate()
     codes = await asyncio.wait_for(asyncio.gather(*(close_code(ws) for ws in streams)), 20)
     assert codes == [1001] * 10, codes  # it was 1006 for every one: the process exited at once
-    assert await asyncio.wait_for(proc.wait(), 20) == 0
-    assert b"stopping: 10 open stream(s) closed with 1001" in await proc.stderr.read()
+    _, stderr = await asyncio.wait_for(proc.communicate(), 20)  # its pipes read to the end, then its exit
+    assert proc.returncode == 0 and b"stopping: 10 open stream(s) closed with 1001" in stderr
 
 
 async def test_sigterm_closes_every_stream_of_every_worker():
@@ -59,7 +59,8 @@ async def test_sigterm_closes_every_stream_of_every_worker():
     proc.terminate()
     codes = await asyncio.wait_for(asyncio.gather(*(close_code(ws) for ws in streams)), 30)
     assert codes == [1012] * 20, codes
-    assert await asyncio.wait_for(proc.wait(), 30) == 0
+    await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0
 
 
 async def test_a_worker_killed_takes_only_its_own_streams():
@@ -72,7 +73,8 @@ async def test_a_worker_killed_takes_only_its_own_streams():
     os.kill(victim["pid"], signal.SIGKILL)
     codes = await asyncio.wait_for(asyncio.gather(*(close_code(ws) for ws in streams)), 30)
     assert sorted(codes) == [1001] * workers[0]["active_streams"] + [1006] * victim["active_streams"], (codes, workers)
-    assert await asyncio.wait_for(proc.wait(), 30) == 1  # a fake with a dead worker stops, as before
+    await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 1  # a fake with a dead worker stops, as before
 
 
 async def test_workers_stop_when_their_supervisor_is_killed():
@@ -83,6 +85,6 @@ async def test_workers_stop_when_their_supervisor_is_killed():
             pids = [w["pid"] for w in (await resp.json())["workers"]]
     proc.kill()  # (its stdout is the workers' too: proc.wait() returns once they are gone; read the streams first)
     codes = await asyncio.wait_for(asyncio.gather(*(close_code(ws) for ws in streams)), 30)
-    await asyncio.wait_for(proc.wait(), 30)
+    await asyncio.wait_for(proc.communicate(), 30)
     assert codes == [1001] * 6, codes  # the orphans used to answer on, holding the port
     assert all([await process_exited(pid, 20) for pid in pids]), pids
