@@ -48,16 +48,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="aicall", description="A Korean AI phone agent on Twilio Media Streams and RTZR.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="{serve,check,calls,show}")
     serve = sub.add_parser("serve", help="answer calls (settings from the environment and .env)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; behind a proxy "
+                       "that terminates TLS for Twilio, or 0.0.0.0 to take calls directly)")
+    serve.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                       help="the lowest level logged (default INFO: each call's events and per-turn latency)")
     serve.add_argument("--loop", choices=LOOPS, default="auto", help="the event loop: uvloop when installed "
                        "(pip install 'rtzr-call-testkit[fast]'; auto, the default), or asyncio's own")
     sub.add_parser("check", help="verify the RTZR credentials and the LLM and TTS endpoints")
     calls = sub.add_parser("calls", help="list recent calls from the store (AICALL_DB)")
-    calls.add_argument("--limit", type=int, default=20)
+    calls.add_argument("--limit", type=int, default=20, help="the newest N calls (default 20)")
     show = sub.add_parser("show", help="print one call's transcript")
-    show.add_argument("call_sid")
+    show.add_argument("call_sid", help="the call's Twilio CallSid (CA...), as aicall calls lists it")
     return parser
 
 

@@ -26,12 +26,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.benchlib import percentile, report  # noqa: E402
-from fakertzr.cli import loop_factory  # noqa: E402
+from fakertzr.loops import loop_factory  # noqa: E402
 from harness.fixture import load_call  # noqa: E402
-from harness.load import LoadPlan, LoadRunner  # noqa: E402
-from harness.load_stats import Criteria, StepResult  # noqa: E402
-from harness.runner import run_target  # noqa: E402
-from harness.targets import CommandTarget  # noqa: E402
+from harness.load.capacity import LoadPlan, LoadRunner  # noqa: E402
+from harness.load.stats import Criteria, StepResult  # noqa: E402
+from harness.replay.runner import run_target  # noqa: E402
+from harness.replay.targets import CommandTarget  # noqa: E402
 
 SEED = load_call(ROOT / "fixtures" / "calls" / "seed-three-turns")
 

@@ -1,4 +1,4 @@
-"""What the benchmark scripts share: percentiles and the results file (CPU time: harness.load.process_group_cpu_s)."""
+"""What the benchmark scripts share: percentiles and the results file (CPU time: harness.load.capacity.process_group_cpu_s)."""
 
 from __future__ import annotations
 

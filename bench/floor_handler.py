@@ -25,7 +25,7 @@ from aiohttp import WSMsgType, web
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fakertzr.cli import LOOPS, loop_factory  # noqa: E402
+from fakertzr.loops import LOOPS, loop_factory  # noqa: E402
 
 REPLY = base64.b64encode(b"\xff" * 800).decode()  # 100 ms of mu-law silence
 TOKEN = web.AppKey("token", dict)

@@ -25,7 +25,7 @@ from aiohttp import WSMsgType, web
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fakertzr.cli import LOOPS, loop_factory  # noqa: E402
+from fakertzr.loops import LOOPS, loop_factory  # noqa: E402
 from fakertzr.fixture import load_fixture  # noqa: E402
 
 SEED = ROOT / "fixtures" / "calls" / "seed-three-turns"

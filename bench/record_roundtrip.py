@@ -23,8 +23,8 @@ sys.path.insert(0, str(ROOT))
 from aicall.app import wait_for_calls_to_end  # noqa: E402
 from bench.benchlib import report  # noqa: E402
 from harness.fixture import discover, load_call  # noqa: E402
-from harness.recorder import aicall_between_recorders  # noqa: E402
-from harness.runner import ErrorLog, replay  # noqa: E402
+from harness.authoring.recorder import aicall_between_recorders  # noqa: E402
+from harness.replay.runner import ErrorLog, replay  # noqa: E402
 
 
 async def round_trip(directory: Path, pace: float) -> dict:

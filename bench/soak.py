@@ -41,9 +41,9 @@ from contract_tests.rtzr.client import process_exited, stream_through_a_close  #
 from callaudio.g711 import pcm16_to_ulaw  # noqa: E402
 from fakertzr.fixture import load_fixture  # noqa: E402
 from harness.fixture import load_call  # noqa: E402
-from harness.load_stats import turn_outcomes  # noqa: E402
-from harness.targets import free_port  # noqa: E402
-from harness.twilio_player import TwilioPlayer  # noqa: E402
+from harness.load.stats import turn_outcomes  # noqa: E402
+from harness.replay.targets import free_port  # noqa: E402
+from harness.fakes.twilio_player import TwilioPlayer  # noqa: E402
 
 SEED = ROOT / "fixtures" / "calls" / "seed-three-turns"
 
@@ -56,8 +56,8 @@ FAKES = """
 import asyncio, sys
 sys.path.insert(0, {root!r})
 from fakertzr import FakeRtzrBackend, FakeRtzrConfig, FakeRtzrServer
-from harness.fake_llm import FakeLlm, FakeLlmConfig
-from harness.fake_tts import FakeTts
+from harness.fakes.llm import FakeLlm, FakeLlmConfig
+from harness.fakes.tts import FakeTts
 
 async def main():
     rtzr = FakeRtzrBackend(FakeRtzrConfig(time_scale=0.0, max_streams=100000, fixtures=[{seed!r}]))

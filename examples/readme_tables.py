@@ -1,4 +1,4 @@
-"""A table the README holds between two markers, measured by a script: read it, or put a new one in its place."""
+"""A table a docs page holds between two markers, measured by a script: read it, or put a new one in its place."""
 
 from __future__ import annotations
 

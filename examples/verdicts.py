@@ -1,12 +1,12 @@
 """Replay every bundled fixture against aicall and the two example handlers; print, check or write the
-README's verdict table ("Bring your own handler").
+verdict table of docs/handlers.md ("The two examples").
 
     python examples/verdicts.py                  # run all three, print the table
-    python examples/verdicts.py --check README.md   # exit 1 if the README's table says otherwise
-    python examples/verdicts.py --write README.md   # put the measured table into the README
+    python examples/verdicts.py --check docs/handlers.md   # exit 1 if the table says otherwise
+    python examples/verdicts.py --write docs/handlers.md   # put the measured table there
     python examples/verdicts.py --repeat 3       # run each 3 times; any verdict that changed is shown as flaky
 
-Each handler is replayed with exactly the command the README gives (``HANDLERS``); the three run at
+Each handler is replayed with exactly the command docs/handlers.md gives (``HANDLERS``); the three run at
 once, each with its own fakes. Needs ``pip install -e '.[examples]'``.
 """
 
@@ -138,8 +138,8 @@ def readme_table(readme: Path) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", type=Path, metavar="README")
-    parser.add_argument("--write", type=Path, metavar="README")
+    parser.add_argument("--check", type=Path, metavar="PAGE")
+    parser.add_argument("--write", type=Path, metavar="PAGE")
     parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args()
     measured = markdown(run_all(args.repeat))

@@ -22,7 +22,7 @@ from callaudio.decode import read_channels, to_8k
 
 from .backend import FakeRtzrBackend
 from .batch import BatchJobs, BatchRefusal
-from .workers import WorkerUnreachable
+from .peers import WorkerUnreachable
 
 log = logging.getLogger("fakertzr")
 CHUNK = 1 << 16

@@ -8,14 +8,14 @@ import gc
 import logging
 import os
 import re
-import signal
 import sys
 from pathlib import Path
-from typing import Any, Callable, NoReturn, Sequence
+from typing import Any, NoReturn, Sequence
 
 from .backend import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, FakeRtzrBackend, FakeRtzrConfig
 from .errors import FakeRtzrError
 from .fixture import load_fixture
+from .loops import LOOPS, loop_factory
 from .record_proxy import RecordingProxy
 from .recording import RECORD_MODES, REDACTIONS
 from .shutdown import shut_down, until_stopped
@@ -73,20 +73,6 @@ def _workers(text: str) -> int:
     return value
 
 
-LOOPS = ("auto", "uvloop", "asyncio")
-
-
-def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop's loop for ``uvloop`` (and for ``auto`` when it is installed); None: asyncio's default."""
-    if choice == "asyncio":
-        return None
-    try:
-        import uvloop
-    except ImportError:
-        if choice == "uvloop":
-            raise FakeRtzrError("--loop uvloop: uvloop is not installed (pip install 'rtzr-call-testkit[fast]')") from None
-        return None
-    return uvloop.new_event_loop
 
 
 # argparse names a type in its message by the function's name ("invalid _positive value"): give them names a user reads
@@ -129,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--loop", choices=LOOPS, default="auto",
                        help="event loop: uvloop when installed (auto, the default; pip install 'rtzr-call-testkit[fast]') "
                        "or asyncio's own")
-    serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                       help="the lowest level logged (default INFO)")
     record = sub.add_parser("record", help="a recording proxy: forward to RTZR, write every stream as a fixture")
     record.add_argument("--upstream", default="https://openapi.vito.ai",
                         help="the service to forward to (default https://openapi.vito.ai; a fakertzr serve works too)")
@@ -143,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     record.add_argument("--redact", metavar="KINDS", help="replace only these in recorded text: comma-separated, "
                         f"of {', '.join(REDACTIONS)} (default: all of them)")
     record.add_argument("--no-redact", action="store_true", help="keep the text as recognised, numbers and all")
-    record.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    record.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                        help="the lowest level logged (default INFO: a line per recorded stream)")
     return parser
 
 

@@ -27,7 +27,7 @@ from .errors import FakeRtzrError
 from .fixture import MAX_AUDIO_BYTES, decode_caller_audio, load_fixture, script_from_dict
 from .journal import clip
 from .validation import loads_strict
-from .workers import Peers, merge_journals, merge_states
+from .peers import Peers, merge_journals, merge_states
 from callaudio import AudioFormatError
 from callaudio.wavfile import parse_wav
 

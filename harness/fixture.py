@@ -72,7 +72,7 @@ def bundled_calls() -> Path:
     """The fixtures installed with the harness (``fixtures/calls`` of this project)."""
     from importlib.resources import files
 
-    return Path(str(files("callfixtures") / "calls"))
+    return Path(str(files("harness.bundled") / "calls"))
 
 
 def default_fixtures_dir() -> Path:

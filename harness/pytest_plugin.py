@@ -5,7 +5,7 @@
         run = await replay("fixtures/calls/failure2-recognizer-closes-1000", handler.media_url)
         assert run.ok, run.failures()
 
-Whole calls drawn by hypothesis (``harness.strategies.calls``) replay the same way::
+Whole calls drawn by hypothesis (``harness.fuzz.strategies.calls``) replay the same way::
 
     @settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
     @given(call=calls(max_faults=1))
@@ -23,11 +23,12 @@ from typing import AsyncIterator, Awaitable, Callable
 
 import pytest_asyncio
 
-from .fake_llm import FakeLlm
-from .fake_tts import FakeTts
-from .fixture import load_call, resolve_fixture
-from .runner import ErrorLog, FixtureRun, replay as replay_fixture
-from .strategies import DrawnCall
+from harness.fakes.llm import FakeLlm
+from harness.fakes.tts import FakeTts
+from harness.fixture import load_call, resolve_fixture
+from harness.fuzz.strategies import DrawnCall
+from harness.replay.runner import ErrorLog, FixtureRun
+from harness.replay.runner import replay as replay_fixture
 
 
 class ServedFake:
@@ -60,7 +61,7 @@ async def fake_tts() -> AsyncIterator[ServedFake]:
 @pytest_asyncio.fixture
 async def replay(fake_rtzr, fake_llm, fake_tts, tmp_path_factory) -> Callable[..., Awaitable[FixtureRun]]:
     """``await replay(fixture, media_ws_url, pace=None)``: play a fixture (a directory, a bundled call's
-    name such as ``"failure2-recognizer-closes-1000"``, or a call drawn by ``harness.strategies.calls``)
+    name such as ``"failure2-recognizer-closes-1000"``, or a call drawn by ``harness.fuzz.strategies.calls``)
     into your handler and judge it.
 
     For ``no_errors`` on an in-process handler, run it inside ``with ErrorLog() as errors`` and pass

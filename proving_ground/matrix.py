@@ -1,8 +1,8 @@
 """The proving ground: every reference handler, correct and with each bug put back, judged by the harness.
 
     python -m proving_ground.matrix                 # run it all, print the table
-    python -m proving_ground.matrix --write README.md   # put the table into the README
-    python -m proving_ground.matrix --check README.md   # exit 1 if the README's table says otherwise
+    python -m proving_ground.matrix --write docs/checks.md   # put the table into the docs
+    python -m proving_ground.matrix --check docs/checks.md   # exit 1 if the docs' table says otherwise
     python -m proving_ground.matrix --json out.json     # every verdict, for the suite (tests/proving_ground)
 
 A correct handler must pass every bundled call (no false alarm): at ``fast`` pace, and the calls whose
@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from examples import readme_tables
-from harness.cli import parse_pace
+from harness.cli.common import parse_pace
 from harness.fixture import bundled_calls, discover, load_call
-from harness.runner import FixtureRun, run_target
-from harness.targets import CommandTarget
+from harness.replay.runner import FixtureRun, run_target
+from harness.replay.targets import CommandTarget
 
 from .mutants import CHECKS_WITHOUT_A_MUTANT, HANDLERS, MUTANTS, Mutant, ReferenceHandler
 
@@ -172,8 +172,8 @@ def explain(outcomes: list[Outcome]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", type=Path, metavar="README")
-    parser.add_argument("--write", type=Path, metavar="README")
+    parser.add_argument("--check", type=Path, metavar="PAGE")
+    parser.add_argument("--write", type=Path, metavar="PAGE")
     parser.add_argument("--handler", action="append", help="only these handlers (by name)")
     parser.add_argument("--mutant", action="append", help="only these mutants")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write every verdict here (for the suite)")

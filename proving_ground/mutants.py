@@ -21,7 +21,7 @@ NODE_DIR = HANDLERS_DIR / "node_handler"
 
 @dataclass(frozen=True)
 class ReferenceHandler:
-    name: str  # the column in the README's table
+    name: str  # the column in the table of docs/checks.md
     style: str
     command: str  # ``harness run --cmd``: {port} filled in
     path: str = "/media"

@@ -11,10 +11,10 @@ from aicall.app import create_app
 from aicall.config import load_settings
 from fakertzr import FakeRtzrBackend, FakeRtzrServer
 from fakertzr.appserver import AppServer
-from harness.fake_llm import FakeLlm
-from harness.fake_tts import FakeTts
+from harness.fakes.llm import FakeLlm
+from harness.fakes.tts import FakeTts
 from harness.fixture import load_call
-from harness.runner import ErrorLog, replay
+from harness.replay.runner import ErrorLog, replay
 
 from .legacy_handler import create_legacy_app
 

@@ -1,6 +1,6 @@
 """End-to-end fuzzing: whole generated calls against aicall, with the harness's checks as properties.
 
-Each call is drawn by the package's public strategies (``harness.strategies.calls``, what ``harness
+Each call is drawn by the package's public strategies (``harness.fuzz.strategies.calls``, what ``harness
 fuzz`` draws from too: no private copy here), becomes a fixture, and is replayed by the harness at 8x
 pace against aicall in-process with fakertzr, the fake LLM and the fake TTS. Every general check must
 pass, and the call's own expectations (a refused call when credentials are refused). A failing call
@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from hypothesis import event, given
 
-from harness.runner import ErrorLog, FixtureRun, run_fixture
-from harness.strategies import DrawnCall, calls
+from harness.replay.runner import ErrorLog, FixtureRun, run_fixture
+from harness.fuzz.strategies import DrawnCall, calls
 from tests.support.budget import examples, scaled
 
 FAILURES = Path("harness-report/fuzz-failures")

@@ -7,8 +7,8 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from harness.fake_llm import FakeLlm
-from harness.fake_tts import CACHED_SAMPLES, FakeTts, _cached_tone
+from harness.fakes.llm import FakeLlm
+from harness.fakes.tts import CACHED_SAMPLES, FakeTts, _cached_tone
 
 NESTED = b'{"messages": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
 

@@ -9,7 +9,6 @@ import os
 import signal
 
 import aiohttp
-import numpy as np
 
 from fakertzr.fixture import load_fixture
 

@@ -13,9 +13,9 @@ import pytest_asyncio
 
 from aicall import twilio
 from fakertzr import FakeRtzrBackend, FakeRtzrConfig, FakeRtzrServer, load_fixture
-from harness.fake_llm import FakeLlm, FakeLlmConfig
-from harness.fake_tts import FakeTts, FakeTtsConfig
-from harness.twilio_line import TwilioLine
+from harness.fakes.llm import FakeLlm, FakeLlmConfig
+from harness.fakes.tts import FakeTts, FakeTtsConfig
+from harness.fakes.twilio_line import TwilioLine
 
 from ..support.aicall_stack import SEED, TEST_CALL_SID, Stack, env_for, running_stack
 
@@ -167,7 +167,7 @@ async def test_unsigned_requests_are_refused_and_signed_ones_served(stack):
 async def test_more_calls_than_an_http_pool_holds_each_get_their_rtzr_stream(stack):
     """Every call holds one RTZR WebSocket for its whole length: 110 calls at once each get theirs. (An uplink on
     aiohttp's default session, a pool of 100 connections, starved the 101st call: found by harness load.)"""
-    from harness.twilio_line import TwilioLine
+    from harness.fakes.twilio_line import TwilioLine
 
     stack.rtzr.update_config({"max_streams": 1000})
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as twilio:  # Twilio has no such pool

@@ -1,11 +1,11 @@
-"""Calls ``harness fuzz`` found aicall failing, kept as drawn (``harness.strategies.as_call`` makes the same
+"""Calls ``harness fuzz`` found aicall failing, kept as drawn (``harness.fuzz.strategies.as_call`` makes the same
 fixture from the same scenario) and replayed against aicall in-process with the harness's checks."""
 
 from __future__ import annotations
 
-from harness.runner import ErrorLog, run_fixture
-from harness.strategies import as_call
-from harness.synthetic import SynthUtterance
+from harness.replay.runner import ErrorLog, run_fixture
+from harness.fuzz.strategies import as_call
+from harness.fuzz.synthetic import SynthUtterance
 
 QUIET_CALL = {"recognizer": {}, "partial_every_ms": None, "hangup": None, "vanish": False, "dtmf": [],
               "barge_in": False, "llm": {"first_token_ms": 0, "token_ms": 0, "sentences": 1},

@@ -12,8 +12,8 @@ from aicall.llm import ChatClient, LlmError
 from aicall.tts import CHUNK_BYTES, EspeakTts, OpenAiTts, TtsError
 from callaudio.g711 import ulaw_to_pcm16
 from fakertzr.appserver import AppServer
-from harness.fake_llm import FakeLlm, FakeLlmConfig
-from harness.fake_tts import TONES_HZ, FakeTts
+from harness.fakes.llm import FakeLlm, FakeLlmConfig
+from harness.fakes.tts import TONES_HZ, FakeTts
 
 
 async def test_chat_stream_yields_the_reply_and_is_journaled():
@@ -63,7 +63,7 @@ async def test_espeak_engine_speaks_korean():
 
 
 async def test_an_unreachable_llm_is_named_by_its_url():
-    from harness.targets import free_port
+    from harness.replay.targets import free_port
 
     url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
     async with aiohttp.ClientSession() as session:

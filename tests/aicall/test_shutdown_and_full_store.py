@@ -16,9 +16,9 @@ import aiohttp
 from aicall.app import wait_for_calls_to_end
 from aicall.store import CallStore
 from fakertzr import FakeRtzrBackend, FakeRtzrConfig, FakeRtzrServer
-from harness.fake_llm import FakeLlm
-from harness.fake_tts import FakeTts
-from harness.twilio_line import TwilioLine
+from harness.fakes.llm import FakeLlm
+from harness.fakes.tts import FakeTts
+from harness.fakes.twilio_line import TwilioLine
 from tests.aicall.test_calls import talk
 from tests.support.aicall_stack import SEED, TEST_CALL_SID, TEST_STREAM_SID, env_for, running_stack
 

@@ -16,16 +16,16 @@ import pytest
 from aiohttp import web
 
 from fakertzr.appserver import AppServer
-from harness.checks import CheckContext, finals_to_llm_once, no_errors
-from harness.fake_llm import FakeLlm, FakeLlmConfig
-from harness.fake_tts import FakeTts
-from harness.fakes import running_fakes
+from harness.judge.checks import CheckContext, finals_to_llm_once, no_errors
+from harness.fakes.llm import FakeLlm, FakeLlmConfig
+from harness.fakes.tts import FakeTts
+from harness.fakes.services import running_fakes
 from harness.fixture import load_call
-from harness.handler_log import LogReader
-from harness.printout import condensed
-from harness.runner import ErrorLog, play_call, run_target
-from harness.targets import AicallTarget, CommandTarget, Handler
-from harness.timeline import CallTimeline, Event
+from harness.judge.handler_log import LogReader
+from harness.reports.printout import condensed
+from harness.replay.runner import ErrorLog, play_call, run_target
+from harness.replay.targets import AicallTarget, CommandTarget, Handler
+from harness.judge.timeline import CallTimeline, Event
 
 SEED = "fixtures/calls/seed-three-turns"
 
@@ -333,7 +333,7 @@ async def test_target_reads_the_handler_log_it_is_given(tmp_path):
     app = web.Application()
     app.router.add_get("/ws", media)
     async with AppServer(app) as server:
-        from harness.targets import UrlTarget
+        from harness.replay.targets import UrlTarget
 
         [run] = await run_target(UrlTarget(f"{server.ws_url}/ws", handler_log=log_file), [load_call("fixtures/calls/silent-call")],
                                  pace=None)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from harness.checks import (ERROR_WINDOW_S, CheckContext, barge_in, expectations, finals_persisted, finals_to_llm_once,
+from harness.judge.checks import (ERROR_WINDOW_S, CheckContext, barge_in, expectations, finals_persisted, finals_to_llm_once,
                             no_errors, recognition_continues, replies_in_order, stops_sending_after_hangup,
                             upstream_closed_after_hangup)
-from harness.handler_log import ErrorBlock
-from harness.timeline import CallTimeline, Event
+from harness.judge.handler_log import ErrorBlock
+from harness.judge.timeline import CallTimeline, Event
 
 
 def ctx(*events: Event, expect=None, stored=None, errors=(), refused=False) -> CheckContext:

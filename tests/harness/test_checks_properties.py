@@ -17,8 +17,8 @@ from dataclasses import dataclass, field, replace
 from hypothesis import assume, event, given
 from hypothesis import strategies as st
 
-from harness.checks import SETTLE_S, STOP_GRACE_S, CheckContext, run_checks
-from harness.timeline import CallTimeline, Event
+from harness.judge.checks import SETTLE_S, STOP_GRACE_S, CheckContext, run_checks
+from harness.judge.timeline import CallTimeline, Event
 
 from ..support.budget import examples
 

@@ -17,14 +17,14 @@ from pathlib import Path
 import hypothesis
 import pytest
 
-from harness.checks import CheckResult
+from harness.judge.checks import CheckResult
 from harness.cli import main
 from harness.fixture import load_call
-from harness.fuzz import FuzzOptions, HandlerSession, search, stages
-from harness.runner import FixtureRun
-from harness.strategies import FAULT_KINDS, DrawnCall, as_call, scenarios
-from harness.targets import CommandTarget
-from harness.timeline import CallTimeline
+from harness.fuzz.search import FuzzOptions, HandlerSession, search, stages
+from harness.replay.runner import FixtureRun
+from harness.fuzz.strategies import FAULT_KINDS, DrawnCall, as_call, scenarios
+from harness.replay.targets import CommandTarget
+from harness.judge.timeline import CallTimeline
 from proving_ground.mutants import HANDLERS_DIR
 
 HANDLER = f"{sys.executable} {HANDLERS_DIR / 'websockets_handler.py'} --port {{port}}"

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from xml.etree import ElementTree
 
-from harness.checks import CheckResult
+from harness.judge.checks import CheckResult
 from harness.fixture import bundled_calls, load_call
-from harness.fuzz_cli import _write_reports
-from harness.report import write_junit
-from harness.runner import FixtureRun
-from harness.timeline import CallTimeline
+from harness.cli.fuzz import _write_reports
+from harness.reports.results import write_junit
+from harness.replay.runner import FixtureRun
+from harness.judge.timeline import CallTimeline
 
 LOGGED = "ERROR handler: bad frame \x01\x0b\x1b[31m<tag>&\ud800"
 

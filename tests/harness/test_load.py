@@ -15,11 +15,11 @@ from aiohttp import web
 from fakertzr.appserver import AppServer
 from harness.errors import HarnessError
 from harness.fixture import load_call
-from harness.load import InProcessTurnLog, LoadPlan, LoadRunner, check_loadable
-from harness.load_stats import Criteria
+from harness.load.capacity import InProcessTurnLog, LoadPlan, LoadRunner, check_loadable
+from harness.load.stats import Criteria
 from aicall.store import CallStore
-from harness.targets import AicallTarget, CommandTarget, Handler
-from harness.twilio_line import TwilioLine
+from harness.replay.targets import AicallTarget, CommandTarget, Handler
+from harness.fakes.twilio_line import TwilioLine
 
 SEED = load_call("fixtures/calls/seed-three-turns")  # the first utterance ends 3.1 s into the call
 QUICK = dict(hold_s=4.0, ramp_s=0.0)  # a window that holds every caller's first turn

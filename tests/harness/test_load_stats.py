@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, strategies as st
 
 from harness.fixture import load_call
-from harness.load_stats import (ANSWER_WAIT_S, Criteria, StepResult, TurnOutcome, end_frames, knee, next_callers,
+from harness.load.stats import (ANSWER_WAIT_S, Criteria, StepResult, TurnOutcome, end_frames, knee, next_callers,
                                 percentile, summarise, turn_outcomes)
-from harness.twilio_line import PlayerRecord
+from harness.fakes.twilio_line import PlayerRecord
 
 SEED = load_call("fixtures/calls/seed-three-turns")  # utterances end at 3120, 7380, 11310 ms
 

@@ -11,16 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from harness.fakes import running_fakes
+from harness.fakes.services import running_fakes
 from harness.fixture import load_call
-from harness.load import prepare_fakes
-from harness.runner import ErrorLog
-from harness.targets import AicallTarget, free_port
+from harness.load.capacity import prepare_fakes
+from harness.replay.runner import ErrorLog
+from harness.replay.targets import AicallTarget, free_port
 
 # never imported here: importing locust monkey-patches the whole process for gevent (threads become greenlets)
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("locust") is None, reason="pip install '.[locust]'")
 
-LOCUSTFILE = str(Path(__file__).resolve().parents[2] / "harness" / "locustfile.py")
+LOCUSTFILE = str(Path(__file__).resolve().parents[2] / "harness" / "load" / "locustfile.py")
 SEED = load_call("fixtures/calls/seed-three-turns")
 USERS = 4
 

@@ -95,3 +95,17 @@ def test_from_a_text_script(tmp_path):
     made = load_call(tmp_path)
     assert [u.text for u in made.script.utterances] == ["여보세요"] and made.script.faults[0]["code"] == 1011
     assert 200 < made.script.utterances[0].end_ms - made.script.utterances[0].start_ms < 2000
+
+
+@pytest.mark.skipif(not (shutil.which("espeak-ng") and shutil.which("sox")), reason="authoring needs espeak-ng and sox")
+def test_the_spec_make_fixture_help_shows_makes_a_fixture(tmp_path):
+    from harness.cli.main import SPEC_EXAMPLE
+
+    example = json.loads(SPEC_EXAMPLE.split("\n", 1)[1])
+    spec = tmp_path / "source.json"
+    spec.write_text(json.dumps(example, ensure_ascii=False), encoding="utf-8")
+    done = make("--script", str(spec))
+    assert done.returncode == 0, done.stderr
+    made = load_call(tmp_path)
+    assert [u.text for u in made.script.utterances] == example["expect"]["finals"]
+    assert made.script.faults[0]["type"] == "close"

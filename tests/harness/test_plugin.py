@@ -32,8 +32,8 @@ def test_a_bundled_call_is_found_by_its_name_from_anywhere(tmp_path, monkeypatch
 
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 
-from harness.runner import ErrorLog  # noqa: E402
-from harness.strategies import calls  # noqa: E402
+from harness.replay.runner import ErrorLog  # noqa: E402
+from harness.fuzz.strategies import calls  # noqa: E402
 
 
 @settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

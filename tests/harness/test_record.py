@@ -19,11 +19,11 @@ from aicall.config import load_settings
 from aicall.store import CallStore
 from fakertzr.appserver import AppServer
 from fakertzr.recording import fixture_directory
-from harness.fakes import running_fakes
+from harness.fakes.services import running_fakes
 from harness.fixture import load_call
-from harness.recorder import TwilioCallRecorder, aicall_between_recorders, mask_number
-from harness.targets import free_port
-from harness.runner import ErrorLog, replay
+from harness.authoring.recorder import TwilioCallRecorder, aicall_between_recorders, mask_number
+from harness.replay.targets import free_port
+from harness.replay.runner import ErrorLog, replay
 
 SEED = Path("fixtures/calls/seed-three-turns")
 

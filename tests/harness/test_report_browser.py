@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 from harness.fixture import load_call
-from harness.fonts import find_korean_font
-from harness.html_report import write_html
-from harness.runner import ErrorLog, run_target
-from harness.targets import AicallTarget
+from harness.reports.fonts import find_korean_font
+from harness.reports.html import write_html
+from harness.replay.runner import ErrorLog, run_target
+from harness.replay.targets import AicallTarget
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 pytestmark = [pytest.mark.skipif(CHROMIUM is None, reason="no headless chromium (apt-get install chromium)"),

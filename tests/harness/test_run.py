@@ -10,7 +10,7 @@ import sys
 
 import aicall.rtzr_client as rtzr_client
 from harness.fixture import discover, load_call
-from harness.runner import ErrorLog, run_fixture
+from harness.replay.runner import ErrorLog, run_fixture
 
 FIXTURES = "fixtures/calls"
 
@@ -82,9 +82,9 @@ def test_long_fixture_names_keep_the_console_columns():
     import io
     from types import SimpleNamespace
 
-    from harness.report import console_table
-    from harness.runner import FixtureRun
-    from harness.timeline import CallTimeline
+    from harness.reports.results import console_table
+    from harness.replay.runner import FixtureRun
+    from harness.judge.timeline import CallTimeline
 
     runs = [FixtureRun(SimpleNamespace(name=name), [], [], CallTimeline([]), 0.0)
             for name in ("short", "failure3-hangup-while-llm-generates", "x" * 50)]

@@ -1,4 +1,4 @@
-"""``harness.strategies`` can draw each thing a bug class needs to show, as an ordinary fixture says it: a
+"""``harness.fuzz.strategies`` can draw each thing a bug class needs to show, as an ordinary fixture says it: a
 handler started without credentials (failure 1), an utterance RTZR cuts at ``max_utter_duration`` while the
 caller talks on, an LLM that never answers (failure 3's open request); and each shrinks away when not needed.
 """
@@ -10,8 +10,8 @@ import asyncio
 from hypothesis import Phase, find, settings
 
 from harness.fixture import load_call
-from harness.runner import replay
-from harness.strategies import CREDENTIALS, CUT_MS, DrawnCall, as_call, scenarios
+from harness.replay.runner import replay
+from harness.fuzz.strategies import CREDENTIALS, CUT_MS, DrawnCall, as_call, scenarios
 
 def drawn_call(condition, *, smallest: bool = False) -> DrawnCall:
     """The call of a drawn scenario ``condition`` holds for (the smallest, shrunk, when asked: that takes

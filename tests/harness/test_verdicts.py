@@ -18,23 +18,23 @@ from callaudio.g711 import pcm16_to_ulaw
 from fakertzr import FakeRtzrBackend
 from fakertzr.appserver import AppServer
 from fakertzr.journal import ConnectionRecord, SentMessage
-from harness.bot_audio import analyse
-from harness.checks import (STOP_GRACE_S, CheckContext, bot_audio_rate, expectations, finals_to_llm_once,
+from harness.judge.bot_audio import analyse
+from harness.judge.checks import (STOP_GRACE_S, CheckContext, bot_audio_rate, expectations, finals_to_llm_once,
                             recognition_continues, refuses_without_credentials, stops_sending_after_hangup,
                             twilio_messages, upstream_closed_after_hangup)
-from harness.conversation import turns
-from harness.fake_llm import FakeLlm, LlmRequest
-from harness.fake_tts import FakeTts, TONES_HZ, tone
-from harness.fakes import running_fakes
+from harness.judge.conversation import turns
+from harness.fakes.llm import FakeLlm, LlmRequest
+from harness.fakes.tts import FakeTts, TONES_HZ, tone
+from harness.fakes.services import running_fakes
 from harness.fixture import load_call
-from harness.handler_log import LogReader, write_log
-from harness.metrics import turn_metrics
-from harness.printout import why
-from harness.runner import play_call, run_target, settle
-from harness.targets import CommandTarget, Handler
-from harness.timeline import CallTimeline, Event, is_foreign, new_user_text
-from harness.twilio_messages import judge_text
-from harness.twilio_player import CLOSE_AFTER_STOP_S
+from harness.judge.handler_log import LogReader, write_log
+from harness.judge.metrics import turn_metrics
+from harness.reports.printout import why
+from harness.replay.runner import play_call, run_target, settle
+from harness.replay.targets import CommandTarget, Handler
+from harness.judge.timeline import CallTimeline, Event, is_foreign, new_user_text
+from harness.fakes.twilio_messages import judge_text
+from harness.fakes.twilio_player import CLOSE_AFTER_STOP_S
 
 SEED = "fixtures/calls/seed-three-turns"
 STREAM = "MZ" + "1" * 32
@@ -374,17 +374,17 @@ async def test_a_live_handler_is_not_waited_on_and_each_process_keeps_its_number
 
 
 def test_the_fakes_say_what_rate_the_tts_speaks(capsys):
-    from harness.cli import _print_fakes
+    from harness.cli.common import print_fakes
 
-    _print_fakes(type("Fakes", (), {"rtzr_url": "r", "llm_url": "l", "tts_url": "t"})(), paste=False)
+    print_fakes(type("Fakes", (), {"rtzr_url": "r", "llm_url": "l", "tts_url": "t"})(), paste=False)
     assert "pcm: raw 16-bit little-endian mono at 24 kHz" in capsys.readouterr().out
 
 
 # 18. A report written where no Korean font exists says so, on the page and in the console.
 def test_a_report_without_a_korean_font_says_so(tmp_path, monkeypatch, caplog):
-    import harness.fonts as fonts
-    from harness.html_report import write_html
-    from harness.runner import FixtureRun
+    import harness.reports.fonts as fonts
+    from harness.reports.html import write_html
+    from harness.replay.runner import FixtureRun
 
     monkeypatch.setattr(fonts, "find_korean_font", lambda: None)
     fixture = load_call(SEED)

@@ -1,7 +1,7 @@
 """The proving ground (proving_ground/): three reference handlers in other styles than the project's own (a plain
 ``websockets`` app, synchronous Flask + flask-sock, Node.js ``ws``), each correct and with every bug class the
 checks exist for put back. Every correct handler passes every bundled call (no false alarm); every mutant is
-failed by the check named for its bug, with a message naming the failure; the README's table is what they did."""
+failed by the check named for its bug, with a message naming the failure; docs/checks.md's table is what they did."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from proving_ground import handlers_dir_mutants  # noqa: F401 - the handlers' ow
 from proving_ground.matrix import explain, markdown, readme_table, verdicts
 from proving_ground.mutants import HANDLERS, MUTANTS
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+PAGE = Path(__file__).resolve().parents[2] / "docs" / "checks.md"
 MISSING = [f"{h.name}: {h.available()}" for h in HANDLERS if h.available()]
 pytestmark = pytest.mark.skipif(bool(MISSING), reason="; ".join(MISSING))
 
@@ -33,6 +33,6 @@ def test_no_false_alarm_and_every_mutant_caught_by_its_check(long_runs):
 
 @pytest.mark.long_run("matrix")
 @pytest.mark.timeout(900)
-def test_the_readme_table_is_what_the_handlers_did(long_runs):
-    measured, expected = markdown(long_runs.result("matrix", 880)), readme_table(README)
-    assert measured == expected, f"the README's proving-ground table differs:\nmeasured:\n{measured}\n\nREADME:\n{expected}"
+def test_the_docs_table_is_what_the_handlers_did(long_runs):
+    measured, expected = markdown(long_runs.result("matrix", 880)), readme_table(PAGE)
+    assert measured == expected, f"docs/checks.md's proving-ground table differs:\nmeasured:\n{measured}\n\ndocs:\n{expected}"

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from harness.fixture import bundled_calls, load_call
-from harness.runner import run_target
-from harness.targets import CommandTarget
+from harness.replay.runner import run_target
+from harness.replay.targets import CommandTarget
 from proving_ground.mutants import HANDLERS
 
 

@@ -16,9 +16,9 @@ from aicall.config import load_settings
 from aicall.store import CallStore
 from fakertzr import FakeRtzrBackend, FakeRtzrConfig, FakeRtzrServer
 from fakertzr.appserver import AppServer
-from harness.fake_llm import FakeLlm, FakeLlmConfig
-from harness.fake_tts import FakeTts, FakeTtsConfig
-from harness.twilio_line import TwilioLine
+from harness.fakes.llm import FakeLlm, FakeLlmConfig
+from harness.fakes.tts import FakeTts, FakeTtsConfig
+from harness.fakes.twilio_line import TwilioLine
 
 SEED = "fixtures/calls/seed-three-turns"
 TEST_CALL_SID = "CA" + "0" * 28 + "7e57"  # Twilio's shape: CA + 32 hex digits

@@ -1,11 +1,11 @@
-"""Synthetic calls for the property tests: the package's (``harness.synthetic``), and the bytes a client streams."""
+"""Synthetic calls for the property tests: the package's (``harness.fuzz.synthetic``), and the bytes a client streams."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from callaudio.g711 import pcm16_to_ulaw
-from harness.synthetic import RATE, SynthUtterance, synth_call
+from harness.fuzz.synthetic import RATE, SynthUtterance, synth_call
 
 __all__ = ["RATE", "SynthUtterance", "encode", "synth_call"]
 

@@ -1,0 +1,312 @@
+"""``harness fuzz``'s command line: the handler to fuzz, one search or ``--workers`` of them side by side, what is
+printed and written (``fuzz.json``, ``fuzz-junit.xml``, ``fuzz-report.html``, ``fuzz-failures/NAME/``)."""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import math
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from xml.etree import ElementTree
+
+from harness.cli.common import (
+    ProgressLine,
+    add_target_options,
+    parse_count,
+    parse_pace,
+    parse_ports,
+    parse_positive,
+    print_fakes,
+)
+from harness.errors import HarnessError
+from harness.fuzz.search import (
+    FuzzOptions,
+    FuzzResult,
+    HandlerSession,
+    reproduce_command,
+    search,
+    without_options,
+)
+from harness.fuzz.strategies import FAULT_KINDS
+from harness.replay.targets import CommandTarget, UrlTarget
+from harness.reports.html import write_html
+from harness.reports.results import write_xml
+
+
+def parse_faults(text: str) -> tuple[str, ...]:
+    """``close,stall`` (or ``none``): the fault kinds a drawn call may have."""
+    kinds = () if text == "none" else tuple(k.strip() for k in text.split(",") if k.strip())
+    unknown = [k for k in kinds if k not in FAULT_KINDS]
+    if unknown or (not kinds and text != "none"):
+        raise argparse.ArgumentTypeError(f"fault kinds are none or a list of {', '.join(FAULT_KINDS)}; got {text!r}")
+    return kinds
+
+
+def add_fuzz_parser(sub) -> None:
+    fuzz = sub.add_parser("fuzz", help="draw whole calls with hypothesis against a handler; shrink the first failure",
+                          description="Draw whole calls (utterances, pauses, RTZR faults, LLM and TTS timing, hang-ups, "
+                          "DTMF, barge-in) with hypothesis and replay each against a handler (aicall in-process by "
+                          "default, --cmd, --target), judged by every check. The first call that fails is shrunk to a "
+                          "small one and written as a fixture under REPORT_DIR/fuzz-failures/ that harness run replays.")
+    fuzz.add_argument("--examples", type=parse_count, default=50, metavar="N",
+                      help="calls to draw, at most (default 50; shrinking a failure replays more)")
+    fuzz.add_argument("--seed", type=int, help="draw the same calls again (default: a fresh seed, printed)")
+    fuzz.add_argument("--pace", type=parse_pace, default=None, metavar="realtime|fast|xN",
+                      help="default fast; a handler whose turn taking waits on wall-clock timers (pipecat) needs realtime")
+    fuzz.add_argument("--max-duration", type=parse_positive, metavar="S", help="at most this much caller audio a call")
+    fuzz.add_argument("--faults", type=parse_faults, default=FAULT_KINDS, metavar="KINDS",
+                      help="the faults a call may have (RTZR's, and no_credentials: the handler started without "
+                      f"its RTZR credentials), or none (default all: {','.join(FAULT_KINDS)})")
+    fuzz.add_argument("--max-faults", type=int, default=2, metavar="N", help="faults a call may have (default 2)")
+    fuzz.add_argument("--max-utterances", type=parse_count, default=4, metavar="N",
+                      help="utterances a call may have (default 4)")
+    fuzz.add_argument("--no-barge-in", action="store_true", help="no caller talking over a long reply")
+    fuzz.add_argument("--no-long-utterances", action="store_true",
+                      help="no utterance long enough for RTZR to cut it at max_utter_duration")
+    fuzz.add_argument("--no-hangups", action="store_true", help="every caller says everything (no early hang-up, no dropped line)")
+    fuzz.add_argument("--no-dtmf", action="store_true", help="no keypad presses")
+    fuzz.add_argument("--maximize", choices=("latency",), help="latency: steer the search toward the longest end of "
+                      "speech -> first bot audio of its reply (hypothesis's target()); the worst call is written too")
+    fuzz.add_argument("--shrink-limit", type=parse_count, default=150, metavar="N",
+                      help="new calls replayed while shrinking a failure, at most (default 150)")
+    fuzz.add_argument("--database", type=Path, default=Path(".hypothesis/harness-fuzz"), metavar="DIR",
+                      help="hypothesis's example database: a failure found once is tried first next time "
+                      "(default .hypothesis/harness-fuzz)")
+    fuzz.add_argument("--no-database", action="store_true", help="keep nothing between runs (CI)")
+    fuzz.add_argument("--workers", type=parse_count, default=1, metavar="N",
+                      help="N searches side by side, each with its own handler and fakes and its own seed "
+                      "(--examples shared among them); each shrinks what it finds")
+    fuzz.add_argument("--worker", help=argparse.SUPPRESS)  # K/N: one of --workers' searches (internal)
+    fuzz.add_argument("--json", type=Path, help=argparse.SUPPRESS)  # a worker's result, for its parent (internal)
+    fuzz.add_argument("--report-dir", type=Path, default=Path("harness-report"),
+                      help="fuzz.json, fuzz-junit.xml, fuzz-report.html and fuzz-failures/ go here (default harness-report/)")
+    fuzz.add_argument("--twilio-auth-token", metavar="TOKEN", help="sign the stream handshake with X-Twilio-Signature")
+    add_target_options(fuzz)
+    fuzz.add_argument("--handler-log", type=Path, metavar="FILE", help="with --target: the handler's log file")
+    fuzz.add_argument("--fake-ports", type=parse_ports, default=(0, 0, 0), metavar="R,L,T",
+                      help="with --target: the fakes' ports RTZR,LLM,TTS (default: free ports, printed as export lines)")
+
+
+def options_of(args: argparse.Namespace) -> FuzzOptions:
+    return FuzzOptions(examples=args.examples, seed=args.seed, pace=args.pace, max_duration_s=args.max_duration,
+                       fault_kinds=args.faults, max_faults=args.max_faults, max_utterances=args.max_utterances,
+                       barge_in=not args.no_barge_in, hangups=not args.no_hangups, keypad=not args.no_dtmf,
+                       long_utterances=not args.no_long_utterances,
+                       database=None if args.no_database else args.database,
+                       target_latency=args.maximize == "latency", shrink_limit=args.shrink_limit)
+
+
+def _target(args: argparse.Namespace, worker: str):
+    if args.cmd:
+        log = args.report_dir / f"fuzz-handler{worker}.log"
+        return CommandTarget(args.cmd, url=args.url, path=args.path, ready_timeout=args.ready_timeout, log_path=log)
+    if args.target:
+        return UrlTarget(args.target, handler_log=args.handler_log, ready_timeout=args.ready_timeout)
+    return None  # aicall in-process
+
+
+def _headers_for(args: argparse.Namespace):
+    if not args.twilio_auth_token:
+        return None
+    from aicall.twilio import compute_signature
+
+    return lambda url: {"X-Twilio-Signature": compute_signature(args.twilio_auth_token, url)}
+
+
+def fuzz_command(args: argparse.Namespace, argv: list[str]) -> int:
+    for option, needs in (("path", "cmd"), ("url", "cmd"), ("handler_log", "target")):
+        if getattr(args, option, None) and not getattr(args, needs):
+            raise HarnessError(f"--{option.replace('_', '-')} goes with --{needs}")
+    if args.fake_ports != (0, 0, 0) and not args.target:
+        raise HarnessError("--fake-ports goes with --target")
+    if args.workers > 1 and args.target:
+        raise HarnessError("--workers needs a handler per worker: use --cmd, or aicall in-process (a running handler is one)")
+    if args.max_faults < 0:
+        raise HarnessError(f"--max-faults must be 0 or more, got {args.max_faults}")
+    against = args.target or (f"`{args.cmd}`" if args.cmd else "aicall (in-process)")
+    if args.workers > 1:
+        return _parent(args, argv, against)
+    if args.target and "no_credentials" in args.faults:  # as harness run skips failure1-credentials-missing
+        args.faults = tuple(k for k in args.faults if k != "no_credentials")
+        if not args.worker:
+            print("fuzz: no_credentials is not drawn: a running handler cannot be started without its RTZR "
+                  "credentials (use --cmd to let the harness launch it)", flush=True)
+    options = options_of(args)
+    progress = ProgressLine() if not args.worker else (lambda text: None)
+    worker = f"-{args.worker.split('/')[0]}" if args.worker else ""
+    if not args.worker:
+        print(f"fuzz: up to {options.examples} call(s) against {against}, pace "
+              f"{_pace_label(options.pace)}", flush=True)
+    with HandlerSession(_target(args, worker), pace=options.pace, headers_for=_headers_for(args),
+                        fake_ports=args.fake_ports, on_fakes=lambda f: _fakes_line(f, bool(args.target))) as session:
+        result = search(session, options, progress=progress)
+    saved = _save(result, args.report_dir, worker)
+    if args.json:  # a worker: its parent says it all
+        _write_html([result], args.report_dir / f"fuzz-report{worker}.html", _pace_label(args.pace))
+        args.json.write_text(json.dumps(_summary(result, saved), ensure_ascii=False), encoding="utf-8")
+        return 1 if result.failure else 0
+    progress("done\n")
+    _write_reports([_summary(result, saved)], [result], args.report_dir, _pace_label(options.pace))
+    return _print(args, argv, [_summary(result, saved)])
+
+
+def _fakes_line(fakes, paste: bool) -> None:
+    print_fakes(fakes, paste=paste)
+
+
+def _save(result: FuzzResult, report_dir: Path, worker: str) -> dict[str, str]:
+    saved = {}
+    if result.failure is not None:
+        saved["failure"] = str(result.failure.call.save(report_dir / "fuzz-failures" / result.failure.call.name))
+    if result.worst is not None:
+        saved["worst"] = str(result.worst[1].call.save(report_dir / "fuzz-worst" / result.worst[1].call.name))
+    return saved
+
+
+def _summary(result: FuzzResult, saved: dict[str, str]) -> dict:
+    failure = result.failure
+    first = result.first_failure
+    return {
+        "seed": result.seed, "drawn": result.drawn, "replayed": result.replayed, "shrink_tries": result.shrink_tries,
+        "wall_s": round(result.wall_s, 1), "audio_s": round(result.audio_s, 1), "played_s": round(result.played_s, 1),
+        "statistics": dict(result.statistics),
+        "failure": None if failure is None else {
+            "fixture": saved.get("failure"), "name": failure.call.name, "reproduced": result.reproduced,
+            "size": list(failure.call.size), "first_size": list(first.call.size) if first else None,
+            "checks": [{"name": c.name, "status": c.status, "message": c.message} for c in failure.run.checks],
+            "turns": len(failure.run.turns)},
+        "worst": None if result.worst is None else {
+            "fixture": saved.get("worst"), "latency_ms": result.worst[0], "name": result.worst[1].call.name},
+    }
+
+
+def _pace_label(pace: float | None) -> str:
+    return "fast" if pace is None else "realtime" if pace == 1.0 else f"x{pace:g}"
+
+
+def _write_reports(summaries: list[dict], results: list[FuzzResult], report_dir: Path, pace: str = "fast") -> None:
+    report_dir.mkdir(parents=True, exist_ok=True)
+    (report_dir / "fuzz.json").write_text(json.dumps({"searches": summaries}, ensure_ascii=False, indent=1) + "\n",
+                                          encoding="utf-8")
+    drawn = sum(s["drawn"] for s in summaries)
+    suite = ElementTree.Element("testsuite", name="harness fuzz", tests=str(max(1, sum(bool(s["failure"]) for s in summaries))),
+                                failures=str(sum(bool(s["failure"]) for s in summaries)))
+    if not any(s["failure"] for s in summaries):
+        ElementTree.SubElement(suite, "testcase", classname="harness.fuzz.search", name=f"{drawn} drawn calls")
+    for s in summaries:
+        if s["failure"]:
+            case = ElementTree.SubElement(suite, "testcase", classname="harness.fuzz.search", name=s["failure"]["name"])
+            failed = [c for c in s["failure"]["checks"] if c["status"] == "failed"]
+            node = ElementTree.SubElement(case, "failure", message=", ".join(c["name"] for c in failed))
+            node.text = "\n".join(f"{c['name']}: {c['message']}" for c in failed) + f"\nfixture: {s['failure']['fixture']}"
+    write_xml(suite, report_dir / "fuzz-junit.xml")
+    if results:
+        _write_html(results, report_dir / "fuzz-report.html", pace)
+
+
+def _write_html(results: list[FuzzResult], path: Path, pace: str) -> None:
+    """The shrunk failure and the worst call found, as ``harness run``'s report shows a fixture's run."""
+    runs = [r.failure.run for r in results if r.failure] + [r.worst[1].run for r in results if r.worst]
+    if runs:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_html(runs, path, pace)
+
+
+def _print(args: argparse.Namespace, argv: list[str], summaries: list[dict]) -> int:
+    statistics = sum((Counter(s["statistics"]) for s in summaries), Counter())
+    drawn = sum(s["drawn"] for s in summaries)
+    audio, played = sum(s["audio_s"] for s in summaries), sum(s["played_s"] for s in summaries)
+    print(f"\n{drawn} call(s) drawn, {sum(s['replayed'] for s in summaries)} replayed; the drawn calls' "
+          f"{audio:.0f} s of caller audio took {played:.0f} s to replay and judge"
+          + (f" ({played / audio:.2f}x their length)" if audio else "") + "; what they went through:")
+    for what, n in sorted(statistics.items(), key=lambda kv: (-kv[1], kv[0])):
+        print(f"  {n:5d}  {what}")
+    failed = [s for s in summaries if s["failure"]]
+    for s in summaries:
+        if s["worst"]:
+            print(f"\nthe worst turn latency found: {s['worst']['latency_ms']:.0f} ms ({LATENCY_NAME}), "
+                  f"call written to {s['worst']['fixture']}")
+    if not failed:
+        print(f"\nno call failed (seed {summaries[0]['seed']}{'' if len(summaries) == 1 else ', ...'})")
+        return 0
+    targets = _target_args(argv)
+    for s in failed:
+        f = s["failure"]
+        checks = [c for c in f["checks"] if c["status"] == "failed"]
+        print(f"\nFAILED: {', '.join(c['name'] for c in checks)} (after {s['drawn']} call(s); shrunk from "
+              f"{f['first_size'][0]} utterance(s) and {f['first_size'][1]} fault(s) to {f['size'][0]} and "
+              f"{f['size'][1]} in {s['shrink_tries']} tries; failed again when replayed afresh: "
+              f"{'yes' if f['reproduced'] else 'NO (a flaky verdict)'})")
+        for c in checks:
+            print(f"  {c['name']}: {c['message']}")
+        print(f"  the call: {f['fixture']}\n  replay it: harness run --fixtures {Path(f['fixture']).parent} "
+              f"-k {f['name']} {targets}".rstrip())
+        print(f"  search again: {reproduce_command(argv, s['seed'])}")
+    return 1
+
+
+LATENCY_NAME = "speech end -> first bot audio of its reply"
+
+
+def _target_args(argv: list[str]) -> str:
+    """The options of this command that say which handler (for the ``harness run`` line)."""
+    import shlex
+
+    keep, take = [], 0
+    for arg in argv:
+        if take:
+            keep.append(shlex.quote(arg))
+            take -= 1
+        elif arg in ("--cmd", "--path", "--url", "--target", "--pace", "--handler-log", "--fake-ports",
+                     "--twilio-auth-token", "--ready-timeout"):
+            keep.append(arg)
+            take = 1
+    if "--pace" not in argv:
+        keep += ["--pace", "fast"]
+    return " ".join(keep)
+
+
+def _parent(args: argparse.Namespace, argv: list[str], against: str) -> int:
+    """``--workers N``: N searches side by side, each a process of its own with its own handler, fakes and seed;
+    the examples are shared out among them, and each shrinks what it finds."""
+    import random
+
+    first = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31 - args.workers)
+    each = math.ceil(args.examples / args.workers)
+    print(f"fuzz: up to {args.examples} call(s) against {against} in {args.workers} workers ({each} each, seeds "
+          f"{first}..{first + args.workers - 1}), pace {_pace_label(args.pace)}", flush=True)
+    args.report_dir.mkdir(parents=True, exist_ok=True)
+    rest = without_options(argv, ("--workers", "--seed", "--examples", "--json", "--worker"))
+    procs = []
+    for k in range(args.workers):
+        out = args.report_dir / f"fuzz-worker-{k + 1}.json"
+        out.unlink(missing_ok=True)
+        command = [sys.executable, "-m", "harness.cli", *rest, "--worker", f"{k + 1}/{args.workers}",
+                   "--seed", str(first + k), "--examples", str(each), "--json", str(out)]
+        procs.append((out, subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)))
+    started = time.monotonic()
+    errors: dict[int, str] = {}
+    try:
+        with concurrent.futures.ThreadPoolExecutor(args.workers) as pool:  # a thread waits on each worker
+            waits = {pool.submit(p.communicate): k for k, (_, p) in enumerate(procs)}
+            for done, finished in enumerate(concurrent.futures.as_completed(waits), 1):
+                errors[waits[finished]] = finished.result()[1] or ""
+                print(f"fuzz: worker {waits[finished] + 1} done ({done} of {args.workers}, "
+                      f"{time.monotonic() - started:.0f} s)", flush=True)
+    except KeyboardInterrupt:
+        for _, p in procs:
+            p.terminate()
+        raise
+    summaries = []
+    for k, (out, p) in enumerate(procs):
+        if not out.exists():
+            raise HarnessError(f"fuzz worker {k + 1} failed (exit {p.returncode}): {errors.get(k, '')[-2000:]}")
+        summaries.append(json.loads(out.read_text(encoding="utf-8")))
+    _write_reports(summaries, [], args.report_dir)  # each worker wrote its own fuzz-report-K.html
+    return _print(args, argv, summaries)
+

@@ -1,0 +1,207 @@
+"""The fake Twilio: plays a fixture's caller audio into a Media Streams WebSocket, as Twilio does.
+
+``connected``, ``start`` (callSid, streamSid, customParameters, mediaFormat), ``media`` every 20 ms
+with sequence numbers and timestamps, ``dtmf``, ``mark`` echoed when the bot audio sent before it
+would have finished playing (at once after a ``clear``), then ``stop``, and then, as Twilio does when
+the call ends, it closes the WebSocket itself (after ``CLOSE_AFTER_STOP_S`` for messages in flight):
+a handler that waits for the socket to close rather than reading ``stop`` ends its call all the same.
+A ``vanish`` hang-up drops the line without ``stop`` or a close frame, but only after every frame
+sent reached the handler's socket (a TCP FIN), so the verdict never depends on what was still queued.
+Pacing is real time times ``pace`` (2.0 plays twice as fast), or ``None``: as fast as the handler reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+import uuid
+from collections import OrderedDict
+from typing import Callable
+
+import aiohttp
+import numpy as np
+
+from callaudio.g711 import pcm16_to_ulaw
+from harness.fakes.twilio_line import FRAME_MS, PlayerRecord, TwilioLine
+from harness.fixture import CallFixture
+
+FAST_ANSWER_WAIT_S = 3.0  # fast pacing waits this long for each turn's answer before talking on ...
+FAST_DONE_QUIET_S = 0.05  # ... and then for the reply to be over: nothing in flight and no message this long
+QUIET_S = 0.3  # the bot counts as done speaking after this long without a message
+LISTEN_LIMIT_S = 10.0  # at most this long listening to the end of the bot's reply before hanging up
+CLOSE_AFTER_STOP_S = 0.5  # Twilio closes the socket once the call has ended; what the handler had in flight still arrives
+VANISH_DRAIN_S = 10.0  # after a dropped line, how long the handler has to notice the end of the stream
+
+
+_FRAMES: "OrderedDict[int, tuple[np.ndarray, list[str]]]" = OrderedDict()
+
+
+def caller_frames(fixture: CallFixture) -> list[str]:
+    """The fixture's caller audio as Twilio's 20 ms mu-law media payloads (base64), made once per fixture
+    (a load run plays the same few fixtures thousands of times)."""
+    audio = fixture.script.audio
+    cached = _FRAMES.get(id(audio))
+    if cached is not None and cached[0] is audio:
+        _FRAMES.move_to_end(id(audio))
+        return cached[1]
+    ulaw = pcm16_to_ulaw(audio)
+    frames = [base64.b64encode(ulaw[i : i + 160]).decode() for i in range(0, len(ulaw), 160)]
+    _FRAMES[id(audio)] = (audio, frames)
+    while len(_FRAMES) > 32:
+        _FRAMES.popitem(last=False)
+    return frames
+
+
+def new_call_sid() -> str:
+    """A Twilio-shaped call SID (``CA`` + 32 hex digits), fresh for every replay."""
+    return "CA" + uuid.uuid4().hex
+
+
+class TwilioPlayer:
+    """Plays one fixture's caller over a ``TwilioLine``: its audio at ``pace``, its DTMF and hang-up."""
+
+    def __init__(self, session: aiohttp.ClientSession, url: str, fixture: CallFixture, *, pace: float | None = 1.0,
+                 call_sid: str | None = None, stream_sid: str | None = None,
+                 headers: dict[str, str] | None = None, replying: Callable[[], bool] = lambda: False) -> None:
+        self.fixture, self.pace = fixture, pace
+        self.replying = replying  # the handler still has work in flight with the LLM or TTS (a reply is being made)
+        self.call_sid = call_sid or new_call_sid()
+        self.line = TwilioLine(session, url, call_sid=self.call_sid, stream_sid=stream_sid or "MZ" + self.call_sid[2:],
+                               headers=headers, pace=pace)
+        self.line.on_media = self._heard_media
+        self.record = self.line.record
+        self._answered = 0
+        self._awaiting_answer = False
+        self._answer = asyncio.Event()
+        self._leaving = False
+
+    @property
+    def stream_sid(self) -> str:
+        return self.line.stream_sid
+
+    def hang_up_now(self) -> None:
+        """End the call early, as a caller who hangs up: no more audio, then ``stop`` (a load run's end)."""
+        self._leaving = True
+
+    def _heard_media(self) -> None:
+        if self._awaiting_answer:
+            self._awaiting_answer = False
+            self._answered += 1
+            self._answer.set()
+
+    async def run(self) -> PlayerRecord:
+        line = await self.line.open()
+        try:
+            await self._play()
+            caller = self.fixture.caller
+            if caller.hangup_ms is None and not caller.hangup_after_turns and not self._leaving:
+                await self._listen_to_the_end()
+            await self._hang_up()
+            self.record.closed_by_handler = self.record.stop_at is None
+            await self._end(line.reader)
+            self.record.close_code = line.ws.close_code
+        finally:
+            line.cancel_pending_marks()
+            if not line.reader.done():
+                line.reader.cancel()
+            if not line.ws.closed:
+                await line.ws.close()
+        return self.record
+
+    async def _play(self) -> None:
+        fixture, caller, line = self.fixture, self.fixture.caller, self.line
+        frames = caller_frames(fixture)
+        n = len(frames)
+        self.record.frame_sent = np.full(n, np.nan)
+        end_frames = {int(np.ceil(u.end_ms / FRAME_MS)) for u in fixture.script.utterances}
+        hangup_frame = n if caller.hangup_ms is None else min(n, int(caller.hangup_ms / FRAME_MS))
+        dtmf = {int(at / FRAME_MS): digit for at, digit in caller.dtmf}
+        t0 = time.monotonic()
+        for k in range(hangup_frame):
+            if line.ws.closed or self.record.closed_at is not None or self._leaving:
+                return
+            if self.pace:
+                delay = t0 + k * FRAME_MS / 1000 / self.pace - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)  # the simulated phone line's pace
+            self.record.frame_sent[k] = time.monotonic()
+            await line.send_media(frames[k])
+            if k in dtmf:
+                await line.dtmf(dtmf[k])
+            if k + 1 in end_frames:
+                self._awaiting_answer, self._answer = True, asyncio.Event()
+            if caller.hangup_after_turns and self._answered >= caller.hangup_after_turns:
+                return
+            if self.pace is None and self._awaiting_answer and k + 1 - 35 in end_frames:
+                await self._wait_for_the_reply()
+
+    async def _wait_for_the_reply(self) -> None:
+        """Fast pacing still lets each turn be answered, and the answer finish, before the caller talks on
+        (bot audio takes no time to play, so a caller who talked on at its first frame would talk over it)."""
+        deadline = time.monotonic() + FAST_ANSWER_WAIT_S
+        try:
+            await asyncio.wait_for(self._answer.wait(), FAST_ANSWER_WAIT_S)
+        except asyncio.TimeoutError:
+            return
+        while time.monotonic() < deadline and not self.line.ws.closed:
+            if not await self.line.wait_for_activity(FAST_DONE_QUIET_S) and not self.replying():
+                return
+
+    async def _listen_to_the_end(self) -> None:
+        """Like a caller who has said everything: wait until the bot stops talking (or ends the call)."""
+        deadline = time.monotonic() + LISTEN_LIMIT_S
+        line = self.line
+        while not line.ws.closed and self.record.closed_at is None and time.monotonic() < deadline:
+            if not await line.wait_for_activity(QUIET_S) and not line.marks_pending:
+                return
+
+    async def _hang_up(self) -> None:
+        if self.line.ws.closed or self.record.closed_at is not None:
+            self.record.hung_up_how = "handler closed first"  # the caller never hung up
+            return
+        if self.fixture.caller.vanish:
+            self.record.stop_at = time.monotonic()
+            self.record.hung_up_how = "vanished"
+            self.line.vanished = True
+            return
+        self.record.hung_up_how = "stop"
+        await self.line.stop()
+
+    async def _end(self, reader: asyncio.Task[None]) -> None:
+        """The end of the call on Twilio's side: the socket closes, whatever the handler does."""
+        ws = self.line.ws
+        if self.record.hung_up_how == "handler closed first":
+            await asyncio.wait_for(reader, CLOSE_AFTER_STOP_S + 10)
+            self.record.closed_how = "handler"
+            return
+        if self.record.hung_up_how == "vanished":
+            self.line.cancel_pending_marks()  # nobody is left to echo them
+            connection = ws._response.connection
+            transport = connection.transport if connection else None
+            if transport is not None and transport.can_write_eof():
+                transport.write_eof()  # FIN after everything queued: no close frame, no audio lost
+                try:
+                    await asyncio.wait_for(asyncio.shield(reader), VANISH_DRAIN_S)
+                except asyncio.TimeoutError:
+                    pass
+            if transport is not None:
+                transport.abort()
+            self.record.closed_how = "line dropped"
+            if self.record.closed_at is None:
+                self.record.closed_at = time.monotonic()
+            return
+        try:  # messages the handler had in flight when it got ``stop`` still arrive
+            await asyncio.wait_for(asyncio.shield(reader), CLOSE_AFTER_STOP_S)
+            self.record.closed_how = "handler"
+            return
+        except asyncio.TimeoutError:
+            pass
+        reader.cancel()
+        try:
+            await reader
+        except asyncio.CancelledError:
+            pass
+        self.record.closed_how = "twilio after stop"
+        await ws.close(code=1000)  # the handler's answer to the close frame is awaited (aiohttp's timeout)
+        self.record.closed_at = time.monotonic()

@@ -1,0 +1,329 @@
+"""``harness fuzz``: hypothesis draws whole calls (``harness.fuzz.strategies.calls``); each is replayed against the
+handler and judged by every check, as ``harness run`` judges a fixture. The first call that fails is shrunk
+to a small one and written as an ordinary fixture, which ``harness run --fixtures`` replays.
+
+The search runs in this thread; the handler and its fakes live on an event loop of their own
+(``HandlerSession``), one handler for the whole search, as ``harness run`` shares one across fixtures.
+A call hypothesis tries again (shrinking does) is judged once: its verdict is kept by the call's key, so
+the search never sees a flaky verdict of its own making; the shrunk failure is then replayed afresh, and
+whether it failed again is reported. Shrinking stops after ``shrink_limit`` new calls (each is a real
+replay); what has been found by then is what is reported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import shlex
+import tempfile
+import threading
+import time
+from collections import Counter
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+from hypothesis import HealthCheck, Phase, given, reject, settings, target
+from hypothesis import seed as hypothesis_seed
+from hypothesis.database import DirectoryBasedExampleDatabase
+
+from harness.fakes.services import running_fakes
+from harness.fuzz.strategies import FAULT_KINDS, FOREVER, DrawnCall, as_call, calls
+from harness.replay.runner import FixtureRun, HeadersFor, SharedHandler, run_one
+from harness.replay.targets import Target
+
+LATENCY = "speech end -> first bot audio of its reply, ms"
+
+
+@dataclass
+class FuzzOptions:
+    examples: int = 50
+    seed: int | None = None  # None: a fresh one, printed so the run can be repeated
+    pace: float | None = None  # None: fast
+    max_duration_s: float | None = None  # of caller audio per call
+    fault_kinds: tuple[str, ...] = FAULT_KINDS
+    max_faults: int = 2
+    max_utterances: int = 4
+    barge_in: bool = True
+    hangups: bool = True
+    keypad: bool = True
+    long_utterances: bool = True  # utterances RTZR cuts at max_utter_duration
+    database: Path | None = None  # hypothesis's example database (failures found before are tried first)
+    target_latency: bool = False  # steer the search toward the longest end of speech -> first bot audio
+    shrink_limit: int = 150  # new calls tried while shrinking a failure, at most
+    reduce_limit: int = 30  # ... and then while leaving its parts out one at a time (``reduce``)
+
+
+@dataclass
+class Found:
+    call: DrawnCall
+    run: FixtureRun
+
+
+@dataclass
+class FuzzResult:
+    seed: int
+    drawn: int = 0  # calls drawn and replayed before the first failure (all of them if none failed)
+    replayed: int = 0  # every call replayed, shrinking included
+    shrink_tries: int = 0
+    failure: Found | None = None  # the shrunk failing call
+    first_failure: Found | None = None  # the failure as first found, before shrinking
+    reproduced: bool | None = None  # the shrunk failure, replayed afresh, failed again
+    worst: tuple[float, Found] | None = None  # with target_latency: the longest turn latency found
+    statistics: Counter[str] = field(default_factory=Counter)
+    wall_s: float = 0.0
+    audio_s: float = 0.0  # the caller audio of the calls drawn (before a failure) ...
+    played_s: float = 0.0  # ... and the time their replays took: at realtime pace, how close to the audio
+
+
+class CallFailed(AssertionError):
+    """A drawn call failed a check (hypothesis shrinks it)."""
+
+
+class HandlerSession:
+    """The handler under test and its fakes, on an event loop in a thread of their own, for a whole search."""
+
+    def __init__(self, target: Target | None, *, pace: float | None, headers_for: HeadersFor = None,
+                 fake_ports: tuple[int, int, int] = (0, 0, 0), on_fakes: Callable = lambda fakes: None) -> None:
+        self.target, self.pace, self.headers_for = target, pace, headers_for
+        self.fake_ports, self.on_fakes = fake_ports, on_fakes
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="harness-fuzz-handler", daemon=True)
+        self.stack = AsyncExitStack()
+        self.tmp = tempfile.TemporaryDirectory(prefix="harness-fuzz-")
+        self.shared: SharedHandler | None = None
+
+    def __enter__(self) -> "HandlerSession":
+        self.thread.start()
+        try:
+            self._call(self._start())
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self._call(self.stack.aclose(), timeout=60)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(10)
+            self.tmp.cleanup()
+
+    def _call(self, coro, timeout: float | None = None):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    async def _start(self) -> None:
+        if self.target is None:  # aicall in-process: its log is read on this loop
+            from harness.replay.runner import ErrorLog
+            from harness.replay.targets import AicallTarget
+
+            self.target = AicallTarget(self.stack.enter_context(ErrorLog()))
+        fakes = await self.stack.enter_async_context(running_fakes(self.fake_ports))
+        self.on_fakes(fakes)
+        self.shared = SharedHandler(self.target, fakes, self.stack)
+        await self.shared.get()
+
+    def play(self, call: DrawnCall) -> FixtureRun:
+        """Replay ``call`` and judge it (blocks this thread; the handler runs on its own loop). A call whose
+        handler starts without credentials gets a handler of its own, as ``harness run`` gives it one."""
+        fixture = call.fixture(Path(self.tmp.name) / call.key)
+        assert self.shared is not None and self.target is not None
+        if fixture.handler_without:
+            return self._call(run_one(self.target, self.shared.fakes, fixture, pace=self.pace,
+                                      headers_for=self.headers_for))
+        return self._call(self.shared.run(fixture, pace=self.pace, headers_for=self.headers_for))
+
+
+def failed_checks(run: FixtureRun) -> frozenset[str]:
+    return frozenset(c.name for c in run.checks if not c.ok)
+
+
+def smallest_like(first: Found | None, failures: list[Found]) -> Found:
+    """The smallest failing call (fewest utterances and faults; of those, the one failing more of the first
+    failure's checks, then the one hypothesis shrank last) of those that fail a check the first failure
+    failed: hypothesis shrinks by its own measure, and may slip to another bug on the way; the call reported
+    still shows the first bug, as small as it was seen (a check that failed beside it by the way, such as a
+    final the mutant's early answer left behind, need not hold the call's size up)."""
+    assert first is not None
+    wanted = failed_checks(first.run)
+    same = [(k, f) for k, f in enumerate(failures) if failed_checks(f.run) & wanted] or [(0, first)]
+    return min(same, key=lambda kf: (sum(kf[1].call.size), kf[1].call.size, -len(failed_checks(kf[1].run) & wanted),
+                                     -kf[0]))[1]
+
+
+def smaller(scenario: dict) -> Iterator[dict]:
+    """Scenarios one part smaller than ``scenario``: an utterance, a fault, the hang-up, the dropped line, the
+    keypad, barge-in, the LLM's failure or stall left out, one at a time (the largest parts first)."""
+    said = scenario["utterances"]
+    for k in reversed(range(len(said))):
+        if len(said) > 1:
+            rest = said[:k] + said[k + 1:]
+            yield {**scenario, "utterances": rest, "barge_in": scenario["barge_in"] and len(rest) > 1}
+    faults = scenario["faults"]
+    for k in reversed(range(len(faults))):
+        if faults[k]["type"] == "reject_handshake" and faults[k].get("times") == FOREVER:
+            continue  # half of revoked credentials: it goes with its token refusal
+        pair = k + 1 if faults[k]["type"] == "auth_failure" and faults[k].get("times") == FOREVER else k
+        yield {**scenario, "faults": faults[:k] + faults[pair + 1:]}
+    for key, empty in (("hangup", None), ("vanish", False), ("dtmf", []), ("barge_in", False)):
+        if scenario[key] not in (None, False, []):
+            yield {**scenario, key: empty}
+    for key in ("fail_requests", "stall_requests"):
+        if key in scenario["llm"]:
+            yield {**scenario, "llm": {k: v for k, v in scenario["llm"].items() if k != key}}
+
+
+def reduce(found: Found, first: Found | None, judged: Callable[[DrawnCall], FixtureRun], limit: int,
+           progress: Callable[[str], None] = lambda text: None) -> Found:
+    """After hypothesis's shrinking, the parts of the call left out one at a time (delta debugging, by parts
+    of the call rather than by hypothesis's choices): each removal kept if the call still fails a check the
+    first failure failed, until nothing more goes or ``limit`` replays were spent. Hypothesis shrinks by its
+    own measure and, a replay costing seconds, slowly: the structure is what a reader wants small."""
+    wanted = failed_checks((first or found).run)
+    best, tries = found, 0
+    shrinking = True
+    while shrinking and tries < limit:
+        shrinking = False
+        for candidate in smaller(best.call.scenario):
+            if tries >= limit:
+                break
+            call = as_call(candidate)
+            run = judged(call)
+            tries += 1
+            if not run.ok and failed_checks(run) & wanted:
+                best, shrinking = Found(call, run), True
+                progress(f"fuzz: reducing: {tries} tries, the failing call now {call.size[0]} utterance(s), "
+                         f"{call.size[1]} fault(s)")
+                break
+    return best
+
+
+def worst_latency(run: FixtureRun) -> float | None:
+    values = [t.speech_end_to_first_audio_ms for t in run.turns if t.speech_end_to_first_audio_ms is not None]
+    return max(values) if values else None
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A part of the search: ``examples`` calls drawn from ``options`` of ``calls()``."""
+
+    label: str
+    examples: int
+    options: dict
+
+
+def stages(options: FuzzOptions) -> list[Stage]:
+    """Coverage first, then calls drawn freely (as schemathesis runs its coverage phase before fuzzing):
+    hypothesis draws what its mutations copy again and again, and in 100 calls may never draw a fault kind
+    at all; so before drawing freely, a few calls have each fault kind (two each when ``examples`` is at
+    least four times the kinds, one when at least twice, none below), the rest drawn as they come."""
+    free = dict(max_utterances=options.max_utterances, max_faults=options.max_faults, fault_kinds=options.fault_kinds,
+                barge_in=options.barge_in, hangups=options.hangups, keypad=options.keypad,
+                long_utterances=options.long_utterances,
+                max_duration_ms=None if options.max_duration_s is None else int(options.max_duration_s * 1000))
+    kinds = options.fault_kinds if options.max_faults else ()
+    each = min(2, options.examples // (2 * len(kinds))) if kinds else 0
+    covering = [Stage(f"coverage: {kind}", each, {**free, "fault_kinds": (kind,), "min_faults": 1, "max_faults": 1})
+                for kind in kinds] if each else []
+    return [*covering, Stage("drawn freely", options.examples - each * len(covering), free)]
+
+
+def search(session: HandlerSession, options: FuzzOptions,
+           progress: Callable[[str], None] = lambda text: None) -> FuzzResult:
+    """Draw, replay and judge calls (``stages``) until one fails (then shrink it) or ``options.examples`` have passed."""
+    chosen = options.seed if options.seed is not None else random.SystemRandom().randrange(2**31)
+    result = FuzzResult(chosen)
+    seen: dict[str, FixtureRun] = {}
+    smallest: list[Found] = []  # every failure seen
+    started = time.monotonic()
+    stage = ""
+
+    def judged(call: DrawnCall) -> FixtureRun:
+        run = seen.get(call.key)
+        if run is None:
+            if result.first_failure is not None and result.shrink_tries >= options.shrink_limit:
+                reject()  # shrinking has had its budget: what was found stands
+            began = time.monotonic()
+            run = seen[call.key] = session.play(call)
+            result.replayed += 1
+            if result.first_failure is None:
+                result.drawn += 1
+                result.statistics.update(call.features())
+                result.audio_s += call.audio_ms / 1000
+                result.played_s += time.monotonic() - began
+            else:
+                result.shrink_tries += 1
+        return run
+
+    def judged_again(call: DrawnCall) -> FixtureRun:
+        """A call the reduction tries: replayed once (kept by its key, as the search's are)."""
+        run = seen.get(call.key)
+        if run is None:
+            run = seen[call.key] = session.play(call)
+            result.replayed += 1
+            result.shrink_tries += 1
+        return run
+
+    def one(call: DrawnCall) -> None:
+        run = judged(call)
+        if options.target_latency:
+            latency = worst_latency(run)
+            if latency is not None:
+                target(latency, label=LATENCY)
+                if result.worst is None or latency > result.worst[0]:
+                    result.worst = (latency, Found(call, run))
+        if not run.ok:
+            found = Found(call, run)
+            if result.first_failure is None:
+                result.first_failure = found
+            smallest.append(found)
+            best = smallest_like(result.first_failure, smallest).call.size
+            what = f"shrinking: {result.shrink_tries} tries, smallest failing call so far {best[0]} utterance(s), {best[1]} fault(s)"
+            progress(f"fuzz: {result.drawn} call(s) drawn, 1 failed ({', '.join(c.name for c in run.checks if not c.ok)}); "
+                     f"{what}")
+            raise CallFailed(run.failures())
+        if result.first_failure is None:
+            progress(f"fuzz: {result.drawn} of {options.examples} call(s) drawn, none failed "
+                     f"({stage}, {time.monotonic() - started:.0f} s)")
+
+    try:
+        for k, part in enumerate(stages(options)):
+            stage = part.label
+            test = settings(max_examples=part.examples, deadline=None, print_blob=False, report_multiple_bugs=False,
+                            database=DirectoryBasedExampleDatabase(str(options.database)) if options.database else None,
+                            phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
+                            suppress_health_check=list(HealthCheck))(given(calls(**part.options))(one))
+            # each stage's failures are kept in the database apart (hypothesis keys them by the test function)
+            test._hypothesis_internal_database_key = f"harness-fuzz {part.label}".encode()
+            hypothesis_seed(chosen + k)(test)()
+    except CallFailed:
+        result.failure = smallest_like(result.first_failure, smallest)
+        result.failure = reduce(result.failure, result.first_failure, judged_again, options.reduce_limit, progress)
+    finally:
+        result.wall_s = time.monotonic() - started
+    if result.failure is not None:
+        again = session.play(result.failure.call)  # afresh: the verdict kept for the search is not evidence
+        result.reproduced = not again.ok
+        result.failure = Found(result.failure.call, again if not again.ok else result.failure.run)
+    return result
+
+
+def without_options(argv: list[str], options: tuple[str, ...], flags: tuple[str, ...] = ()) -> list[str]:
+    """``argv`` without these options (each with its value, as ``--seed 3`` or ``--seed=3``) and flags."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in options:
+            skip = True
+        elif arg not in flags and not arg.startswith(tuple(o + "=" for o in options)):
+            out.append(arg)
+    return out
+
+
+def reproduce_command(argv: list[str], seed: int) -> str:
+    """The command that runs this search again: the same options, this seed, no database."""
+    keep = without_options(argv, ("--seed", "--database", "--workers", "--worker"), flags=("--no-database",))
+    return shlex.join(["harness", *keep, "--seed", str(seed), "--no-database"])

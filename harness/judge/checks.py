@@ -1,0 +1,457 @@
+"""The harness's checks: what every Twilio handler must do, judged from the fakes' journals, the
+caller side and the store - never from the handler's own claims, its log wording or its message
+layout. Each can fail, and a failure names the moment on the timeline that shows why."""
+
+from __future__ import annotations
+
+import re
+import statistics
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable
+
+from harness.fakes.tts import TONES_HZ
+from harness.fakes.twilio_messages import PROTOCOL
+from harness.judge.attribution import owner, trace_turns
+from harness.judge.handler_log import ErrorBlock
+from harness.judge.playback import spans
+from harness.judge.timeline import CallTimeline, Event
+
+SETTLE_S = 8.0  # after hang-up, every upstream connection must have ended within this
+LET_GO_S = 1.0  # ... and every LLM or TTS request still running at the hang-up must be let go of within this
+STOP_GRACE_S = 0.2  # what was already on the wire when ``stop`` went out (the fake Twilio reads 0.5 s past it)
+BARGE_IN_MAX_S = 1.5  # of the caller's speech over the bot's audio (audio seconds) before playback must be cleared
+ERROR_WINDOW_S = 2.0  # after a failure the fixture provokes, the handler's error lines about it are expected
+REFUSAL_MIN_HEARD_S = 0.3  # a refusal the caller hears: at least this much audio played before the call ended
+OFF_TONE_MIN_WINDOWS = 6  # ~0.3 s of bot audio at the wrong pitch ...
+OFF_TONE_MIN_SHARE = 0.25  # ... and this share of all the TTS tone heard: played at the wrong sample rate
+SAMPLE_RATES = (8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000)
+TTS_RATE = 24000  # the fake TTS speaks at OpenAI's 24 kHz
+
+NO_LOG = "no handler log to read: give one with --handler-log FILE"
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One check's verdict: passed, failed, or skipped (``ok`` and ``skipped``, with why in ``message``)."""
+
+    name: str
+    ok: bool
+    message: str = ""
+    at: float | None = None  # wall time of the event that shows the failure
+    skipped: bool = False
+    since: float | None = None  # with ``at``: the stretch of the timeline that shows it starts here
+
+    @property
+    def status(self) -> str:
+        return "skipped" if self.skipped else "passed" if self.ok else "failed"
+
+
+def skipped(name: str, why: str) -> CheckResult:
+    """A check that could not be judged for this handler: not a pass, and never shown as one."""
+    return CheckResult(name, True, why, skipped=True)
+
+
+@dataclass
+class CheckContext:
+    timeline: CallTimeline
+    expect: dict
+    stored_caller_lines: list[str] | None  # None when the store is not reachable
+    errors_logged: list[ErrorBlock | str] | None = field(default_factory=list)  # None: the handler's log is not readable
+    call_refused_allowed: bool = False
+    audio_plays: bool = True  # False at 'fast' pacing: bot audio takes no time, nothing can be talked over
+    no_log_why: str = NO_LOG
+    started_without: tuple[str, ...] = ()  # the handler was started without these variables (failure 1)
+    pace: float | None = 1.0  # bot audio plays at this pace (None: fast, no time at all)
+
+    @property
+    def hangup(self) -> float:
+        return self.timeline.hangup
+
+    @property
+    def play_pace(self) -> float | None:
+        return self.pace if self.audio_plays else None
+
+    def finals_before_hangup(self) -> list[Event]:
+        return [e for e in self.timeline.of("final") if e.wall < self.hangup]
+
+
+Check = Callable[[CheckContext], CheckResult]
+
+
+def llm_deliveries(timeline: CallTimeline) -> list[Event]:
+    """The LLM requests that count as giving the LLM a turn: a request that failed (status >= 400) and
+    was retried with the same words (as the openai SDK does on 429/5xx) is one delivery, not two."""
+    requests = timeline.of("llm_request")
+    return [r for i, r in enumerate(requests)
+            if not (r.detail.get("status", 200) >= 400 and i + 1 < len(requests)
+                    and requests[i + 1].detail.get("user") == r.detail.get("user"))]
+
+
+def stops_sending_after_hangup(ctx: CheckContext) -> CheckResult:
+    """The report's failure 4: once the caller has hung up, the handler sends nothing more, and asks TTS
+    for nothing more. Only what was already on the wire when ``stop`` went out (``STOP_GRACE_S``) is
+    forgiven; the fake Twilio reads on for 0.5 s past ``stop``, so whatever the handler keeps sending is
+    seen, whether or not its failed sends leave an error in its log."""
+    name = "stops_sending_after_hangup"
+    stop = next(iter(ctx.timeline.of("stop")), None)
+    if stop is None:
+        return CheckResult(name, True)
+    gone = "the caller's line dropped" if stop.detail.get("how") == "vanished" else "the caller hung up"
+    since = stop.wall + STOP_GRACE_S
+    late = [e for e in ctx.timeline.events if e.wall > since and (
+        e.kind in ("media", "mark", "clear") or (e.kind == "handler_invalid" and e.detail.get("code") != PROTOCOL))]
+    if late:
+        kinds = Counter(e.kind.replace("handler_", "") for e in late)
+        return CheckResult(name, False, f"failure 4: {len(late)} message(s) sent after {gone} "
+                           f"({', '.join(f'{n} {k}' for k, n in kinds.items())}), the first {late[0].wall - stop.wall:.2f} s "
+                           "after it: Twilio has ended the call, and a send on its closed socket fails", late[0].wall, since=stop.wall)
+    speech = next((e for e in ctx.timeline.of("tts_request") if e.wall > since), None)
+    if speech is not None:
+        return CheckResult(name, False, f"failure 4: TTS was asked to speak {speech.detail.get('text', '')[:60]!r} "
+                           f"{speech.wall - stop.wall:.2f} s after {gone}: nobody is left to hear it", speech.wall, since=stop.wall)
+    return CheckResult(name, True)
+
+
+def twilio_messages(ctx: CheckContext) -> CheckResult:
+    """Every message the handler sends is one Twilio takes (see :mod:`harness.fakes.twilio_messages`): JSON text,
+    ``media``/``mark``/``clear`` with this stream's ``streamSid``, base64 mu-law without a file header.
+    A WebSocket protocol error after the call is over is the server's business, not the caller's."""
+    name = "twilio_messages"
+    bad = [e for e in ctx.timeline.of("handler_invalid")
+           if not (e.detail.get("code") == PROTOCOL and e.wall >= ctx.hangup)]
+    if not bad:
+        return CheckResult(name, True)
+    first = bad[0].detail
+    kinds = Counter(e.detail.get("why", "") for e in bad)
+    effect = "Twilio drops it: the caller hears none of it" if first.get("dropped") else "Twilio plays it"
+    more = f"; {len(kinds) - 1} other kind(s) too" if len(kinds) > 1 else ""
+    return CheckResult(name, False, f"{len(bad)} message(s) Twilio would not take as sent, first: {first.get('why')} "
+                       f"(Twilio warning {first.get('code')}; {effect}){more}", bad[0].wall)
+
+
+def _rate_guess(heard_hz: float) -> str:
+    """The likely mistake: the TTS's 24 kHz audio taken for another rate."""
+    best = min(((abs(TTS_RATE * heard_hz / tone - rate) / rate, rate, tone) for tone in TONES_HZ for rate in SAMPLE_RATES),
+               key=lambda c: c[0])
+    error, rate, tone = best
+    if error > 0.01 or rate == TTS_RATE:
+        return ""
+    return (f" ({TTS_RATE} Hz audio sent as {rate} Hz? the caller hears it {TTS_RATE / rate:.2f}x "
+            f"{'slower' if rate < TTS_RATE else 'faster'})")
+
+
+def bot_audio_rate(ctx: CheckContext) -> CheckResult:
+    """The bot's audio plays at the speed the TTS spoke it: the fake TTS speaks each request as a tone,
+    and a tone heard at another pitch was sent at the wrong sample rate (mu-law 8 kHz is what Twilio
+    plays; 24 kHz TTS audio sent as 8 kHz is three times too slow)."""
+    name = "bot_audio_rate"
+    bot = ctx.timeline.bot_audio
+    if bot is None or not bot.heard:
+        return skipped(name, "no fake TTS tone in the bot's audio (it said nothing, or speaks through another TTS)")
+    off = bot.off_tone
+    if len(off) < OFF_TONE_MIN_WINDOWS or len(off) < OFF_TONE_MIN_SHARE * len(bot.heard):
+        return CheckResult(name, True)
+    hz = statistics.median(h.hz for h in off)
+    media = ctx.timeline.of("media")
+    k = next((i for i, offset in enumerate(bot.offsets) if offset + bot.message_samples(i) > off[0].start), 0)
+    at = media[k].wall if k < len(media) else None
+    return CheckResult(name, False, f"{len(off) / len(bot.heard):.0%} of the bot's TTS audio plays at the wrong pitch: "
+                       f"{hz:.0f} Hz, where every TTS request spoke a tone of {TONES_HZ[0]:.0f}-{TONES_HZ[-1]:.0f} Hz: "
+                       f"audio sent at the wrong sample rate{_rate_guess(hz)}", at)
+
+
+def says(user: str, text: str) -> bool:
+    """Whether the words a request gives the LLM (``user``) hold the final ``text``, as whole words in order
+    (punctuation aside): a final "w1" is not in "w12 w13", nor "네" in "네요"."""
+    words, said = re.findall(r"\w+", text), re.findall(r"\w+", user)
+    n = len(words)
+    return n > 0 and any(said[i:i + n] == words for i in range(len(said) - n + 1))
+
+
+def finals_to_llm_once(ctx: CheckContext) -> CheckResult:
+    """Each final goes to the LLM at most once, and at least once if the handler asked the LLM about a later
+    final (a request made after it for an earlier one is no sign it was dropped: a handler holds a final RTZR
+    cut while the caller talks on, and the caller may hang up before it is asked). A request's words are the
+    user messages it adds to the previous one's (history sent again is not given again; two finals as two
+    new messages are both given)."""
+    requests = llm_deliveries(ctx.timeline)
+    finals = ctx.finals_before_hangup()
+    for k, final in enumerate(finals):
+        text = final.detail["text"]
+        if not re.search(r"\w", text):
+            continue  # punctuation alone: no words to give the LLM
+        later = [r for r in requests if r.wall >= final.wall]
+        containing = [r for r in later if says(r.detail["user"], text)]
+        if len(containing) > 1:
+            return CheckResult("finals_to_llm_once", False, f"final {text!r} was given to the LLM {len(containing)} times", containing[1].wall)
+        newer = [f.detail["text"] for f in finals[k + 1:] if f.detail["text"] != text]
+        past_it = [r for r in later if any(says(r.detail["user"], t) for t in newer)]
+        if past_it and not containing:
+            return CheckResult("finals_to_llm_once", False, f"final {text!r} never reached the LLM (the LLM was "
+                               "asked about a later one)", final.wall)
+    return CheckResult("finals_to_llm_once", True)
+
+
+def finals_persisted(ctx: CheckContext) -> CheckResult:
+    if ctx.stored_caller_lines is None:
+        return skipped("finals_persisted", "the handler's store is not readable by the harness (only aicall's is)")
+    stored = Counter(ctx.stored_caller_lines)
+    for final in ctx.finals_before_hangup():
+        if stored[final.detail["text"]] == 0:
+            return CheckResult("finals_persisted", False, f"final {final.detail['text']!r} is not in the store", final.wall)
+        stored[final.detail["text"]] -= 1
+    return CheckResult("finals_persisted", True)
+
+
+SERVER_ENDS = ("server_closed", "dropped", "stalled", "idle_timeout")
+
+
+def recognition_continues(ctx: CheckContext) -> CheckResult:
+    """After an RTZR stream ends mid-call, whichever side ended it (RTZR's close 1000 after a final, a
+    drop, a stall, or the handler's own close or EOS), the caller is recognised again if they speak on
+    (the report's failure 2)."""
+    hung_up_ms = next((e.detail.get("audio_ms") for e in ctx.timeline.of("stop")), None)
+    for end in ctx.timeline.of("rtzr_end"):
+        if end.detail.get("opened", float("-inf")) >= ctx.hangup:
+            continue  # opened after the caller hung up: it could not have heard them (upstream_closed_after_hangup judges it)
+        # where the stream ended in the call's audio, when known: the same at any pace (at fast pace all the
+        # audio may be sent, and the line hung up, before a stall shows in time); else when, in time
+        position = end.detail.get("call_ms")
+        after_the_call = (position >= hung_up_ms if position is not None and hung_up_ms is not None
+                          else end.wall >= ctx.hangup)
+        if after_the_call:
+            continue
+        later_speech = [e for e in ctx.timeline.of("speech_end") if e.wall < ctx.hangup and (
+            e.detail.get("audio_ms", 0) > position if position is not None else e.wall > end.wall)]
+        reopened = [e for e in ctx.timeline.of("partial", "final") if e.wall > end.wall and e.detail["connection"] != end.detail["connection"]]
+        if later_speech and not reopened:
+            how = end.detail.get("how")
+            side = "by RTZR" if how in SERVER_ENDS and end.detail.get("reason") != "EOS" else "by the handler"
+            said = " ".join(str(v) for v in (how, end.detail.get("code")) if v is not None)
+            where = f" at {position / 1000:.1f} s of the call" if position is not None else ""
+            return CheckResult("recognition_continues", False,
+                               f"failure 2: RTZR connection {end.detail['connection']} ended {side} ({said}){where}, "
+                               f"and the caller, who spoke on, was not recognised again", end.wall)
+    return CheckResult("recognition_continues", True)
+
+
+def upstream_closed_after_hangup(ctx: CheckContext) -> CheckResult:
+    if ctx.hangup == float("inf"):
+        return CheckResult("upstream_closed_after_hangup", True)
+    for end in ctx.timeline.of("rtzr_end", "rtzr_closed"):
+        if end.detail.get("open"):
+            return CheckResult("upstream_closed_after_hangup", False, f"RTZR connection {end.detail['connection']} "
+                               f"was still open {end.wall - ctx.hangup:.1f} s after the call", end.wall)
+        if end.wall - ctx.hangup > SETTLE_S:
+            return CheckResult("upstream_closed_after_hangup", False, f"RTZR connection {end.detail['connection']} "
+                               f"outlived the call by {end.wall - ctx.hangup:.1f} s", end.wall)
+    requests = ctx.timeline.of("llm_request", "tts_request")
+    open_requests = [e for e in requests if e.detail.get("open")]
+    if open_requests:
+        return CheckResult("upstream_closed_after_hangup", False, f"failure 3: the {_what(open_requests[0])} was still "
+                           "open after the call: work for a call that has ended", open_requests[0].wall)
+    kept = next((e for e in requests if e.wall < ctx.hangup and (e.detail.get("ended") or 0.0) > ctx.hangup + LET_GO_S), None)
+    if kept is not None:
+        return CheckResult("upstream_closed_after_hangup", False, f"failure 3: the {_what(kept)} went on "
+                           f"{kept.detail['ended'] - ctx.hangup:.1f} s after the call ended (let go of within {LET_GO_S:g} s: "
+                           "work for a call that has ended)", kept.wall)
+    return CheckResult("upstream_closed_after_hangup", True)
+
+
+def _what(request: Event) -> str:
+    return "LLM request" if request.kind == "llm_request" else "TTS request"
+
+
+def replies_in_order(ctx: CheckContext) -> CheckResult:
+    """Sentences go to TTS in the order of the replies they come from (no later reply spoken first)."""
+    replies = [e.detail.get("reply", "") for e in ctx.timeline.of("llm_request")]
+    last = -1
+    for tts in ctx.timeline.of("tts_request"):
+        sources = [i for i, reply in enumerate(replies) if tts.detail["text"] and tts.detail["text"] in reply]
+        if not sources:
+            continue  # not from a reply (an apology, a fallback)
+        source = min((i for i in sources if i >= last), default=min(sources))
+        if source < last:
+            return CheckResult("replies_in_order", False, f"{tts.detail['text']!r} (reply {source + 1}) was spoken "
+                               f"after reply {last + 1} had started", tts.wall)
+        last = source
+    return CheckResult("replies_in_order", True)
+
+
+def provoked_windows(ctx: CheckContext) -> list[tuple[float, float, str]]:
+    """When the fixture made something fail on purpose (an LLM or TTS request answered with an error, a
+    refused RTZR token or handshake, RTZR closing, dropping or stalling a stream): from then until
+    ``ERROR_WINDOW_S`` after the handler was done with it, its error lines about it are expected."""
+    tl = ctx.timeline
+    windows = [(e.wall, e.wall + ERROR_WINDOW_S, f"the {e.kind.split('_')[0].upper()} answered HTTP {e.detail['status']}")
+               for e in tl.of("llm_request", "tts_request") if e.detail.get("status", 200) >= 400]
+    windows += [(e.wall, e.wall + ERROR_WINDOW_S, f"RTZR refused ({e.detail.get('status')})")
+                for e in tl.of("rtzr_refused", "rtzr_auth_failed")]
+    closed = {e.detail["connection"]: e.wall for e in tl.of("rtzr_closed")}
+    for e in tl.of("rtzr_end"):
+        if e.detail.get("how") in SERVER_ENDS and e.detail.get("reason") != "EOS":
+            windows.append((e.wall, max(e.wall, closed.get(e.detail["connection"], e.wall)) + ERROR_WINDOW_S,
+                            f"RTZR {e.detail.get('how')}"))
+    refusals = [w[0] for w in windows if w[2].startswith("RTZR refused")]
+    if (ctx.call_refused_allowed or ctx.expect.get("call_refused")) and refusals:
+        windows.append((min(refusals), float("inf"), "the call was refused"))  # the rest of a refused call
+    return windows
+
+
+def _block(error: ErrorBlock | str) -> ErrorBlock:
+    return error if isinstance(error, ErrorBlock) else ErrorBlock(float("nan"), error.splitlines() or [""])
+
+
+def no_errors(ctx: CheckContext) -> CheckResult:
+    """No error-level log block, but those about a failure the fixture provokes (logged while it lasts, and
+    handled: an exception nobody caught is never expected). Judged by when they came, not their wording."""
+    if ctx.errors_logged is None:
+        return skipped("no_errors", ctx.no_log_why)
+    windows = provoked_windows(ctx)
+    unexpected = []
+    for error in map(_block, ctx.errors_logged):
+        if error.unhandled or not any(start <= error.at <= end for start, end, _ in windows):
+            unexpected.append(error)
+    if unexpected:
+        more = f" ({len(unexpected) - 1} more in the report)" if len(unexpected) > 1 else ""
+        first = unexpected[0]
+        why = " (an exception nobody caught)" if first.unhandled and windows else ""
+        return CheckResult("no_errors", False, f"{len(unexpected)} error(s) logged{more}{why}, first:\n{first.text}")
+    return CheckResult("no_errors", True)
+
+
+def answered(ctx: CheckContext) -> tuple[int, list[int]]:
+    """How many turns the caller heard answered (replies heard: a reply to two utterances at once is one
+    answer), and the utterances no heard reply carried."""
+    traces = [t for t in trace_turns(ctx.timeline, ctx.play_pace) if t.end is not None]
+    heard = {(t.request.detail["index"] if t.request is not None else ("clock", t.utterance))
+             for t in traces if t.first_audio is not None}
+    return len(heard), [t.utterance for t in traces if t.first_audio is None]
+
+
+def _speech_end_ms(ctx: CheckContext, utterance: int) -> float:
+    return next(e.detail["audio_ms"] for e in ctx.timeline.of("speech_end") if e.detail["utterance"] == utterance)
+
+
+def asked_while_talking(ctx: CheckContext) -> tuple[Event, Event, int] | None:
+    """A delivered LLM request whose latest final lies inside an utterance the caller was still speaking
+    (RTZR cut it at ``max_utter_duration``): judged in the call's audio, the same at any pace."""
+    starts = sorted(((e.detail["utterance"], e) for e in ctx.timeline.of("speech_start")), key=lambda u: u[1].wall)
+    ends = {e.detail["utterance"]: e.detail["audio_ms"] for e in ctx.timeline.of("speech_end")}
+    finals = [f for f in ctx.timeline.of("final") if f.detail.get("call_ms") is not None]
+    for request in llm_deliveries(ctx.timeline):
+        carried = [f for f in finals if f.wall <= request.wall and says(request.detail.get("user", ""), f.detail["text"])]
+        if not carried:
+            continue
+        last = max(carried, key=lambda f: f.detail["call_ms"])
+        own = owner(last, starts)  # the utterance it was recognised from: cut before that utterance's end?
+        if own is not None and own in ends and last.detail["call_ms"] < ends[own]:
+            return request, last, own
+    return None
+
+
+def expectations(ctx: CheckContext) -> CheckResult:
+    expect = ctx.expect
+    final_events = ctx.timeline.of("final")
+    finals = [e.detail["text"] for e in final_events]
+    end = ctx.hangup if ctx.hangup != float("inf") else (ctx.timeline.events[-1].wall if ctx.timeline.events else None)
+    if "finals" in expect and finals[: len(expect["finals"])] != expect["finals"]:
+        wanted = expect["finals"]
+        k = next((i for i, (a, b) in enumerate(zip(finals, wanted)) if a != b), min(len(finals), len(wanted)))
+        got = repr(finals[k]) if k < len(finals) else "nothing"
+        at = final_events[k].wall if k < len(final_events) else end
+        return CheckResult("expectations", False, f"final {k + 1} should be {wanted[k]!r}, got {got} "
+                           f"({len(finals)} final(s) in all, {len(wanted)} expected)", at)
+    requests = llm_deliveries(ctx.timeline)
+    if expect.get("no_reply_while_talking"):
+        early = asked_while_talking(ctx)
+        if early is not None:
+            request, final, utterance = early
+            return CheckResult("expectations", False, f"the LLM was asked while the caller was still talking: with final "
+                               f"{final.detail['text'][:40]!r}, cut at {final.detail['call_ms'] / 1000:.1f} s of the call, "
+                               f"inside utterance {utterance + 1}, which goes on to "
+                               f"{_speech_end_ms(ctx, utterance) / 1000:.1f} s", request.wall)
+    if "llm_turns" in expect and len(requests) != expect["llm_turns"]:
+        at = requests[expect["llm_turns"]].wall if len(requests) > expect["llm_turns"] else end
+        return CheckResult("expectations", False, f"{len(requests)} LLM turn(s) (a retried request counts once), "
+                           f"expected {expect['llm_turns']}", at)
+    if "answered_turns" in expect:
+        count, unheard = answered(ctx)
+        if count != expect["answered_turns"]:
+            ends = {e.detail["utterance"]: e for e in ctx.timeline.of("speech_end")}
+            silent = ends.get(unheard[0]) if unheard else None
+            said = ", ".join(f"t{i + 1}" for i in unheard)
+            return CheckResult("expectations", False, f"{count} turn(s) answered, expected {expect['answered_turns']}"
+                               + (f" (no reply heard for {said})" if said else ""), silent.wall if silent else end)
+    if expect.get("call_refused"):
+        closed = next(iter(ctx.timeline.of("closed")), None)
+        if closed is None or not closed.detail.get("by_handler"):
+            return CheckResult("expectations", False, "the handler was expected to end the call itself", end)
+    return CheckResult("expectations", True)
+
+
+def barge_in(ctx: CheckContext) -> CheckResult:
+    """A fixture whose caller talks over the bot (``expect.barge_in``): whenever the caller speaks while the
+    bot's audio plays, playback is cleared within ``BARGE_IN_MAX_S`` of their speech. At ``fast`` pace bot
+    audio takes no time, so nothing can be talked over: skipped, never a pass; so is a call in which the
+    bot's audio never played while the caller spoke."""
+    name = "barge_in"
+    if not ctx.audio_plays:
+        return skipped(name, "at fast pace bot audio takes no time to play: nothing can be talked over")
+    pace = ctx.pace or 1.0
+    played = [s for s in spans(ctx.timeline.events, pace, until=ctx.hangup) if s.end > s.start]
+    ends = {e.detail["utterance"]: e.wall for e in ctx.timeline.of("speech_end")}
+    overlapped = False
+    for start in ctx.timeline.of("speech_start"):
+        until = ends.get(start.detail["utterance"], ctx.hangup)
+        over = [(max(s.start, start.wall), min(s.end, until)) for s in played if s.start < until and s.end > start.wall]
+        talked_over = sum(b - a for a, b in over) * pace
+        if not over:
+            continue
+        overlapped = True
+        if talked_over > BARGE_IN_MAX_S:
+            cleared = [e for e in ctx.timeline.of("clear") if e.wall >= start.wall]
+            how = ("and playback was never cleared" if not ctx.timeline.of("clear") else
+                   "and playback was not cleared in time" if cleared else
+                   "and playback was cleared only before it, never while the caller talked")
+            return CheckResult(name, False, f"the caller talked over the bot for {talked_over:.1f} s (utterance "
+                               f"{start.detail['utterance'] + 1}) {how}", start.wall)
+    if not overlapped:
+        return skipped(name, "the bot's audio never played while the caller spoke (its reply came after the caller's "
+                       "last word): nothing to barge in on")
+    return CheckResult(name, True)
+
+
+def _heard_before_close(ctx: CheckContext) -> float:
+    """Seconds of the bot's audio the caller heard before the call ended."""
+    return sum(s.ms for s in spans(ctx.timeline.events, ctx.play_pace, until=ctx.hangup)) / 1000
+
+
+def refuses_without_credentials(ctx: CheckContext) -> CheckResult:
+    """The report's failure 1, for a handler started without its RTZR credentials that still took the
+    call, or whose credentials RTZR refused during the call: it must tell the caller (audio they hear)
+    and end the call itself, not leave a dead line or hang up without a word."""
+    name = "refuses_without_credentials"
+    closed = next(iter(ctx.timeline.of("closed")), None)
+    ended = closed is not None and closed.detail.get("by_handler")
+    heard = _heard_before_close(ctx)
+    spoke = heard >= REFUSAL_MIN_HEARD_S
+    cause = f"started without {', '.join(ctx.started_without)}" if ctx.started_without else "RTZR refused its credentials"
+    if ended and spoke:
+        return CheckResult(name, True, f"{cause}: the call was refused audibly ({heard:.1f} s) and ended")
+    what = ("ended the call without a word" if ended else "left the caller on a dead line" if not spoke
+            else "spoke but never ended the call")
+    return CheckResult(name, False, f"failure 1: {cause}, and the handler took the call and {what}",
+                       closed.wall if closed else ctx.hangup if ctx.hangup != float("inf") else None)
+
+
+CHECKS: tuple[Check, ...] = (stops_sending_after_hangup, twilio_messages, bot_audio_rate, finals_to_llm_once,
+                             finals_persisted, recognition_continues, upstream_closed_after_hangup, replies_in_order,
+                             no_errors, expectations)
+
+
+def run_checks(ctx: CheckContext) -> list[CheckResult]:
+    checks = [*CHECKS, *([barge_in] if ctx.expect.get("barge_in") else []),
+              *([refuses_without_credentials] if ctx.started_without or ctx.expect.get("call_refused") else [])]
+    return [check(ctx) for check in checks]

@@ -1,0 +1,46 @@
+"""Per-turn latency from the timeline: the true figures, and the one the report measured beside them.
+
+Each turn's answer is its own reply, traced through the fakes (:mod:`harness.judge.attribution`): the bot
+finishing an earlier reply after the caller spoke again is not this turn's answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from harness.judge.attribution import trace_turns
+from harness.judge.timeline import CallTimeline, Event
+
+
+@dataclass(frozen=True)
+class TurnMetrics:
+    utterance: int
+    speech_end_to_final_ms: float | None  # true STT latency: end of caller speech (from the audio) -> final
+    last_partial_to_final_ms: float | None  # what the report called "0.001 s"
+    final_to_llm_ms: float | None
+    speech_end_to_first_audio_ms: float | None  # turn latency as the caller hears it: its own reply's first audio
+
+
+def _ms(a: Event | None, b: Event | None) -> float | None:
+    return None if a is None or b is None else round((b.wall - a.wall) * 1000, 1)
+
+
+def turn_metrics(timeline: CallTimeline) -> list[TurnMetrics]:
+    partials = timeline.of("partial")
+    result = []
+    for trace in trace_turns(timeline, None):
+        if trace.end is None:
+            continue  # the caller hung up mid-utterance
+        final = next((f for f in trace.finals if f.wall >= trace.end.wall), trace.finals[-1] if trace.finals else None)
+        last_partial = None
+        if final is not None:
+            before = [p for p in partials if p.wall <= final.wall and p.detail["connection"] == final.detail["connection"]]
+            last_partial = before[-1] if before else None
+        result.append(TurnMetrics(trace.utterance, _ms(trace.end, final), _ms(last_partial, final),
+                                  _ms(final, trace.request), _ms(trace.end, trace.first_audio)))
+    return result
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    ordered = sorted(v for v in values if v is not None)
+    return round(ordered[int(q / 100 * (len(ordered) - 1))], 1) if ordered else None

@@ -1,0 +1,195 @@
+"""Every event of a replay - caller audio, recognizer results, LLM and TTS requests, what came
+back to the caller - on one clock (monotonic seconds), for checks, metrics and reports.
+
+A call's traffic at the fakes is told apart from another call's by what it carries, not by when it
+came: an RTZR stream that delivered words of this call's audio before this caller had said them
+belongs to another call (a previous call's reconnect after its hang-up, say) and is set aside as
+``foreign``, with the LLM and TTS requests made from its words.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from fakertzr.journal import ConnectionRecord, Journal
+from harness.fakes.llm import FakeLlm, LlmRequest
+from harness.fakes.tts import FakeTts
+from harness.fakes.twilio_line import PlayerRecord
+from harness.fixture import CallFixture
+from harness.judge.bot_audio import BotAudio, analyse
+
+CAUSALITY_SLACK_S = 0.05  # a result may not be due before the caller sent its audio (one clock, in-process)
+
+
+@dataclass(frozen=True)
+class Event:
+    wall: float
+    kind: str  # call_start, speech_start, speech_end, partial, final, rtzr_open, rtzr_end, rtzr_closed, rtzr_refused, rtzr_auth_failed, rtzr_foreign, llm_request, tts_request, media, mark, clear, handler_invalid, mark_played, stop, closed
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CallTimeline:
+    events: list[Event]
+    bot_audio: BotAudio | None = None  # the bot's audio, decoded, with the TTS tones heard in it
+
+    def of(self, *kinds: str) -> list[Event]:
+        return [e for e in self.events if e.kind in kinds]
+
+    def around(self, wall: float, seconds: float = 1.0) -> list[Event]:
+        """The stretch of the timeline that explains a failed check."""
+        return [e for e in self.events if abs(e.wall - wall) <= seconds]
+
+    @property
+    def hangup(self) -> float:
+        """When the call ended: the caller's ``stop`` (or dropped line), or the socket's close."""
+        return min((e.wall for e in self.of("stop", "closed")), default=float("inf"))
+
+
+def _call_position(alignment: list[dict[str, Any]], conn_ms: float | None) -> float | None:
+    """Where in the caller's audio a connection's position ``conn_ms`` lies (fakertzr's alignment), if known."""
+    if conn_ms is None:
+        return None
+    placed = [a for a in alignment if a.get("event") == "aligned" and a["conn_ms"] <= conn_ms]
+    return round(conn_ms + placed[-1]["call_ms"] - placed[-1]["conn_ms"], 1) if placed else None
+
+
+def is_foreign(conn: ConnectionRecord, frames_sent: np.ndarray, call_start: float | None,
+               dialled: float | None = None) -> bool:
+    """A connection opened before this call was dialled is another call's (a handler cannot stream a call it
+    has not been told of: a previous call's reconnect, carrying the same audio when a shrinking search replays
+    a call again, was taken for this call's); so is one whose words were due before this caller sent their
+    audio; and one with no words opened before this call's first audio."""
+    if dialled is not None and conn.opened_wall < dialled:
+        return True
+    placed = False
+    for m in conn.messages:
+        if m.kind not in ("partial", "final"):
+            continue
+        position = _call_position(conn.alignment, m.audio_ms)
+        if position is None:
+            continue
+        placed = True
+        k = max(0, int(-(-position // 20)) - 1)  # the frame that completed that audio
+        sent = frames_sent[k] if k < len(frames_sent) else float("nan")
+        if not sent == sent or sent > m.due_wall + CAUSALITY_SLACK_S:  # never sent, or sent after it was due
+            return True
+    return not placed and call_start is not None and conn.opened_wall < call_start
+
+
+def new_user_text(requests: list[LlmRequest]) -> list[list[str]]:
+    """For each LLM request, the user messages it adds to what the request before it carried: history
+    resent with a later turn is not given again; two finals sent as two new messages are both new. A
+    request that repeats a failed one word for word (the openai SDK's retry) carries what that one did."""
+    result: list[list[str]] = []
+    previous: list[str] = []
+    for i, r in enumerate(requests):
+        users = [m["content"] for m in r.messages if m.get("role") == "user"]
+        if i and not requests[i - 1].delivered and users == previous:
+            result.append(list(result[-1]))
+            continue
+        fresh = Counter(users) - Counter(previous)
+        new = []
+        for text in users:  # in order, each as often as it is new
+            if fresh[text] > 0:
+                new.append(text)
+                fresh[text] -= 1
+        result.append(new)
+        previous = users
+    return result
+
+
+def build_timeline(fixture: CallFixture, player: PlayerRecord, rtzr: Journal, llm: FakeLlm, tts: FakeTts) -> CallTimeline:
+    events: list[Event] = []
+    frames = player.frame_sent
+    call_start = float(frames[0]) if len(frames) and frames[0] == frames[0] else None
+    if call_start is not None:
+        events.append(Event(call_start, "call_start"))
+    for index, utt in enumerate(fixture.script.utterances if len(frames) else ()):
+        first = int(utt.start_ms // 20)
+        if first < len(frames) and frames[first] == frames[first]:
+            events.append(Event(float(frames[first]), "speech_start", {"utterance": index, "text": utt.text,
+                                                                      "audio_ms": utt.start_ms}))
+        k = min(len(frames) - 1, max(0, int(-(-utt.end_ms // 20)) - 1))
+        if k < len(frames) and frames[k] == frames[k]:  # sent (not NaN)
+            events.append(Event(float(frames[k]), "speech_end", {"utterance": index, "text": utt.text, "audio_ms": utt.end_ms}))
+    foreign_finals: set[str] = set()
+    for conn in rtzr.connections:
+        if not conn.accepted:
+            events.append(Event(conn.opened_wall, "rtzr_refused",
+                                {"connection": conn.index, "status": conn.status}))
+            continue
+        if is_foreign(conn, frames, call_start, player.dialled_at):
+            foreign_finals.update(m.text for m in conn.finals)
+            events.append(Event(conn.opened_wall, "rtzr_foreign", {
+                "connection": conn.index, "finals": [m.text for m in conn.finals],
+                "why": "carried words of this call's audio before this caller had said them: another call's"}))
+            continue
+        for m in conn.messages:
+            call_ms = _call_position(conn.alignment, m.audio_ms)
+            events.append(Event(m.sent_wall, m.kind if m.kind != "raw" else "rtzr_raw",
+                                {"connection": conn.index, "text": m.text, "audio_ms": m.audio_ms,
+                                 **({"call_ms": call_ms} if call_ms is not None else {})}))
+        if conn.ended:
+            call_ms = _call_position(conn.alignment, conn.ended.get("audio_ms"))
+            events.append(Event(conn.ended.get("wall", 0.0), "rtzr_end", {"connection": conn.index, **conn.ended,
+                                                                        "opened": conn.opened_wall,
+                                                                        **({"call_ms": call_ms} if call_ms is not None else {})}))
+        # the socket itself: a stalled stream has ended but stays open until the client lets go
+        events.append(Event(conn.closed_wall if conn.closed_wall is not None else time.monotonic(), "rtzr_closed",
+                            {"connection": conn.index, "open": conn.closed_wall is None}))
+    offset = time.monotonic() - time.time()  # the token journal keeps wall-clock seconds
+    for auth in rtzr.auth:
+        if auth.status != 200:
+            events.append(Event(auth.at + offset, "rtzr_auth_failed", {"status": auth.status}))
+    own_finals = {e.detail["text"] for e in events if e.kind == "final"}
+    foreign_replies: list[str] = []
+    for i, (r, new) in enumerate(zip(llm.requests, new_user_text(llm.requests))):
+        detail = {"index": i, "user": "\n".join(new), "last_user": r.last_user, "reply": r.reply,
+                  "abandoned": r.abandoned, "status": r.status, "stream": r.stream, "ended": r.ended_at,
+                  "open": not (r.completed or r.abandoned or r.status != 200)}
+        if new and all(t in foreign_finals and t not in own_finals for t in new):
+            foreign_replies.append(r.reply)
+            events.append(Event(r.at, "llm_foreign", detail))
+            continue
+        events.append(Event(r.at, "llm_request", detail))
+    tts_by_tone: dict[float, list[tuple[float, int]]] = {}
+    for i, r in enumerate(tts.requests):
+        detail = {"index": i, "text": r.text, "format": r.response_format, "status": r.status,
+                  "abandoned": r.abandoned, "tone_hz": r.tone_hz, "ended": r.ended_at,
+                  "open": not (r.completed or r.abandoned or r.status != 200)}
+        if r.text and any(r.text in reply for reply in foreign_replies if reply):
+            events.append(Event(r.at, "tts_foreign", detail))
+            continue
+        if r.tone_hz:
+            tts_by_tone.setdefault(r.tone_hz, []).append((r.at, i))
+        events.append(Event(r.at, "tts_request", detail))
+    bot = analyse(player.received)
+    media = {index: k for k, index in enumerate(bot.message_index)}
+    for n, (wall, message) in enumerate(player.received):
+        kind = message.get("event", "?")
+        if kind == "media":
+            k = media[n]
+            tone = bot.tone_of_message(k)
+            # the TTS request that spoke it: the latest one with its tone started before it arrived
+            source = next((i for at, i in reversed(tts_by_tone.get(tone, [])) if at <= wall), None) if tone else None
+            events.append(Event(wall, "media", {"ms": bot.message_samples(k) / 8, **({"tts": source} if source is not None else {})}))
+            continue
+        if kind == "invalid":
+            events.append(Event(wall, "handler_invalid", {k: v for k, v in message.items() if k != "event"}))
+            continue
+        detail = {"name": message["mark"]["name"]} if kind == "mark" else {}
+        events.append(Event(wall, kind if kind in ("mark", "clear") else f"handler_{kind}", detail))
+    for wall, name in player.marks_played:
+        events.append(Event(wall, "mark_played", {"name": name}))
+    if player.stop_at is not None:
+        sent = int((frames == frames).sum())  # frames actually sent (not NaN)
+        events.append(Event(player.stop_at, "stop", {"how": player.hung_up_how, "audio_ms": sent * 20}))
+    if player.closed_at is not None:
+        events.append(Event(player.closed_at, "closed", {"by_handler": player.closed_by_handler}))
+    return CallTimeline(sorted(events, key=lambda e: e.wall), bot)

@@ -1,0 +1,113 @@
+"""Reports of a harness run: a console table, and JSON with every check, turn and timeline event."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import TextIO
+from xml.etree import ElementTree
+
+from aicall.twilio import XML_FORBIDDEN
+from harness.judge.metrics import percentile
+from harness.replay.runner import FixtureRun
+from harness.reports.printout import why
+
+NAME_WIDTH = 34
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
+def verdict(run: FixtureRun) -> str:
+    return "PASS" if run.ok else "FAIL"
+
+
+def console_table(runs: list[FixtureRun], out: TextIO) -> None:
+    width = max([NAME_WIDTH, *(len(r.fixture.name) + 1 for r in runs)])
+    header = (f"{'fixture':<{width}} {'result':<6} {'turns':>5} {'stt ms':>7} {'last-partial->final':>20} {'turn ms':>8}"
+              "  failed checks (skipped)")
+    print(header, file=out)
+    print("-" * len(header), file=out)
+    for run in runs:
+        stt = percentile([t.speech_end_to_final_ms for t in run.turns], 50)
+        report = percentile([t.last_partial_to_final_ms for t in run.turns], 50)
+        turn = percentile([t.speech_end_to_first_audio_ms for t in run.turns], 50)
+        failed = ", ".join(c.name for c in run.checks if not c.ok) or "-"
+        names = [c.name for c in run.checks if c.skipped]
+        skipped = ", ".join(names) if len(names) <= 2 else f"{len(names)} skipped"
+        print(f"{run.fixture.name:<{width}} {verdict(run):<6} {len(run.turns):>5} {_fmt(stt):>7} "
+              f"{_fmt(report):>20} {_fmt(turn):>8}  {failed}" + (f" ({skipped})" if skipped else ""), file=out)
+    for run in runs:
+        for check in run.checks:
+            if not check.ok:
+                print(f"\n{run.fixture.name}: {check.name}: FAILED: {check.message}", file=out)
+                for line in why(run.timeline, check):
+                    print(f"    {line}", file=out)
+    reasons: dict[str, set[str]] = {}
+    for run in runs:
+        for c in run.checks:
+            if c.skipped:
+                reasons.setdefault(c.message, set()).add(c.name)
+    for why_skipped, names in sorted(reasons.items()):
+        print(f"\nskipped {', '.join(sorted(names))}: {why_skipped}", file=out)
+
+
+def write_json(runs: list[FixtureRun], path: Path, pace: str) -> None:
+    all_turns = [t for run in runs for t in run.turns]
+    summary = {
+        "pace": pace,
+        "fixtures": len(runs),
+        "failed": sum(not r.ok for r in runs),
+        "checks": {status: sum(c.status == status for r in runs for c in r.checks) for status in ("passed", "failed", "skipped")},
+        "speech_end_to_final_ms": {"p50": percentile([t.speech_end_to_final_ms for t in all_turns], 50),
+                                   "p95": percentile([t.speech_end_to_final_ms for t in all_turns], 95)},
+        "last_partial_to_final_ms": {"p50": percentile([t.last_partial_to_final_ms for t in all_turns], 50),
+                                     "p95": percentile([t.last_partial_to_final_ms for t in all_turns], 95)},
+        "turn_latency_ms": {"p50": percentile([t.speech_end_to_first_audio_ms for t in all_turns], 50),
+                            "p95": percentile([t.speech_end_to_first_audio_ms for t in all_turns], 95)},
+    }
+    body = {
+        "summary": summary,
+        "runs": [{
+            "fixture": run.fixture.name, "ok": run.ok, "call_sid": run.call_sid, "wall_s": round(run.wall_s, 2),
+            "checks": [{**asdict(c), "status": c.status, "why": why(run.timeline, c)} for c in run.checks],
+            "handler_errors": run.errors, "turns": [asdict(t) for t in run.turns],
+            "timeline": [{"t": round(e.wall - run.timeline.events[0].wall, 4), "kind": e.kind, **e.detail}
+                         for e in run.timeline.events if e.kind != "media"],
+        } for run in runs],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(body, ensure_ascii=False, indent=1, default=str) + "\n", encoding="utf-8")
+
+
+def write_junit(runs: list[FixtureRun], path: Path) -> None:
+    """One testcase per fixture and check (skipped ones as ``<skipped>``), for CI systems that read JUnit XML."""
+    checks = [(run, check) for run in runs for check in run.checks]
+    suite = ElementTree.Element("testsuite", name="harness", tests=str(len(checks)),
+                                failures=str(sum(not c.ok for _, c in checks)), skipped=str(sum(c.skipped for _, c in checks)))
+    for run, check in checks:
+        case = ElementTree.SubElement(suite, "testcase", classname=f"harness.{run.fixture.name}", name=check.name,
+                                      time=f"{run.wall_s:.3f}")
+        if check.skipped:
+            ElementTree.SubElement(case, "skipped", message=check.message)
+        elif not check.ok:
+            failure = ElementTree.SubElement(case, "failure", message=check.message.split("\n")[0])
+            failure.text = "\n".join([check.message, *why(run.timeline, check)])
+    write_xml(suite, path)
+
+
+def xml_text(text: str) -> str:
+    """``text`` with what XML 1.0 forbids (a handler's log line may carry 0x01 or 0x0b) written as ``\\xNN``:
+    a CI system drops a JUnit file that is not well-formed whole."""
+    return XML_FORBIDDEN.sub(lambda m: m.group().encode("unicode_escape", "backslashreplace").decode("ascii"), text)
+
+
+def write_xml(root: ElementTree.Element, path: Path) -> None:
+    """Write a JUnit tree, every text and attribute made ``xml_text`` first."""
+    for node in root.iter():
+        node.text = None if node.text is None else xml_text(node.text)
+        node.attrib = {k: xml_text(v) for k, v in node.attrib.items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ElementTree.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
