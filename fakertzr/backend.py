@@ -53,17 +53,18 @@ class FakeRtzrConfig:
     auto_threshold_dbfs: float = -40.0
     fixtures: list[str] = field(default_factory=list)
     journal_limit: int = 2000  # connection records kept whole; older closed ones are counted, then dropped
-    # the file API (POST/GET /v1/transcribe): RTZR documents the error codes, not these sizes [guess]
-    batch_max_bytes: int = 512 << 20  # a bigger upload: 413 H0005
-    batch_max_duration_s: float = 4 * 3600.0  # longer audio: 413 H0006
-    batch_max_jobs: int = 10  # transcribing at once per client id; one more: 429 A0002
-    batch_min_poll_interval_s: float = 0.0  # polls closer together: 429 A0003 (0: no limit)
-    batch_ttl_s: float = 6 * 3600.0  # results kept this long after a job is done, then 410 H0007
+    # the file API (POST/GET /v1/transcribe): the docs' limits (developers.rtzr.ai stt-file, rate_limit)
+    batch_max_bytes: int = 2_000_000_000  # [doc] "Max file size: 2GB"; a bigger upload: 413 H0005 (held in memory)
+    batch_max_duration_s: float = 4 * 3600.0  # [doc] "Max duration: 4 hours"; longer audio: 413 H0006
+    batch_max_jobs: int = 20  # [doc] sommers jobs at once per organisation, Basic plan (free: 10); one more: 429 A0002
+    batch_max_whisper_jobs: int = 5  # [doc] whisper jobs at once per organisation, Basic plan (free: 2)
+    batch_min_poll_interval_s: float = 5.0  # [seen] polls closer together: 429 A0003 (0: no limit)
+    batch_ttl_s: float = 3 * 86400.0  # [guess: cited as RTZR's] results kept 3 days after a job is done, then 410 H0007
     batch_s_per_audio_s: float = 0.05  # "transcribing" this long per second of audio (times time_scale)
 
     UPDATABLE = ("token_ttl_s", "max_streams", "time_scale", "idle_timeout_s", "idle_close_code",
                  "max_frame_bytes", "epd_time", "max_utter_duration", "auto_word_ms", "auto_threshold_dbfs",
-                 "journal_limit", "batch_max_bytes", "batch_max_duration_s", "batch_max_jobs",
+                 "journal_limit", "batch_max_bytes", "batch_max_duration_s", "batch_max_jobs", "batch_max_whisper_jobs",
                  "batch_min_poll_interval_s", "batch_ttl_s", "batch_s_per_audio_s")
 
 
@@ -276,15 +277,17 @@ class FakeRtzrBackend:
         return client_id
 
     def accept_upload(self, headers: Mapping[str, str], config_raw: str | None, size: int) -> tuple[str, BatchParams]:
-        """The checks before the audio is decoded, in order: token (401 H0002), jobs in flight (429 A0002),
-        config (400 H0001), size (413 H0005). Raises ``BatchRefusal``."""
+        """The checks before the audio is decoded, in order: token (401 H0002), config (400 H0001), jobs of its
+        model in flight (429 A0002, the docs' "Too many concurrent requests"), size (413 H0005). Raises
+        ``BatchRefusal``."""
         client_id = self._batch_client(headers)
-        if self.batch.transcribing(client_id, time.monotonic()) >= self.config.batch_max_jobs:
-            raise BatchRefusal(429, "A0002", f"too many transcriptions at once (limit {self.config.batch_max_jobs})")
         params = parse_batch_config(config_raw)
+        limit = self.config.batch_max_whisper_jobs if params.model == "whisper" else self.config.batch_max_jobs
+        if self.batch.transcribing(params.model, time.monotonic()) >= limit:
+            raise BatchRefusal(429, "A0002", "Too many concurrent requests")
         if size > self.config.batch_max_bytes:
             raise BatchRefusal(413, "H0005", f"the file is over {self.config.batch_max_bytes} bytes")
-        self.batch.reserve(client_id)  # with the check above, in one step of the event loop: the caller releases it
+        self.batch.reserve(params.model)  # with the check above, in one step of the event loop: the caller releases it
         return client_id, params
 
     def start_transcription(self, headers: Mapping[str, str], client_id: str, params: BatchParams, samples: Any,
@@ -315,12 +318,17 @@ class FakeRtzrBackend:
                 text = payload["alternatives"][0]["text"]
                 record.messages.append(SentMessage("final", payload["seq"], text, round(action.result.audio_ms, 1), now,
                                                    now, 0.0, json.dumps(payload, ensure_ascii=False)))
-                utterances.append({"start_at": payload["start_at"], "duration": payload["duration"], "msg": text,
-                                   "spk": 0, "lang": params.language})
+                utterance = {"start_at": payload["start_at"], "duration": payload["duration"], "msg": text,
+                             "spk": 0, "lang": params.language}
+                if params.use_word_timestamp:  # [doc] stt-file/word_timestamp: words in the file's time, text as said
+                    utterance["words"] = [{"start_at": payload["start_at"] + w["start_at"], "duration": w["duration"],
+                                           "text": w["text"].lstrip("|")}
+                                          for w in payload["alternatives"][0].get("words", ())]
+                utterances.append(utterance)
         record.audio_bytes, record.audio_ms = session.audio_bytes, round(session.audio_ms, 1)
         error = next((e for f in self.faults if (e := f.on_transcription(index))), None)
         ready_at = now + duration_s * self.config.batch_s_per_audio_s * self.config.time_scale
-        job = BatchJob(self.batch.new_id(), client_id, ready_at, [] if error else utterances, error)
+        job = BatchJob(self.batch.new_id(), client_id, ready_at, [] if error else utterances, error, model=params.model)
         self.batch.add(job)
         record.end("failed" if error else "completed", None, f"job {job.id}")
         record.closed_wall = now

@@ -3,9 +3,16 @@
 ``POST /v1/transcribe`` (multipart ``file`` + ``config`` JSON) starts a job and answers ``{"id"}``;
 ``GET /v1/transcribe/{id}`` answers ``{"id", "status": "transcribing"}`` until the job is done, then
 ``{"id", "status": "completed", "results": {"utterances": [{start_at, duration, msg, spk, lang}]}}``
-(or ``"failed"``). The utterances come from the backend's scripts (or auto mode), heard in the audio
-actually uploaded. Limits and refusals carry RTZR's documented codes; which HTTP status goes with
-H0010 and A0003, and every limit's size, are the fake's guesses (configurable).
+(``words: [{start_at, duration, text}]`` in each with ``use_word_timestamp``), or ``"failed"``. The
+utterances come from the backend's scripts (or auto mode), heard in the audio actually uploaded.
+
+The ``config`` part is required and checked as RTZR's docs (developers.rtzr.ai, stt-file) describe it and
+as the live service answered a third-party client's recorded configs: ``language`` is whisper's
+(``detect``, ``multi`` and ``language_candidates`` are refused for sommers, and whisper needs a language:
+400 "unsupported language"), ``diarization`` without ``use_diarization: true`` is refused, and keywords
+are taken as the live service took them (an empty word, a word over 20 characters, a list over 100).
+Limits and refusals carry RTZR's documented codes; docs/rtzr-apis.md says which are documented and which
+the fake guesses (each a setting).
 """
 
 from __future__ import annotations
@@ -18,10 +25,10 @@ from typing import Any
 
 from .actions import Refusal
 
-MODELS = ("sommers", "sommers_ko", "whisper")  # "sommers" in the file API's examples; sommers_ko as streaming names it
+MODELS = ("sommers", "sommers_ko", "whisper")  # "sommers" in the file API's docs; sommers_ko as streaming names it
 DOMAINS = ("GENERAL", "CALL")
-MAX_KEYWORDS = 100
-MAX_KEYWORD_CHARS = 20
+WHISPER_ONLY_LANGUAGES = ("detect", "multi")  # the docs: language is whisper's (ko, detect, multi)
+UNSUPPORTED_LANGUAGE = "unsupported language"  # the live service's message (as a third-party client recorded it)
 
 
 class BatchRefusal(Exception):
@@ -47,19 +54,27 @@ class BatchParams:
     use_itn: bool = True
     use_disfluency_filter: bool = True
     use_profanity_filter: bool = False
-    use_paragraph_splitter: bool = False
-    paragraph_max: int | None = None
+    use_paragraph_splitter: bool = True  # the docs' default
+    paragraph_max: int | None = None  # the docs' default is 50
     domain: str = "GENERAL"
     use_word_timestamp: bool = False
     keywords: tuple[str, ...] = ()
+    language_candidates: tuple[str, ...] = ()
     unknown: tuple[str, ...] = ()
+
+    @property
+    def model(self) -> str:
+        """The model family whose concurrency limit the job counts against: ``whisper`` or ``sommers``."""
+        return "whisper" if self.model_name == "whisper" else "sommers"
 
     def as_query(self) -> dict[str, str]:
         """For the journal, in the streaming record's shape."""
         query = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in vars(self).items()
-                 if v is not None and k not in ("keywords", "unknown")}
+                 if v is not None and k not in ("keywords", "language_candidates", "unknown")}
         if self.keywords:
             query["keywords"] = ",".join(self.keywords)
+        if self.language_candidates:
+            query["language_candidates"] = ",".join(self.language_candidates)
         return query
 
 
@@ -84,9 +99,10 @@ def _count(section: Any, name: str, where: str, low: int) -> int | None:
 
 
 def parse_batch_config(raw: str | None) -> BatchParams:
-    """The multipart ``config`` field (JSON; missing means every default). Raises ``BatchRefusal`` (400 H0001)."""
+    """The multipart ``config`` field (JSON; required, as the docs mark it: ``{}`` takes every default). Raises
+    ``BatchRefusal`` (400 H0001)."""
     if raw is None or not raw.strip():
-        return BatchParams()
+        raise bad_config("config is required (a JSON object; {} for every default)")
     try:
         doc = json.loads(raw)
     except (ValueError, RecursionError):
@@ -99,31 +115,38 @@ def parse_batch_config(raw: str | None) -> BatchParams:
     domain = str(doc.get("domain", "GENERAL")).upper()
     if domain not in DOMAINS:
         raise bad_config(f"config.domain must be GENERAL or CALL, got {doc.get('domain')!r}")
-    language = doc.get("language", "ko")
+    language = doc.get("language", None if model == "whisper" else "ko")
+    if language is None:
+        raise bad_config(f"{UNSUPPORTED_LANGUAGE}: whisper needs config.language (a language code, detect or multi)")
     if not isinstance(language, str) or not language:
         raise bad_config(f"config.language must be a language code, got {language!r}")
+    candidates = doc.get("language_candidates")
+    if candidates is not None and (not isinstance(candidates, list) or not all(isinstance(c, str) for c in candidates)):
+        raise bad_config("config.language_candidates must be a list of language codes")
+    if model != "whisper" and (language in WHISPER_ONLY_LANGUAGES or candidates is not None):
+        what = "language_candidates" if candidates is not None else f"language {language!r}"
+        raise bad_config(f"{UNSUPPORTED_LANGUAGE}: {what} is whisper's (model_name {model!r})")
     keywords = doc.get("keywords", [])
     if not isinstance(keywords, list) or not all(isinstance(k, str) for k in keywords):
         raise bad_config("config.keywords must be a list of words")
-    if len(keywords) > MAX_KEYWORDS:
-        raise bad_config(f"config.keywords: at most {MAX_KEYWORDS} words, got {len(keywords)}")
-    for word in keywords:
-        if not 1 <= len(word.rpartition(":")[0] if ":" in word else word) <= MAX_KEYWORD_CHARS:
-            raise bad_config(f"config.keywords: {word!r} must be 1-{MAX_KEYWORD_CHARS} characters")
-    known = {"model_name", "language", "use_diarization", "diarization", "use_itn", "use_disfluency_filter",
-             "use_profanity_filter", "use_paragraph_splitter", "paragraph_splitter", "domain", "use_word_timestamp",
-             "keywords"}
+    use_diarization = _flag(doc, "use_diarization", False)
+    if "diarization" in doc and not use_diarization:
+        raise bad_config("config.diarization needs use_diarization: true")
+    known = {"model_name", "language", "language_candidates", "use_diarization", "diarization", "use_itn",
+             "use_disfluency_filter", "use_profanity_filter", "use_paragraph_splitter", "paragraph_splitter", "domain",
+             "use_word_timestamp", "keywords"}
     return BatchParams(
         model_name=model, language=language, domain=domain,
-        use_diarization=_flag(doc, "use_diarization", False),
+        use_diarization=use_diarization,
         spk_count=_count(doc.get("diarization"), "spk_count", "diarization", 0),
         use_itn=_flag(doc, "use_itn", True),
         use_disfluency_filter=_flag(doc, "use_disfluency_filter", True),
         use_profanity_filter=_flag(doc, "use_profanity_filter", False),
-        use_paragraph_splitter=_flag(doc, "use_paragraph_splitter", False),
+        use_paragraph_splitter=_flag(doc, "use_paragraph_splitter", True),
         paragraph_max=_count(doc.get("paragraph_splitter"), "max", "paragraph_splitter", 1),
         use_word_timestamp=_flag(doc, "use_word_timestamp", False),
         keywords=tuple(keywords),
+        language_candidates=tuple(candidates or ()),
         unknown=tuple(sorted(set(doc) - known)),
     )
 
@@ -136,6 +159,7 @@ class BatchJob:
     utterances: list[dict[str, Any]]
     error: dict[str, str] | None = None  # a failed job's
     last_poll: float | None = None
+    model: str = "sommers"  # the limit it counts against: sommers or whisper (``BatchParams.model``)
 
     def status(self, now: float) -> str:
         if now < self.ready_at:
@@ -152,7 +176,7 @@ class BatchJobs:
 
     worker: tuple[int, int] = (0, 1)
     jobs: dict[str, BatchJob] = field(default_factory=dict)
-    decoding: dict[str, int] = field(default_factory=dict)  # client id -> uploads accepted, not yet jobs
+    decoding: dict[str, int] = field(default_factory=dict)  # model -> uploads accepted, not yet jobs
 
     def new_id(self) -> str:
         """Random, and naming the worker that holds the job (``fakertzr serve --workers`` routes polls by it)."""
@@ -164,22 +188,24 @@ class BatchJobs:
         whole = JOB_ID.fullmatch(job_id)
         return int(whole.group(1)) if whole else None
 
-    def transcribing(self, client_id: str, now: float) -> int:
-        """Jobs of this client transcribing now, and uploads of it accepted and still being decoded."""
-        return self.decoding.get(client_id, 0) + sum(
-            1 for j in self.jobs.values() if j.client_id == client_id and j.status(now) == "transcribing")
+    def transcribing(self, model: str, now: float) -> int:
+        """Jobs of this model transcribing now, and uploads for it accepted and still being decoded. RTZR counts
+        per organisation and per model (developers.rtzr.ai, rate_limit); the fake is one organisation: every
+        client it accepts belongs to it."""
+        return self.decoding.get(model, 0) + sum(
+            1 for j in self.jobs.values() if j.model == model and j.status(now) == "transcribing")
 
-    def reserve(self, client_id: str) -> None:
+    def reserve(self, model: str) -> None:
         """An upload accepted: it counts against the limit from now, while its audio is decoded off the loop
         (checked and counted in one step: 50 uploads at once were all let in past a limit of 10)."""
-        self.decoding[client_id] = self.decoding.get(client_id, 0) + 1
+        self.decoding[model] = self.decoding.get(model, 0) + 1
 
-    def release(self, client_id: str) -> None:
-        left = self.decoding.get(client_id, 0) - 1
+    def release(self, model: str) -> None:
+        left = self.decoding.get(model, 0) - 1
         if left > 0:
-            self.decoding[client_id] = left
+            self.decoding[model] = left
         else:
-            self.decoding.pop(client_id, None)
+            self.decoding.pop(model, None)
 
     def add(self, job: BatchJob) -> None:
         self.jobs[job.id] = job

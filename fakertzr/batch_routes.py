@@ -92,7 +92,7 @@ def transcribe_handler(backend_of: Callable[[web.Request], FakeRtzrBackend]) -> 
                 samples = await asyncio.to_thread(decode_upload, data, name, backend.config.batch_max_duration_s)
                 job = backend.start_transcription(request.headers, client_id, params, samples, filename=name, size=size)
             finally:
-                backend.batch.release(client_id)  # the job now counts itself, or there is none
+                backend.batch.release(params.model)  # the job now counts itself, or there is none
         except BatchRefusal as exc:
             log.info("event=transcribe_refused status=%s code=%s", exc.refusal.status, exc.refusal.code)
             return _refused(exc)

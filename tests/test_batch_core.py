@@ -17,10 +17,52 @@ TTL_S = LIMITS["ttl_s"]
 UTTERANCES = [{"start_at": 800, "duration": 2320, "msg": "안녕하세요", "spk": 0, "lang": "ko"}]
 
 
-def test_defaults_are_rtzrs_with_disfluency_filtering_on():
-    p = parse_batch_config(None)
+def test_defaults_are_the_docs_with_disfluency_filtering_and_the_paragraph_splitter_on():
+    p = parse_batch_config("{}")
     assert p == BatchParams() and p.use_disfluency_filter and p.use_itn and not p.use_diarization
+    assert p.use_paragraph_splitter and p.model == "sommers" and p.language == "ko"
     assert parse_batch_config('{"colour": "blue"}').unknown == ("colour",)
+
+
+@pytest.mark.parametrize("raw", [None, "", "  "])
+def test_config_is_required_as_the_docs_mark_it(raw):
+    with pytest.raises(BatchRefusal) as caught:
+        parse_batch_config(raw)
+    assert caught.value.refusal.code == "H0001" and "config is required" in caught.value.refusal.msg
+
+
+@pytest.mark.parametrize("config,says", [
+    ({"diarization": {"spk_count": 2}}, "use_diarization"),
+    ({"use_diarization": False, "diarization": {"spk_count": 2}}, "use_diarization"),
+    ({"model_name": "sommers", "language": "detect"}, "unsupported language"),
+    ({"model_name": "sommers", "language_candidates": ["ko", "en"]}, "unsupported language"),
+    ({"language": "multi"}, "unsupported language"),
+    ({"model_name": "whisper"}, "unsupported language"),
+])
+def test_the_live_services_cross_field_rules_refuse(config, says):
+    """The configs a third-party client's authors recorded a 400 for from the live service."""
+    with pytest.raises(BatchRefusal) as caught:
+        parse_batch_config(json.dumps(config))
+    assert caught.value.refusal.code == "H0001" and says in caught.value.refusal.msg
+
+
+@pytest.mark.parametrize("config", [
+    {"keywords": [""]}, {"keywords": ["가" * 21]}, {"keywords": [f"단어{i}" for i in range(101)]},
+    {"model_name": "whisper", "language": "detect", "language_candidates": ["ko", "en"]},
+    {"model_name": "whisper", "language": "ko"}, {"use_diarization": True, "diarization": {"spk_count": 2}},
+])
+def test_what_the_live_service_takes_is_taken(config):
+    params = parse_batch_config(json.dumps(config))
+    assert params.model == ("whisper" if config.get("model_name") == "whisper" else "sommers")
+
+
+def test_jobs_count_against_their_models_limit():
+    jobs = BatchJobs()
+    jobs.add(BatchJob(jobs.new_id(), "me", 10.0, [], model="whisper"))
+    jobs.reserve("sommers")
+    assert jobs.transcribing("whisper", 1.0) == 1 and jobs.transcribing("sommers", 1.0) == 1
+    jobs.release("sommers")
+    assert jobs.transcribing("sommers", 1.0) == 0 and jobs.transcribing("whisper", 11.0) == 0
 
 
 def test_a_non_object_config_is_refused():
@@ -35,7 +77,7 @@ def test_a_job_transcribes_then_completes_then_expires():
     jobs.add(job)
     assert BatchJobs.worker_of(job.id) == 1
     assert jobs.poll(job.id, "me", 1.0, **LIMITS) == {"id": job.id, "status": "transcribing"}
-    assert jobs.transcribing("me", 1.0) == 1 and jobs.transcribing("you", 1.0) == 0
+    assert jobs.transcribing("sommers", 1.0) == 1 and jobs.transcribing("whisper", 1.0) == 0
     done = jobs.poll(job.id, "me", 11.0, **LIMITS)
     assert done["status"] == "completed" and done["results"]["utterances"] == UTTERANCES
     with pytest.raises(BatchRefusal) as too_soon:

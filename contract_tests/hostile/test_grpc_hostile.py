@@ -12,7 +12,7 @@ import grpc
 import pytest
 
 from fakertzr import FakeRtzrBackend, FakeRtzrConfig
-from fakertzr.grpc import vito_stt_client_pb2 as pb
+from contract_tests.rtzr.protos import vito_stt_client_pb2 as pb
 from fakertzr.grpc.service import FakeRtzrGrpcServer
 
 from .conftest import SEED_DIR

@@ -15,8 +15,8 @@ from pathlib import Path
 import grpc
 import requests
 
-from fakertzr.grpc import vito_stt_client_pb2 as pb
-from fakertzr.grpc import vito_stt_client_pb2_grpc as pb_grpc
+from contract_tests.rtzr.protos import vito_stt_client_pb2 as pb
+from contract_tests.rtzr.protos import vito_stt_client_pb2_grpc as pb_grpc
 
 
 @dataclass

@@ -74,27 +74,59 @@ async def test_only_the_audio_uploaded_is_heard(rtzr, seed, tmp_path):
     assert status == 200 and [u["msg"] for u in result["results"]["utterances"]] == SEED_TEXTS[:1]
 
 
-async def test_defaults_where_the_config_is_missing(rtzr, seed):
-    status, job = await upload(rtzr, SEED_WAV.read_bytes(), None)
+async def test_a_missing_config_is_400_h0001_and_an_empty_one_takes_the_docs_defaults(rtzr, seed):
+    """The docs mark ``config`` required; ``{}`` takes every default (stt-file's RequestConfig table)."""
+    status, body = await upload(rtzr, SEED_WAV.read_bytes(), None)
+    assert (status, body["code"]) == (400, "H0001"), body
+    status, job = await upload(rtzr, SEED_WAV.read_bytes(), {})
     assert status == 200, job
     if not rtzr.live:
         query = rtzr.fake.journal.connections[-1].query
-        assert (query["use_disfluency_filter"], query["use_itn"], query["model_name"], query["domain"]) == \
-            ("true", "true", "sommers", "GENERAL")
+        assert (query["use_disfluency_filter"], query["use_itn"], query["model_name"], query["domain"],
+                query["use_paragraph_splitter"]) == ("true", "true", "sommers", "GENERAL", "true")
+
+
+async def test_word_timestamps_when_asked(rtzr, seed):
+    """``use_word_timestamp: true``: each utterance has ``words`` (start_at, duration, text), in the file's time."""
+    status, job = await upload(rtzr, SEED_WAV.read_bytes(), {"use_word_timestamp": True})
+    assert status == 200, job
+    status, result = await poll(rtzr, job["id"])
+    if rtzr.live:
+        return
+    utterances = result["results"]["utterances"]
+    assert [" ".join(w["text"] for w in u["words"]) for u in utterances] == SEED_TEXTS
+    for u in utterances:
+        assert u["words"][0]["start_at"] >= u["start_at"] and all(set(w) == {"start_at", "duration", "text"} for w in u["words"])
+        last = u["words"][-1]
+        assert last["start_at"] + last["duration"] <= u["start_at"] + u["duration"]
+    status, job = await upload(rtzr, SEED_WAV.read_bytes(), {})
+    _, plain = await poll(rtzr, job["id"])
+    assert all("words" not in u for u in plain["results"]["utterances"])
 
 
 @pytest.mark.parametrize("config,message", [
     ("{not json", "not valid JSON"),
     ({"model_name": "sommers_zh"}, "config.model_name"),
     ({"use_itn": "yes"}, "config.use_itn must be true or false"),
-    ({"diarization": {"spk_count": -1}}, "config.diarization.spk_count"),
-    ({"keywords": ["가" * 21]}, "1-20 characters"),
+    ({"use_diarization": True, "diarization": {"spk_count": -1}}, "config.diarization.spk_count"),
+    # what the live service refused of a third-party client's recorded configs
+    ({"diarization": {"spk_count": 2}}, "use_diarization"),
+    ({"model_name": "sommers", "language": "detect"}, "unsupported language"),
+    ({"model_name": "sommers", "language_candidates": ["ko", "en"]}, "unsupported language"),
+    ({"model_name": "whisper"}, "unsupported language"),
 ])
 async def test_a_bad_config_is_400_h0001(rtzr, config, message):
     status, body = await upload(rtzr, SEED_WAV.read_bytes(), config)
     assert status == 400 and body["code"] == "H0001"
     if not rtzr.live:
         assert message in body["msg"]
+
+
+@pytest.mark.parametrize("keywords", [[""], ["가" * 21], [f"단어{i}" for i in range(101)]],
+                         ids=["empty word", "21 characters", "101 words"])
+async def test_keywords_the_live_service_takes_are_taken(rtzr, keywords):
+    status, body = await upload(rtzr, SEED_WAV.read_bytes(), {"keywords": keywords})
+    assert status == 200, body
 
 
 @pytest.mark.parametrize("token", [None, "not-a-token"], ids=["no token", "bad token"])
@@ -120,14 +152,40 @@ async def test_limits_size_h0005_and_duration_h0006(rtzr, seed):
     assert (status, body["code"]) == (413, "H0006")
 
 
-async def test_jobs_in_flight_are_limited_a0002(rtzr):
+async def test_the_limits_are_the_docs(rtzr):
+    """developers.rtzr.ai: stt-file (2GB, 4 hours) and rate_limit (Basic plan: 20 sommers, 5 whisper files at once,
+    per organisation); polls 5 s apart as the live service holds them (recorded)."""
+    if rtzr.live:
+        pytest.skip("the fake's defaults")
+    config = rtzr.fake.config
+    assert (config.batch_max_bytes, config.batch_max_duration_s) == (2_000_000_000, 4 * 3600)
+    assert (config.batch_max_jobs, config.batch_max_whisper_jobs, config.batch_min_poll_interval_s) == (20, 5, 5.0)
+
+
+async def test_jobs_in_flight_are_limited_a0002_per_model(rtzr):
     fake = rtzr.fake
-    fake.update_config({"batch_max_jobs": 1, "time_scale": 1.0, "batch_s_per_audio_s": 100.0})  # "transcribing" for long
+    fake.update_config({"batch_max_jobs": 1, "batch_max_whisper_jobs": 1, "time_scale": 1.0,
+                        "batch_s_per_audio_s": 100.0})  # "transcribing" for long
     first, job = await upload(rtzr, SEED_WAV.read_bytes(), {})
     status, result = await poll(rtzr, job["id"])
     assert first == 200 and result["status"] == "transcribing" and "results" not in result
     status, body = await upload(rtzr, SEED_WAV.read_bytes(), {})
+    assert (status, body) == (429, {"code": "A0002", "msg": "Too many concurrent requests"})
+    whisper = {"model_name": "whisper", "language": "ko"}
+    status, _ = await upload(rtzr, SEED_WAV.read_bytes(), whisper)
+    assert status == 200, "whisper has its own limit"
+    status, body = await upload(rtzr, SEED_WAV.read_bytes(), whisper)
     assert (status, body["code"]) == (429, "A0002")
+
+
+async def test_a_poll_within_5_s_of_the_last_is_429_a0003_by_default(rtzr):
+    _, job = await upload(rtzr, SEED_WAV.read_bytes(), {})
+    assert (await poll(rtzr, job["id"]))[0] == 200
+    status, body = await poll(rtzr, job["id"])
+    assert (status, body["code"]) == (429, "A0003")
+    if not rtzr.live:
+        rtzr.fake.update_config({"batch_min_poll_interval_s": 0})  # the setting that turns it off
+        assert (await poll(rtzr, job["id"]))[0] == 200
 
 
 async def test_polls_unknown_foreign_expired_and_too_fast(rtzr):

@@ -12,8 +12,8 @@ import pytest
 from grpc import aio
 
 from fakertzr import load_fixture
-from fakertzr.grpc import vito_stt_client_pb2 as pb
-from fakertzr.grpc import vito_stt_client_pb2_grpc as pb_grpc
+from contract_tests.rtzr.protos import vito_stt_client_pb2 as pb
+from contract_tests.rtzr.protos import vito_stt_client_pb2_grpc as pb_grpc
 
 from . import client, grpc_client
 from .test_standalone import write_wav
@@ -94,6 +94,8 @@ async def test_results_carry_what_the_websocket_sends_but_seq(rtzr_grpc, seed):
         assert [(w.text, w.start_at, w.duration) for w in got.alternatives[0].words] == \
             [(w["text"], w["start_at"], w["duration"]) for w in want["alternatives"][0]["words"]]
         assert got.alternatives[0].confidence == pytest.approx(want["alternatives"][0]["confidence"], abs=1e-6)
+        # gRPC words carry a confidence, as RTZR's gRPC docs show them (the WebSocket's words have none)
+        assert all(w.confidence == got.alternatives[0].confidence > 0 for w in got.alternatives[0].words)
 
 
 @pytest.mark.parametrize("token", [None, "not-a-token"], ids=["no token", "bad token"])

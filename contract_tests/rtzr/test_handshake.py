@@ -38,6 +38,7 @@ async def test_bearer_scheme_in_any_case(rtzr, scheme):
         {"sample_rate": "8000", "encoding": "LINEAR16", "use_itn": "maybe"},
         {"sample_rate": "8000", "encoding": "LINEAR16", "model_name": "nope"},
         {"sample_rate": "8000", "encoding": "LINEAR16", "keywords": "가:7.5"},
+        {"sample_rate": "8000", "encoding": "LINEAR16", "domain": "NOT_A_DOMAIN"},
     ],
 )
 async def test_bad_parameters_are_400_h0001(rtzr, query):

@@ -144,6 +144,7 @@ async def test_a_file_job_is_polled_through_any_worker():
             for _ in range(STREAMS):  # a connection each, spread over both workers (all on one: 2 ** -19)
                 form = aiohttp.FormData()
                 form.add_field("file", wav, filename="caller.wav")
+                form.add_field("config", "{}")
                 async with aiohttp.ClientSession() as fresh, fresh.post(f"{base}/v1/transcribe", data=form, headers=auth) as resp:
                     ids.append((await resp.json())["id"])
             assert {i[-2:] for i in ids} == {"w0", "w1"}, ids

@@ -1,5 +1,9 @@
 """RTZR's gRPC streaming API (``online_decoder.OnlineDecoder/Decode``) on the fake's one backend.
 
+The messages are ``decoder.proto``'s, wire-identical to RTZR's current proto (rtzr/rtzr-api,
+``protos/rtzr-stt.proto``), a superset of the older one (vito-ai/openapi-grpc): a client compiled from
+either talks to the fake unchanged.
+
 The same scripts, faults, journal and control API as the WebSocket: the first request's
 ``DecoderConfig`` becomes the WebSocket's query parameters, the ``authorization`` metadata its
 header, and the stream runs in :class:`~fakertzr.connection.StreamConnection` with gRPC as the
@@ -8,6 +12,8 @@ transport. How the WebSocket's outcomes map to gRPC:
 - a refused handshake: ``INVALID_ARGUMENT`` (400), ``UNAUTHENTICATED`` (401), ``PERMISSION_DENIED``
   (403), ``RESOURCE_EXHAUSTED`` (429), ``UNAVAILABLE`` (anything else), details ``"<code>: <msg>"``;
 - the client's half-close: ``EOS`` (the open utterance's final, then the stream completes, ``OK``);
+- ``streaming_control`` with ``DECODER_CMD_FINALIZE``: the WebSocket's ``{"type": "Finalize"}`` (the open
+  utterance's final at once, the stream stays open); any other command is ignored, with one log line;
 - a close: completion, ``OK`` for 1000, else ``UNAVAILABLE`` (1001), ``INTERNAL`` (1011) or ``UNKNOWN``;
 - a drop: ``UNAVAILABLE`` "connection dropped" (grpcio gives a handler no way to cut the HTTP/2
   connection itself; this is the status a client sees when it is cut);
@@ -36,8 +42,7 @@ from ..actions import SendRaw, SendResult
 from ..backend import FakeRtzrBackend, OpenedStream
 from ..connection import StreamConnection
 from ..shutdown import drain
-from . import vito_stt_client_pb2 as pb
-from . import vito_stt_client_pb2_grpc as pb_grpc
+from . import decoder_pb2 as pb
 
 REFUSAL_STATUS = {400: grpc.StatusCode.INVALID_ARGUMENT, 401: grpc.StatusCode.UNAUTHENTICATED,
                   403: grpc.StatusCode.PERMISSION_DENIED, 429: grpc.StatusCode.RESOURCE_EXHAUSTED}
@@ -73,11 +78,13 @@ def config_query(config: pb.DecoderConfig) -> dict[str, str]:
         query["encoding"] = "LINEAR16" if encoding == "WAV" else encoding  # WAV: LINEAR16 behind a RIFF header
     if config.HasField("model_name"):
         query["model_name"] = "sommers_ko" if config.model_name == DEFAULT_MODEL_ALIAS else config.model_name
-    for flag in ("use_itn", "use_disfluency_filter", "use_profanity_filter"):
+    for flag in ("use_itn", "use_disfluency_filter", "use_profanity_filter", "use_punctuation"):
         if config.HasField(flag):
             query[flag] = str(getattr(config, flag)).lower()
     if config.HasField("language"):
         query["language"] = config.language
+    if config.HasField("domain"):
+        query["domain"] = config.domain  # checked as the WebSocket's: CALL or MEETING, else H0001
     if config.keywords:
         query["keywords"] = ",".join(config.keywords)
     if config.HasField("stream_config"):
@@ -90,11 +97,13 @@ def config_query(config: pb.DecoderConfig) -> dict[str, str]:
 
 
 def response_for(payload: dict[str, Any]) -> pb.DecoderResponse:
-    """One WebSocket result as a ``DecoderResponse`` (no ``seq`` in gRPC)."""
+    """One WebSocket result as a ``DecoderResponse`` (no ``seq`` in gRPC). Each word carries a ``confidence``,
+    as RTZR's gRPC docs show it: the fake scores whole utterances, so a word has its final's."""
     alternatives = [
         pb.SpeechRecognitionAlternative(
             text=alt.get("text", ""), confidence=alt.get("confidence", 0.0),
-            words=[pb.WordInfo(text=w["text"], start_at=w["start_at"], duration=w["duration"]) for w in alt.get("words", ())],
+            words=[pb.WordInfo(text=w["text"], start_at=w["start_at"], duration=w["duration"],
+                               confidence=w.get("confidence", alt.get("confidence", 0.0))) for w in alt.get("words", ())],
         )
         for alt in payload.get("alternatives", ())
     ]
@@ -120,11 +129,25 @@ class GrpcStreamConnection(StreamConnection):
                 self._end("client_error", None, "a request that is not a DecoderRequest")
                 self.status = (grpc.StatusCode.INVALID_ARGUMENT, unreadable_details(request))
                 return
-            if request.WhichOneof("streaming_request") == "audio_content":
+            kind = request.WhichOneof("streaming_request")
+            if kind == "audio_content":
                 self.last_audio_at = time.monotonic()
                 self.record.audio_frames += 1
                 self._enqueue(self.session.receive_audio(request.audio_content))
+            elif kind == "streaming_control":
+                self._control(request.streaming_control.command)
         self._end_of_audio()
+
+    def _control(self, command: int) -> None:
+        """``DECODER_CMD_FINALIZE``: the WebSocket's ``{"type": "Finalize"}``; anything else is ignored."""
+        name = pb.DecoderControl.DecoderCommand.Name(command) if command in pb.DecoderControl.DecoderCommand.values() \
+            else str(command)
+        if len(self.record.text_frames) < self.record.MAX_TEXT_FRAMES:
+            self.record.text_frames.append(f"(control {name})")
+        if command == pb.DecoderControl.DECODER_CMD_FINALIZE:
+            self._enqueue(self.session.receive_text('{"type": "Finalize"}'))
+        else:
+            log.info("connection=%s event=grpc_control_ignored command=%s", self.record.index, name)
 
     def _end_of_audio(self) -> None:
         """The client half-closed: the WebSocket's ``EOS``."""
@@ -152,8 +175,8 @@ class GrpcStreamConnection(StreamConnection):
         return payload
 
 
-class OnlineDecoder(pb_grpc.OnlineDecoderServicer):
-    """The servicer; see the module docstring."""
+class OnlineDecoder:
+    """The servicer of ``online_decoder.OnlineDecoder``; see the module docstring."""
 
     def __init__(self, backend: FakeRtzrBackend) -> None:
         self.backend = backend
