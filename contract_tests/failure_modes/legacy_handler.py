@@ -27,6 +27,8 @@ from callaudio.g711 import ulaw_to_pcm16
 logger = logging.getLogger("aicall.legacy")
 conversation_sessions: dict[str, list[dict[str, str]]] = {}  # bug 3: module-level, shared by every call
 ENV = web.AppKey("env", dict)
+TASKS = web.AppKey("tasks", set)  # test scaffolding, not the report's code: what the app cancels at cleanup
+SESSIONS = web.AppKey("sessions", list)
 
 
 async def get_token(env: Mapping[str, str], session: aiohttp.ClientSession) -> str:
@@ -93,7 +95,7 @@ async def media_stream_handler(request: web.Request) -> web.WebSocketResponse:
                 call_sid, stream_sid = event.call_sid, event.stream_sid
                 conversation_sessions[call_sid] = []
                 rtzr_task = asyncio.create_task(process_rtzr_results())  # never cancelled, never awaited
-                request.app["tasks"].add(rtzr_task)
+                request.app[TASKS].add(rtzr_task)
             elif isinstance(event, twilio.Media):
                 await audio_queue.put(ulaw_to_pcm16(event.payload).astype("<i2").tobytes())
             elif isinstance(event, twilio.Stop):
@@ -101,21 +103,21 @@ async def media_stream_handler(request: web.Request) -> web.WebSocketResponse:
     finally:
         await audio_queue.put(None)
         del conversation_sessions[call_sid]  # bug 3: the reply task may still need it
-        request.app["sessions"].append(session)  # closed with the app: a leak is not one of the report's bugs
+        request.app[SESSIONS].append(session)  # closed with the app: a leak is not one of the report's bugs
     return ws
 
 
 def create_legacy_app(env: Mapping[str, str]) -> web.Application:
     app = web.Application()
     app[ENV] = dict(env)
-    app["tasks"] = set()
-    app["sessions"] = []
+    app[TASKS] = set()
+    app[SESSIONS] = []
 
     async def cancel_leftovers(app: web.Application) -> None:  # only so the test process stays tidy
-        for task in app["tasks"]:
+        for task in app[TASKS]:
             task.cancel()
-        await asyncio.gather(*app["tasks"], return_exceptions=True)
-        for session in app["sessions"]:
+        await asyncio.gather(*app[TASKS], return_exceptions=True)
+        for session in app[SESSIONS]:
             await session.close()
 
     app.on_cleanup.append(cancel_leftovers)
