@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import queue
 import sys
 import threading
+from pathlib import Path
 
 import grpc
 
@@ -26,6 +26,8 @@ from contract_tests.rtzr.protos import rtzr_stt_pb2 as pb
 from contract_tests.rtzr.protos import rtzr_stt_pb2_grpc as pb_grpc
 
 FRAME = 320  # 20 ms of 8 kHz 16-bit mono
+# Not grpc_client's helpers: that module loads the older proto, and protobuf refuses ``online_decoder``'s
+# symbols defined twice in one process.
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--use-punctuation", action="store_true")
     parser.add_argument("--secure", action="store_true")
     args = parser.parse_args(argv)
-    audio = open(args.audio, "rb").read()
+    audio = Path(args.audio).read_bytes()
     config = pb.DecoderConfig(sample_rate=8000, encoding=pb.DecoderConfig.AudioEncoding.LINEAR16, use_itn=True,
                               use_punctuation=args.use_punctuation)
     if args.domain:
@@ -60,8 +62,7 @@ def main(argv: list[str] | None = None) -> int:
 
     channel = (grpc.secure_channel(args.target, grpc.ssl_channel_credentials()) if args.secure
                else grpc.insecure_channel(args.target))
-    out: queue.SimpleQueue[str] = queue.SimpleQueue()
-    status = {"code": "OK", "details": ""}
+    code, details = "OK", ""
     with channel:
         stub = pb_grpc.OnlineDecoderStub(channel)
         if args.secure:
@@ -72,21 +73,19 @@ def main(argv: list[str] | None = None) -> int:
             for response in responses:
                 for result in response.results:
                     best = result.alternatives[0] if result.alternatives else pb.SpeechRecognitionAlternative()
-                    out.put(json.dumps({
+                    print(json.dumps({
                         "final": result.is_final, "text": best.text, "confidence": round(best.confidence, 4),
                         "start_at": result.start_at, "duration": result.duration,
                         "words": [{"text": w.text, "start_at": w.start_at, "duration": w.duration,
                                    "confidence": round(w.confidence, 4)} for w in best.words],
                         "sent_ms": state["sent_ms"], "after_finalize": state["finalized"],
-                        "before_half_close": not state["half_closed"]}, ensure_ascii=False))
+                        "before_half_close": not state["half_closed"]}, ensure_ascii=False), flush=True)
                     if result.is_final and state["finalized"]:
                         final_came.set()
         except grpc.RpcError as exc:
-            status = {"code": exc.code().name, "details": exc.details()}
+            code, details = exc.code().name, exc.details()
         final_came.set()
-    while not out.empty():
-        print(out.get())
-    print(json.dumps({"status": status["code"], "details": status["details"]}, ensure_ascii=False))
+    print(json.dumps({"status": code, "details": details}, ensure_ascii=False))
     return 0
 
 
