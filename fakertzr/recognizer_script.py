@@ -94,6 +94,15 @@ class _Segment:
     offset: int  # call = conn + offset
 
 
+def _leading_zeros(probe: np.ndarray) -> int:
+    """How many samples of digital silence (exact zeros) open ``probe``, in whole blocks: audio with nothing
+    to find it by. Placed by correlation it would only weaken the match of the speech after it, and, taken
+    for the pause the match implies, stand for call audio (words) the line never carried."""
+    nonzero = np.flatnonzero(probe)
+    first = int(nonzero[0]) if len(nonzero) else len(probe)
+    return first // BLOCK * BLOCK
+
+
 def _find_exact(probe: np.ndarray, locator: AudioLocator) -> int | None:
     """Where ``probe`` is sample for sample the call audio, if it is so at exactly one place (and not silence):
     a byte search instead of a cross-correlation, for clients that pass the call's audio through unchanged."""
@@ -276,9 +285,18 @@ class ScriptRecognizer:
         pending_len = self.conn_samples - self._pending_start
         if not force and (_ms(pending_len) < MIN_PROBE_MS or pending_len < self._next_attempt):
             return []
-        self._next_attempt = pending_len + _samples(RETRY_EVERY_MS)
         probe = np.concatenate(self._pending)
+        silent = _leading_zeros(probe)
+        if silent:  # digital silence (a muted or held line) has no place in the call: it stays unheard
+            probe = probe[silent:]
+            self._pending, self._pending_start = ([probe] if len(probe) else []), self.conn_samples - len(probe)
+            if not force and _ms(len(probe)) < MIN_PROBE_MS:
+                self._next_attempt = 0
+                return []
+        self._next_attempt = len(probe) + _samples(RETRY_EVERY_MS)
         probe_start = self.conn_samples - len(probe)  # audio trimmed from the buffer stays unheard
+        if not len(probe):
+            return []
         candidates = [(self.script, self._locator)] if self.script else self._candidates
         chosen = next(((s, loc) for s, loc in candidates if self._exact_at(probe, loc, probe_start)), None)
         offset = 0

@@ -7,7 +7,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fakertzr.errors import FakeRtzrError
 from fakertzr.fixture import CallScript, load_fixture
+
+
+@dataclass(frozen=True)
+class Reaction:
+    """An utterance the caller times on the bot (``caller.reacts`` in call.json): it starts ``ms`` of caller
+    audio after the bot's audio for turn ``turn`` begins (``bot_starts``) or has finished playing (``bot_ends``)."""
+
+    utterance: int  # 0-based index into the script's utterances
+    after: str  # "bot_starts" | "bot_ends"
+    turn: int  # 1-based: the reply to the caller's turn ``turn`` (utterance ``turn - 1``)
+    ms: float = 0.0
+    wait_ms: float = 15000.0  # at most this much caller audio waited for the bot; then the caller speaks anyway
 
 
 @dataclass(frozen=True)
@@ -16,6 +29,10 @@ class CallerBehaviour:
     hangup_after_turns: int | None = None
     vanish: bool = False
     dtmf: tuple[tuple[float, str], ...] = ()
+    reacts: tuple[Reaction, ...] = ()
+
+    def reaction(self, utterance: int) -> Reaction | None:
+        return next((r for r in self.reacts if r.utterance == utterance), None)
 
 
 @dataclass(frozen=True)
@@ -38,6 +55,10 @@ def load_call(directory: str | Path) -> CallFixture:
     script = load_fixture(directory)
     raw = script.raw
     caller = raw.get("caller", {})
+    reacts = tuple(_reaction(r, i, len(script.utterances), Path(directory) / "call.json")
+                   for i, r in enumerate(caller.get("reacts", ())))
+    if len({r.utterance for r in reacts}) < len(reacts):
+        raise FakeRtzrError(f"{Path(directory) / 'call.json'}: caller.reacts: one utterance reacts twice")
     return CallFixture(
         directory=Path(directory),
         script=script,
@@ -46,12 +67,25 @@ def load_call(directory: str | Path) -> CallFixture:
             hangup_after_turns=caller.get("hangup_after_turns"),
             vanish=caller.get("vanish", False),
             dtmf=tuple((d["at_ms"], d["digit"]) for d in caller.get("dtmf", ())),
+            reacts=reacts,
         ),
         llm=raw.get("llm", {}),
         tts=raw.get("tts", {}),
         expect=raw.get("expect", {}),
         handler_without=tuple(raw.get("handler", {}).get("without_env", ())),
     )
+
+
+def _reaction(spec: dict[str, Any], i: int, utterances: int, source: Path) -> Reaction:
+    """One ``caller.reacts`` entry (the schema has checked its shape), checked against the utterances."""
+    where = f"{source}: caller.reacts[{i}]"
+    if spec["utterance"] > utterances:
+        raise FakeRtzrError(f"{where}.utterance: {spec['utterance']} but the call has {utterances} utterance(s)")
+    if spec["turn"] >= spec["utterance"]:
+        raise FakeRtzrError(f"{where}.turn: {spec['turn']} must come before the utterance that reacts to its reply "
+                            f"({spec['utterance']})")
+    return Reaction(spec["utterance"] - 1, spec["after"], spec["turn"], float(spec.get("ms", 0.0)),
+                    float(spec.get("wait_ms", 15000.0)))
 
 
 def save_call(script_doc: dict[str, Any], audio_ulaw: bytes, directory: str | Path) -> Path:

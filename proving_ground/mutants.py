@@ -52,6 +52,10 @@ HANDLERS = (
                      f"{PY} {HANDLERS_DIR / 'flask_handler.py'} --port {{port}}"),
     ReferenceHandler("node ws", "Node.js, the ws package for both sockets, fetch for HTTP, console logging",
                      f"node {HANDLERS_DIR / 'node_handler' / 'server.js'} --port {{port}}"),
+    ReferenceHandler("fastapi prod", "a production-style FastAPI backend in one module: the synchronous openai client "
+                     "(chat and non-streamed TTS) in a thread pool, a session dict keyed by call SID, a post-call summary, "
+                     "tracebacks logged with logger.error(traceback.format_exc())",
+                     f"{PY} {HANDLERS_DIR / 'fastapi_handler.py'} --port {{port}}"),
 )
 
 
@@ -102,6 +106,14 @@ MUTANTS = (
            "sends the TTS's 24 kHz audio as if it were 8 kHz", "sample rate"),
     Mutant("one-early-clear", "barge_in", "barge-in", "realtime",
            "clears playback once, before its first reply, and never when the caller talks over it", "talked over"),
+    Mutant("no-barge-in", "barge_in", "barge-in", "realtime",
+           "never clears playback: the caller, who talks over the first reply once it starts, is talked over", "never cleared"),
+    Mutant("words-twice", "finals_to_llm_once", "seed-three-turns", "fast",
+           "the history gets the final and the LLM wrapper appends it again: every request gives the caller's words twice",
+           "in one request"),
+    Mutant("answers-after-hangup", "stops_sending_after_hangup", "caller-hangs-up-mid-utterance", "fast",
+           "the results loop outlives the hang-up: the final RTZR gives after it (the EOS) is sent to the LLM",
+           "reply to nobody"),
 )
 
 CHECKS_WITHOUT_A_MUTANT = {

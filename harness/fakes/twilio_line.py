@@ -57,6 +57,9 @@ class PlayerRecord:
     closed_how: str = ""  # "handler", "twilio after stop", "line dropped"
     close_code: int | None = None  # as the caller side saw it: None or 1006 when the socket just went away
     hung_up_how: str = ""
+    silence_ms: float = 0.0  # caller silence held while waiting for the bot (``caller.reacts``), not the fixture's
+    skipped_ms: float = 0.0  # the fixture's pauses cut short because the bot answered sooner
+    reactions: list[dict[str, Any]] = field(default_factory=list)  # each reacting utterance: what it waited for, when it spoke
 
     def media_after(self, wall: float) -> float | None:
         return next((t for t, m in self.received if t >= wall and m.get("event") == "media"), None)
@@ -81,6 +84,7 @@ class TwilioLine:
         self._seq = 0
         self._chunk = 0
         self._play_until = 0.0
+        self.last_media_at = 0.0  # when the last bot audio arrived
         self._pending_marks: list[tuple[str, asyncio.TimerHandle]] = []
         self._echo_tasks: set[asyncio.Task[None]] = set()
         self._changed = asyncio.Event()
@@ -188,6 +192,7 @@ class TwilioLine:
                 payload = message.get("media", {}).get("payload", "")
                 ms = base64_bytes(payload) / 8 if isinstance(payload, str) else 0.0  # 8 kHz mu-law
                 self._play_until = max(now, self._play_until) + (ms / 1000 / self.pace if self.pace else 0.0)
+                self.last_media_at = now
                 self.on_media()
             elif event == "mark":
                 name = message.get("mark", {}).get("name", "")
@@ -223,6 +228,11 @@ class TwilioLine:
         held, self.held = self.held, []
         for name in held:
             await self._echo(name)
+
+    @property
+    def playing_until(self) -> float:
+        """When the bot audio received so far has finished playing (monotonic; a ``clear`` ends it at once)."""
+        return self._play_until
 
     @property
     def marks_pending(self) -> bool:

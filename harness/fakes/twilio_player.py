@@ -8,6 +8,10 @@ a handler that waits for the socket to close rather than reading ``stop`` ends i
 A ``vanish`` hang-up drops the line without ``stop`` or a close frame, but only after every frame
 sent reached the handler's socket (a TCP FIN), so the verdict never depends on what was still queued.
 Pacing is real time times ``pace`` (2.0 plays twice as fast), or ``None``: as fast as the handler reads.
+
+A caller may time words on the bot (``caller.reacts``): the line holds silence, or cuts a pause short, so that
+an utterance starts a set time after the bot's reply to an earlier turn starts or ends; and a caller who hangs
+up once a turn is answered (``hangup_after_turns``) waits for that answer when they have said everything first.
 """
 
 from __future__ import annotations
@@ -24,12 +28,16 @@ import numpy as np
 
 from callaudio.g711 import pcm16_to_ulaw
 from harness.fakes.twilio_line import FRAME_MS, PlayerRecord, TwilioLine
-from harness.fixture import CallFixture
+from harness.fixture import CallFixture, Reaction
 
 FAST_ANSWER_WAIT_S = 3.0  # fast pacing waits this long for each turn's answer before talking on ...
 FAST_DONE_QUIET_S = 0.05  # ... and then for the reply to be over: nothing in flight and no message this long
 QUIET_S = 0.3  # the bot counts as done speaking after this long without a message
 LISTEN_LIMIT_S = 10.0  # at most this long listening to the end of the bot's reply before hanging up
+LEAD_MS = 100  # a reacting utterance resumes the fixture's audio this long before its first word
+MIN_GAP_MS = 700  # ... and never starts sooner than this after the previous utterance ends (RTZR's epd is 500 ms)
+REACT_QUIET_S = 0.3  # the bot's reply has ended: played out and nothing more for this long (audio time)
+SILENCE_FRAME = base64.b64encode(b"\xff" * 160).decode()  # 20 ms of mu-law silence
 CLOSE_AFTER_STOP_S = 0.5  # Twilio closes the socket once the call has ended; what the handler had in flight still arrives
 VANISH_DRAIN_S = 10.0  # after a dropped line, how long the handler has to notice the end of the stream
 
@@ -51,6 +59,15 @@ def caller_frames(fixture: CallFixture) -> list[str]:
     while len(_FRAMES) > 32:
         _FRAMES.popitem(last=False)
     return frames
+
+
+def _hold_point(reaction: Reaction, utterances) -> tuple[int, int, Reaction]:
+    """Where the fixture's audio is held for a reacting utterance (``LEAD_MS`` before its first word), and the
+    earliest frame from which the pause before it may be cut short (``MIN_GAP_MS`` after the previous one)."""
+    said, before = utterances[reaction.utterance], utterances[reaction.utterance - 1]
+    hold = max(0, int((said.start_ms - LEAD_MS) // FRAME_MS))
+    earliest = min(hold, int(np.ceil((before.end_ms + MIN_GAP_MS) / FRAME_MS)))
+    return hold, earliest, reaction
 
 
 def new_call_sid() -> str:
@@ -75,6 +92,12 @@ class TwilioPlayer:
         self._awaiting_answer = False
         self._answer = asyncio.Event()
         self._leaving = False
+        self._t0 = time.monotonic()
+        self._sent = 0  # caller audio frames sent, the held silences included
+        self._turns_said = 0  # utterances whose last frame has been sent
+        self._bot_starts: dict[int, float] = {}  # turn -> caller audio ms when the bot's audio for it began
+        self._bot_ends: dict[int, float] = {}  # turn -> caller audio ms when it had finished playing
+        self._hold_began: tuple[float, int] | None = None
 
     @property
     def stream_sid(self) -> str:
@@ -85,6 +108,9 @@ class TwilioPlayer:
         self._leaving = True
 
     def _heard_media(self) -> None:
+        turn = self._turns_said
+        if turn and turn not in self._bot_starts:  # the bot's first audio since the caller's turn ended
+            self._bot_starts[turn] = self._audio_ms(time.monotonic())
         if self._awaiting_answer:
             self._awaiting_answer = False
             self._answered += 1
@@ -97,6 +123,8 @@ class TwilioPlayer:
             caller = self.fixture.caller
             if caller.hangup_ms is None and not caller.hangup_after_turns and not self._leaving:
                 await self._listen_to_the_end()
+            elif caller.hangup_after_turns and not self._leaving:
+                await self._wait_for_turns(caller.hangup_after_turns)
             await self._hang_up()
             self.record.closed_by_handler = self.record.stop_at is None
             await self._end(line.reader)
@@ -114,27 +142,110 @@ class TwilioPlayer:
         frames = caller_frames(fixture)
         n = len(frames)
         self.record.frame_sent = np.full(n, np.nan)
-        end_frames = {int(np.ceil(u.end_ms / FRAME_MS)) for u in fixture.script.utterances}
+        utterances = fixture.script.utterances
+        end_frames = {int(np.ceil(u.end_ms / FRAME_MS)): i for i, u in enumerate(utterances)}
         hangup_frame = n if caller.hangup_ms is None else min(n, int(caller.hangup_ms / FRAME_MS))
         dtmf = {int(at / FRAME_MS): digit for at, digit in caller.dtmf}
-        t0 = time.monotonic()
-        for k in range(hangup_frame):
+        holds = sorted(_hold_point(r, utterances) for r in caller.reacts)  # (hold frame, earliest frame, reaction)
+        self._t0 = time.monotonic()
+        k = 0
+        while k < hangup_frame:
             if line.ws.closed or self.record.closed_at is not None or self._leaving:
                 return
+            if holds and holds[0][1] <= k <= holds[0][0]:
+                hold, earliest, reaction = holds[0]
+                due = self._reaction_due(reaction)  # the caller audio frame its words start on, once known
+                if k < hold and due is not None and self._sent >= due:
+                    self.record.skipped_ms += (hold - k) * FRAME_MS
+                    k = hold  # the bot answered sooner than the fixture's pause: the caller speaks sooner
+                if k == hold:
+                    if (due is None or self._sent < due) and not self._waited_out(reaction):
+                        await self._hold_one_frame(reaction)
+                        continue
+                    holds.pop(0)
+                    self._note_reaction(reaction, due)
             if self.pace:
-                delay = t0 + k * FRAME_MS / 1000 / self.pace - time.monotonic()
+                delay = self._t0 + self._sent * FRAME_MS / 1000 / self.pace - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)  # the simulated phone line's pace
             self.record.frame_sent[k] = time.monotonic()
+            self._sent += 1
             await line.send_media(frames[k])
             if k in dtmf:
                 await line.dtmf(dtmf[k])
             if k + 1 in end_frames:
+                self._turns_said = end_frames[k + 1] + 1
                 self._awaiting_answer, self._answer = True, asyncio.Event()
             if caller.hangup_after_turns and self._answered >= caller.hangup_after_turns:
                 return
             if self.pace is None and self._awaiting_answer and k + 1 - 35 in end_frames:
                 await self._wait_for_the_reply()
+            k += 1
+
+    # ------------------------------------------------------- a caller who reacts
+    def _audio_ms(self, wall: float | None = None) -> float:
+        """Where the caller's audio stands (ms sent, silences held included) at ``wall``: paced audio runs on
+        the clock; at fast pace it stands where the last frame left it."""
+        if self.pace and wall is not None:
+            return max(0.0, (wall - self._t0) * self.pace * 1000)
+        return self._sent * FRAME_MS
+
+    def _reaction_due(self, reaction: Reaction) -> int | None:
+        """The frame count (caller audio, holds included) at which the reacting words start, less ``LEAD_MS``,
+        or None while the bot has not done what the caller waits for."""
+        start = self._bot_starts.get(reaction.turn)
+        if start is None:
+            return None
+        at = start
+        if reaction.after == "bot_ends":
+            at = self._bot_ends.get(reaction.turn)
+            if at is None:
+                at = self._bot_ended(reaction.turn)
+                if at is None:
+                    return None
+        return int(np.ceil((at + reaction.ms - LEAD_MS) / FRAME_MS))
+
+    def _bot_ended(self, turn: int) -> float | None:
+        """The caller audio position at which the bot's reply to ``turn`` finished playing, once it has: nothing
+        left to play, no LLM or TTS work in flight, no bot message for ``REACT_QUIET_S``."""
+        now, line = time.monotonic(), self.line
+        last = line.last_media_at
+        if line.playing_until > now or self.replying() or now - max(last, line.playing_until) < REACT_QUIET_S / (self.pace or 4):
+            return None
+        at = self._audio_ms(max(last, line.playing_until)) if self.pace else self._audio_ms()
+        self._bot_ends[turn] = at
+        return at
+
+    def _waited_out(self, reaction: Reaction) -> bool:
+        """The caller has waited ``wait_ms`` of audio (at fast pace ``FAST_ANSWER_WAIT_S``) and speaks anyway."""
+        if self._hold_began is None:
+            self._hold_began = (time.monotonic(), self._sent)
+        began_wall, began_frames = self._hold_began
+        if self.pace:
+            return (self._sent - began_frames) * FRAME_MS >= reaction.wait_ms
+        return time.monotonic() - began_wall >= min(FAST_ANSWER_WAIT_S, reaction.wait_ms / 1000)
+
+    async def _hold_one_frame(self, reaction: Reaction) -> None:
+        """One frame of the caller's silence while they wait for the bot: paced, it is sent (the line carries
+        audio all the time); at fast pace nothing is sent, the caller just waits for the bot's next message."""
+        if not self.pace and self._reaction_due(reaction) is None:
+            await self.line.wait_for_activity(FAST_DONE_QUIET_S)
+            return
+        delay = self._t0 + self._sent * FRAME_MS / 1000 / self.pace - time.monotonic() if self.pace else 0
+        if delay > 0:
+            await asyncio.sleep(delay)
+        self._sent += 1
+        self.record.silence_ms += FRAME_MS
+        await self.line.send_media(SILENCE_FRAME)
+
+    def _note_reaction(self, reaction: Reaction, due: int | None) -> None:
+        start = self.fixture.script.utterances[reaction.utterance].start_ms
+        self.record.reactions.append({
+            "utterance": reaction.utterance + 1, "after": reaction.after, "turn": reaction.turn, "ms": reaction.ms,
+            "bot_ms": self._bot_ends.get(reaction.turn) if reaction.after == "bot_ends" else self._bot_starts.get(reaction.turn),
+            "spoke_at_ms": self._sent * FRAME_MS + LEAD_MS, "fixture_ms": start,
+            "waited_out": due is None or self._sent < due})
+        self._hold_began = None
 
     async def _wait_for_the_reply(self) -> None:
         """Fast pacing still lets each turn be answered, and the answer finish, before the caller talks on
@@ -147,6 +258,16 @@ class TwilioPlayer:
         while time.monotonic() < deadline and not self.line.ws.closed:
             if not await self.line.wait_for_activity(FAST_DONE_QUIET_S) and not self.replying():
                 return
+
+    async def _wait_for_turns(self, turns: int) -> None:
+        """A caller who hangs up once the bot has started answering ``turns`` turns, and has said everything
+        before it did, waits for it (``LISTEN_LIMIT_S`` at most): a slow handler is hung up on as a quick one is."""
+        if self._answered >= turns or self.line.ws.closed or self.record.closed_at is not None:
+            return
+        try:
+            await self.line.wait_for(lambda line: self._answered >= turns or line.ws.closed, LISTEN_LIMIT_S)
+        except asyncio.TimeoutError:
+            pass
 
     async def _listen_to_the_end(self) -> None:
         """Like a caller who has said everything: wait until the bot stops talking (or ends the call)."""

@@ -155,12 +155,19 @@ def smallest_like(first: Found | None, failures: list[Found]) -> Found:
 
 def smaller(scenario: dict) -> Iterator[dict]:
     """Scenarios one part smaller than ``scenario``: an utterance, a fault, the hang-up, the dropped line, the
-    keypad, barge-in, the LLM's failure or stall left out, one at a time (the largest parts first)."""
+    keypad, barge-in, an utterance's timing on the bot, the LLM's failure or stall left out, one at a time (the
+    largest parts first)."""
     said = scenario["utterances"]
+    reacts = list(scenario.get("reacts", ()))  # one per utterance after the first: how it is timed
     for k in reversed(range(len(said))):
         if len(said) > 1:
             rest = said[:k] + said[k + 1:]
-            yield {**scenario, "utterances": rest, "barge_in": scenario["barge_in"] and len(rest) > 1}
+            timed = reacts[1:] if k == 0 else reacts[:k - 1] + reacts[k:]  # the utterance's own timing goes with it
+            yield {**scenario, "utterances": rest, "barge_in": scenario["barge_in"] and len(rest) > 1,
+                   **({"reacts": timed} if "reacts" in scenario else {})}
+    for k in reversed(range(len(reacts))):
+        if reacts[k] is not None:
+            yield {**scenario, "reacts": reacts[:k] + [None] + reacts[k + 1:]}
     faults = scenario["faults"]
     for k in reversed(range(len(faults))):
         if faults[k]["type"] == "reject_handshake" and faults[k].get("times") == FOREVER:

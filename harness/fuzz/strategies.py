@@ -8,8 +8,10 @@ delay and pace; up to two RTZR faults at any point (a close with any code, a dro
 finals, expired tokens, refused handshakes, a failing token endpoint, revoked credentials), or the
 handler started without its RTZR credentials at all (the report's failure 1); an utterance long
 enough for RTZR to cut it at ``max_utter_duration`` while the caller talks on; an LLM that stalls;
-the caller's hang-up (or a dropped line) at any point; DTMF; and barge-in (long spoken replies the caller's next utterance may
-come over: judged by the ``barge_in`` check at a pace where audio plays in time). Each part is a strategy
+the caller's hang-up (or a dropped line) at any point; DTMF; barge-in (long spoken replies the caller's next utterance
+comes over, once the reply has started, however slow the handler: judged by the ``barge_in`` check at a pace where audio
+plays in time); and callers who time their words on the bot (``caller.reacts``: talking over a reply, or waiting
+for it to end). Each part is a strategy
 of its own. In your own suite::
 
     from hypothesis import HealthCheck, given, settings
@@ -47,13 +49,14 @@ from harness.fixture import CallFixture, load_call, save_call
 __all__ = [
     "CLOSE_CODES", "CREDENTIALS", "CUT_MS", "DrawnCall", "FAULT_KINDS", "HANDSHAKE_STATUS", "TAIL_MS",
     "TOKEN_STATUS", "as_call", "calls", "dtmf", "fault", "faults", "hangup", "llm", "long_utterance",
-    "recognizer", "refused", "reply_text", "scenarios", "tts", "utterances", "without_credentials",
+    "reaction", "reactions", "recognizer", "refused", "reply_text", "scenarios", "tts", "utterances", "without_credentials",
 ]
 
 FAULT_KINDS = ("close", "drop", "stall", "malformed", "delay_finals", "expire_tokens", "reject_handshake",
                "auth_failure", "revoked_credentials", "no_credentials")
 FOREVER = 100  # times a "revoked_credentials" refusal fires: every attempt a call can make
 TAIL_MS = 1500  # audio after the last word: the recognizer's end-point detection and the bot's answer
+REACT_WAIT_MS = 4000  # a drawn caller who times their words on the bot waits this long for it (audio), then speaks
 CREDENTIALS = ("RTZR_CLIENT_ID", "RTZR_CLIENT_SECRET")  # what "no_credentials" starts the handler without
 CUT_MS = int(DEFAULT_MAX_UTTER_DURATION * 1000)  # RTZR cuts unbroken speech here (a stream asking no other length)
 
@@ -112,6 +115,7 @@ class DrawnCall:
                      if "hangup_ms" in hangup or "hangup_after_turns" in hangup else "the caller says everything")
         found += ["barge-in"] * s["barge_in"] + ["DTMF"] * bool(s["dtmf"]) + ["LLM fails"] * bool(s["llm"].get("fail_requests"))
         found += ["LLM stalls"] * bool(s["llm"].get("stall_requests"))
+        found += ["the caller reacts to the bot"] * any(s.get("reacts", ()))
         found += [f"an utterance over {CUT_MS // 1000} s (cut by RTZR)"] * any(
             sum(u.word_ms) > CUT_MS for u in s["utterances"])
         if self.doc.get("expect", {}).get("call_refused"):
@@ -262,7 +266,27 @@ def scenarios(draw, *, max_utterances: int = 4, max_faults: int = 2, min_faults:
         "barge_in": (talks_over := draw(st.booleans()) if barge_in and len(said) > 1 else False),
         "llm": draw(llm(long_replies=talks_over)),
         "tts": draw(tts(realtime=True if talks_over else None)),
+        # drawn last, so that it shrinks away on its own: utterances timed on what the bot does
+        "reacts": draw(reactions(len(said), barge_in=talks_over)),
     }
+
+
+def reaction() -> st.SearchStrategy[dict[str, Any] | None]:
+    """How one utterance is timed: on the audio's clock (None), or on the reply to the turn before it: talking
+    over it 0.2-1.5 s after it starts, or 0-1.2 s after it has ended (a person who waits for the answer)."""
+    return st.one_of(st.none(),
+                     st.builds(lambda ms: {"after": "bot_starts", "ms": ms}, st.integers(200, 1500)),
+                     st.builds(lambda ms: {"after": "bot_ends", "ms": ms}, st.integers(0, 1200)))
+
+
+@st.composite
+def reactions(draw, utterances: int, *, barge_in: bool = False) -> list[dict[str, Any] | None]:
+    """For each utterance after the first, its ``reaction``; a barge-in call's second utterance talks over the
+    first reply once it has started, so that however slow the handler, there is a reply to talk over."""
+    drawn = [draw(reaction()) for _ in range(utterances - 1)]
+    if barge_in and drawn:
+        drawn[0] = {"after": "bot_starts", "ms": draw(st.integers(300, 1200))}
+    return drawn
 
 
 def refused(s: dict[str, Any]) -> bool:
@@ -288,8 +312,10 @@ def as_call(s: dict[str, Any]) -> DrawnCall:
     llm_spec["replies"] = [reply_text(s["llm"]["sentences"])]
     refusal = refused(s)
     caller_hangup = None if refusal else s["hangup"]  # a refused call is ended by the handler: the caller waits
+    reacts = [{"utterance": i + 2, "turn": i + 1, **r, "wait_ms": REACT_WAIT_MS}
+              for i, r in enumerate(s.get("reacts", ())) if r and not refusal]
     caller = {**(caller_hangup or {}), **({"vanish": True} if s["vanish"] and caller_hangup else {}),
-              **({"dtmf": s["dtmf"]} if s["dtmf"] else {})}
+              **({"dtmf": s["dtmf"]} if s["dtmf"] else {}), **({"reacts": reacts} if reacts else {})}
     expect: dict[str, Any] = {"call_refused": True} if refusal else {"barge_in": True} if s["barge_in"] else {}
     if not refusal and any(sum(u.word_ms) > CUT_MS for u in s["utterances"]):
         expect["no_reply_while_talking"] = True  # a final RTZR cut mid-utterance is not the caller's turn

@@ -16,6 +16,7 @@ from harness.judge.attribution import owner, trace_turns
 from harness.judge.handler_log import ErrorBlock
 from harness.judge.playback import spans
 from harness.judge.timeline import CallTimeline, Event
+from harness.judge.words import occurrences, says
 
 SETTLE_S = 8.0  # after hang-up, every upstream connection must have ended within this
 LET_GO_S = 1.0  # ... and every LLM or TTS request still running at the hang-up must be let go of within this
@@ -89,8 +90,9 @@ def llm_deliveries(timeline: CallTimeline) -> list[Event]:
 
 
 def stops_sending_after_hangup(ctx: CheckContext) -> CheckResult:
-    """The report's failure 4: once the caller has hung up, the handler sends nothing more, and asks TTS
-    for nothing more. Only what was already on the wire when ``stop`` went out (``STOP_GRACE_S``) is
+    """The report's failure 4: once the caller has hung up, the handler sends nothing more, asks TTS for
+    nothing more, and asks the LLM to answer no words that came after the hang-up (a reply to nobody: the
+    first step of what failure 4 sends; post-call work such as a summary is fine). Only what was already on the wire when ``stop`` went out (``STOP_GRACE_S``) is
     forgiven; the fake Twilio reads on for 0.5 s past ``stop``, so whatever the handler keeps sending is
     seen, whether or not its failed sends leave an error in its log."""
     name = "stops_sending_after_hangup"
@@ -99,6 +101,14 @@ def stops_sending_after_hangup(ctx: CheckContext) -> CheckResult:
         return CheckResult(name, True)
     gone = "the caller's line dropped" if stop.detail.get("how") == "vanished" else "the caller hung up"
     since = stop.wall + STOP_GRACE_S
+    nobody = next((e for e in ctx.timeline.of("llm_postcall") if e.detail.get("late_final")), None)
+    if nobody is not None:  # the first step of a reply after the hang-up: what failure 4 then sends
+        came = next((f.wall for f in ctx.timeline.of("final")
+                     if f.detail["text"] == nobody.detail["late_final"] and f.wall >= ctx.hangup), stop.wall)
+        return CheckResult(name, False, f"failure 4, a reply to nobody: the LLM was asked to answer "
+                           f"{nobody.detail['late_final'][:60]!r}, a final that came {came - stop.wall:.2f} s after "
+                           f"{gone} (post-call work quotes the call; this answers words the caller will never hear "
+                           "answered)", nobody.wall, since=stop.wall)
     late = [e for e in ctx.timeline.events if e.wall > since and (
         e.kind in ("media", "mark", "clear") or (e.kind == "handler_invalid" and e.detail.get("code") != PROTOCOL))]
     if late:
@@ -161,12 +171,18 @@ def bot_audio_rate(ctx: CheckContext) -> CheckResult:
                        f"audio sent at the wrong sample rate{_rate_guess(hz)}", at)
 
 
-def says(user: str, text: str) -> bool:
-    """Whether the words a request gives the LLM (``user``) hold the final ``text``, as whole words in order
-    (punctuation aside): a final "w1" is not in "w12 w13", nor "네" in "네요"."""
-    words, said = re.findall(r"\w+", text), re.findall(r"\w+", user)
-    n = len(words)
-    return n > 0 and any(said[i:i + n] == words for i in range(len(said) - n + 1))
+def _given(user: str, text: str, others: set[str]) -> int:
+    """How many times a request gives the final ``text``: its words' occurrences in the request's new user
+    content, less those inside another final the request gives ("네" inside "네 알겠습니다")."""
+    inside = sum(occurrences(user, other) * occurrences(other, text) for other in others if other != text)
+    return max(0, occurrences(user, text) - inside)
+
+
+def times_said(finals: list[Event], text: str) -> int:
+    """How many times the caller said ``text``: its finals, those recognised from the same stretch of the caller's
+    audio counted once (a handler that resent audio RTZR had already answered gets the same words again; the
+    caller said them once)."""
+    return sum(f.detail["text"] == text for f in distinct_finals(finals))
 
 
 def finals_to_llm_once(ctx: CheckContext) -> CheckResult:
@@ -174,20 +190,30 @@ def finals_to_llm_once(ctx: CheckContext) -> CheckResult:
     final (a request made after it for an earlier one is no sign it was dropped: a handler holds a final RTZR
     cut while the caller talks on, and the caller may hang up before it is asked). A request's words are the
     user messages it adds to the previous one's (history sent again is not given again; two finals as two
-    new messages are both given)."""
+    new messages are both given), counted by occurrence: the same words twice in one request are given twice.
+    Post-call work (a summary after the hang-up) is no delivery."""
     requests = llm_deliveries(ctx.timeline)
     finals = ctx.finals_before_hangup()
+    texts = {f.detail["text"] for f in finals}
     for k, final in enumerate(finals):
         text = final.detail["text"]
         if not re.search(r"\w", text):
             continue  # punctuation alone: no words to give the LLM
         later = [r for r in requests if r.wall >= final.wall]
-        containing = [r for r in later if says(r.detail["user"], text)]
-        if len(containing) > 1:
-            return CheckResult("finals_to_llm_once", False, f"final {text!r} was given to the LLM {len(containing)} times", containing[1].wall)
+        first = next(f for f in finals if f.detail["text"] == text)
+        given = [(r, _given(r.detail["user"], text, texts)) for r in requests if r.wall >= first.wall]
+        times = sum(n for _, n in given)
+        said = times_said(finals, text)  # a caller who says "네" twice gives it twice
+        if times > said:
+            twice = next((r for r, n in given if n > 1), None)
+            where = (f", {_given(twice.detail['user'], text, texts)} times in one request (its new user content "
+                     "repeats the caller's words)") if twice is not None else ""
+            at = twice or [r for r, n in given if n][1]
+            return CheckResult("finals_to_llm_once", False, f"final {text!r} was given to the LLM {times} times{where}",
+                               at.wall)
         newer = [f.detail["text"] for f in finals[k + 1:] if f.detail["text"] != text]
         past_it = [r for r in later if any(says(r.detail["user"], t) for t in newer)]
-        if past_it and not containing:
+        if past_it and not any(_given(r.detail["user"], text, texts) for r in later):
             return CheckResult("finals_to_llm_once", False, f"final {text!r} never reached the LLM (the LLM was "
                                "asked about a later one)", final.wall)
     return CheckResult("finals_to_llm_once", True)
@@ -251,11 +277,14 @@ def upstream_closed_after_hangup(ctx: CheckContext) -> CheckResult:
     if open_requests:
         return CheckResult("upstream_closed_after_hangup", False, f"failure 3: the {_what(open_requests[0])} was still "
                            "open after the call: work for a call that has ended", open_requests[0].wall)
-    kept = next((e for e in requests if e.wall < ctx.hangup and (e.detail.get("ended") or 0.0) > ctx.hangup + LET_GO_S), None)
+    # a request running at the hang-up, or a TTS request begun after it (a reply that ran on; post-call LLM work,
+    # a summary, is not judged here), must be let go of within LET_GO_S
+    kept = next((e for e in requests if (e.detail.get("ended") or 0.0) > ctx.hangup + LET_GO_S), None)
     if kept is not None:
+        begun = "" if kept.wall < ctx.hangup else f", begun {kept.wall - ctx.hangup:.1f} s after it"
         return CheckResult("upstream_closed_after_hangup", False, f"failure 3: the {_what(kept)} went on "
-                           f"{kept.detail['ended'] - ctx.hangup:.1f} s after the call ended (let go of within {LET_GO_S:g} s: "
-                           "work for a call that has ended)", kept.wall)
+                           f"{kept.detail['ended'] - ctx.hangup:.1f} s after the call ended{begun} (let go of within "
+                           f"{LET_GO_S:g} s: work for a call that has ended)", kept.wall)
     return CheckResult("upstream_closed_after_hangup", True)
 
 
@@ -285,7 +314,7 @@ def provoked_windows(ctx: CheckContext) -> list[tuple[float, float, str]]:
     ``ERROR_WINDOW_S`` after the handler was done with it, its error lines about it are expected."""
     tl = ctx.timeline
     windows = [(e.wall, e.wall + ERROR_WINDOW_S, f"the {e.kind.split('_')[0].upper()} answered HTTP {e.detail['status']}")
-               for e in tl.of("llm_request", "tts_request") if e.detail.get("status", 200) >= 400]
+               for e in tl.of("llm_request", "llm_postcall", "tts_request") if e.detail.get("status", 200) >= 400]
     windows += [(e.wall, e.wall + ERROR_WINDOW_S, f"RTZR refused ({e.detail.get('status')})")
                 for e in tl.of("rtzr_refused", "rtzr_auth_failed")]
     closed = {e.detail["connection"]: e.wall for e in tl.of("rtzr_closed")}
@@ -316,8 +345,14 @@ def no_errors(ctx: CheckContext) -> CheckResult:
     if unexpected:
         more = f" ({len(unexpected) - 1} more in the report)" if len(unexpected) > 1 else ""
         first = unexpected[0]
-        why = " (an exception nobody caught)" if first.unhandled and windows else ""
-        return CheckResult("no_errors", False, f"{len(unexpected)} error(s) logged{more}{why}, first:\n{first.text}")
+        provoked = next((why for start, end, why in windows if start <= first.at <= end), None)
+        if first.unhandled:
+            what = "an exception nobody caught" + (f" (while {provoked}: a failure must be handled)" if provoked else "")
+        else:
+            what = "caught and logged by the handler at error level, about no failure this call provoked"
+        at = first.at if first.at == first.at else None  # NaN: a block with no time
+        return CheckResult("no_errors", False, f"{len(unexpected)} error(s) logged{more}; the first is {what}:\n"
+                           f"{first.text}", at)
     return CheckResult("no_errors", True)
 
 
@@ -351,9 +386,61 @@ def asked_while_talking(ctx: CheckContext) -> tuple[Event, Event, int] | None:
     return None
 
 
+PACED_LATE_S = 1.0  # at fast pace, a final unanswered this long with the LLM and TTS idle waited on the handler's clock
+
+
+def clock_paced_hint(ctx: CheckContext) -> str:
+    """At fast pace, why a handler that paces itself by the wall clock (it sleeps out each reply's playback
+    time) answers fewer turns, when the timeline shows it: the caller finished an utterance while the bot's
+    previous reply would still have been playing in real time, and the next LLM request came over
+    ``PACED_LATE_S`` later (or never, before the hang-up) while nothing was asked of the LLM or TTS. "" when
+    nothing shows it, or at any other pace."""
+    if ctx.pace is not None and ctx.audio_plays:
+        return ""
+    tl = ctx.timeline
+    work, media, delivered = tl.of("llm_request", "tts_request"), tl.of("media"), llm_deliveries(tl)
+    for said in tl.of("speech_end"):
+        if said.wall >= ctx.hangup:
+            break
+        asked = next((r for r in delivered if r.wall >= said.wall), None)
+        until = asked.wall if asked is not None else ctx.hangup
+        if until - said.wall <= PACED_LATE_S:
+            continue
+        if any(w.wall < until and (w.detail.get("ended") or until) > said.wall for w in work):
+            continue  # the LLM or TTS was at work: the reply was late for that, not for a clock
+        before = [r for r in delivered if r.wall < said.wall]
+        burst = [m for m in media if m.wall <= said.wall and (not before or m.wall >= before[-1].wall)]
+        plays = sum(m.detail.get("ms", 0.0) for m in burst) / 1000
+        if not burst or burst[0].wall + plays <= said.wall:
+            continue  # the previous reply, sent before the caller finished, had played out by then
+        how = (f"the LLM was asked {asked.wall - said.wall:.1f} s later" if asked is not None
+               else "the LLM was not asked again before the hang-up")
+        return (f"; the handler looks paced by the wall clock: the caller finished utterance "
+                f"{said.detail['utterance'] + 1} while the bot's previous reply ({plays:.1f} s of audio) would still "
+                f"have been playing in real time, and {how}, with the LLM and TTS idle meanwhile: at --pace fast bot "
+                "audio takes no time, so a handler that sleeps out its playback falls behind the caller; replay it "
+                "with --pace realtime")
+    return ""
+
+
+def distinct_finals(finals: list[Event]) -> list[Event]:
+    """The finals, each stretch of the caller's audio once: the same words from the same audio again (a handler
+    that lost a final with a dropped stream and resent that audio gets it again) are one recognition."""
+    seen: set[tuple[str, int]] = set()
+    kept = []
+    for f in finals:
+        place = f.detail.get("call_ms")
+        key = (f.detail["text"], round(place / 100)) if place is not None else None
+        if key is None or key not in seen:
+            kept.append(f)
+        if key is not None:
+            seen.add(key)
+    return kept
+
+
 def expectations(ctx: CheckContext) -> CheckResult:
     expect = ctx.expect
-    final_events = ctx.timeline.of("final")
+    final_events = distinct_finals(ctx.timeline.of("final"))
     finals = [e.detail["text"] for e in final_events]
     end = ctx.hangup if ctx.hangup != float("inf") else (ctx.timeline.events[-1].wall if ctx.timeline.events else None)
     if "finals" in expect and finals[: len(expect["finals"])] != expect["finals"]:
@@ -375,7 +462,8 @@ def expectations(ctx: CheckContext) -> CheckResult:
     if "llm_turns" in expect and len(requests) != expect["llm_turns"]:
         at = requests[expect["llm_turns"]].wall if len(requests) > expect["llm_turns"] else end
         return CheckResult("expectations", False, f"{len(requests)} LLM turn(s) (a retried request counts once), "
-                           f"expected {expect['llm_turns']}", at)
+                           f"expected {expect['llm_turns']}" + (clock_paced_hint(ctx) if len(requests) < expect["llm_turns"]
+                                                                else ""), at)
     if "answered_turns" in expect:
         count, unheard = answered(ctx)
         if count != expect["answered_turns"]:
@@ -383,7 +471,9 @@ def expectations(ctx: CheckContext) -> CheckResult:
             silent = ends.get(unheard[0]) if unheard else None
             said = ", ".join(f"t{i + 1}" for i in unheard)
             return CheckResult("expectations", False, f"{count} turn(s) answered, expected {expect['answered_turns']}"
-                               + (f" (no reply heard for {said})" if said else ""), silent.wall if silent else end)
+                               + (f" (no reply heard for {said})" if said else "")
+                               + (clock_paced_hint(ctx) if count < expect["answered_turns"] else ""),
+                               silent.wall if silent else end)
     if expect.get("call_refused"):
         closed = next(iter(ctx.timeline.of("closed")), None)
         if closed is None or not closed.detail.get("by_handler"):

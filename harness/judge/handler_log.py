@@ -37,9 +37,14 @@ ERROR_START = (*_level_patterns(_ERROR_WORD),
 OTHER_LEVEL = _level_patterns(_OTHER_WORD)
 UNHANDLED = re.compile(r"Task exception was never retrieved|Exception in callback|Unhandled exception|"
                        r"Exception in ASGI application|Exception in thread|Exception ignored in|Uncaught|unhandledRejection|"
+                       r"connection handler failed|Error in connection handler|Error handling request|"
                        r"^(?:\w+\.)*[A-Z]\w*(?:Error|Exception)\b")
 TRACEBACK = "Traceback (most recent call last):"
 _CHAIN = ("During handling of the above exception", "The above exception was the direct cause")
+# an exception's own line at the left margin: "KeyError: 'CA1'", "websockets.exceptions.ConnectionClosedError: ...";
+# a chained cause raised nowhere (``raise X from OSError(...)``) is printed as this line alone, no traceback above it
+EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_]\w*\.)*[A-Z]\w*(?:Error|Exception|Exit|Interrupt|Iteration|Closed|ClosedOK|Timeout)"
+                            r"(?::|$)")
 JS_FRAME = re.compile(r"^\s+at \S")  # "    at Timeout._onTimeout (/app/server.js:42:19)"
 JS_ERROR = re.compile(r"\b[A-Z]\w*(?:Error|Exception)\b")  # TypeError, Error, AbortError, ...
 
@@ -87,6 +92,7 @@ class LogReader:
         self._open: ErrorBlock | None = None
         self._in_traceback = False  # inside a traceback whose exception line has not come yet
         self._quiet_traceback = False  # inside a traceback that belongs to a warning or info line
+        self._quiet_chain = False  # after such a traceback's exception line: a chained one may follow
         self._head: tuple[float, str] | None = None  # the last line at the left margin: a JS stack's head
         self._head_level = ""  # "other" when the last line at the left margin was below error level
         self._partial = ""
@@ -111,9 +117,16 @@ class LogReader:
     def feed(self, line: str, at: float) -> None:
         line = _strip_ansi(line)
         self.lines.append((at, line))
+        if self._quiet_chain:  # a warning's chained traceback goes on: still the warning's
+            if not line.strip() or line.startswith(_CHAIN):
+                return
+            self._quiet_chain = False
+            if line.startswith(TRACEBACK):
+                self._quiet_traceback = True
+                return
         if self._quiet_traceback:  # a warning's traceback: read through to its exception line
             if not _continues_traceback(line):
-                self._quiet_traceback = False
+                self._quiet_traceback, self._quiet_chain = False, True
             return
         block = self._open
         if block is not None:
@@ -128,6 +141,9 @@ class LogReader:
                 return
             if line.strip() and (line.startswith((*_CHAIN, "future:")) or line[0] in " \t") and not is_error_start(line):
                 block.lines.append(line)  # a multi-line message, the chain between tracebacks, a JS stack
+                return
+            if EXCEPTION_LINE.match(line) and not is_error_start(line) and not is_other_level(line):
+                block.lines.append(line)  # a chained cause with no traceback of its own: the chain goes on
                 return
             if not line.strip():
                 return
@@ -147,7 +163,8 @@ class LogReader:
         if is_error_start(line):
             self._open = ErrorBlock(at, [line])
             self.blocks.append(self._open)
-            self._in_traceback = line.startswith(TRACEBACK)
+            # a traceback may start inside the record's own line: ``logger.error(traceback.format_exc())``
+            self._in_traceback = line.rstrip().endswith(TRACEBACK)
             self._head_level = "error"
 
     def blocks_for(self, call_sid: str, start: float, end: float) -> list[ErrorBlock]:

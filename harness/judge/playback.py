@@ -104,16 +104,21 @@ def played_audio(received: list[tuple[float, dict]], pace: float) -> list[Played
     return [p for p in played if p.ulaw or p.cut]
 
 
-def call_audio(caller_pcm: np.ndarray, frames_sent: int, played: list[Played], t0: float, pace: float) -> bytes:
-    """The call as an MP3 (8 kHz stereo): the caller's audio up to the hang-up on the left, the bot as
-    heard on the right, on the call's own clock (wall time times ``pace``)."""
+def call_audio(caller_pcm: np.ndarray, frame_sent: np.ndarray, played: list[Played], t0: float, pace: float) -> bytes:
+    """The call as an MP3 (8 kHz stereo): the caller's audio up to the hang-up on the left, each 20 ms frame
+    where it was sent (a caller who waited for the bot held silence there), the bot as heard on the right,
+    on the call's own clock (wall time times ``pace``)."""
     import soundfile  # libsndfile in the wheel encodes MP3
 
-    caller = caller_pcm[: frames_sent * RATE // 50].astype(np.float32) / 32768
+    step = RATE // 50
+    sent = np.flatnonzero(frame_sent == frame_sent)
+    starts = [max(0, int(round((frame_sent[k] - t0) * pace * RATE))) for k in sent]
     ends = [int(((p.start - t0) * pace + p.seconds) * RATE) for p in played]
-    length = max([len(caller), *ends, 1])
+    length = max([*(s + step for s in starts), *ends, 1])
     stereo = np.zeros((length, 2), np.float32)
-    stereo[: len(caller), 0] = caller
+    for k, at in zip(sent, starts):
+        frame = caller_pcm[k * step : (k + 1) * step].astype(np.float32) / 32768
+        stereo[at : at + len(frame), 0] = frame
     for p in played:
         at = max(0, int((p.start - t0) * pace * RATE))
         bot = ulaw_to_pcm16(p.ulaw).astype(np.float32) / 32768

@@ -22,6 +22,7 @@ from harness.fakes.tts import FakeTts
 from harness.fakes.twilio_line import PlayerRecord
 from harness.fixture import CallFixture
 from harness.judge.bot_audio import BotAudio, analyse
+from harness.judge.words import says
 
 CAUSALITY_SLACK_S = 0.05  # a result may not be due before the caller sent its audio (one clock, in-process)
 
@@ -29,7 +30,7 @@ CAUSALITY_SLACK_S = 0.05  # a result may not be due before the caller sent its a
 @dataclass(frozen=True)
 class Event:
     wall: float
-    kind: str  # call_start, speech_start, speech_end, partial, final, rtzr_open, rtzr_end, rtzr_closed, rtzr_refused, rtzr_auth_failed, rtzr_foreign, llm_request, tts_request, media, mark, clear, handler_invalid, mark_played, stop, closed
+    kind: str  # call_start, speech_start, speech_end, partial, final, rtzr_open, rtzr_end, rtzr_closed, rtzr_refused, rtzr_auth_failed, rtzr_foreign, llm_request, llm_postcall, tts_request, media, mark, clear, handler_invalid, mark_played, stop, closed
     detail: dict[str, Any] = field(default_factory=dict)
 
 
@@ -188,8 +189,31 @@ def build_timeline(fixture: CallFixture, player: PlayerRecord, rtzr: Journal, ll
     for wall, name in player.marks_played:
         events.append(Event(wall, "mark_played", {"name": name}))
     if player.stop_at is not None:
-        sent = int((frames == frames).sum())  # frames actually sent (not NaN)
-        events.append(Event(player.stop_at, "stop", {"how": player.hung_up_how, "audio_ms": sent * 20}))
+        sent = np.flatnonzero(frames == frames)  # frames actually sent (not NaN; a pause cut short skips some)
+        events.append(Event(player.stop_at, "stop", {"how": player.hung_up_how,
+                                                     "audio_ms": (int(sent[-1]) + 1) * 20 if len(sent) else 0}))
     if player.closed_at is not None:
         events.append(Event(player.closed_at, "closed", {"by_handler": player.closed_by_handler}))
-    return CallTimeline(sorted(events, key=lambda e: e.wall), bot)
+    return CallTimeline(post_call(sorted(events, key=lambda e: e.wall)), bot)
+
+
+def post_call(events: list[Event]) -> list[Event]:
+    """LLM requests begun after the call ended are post-call work (a summary, CRM notes), ``llm_postcall``:
+    never a delivery of a final nor a turn. One whose new user content gives a final that came after the
+    hang-up, and no final from before it (a summary quotes the call), answers words nobody is left to hear
+    the answer to: its ``late_final`` says which."""
+    hangup = min((e.wall for e in events if e.kind in ("stop", "closed")), default=float("inf"))
+    finals = [e for e in events if e.kind == "final"]
+    late = [f.detail["text"] for f in finals if f.wall >= hangup]
+    early = [f.detail["text"] for f in finals if f.wall < hangup]
+    result = []
+    for e in events:
+        if e.kind == "llm_request" and e.wall >= hangup:
+            user = e.detail.get("user", "")
+            answers = next((t for t in late if says(user, t)), None)
+            detail = dict(e.detail)
+            if answers is not None and not any(says(user, t) for t in early if t not in late):
+                detail["late_final"] = answers
+            e = Event(e.wall, "llm_postcall", detail)
+        result.append(e)
+    return result

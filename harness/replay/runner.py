@@ -68,6 +68,14 @@ class FixtureRun:
     def ok(self) -> bool:
         return all(c.ok for c in self.checks)
 
+    @property
+    def post_call(self) -> list[dict]:
+        """LLM requests begun after the call ended (a summary, notes): never a turn; what was asked, and when."""
+        end = self.timeline.hangup
+        return [{"after_hangup_s": round(e.wall - end, 3), "asked": e.detail.get("user", ""),
+                 **({"answers_final_after_hangup": e.detail["late_final"]} if e.detail.get("late_final") else {})}
+                for e in self.timeline.of("llm_postcall")]
+
     def failures(self) -> str:
         """The failed checks, one per line, for assertion messages."""
         return "\n".join(f"{c.name}: {c.message}" for c in self.checks if not c.ok)

@@ -95,8 +95,8 @@ def timeline_svg(run: FixtureRun) -> str:
         tick(2, ev.wall, ev.detail["text"])
     for ev in timeline.of("rtzr_end", "rtzr_refused"):
         tick(3, ev.wall, f"connection {ev.detail.get('connection')}: {ev.detail.get('how', 'refused')} {ev.detail.get('code', '')}")
-    for ev in timeline.of("llm_request"):
-        tick(4, ev.wall, f"LLM: {ev.detail['user']}" + (" (abandoned)" if ev.detail.get("abandoned") else "")
+    for ev in timeline.of("llm_request", "llm_postcall"):
+        tick(4, ev.wall, ("post-call " if ev.kind == "llm_postcall" else "") + f"LLM: {ev.detail['user']}" + (" (abandoned)" if ev.detail.get("abandoned") else "")
              + (f" HTTP {ev.detail['status']}" if ev.detail.get("status", 200) != 200 else ""))
     for ev in timeline.of("tts_request"):
         tick(5, ev.wall, f"TTS: {ev.detail['text']}")
@@ -150,9 +150,8 @@ def conversation_html(rows: list[Turn], audio_plays: bool) -> str:
 def audio_html(run: FixtureRun, played: list[Played]) -> str:
     if run.record is None or not run.pace or not len(run.record.frame_sent) or not run.timeline.events:
         return "<p class='quiet'>No audio: at fast pace nothing plays in real time.</p>"
-    sent = int((run.record.frame_sent == run.record.frame_sent).sum())  # frames actually sent (not NaN)
     try:
-        mp3 = call_audio(run.fixture.script.audio, sent, played, float(run.record.frame_sent[0]), run.pace)
+        mp3 = call_audio(run.fixture.script.audio, run.record.frame_sent, played, float(run.record.frame_sent[0]), run.pace)
     except Exception as exc:  # noqa: BLE001 - a report without one call's sound is still a report
         log.warning("no audio for %s: %s", run.fixture.name, exc)
         return f"<p class='quiet'>No audio: {e(str(exc))}</p>"
@@ -171,6 +170,12 @@ def _checks_html(run: FixtureRun) -> str:
         if stretch:
             text += "<pre class='why'>" + e("\n".join(stretch)) + "</pre>"
         items.append(text + "</li>")
+    for work in run.post_call:
+        late = work.get("answers_final_after_hangup")
+        items.append(f"<li class='{'failed' if late else 'postcall'}'><b>post-call work</b> (not a turn): the LLM was "
+                     f"asked {work['after_hangup_s']:.2f} s after the hang-up"
+                     + (f", answering {e(repr(late))}, a final that came after it" if late else "")
+                     + f"<pre>{e(work['asked'][:2000])}</pre></li>")
     if run.errors:
         items.append("<li class='errors'><b>the handler's errors in this call</b><pre>" + e("\n\n".join(run.errors)) + "</pre></li>")
     return "<ul class='checks'>" + "".join(items) + "</ul>"
@@ -227,7 +232,7 @@ def write_html(runs: list[FixtureRun], path: Path, pace: str) -> None:
         f"{embedded_font_css(text)}"
         f"body{{font-family:{FONT_STACK};max-width:1000px;margin:auto;padding:0 8px}}"
         "svg{font-family:inherit;max-width:100%;height:auto}"
-        "li.passed{color:#2a7}li.failed{color:#c22}li.skipped{color:#888}li.errors{color:#c22}"
+        "li.passed{color:#2a7}li.failed{color:#c22}li.postcall{color:#557}li.skipped{color:#888}li.errors{color:#c22}"
         "pre{font-weight:normal;color:#222;background:#f6f6f6;padding:4px;white-space:pre-wrap;font-family:monospace,"
         f"{FONT_STACK}}}"
         "table{border-collapse:collapse;margin:4px 0}td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px;"

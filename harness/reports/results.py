@@ -20,6 +20,11 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f}"
 
 
+def _short(text: str, most: int = 80) -> str:
+    one = " / ".join(line.strip() for line in text.splitlines() if line.strip())
+    return repr(one if len(one) <= most else one[: most - 3] + "...")
+
+
 def verdict(run: FixtureRun) -> str:
     return "PASS" if run.ok else "FAIL"
 
@@ -45,6 +50,12 @@ def console_table(runs: list[FixtureRun], out: TextIO) -> None:
                 print(f"\n{run.fixture.name}: {check.name}: FAILED: {check.message}", file=out)
                 for line in why(run.timeline, check):
                     print(f"    {line}", file=out)
+    for run in runs:
+        for work in run.post_call:
+            late = work.get("answers_final_after_hangup")
+            print(f"\n{run.fixture.name}: post-call work (not a turn): the LLM was asked {work['after_hangup_s']:.2f} s "
+                  f"after the hang-up: {_short(work['asked'])}"
+                  + (f" - it answers {late!r}, a final that came after the hang-up" if late else ""), file=out)
     reasons: dict[str, set[str]] = {}
     for run in runs:
         for c in run.checks:
@@ -73,7 +84,9 @@ def write_json(runs: list[FixtureRun], path: Path, pace: str) -> None:
         "runs": [{
             "fixture": run.fixture.name, "ok": run.ok, "call_sid": run.call_sid, "wall_s": round(run.wall_s, 2),
             "checks": [{**asdict(c), "status": c.status, "why": why(run.timeline, c)} for c in run.checks],
-            "handler_errors": run.errors, "turns": [asdict(t) for t in run.turns],
+            "handler_errors": run.errors, "turns": [asdict(t) for t in run.turns], "post_call": run.post_call,
+            **({"caller_reacted": {"reactions": run.record.reactions, "silence_held_ms": run.record.silence_ms,
+                                   "pauses_cut_ms": run.record.skipped_ms}} if run.record and run.record.reactions else {}),
             "timeline": [{"t": round(e.wall - run.timeline.events[0].wall, 4), "kind": e.kind, **e.detail}
                          for e in run.timeline.events if e.kind != "media"],
         } for run in runs],
@@ -95,6 +108,10 @@ def write_junit(runs: list[FixtureRun], path: Path) -> None:
         elif not check.ok:
             failure = ElementTree.SubElement(case, "failure", message=check.message.split("\n")[0])
             failure.text = "\n".join([check.message, *why(run.timeline, check)])
+    work = [f"{run.fixture.name}: post-call work (not a turn): LLM asked {w['after_hangup_s']:.2f} s after the hang-up: "
+            f"{_short(w['asked'])}" for run in runs for w in run.post_call]
+    if work:
+        ElementTree.SubElement(suite, "system-out").text = "\n".join(work)
     write_xml(suite, path)
 
 

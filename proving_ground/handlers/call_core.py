@@ -33,14 +33,17 @@ MUTANTS = (
     "no-credential-check", "silent-refusal", "no-reconnect", "closes-after-first-final", "no-stall-watchdog",
     "resends-finalized-audio", "drops-queued-final", "answers-mid-utterance", "reply-outlives-call", "state-race",
     "swallowed-race", "send-after-close", "silent-send-after-close", "leaves-rtzr-open", "no-stream-sid",
-    "binary-media", "wrong-sample-rate", "one-early-clear",
+    "binary-media", "wrong-sample-rate", "one-early-clear", "words-twice", "no-barge-in", "answers-after-hangup",
 )
+
+
+PACING_ONLY = ("sleeps-through-reply",)  # a style, not a bug the matrix judges: it needs --pace realtime
 
 
 def mutant() -> str:
     """The bug this run puts back (``MUTANT``), or "" for the correct handler."""
     name = os.environ.get("MUTANT", "")
-    if name and name not in MUTANTS:
+    if name and name not in (*MUTANTS, *PACING_ONLY):
         raise SystemExit(f"MUTANT={name!r}: not one of {', '.join(MUTANTS)}")
     return name
 
@@ -216,8 +219,9 @@ class Conversation:
     ended: bool = False
 
     def final(self, final: Final) -> list[dict[str, str]] | None:
-        """The messages to ask the LLM with now, or None."""
-        if self.ended:
+        """The messages to ask the LLM with now, or None (the answers-after-hangup mutant answers a final that came
+        after the hang-up, as a handler whose results loop is never cancelled does)."""
+        if self.ended and self.bug != "answers-after-hangup":
             return None
         if final.talks_on:
             self.held.append(final.text)
@@ -252,7 +256,10 @@ class Conversation:
         return None
 
     def barges_in(self, partial: str) -> bool:
-        """Caller speech while the bot speaks: clear playback (the mutant clears once, before its first reply)."""
+        """Caller speech while the bot speaks: clear playback (one-early-clear clears once, before its first reply;
+        no-barge-in never clears, and so never cuts the reply short)."""
+        if self.bug == "no-barge-in":
+            return False
         if self.bug == "one-early-clear":
             first, self.cleared_once = not self.cleared_once, True
             return first

@@ -167,6 +167,8 @@ class Call:
                 messages = self.talk.replied(said)
 
     def generate(self, messages: list[dict[str, str]], stop: threading.Event) -> str:
+        if BUG == "words-twice":  # the caller's words, already the history's last message, added again
+            messages = messages + [{"role": "user", "content": messages[-1]["content"]}]
         body = {"model": "gpt-4o-mini", "messages": messages, "stream": True}
         for attempt in range(2):  # one retry of a 5xx
             with self.reading(HTTP.post(f"{LLM}/chat/completions", json=body, headers=AUTH, stream=True)) as resp:
@@ -292,6 +294,8 @@ class Call:
                 continue
             with self.lock:
                 finals = self.audio.result(result, self.last_result)
+                if BUG == "answers-after-hangup" and self.ended.is_set():  # no audio comes after the hang-up: hand it on
+                    finals += self.audio.release(finishing=True)
                 text = (result.get("alternatives") or [{}])[0].get("text", "")
                 barge = not result.get("final") and self.talk.barges_in(text)
             for final in finals:

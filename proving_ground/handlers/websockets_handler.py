@@ -67,6 +67,7 @@ class Call:
         self.marks = 0
         self.last_result = time.monotonic()
         self.history_sent = 0
+        self.spoken_ms = 0.0  # bot audio sent (sleeps-through-reply waits it out)
 
     def spawn(self, coro, *, leak: bool = False) -> asyncio.Task:
         if leak:  # the mutant's bug: a task that outlives its call
@@ -113,6 +114,7 @@ class Call:
             async for chunk in resp.content.iter_any():
                 payload = encoder.push(chunk)
                 if payload:
+                    self.spoken_ms += len(payload) * 3 / 4 / 8  # base64 of 8 kHz mu-law
                     await self.send("media", media={"payload": payload})
 
     async def answer(self, messages: list[dict[str, str]] | None) -> None:
@@ -120,7 +122,10 @@ class Call:
         while messages is not None:
             said = ""
             try:
+                self.spoken_ms = 0.0
                 said = await self._reply(messages)
+                if BUG == "sleeps-through-reply":  # waits out the reply's playback by the clock, as some teams do
+                    await asyncio.sleep(self.spoken_ms * 1.2 / 1000)
             except aiohttp.ClientError as exc:  # the LLM or TTS failed: apologise, the call goes on
                 log.error("call=%s reply failed: %r", self.call_sid, exc)
                 await self.speak("죄송합니다. 다시 한 번 말씀해 주세요.")
@@ -133,6 +138,8 @@ class Call:
             messages = self.talk.replied(said)
 
     async def _reply(self, messages: list[dict[str, str]]) -> str:
+        if BUG == "words-twice":  # the caller's words, already the history's last message, added again
+            messages = [*messages, {"role": "user", "content": messages[-1]["content"]}]
         body = {"model": "gpt-4o-mini", "messages": messages, "stream": True}
         for attempt in range(2):  # one retry of a 5xx, as the openai SDK does
             async with self.http.post(f"{CONFIG['llm']}/chat/completions", json=body,
@@ -222,7 +229,10 @@ class Call:
                 if result is None:
                     log.warning("call=%s rtzr sent a message that is not a result: %.80r", self.call_sid, raw)
                     continue
-                for final in self.audio.result(result, time.monotonic()):
+                finals = self.audio.result(result, time.monotonic())
+                if BUG == "answers-after-hangup" and self.ended:  # no audio comes after the hang-up: hand it on
+                    finals += self.audio.release(finishing=True)
+                for final in finals:
                     self.on_final(final)
                 text = (result.get("alternatives") or [{}])[0].get("text", "")
                 if not result.get("final") and self.talk.barges_in(text):

@@ -55,3 +55,37 @@ def test_replaying_a_call_without_credentials_into_a_running_handler_is_skipped_
     [check] = run.checks
     assert check.name == "refuses_without_credentials" and check.status == "skipped"
     assert "cannot be started without its credentials" in check.message
+
+
+def test_a_caller_who_reacts_to_the_bot_is_drawn_into_a_fixture_that_loads(tmp_path):
+    call = drawn_call(lambda s: any(r and r["after"] == "bot_ends" for r in s["reacts"])
+                      and any(r and r["after"] == "bot_starts" for r in s["reacts"]))
+    reacts = call.doc["caller"]["reacts"]
+    assert {r["after"] for r in reacts} == {"bot_starts", "bot_ends"}
+    assert all(r["turn"] == r["utterance"] - 1 for r in reacts)  # each reacts to the reply to the turn before it
+    fixture = load_call(call.save(tmp_path / "call"))
+    assert {(r.utterance + 1, r.after) for r in fixture.caller.reacts} == {(r["utterance"], r["after"]) for r in reacts}
+    assert "the caller reacts to the bot" in call.features()
+
+
+def test_a_barge_in_call_talks_over_the_first_reply_once_it_starts_and_shrinks_to_fixed_times_without_it():
+    call = drawn_call(lambda s: s["barge_in"])
+    assert call.doc["caller"]["reacts"][0] == {"utterance": 2, "turn": 1, "after": "bot_starts",
+                                               "ms": call.scenario["reacts"][0]["ms"], "wait_ms": 4000}
+    plain = drawn_call(lambda s: len(s["utterances"]) >= 2, smallest=True)
+    assert "reacts" not in plain.doc["caller"]  # shrunk away when not needed
+
+
+def test_leaving_an_utterance_out_takes_its_own_timing_with_it():
+    from harness.fuzz.search import smaller
+
+    said = drawn_call(lambda s: len(s["utterances"]) == 3).scenario
+    timed = {**said, "reacts": [{"after": "bot_starts", "ms": 300}, {"after": "bot_ends", "ms": 0}]}
+    smaller_ones = list(smaller(timed))
+    by_count = [s for s in smaller_ones if len(s["utterances"]) == 2]
+    # without the third: the second keeps its timing; without the second: the third's; without the first: the
+    # second becomes the first, which reacts to nothing, and the third keeps its own
+    assert [s["reacts"] for s in by_count] == [[{"after": "bot_starts", "ms": 300}], [{"after": "bot_ends", "ms": 0}],
+                                               [{"after": "bot_ends", "ms": 0}]]
+    assert [s["reacts"] for s in smaller_ones if len(s["utterances"]) == 3][:2] == [
+        [{"after": "bot_starts", "ms": 300}, None], [None, {"after": "bot_ends", "ms": 0}]]

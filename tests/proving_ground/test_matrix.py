@@ -1,5 +1,6 @@
-"""The proving ground (proving_ground/): three reference handlers in other styles than the project's own (a plain
-``websockets`` app, synchronous Flask + flask-sock, Node.js ``ws``), each correct and with every bug class the
+"""The proving ground (proving_ground/): four reference handlers in other styles than the project's own (a plain
+``websockets`` app, synchronous Flask + flask-sock, Node.js ``ws``, a production-style FastAPI backend), each correct
+and with every bug class the
 checks exist for put back. Every correct handler passes every bundled call (no false alarm); every mutant is
 failed by the check named for its bug, with a message naming the failure; docs/checks.md's table is what they did."""
 

@@ -17,7 +17,7 @@ const MUTANTS = [
   "no-credential-check", "silent-refusal", "no-reconnect", "closes-after-first-final", "no-stall-watchdog",
   "resends-finalized-audio", "drops-queued-final", "answers-mid-utterance", "reply-outlives-call", "state-race",
   "swallowed-race", "send-after-close", "silent-send-after-close", "leaves-rtzr-open", "no-stream-sid",
-  "binary-media", "wrong-sample-rate", "one-early-clear",
+  "binary-media", "wrong-sample-rate", "one-early-clear", "words-twice", "no-barge-in", "answers-after-hangup",
 ];
 const BUG = process.env.MUTANT || "";
 if (BUG && !MUTANTS.includes(BUG)) {
@@ -189,6 +189,9 @@ class Call {
   }
 
   async generate(messages, signal) {
+    if (BUG === "words-twice") { // the caller's words, already the history's last message, added again
+      messages = [...messages, { role: "user", content: messages[messages.length - 1].content }];
+    }
     for (let attempt = 0; attempt < 2; attempt++) {
       const resp = await fetch(`${LLM}/chat/completions`, {
         method: "POST", signal, headers: { ...AUTH, "Content-Type": "application/json" },
@@ -224,7 +227,7 @@ class Call {
 
   final(text, talksOn) {
     console.log(`call ${this.callSid}: final ${JSON.stringify(text)}${talksOn ? " (caller talks on)" : ""}`);
-    if (this.ended) return;
+    if (this.ended && BUG !== "answers-after-hangup") return; // the mutant answers a final that came after the hang-up
     if (talksOn) { this.heldText.push(text); return; }
     const all = [...this.heldText, text].join(" ");
     this.heldText = [];
@@ -253,6 +256,7 @@ class Call {
   }
 
   bargesIn(partial) {
+    if (BUG === "no-barge-in") return false; // never clears, and so never cuts the reply short
     if (BUG === "one-early-clear") {
       const first = !this.clearedOnce;
       this.clearedOnce = true;
@@ -306,7 +310,8 @@ class Call {
     this.base = Math.max(this.base, Math.min(endFrame, this.frames.length));
     this.releaseHeld(true, false);
     if (text.trim()) this.heldFinals.push([endFrame, text.trim()]);
-    this.releaseHeld(false, false);
+    // the answers-after-hangup mutant: no audio comes after the hang-up to tell, so a final then is handed on at once
+    this.releaseHeld(false, BUG === "answers-after-hangup" && this.ended);
   }
 
   async token() {

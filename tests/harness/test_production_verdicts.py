@@ -1,0 +1,147 @@
+"""Verdicts on handlers as teams write them: post-call work is no turn, a reply to a final that came after
+the hang-up is a reply to nobody, the same words twice in one request are given twice, and a caller who
+times their words on the bot (barge-in that a slow handler cannot dodge). Judged here on timelines (the
+sans-I/O core) and end to end against aicall; the proving ground runs each against four handler styles."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+import pytest
+
+from fakertzr.errors import FakeRtzrError
+from harness.fixture import bundled_calls, load_call
+from harness.judge.checks import CheckContext, expectations, finals_to_llm_once, stops_sending_after_hangup
+from harness.judge.timeline import CallTimeline, Event, post_call
+from harness.judge.words import occurrences
+from harness.replay.runner import ErrorLog, run_fixture
+
+
+def final(at: float, text: str) -> Event:
+    return Event(at, "final", {"text": text, "connection": 0})
+
+
+def asked(at: float, user: str, index: int = 0) -> Event:
+    return Event(at, "llm_request", {"user": user, "index": index, "status": 200, "ended": at + 0.1})
+
+
+STOP = Event(10.0, "stop", {"how": "stop", "audio_ms": 10000})
+SUMMARY = "다음 통화를 요약하세요.\n어르신: 안녕하세요 반갑습니다\nAI: 네, 반갑습니다.\n어르신: 그냥 잘 지냅니다"
+
+
+def judged(*events: Event, expect: dict | None = None) -> CheckContext:
+    return CheckContext(CallTimeline(post_call(sorted(events, key=lambda e: e.wall))), expect or {}, None)
+
+
+# 1. Post-call work is its own thing; a reply to a final that came after the hang-up is a reply to nobody.
+def test_a_summary_after_the_hang_up_is_post_call_work_not_a_delivery_nor_a_turn():
+    ctx = judged(final(1.0, "안녕하세요 반갑습니다"), asked(1.1, "안녕하세요 반갑습니다"),
+                 final(5.0, "그냥 잘 지냅니다"), asked(5.1, "그냥 잘 지냅니다", 1), STOP, asked(10.004, SUMMARY, 2),
+                 expect={"llm_turns": 2})
+    assert [e.kind for e in ctx.timeline.of("llm_request", "llm_postcall")] == ["llm_request", "llm_request", "llm_postcall"]
+    assert finals_to_llm_once(ctx).ok and expectations(ctx).ok and stops_sending_after_hangup(ctx).ok
+    assert "late_final" not in ctx.timeline.of("llm_postcall")[0].detail
+
+
+def test_a_final_that_came_after_the_hang_up_answered_is_a_reply_to_nobody():
+    ctx = judged(final(1.0, "안녕하세요 반갑습니다"), asked(1.1, "안녕하세요 반갑습니다"), STOP,
+                 final(10.01, "그냥 잘"), asked(10.02, "그냥 잘", 1), expect={"llm_turns": 1})
+    result = stops_sending_after_hangup(ctx)
+    assert not result.ok and "reply to nobody" in result.message and "'그냥 잘'" in result.message
+    assert expectations(ctx).ok, "the late request is no turn of the call: the check named for it says what it is"
+
+
+def test_a_summary_that_quotes_a_late_final_too_is_still_post_call_work():
+    ctx = judged(final(1.0, "안녕하세요 반갑습니다"), asked(1.1, "안녕하세요 반갑습니다"), STOP, final(10.01, "그냥 잘"),
+                 asked(10.5, "요약하세요.\n어르신: 안녕하세요 반갑습니다\n어르신: 그냥 잘", 1))
+    assert stops_sending_after_hangup(ctx).ok
+
+
+# 3. The same words twice in one request are two deliveries; the same words said twice are not one too many.
+def test_words_given_twice_in_one_request_are_given_twice():
+    ctx = judged(final(1.0, "안녕하세요 반갑습니다"), asked(1.1, "안녕하세요 반갑습니다\n안녕하세요 반갑습니다"), STOP)
+    result = finals_to_llm_once(ctx)
+    assert not result.ok and "2 times in one request" in result.message
+
+
+@pytest.mark.parametrize("events", [
+    [final(1.0, "네"), asked(1.1, "네"), final(3.0, "네"), asked(3.1, "네", 1)],  # said twice, given twice
+    [final(1.0, "네"), final(1.2, "네"), asked(1.3, "네\n네")],  # said twice, given together
+    [final(1.0, "네"), asked(1.1, "네"), final(3.0, "네 알겠습니다"), asked(3.1, "네 알겠습니다", 1)],  # inside a later final
+])
+def test_words_the_caller_said_as_often_as_given_pass(events):
+    assert finals_to_llm_once(judged(*events, STOP)).ok
+
+
+def test_occurrences_are_whole_words_not_overlapping():
+    assert occurrences("X\nX", "X") == 2 and occurrences("w12 w13", "w1") == 0 and occurrences("a a a", "a a") == 1
+
+
+# 4. A caller who reacts: speaks a set time after the bot's reply starts, wherever that lands.
+def _slow_barge_in(tmp_path, first_token_ms: float):
+    directory = tmp_path / "barge-in-slow"
+    shutil.copytree(bundled_calls() / "barge-in", directory)
+    doc = json.loads((directory / "call.json").read_text(encoding="utf-8"))
+    doc["llm"] = {"first_token_ms": first_token_ms}
+    (directory / "call.json").write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
+    return load_call(directory)
+
+
+@pytest.mark.parametrize("first_token_ms", [0, 3000])
+async def test_the_caller_talks_over_the_reply_800_ms_after_it_starts_however_late_it_comes(tmp_path, first_token_ms):
+    fixture = _slow_barge_in(tmp_path, first_token_ms)
+    with ErrorLog() as errors:
+        run = await run_fixture(fixture, pace=4.0, errors=errors)
+    assert run.ok, run.failures()
+    (reaction,) = run.record.reactions
+    assert not reaction["waited_out"]
+    assert 800 <= reaction["spoke_at_ms"] - reaction["bot_ms"] < 800 + 20, reaction  # in the caller's audio, any pace
+    if first_token_ms:
+        assert run.record.silence_ms > 0 and reaction["spoke_at_ms"] > reaction["fixture_ms"]  # held: the bot was late
+    else:
+        assert run.record.skipped_ms > 0 and reaction["spoke_at_ms"] < reaction["fixture_ms"]  # the pause cut short
+    assert [e.detail["text"] for e in run.timeline.of("final")] == fixture.expect["finals"], "heard wherever it landed"
+    barge = next(c for c in run.checks if c.name == "barge_in")
+    assert barge.status == "passed", barge.message  # talked over, and aicall cleared
+
+
+def test_a_reaction_names_an_utterance_and_an_earlier_turn(tmp_path):
+    directory = tmp_path / "bad"
+    shutil.copytree(bundled_calls() / "barge-in", directory)
+    doc = json.loads((directory / "call.json").read_text(encoding="utf-8"))
+    for reacts, says in (([{"utterance": 3, "after": "bot_starts", "turn": 1}], "has 2 utterance(s)"),
+                         ([{"utterance": 2, "after": "bot_starts", "turn": 2}], "must come before"),
+                         ([{"utterance": 2, "after": "bot_speaks", "turn": 1}], "after")):
+        doc["caller"] = {"reacts": reacts}
+        (directory / "call.json").write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
+        with pytest.raises(FakeRtzrError, match=re.escape(says)):
+            load_call(directory)
+
+
+# 5. A handler paced by the wall clock, judged at fast pace: the failure says what it saw and names --pace realtime.
+def _paced_call(asked_late: bool) -> CheckContext:
+    reply = [Event(1.2 + 0.001 * i, "media", {"ms": 20.0}) for i in range(150)]  # 3 s of audio, sent at once
+    events = [final(1.0, "안녕하세요"), asked(1.05, "안녕하세요"), *reply,
+              Event(1.4, "speech_end", {"utterance": 1, "audio_ms": 4000}), final(1.5, "잘 지내요"),
+              *([asked(4.8, "잘 지내요", 1)] if asked_late else []), Event(5.0, "stop", {"how": "stop"})]
+    ctx = judged(*events, expect={"llm_turns": 3})
+    ctx.audio_plays, ctx.pace = False, None
+    return ctx
+
+
+@pytest.mark.parametrize("asked_late", [True, False])
+def test_at_fast_pace_a_final_left_waiting_through_the_last_replys_playback_names_realtime(asked_late):
+    result = expectations(_paced_call(asked_late))
+    assert not result.ok and "--pace realtime" in result.message and "paced by the wall clock" in result.message
+    assert ("asked 3.4 s later" if asked_late else "not asked again before the hang-up") in result.message
+
+
+def test_the_hint_is_not_given_when_the_llm_was_at_work_or_at_another_pace():
+    busy = _paced_call(True)
+    busy.timeline.events.insert(3, Event(1.4, "tts_request", {"text": "x", "ended": 4.0, "index": 0}))
+    assert "--pace realtime" not in expectations(busy).message  # late because the TTS was slow, not a clock
+    realtime = _paced_call(True)
+    realtime.audio_plays, realtime.pace = True, 1.0
+    assert "--pace realtime" not in expectations(realtime).message
