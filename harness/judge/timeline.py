@@ -53,11 +53,24 @@ class CallTimeline:
 
 
 def _call_position(alignment: list[dict[str, Any]], conn_ms: float | None) -> float | None:
-    """Where in the caller's audio a connection's position ``conn_ms`` lies (fakertzr's alignment), if known."""
+    """Where in the caller's audio a connection's position ``conn_ms`` lies (fakertzr's alignment), if known.
+    Past a discontinuity, until the audio is placed again (silence held while the caller waits for the bot, a
+    gap), nothing of the call was received: the position is where the placed audio ended."""
     if conn_ms is None:
         return None
-    placed = [a for a in alignment if a.get("event") == "aligned" and a["conn_ms"] <= conn_ms]
-    return round(conn_ms + placed[-1]["call_ms"] - placed[-1]["conn_ms"], 1) if placed else None
+    marks = [(a["conn_ms"], i, a) for i, a in enumerate(alignment)
+             if a.get("event") in ("aligned", "discontinuity") and a["conn_ms"] <= conn_ms]
+    if not marks:
+        return None
+    at, last, mark = max(marks, key=lambda m: m[:2])
+    placed = [a for a in alignment[:last] if a.get("event") == "aligned" and a["conn_ms"] <= at]
+    if mark["event"] == "aligned":
+        placed = [mark]
+    elif not placed:
+        return None
+    else:
+        conn_ms = at  # the end of the placed audio
+    return round(conn_ms + placed[-1]["call_ms"] - placed[-1]["conn_ms"], 1)
 
 
 def is_foreign(conn: ConnectionRecord, frames_sent: np.ndarray, call_start: float | None,

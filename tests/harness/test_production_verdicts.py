@@ -145,3 +145,34 @@ def test_the_hint_is_not_given_when_the_llm_was_at_work_or_at_another_pace():
     realtime = _paced_call(True)
     realtime.audio_plays, realtime.pace = True, 1.0
     assert "--pace realtime" not in expectations(realtime).message
+
+
+# Found by harness fuzz against the production-style handler at x2: RTZR closes the first stream at once, the
+# handler's second stream hears the first word, and the second utterance waits for the bot. The first word's
+# final fires in the silence held meanwhile (end-point detection counts it as audio after the word); placed
+# by the old alignment past the discontinuity, it lay in audio not yet sent, and the stream was judged
+# another call's ("foreign"): every final lost, recognition_continues failed.
+def test_a_position_past_a_discontinuity_is_where_the_placed_audio_ended():
+    from harness.judge.timeline import _call_position
+
+    log = [{"conn_ms": 0.0, "call_ms": 0.0, "event": "aligned"}, {"conn_ms": 840.0, "event": "discontinuity"},
+           {"conn_ms": 1300.0, "event": "no_match"}, {"conn_ms": 1200.0, "call_ms": 850.0, "event": "aligned"}]
+    assert [_call_position(log, ms) for ms in (500.0, 840.0, 1050.0, 1250.0)] == [500.0, 840.0, 840.0, 900.0]
+    assert _call_position([{"conn_ms": 0.0, "event": "discontinuity"}], 100.0) is None
+
+
+async def test_a_final_in_the_silence_held_for_a_reacting_caller_is_this_calls(tmp_path):
+    from harness.fuzz.strategies import as_call
+    from harness.fuzz.synthetic import SynthUtterance
+
+    said = [SynthUtterance(pause_before_ms=400, word_ms=(150,)), SynthUtterance(pause_before_ms=400, word_ms=(150,))]
+    call = as_call({"seed": 0, "utterances": said, "recognizer": {}, "partial_every_ms": None,
+                    "faults": [{"type": "close", "code": 1000, "at_ms": 0}], "hangup": None, "vanish": False, "dtmf": [],
+                    "barge_in": False, "llm": {"first_token_ms": 0, "token_ms": 0, "sentences": 1},
+                    "tts": {"realtime": False, "ms_per_char": 20, "first_chunk_ms": 0},
+                    "reacts": [{"after": "bot_starts", "ms": 200}]})
+    with ErrorLog() as errors:
+        run = await run_fixture(call.fixture(tmp_path / "call"), pace=2.0, errors=errors)
+    assert run.record.silence_ms > 0, "the caller held silence for the bot"
+    assert not run.timeline.of("rtzr_foreign"), "the handler's second stream is this call's"
+    assert run.ok, run.failures()
