@@ -92,7 +92,8 @@ def llm_deliveries(timeline: CallTimeline) -> list[Event]:
 def stops_sending_after_hangup(ctx: CheckContext) -> CheckResult:
     """The report's failure 4: once the caller has hung up, the handler sends nothing more, asks TTS for
     nothing more, and asks the LLM to answer no words that came after the hang-up (a reply to nobody: the
-    first step of what failure 4 sends; post-call work such as a summary is fine). Only what was already on the wire when ``stop`` went out (``STOP_GRACE_S``) is
+    first step of what failure 4 sends; post-call work such as a summary is fine). Only what was already on
+    the wire when ``stop`` went out (``STOP_GRACE_S``) is
     forgiven; the fake Twilio reads on for 0.5 s past ``stop``, so whatever the handler keeps sending is
     seen, whether or not its failed sends leave an error in its log."""
     name = "stops_sending_after_hangup"

@@ -176,3 +176,27 @@ async def test_a_final_in_the_silence_held_for_a_reacting_caller_is_this_calls(t
     assert run.record.silence_ms > 0, "the caller held silence for the bot"
     assert not run.timeline.of("rtzr_foreign"), "the handler's second stream is this call's"
     assert run.ok, run.failures()
+
+
+def test_post_call_work_is_reported_in_the_console_json_junit_and_html(tmp_path):
+    import io
+    from xml.etree import ElementTree
+
+    from harness.judge.checks import CheckResult
+    from harness.replay.runner import FixtureRun
+    from harness.reports.html import write_html
+    from harness.reports.results import console_table, write_json, write_junit
+
+    ctx = judged(final(1.0, "안녕하세요 반갑습니다"), asked(1.1, "안녕하세요 반갑습니다"), STOP, asked(10.004, SUMMARY, 1))
+    run = FixtureRun(load_call(bundled_calls() / "seed-three-turns"), [CheckResult("expectations", True)], [],
+                     ctx.timeline, 1.0)
+    assert run.post_call == [{"after_hangup_s": 0.004, "asked": SUMMARY}]
+    out = io.StringIO()
+    console_table([run], out)
+    assert "post-call work (not a turn): the LLM was asked 0.00 s after the hang-up: '다음 통화를 요약하세요." in out.getvalue()
+    write_json([run], tmp_path / "report.json", "fast")
+    assert json.loads((tmp_path / "report.json").read_text())["runs"][0]["post_call"] == run.post_call
+    write_junit([run], tmp_path / "junit.xml")
+    assert "post-call work" in ElementTree.parse(tmp_path / "junit.xml").getroot().find("system-out").text
+    write_html([run], tmp_path / "report.html", "fast")
+    assert "<b>post-call work</b>" in (tmp_path / "report.html").read_text(encoding="utf-8")
