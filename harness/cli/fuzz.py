@@ -70,6 +70,8 @@ def add_fuzz_parser(sub) -> None:
                       help="no utterance long enough for RTZR to cut it at max_utter_duration")
     fuzz.add_argument("--no-hangups", action="store_true", help="every caller says everything (no early hang-up, no dropped line)")
     fuzz.add_argument("--no-dtmf", action="store_true", help="no keypad presses")
+    fuzz.add_argument("--fixed-times", action="store_true", help="no caller who times words on the bot (caller.reacts): "
+                      "every utterance at its time in the audio, as in a recording")
     fuzz.add_argument("--maximize", choices=("latency",), help="latency: steer the search toward the longest end of "
                       "speech -> first bot audio of its reply (hypothesis's target()); the worst call is written too")
     fuzz.add_argument("--shrink-limit", type=parse_count, default=150, metavar="N",
@@ -96,7 +98,7 @@ def options_of(args: argparse.Namespace) -> FuzzOptions:
     return FuzzOptions(examples=args.examples, seed=args.seed, pace=args.pace, max_duration_s=args.max_duration,
                        fault_kinds=args.faults, max_faults=args.max_faults, max_utterances=args.max_utterances,
                        barge_in=not args.no_barge_in, hangups=not args.no_hangups, keypad=not args.no_dtmf,
-                       long_utterances=not args.no_long_utterances,
+                       long_utterances=not args.no_long_utterances, reacts=not args.fixed_times,
                        database=None if args.no_database else args.database,
                        target_latency=args.maximize == "latency", shrink_limit=args.shrink_limit)
 

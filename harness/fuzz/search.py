@@ -49,6 +49,7 @@ class FuzzOptions:
     hangups: bool = True
     keypad: bool = True
     long_utterances: bool = True  # utterances RTZR cuts at max_utter_duration
+    reacts: bool = True  # callers who time words on the bot (caller.reacts)
     database: Path | None = None  # hypothesis's example database (failures found before are tried first)
     target_latency: bool = False  # steer the search toward the longest end of speech -> first bot audio
     shrink_limit: int = 150  # new calls tried while shrinking a failure, at most
@@ -228,7 +229,7 @@ def stages(options: FuzzOptions) -> list[Stage]:
     least four times the kinds, one when at least twice, none below), the rest drawn as they come."""
     free = dict(max_utterances=options.max_utterances, max_faults=options.max_faults, fault_kinds=options.fault_kinds,
                 barge_in=options.barge_in, hangups=options.hangups, keypad=options.keypad,
-                long_utterances=options.long_utterances,
+                long_utterances=options.long_utterances, reacts=options.reacts,
                 max_duration_ms=None if options.max_duration_s is None else int(options.max_duration_s * 1000))
     kinds = options.fault_kinds if options.max_faults else ()
     each = min(2, options.examples // (2 * len(kinds))) if kinds else 0

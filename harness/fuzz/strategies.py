@@ -244,7 +244,7 @@ def tts(*, realtime: bool | None = None) -> st.SearchStrategy[dict[str, Any]]:
 def scenarios(draw, *, max_utterances: int = 4, max_faults: int = 2, min_faults: int = 0,
               fault_kinds: tuple[str, ...] = FAULT_KINDS,
               barge_in: bool = True, hangups: bool = True, keypad: bool = True, long_utterances: bool = True,
-              max_duration_ms: int | None = None) -> dict[str, Any]:
+              reacts: bool = True, max_duration_ms: int | None = None) -> dict[str, Any]:
     """What a call is made of, as plain data (``calls`` turns it into a fixture)."""
     # a long utterance only where it fits (it would rarely be drawn within a short max_duration_ms)
     long = long_utterances and (max_duration_ms is None or max_duration_ms >= 2 * CUT_MS)
@@ -267,7 +267,7 @@ def scenarios(draw, *, max_utterances: int = 4, max_faults: int = 2, min_faults:
         "llm": draw(llm(long_replies=talks_over)),
         "tts": draw(tts(realtime=True if talks_over else None)),
         # drawn last, so that it shrinks away on its own: utterances timed on what the bot does
-        "reacts": draw(reactions(len(said), barge_in=talks_over)),
+        "reacts": draw(reactions(len(said), barge_in=talks_over)) if reacts else [],
     }
 
 
@@ -333,5 +333,5 @@ def as_call(s: dict[str, Any]) -> DrawnCall:
 def calls(**options: Any) -> st.SearchStrategy[DrawnCall]:
     """Whole calls (see the module docstring); ``options`` are those of ``scenarios``: ``max_utterances``,
     ``max_faults``, ``min_faults``, ``fault_kinds``, ``barge_in``, ``hangups``, ``keypad``, ``long_utterances``,
-    ``max_duration_ms``."""
+    ``reacts``, ``max_duration_ms``."""
     return scenarios(**options).map(as_call)
