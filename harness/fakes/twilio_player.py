@@ -270,11 +270,15 @@ class TwilioPlayer:
             pass
 
     async def _listen_to_the_end(self) -> None:
-        """Like a caller who has said everything: wait until the bot stops talking (or ends the call)."""
+        """Like a caller who has said everything: wait until the bot stops talking (or ends the call). A caller
+        whose call the fixture expects the handler to refuse waits for the line to go dead (``LISTEN_LIMIT_S`` at
+        most): told the service is unavailable, they hold on until the call ends, so whether the handler ends
+        it a moment after its apology or a moment later is no matter of the verdict."""
         deadline = time.monotonic() + LISTEN_LIMIT_S
         line = self.line
+        refused = bool(self.fixture.expect.get("call_refused"))
         while not line.ws.closed and self.record.closed_at is None and time.monotonic() < deadline:
-            if not await line.wait_for_activity(QUIET_S) and not line.marks_pending:
+            if not await line.wait_for_activity(QUIET_S) and not line.marks_pending and not refused:
                 return
 
     async def _hang_up(self) -> None:
