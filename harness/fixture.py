@@ -29,10 +29,7 @@ class CallerBehaviour:
     hangup_after_turns: int | None = None
     vanish: bool = False
     dtmf: tuple[tuple[float, str], ...] = ()
-    reacts: tuple[Reaction, ...] = ()
-
-    def reaction(self, utterance: int) -> Reaction | None:
-        return next((r for r in self.reacts if r.utterance == utterance), None)
+    reacts: tuple[Reaction, ...] = ()  # utterances timed on the bot, not on the audio's clock
 
 
 @dataclass(frozen=True)

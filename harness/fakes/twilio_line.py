@@ -59,7 +59,7 @@ class PlayerRecord:
     hung_up_how: str = ""
     silence_ms: float = 0.0  # caller silence held while waiting for the bot (``caller.reacts``), not the fixture's
     skipped_ms: float = 0.0  # the fixture's pauses cut short because the bot answered sooner
-    reactions: list[dict[str, Any]] = field(default_factory=list)  # each reacting utterance: what it waited for, when it spoke
+    reactions: list[dict[str, Any]] = field(default_factory=list)  # each reacting utterance: what it waited for, when
 
     def media_after(self, wall: float) -> float | None:
         return next((t for t, m in self.received if t >= wall and m.get("event") == "media"), None)

@@ -210,7 +210,8 @@ class TwilioPlayer:
         left to play, no LLM or TTS work in flight, no bot message for ``REACT_QUIET_S``."""
         now, line = time.monotonic(), self.line
         last = line.last_media_at
-        if line.playing_until > now or self.replying() or now - max(last, line.playing_until) < REACT_QUIET_S / (self.pace or 4):
+        quiet = now - max(last, line.playing_until) >= REACT_QUIET_S / (self.pace or 4)
+        if line.playing_until > now or self.replying() or not quiet:
             return None
         at = self._audio_ms(max(last, line.playing_until)) if self.pace else self._audio_ms()
         self._bot_ends[turn] = at
@@ -242,7 +243,7 @@ class TwilioPlayer:
         start = self.fixture.script.utterances[reaction.utterance].start_ms
         self.record.reactions.append({
             "utterance": reaction.utterance + 1, "after": reaction.after, "turn": reaction.turn, "ms": reaction.ms,
-            "bot_ms": self._bot_ends.get(reaction.turn) if reaction.after == "bot_ends" else self._bot_starts.get(reaction.turn),
+            "bot_ms": (self._bot_ends if reaction.after == "bot_ends" else self._bot_starts).get(reaction.turn),
             "spoke_at_ms": self._sent * FRAME_MS + LEAD_MS, "fixture_ms": start,
             "waited_out": due is None or self._sent < due})
         self._hold_began = None

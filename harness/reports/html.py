@@ -96,7 +96,8 @@ def timeline_svg(run: FixtureRun) -> str:
     for ev in timeline.of("rtzr_end", "rtzr_refused"):
         tick(3, ev.wall, f"connection {ev.detail.get('connection')}: {ev.detail.get('how', 'refused')} {ev.detail.get('code', '')}")
     for ev in timeline.of("llm_request", "llm_postcall"):
-        tick(4, ev.wall, ("post-call " if ev.kind == "llm_postcall" else "") + f"LLM: {ev.detail['user']}" + (" (abandoned)" if ev.detail.get("abandoned") else "")
+        tick(4, ev.wall, ("post-call " if ev.kind == "llm_postcall" else "") + f"LLM: {ev.detail['user']}"
+             + (" (abandoned)" if ev.detail.get("abandoned") else "")
              + (f" HTTP {ev.detail['status']}" if ev.detail.get("status", 200) != 200 else ""))
     for ev in timeline.of("tts_request"):
         tick(5, ev.wall, f"TTS: {ev.detail['text']}")
