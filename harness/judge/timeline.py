@@ -63,14 +63,12 @@ def _call_position(alignment: list[dict[str, Any]], conn_ms: float | None) -> fl
     if not marks:
         return None
     at, last, mark = max(marks, key=lambda m: m[:2])
-    placed = [a for a in alignment[:last] if a.get("event") == "aligned" and a["conn_ms"] <= at]
-    if mark["event"] == "aligned":
-        placed = [mark]
-    elif not placed:
-        return None
-    else:
-        conn_ms = at  # the end of the placed audio
-    return round(conn_ms + placed[-1]["call_ms"] - placed[-1]["conn_ms"], 1)
+    if mark["event"] == "discontinuity":  # placed by the segment before it, up to where it ended
+        mark = next((a for a in reversed(alignment[:last]) if a.get("event") == "aligned" and a["conn_ms"] <= at), None)
+        if mark is None:
+            return None
+        conn_ms = at
+    return round(conn_ms + mark["call_ms"] - mark["conn_ms"], 1)
 
 
 def is_foreign(conn: ConnectionRecord, frames_sent: np.ndarray, call_start: float | None,
