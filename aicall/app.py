@@ -94,6 +94,17 @@ async def wait_for_calls_to_end(app: web.Application, timeout: float) -> bool:
         return False
 
 
+async def wait_for_call_to_end(app: web.Application, call_sid: str, timeout: float) -> bool:
+    """Wait until the call with ``call_sid`` is over (its tasks done); False if ``timeout`` passed first."""
+    condition = app[CALLS_CHANGED]
+    try:
+        async with condition:
+            await asyncio.wait_for(condition.wait_for(lambda: all(c.call_sid != call_sid for c in app[CALLS])), timeout)
+        return True
+    except asyncio.TimeoutError:
+        return False
+
+
 async def close_calls(app: web.Application) -> None:
     """The server is stopping (SIGTERM, Ctrl-C): every call ends with a close frame (1001 going away) and is
     stored as ended by "shutdown", within ``shutdown_drain_s``; then what is still running is cancelled."""

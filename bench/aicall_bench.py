@@ -30,7 +30,7 @@ from fakertzr.loops import loop_factory  # noqa: E402
 from harness.fixture import load_call  # noqa: E402
 from harness.load.capacity import LoadPlan, LoadRunner  # noqa: E402
 from harness.load.stats import Criteria, StepResult  # noqa: E402
-from harness.replay.runner import run_target  # noqa: E402
+from harness.replay.runs import run_target  # noqa: E402
 from harness.replay.targets import CommandTarget  # noqa: E402
 
 SEED = load_call(ROOT / "fixtures" / "calls" / "seed-three-turns")

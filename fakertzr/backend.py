@@ -30,6 +30,7 @@ from .tokens import DEFAULT_TOKEN_TTL_S, TokenIssuer, bearer_token
 from .validation import check
 from .waiting import ChangeNotifier
 
+BEFORE_AUDIO = ("reject_handshake", "auth_failure", "expire_tokens")  # fault kinds no call's audio can scope
 DEFAULT_CLIENT_ID = "fakertzr-client"
 DEFAULT_CLIENT_SECRET = "fakertzr-secret"
 
@@ -90,6 +91,8 @@ class FakeRtzrBackend:
         self.journal = Journal(self.config.journal_limit)
         self._loaded: list[tuple[CallScript, AudioLocator]] = []
         self.faults: list[Fault] = []
+        self.script_faults: dict[str, list[Fault]] = {}  # faults that act only on the streams of one script
+        self._streams_of: dict[str, int] = {}  # streams that have named each script so far
         self._active: dict[str, int] = {}
         self.live_streams: set[Any] = set()  # the shells running a stream now (a shutdown closes each with a frame)
         self.shutting_down = False  # no new stream is accepted
@@ -103,6 +106,8 @@ class FakeRtzrBackend:
         self.config = copy.deepcopy(self._start_config)
         self.journal = Journal(self.config.journal_limit)
         self.faults = []
+        self.script_faults = {}
+        self._streams_of = {}
         self._loaded = []
         self._connection_count = self.worker[0]
         self.batch = BatchJobs(self.worker)
@@ -122,15 +127,37 @@ class FakeRtzrBackend:
     def load_fixture(self, directory: str | Path) -> CallScript:
         return self.load_script(load_fixture(directory))
 
-    def load_script(self, script: CallScript) -> CallScript:
-        """Make ``script`` answer the next connections whose audio it contains; add its faults."""
+    def load_script(self, script: CallScript, *, own_faults: bool = False) -> CallScript:
+        """Make ``script`` answer the next connections whose audio it contains; add its faults.
+
+        ``own_faults``: the script's faults act only on the streams whose audio is this script's, their
+        ``connection`` counting those streams alone (0: the first stream that carried this call's audio).
+        Several calls at once on one fake: one call's drop or stall never touches its neighbours'
+        streams. Faults that act before any audio is heard (a refused handshake or authentication,
+        revoked tokens) cannot be told to one call, and are refused here (``FakeRtzrError``)."""
         faults = [fault_from_spec(spec, f"{script.source}: faults[{i}]") for i, spec in enumerate(script.faults)]
+        if own_faults:
+            if any(s[0].name == script.name for s in self._loaded):
+                raise FakeRtzrError(f"a script named {script.name!r} is loaded already: its streams could not be told apart")
+            blind = [f.kind for f in faults if f.kind in BEFORE_AUDIO]
+            if blind:
+                raise FakeRtzrError(f"{script.source}: a {blind[0]} fault acts before any audio names the call: "
+                                    "it cannot be given to one call of several")
+            self.script_faults[script.name] = faults
+        else:
+            self.faults.extend(faults)
         self._loaded.append((script, AudioLocator(script.audio)))
-        self.faults.extend(faults)
         return script
+
+    def unload_script(self, name: str) -> None:
+        """Forget the script named ``name`` and its own faults (its call is over); streams already following it
+        go on."""
+        self._loaded = [(s, loc) for s, loc in self._loaded if s.name != name]
+        self.script_faults.pop(name, None)
 
     def clear_scripts(self) -> None:
         self._loaded = []
+        self.script_faults = {}
 
     def set_auto_texts(self, texts: Sequence[str] | None) -> None:
         """Auto mode: VAD-found utterances get these texts in order (scripts are cleared)."""
@@ -238,6 +265,10 @@ class FakeRtzrBackend:
             def on_select(script: CallScript) -> None:
                 behaviour = script.recognizer
                 record.script = script.name
+                if script.name in self.script_faults:  # from now on, the call's own faults, counted by its streams
+                    session.connection_index = self._streams_of.get(script.name, 0)
+                    session.faults = self.script_faults[script.name]
+                self._streams_of[script.name] = self._streams_of.get(script.name, 0) + 1
                 if behaviour.epd_time is not None:
                     builder.epd_ms = behaviour.epd_time * 1000.0
                 if behaviour.max_utter_duration is not None:

@@ -19,6 +19,12 @@ class ChangeNotifier:
             self._changed.set()
             self._changed = None
 
+    async def next_change(self) -> None:
+        """Return at the next ``notify()`` (whatever changed)."""
+        if self._changed is None:
+            self._changed = asyncio.Event()
+        await self._changed.wait()
+
     async def wait_until(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
         """Return once ``predicate()`` holds; raise TimeoutError after ``timeout`` seconds."""
 

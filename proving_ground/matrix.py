@@ -23,12 +23,15 @@ from pathlib import Path
 from examples import readme_tables
 from harness.cli.common import parse_pace
 from harness.fixture import bundled_calls, discover, load_call
-from harness.replay.runner import FixtureRun, run_target
+from harness.replay.lanes import together
+from harness.replay.runner import FixtureRun
+from harness.replay.runs import run_target
 from harness.replay.targets import CommandTarget
 
 from .mutants import CHECKS_WITHOUT_A_MUTANT, HANDLERS, MUTANTS, Mutant, ReferenceHandler
 
 TIMED = {"barge-in": "realtime", "failure4-hangup-while-tts-streams": "x4", "failure1-credentials-refused": "x4"}
+TOGETHER = {"stalled-neighbour": ("x4", 2), "busy-hour": ("x4", 3)}  # groups played at once: (pace, calls at once)
 AT_ONCE = 3  # handler runs in parallel (each a process of its own with its own fakes)
 BEGIN, END = "<!-- proving-ground:begin -->", "<!-- proving-ground:end -->"
 
@@ -74,23 +77,33 @@ def load(path: Path) -> list[Outcome]:
     return [Outcome.from_json(o) for o in json.loads(path.read_text(encoding="utf-8"))]
 
 
-async def run_one(handler: ReferenceHandler, fixtures: list[str], pace: str, mutant: str = "") -> Outcome:
+def calls_named(name: str) -> list[str]:
+    """A bundled call, or the bundled calls of a ``together`` group."""
+    if (bundled_calls() / name / "call.json").exists():
+        return [name]
+    return [p.name for p in discover(bundled_calls()) if together(load_call(p)) == name]
+
+
+async def run_one(handler: ReferenceHandler, fixtures: list[str], pace: str, mutant: str = "",
+                  at_once: int = 1) -> Outcome:
     command = (f"MUTANT={mutant} " if mutant else "") + handler.command
     target = CommandTarget(command, path=handler.path, ready_timeout=60)
     calls = [load_call(bundled_calls() / name) for name in fixtures]
-    runs = await run_target(target, calls, pace=parse_pace(pace))
+    runs = await run_target(target, calls, pace=parse_pace(pace), calls_at_once=at_once)
     return Outcome(handler.name, mutant, pace, tuple(Verdict.of(r) for r in runs))
 
 
 def plan(handlers: tuple[ReferenceHandler, ...], mutants: tuple[Mutant, ...] = MUTANTS) -> list[tuple]:
-    """Every run: (handler, fixtures, pace, mutant)."""
+    """Every run: (handler, fixtures, pace, mutant, calls at once)."""
     every = [p.name for p in discover(bundled_calls())]
     runs = []
     for handler in handlers:
-        runs.append((handler, every, "fast", ""))
+        runs.append((handler, every, "fast", "", 1))
         for fixture, pace in TIMED.items():
-            runs.append((handler, [fixture], pace, ""))
-        runs += [(handler, [m.fixture], m.pace, m.name) for m in mutants]
+            runs.append((handler, [fixture], pace, "", 1))
+        for group, (pace, at_once) in TOGETHER.items():
+            runs.append((handler, calls_named(group), pace, "", at_once))
+        runs += [(handler, calls_named(m.fixture), m.pace, m.name, m.at_once) for m in mutants]
     return runs
 
 
@@ -123,8 +136,8 @@ def verdicts(outcomes: list[Outcome]) -> tuple[dict[tuple[str, str], str], dict[
                 for name, message in run.failed.items():
                     alarms[o.handler].append(f"{run.fixture} ({o.pace}): {name}: {message.splitlines()[0]}")
             continue
-        mutant = by_name[o.mutant]
-        failed = o.runs[0].failed if o.runs else {}
+        mutant = by_name[o.mutant]  # the named check failed on a call of the run (a group: any of its calls)
+        failed = next((r.failed for r in o.runs if mutant.check in r.failed), o.runs[0].failed if o.runs else {})
         if mutant.check in failed and mutant.says in failed[mutant.check]:
             cells[(o.mutant, o.handler)] = "caught"
         elif mutant.check in failed:
@@ -140,10 +153,12 @@ def markdown(outcomes: list[Outcome], handlers: tuple[ReferenceHandler, ...] = H
     lines = ["| bug put back (`MUTANT=`) | call, pace | must fail | " + " | ".join(names) + " |",
              "|---" * (3 + len(names)) + "|"]
     for m in MUTANTS:
-        lines.append(f"| `{m.name}`: {m.bug} | `{m.fixture}`, {m.pace} | `{m.check}` | "
+        at_once = f", {m.at_once} at once" if m.at_once > 1 else ""
+        lines.append(f"| `{m.name}`: {m.bug} | `{m.fixture}`, {m.pace}{at_once} | `{m.check}` | "
                      + " | ".join(cells.get((m.name, n), "-") for n in names) + " |")
     lines.append("| **the correct handler**: false alarms | every bundled call fast, " + ", ".join(
-        f"`{f}` {p}" for f, p in TIMED.items()) + " | none | " + " | ".join(
+        f"`{f}` {p}" for f, p in TIMED.items()) + ", " + ", ".join(
+        f"`{g}` {p}, {n} at once" for g, (p, n) in TOGETHER.items()) + " | none | " + " | ".join(
         f"{len(alarms.get(n, []))} of {sum(len(o.runs) for o in outcomes if o.handler == n and not o.mutant)} calls"
         for n in names) + " |")
     caught = sum(v == "caught" for v in cells.values())
@@ -164,9 +179,8 @@ def explain(outcomes: list[Outcome]) -> str:
     out = [f"{h}: false alarm: {a}" for h, found in alarms.items() for a in found]
     for o in outcomes:
         if o.mutant and cells.get((o.mutant, o.handler)) != "caught" and o.runs:
-            run = o.runs[0]
             out.append(f"{o.handler} {o.mutant}: {cells.get((o.mutant, o.handler))}\n" + "\n".join(
-                f"  {name}: {status}: {message}" for name, status, message in run.checks))
+                f"  {run.fixture}: {name}: {status}: {message}" for run in o.runs for name, status, message in run.checks))
     return "\n".join(out)
 
 

@@ -67,6 +67,7 @@ class Mutant:
     pace: str  # harness run --pace
     bug: str  # what was put back, in a line
     says: str  # a word the failure's message must hold (the failure named)
+    at_once: int = 1  # calls at once into the handler (``fixture`` is then a ``together`` group of bundled calls)
 
 
 MUTANTS = (
@@ -114,6 +115,15 @@ MUTANTS = (
     Mutant("answers-after-hangup", "stops_sending_after_hangup", "caller-hangs-up-mid-utterance", "fast",
            "the results loop outlives the hang-up: the final RTZR gives after it (the EOS) is sent to the LLM",
            "reply to nobody"),
+    Mutant("blocks-event-loop", "unaffected_by_neighbours", "stalled-neighbour", "x4",
+           "one call's LLM request blocks every call (the sync client on the event loop; Flask: one lock around it)",
+           "froze", at_once=2),
+    Mutant("one-current-call", "replies_reach_own_caller", "busy-hour", "x4",
+           "the current call kept in one module-level variable: replies go to the latest caller's line",
+           "another", at_once=3),
+    Mutant("shared-history", "replies_reach_own_caller", "busy-hour", "x4",
+           "one conversation history for every call: each call's LLM is given the other calls' words",
+           "shared", at_once=3),
 )
 
 CHECKS_WITHOUT_A_MUTANT = {

@@ -131,7 +131,7 @@ def build(spec_path: Path, out_dir: Path | None = None) -> Path:
         "utterances": utterances,
         "recognizer": spec.get("recognizer", {}),
         "faults": spec.get("faults", []),
-        **{key: spec[key] for key in ("caller", "llm", "tts", "expect") if key in spec},
+        **{key: spec[key] for key in ("caller", "llm", "tts", "expect", "together") if key in spec},
         "authoring": {
             "tool": "fixtures/authoring/make_espeak_fixture.py",
             "source": spec_path.name,

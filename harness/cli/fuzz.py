@@ -32,7 +32,7 @@ from harness.fuzz.search import (
     search,
     without_options,
 )
-from harness.fuzz.strategies import FAULT_KINDS
+from harness.fuzz.strategies import FAULT_KINDS, DrawnCall
 from harness.replay.targets import CommandTarget, UrlTarget
 from harness.reports.html import write_html
 from harness.reports.results import write_xml
@@ -83,6 +83,10 @@ def add_fuzz_parser(sub) -> None:
     fuzz.add_argument("--workers", type=parse_count, default=1, metavar="N",
                       help="N searches side by side, each with its own handler and fakes and its own seed "
                       "(--examples shared among them); each shrinks what it finds")
+    fuzz.add_argument("--calls-at-once", type=parse_count, default=1, metavar="N",
+                      help="N calls in flight into the one handler, each judged by every check and the cross-call ones "
+                      "(a failing call is replayed alone first; one that fails only with others is cut down to the "
+                      "fewest calls it needs) (default 1)")
     fuzz.add_argument("--worker", help=argparse.SUPPRESS)  # K/N: one of --workers' searches (internal)
     fuzz.add_argument("--json", type=Path, help=argparse.SUPPRESS)  # a worker's result, for its parent (internal)
     fuzz.add_argument("--report-dir", type=Path, default=Path("harness-report"),
@@ -100,7 +104,8 @@ def options_of(args: argparse.Namespace) -> FuzzOptions:
                        barge_in=not args.no_barge_in, hangups=not args.no_hangups, keypad=not args.no_dtmf,
                        long_utterances=not args.no_long_utterances, reacts=not args.fixed_times,
                        database=None if args.no_database else args.database,
-                       target_latency=args.maximize == "latency", shrink_limit=args.shrink_limit)
+                       target_latency=args.maximize == "latency", shrink_limit=args.shrink_limit,
+                       calls_at_once=args.calls_at_once)
 
 
 def _target(args: argparse.Namespace, worker: str):
@@ -128,6 +133,8 @@ def fuzz_command(args: argparse.Namespace, argv: list[str]) -> int:
         raise HarnessError("--fake-ports goes with --target")
     if args.workers > 1 and args.target:
         raise HarnessError("--workers needs a handler per worker: use --cmd, or aicall in-process (a running handler is one)")
+    if args.calls_at_once > 1 and args.maximize:
+        raise HarnessError("--maximize steers one call at a time: leave out --calls-at-once")
     if args.max_faults < 0:
         raise HarnessError(f"--max-faults must be 0 or more, got {args.max_faults}")
     against = args.target or (f"`{args.cmd}`" if args.cmd else "aicall (in-process)")
@@ -142,8 +149,9 @@ def fuzz_command(args: argparse.Namespace, argv: list[str]) -> int:
     progress = ProgressLine() if not args.worker else (lambda text: None)
     worker = f"-{args.worker.split('/')[0]}" if args.worker else ""
     if not args.worker:
+        at_once = f", {options.calls_at_once} at once" if options.calls_at_once > 1 else ""
         print(f"fuzz: up to {options.examples} call(s) against {against}, pace "
-              f"{_pace_label(options.pace)}", flush=True)
+              f"{_pace_label(options.pace)}{at_once}", flush=True)
     with HandlerSession(_target(args, worker), pace=options.pace, headers_for=_headers_for(args),
                         fake_ports=args.fake_ports, on_fakes=lambda f: _fakes_line(f, bool(args.target))) as session:
         result = search(session, options, progress=progress)
@@ -163,7 +171,13 @@ def _fakes_line(fakes, paste: bool) -> None:
 
 def _save(result: FuzzResult, report_dir: Path, worker: str) -> dict[str, str]:
     saved = {}
-    if result.failure is not None:
+    if result.failure is not None and result.neighbours:  # a cross-call failure: the calls it needs, one group
+        group = result.failure.call.name
+        for call in sorted((result.failure.call, *result.neighbours), key=lambda c: c.scenario.get("lane", 0)):
+            placed = DrawnCall(call.scenario, {**call.doc, "together": {"group": group}}, call.ulaw)
+            path = placed.save(report_dir / "fuzz-failures" / group / call.name)
+            saved.setdefault("failure", str(path))
+    elif result.failure is not None:
         saved["failure"] = str(result.failure.call.save(report_dir / "fuzz-failures" / result.failure.call.name))
     if result.worst is not None:
         saved["worst"] = str(result.worst[1].call.save(report_dir / "fuzz-worst" / result.worst[1].call.name))
@@ -181,7 +195,8 @@ def _summary(result: FuzzResult, saved: dict[str, str]) -> dict:
             "fixture": saved.get("failure"), "name": failure.call.name, "reproduced": result.reproduced,
             "size": list(failure.call.size), "first_size": list(first.call.size) if first else None,
             "checks": [{"name": c.name, "status": c.status, "message": c.message} for c in failure.run.checks],
-            "turns": len(failure.run.turns)},
+            "turns": len(failure.run.turns), "neighbours": [c.name for c in result.neighbours],
+            "alone_passed": result.alone_passed},
         "worst": None if result.worst is None else {
             "fixture": saved.get("worst"), "latency_ms": result.worst[0], "name": result.worst[1].call.name},
     }
@@ -246,8 +261,14 @@ def _print(args: argparse.Namespace, argv: list[str], summaries: list[dict]) -> 
               f"{'yes' if f['reproduced'] else 'NO (a flaky verdict)'})")
         for c in checks:
             print(f"  {c['name']}: {c['message']}")
-        print(f"  the call: {f['fixture']}\n  replay it: harness run --fixtures {Path(f['fixture']).parent} "
-              f"-k {f['name']} {targets}".rstrip())
+        if f.get("neighbours"):
+            n = len(f["neighbours"]) + 1
+            print(f"  it passes alone and fails with {n - 1} other call(s) in flight: the {n} calls: "
+                  f"{Path(f['fixture']).parent}\n  replay them: harness run --fixtures {Path(f['fixture']).parent} "
+                  f"--calls-at-once {n} {targets}".rstrip())
+        else:
+            print(f"  the call: {f['fixture']}\n  replay it: harness run --fixtures {Path(f['fixture']).parent} "
+                  f"-k {f['name']} {targets}".rstrip())
         print(f"  search again: {reproduce_command(argv, s['seed'])}")
     return 1
 

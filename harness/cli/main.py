@@ -38,8 +38,8 @@ from harness.replay.runner import (
     ErrorLog,
     FixtureRun,
     configure_fakes,
-    run_target,
 )
+from harness.replay.runs import run_target
 from harness.replay.targets import AicallTarget, CommandTarget, UrlTarget
 from harness.reports.html import write_html
 from harness.reports.results import console_table, verdict, write_json, write_junit
@@ -73,6 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
                      "no log line can be charged to the wrong call (--jobs of them at once)")
     run.add_argument("--jobs", type=int, default=PARALLEL, metavar="N", help="with --fresh-handler (and aicall "
                      f"in-process): fixtures replayed at once, each with its own handler and fakes (default {PARALLEL})")
+    run.add_argument("--calls-at-once", type=parse_at_once, default=1, metavar="N",
+                     help="play up to N calls at once into one handler, as production runs it: each judged by every "
+                     "check, plus the cross-call ones (a neighbour's stall, replies reaching their own caller); "
+                     "calls of one 'together' group share a wave (default 1: one call at a time)")
     run.add_argument("--handler-log", type=Path, metavar="FILE", help="with --target: the handler's log file, read "
                      "for no_errors (without it no_errors is skipped)")
     run.add_argument("--fake-ports", type=parse_ports, default=(0, 0, 0), metavar="R,L,T",
@@ -211,10 +215,27 @@ def _make_fixture(args: argparse.Namespace) -> int:
     return 0
 
 
+LOAD_JUDGES = ("judged by answers and latency only: its callers repeat the same calls at once, which the fakes cannot "
+               "tell apart by their words, so the checks are left out; for the checks under concurrency use "
+               "harness run --calls-at-once N or harness fuzz --calls-at-once N")
+
+
+def parse_at_once(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a whole number of calls, got {text!r}") from None
+    if not 1 <= n <= 64:
+        raise argparse.ArgumentTypeError(f"between 1 and 64 calls at once, got {n}")
+    return n
+
+
 def _check_target_options(args: argparse.Namespace) -> None:
     for option, needs in (("path", "cmd"), ("url", "cmd"), ("fresh_handler", "cmd"), ("handler_log", "target")):
         if getattr(args, option, None) and not getattr(args, needs):
             raise HarnessError(f"--{option.replace('_', '-')} goes with --{needs}")
+    if getattr(args, "calls_at_once", 1) > 1 and getattr(args, "fresh_handler", False):
+        raise HarnessError("--calls-at-once plays calls into one handler; --fresh-handler gives each call its own")
     if args.fake_ports != (0, 0, 0) and not args.target:
         raise HarnessError("--fake-ports goes with --target (with --cmd the harness picks free ports)")
 
@@ -241,10 +262,10 @@ async def _run(args: argparse.Namespace, fixtures: list) -> list[FixtureRun]:
     else:
         with ErrorLog() as errors:
             return await run_target(AicallTarget(errors), fixtures, pace=args.pace, progress=progress,
-                                    headers_for=headers_for, parallel=args.jobs)
+                                    headers_for=headers_for, parallel=args.jobs, calls_at_once=args.calls_at_once)
     return await run_target(target, fixtures, pace=args.pace, progress=progress, fake_ports=args.fake_ports,
                             headers_for=headers_for, on_fakes=lambda f: print_fakes(f, paste=bool(args.target)),
-                            parallel=args.jobs)
+                            parallel=args.jobs, calls_at_once=args.calls_at_once)
 
 
 def _load(args: argparse.Namespace) -> int:
@@ -277,6 +298,7 @@ def _load(args: argparse.Namespace) -> int:
     against = args.target or (f"`{args.cmd}`" if args.cmd else "aicall (in-process)")
     print(f"load: {'capacity search' if plan.search else 'callers ' + ','.join(map(str, plan.steps))} against {against}, "
           f"playing {', '.join(f.name for f in fixtures)}; each step held {plan.hold_s:g} s", flush=True)
+    print(f"load: {LOAD_JUDGES}", flush=True)
     progress = ProgressLine()
 
     async def go():
@@ -395,6 +417,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         against = args.target or (f"`{args.cmd}`" if args.cmd else "aicall (in-process)")
         fresh = args.fresh_handler or not (args.cmd or args.target)
         at_once = f", {min(args.jobs, len(fixtures))} at once, each with its own handler and fakes" if fresh and len(fixtures) > 1 else ""
+        if args.calls_at_once > 1:
+            from harness.replay.lanes import waves
+
+            planned = waves(fixtures, args.calls_at_once)
+            together = sum(1 for w in planned if len(w) > 1)
+            at_once = (f", up to {args.calls_at_once} calls at once into one handler ({len(planned)} waves, "
+                       f"{together} of several calls; calls that share words, need a handler of their own or have "
+                       "RTZR faults before any audio play alone)")
         print(f"replaying {len(fixtures)} fixture(s) from {args.fixtures} against {against}, pace {pace_name(args.pace)}"
               f"{at_once}", flush=True)
         runs = asyncio.run(_run(args, fixtures))

@@ -31,6 +31,8 @@ class LlmRequest:
     abandoned: bool = False  # the client went away before the reply was complete
     stream: bool = True
     ended_at: float | None = None  # when the fake was done with it (answered, refused or abandoned)
+    lane: str = ""  # the call it was told to (several calls at once: ``harness.replay.lanes``)
+    stalled_until: float | None = None  # a scripted stall held it until then (or until the client let go)
 
     @property
     def delivered(self) -> bool:
@@ -54,7 +56,11 @@ class FakeLlmConfig:
     chars_per_token: int = 3
     time_scale: float = 1.0
     fail_requests: dict[int, int] = field(default_factory=dict)  # request index -> HTTP status
-    stall_requests: set[int] = field(default_factory=set)  # never answered until the client gives up
+    stall_requests: set[int] = field(default_factory=set)  # never answered until the client gives up ...
+    stall_s: float | None = None  # ... or, if set, answered after this many wall seconds (a stall is no latency: unscaled)
+
+
+Route = Callable[[LlmRequest], "tuple[FakeLlmConfig, int] | None"]  # a request -> its call's config and index there
 
 
 class FakeLlm(JournaledFake[LlmRequest]):
@@ -63,13 +69,27 @@ class FakeLlm(JournaledFake[LlmRequest]):
     def __init__(self, config: FakeLlmConfig | None = None) -> None:
         super().__init__()
         self.config = config or FakeLlmConfig()
+        self.route: Route | None = None  # several calls at once: each request answered by its own call's script
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/chat/completions", self._complete)
 
-    async def _sleep(self, ms: float) -> None:
-        if ms and self.config.time_scale:
-            await asyncio.sleep(ms * self.config.time_scale / 1000.0)  # scripted latency
+    @staticmethod
+    async def _sleep(config: FakeLlmConfig, ms: float) -> None:
+        if ms and config.time_scale:
+            await asyncio.sleep(ms * config.time_scale / 1000.0)  # scripted latency
+
+    def _script_for(self, entry: LlmRequest, index: int) -> tuple[FakeLlmConfig, int]:
+        routed = self.route(entry) if self.route is not None else None
+        return routed if routed is not None else (self.config, index)
+
+    async def _stall(self, config: FakeLlmConfig, entry: LlmRequest) -> None:
+        """A stalled model: until the client lets go, or ``stall_s`` wall seconds."""
+        if config.stall_s is None:
+            await asyncio.Event().wait()
+        entry.stalled_until = time.monotonic() + config.stall_s
+        self.changes.notify()
+        await asyncio.sleep(config.stall_s)  # the scripted stall itself: a model that answers this late
 
     async def _complete(self, request: web.Request) -> web.StreamResponse:
         body = await json_body(request)
@@ -80,26 +100,26 @@ class FakeLlm(JournaledFake[LlmRequest]):
         messages = [m for m in body["messages"] if isinstance(m, dict)]
         entry = LlmRequest([{"role": str(m.get("role", ""))[:40], "content": _text(m.get("content"))[:MAX_MESSAGE_CHARS]}
                             for m in messages], str(body.get("model", ""))[:200], stream=bool(body.get("stream")))
-        index = self.record(entry)
-        if index in self.config.fail_requests:
-            entry.status = self.config.fail_requests[index]
+        config, index = self._script_for(entry, self.record(entry))
+        if index in config.fail_requests:
+            entry.status = config.fail_requests[index]
             entry.ended_at = time.monotonic()
             return openai_error("scripted failure", entry.status)
         if not entry.stream:
-            return await self._whole(request, entry, index)
+            return await self._whole(request, entry, index, config)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         with self.answering(entry):  # the client may be gone before the headers go out
             await response.prepare(request)
-            if index in self.config.stall_requests:
-                await asyncio.Event().wait()  # a stalled model: only the client's cancel ends it
-            text = entry.reply = self.config.reply(entry)
-            step = self.config.chars_per_token
-            await self._sleep(self.config.first_token_ms)
+            if index in config.stall_requests:
+                await self._stall(config, entry)
+            text = entry.reply = config.reply(entry)
+            step = config.chars_per_token
+            await self._sleep(config, config.first_token_ms)
             envelope = {"id": f"chatcmpl-fake{index}", "object": "chat.completion.chunk", "created": int(time.time()),
                         "model": entry.model or "fake-llm"}
             for i in range(0, len(text), step):
                 if i:
-                    await self._sleep(self.config.token_ms)
+                    await self._sleep(config, config.token_ms)
                 delta = {"content": text[i : i + step], **({"role": "assistant"} if i == 0 else {})}
                 await self._event(response, {**envelope, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
                 entry.tokens_sent += 1
@@ -111,14 +131,15 @@ class FakeLlm(JournaledFake[LlmRequest]):
             entry.completed = True
         return response
 
-    async def _whole(self, request: web.Request, entry: LlmRequest, index: int) -> web.StreamResponse:
+    async def _whole(self, request: web.Request, entry: LlmRequest, index: int,
+                     config: FakeLlmConfig) -> web.StreamResponse:
         """``stream: false``: the whole completion as one JSON body, after the scripted time to generate it."""
         with self.answering(entry):
-            if index in self.config.stall_requests:
-                await asyncio.Event().wait()
-            text = entry.reply = self.config.reply(entry)
-            tokens = -(-len(text) // self.config.chars_per_token)
-            await self._sleep(self.config.first_token_ms + max(0, tokens - 1) * self.config.token_ms)
+            if index in config.stall_requests:
+                await self._stall(config, entry)
+            text = entry.reply = config.reply(entry)
+            tokens = -(-len(text) // config.chars_per_token)
+            await self._sleep(config, config.first_token_ms + max(0, tokens - 1) * config.token_ms)
             entry.tokens_sent = tokens
             response = web.json_response({
                 "id": f"chatcmpl-fake{index}", "object": "chat.completion", "created": int(time.time()),

@@ -18,6 +18,7 @@ import functools
 import io
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 from aiohttp import web
@@ -50,6 +51,8 @@ class TtsRequest:
     abandoned: bool = False
     tone_hz: float = 0.0  # the tone its audio carries (0: refused, no audio)
     ended_at: float | None = None  # when the fake was done with it (answered, refused or abandoned)
+    lane: str = ""  # the call it was told to (several calls at once: ``harness.replay.lanes``)
+    given: bool = False  # ... not by its words but by the line that heard its tone (a greeting, an apology)
 
 
 @dataclass
@@ -110,16 +113,20 @@ class FakeTts(JournaledFake[TtsRequest]):
     def __init__(self, config: FakeTtsConfig | None = None) -> None:
         super().__init__()
         self.config = config or FakeTtsConfig()
+        self.route: Callable[[TtsRequest], FakeTtsConfig | None] | None = None  # several calls: each its own script
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/audio/speech", self._speech)
 
-    def samples_for(self, text: str) -> int:
-        return int(self.config.sample_rate * self.config.ms_per_char * max(1, len(text)) / 1000)
+    def samples_for(self, text: str, config: FakeTtsConfig | None = None) -> int:
+        config = config or self.config
+        return int(config.sample_rate * config.ms_per_char * max(1, len(text)) / 1000)
 
-    def audio_for(self, text: str, response_format: str = "pcm", hz: float = TONES_HZ[0]) -> bytes:
+    def audio_for(self, text: str, response_format: str = "pcm", hz: float = TONES_HZ[0],
+                  config: FakeTtsConfig | None = None) -> bytes:
         """The speech for ``text``: raw 16-bit PCM at ``sample_rate`` for ``pcm``, else encoded."""
-        return tone(self.samples_for(text), self.config.sample_rate, response_format, hz)
+        config = config or self.config
+        return tone(self.samples_for(text, config), config.sample_rate, response_format, hz)
 
     def _refusal(self, body: object) -> tuple[TtsRequest, web.Response | None]:
         if not isinstance(body, dict):
@@ -149,19 +156,20 @@ class FakeTts(JournaledFake[TtsRequest]):
             self.record(entry)
             return refusal
         entry.tone_hz = tone_for(self.record(entry))
-        audio = self.audio_for(entry.text, entry.response_format, entry.tone_hz)
+        config = (self.route(entry) if self.route is not None else None) or self.config
+        audio = self.audio_for(entry.text, entry.response_format, entry.tone_hz, config)
         response = web.StreamResponse(headers={"Content-Type": FORMATS[entry.response_format][0]})
-        step = max(2, int(len(audio) * self.config.chunk_ms / max(1.0, self.config.ms_per_char * len(entry.text))) // 2 * 2)
-        scale = self.config.time_scale
+        step = max(2, int(len(audio) * config.chunk_ms / max(1.0, config.ms_per_char * len(entry.text))) // 2 * 2)
+        scale = config.time_scale
         with self.answering(entry):  # the client may be gone before the headers go out
             await response.prepare(request)
-            if self.config.first_chunk_ms and scale:
-                await asyncio.sleep(self.config.first_chunk_ms * scale / 1000)  # scripted latency
+            if config.first_chunk_ms and scale:
+                await asyncio.sleep(config.first_chunk_ms * scale / 1000)  # scripted latency
             for i in range(0, len(audio), step):
                 await response.write(audio[i : i + step])
                 entry.bytes_sent += len(audio[i : i + step])
-                if self.config.realtime and scale:
-                    await asyncio.sleep(self.config.chunk_ms * scale / 1000)  # scripted pacing
+                if config.realtime and scale:
+                    await asyncio.sleep(config.chunk_ms * scale / 1000)  # scripted pacing
             await response.write_eof()
             entry.completed = True
         return response

@@ -54,6 +54,7 @@ class FuzzOptions:
     target_latency: bool = False  # steer the search toward the longest end of speech -> first bot audio
     shrink_limit: int = 150  # new calls tried while shrinking a failure, at most
     reduce_limit: int = 30  # ... and then while leaving its parts out one at a time (``reduce``)
+    calls_at_once: int = 1  # calls in flight into the one handler (``search_waves``)
 
 
 @dataclass
@@ -76,6 +77,8 @@ class FuzzResult:
     wall_s: float = 0.0
     audio_s: float = 0.0  # the caller audio of the calls drawn (before a failure) ...
     played_s: float = 0.0  # ... and the time their replays took: at realtime pace, how close to the audio
+    neighbours: list[DrawnCall] = field(default_factory=list)  # the calls the failure needs in flight beside it
+    alone_passed: bool = False  # the failing call, replayed alone, passed: the failure is a cross-call one
 
 
 class CallFailed(AssertionError):
@@ -94,6 +97,7 @@ class HandlerSession:
         self.stack = AsyncExitStack()
         self.tmp = tempfile.TemporaryDirectory(prefix="harness-fuzz-")
         self.shared: SharedHandler | None = None
+        self.switchboard = None  # several calls at once: the fakes' routing of requests to calls
 
     def __enter__(self) -> "HandlerSession":
         self.thread.start()
@@ -125,6 +129,9 @@ class HandlerSession:
         self.on_fakes(fakes)
         self.shared = SharedHandler(self.target, fakes, self.stack)
         await self.shared.get()
+        from harness.replay.lanes import Switchboard
+
+        self.switchboard = Switchboard(fakes)
 
     def play(self, call: DrawnCall) -> FixtureRun:
         """Replay ``call`` and judge it (blocks this thread; the handler runs on its own loop). A call whose
@@ -135,6 +142,56 @@ class HandlerSession:
             return self._call(run_one(self.target, self.shared.fakes, fixture, pace=self.pace,
                                       headers_for=self.headers_for))
         return self._call(self.shared.run(fixture, pace=self.pace, headers_for=self.headers_for))
+
+    def play_alone(self, call: DrawnCall) -> FixtureRun:
+        """Replay ``call`` on a handler started for it alone (a running handler, ``--target``, cannot be: the
+        shared one), so that nothing an earlier call left in the handler's memory counts: what fails here fails
+        without neighbours."""
+        from harness.replay.runner import run_alone
+        from harness.replay.targets import UrlTarget
+
+        assert self.shared is not None and self.target is not None
+        if isinstance(self.target, UrlTarget):
+            return self.play(call)
+        fixture = call.fixture(Path(self.tmp.name) / call.key)
+        return self._call(run_alone(self.target, self.shared.fakes, fixture, pace=self.pace,
+                                    headers_for=self.headers_for, without=fixture.handler_without))
+
+    def play_fresh(self, calls: list[DrawnCall], at_once: int | None = None) -> list[FixtureRun]:
+        """``play_wave`` on a handler started for these calls alone (a running handler cannot be: the shared
+        one): cutting a cross-call failure down, or replaying it, is not swayed by what the search's earlier
+        calls left in the handler's memory."""
+        from harness.replay.lanes import Switchboard
+        from harness.replay.runs import play_at_once
+        from harness.replay.targets import UrlTarget
+
+        assert self.shared is not None and self.target is not None
+        if isinstance(self.target, UrlTarget):
+            return self.play_wave(calls, at_once)
+        fixtures = [c.fixture(Path(self.tmp.name) / c.key) for c in calls]
+
+        async def fresh() -> list[FixtureRun]:
+            assert self.shared is not None and self.target is not None
+            async with AsyncExitStack() as stack:
+                shared = SharedHandler(self.target, self.shared.fakes, stack)
+                switchboard = Switchboard(self.shared.fakes)
+                try:
+                    return await play_at_once(shared, switchboard, fixtures, at_once or len(fixtures), pace=self.pace,
+                                              headers_for=self.headers_for)
+                finally:
+                    self.switchboard.attach()
+
+        return self._call(fresh())
+
+    def play_wave(self, calls: list[DrawnCall], at_once: int | None = None) -> list[FixtureRun]:
+        """Replay ``calls`` into the handler, ``at_once`` of them in flight (all by default), and judge each (a
+        call that must play alone plays alone)."""
+        from harness.replay.runs import play_at_once
+
+        assert self.shared is not None
+        fixtures = [c.fixture(Path(self.tmp.name) / c.key) for c in calls]
+        return self._call(play_at_once(self.shared, self.switchboard, fixtures, at_once or len(fixtures), pace=self.pace,
+                                     headers_for=self.headers_for))
 
 
 def failed_checks(run: FixtureRun) -> frozenset[str]:
@@ -241,6 +298,8 @@ def stages(options: FuzzOptions) -> list[Stage]:
 def search(session: HandlerSession, options: FuzzOptions,
            progress: Callable[[str], None] = lambda text: None) -> FuzzResult:
     """Draw, replay and judge calls (``stages``) until one fails (then shrink it) or ``options.examples`` have passed."""
+    if options.calls_at_once > 1:
+        return search_waves(session, options, progress)
     chosen = options.seed if options.seed is not None else random.SystemRandom().randrange(2**31)
     result = FuzzResult(chosen)
     seen: dict[str, FixtureRun] = {}
@@ -335,3 +394,131 @@ def reproduce_command(argv: list[str], seed: int) -> str:
     """The command that runs this search again: the same options, this seed, no database."""
     keep = without_options(argv, ("--seed", "--database", "--workers", "--worker"), flags=("--no-database",))
     return shlex.join(["harness", *keep, "--seed", str(seed), "--no-database"])
+
+
+def search_waves(session: HandlerSession, options: FuzzOptions,
+                 progress: Callable[[str], None] = lambda text: None) -> FuzzResult:
+    """``search`` with ``calls_at_once`` calls in flight: hypothesis draws batches of calls
+    (``strategies.waves``, ``BATCH`` times the calls in flight), played into the one handler with that many in
+    flight (a new call starts as one is judged), every call judged, cross-call checks included. A failing batch is
+    not shrunk as a whole: its failing call is replayed alone first; if it fails alone, it is reduced alone
+    (``reduce``), as a call found one at a time is; if it passes alone, the failure needs calls that were in
+    flight beside it, and those are cut down to the fewest with which it still fails (``cut_down``)."""
+    from harness.fuzz.strategies import waves
+
+    size = options.calls_at_once
+    chosen = options.seed if options.seed is not None else random.SystemRandom().randrange(2**31)
+    result = FuzzResult(chosen)
+    alone: dict[str, FixtureRun] = {}
+    together: dict[tuple[str, ...], list[FixtureRun]] = {}
+    failing: list[tuple[list[DrawnCall], list[FixtureRun]]] = []
+    started = time.monotonic()
+
+    def judged_alone(call: DrawnCall) -> FixtureRun:
+        if call.key not in alone:
+            alone[call.key] = session.play_alone(call)
+            result.replayed += 1
+            result.shrink_tries += 1
+        return alone[call.key]
+
+    def judged_together(calls: list[DrawnCall]) -> list[FixtureRun]:
+        key = tuple(c.key for c in calls)
+        if key not in together:
+            together[key] = session.play_wave(calls, size)
+            result.replayed += len(calls)
+        return together[key]
+
+    def judged_fresh(calls: list[DrawnCall]) -> list[FixtureRun]:
+        key = ("fresh", *(c.key for c in calls))
+        if key not in together:
+            together[key] = session.play_fresh(calls, size)
+            result.replayed += len(calls)
+            result.shrink_tries += 1
+        return together[key]
+
+    def one(batch: list[DrawnCall]) -> None:
+        began = time.monotonic()
+        new = tuple(c.key for c in batch) not in together  # hypothesis runs a failing example again: counted once
+        runs = judged_together(batch)
+        if new:
+            result.drawn += len(batch)
+            for call in batch:
+                result.statistics.update(call.features())
+                result.audio_s += call.audio_ms / 1000
+            result.played_s += time.monotonic() - began
+        if any(not r.ok for r in runs):
+            failing.append((batch, runs))
+            raise CallFailed(next(r for r in runs if not r.ok).failures())
+        progress(f"fuzz: {result.drawn} of {options.examples} call(s) drawn, {size} at once, none failed "
+                 f"({time.monotonic() - started:.0f} s)")
+
+    try:
+        for k, part in enumerate(stages(options)):
+            if not part.examples:
+                continue
+            batch = min(BATCH * size, part.examples)  # a stage of two calls is one batch of two
+            test = settings(max_examples=-(-part.examples // batch), deadline=None, print_blob=False,
+                            report_multiple_bugs=False, database=None,
+                            phases=[Phase.explicit, Phase.generate],  # a failing batch is cut down below, not here
+                            suppress_health_check=list(HealthCheck))(given(waves(batch, **part.options))(one))
+            hypothesis_seed(chosen + k)(test)()
+    except CallFailed:
+        batch, runs = failing[0]
+        bad = [(c, r) for c, r in zip(batch, runs) if not r.ok]
+        result.first_failure = Found(*bad[0])
+        for call, run in bad[:ALONE_TRIES]:
+            progress(f"fuzz: a call failed with {len(run.beside)} other(s) in flight beside it; replaying it alone")
+            by_itself = judged_alone(call)
+            if not by_itself.ok:
+                result.failure = reduce(Found(call, by_itself), Found(call, by_itself), judged_alone,
+                                        options.reduce_limit, progress)
+                break
+        else:
+            result.alone_passed = True
+            call, run = bad[0]
+            beside = [c for c in batch if c is not call and c.name in run.beside]
+            result.failure, result.neighbours = cut_down(call, run, beside, judged_fresh, progress)
+    finally:
+        result.wall_s = time.monotonic() - started
+    if result.failure is not None:
+        if result.neighbours:
+            calls = sorted([result.failure.call, *result.neighbours], key=lambda c: c.scenario.get("lane", 0))
+            again = session.play_fresh(calls)[calls.index(result.failure.call)]
+        else:
+            again = session.play_alone(result.failure.call)
+        result.reproduced = not again.ok
+        result.failure = Found(result.failure.call, again if not again.ok else result.failure.run)
+    return result
+
+
+ALONE_TRIES = 3  # failing calls of a batch replayed alone, at most, before the failure is taken for a cross-call one
+BATCH = 4  # calls drawn per example, in calls in flight: a batch waits for its last call, four keep the tail short
+
+
+def cut_down(call: DrawnCall, run: FixtureRun, beside: list[DrawnCall],
+             judged_together: Callable[[list[DrawnCall]], list[FixtureRun]],  # each set on a handler of its own
+             progress: Callable[[str], None] = lambda text: None) -> tuple[Found, list[DrawnCall]]:
+    """A call that fails only with others in flight: the fewest of those that were beside it with which, all in
+    flight together in the order they were drawn, it still fails a check it failed (each left out in turn,
+    kept out while the failure holds)."""
+    wanted = failed_checks(run)
+    order = [*beside, call]
+    order.sort(key=lambda c: c.scenario.get("lane", 0))
+
+    def fails(others: list[DrawnCall]) -> FixtureRun | None:
+        calls = [c for c in order if c is call or c in others]
+        mine = judged_together(calls)[calls.index(call)]
+        return mine if not mine.ok and failed_checks(mine) & wanted else None
+
+    others, best = list(beside), Found(call, run)
+    again = fails(others)
+    if again is None:
+        return best, others  # it needed more than the calls beside it: reported as found
+    best = Found(call, again)
+    for leave in list(others):
+        trial = [c for c in others if c is not leave]
+        again = fails(trial)
+        if again is not None:
+            others, best = trial, Found(call, again)
+            progress(f"fuzz: the failure needs {len(others)} other call(s) in flight")
+    return best, others

@@ -302,12 +302,14 @@ def without_credentials(s: dict[str, Any]) -> bool:
 
 
 def reply_text(sentences: int) -> str:
-    return " ".join(f"{'{user}' if k == 0 else '네'} 답변 {k + 1}번 문장입니다." for k in range(sentences))
+    """Each sentence names the caller's words: a TTS request of any one of them can be told to its call."""
+    return " ".join(f"{'{user}' if k == 0 else '네 {user}'} 답변 {k + 1}번 문장입니다." for k in range(sentences))
 
 
 def as_call(s: dict[str, Any]) -> DrawnCall:
     """A scenario as a fixture: the call.json document and the caller's mu-law audio."""
-    script = synth_call(s["seed"], s["utterances"], tail_ms=TAIL_MS, partial_every_ms=s["partial_every_ms"])
+    script = synth_call(s["seed"], s["utterances"], tail_ms=TAIL_MS, partial_every_ms=s["partial_every_ms"],
+                        prefix=f"l{s['lane']}w" if s.get("lane") else "w")  # calls at once: words of their own
     llm_spec = {k: v for k, v in s["llm"].items() if k != "sentences"}
     llm_spec["replies"] = [reply_text(s["llm"]["sentences"])]
     refusal = refused(s)
@@ -328,6 +330,25 @@ def as_call(s: dict[str, Any]) -> DrawnCall:
     if s["recognizer"]:
         doc["recognizer"] = s["recognizer"]
     return DrawnCall(s, doc, pcm16_to_ulaw(script.audio))
+
+
+ALONE_KINDS = ("expire_tokens", "reject_handshake", "auth_failure", "revoked_credentials", "no_credentials")
+# faults that act before any audio says whose stream it is (or on every call's tokens): their calls play alone
+
+
+def waves(size: int, **options: Any) -> st.SearchStrategy[list[DrawnCall]]:
+    """``size`` calls to play with several in flight into one handler (``harness fuzz --calls-at-once``): drawn
+    as ``calls`` draws one, each speaking words of its own (call k's are ``l{k}w0``, ``l{k}w1``, ...; the
+    first's are ``w0``, ``w1``, ..., as when drawn alone) on audio of its own, so that the fakes can tell
+    their requests apart. Only the first may draw a fault of ``ALONE_KINDS`` (its call plays alone, the
+    others wait for it), unless the options ask for nothing else (a stage covering one of them)."""
+    kinds = tuple(options.get("fault_kinds", FAULT_KINDS))
+    shared = tuple(k for k in kinds if k not in ALONE_KINDS)
+    rest = {**options, "fault_kinds": shared} if shared else options
+    drawn = [scenarios(**options), *[scenarios(**rest)] * (size - 1)]
+    return st.tuples(*drawn).map(
+        lambda scenarios_: [as_call({**s, "lane": k, "seed": (s["seed"] + k * 1_000_003) % 2**31} if k else s)
+                            for k, s in enumerate(scenarios_)])
 
 
 def calls(**options: Any) -> st.SearchStrategy[DrawnCall]:

@@ -24,11 +24,12 @@ class SynthUtterance:
 
 
 def synth_call(seed: int, utterances: list[SynthUtterance], tail_ms: int = 1500,
-               partial_every_ms: int | None = None) -> CallScript:
-    """A call whose n-th word is the text ``w{n}``, spoken as loud noise over its exact span.
+               partial_every_ms: int | None = None, prefix: str = "w") -> CallScript:
+    """A call whose n-th word is the text ``w{n}`` (``{prefix}{n}``), spoken as loud noise over its exact span.
 
     ``partial_every_ms`` scripts a partial at that cadence (the words begun so far) instead of
-    the recognizer's default of one partial per word."""
+    the recognizer's default of one partial per word; ``prefix`` tells calls played at once apart by
+    their words (``l2w0``: call 2's first word)."""
     rng = np.random.default_rng(seed)
     pieces, doc_utts, cursor, n = [], [], 0, 0
     for utt in utterances:
@@ -38,7 +39,7 @@ def synth_call(seed: int, utterances: list[SynthUtterance], tail_ms: int = 1500,
         for ms in utt.word_ms:
             envelope = np.hanning(ms * RATE // 1000) * 0.5 + 0.5
             pieces.append(rng.normal(0, 4000, ms * RATE // 1000) * envelope)
-            words.append({"text": f"w{n}", "start_ms": cursor, "end_ms": cursor + ms})
+            words.append({"text": f"{prefix}{n}", "start_ms": cursor, "end_ms": cursor + ms})
             cursor += ms
             n += 1
         utt_doc = {"text": " ".join(w["text"] for w in words), "start_ms": start, "end_ms": cursor, "words": words}

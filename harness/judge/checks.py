@@ -8,15 +8,19 @@ import re
 import statistics
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from harness.fakes.tts import TONES_HZ
 from harness.fakes.twilio_messages import PROTOCOL
 from harness.judge.attribution import owner, trace_turns
+from harness.judge.verdict import CheckResult, skipped
 from harness.judge.handler_log import ErrorBlock
 from harness.judge.playback import spans
 from harness.judge.timeline import CallTimeline, Event
 from harness.judge.words import occurrences, says
+
+if TYPE_CHECKING:
+    from harness.judge.crosscall import Neighbours
 
 SETTLE_S = 8.0  # after hang-up, every upstream connection must have ended within this
 LET_GO_S = 1.0  # ... and every LLM or TTS request still running at the hang-up must be let go of within this
@@ -32,27 +36,6 @@ TTS_RATE = 24000  # the fake TTS speaks at OpenAI's 24 kHz
 NO_LOG = "no handler log to read: give one with --handler-log FILE"
 
 
-@dataclass(frozen=True)
-class CheckResult:
-    """One check's verdict: passed, failed, or skipped (``ok`` and ``skipped``, with why in ``message``)."""
-
-    name: str
-    ok: bool
-    message: str = ""
-    at: float | None = None  # wall time of the event that shows the failure
-    skipped: bool = False
-    since: float | None = None  # with ``at``: the stretch of the timeline that shows it starts here
-
-    @property
-    def status(self) -> str:
-        return "skipped" if self.skipped else "passed" if self.ok else "failed"
-
-
-def skipped(name: str, why: str) -> CheckResult:
-    """A check that could not be judged for this handler: not a pass, and never shown as one."""
-    return CheckResult(name, True, why, skipped=True)
-
-
 @dataclass
 class CheckContext:
     timeline: CallTimeline
@@ -64,6 +47,7 @@ class CheckContext:
     no_log_why: str = NO_LOG
     started_without: tuple[str, ...] = ()  # the handler was started without these variables (failure 1)
     pace: float | None = 1.0  # bot audio plays at this pace (None: fast, no time at all)
+    neighbours: "Neighbours | None" = None  # other calls on this handler (None: judged as the only call)
 
     @property
     def hangup(self) -> float:
@@ -543,6 +527,9 @@ CHECKS: tuple[Check, ...] = (stops_sending_after_hangup, twilio_messages, bot_au
 
 
 def run_checks(ctx: CheckContext) -> list[CheckResult]:
+    from harness.judge.crosscall import CROSS_CALL_CHECKS
+
     checks = [*CHECKS, *([barge_in] if ctx.expect.get("barge_in") else []),
-              *([refuses_without_credentials] if ctx.started_without or ctx.expect.get("call_refused") else [])]
+              *([refuses_without_credentials] if ctx.started_without or ctx.expect.get("call_refused") else []),
+              *(CROSS_CALL_CHECKS if ctx.neighbours is not None else ())]
     return [check(ctx) for check in checks]

@@ -37,6 +37,7 @@ from harness.judge.checks import (
     run_checks,
     skipped,
 )
+from harness.judge.crosscall import Neighbours
 from harness.judge.handler_log import ErrorBlock, LogReader
 from harness.judge.metrics import TurnMetrics, turn_metrics
 from harness.judge.timeline import CallTimeline, build_timeline
@@ -63,6 +64,7 @@ class FixtureRun:
     errors: list[str] = field(default_factory=list)  # whole error blocks from the handler's log, for the report
     record: PlayerRecord | None = None  # what the caller side sent and received (the report plays it back)
     pace: float | None = None
+    beside: tuple[str, ...] = ()  # the fixtures of the calls in flight with it on the handler (calls at once)
 
     @property
     def ok(self) -> bool:
@@ -116,7 +118,7 @@ def _llm_config(fixture: CallFixture, time_scale: float) -> FakeLlmConfig:
 
     return FakeLlmConfig(reply=reply, first_token_ms=spec.get("first_token_ms", 0.0), token_ms=spec.get("token_ms", 0.0),
                          time_scale=time_scale, fail_requests={int(k): v for k, v in spec.get("fail_requests", {}).items()},
-                         stall_requests=set(spec.get("stall_requests", ())))
+                         stall_requests=set(spec.get("stall_requests", ())), stall_s=spec.get("stall_s"))
 
 
 def _tts_config(fixture: CallFixture, time_scale: float) -> FakeTtsConfig:
@@ -173,7 +175,7 @@ async def play_call(fixture: CallFixture, handler: Handler, rtzr: FakeRtzrBacken
 
 
 def judge(played: PlayedCall, errors: list[ErrorBlock] | None, *, pace: float | None,
-          no_log_why: str = NO_LOG) -> FixtureRun:
+          no_log_why: str = NO_LOG, neighbours: "Neighbours | None" = None) -> FixtureRun:
     """The verdict on one played call, ``errors`` being its handler's error blocks (None: no log)."""
     fixture = played.fixture
     wall = played.ended - played.started
@@ -186,7 +188,7 @@ def judge(played: PlayedCall, errors: list[ErrorBlock] | None, *, pace: float | 
     ctx = CheckContext(
         timeline=played.timeline, expect=fixture.expect, stored_caller_lines=played.stored, errors_logged=errors,
         no_log_why=no_log_why, call_refused_allowed=bool(fixture.expect.get("call_refused")),
-        started_without=played.started_without, audio_plays=pace is not None, pace=pace)
+        started_without=played.started_without, audio_plays=pace is not None, pace=pace, neighbours=neighbours)
     checks.extend(run_checks(ctx))
     return FixtureRun(fixture, checks, turn_metrics(played.timeline), played.timeline, wall, played.call_sid, texts,
                       played.record, pace)
@@ -221,10 +223,11 @@ def rtzr_last_activity(rtzr: FakeRtzrBackend) -> float:
     return last
 
 
-def _unrecognised_after_a_fault(fixture: CallFixture, rtzr: FakeRtzrBackend) -> bool:
+def _unrecognised_after_a_fault(fixture: CallFixture, rtzr: FakeRtzrBackend, journal=None) -> bool:
     """RTZR failed a stream of this call (closed, dropped or stalled it, refused a handshake) and fewer finals
-    came than the caller spoke utterances: a correct handler may be reconnecting to hear the rest."""
-    journal = rtzr.journal
+    came than the caller spoke utterances: a correct handler may be reconnecting to hear the rest
+    (``journal``: this call's part of the fake's journal, when calls go at once)."""
+    journal = journal if journal is not None else rtzr.journal
     faulted = any(not c.accepted or (c.ended or {}).get("how") in ("server_closed", "dropped", "stalled")
                   and (c.ended or {}).get("reason") != "EOS" for c in journal.connections)
     return faulted and len(journal.finals()) < len(fixture.script.utterances)
@@ -293,11 +296,13 @@ class SharedHandler:
     def __init__(self, target: Target, fakes: FakeServices, stack: AsyncExitStack) -> None:
         self.target, self.fakes, self.stack = target, fakes, stack
         self.handler: Handler | None = None
+        self._starting = asyncio.Lock()  # calls at once ask for it together: one handler is started, not one each
 
     async def get(self) -> Handler:
-        if self.handler is None or self.handler.alive():
-            self.handler = await self.stack.enter_async_context(self.target.start(self.fakes))
-        return self.handler
+        async with self._starting:
+            if self.handler is None or self.handler.alive():
+                self.handler = await self.stack.enter_async_context(self.target.start(self.fakes))
+            return self.handler
 
     async def run(self, fixture: CallFixture, *, pace: float | None, headers_for: HeadersFor) -> FixtureRun:
         handler = await self.get()
@@ -305,42 +310,6 @@ class SharedHandler:
                                  headers=headers_for(handler.url) if headers_for else None)
         errors = None if handler.log is None else handler.log.blocks_for(played.call_sid, played.started, played.ended)
         return judge(played, errors, pace=pace, no_log_why=handler.no_log_why)
-
-
-async def run_target(target: Target, fixtures: list[CallFixture], *, pace: float | None,
-                     headers_for: HeadersFor = None, progress: Callable[[FixtureRun], None] = lambda run: None,
-                     fake_ports: tuple[int, int, int] = (0, 0, 0),
-                     on_fakes: Callable[[FakeServices], None] = lambda fakes: None,
-                     parallel: int = PARALLEL) -> list[FixtureRun]:
-    """Replay ``fixtures`` against ``target``; the runs come back in the fixtures' order.
-
-    Raises ``HandlerDidNotStart`` only when a shared handler cannot be started at all (nothing
-    could be replayed); every other trouble is a failed check of its fixture.
-    """
-    if target.fresh_per_fixture:
-        gate = asyncio.Semaphore(parallel)
-
-        async def one(fixture: CallFixture) -> FixtureRun:
-            async with gate, running_fakes() as fakes:
-                run = await run_one(target, fakes, fixture, pace=pace, headers_for=headers_for)
-            progress(run)
-            return run
-
-        return list(await asyncio.gather(*(one(f) for f in fixtures)))
-    runs = []
-    async with running_fakes(fake_ports) as fakes, AsyncExitStack() as stack:
-        on_fakes(fakes)
-        shared = SharedHandler(target, fakes, stack)
-        if any(not f.handler_without for f in fixtures):
-            await shared.get()  # a handler that cannot start at all is one error, not one per fixture
-        for fixture in fixtures:
-            if fixture.handler_without:
-                run = await run_one(target, fakes, fixture, pace=pace, headers_for=headers_for)
-            else:
-                run = await shared.run(fixture, pace=pace, headers_for=headers_for)
-            runs.append(run)
-            progress(run)
-    return runs
 
 
 def not_startable_without(fixture: CallFixture, how: str) -> FixtureRun:

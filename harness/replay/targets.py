@@ -42,6 +42,7 @@ class Handler:
     log: LogReader | None = None  # None: no log to read, ``no_errors`` is skipped
     no_log_why: str = NO_LOG
     released: Callable[[float], Awaitable[bool]] | None = None  # waits until it let go of the calls
+    released_call: Callable[[str, float], Awaitable[bool]] | None = None  # ... of one call (by its SID)
     stored_lines: Callable[[str], list[str] | None] | None = None  # caller lines it persisted for a call SID
     alive: Callable[[], str | None] = lambda: None  # why it is gone, once it is
     exited: Callable[[float], Awaitable[str | None]] | None = None  # waits (bounded) for it to be gone
@@ -105,7 +106,7 @@ class AicallTarget:
 
     @asynccontextmanager
     async def start(self, fakes: FakeServices, *, without: tuple[str, ...] = ()) -> AsyncIterator[Handler]:
-        from aicall.app import create_app, wait_for_calls_to_end
+        from aicall.app import create_app, wait_for_call_to_end, wait_for_calls_to_end
         from aicall.config import load_settings
         from aicall.errors import AicallError
         from aicall.store import CallStore
@@ -126,6 +127,7 @@ class AicallTarget:
 
                     yield Handler(f"{app.ws_url}{DEFAULT_MEDIA_PATH}", log=self.log.reader,
                                   released=lambda timeout: wait_for_calls_to_end(app.app, timeout),
+                                  released_call=lambda sid, timeout: wait_for_call_to_end(app.app, sid, timeout),
                                   stored_lines=caller_lines, pid=os.getpid())
             finally:
                 store.close()

@@ -47,6 +47,7 @@ MUTANTS = (
     "swallowed-race", "send-after-close", "silent-send-after-close", "leaves-rtzr-open", "no-stream-sid",
     "binary-media", "wrong-sample-rate", "one-early-clear",
     "words-twice", "no-barge-in", "answers-after-hangup", "sleeps-through-reply",
+    "blocks-event-loop", "one-current-call", "shared-history",  # show only with several calls on one process
 )
 MUTANT = os.environ.get("MUTANT", "")
 if MUTANT and MUTANT not in MUTANTS:
@@ -76,6 +77,8 @@ QUIET_S = 3.0  # a held final with no result after it this long is answered
 
 app = FastAPI()
 conversation_sessions: dict[str, dict] = {}  # call SID -> history, turns, ...
+current_call: "PhoneCall | None" = None  # one-current-call: "the call", overwritten by each call that connects
+chat_history = [{"role": "system", "content": SYSTEM_PROMPT}]  # shared-history: one history for every call
 
 
 class Refused(Exception):
@@ -113,6 +116,8 @@ def tts_to_twilio(pcm24k: bytes) -> bytes:
 
 
 def new_session() -> dict[str, Any]:
+    if MUTANT == "shared-history":  # every session's history is the one module-level list: other calls' words go along
+        return {"history": chat_history, "turns": 0, "started": time.time()}
     return {"history": [{"role": "system", "content": SYSTEM_PROMPT}], "turns": 0, "started": time.time()}
 
 
@@ -173,12 +178,13 @@ class PhoneCall:
     async def send(self, event: str, **body: Any) -> None:
         if self.ended and MUTANT not in ("send-after-close", "silent-send-after-close"):
             return
-        message = {"event": event, **({} if MUTANT == "no-stream-sid" else {"streamSid": self.stream_sid}), **body}
+        to = current_call if MUTANT == "one-current-call" and current_call else self  # the mutant: the latest call
+        message = {"event": event, **({} if MUTANT == "no-stream-sid" else {"streamSid": to.stream_sid}), **body}
         try:
             if MUTANT == "binary-media" and event == "media":
-                await self.ws.send_bytes(base64.b64decode(body["media"]["payload"]))
+                await to.ws.send_bytes(base64.b64decode(body["media"]["payload"]))
             else:
-                await self.ws.send_text(json.dumps(message))
+                await to.ws.send_text(json.dumps(message))
         except Exception:  # noqa: BLE001 - the caller's socket is gone
             if MUTANT == "send-after-close":
                 logger.error("call=%s send failed\n%s", self.call_sid, traceback.format_exc())
@@ -202,7 +208,11 @@ class PhoneCall:
         """The LLM wrapper: the caller's words go into the history, the history to the LLM (in a thread)."""
         session["history"].append({"role": "user", "content": text})
         messages = [dict(m) for m in session["history"]]
-        completion = await asyncio.to_thread(self.upstream.llm.chat.completions.create, model=MODEL, messages=messages)
+        if MUTANT == "blocks-event-loop":  # the sync client called on the event loop: every call waits while it runs
+            completion = self.upstream.llm.chat.completions.create(model=MODEL, messages=messages)
+        else:
+            completion = await asyncio.to_thread(self.upstream.llm.chat.completions.create, model=MODEL,
+                                                 messages=messages)
         return (completion.choices[0].message.content or "").strip()
 
     async def answer(self, session: dict, text: str | None) -> None:
@@ -518,6 +528,7 @@ class PhoneCall:
 
 @app.websocket("/media")
 async def media(ws: WebSocket) -> None:
+    global current_call
     await ws.accept()
     call: PhoneCall | None = None
     try:
@@ -529,6 +540,8 @@ async def media(ws: WebSocket) -> None:
                     if event == "start" and call is None:
                         start = message["start"]
                         call = PhoneCall(ws, start["callSid"], start["streamSid"], tg)
+                        if MUTANT == "one-current-call":
+                            current_call = call  # the bot's sends go wherever the latest call is
                         conversation_sessions[call.call_sid] = new_session()
                         logger.info("call=%s event=start stream=%s", call.call_sid, call.stream_sid)
                         call.start()

@@ -22,7 +22,7 @@ import os
 import socket
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Iterator
 
 import requests
@@ -31,14 +31,19 @@ from flask_sock import ConnectionClosed, Sock
 from websockets.exceptions import ConnectionClosed as RtzrClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from call_core import (APOLOGY, EOS_WAIT_S, Conversation, Final, Recognition, SpeechEncoder, delta_of, mutant, parse_result,
-                       sentences)
+from call_core import (APOLOGY, EOS_WAIT_S, SYSTEM, Conversation, Final, Recognition, SpeechEncoder, delta_of, mutant,
+                       parse_result, sentences)
 
 BUG = mutant()
 app = Flask(__name__)
 sock = Sock(app)
 CALLS: dict[str, "Call"] = {}
 HTTP = requests.Session()
+# blocks-event-loop, as a thread-per-call server has it: one shared LLM client behind one lock, held for the whole
+# request; while one call's LLM request hangs, every other call's reply waits on the lock (nothing else blocks here)
+LLM_LOCK = threading.Lock()
+CURRENT: "Call | None" = None  # one-current-call: "the call", overwritten by each call that connects
+HISTORY = [{"role": "system", "content": SYSTEM}]  # shared-history: one conversation for every call of the process
 
 if BUG != "no-credential-check":
     for name in ("RTZR_CLIENT_ID", "RTZR_CLIENT_SECRET"):
@@ -62,6 +67,8 @@ class Call:
         self.send_lock = threading.Lock()
         self.audio = Recognition(BUG)
         self.talk = Conversation(BUG)
+        if BUG == "shared-history":  # every call's turns in the one module-level list: other calls' words go to the LLM
+            self.talk.history = HISTORY
         self.ended = threading.Event()
         self.reply: tuple[threading.Thread, threading.Event] | None = None
         self.marks = 0
@@ -95,13 +102,14 @@ class Call:
     def send(self, event: str, **body) -> None:
         if self.ended.is_set() and BUG not in ("send-after-close", "silent-send-after-close"):
             return
-        message = {"event": event, **({} if BUG == "no-stream-sid" else {"streamSid": self.stream_sid}), **body}
+        to = CURRENT if BUG == "one-current-call" and CURRENT else self  # the mutant: the latest call's socket
+        message = {"event": event, **({} if BUG == "no-stream-sid" else {"streamSid": to.stream_sid}), **body}
         try:
-            with self.send_lock:
+            with to.send_lock:
                 if BUG == "binary-media" and event == "media":
-                    self.ws.send(base64.b64decode(body["media"]["payload"]))
+                    to.ws.send(base64.b64decode(body["media"]["payload"]))
                 else:
-                    self.ws.send(json.dumps(message))
+                    to.ws.send(json.dumps(message))
         except ConnectionClosed:
             if BUG == "send-after-close":
                 app.logger.error("call %s: could not send %s, the socket is closed", self.call_sid, event)
@@ -170,6 +178,10 @@ class Call:
         if BUG == "words-twice":  # the caller's words, already the history's last message, added again
             messages = messages + [{"role": "user", "content": messages[-1]["content"]}]
         body = {"model": "gpt-4o-mini", "messages": messages, "stream": True}
+        with LLM_LOCK if BUG == "blocks-event-loop" else nullcontext():  # the mutant: one LLM request at a time
+            return self._generate(body, stop)
+
+    def _generate(self, body: dict, stop: threading.Event) -> str:
         for attempt in range(2):  # one retry of a 5xx
             with self.reading(HTTP.post(f"{LLM}/chat/completions", json=body, headers=AUTH, stream=True)) as resp:
                 if resp.status_code >= 500 and attempt == 0:
@@ -337,6 +349,7 @@ class Call:
 
 @sock.route("/media")
 def media(ws) -> None:
+    global CURRENT
     call = None
     recognizer = None
     try:
@@ -345,6 +358,8 @@ def media(ws) -> None:
             event = message["event"]
             if event == "start":
                 call = CALLS[message["start"]["callSid"]] = Call(ws, message["start"]["callSid"], message["streamSid"])
+                if BUG == "one-current-call":
+                    CURRENT = call  # the bot's sends go wherever the latest call is
                 print(f"call {call.call_sid}: started", flush=True)
                 recognizer = threading.Thread(target=call.recognize_or_refuse, name=f"rtzr-{call.call_sid[-6:]}",
                                               daemon=BUG == "leaves-rtzr-open")

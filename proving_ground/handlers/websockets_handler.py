@@ -24,17 +24,20 @@ import time
 from http import HTTPStatus
 
 import aiohttp
+import requests  # the blocks-event-loop mutant's synchronous client
 import websockets
 from websockets.asyncio.server import ServerConnection, serve
 
-from call_core import (APOLOGY, EOS_WAIT_S, Conversation, Final, Recognition, SpeechEncoder, delta_of, mutant, parse_result,
-                       sentences)
+from call_core import (APOLOGY, EOS_WAIT_S, SYSTEM, Conversation, Final, Recognition, SpeechEncoder, delta_of, mutant,
+                       parse_result, sentences)
 
 logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s [%(levelname)s] %(name)s: %(message)s")
 log = logging.getLogger("media")
 BUG = mutant()
 CALLS: dict[str, "Call"] = {}  # by call SID; the race mutants drop a call from it while its reply runs on
 LEAKED: set[asyncio.Task] = set()  # tasks a mutant lets outlive their call
+CURRENT: "Call | None" = None  # one-current-call: "the call", overwritten by each call that connects
+HISTORY = [{"role": "system", "content": SYSTEM}]  # shared-history: one conversation for every call of the process
 
 
 class Refused(Exception):
@@ -61,6 +64,8 @@ class Call:
         self.ws, self.call_sid, self.stream_sid, self.http, self.group = ws, call_sid, stream_sid, http, group
         self.audio = Recognition(BUG)
         self.talk = Conversation(BUG)
+        if BUG == "shared-history":  # every call's turns in the one module-level list: other calls' words go to the LLM
+            self.talk.history = HISTORY
         self.new_audio = asyncio.Event()
         self.ended = False
         self.reply: asyncio.Task | None = None
@@ -81,12 +86,13 @@ class Call:
     async def send(self, event: str, **body) -> None:
         if self.ended and BUG not in ("send-after-close", "silent-send-after-close"):
             return
-        message = {"event": event, **({} if BUG == "no-stream-sid" else {"streamSid": self.stream_sid}), **body}
+        to = CURRENT if BUG == "one-current-call" and CURRENT else self  # the mutant: the latest call's socket
+        message = {"event": event, **({} if BUG == "no-stream-sid" else {"streamSid": to.stream_sid}), **body}
         try:
             if BUG == "binary-media" and event == "media":
-                await self.ws.send(base64.b64decode(body["media"]["payload"]))
+                await to.ws.send(base64.b64decode(body["media"]["payload"]))
             else:
-                await self.ws.send(json.dumps(message))
+                await to.ws.send(json.dumps(message))
         except websockets.ConnectionClosed:
             if BUG == "send-after-close":
                 log.error("call=%s send failed: %s", self.call_sid, "the socket is closed")
@@ -126,7 +132,7 @@ class Call:
                 said = await self._reply(messages)
                 if BUG == "sleeps-through-reply":  # waits out the reply's playback by the clock, as some teams do
                     await asyncio.sleep(self.spoken_ms * 1.2 / 1000)
-            except aiohttp.ClientError as exc:  # the LLM or TTS failed: apologise, the call goes on
+            except (aiohttp.ClientError, requests.RequestException) as exc:  # the LLM or TTS failed: apologise, go on
                 log.error("call=%s reply failed: %r", self.call_sid, exc)
                 await self.speak("죄송합니다. 다시 한 번 말씀해 주세요.")
             if BUG in ("state-race", "swallowed-race"):
@@ -142,25 +148,39 @@ class Call:
             messages = [*messages, {"role": "user", "content": messages[-1]["content"]}]
         body = {"model": "gpt-4o-mini", "messages": messages, "stream": True}
         for attempt in range(2):  # one retry of a 5xx, as the openai SDK does
+            if BUG == "blocks-event-loop":  # a synchronous client called straight from the coroutine, no thread:
+                # while it waits on the LLM, the event loop, and so every call of this process, waits with it
+                resp = requests.post(f"{CONFIG['llm']}/chat/completions", json=body, stream=True, timeout=60,
+                                     headers={"Authorization": f"Bearer {CONFIG['key']}"})
+                if resp.status_code >= 500 and attempt == 0:
+                    log.warning("call=%s llm status=%d, retrying", self.call_sid, resp.status_code)
+                    continue
+                resp.raise_for_status()
+                with resp:
+                    return await self._say(_blocking(resp.iter_lines(chunk_size=None)))  # each read blocks the loop too
             async with self.http.post(f"{CONFIG['llm']}/chat/completions", json=body,
                                       headers={"Authorization": f"Bearer {CONFIG['key']}"}) as resp:
                 if resp.status >= 500 and attempt == 0:
                     log.warning("call=%s llm status=%d, retrying", self.call_sid, resp.status)
                     continue
                 resp.raise_for_status()
-                text, buffer = "", ""
-                async for line in resp.content:
-                    delta = delta_of(line)
-                    if delta is None:
-                        continue
-                    text, buffer = text + delta, buffer + delta
-                    done, buffer = sentences(buffer)
-                    for sentence in done:
-                        await self.speak(sentence)
-                if buffer.strip():
-                    await self.speak(buffer.strip())
-                return text
+                return await self._say(resp.content)
         return ""
+
+    async def _say(self, lines) -> str:
+        """The streamed completion's SSE lines, spoken sentence by sentence as they come; the whole text."""
+        text, buffer = "", ""
+        async for line in lines:
+            delta = delta_of(line)
+            if delta is None:
+                continue
+            text, buffer = text + delta, buffer + delta
+            done, buffer = sentences(buffer)
+            for sentence in done:
+                await self.speak(sentence)
+        if buffer.strip():
+            await self.speak(buffer.strip())
+        return text
 
     def ask(self, messages: list[dict[str, str]] | None) -> None:
         if messages is not None:
@@ -340,7 +360,14 @@ class Call:
 HTTP: aiohttp.ClientSession | None = None  # one pool for every call's HTTP (token, LLM, TTS)
 
 
+async def _blocking(lines):
+    """A synchronous iterator as an async one (the blocks-event-loop mutant's): each ``next`` blocks the event loop."""
+    for line in lines:
+        yield line
+
+
 async def media(ws: ServerConnection) -> None:
+    global CURRENT
     assert HTTP is not None
     async for raw in ws:
         message = json.loads(raw)
@@ -349,6 +376,8 @@ async def media(ws: ServerConnection) -> None:
         start = message["start"]
         async with asyncio.TaskGroup() as group:  # the call's tasks: none outlives it (but a mutant's)
             call = CALLS[start["callSid"]] = Call(ws, start["callSid"], start["streamSid"], HTTP, group)
+            if BUG == "one-current-call":
+                CURRENT = call  # the bot's sends go wherever the latest call is
             log.info("call=%s event=start", call.call_sid)
             await call.run()
         if BUG not in ("state-race", "swallowed-race"):

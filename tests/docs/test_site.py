@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from harness.judge.checks import CHECKS, barge_in, refuses_without_credentials
+from harness.judge.crosscall import CROSS_CALL_CHECKS
 from proving_ground.mutants import MUTANTS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,7 +55,7 @@ def test_every_docs_page_is_in_the_site_navigation():
 def test_the_checks_page_has_every_check_and_under_it_every_mutant_that_proves_it():
     page = (ROOT / "docs" / "checks.md").read_text(encoding="utf-8")
     sections = dict(re.findall(r"^## `(\w+)`\n(.*?)(?=^## )", page, re.M | re.S))
-    names = [c.__name__ for c in (*CHECKS, barge_in, refuses_without_credentials)] + ["replay"]
+    names = [c.__name__ for c in (*CHECKS, barge_in, refuses_without_credentials, *CROSS_CALL_CHECKS)] + ["replay"]
     assert [n for n in names if n not in sections] == [], "checks the page does not describe"
     for mutant in MUTANTS:
         assert f"`MUTANT={mutant.name}`" in sections[mutant.check], f"{mutant.name} is not under {mutant.check}"

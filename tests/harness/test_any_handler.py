@@ -23,7 +23,8 @@ from harness.fakes.services import running_fakes
 from harness.fixture import load_call
 from harness.judge.handler_log import LogReader
 from harness.reports.printout import condensed
-from harness.replay.runner import ErrorLog, play_call, run_target
+from harness.replay.runner import ErrorLog, play_call
+from harness.replay.runs import run_target
 from harness.replay.targets import AicallTarget, CommandTarget, Handler
 from harness.judge.timeline import CallTimeline, Event
 

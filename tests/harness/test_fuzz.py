@@ -167,3 +167,27 @@ def drawn_scenarios(seed: int, faults: tuple[str, ...]) -> list[dict]:
 
     collect()
     return drawn
+
+
+@pytest.mark.timeout(300)
+def test_calls_at_once_find_a_failure_that_needs_a_neighbour_and_cut_it_down_to_one(tmp_path, capsys):
+    """One history shared by every call: each call alone passes; in flight with others, a call's LLM is given a
+    neighbour's words. The search replays the failing call alone first (it passes), then cuts the calls beside
+    it down to the one it needs, and the two are written as one group that harness run replays at once."""
+    command = f"MUTANT=shared-history {HANDLER}"
+    code = main(["fuzz", "--cmd", command, "--path", "/media", "--pace", "fast", "--examples", "8", "--seed", "3",
+                 "--calls-at-once", "4", "--faults", "none", "--max-utterances", "2", "--no-barge-in", "--fixed-times",
+                 "--no-database", "--report-dir", str(tmp_path)])
+    assert code == 1
+    failure = json.loads((tmp_path / "fuzz.json").read_text(encoding="utf-8"))["searches"][0]["failure"]
+    assert failure["alone_passed"] is True and len(failure["neighbours"]) == 1, failure
+    assert "replies_reach_own_caller" in [c["name"] for c in failure["checks"] if c["status"] == "failed"]
+    assert failure["reproduced"] is True
+    assert "--calls-at-once 2" in capsys.readouterr().out
+    group = Path(failure["fixture"]).parent
+    assert len(list(group.glob("*/call.json"))) == 2
+    code = main(["run", "--fixtures", str(group), "--calls-at-once", "2", "--cmd", command, "--path", "/media",
+                 "--pace", "fast", "--report-dir", str(tmp_path / "run")])
+    assert code == 1
+    runs = json.loads((tmp_path / "run" / "report.json").read_text(encoding="utf-8"))["runs"]
+    assert any(c["name"] == "replies_reach_own_caller" and c["status"] == "failed" for r in runs for c in r["checks"])

@@ -17,7 +17,8 @@ import pytest
 from harness.fixture import load_call
 from harness.reports.fonts import find_korean_font
 from harness.reports.html import write_html
-from harness.replay.runner import ErrorLog, run_target
+from harness.replay.runner import ErrorLog
+from harness.replay.runs import run_target
 from harness.replay.targets import AicallTarget
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")

@@ -30,7 +30,8 @@ from harness.fixture import load_call
 from harness.judge.handler_log import LogReader, write_log
 from harness.judge.metrics import turn_metrics
 from harness.reports.printout import why
-from harness.replay.runner import play_call, run_target, settle
+from harness.replay.runner import play_call, settle
+from harness.replay.runs import run_target
 from harness.replay.targets import CommandTarget, Handler
 from harness.judge.timeline import CallTimeline, Event, is_foreign, new_user_text
 from harness.fakes.twilio_messages import judge_text

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from harness.fixture import bundled_calls, load_call
-from harness.replay.runner import run_target
+from harness.replay.runs import run_target
 from harness.replay.targets import CommandTarget
 from proving_ground.mutants import HANDLERS
 

@@ -11,6 +11,7 @@
 // MUTANT=<name> puts one bug back (the proving ground's mutants; names as in call_core.py).
 "use strict";
 
+const { execFileSync } = require("child_process");
 const { WebSocket, WebSocketServer } = require("ws");
 
 const MUTANTS = [
@@ -18,6 +19,7 @@ const MUTANTS = [
   "resends-finalized-audio", "drops-queued-final", "answers-mid-utterance", "reply-outlives-call", "state-race",
   "swallowed-race", "send-after-close", "silent-send-after-close", "leaves-rtzr-open", "no-stream-sid",
   "binary-media", "wrong-sample-rate", "one-early-clear", "words-twice", "no-barge-in", "answers-after-hangup",
+  "blocks-event-loop", "one-current-call", "shared-history", // show only with several calls on one process
 ];
 const BUG = process.env.MUTANT || "";
 if (BUG && !MUTANTS.includes(BUG)) {
@@ -43,6 +45,16 @@ const EOS_WAIT_MS = 5000;
 const SYSTEM = "간결하게 한국어로 답하세요.";
 const APOLOGY = "죄송합니다. 지금은 음성 인식을 사용할 수 없습니다. 잠시 후 다시 걸어 주세요.";
 const calls = {}; // by call SID; the race mutants drop a call from it while its reply runs on
+let currentCall = null; // one-current-call: "the call", overwritten by each call that connects
+const sharedHistory = [{ role: "system", content: SYSTEM }]; // shared-history: one conversation for every call
+// blocks-event-loop: a request made synchronously (a child node that fetches it, the event loop waiting on it): its
+// status and body on stdout
+const FETCH_SYNC = `let d = "";
+process.stdin.on("data", (c) => (d += c)).on("end", async () => {
+  const { url, init } = JSON.parse(d);
+  const resp = await fetch(url, init);
+  process.stdout.write(JSON.stringify({ status: resp.status, text: await resp.text() }));
+});`;
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 // ------------------------------------------------------------------ audio
@@ -105,7 +117,8 @@ class Call {
     this.pending = []; // speech frames RTZR has not answered (stream ms at their end)
     this.pendingSince = null;
     this.heldFinals = []; // [endFrame, text] waiting for the audio after them
-    this.history = [{ role: "system", content: SYSTEM }];
+    // the shared-history mutant: every call's turns in the one module-level list, earlier calls' words go to the LLM
+    this.history = BUG === "shared-history" ? sharedHistory : [{ role: "system", content: SYSTEM }];
     this.busy = false;
     this.queued = [];
     this.heldText = [];
@@ -123,12 +136,13 @@ class Call {
   // -------------------------------------------------------- to Twilio
   send(event, body = {}) {
     if (this.ended && BUG !== "send-after-close" && BUG !== "silent-send-after-close") return;
-    const message = { event, ...(BUG === "no-stream-sid" ? {} : { streamSid: this.streamSid }), ...body };
+    const to = BUG === "one-current-call" && currentCall ? currentCall : this; // the mutant: the latest call's socket
+    const message = { event, ...(BUG === "no-stream-sid" ? {} : { streamSid: to.streamSid }), ...body };
     const data = BUG === "binary-media" && event === "media" ? Buffer.from(body.media.payload, "base64") : JSON.stringify(message);
     if (BUG === "send-after-close") {
-      this.ws.send(data, (err) => err && console.error(`call ${this.callSid}: send failed`, err));
+      to.ws.send(data, (err) => err && console.error(`call ${this.callSid}: send failed`, err));
     } else {
-      this.ws.send(data); // on a closed socket `ws` drops it without a word (the correct handler never gets here)
+      to.ws.send(data); // on a closed socket `ws` drops it without a word (the correct handler never gets here)
     }
   }
 
@@ -193,10 +207,18 @@ class Call {
       messages = [...messages, { role: "user", content: messages[messages.length - 1].content }];
     }
     for (let attempt = 0; attempt < 2; attempt++) {
-      const resp = await fetch(`${LLM}/chat/completions`, {
-        method: "POST", signal, headers: { ...AUTH, "Content-Type": "application/json" },
+      const init = {
+        method: "POST", headers: { ...AUTH, "Content-Type": "application/json" },
         body: JSON.stringify({ model: "gpt-4o-mini", messages, stream: true }),
-      });
+      };
+      let resp;
+      if (BUG === "blocks-event-loop") { // a synchronous request: every call of this process waits for the LLM
+        const input = JSON.stringify({ url: `${LLM}/chat/completions`, init });
+        const out = JSON.parse(execFileSync(process.execPath, ["-e", FETCH_SYNC], { input }));
+        resp = { status: out.status, ok: out.status >= 200 && out.status < 300, body: [Buffer.from(out.text)] };
+      } else {
+        resp = await fetch(`${LLM}/chat/completions`, { ...init, signal });
+      }
       if (resp.status >= 500 && attempt === 0) {
         console.log(`call ${this.callSid}: LLM answered ${resp.status}, retrying`);
         continue;
@@ -484,6 +506,7 @@ server.on("connection", (ws) => {
     const message = JSON.parse(data.toString());
     if (message.event === "start") {
       call = calls[message.start.callSid] = new Call(ws, message.start.callSid, message.start.streamSid);
+      if (BUG === "one-current-call") currentCall = call; // the bot's sends go wherever the latest call is
       console.log(`call ${call.callSid}: started`);
       call.start();
     } else if (message.event === "media" && call) {

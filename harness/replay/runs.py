@@ -1,0 +1,84 @@
+"""A run of fixtures against a target: one call at a time (a handler per fixture, or one shared), or several
+calls at once into one handler (``harness.replay.together``). The entry point of ``harness run``, the
+proving ground and the suite."""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import AsyncExitStack
+from typing import Callable
+
+from harness.fakes.services import FakeServices, running_fakes
+from harness.fixture import CallFixture
+from harness.replay.lanes import Switchboard
+from harness.replay.runner import PARALLEL, FixtureRun, HeadersFor, SharedHandler, run_one
+from harness.replay.targets import Target
+from harness.replay.together import CallsAtOnce
+
+
+async def run_target(target: Target, fixtures: list[CallFixture], *, pace: float | None,
+                     headers_for: HeadersFor = None, progress: Callable[[FixtureRun], None] = lambda run: None,
+                     fake_ports: tuple[int, int, int] = (0, 0, 0),
+                     on_fakes: Callable[[FakeServices], None] = lambda fakes: None,
+                     parallel: int = PARALLEL, calls_at_once: int = 1) -> list[FixtureRun]:
+    """Replay ``fixtures`` against ``target``; the runs come back in the fixtures' order.
+
+    ``calls_at_once`` > 1: one handler takes the calls, that many in flight at once
+    (``harness.replay.together``), each judged by every check and the cross-call ones.
+    Raises ``HandlerDidNotStart`` only when a shared handler cannot be started at all (nothing
+    could be replayed); every other trouble is a failed check of its fixture.
+    """
+    if calls_at_once > 1:
+        return await run_at_once(target, fixtures, pace=pace, headers_for=headers_for, progress=progress,
+                               fake_ports=fake_ports, on_fakes=on_fakes, calls_at_once=calls_at_once)
+    if target.fresh_per_fixture:
+        gate = asyncio.Semaphore(parallel)
+
+        async def one(fixture: CallFixture) -> FixtureRun:
+            async with gate, running_fakes() as fakes:
+                run = await run_one(target, fakes, fixture, pace=pace, headers_for=headers_for)
+            progress(run)
+            return run
+
+        return list(await asyncio.gather(*(one(f) for f in fixtures)))
+    runs = []
+    async with running_fakes(fake_ports) as fakes, AsyncExitStack() as stack:
+        on_fakes(fakes)
+        shared = SharedHandler(target, fakes, stack)
+        if any(not f.handler_without for f in fixtures):
+            await shared.get()  # a handler that cannot start at all is one error, not one per fixture
+        for fixture in fixtures:
+            if fixture.handler_without:
+                run = await run_one(target, fakes, fixture, pace=pace, headers_for=headers_for)
+            else:
+                run = await shared.run(fixture, pace=pace, headers_for=headers_for)
+            runs.append(run)
+            progress(run)
+    return runs
+
+
+async def run_at_once(target: Target, fixtures: list[CallFixture], *, pace: float | None, headers_for: HeadersFor,
+                    progress: Callable[[FixtureRun], None], fake_ports: tuple[int, int, int],
+                    on_fakes: Callable[[FakeServices], None], calls_at_once: int) -> list[FixtureRun]:
+    """One handler, up to ``calls_at_once`` of the fixtures in flight (``together.CallsAtOnce``)."""
+    async with running_fakes(fake_ports) as fakes, AsyncExitStack() as stack:
+        on_fakes(fakes)
+        shared = SharedHandler(target, fakes, stack)
+        if any(not f.handler_without for f in fixtures):
+            await shared.get()
+        switchboard = Switchboard(fakes)
+        try:
+            return await play_at_once(shared, switchboard, fixtures, calls_at_once, pace=pace, headers_for=headers_for,
+                                    progress=progress)
+        finally:
+            switchboard.detach()
+
+
+async def play_at_once(shared: SharedHandler, switchboard: Switchboard, fixtures: list[CallFixture], calls_at_once: int, *,
+                     pace: float | None, headers_for: HeadersFor,
+                     progress: Callable[[FixtureRun], None] = lambda run: None) -> list[FixtureRun]:
+    """``fixtures`` into the shared handler with up to ``calls_at_once`` in flight (``together.CallsAtOnce``),
+    their verdicts in the fixtures' order."""
+    return await CallsAtOnce(shared, switchboard, calls_at_once, pace, headers_for, progress).run(fixtures)
+
+

@@ -1,0 +1,174 @@
+"""Calls at once on one handler: the fakes tell the calls apart by what they carry (fakertzr's scripts with
+faults scoped to their own streams, LLM and TTS requests routed by their words), each call is judged by
+every check as when alone, and the cross-call checks catch what only neighbours show. The cross-call checks
+are judged here on timelines (the sans-I/O core), and end to end against aicall; the proving ground runs
+their mutants in four handler styles."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+import numpy as np
+import pytest
+
+from fakertzr import FakeRtzrBackend
+from fakertzr.actions import Close, SendResult
+from fakertzr.errors import FakeRtzrError
+from harness.fixture import bundled_calls, load_call
+from harness.judge.bot_audio import HOP, BotAudio, Heard
+from harness.judge.checks import CheckContext
+from harness.judge.crosscall import (NEIGHBOUR_WAIT_S, Neighbours, OtherCall, Stall, replies_reach_own_caller,
+                                     unaffected_by_neighbours)
+from harness.judge.timeline import CallTimeline, Event
+from harness.replay.lanes import confusable, plays_alone, waves
+from harness.replay.runner import ErrorLog
+from harness.replay.runs import run_target
+from harness.replay.targets import AicallTarget
+
+CALLS = bundled_calls()
+
+
+def call(name: str):
+    return load_call(CALLS / name)
+
+
+# ---------------------------------------------------------------- the waves
+def test_waves_keep_groups_together_and_play_alone_what_cannot_share_a_handler():
+    fixtures = [call(n) for n in ("seed-three-turns", "rapid-back-to-back", "failure1-credentials-refused",
+                                  "busy-hour-1", "barge-in", "busy-hour-2", "long-utterance", "llm-fails-once",
+                                  "busy-hour-3")]
+    planned = [[f.name for f in w] for w in waves(fixtures, 3)]
+    assert ["busy-hour-1", "busy-hour-2", "busy-hour-3"] in planned, planned
+    assert ["failure1-credentials-refused"] in planned, "a refused handshake cannot be told to one of several calls"
+    assert plays_alone(call("failure1-credentials-refused")) and not plays_alone(call("seed-three-turns"))
+    assert confusable(call("seed-three-turns"), call("llm-fails-once")), "the same words: their LLM requests look alike"
+    for wave in planned:
+        assert not any(confusable(call(a), call(b)) for a in wave for b in wave if a != b and "busy" not in a)
+    assert sorted(n for w in planned for n in w) == sorted(f.name for f in fixtures)
+    assert all(len(w) == 1 for w in waves(fixtures, 1))
+
+
+# ------------------------------------------------- fakertzr: faults of one call
+def _stream(backend: FakeRtzrBackend):
+    _, body = backend.authenticate({"client_id": backend.config.client_id, "client_secret": backend.config.client_secret})
+    opened = backend.open_stream({"Authorization": f"Bearer {body['access_token']}"},
+                                 {"sample_rate": "8000", "encoding": "LINEAR16"})
+    return opened
+
+
+def _feed(opened, audio: np.ndarray) -> list:
+    pcm = audio.astype("<i2").tobytes()
+    return [a for i in range(0, len(pcm), 320) for a in opened.session.receive_audio(pcm[i : i + 320])]
+
+
+def test_a_scripts_own_faults_act_on_its_streams_only_counted_by_its_own_streams():
+    closing = call("failure2-recognizer-closes-1000").script  # close(1000) after the first final of its stream 0
+    other = call("rapid-back-to-back").script
+    backend = FakeRtzrBackend()
+    backend.load_script(dataclasses.replace(closing, name="a@1"), own_faults=True)
+    backend.load_script(dataclasses.replace(other, name="b@2"), own_faults=True)
+    b = _stream(backend)  # the other call's stream opens first: global connection 0
+    a = _stream(backend)
+    b_actions, a_actions = _feed(b, other.audio), _feed(a, closing.audio)
+    assert (a.record.script, b.record.script) == ("a@1", "b@2")
+    assert any(isinstance(x, Close) for x in a_actions), "a's first stream is its connection 0: its fault fired"
+    assert not any(isinstance(x, Close) for x in b_actions), "b's stream is untouched by a's fault"
+    assert sum(isinstance(x, SendResult) and x.result.final for x in b_actions) == len(other.utterances)
+    again = _stream(backend)  # a's second stream: its connection 1, which the fault does not name
+    assert not any(isinstance(x, Close) for x in _feed(again, closing.audio))
+
+
+def test_a_fault_before_any_audio_cannot_be_given_to_one_call():
+    backend = FakeRtzrBackend()
+    with pytest.raises(FakeRtzrError, match="before any audio"):
+        backend.load_script(call("failure1-credentials-refused").script, own_faults=True)
+
+
+# ------------------------------------------------- the cross-call checks, sans-I/O
+def judged(events: list[Event], neighbours: Neighbours, heard: list[Heard] = ()) -> CheckContext:
+    bot = BotAudio(heard=list(heard)) if heard else None
+    return CheckContext(CallTimeline(sorted(events, key=lambda e: e.wall), bot), {}, None, neighbours=neighbours)
+
+
+def talks(asked_at: float) -> list[Event]:
+    """A caller's one utterance (its last word out at 0.5 s, due at the LLM at 1.0 s), its final at 1.0 s and its
+    LLM request at ``asked_at``."""
+    return [Event(0.0, "call_start"), Event(0.2, "speech_start", {"utterance": 0, "audio_ms": 500.0}),
+            Event(0.5, "speech_end", {"utterance": 0, "text": "배송은 언제 오나요", "audio_ms": 1500.0}),
+            Event(1.0, "final", {"text": "배송은 언제 오나요", "call_ms": 1500.0}),
+            Event(asked_at, "llm_request", {"user": "배송은 언제 오나요", "status": 200, "ended": asked_at + 0.1,
+                                            "reply": ""}),
+            Event(20.0, "stop", {"how": "stop"})]
+
+
+def stalled(start: float = 0.5, end: float = 8.5) -> Neighbours:
+    return Neighbours(others=[OtherCall("CA2", "stalled-neighbour-stalls", frozenset({"환불 규정이 궁금합니다"}))],
+                      concurrent={"CA2"}, stalls=[Stall("CA2", "stalled-neighbour-stalls", "LLM request", start, end)],
+                      user_texts=[], spoken=[])
+
+
+def test_a_call_frozen_while_its_neighbour_stalled_fails_naming_the_neighbour_and_the_wait():
+    result = unaffected_by_neighbours(judged(talks(asked_at=8.6), stalled()))
+    assert not result.ok and "stalled-neighbour-stalls" in result.message and "7.6 s" in result.message
+    never = unaffected_by_neighbours(judged(talks(asked_at=30.0), stalled()))  # a blocked handler forwards no audio
+    assert not never.ok and "never did before the call ended" in never.message
+    assert "froze" in result.message
+
+
+def test_a_call_answered_at_once_beside_a_stall_passes_and_a_slow_turn_with_no_stall_is_no_business_of_it():
+    assert unaffected_by_neighbours(judged(talks(asked_at=1.05), stalled())).ok
+    late = unaffected_by_neighbours(judged(talks(asked_at=8.6), stalled(start=9.0, end=12.0)))
+    assert late.ok, "the wait was over before the neighbour stalled"
+    assert NEIGHBOUR_WAIT_S < 7.6
+    alone = unaffected_by_neighbours(judged(talks(1.05), dataclasses.replace(stalled(), stalls=[])))
+    assert alone.skipped
+
+
+def test_another_calls_words_in_this_calls_llm_request_fail_and_words_both_said_do_not():
+    others = [OtherCall("CA2", "busy-hour-2", frozenset({"예약을 변경하고 싶습니다"}))]
+    shared = Neighbours(others=others, concurrent={"CA2"}, stalls=[],
+                        user_texts=[(0.5, "예약을 변경하고 싶습니다"), (1.1, "배송은 언제 오나요")], spoken=[])
+    result = replies_reach_own_caller(judged(talks(1.1), shared))
+    assert not result.ok and "'예약을 변경하고 싶습니다'" in result.message and "shared" in result.message
+    both = [OtherCall("CA2", "busy-hour-2", frozenset({"배송은 언제 오나요"}))]
+    own = Neighbours(others=both, concurrent={"CA2"}, stalls=[], user_texts=[(1.1, "배송은 언제 오나요")], spoken=[])
+    assert replies_reach_own_caller(judged(talks(1.1), own)).ok
+
+
+def windows(tone: float, seconds: float, start: int = 0) -> list[Heard]:
+    return [Heard(start + i * HOP, tone, tone) for i in range(int(seconds * 8000 / HOP))]
+
+
+def test_another_calls_reply_heard_on_this_line_fails_and_doubled_own_audio_does_not():
+    me = Neighbours(others=[OtherCall("CA2", "busy-hour-2", frozenset(), spoken=((660.0, "'금요일 저녁으로요' 말고", 1.2),),
+                                      heard_s={})],
+                    concurrent={"CA2"}, stalls=[], user_texts=[], spoken=[(600.0, "내 답", 1.0)])
+    result = replies_reach_own_caller(judged(talks(1.1), me, windows(600.0, 1.0) + windows(660.0, 1.2, 20000)))
+    assert not result.ok and "busy-hour-2" in result.message and "another" in result.message
+    heard_at_home = dataclasses.replace(me, others=[dataclasses.replace(me.others[0], heard_s={660.0: 1.2})])
+    doubled = replies_reach_own_caller(judged(talks(1.1), heard_at_home, windows(600.0, 1.0) + windows(660.0, 1.2, 20000)))
+    assert doubled.ok, "audio its own call heard in full is no other call's: doubled audio is judged elsewhere"
+
+
+# ------------------------------------------------------------ end to end, aicall
+async def _aicall(names: list[str], at_once: int, pace: float | None):
+    with ErrorLog() as errors:
+        return await run_target(AicallTarget(errors), [call(n) for n in names], pace=pace, calls_at_once=at_once)
+
+
+GROUPS = ["stalled-neighbour-stalls", "stalled-neighbour-talks", "busy-hour-1", "busy-hour-2", "busy-hour-3"]
+
+
+def test_aicall_at_once_passes_every_check_and_each_verdict_is_what_it_is_alone():
+    together = asyncio.run(_aicall(GROUPS, 3, 4.0))
+    alone = asyncio.run(_aicall(GROUPS, 1, 4.0))
+    for a, t in zip(alone, together):
+        assert t.ok, f"{t.fixture.name}:\n{t.failures()}"
+        single = {c.name: c.status for c in a.checks}
+        assert {c.name: c.status for c in t.checks if c.name in single} == single, t.fixture.name
+    judged_ = {c.name for t in together for c in t.checks if not c.skipped}
+    assert {"unaffected_by_neighbours", "replies_reach_own_caller"} <= judged_
+    talks_run = next(t for t in together if t.fixture.name == "stalled-neighbour-talks")
+    assert next(c for c in talks_run.checks if c.name == "unaffected_by_neighbours").status == "passed"
+    assert len({t.call_sid for t in together}) == len(GROUPS)
