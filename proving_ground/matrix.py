@@ -5,7 +5,7 @@
     python -m proving_ground.matrix --check docs/checks.md   # exit 1 if the docs' table says otherwise
     python -m proving_ground.matrix --json out.json     # every verdict, for the suite (tests/proving_ground)
 
-A correct handler must pass every bundled call (no false alarm): at ``fast`` pace, and the calls whose
+A correct handler must pass every bundled call (no false alarm): at ``fast`` pace with four calls in flight, and the calls whose
 verdict depends on audio taking time to play at the pace they need (``TIMED``). Each mutant must be
 failed by the check named for its bug (``mutants.MUTANTS``), with a message naming the failure. The
 runs go through ``harness run --cmd``'s own code (``CommandTarget``), a few at once, each with its own fakes.
@@ -31,6 +31,7 @@ from harness.replay.targets import CommandTarget
 from .mutants import CHECKS_WITHOUT_A_MUTANT, HANDLERS, MUTANTS, Mutant, ReferenceHandler
 
 TIMED = {"barge-in": "realtime", "failure4-hangup-while-tts-streams": "x4", "failure1-credentials-refused": "x4"}
+EVERY_AT_ONCE = 4  # the correct handler takes every bundled call with this many in flight (each judged as if alone)
 TOGETHER = {"stalled-neighbour": ("x4", 2), "busy-hour": ("x4", 3)}  # groups played at once: (pace, calls at once)
 AT_ONCE = 3  # handler runs in parallel (each a process of its own with its own fakes)
 BEGIN, END = "<!-- proving-ground:begin -->", "<!-- proving-ground:end -->"
@@ -98,7 +99,7 @@ def plan(handlers: tuple[ReferenceHandler, ...], mutants: tuple[Mutant, ...] = M
     every = [p.name for p in discover(bundled_calls())]
     runs = []
     for handler in handlers:
-        runs.append((handler, every, "fast", "", 1))
+        runs.append((handler, every, "fast", "", EVERY_AT_ONCE))
         for fixture, pace in TIMED.items():
             runs.append((handler, [fixture], pace, "", 1))
         for group, (pace, at_once) in TOGETHER.items():
@@ -156,7 +157,7 @@ def markdown(outcomes: list[Outcome], handlers: tuple[ReferenceHandler, ...] = H
         at_once = f", {m.at_once} at once" if m.at_once > 1 else ""
         lines.append(f"| `{m.name}`: {m.bug} | `{m.fixture}`, {m.pace}{at_once} | `{m.check}` | "
                      + " | ".join(cells.get((m.name, n), "-") for n in names) + " |")
-    lines.append("| **the correct handler**: false alarms | every bundled call fast, " + ", ".join(
+    lines.append(f"| **the correct handler**: false alarms | every bundled call fast, {EVERY_AT_ONCE} at once, " + ", ".join(
         f"`{f}` {p}" for f, p in TIMED.items()) + ", " + ", ".join(
         f"`{g}` {p}, {n} at once" for g, (p, n) in TOGETHER.items()) + " | none | " + " | ".join(
         f"{len(alarms.get(n, []))} of {sum(len(o.runs) for o in outcomes if o.handler == n and not o.mutant)} calls"

@@ -59,6 +59,10 @@ def test_make_fixture_with_audio_no_program_can_read_names_what_to_install(tmp_p
     ("fakertzr", ("record", "--upstream", "openapi.vito.ai"), ("must be an http(s) URL",)),
     ("harness", ("record", "--target", "http://127.0.0.1:8080"), ("--target must be a ws:// or wss:// URL",)),
     ("harness", ("record", "--target", "ws://x", "--name", "My Call"), ("--name must be lower case",)),
+    ("harness", ("run", "--calls-at-once", "0"), ("--calls-at-once: between 1 and 64 calls at once, got 0",)),
+    ("harness", ("run", "--calls-at-once", "2", "--fresh-handler", "--cmd", "x"),
+     ("--calls-at-once plays calls into one handler; --fresh-handler gives each call its own",)),
+    ("harness", ("fuzz", "--calls-at-once", "2", "--maximize", "latency"), ("--maximize steers one call at a time",)),
 ])
 def test_bad_values_are_named(tool, args, words):
     one_line_error(run(tool, *args, env={"AICALL_DB": "/nonexistent/dir/x.db"}), *words)

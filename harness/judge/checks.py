@@ -16,7 +16,7 @@ from harness.judge.attribution import owner, trace_turns
 from harness.judge.verdict import CheckResult, skipped
 from harness.judge.handler_log import ErrorBlock
 from harness.judge.playback import spans
-from harness.judge.timeline import CallTimeline, Event
+from harness.judge.timeline import SERVER_ENDS, CallTimeline, Event
 from harness.judge.words import occurrences, says
 
 if TYPE_CHECKING:
@@ -215,7 +215,6 @@ def finals_persisted(ctx: CheckContext) -> CheckResult:
     return CheckResult("finals_persisted", True)
 
 
-SERVER_ENDS = ("server_closed", "dropped", "stalled", "idle_timeout")
 
 
 def recognition_continues(ctx: CheckContext) -> CheckResult:

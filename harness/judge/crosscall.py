@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
 from harness.judge.bot_audio import HOP
-from harness.judge.timeline import CallTimeline, Event
+from harness.judge.timeline import SERVER_ENDS, CallTimeline, Event
 from harness.judge.verdict import CheckResult, skipped
 from harness.judge.words import says, words
 
@@ -77,6 +77,18 @@ def _open_at(events: list[Event], t: float) -> bool:
     return any(e.wall <= t < (e.detail.get("ended") or float("inf")) for e in events)
 
 
+def own_trouble(timeline: CallTimeline) -> float:
+    """When this call's own fixture first made something fail (RTZR ending or refusing its stream, its LLM or
+    TTS answering an error or stalling), or never: a wait after that may be its own recovery, not a neighbour's
+    doing."""
+    times = [e.wall for e in timeline.of("rtzr_refused", "rtzr_auth_failed")]
+    times += [e.wall for e in timeline.of("rtzr_end") if e.detail.get("how") in SERVER_ENDS
+              and e.detail.get("reason") != "EOS"]
+    times += [e.wall for e in timeline.of("llm_request", "tts_request") if e.detail.get("status", 200) >= 400]
+    times += [e.wall for e in timeline.of("llm_request") if e.detail.get("stalled")]
+    return min(times, default=float("inf"))
+
+
 def _waits(timeline: CallTimeline, recognised_s: float) -> list[tuple[float, float, str]]:
     """What this call waited on its handler for, when it had nothing else to wait on: (from, until, what). An
     utterance's words are due at the LLM once the recognizer could have finalised them (``recognised_s`` after
@@ -84,7 +96,7 @@ def _waits(timeline: CallTimeline, recognised_s: float) -> list[tuple[float, flo
     audio in time (a blocked handler forwards nothing, and RTZR finalises nothing)."""
     requests = timeline.of("llm_request")
     tts = timeline.of("tts_request")
-    hangup = timeline.hangup
+    hangup = min(timeline.hangup, own_trouble(timeline))  # from its own fault on, a call's waits are its own
     ends = timeline.of("speech_end")
     starts = [e.detail.get("audio_ms", 0.0) for e in timeline.of("speech_start")]
     waits = []

@@ -24,6 +24,7 @@ from harness.fixture import CallFixture
 from harness.judge.bot_audio import BotAudio, analyse
 from harness.judge.words import says
 
+SERVER_ENDS = ("server_closed", "dropped", "stalled", "idle_timeout")  # how RTZR ends a stream (its reason EOS: asked)
 CAUSALITY_SLACK_S = 0.05  # a result may not be due before the caller sent its audio (one clock, in-process)
 
 
@@ -164,7 +165,8 @@ def build_timeline(fixture: CallFixture, player: PlayerRecord, rtzr: Journal, ll
     for i, (r, new) in enumerate(zip(llm.requests, new_user_text(llm.requests))):
         detail = {"index": i, "user": "\n".join(new), "last_user": r.last_user, "reply": r.reply,
                   "abandoned": r.abandoned, "status": r.status, "stream": r.stream, "ended": r.ended_at,
-                  "open": not (r.completed or r.abandoned or r.status != 200)}
+                  "open": not (r.completed or r.abandoned or r.status != 200),
+                  **({"stalled": True} if getattr(r, "stalled_until", None) is not None else {})}
         if new and all(t in foreign_finals and t not in own_finals for t in new):
             foreign_replies.append(r.reply)
             events.append(Event(r.at, "llm_foreign", detail))

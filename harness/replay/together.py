@@ -23,10 +23,10 @@ from harness.errors import HarnessError
 from harness.fakes.services import FakeServices
 from harness.fakes.twilio_player import TwilioPlayer, new_call_sid
 from harness.fixture import CallFixture
-from harness.judge.checks import ERROR_WINDOW_S, SERVER_ENDS
+from harness.judge.checks import ERROR_WINDOW_S
 from harness.judge.crosscall import Neighbours, OtherCall, Stall, heard_seconds
 from harness.judge.handler_log import ErrorBlock
-from harness.judge.timeline import CallTimeline, build_timeline
+from harness.judge.timeline import SERVER_ENDS, CallTimeline, build_timeline
 from harness.replay.lanes import Lane, Switchboard, confusable, dial_delay_s, plays_alone, together
 from harness.replay.runner import (EXIT_WAIT_S, LOG_QUIET_MAX_S, LOG_QUIET_S, RECONNECT_GRACE_S, SETTLE_S, FixtureRun,
                                    HeadersFor, PlayedCall, SharedHandler, _llm_config, _tts_config,

@@ -116,6 +116,13 @@ def test_a_call_frozen_while_its_neighbour_stalled_fails_naming_the_neighbour_an
     assert "froze" in result.message
 
 
+def test_a_call_held_up_by_its_own_fault_is_not_blamed_on_its_neighbour():
+    own = [Event(0.6, "rtzr_end", {"how": "stalled", "reason": "fakertzr fault: stall", "connection": 0})]
+    assert unaffected_by_neighbours(judged(talks(asked_at=8.6) + own, stalled())).ok
+    eos = [Event(0.6, "rtzr_end", {"how": "server_closed", "reason": "EOS", "connection": 0})]
+    assert not unaffected_by_neighbours(judged(talks(asked_at=8.6) + eos, stalled())).ok, "EOS is asked for: no fault"
+
+
 def test_a_call_answered_at_once_beside_a_stall_passes_and_a_slow_turn_with_no_stall_is_no_business_of_it():
     assert unaffected_by_neighbours(judged(talks(asked_at=1.05), stalled())).ok
     late = unaffected_by_neighbours(judged(talks(asked_at=8.6), stalled(start=9.0, end=12.0)))

@@ -175,8 +175,8 @@ def test_calls_at_once_find_a_failure_that_needs_a_neighbour_and_cut_it_down_to_
     neighbour's words. The search replays the failing call alone first (it passes), then cuts the calls beside
     it down to the one it needs, and the two are written as one group that harness run replays at once."""
     command = f"MUTANT=shared-history {HANDLER}"
-    code = main(["fuzz", "--cmd", command, "--path", "/media", "--pace", "fast", "--examples", "8", "--seed", "3",
-                 "--calls-at-once", "4", "--faults", "none", "--max-utterances", "2", "--no-barge-in", "--fixed-times",
+    code = main(["fuzz", "--cmd", command, "--path", "/media", "--pace", "fast", "--examples", "4", "--seed", "3",
+                 "--calls-at-once", "2", "--faults", "none", "--max-utterances", "2", "--no-barge-in", "--fixed-times",
                  "--no-database", "--report-dir", str(tmp_path)])
     assert code == 1
     failure = json.loads((tmp_path / "fuzz.json").read_text(encoding="utf-8"))["searches"][0]["failure"]
