@@ -71,8 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_target_options(run)
     run.add_argument("--fresh-handler", action="store_true", help="with --cmd: one handler process per fixture, so "
                      "no log line can be charged to the wrong call (--jobs of them at once)")
-    run.add_argument("--jobs", type=int, default=PARALLEL, metavar="N", help="with --fresh-handler (and aicall "
-                     f"in-process): fixtures replayed at once, each with its own handler and fakes (default {PARALLEL})")
+    run.add_argument("--jobs", type=int, default=None, metavar="N", help="with --fresh-handler (and aicall "
+                     f"in-process): fixtures replayed at once, each with its own handler and fakes (default {PARALLEL}); "
+                     "with --cmd alone: N handler processes side by side, each with its own fakes, the fixtures dealt "
+                     "among them (default 1)")
     run.add_argument("--calls-at-once", type=parse_at_once, default=1, metavar="N",
                      help="play up to N calls at once into one handler, as production runs it: each judged by every "
                      "check, plus the cross-call ones (a neighbour's stall, replies reaching their own caller); "
@@ -240,7 +242,7 @@ def _check_target_options(args: argparse.Namespace) -> None:
         raise HarnessError("--fake-ports goes with --target (with --cmd the harness picks free ports)")
 
 
-async def _run(args: argparse.Namespace, fixtures: list) -> list[FixtureRun]:
+async def _run(args: argparse.Namespace, fixtures: list, handlers: int = 1) -> list[FixtureRun]:
     done = 0
 
     def progress(run: FixtureRun) -> None:
@@ -265,7 +267,7 @@ async def _run(args: argparse.Namespace, fixtures: list) -> list[FixtureRun]:
                                     headers_for=headers_for, parallel=args.jobs, calls_at_once=args.calls_at_once)
     return await run_target(target, fixtures, pace=args.pace, progress=progress, fake_ports=args.fake_ports,
                             headers_for=headers_for, on_fakes=lambda f: print_fakes(f, paste=bool(args.target)),
-                            parallel=args.jobs, calls_at_once=args.calls_at_once)
+                            parallel=args.jobs, calls_at_once=args.calls_at_once, handlers=handlers)
 
 
 def _load(args: argparse.Namespace) -> int:
@@ -404,10 +406,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print("\nharness load: interrupted", file=sys.stderr)
                 return 130
         _check_target_options(args)
-        if args.jobs < 1:
+        if args.jobs is not None and args.jobs < 1:
             raise HarnessError(f"--jobs must be at least 1, got {args.jobs}")
-        if args.jobs != PARALLEL and (args.target or args.cmd and not args.fresh_handler):
-            raise HarnessError("--jobs goes with --fresh-handler, or with aicall in-process: one handler takes one call at a time")
+        if args.jobs is not None and args.target:
+            raise HarnessError("--jobs goes with --cmd or aicall in-process: a running handler is one")
+        handlers = args.jobs or 1 if args.cmd and not args.fresh_handler else 1
+        args.jobs = args.jobs or PARALLEL
         args.fixtures = args.fixtures or default_fixtures_dir()
         directories = discover(args.fixtures, args.name)
         if not directories:
@@ -417,17 +421,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         against = args.target or (f"`{args.cmd}`" if args.cmd else "aicall (in-process)")
         fresh = args.fresh_handler or not (args.cmd or args.target)
         at_once = f", {min(args.jobs, len(fixtures))} at once, each with its own handler and fakes" if fresh and len(fixtures) > 1 else ""
+        if handlers > 1:
+            at_once = f", {handlers} handler processes side by side, each with its own fakes"
         if args.calls_at_once > 1:
-            from harness.replay.lanes import waves
-
-            planned = waves(fixtures, args.calls_at_once)
-            together = sum(1 for w in planned if len(w) > 1)
-            at_once = (f", up to {args.calls_at_once} calls at once into one handler ({len(planned)} waves, "
-                       f"{together} of several calls; calls that share words, need a handler of their own or have "
-                       "RTZR faults before any audio play alone)")
+            at_once += (f", up to {args.calls_at_once} calls at once into {'each' if handlers > 1 else 'one'} handler "
+                        "(calls that share words or audio are never in flight together; a call that needs a handler "
+                        "of its own or has RTZR faults before any audio plays alone)")
         print(f"replaying {len(fixtures)} fixture(s) from {args.fixtures} against {against}, pace {pace_name(args.pace)}"
               f"{at_once}", flush=True)
-        runs = asyncio.run(_run(args, fixtures))
+        runs = asyncio.run(_run(args, fixtures, handlers))
     except HandlerDidNotStart as exc:
         saved = f" (its output: {args.report_dir / 'handler.log'})" if getattr(args, "cmd", None) else ""
         print(f"harness: error: the handler did not start: {exc}{saved}", file=sys.stderr)

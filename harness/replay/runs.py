@@ -20,14 +20,27 @@ async def run_target(target: Target, fixtures: list[CallFixture], *, pace: float
                      headers_for: HeadersFor = None, progress: Callable[[FixtureRun], None] = lambda run: None,
                      fake_ports: tuple[int, int, int] = (0, 0, 0),
                      on_fakes: Callable[[FakeServices], None] = lambda fakes: None,
-                     parallel: int = PARALLEL, calls_at_once: int = 1) -> list[FixtureRun]:
+                     parallel: int = PARALLEL, calls_at_once: int = 1, handlers: int = 1) -> list[FixtureRun]:
     """Replay ``fixtures`` against ``target``; the runs come back in the fixtures' order.
+
+    ``handlers`` > 1 (a target the harness launches, one handler for many fixtures): that many handler
+    processes side by side, each with its own fakes, the fixtures dealt among them in turn.
 
     ``calls_at_once`` > 1: one handler takes the calls, that many in flight at once
     (``harness.replay.together``), each judged by every check and the cross-call ones.
     Raises ``HandlerDidNotStart`` only when a shared handler cannot be started at all (nothing
     could be replayed); every other trouble is a failed check of its fixture.
     """
+    if handlers > 1 and not target.fresh_per_fixture and len(fixtures) > 1 and calls_at_once == 1:
+        return await run_pool(target, fixtures, handlers, pace=pace, headers_for=headers_for, progress=progress,
+                              on_fakes=on_fakes)
+    if handlers > 1 and not target.fresh_per_fixture and len(fixtures) > 1:
+        shares = [fixtures[k::handlers] for k in range(min(handlers, len(fixtures)))]
+        done = await asyncio.gather(*(run_target(target, share, pace=pace, headers_for=headers_for, progress=progress,
+                                                 on_fakes=on_fakes, parallel=parallel, calls_at_once=calls_at_once)
+                                      for share in shares))
+        by_fixture = {id(f): run for share, runs in zip(shares, done) for f, run in zip(share, runs)}
+        return [by_fixture[id(f)] for f in fixtures]
     if calls_at_once > 1:
         return await run_at_once(target, fixtures, pace=pace, headers_for=headers_for, progress=progress,
                                fake_ports=fake_ports, on_fakes=on_fakes, calls_at_once=calls_at_once)
@@ -55,6 +68,31 @@ async def run_target(target: Target, fixtures: list[CallFixture], *, pace: float
             runs.append(run)
             progress(run)
     return runs
+
+
+async def run_pool(target: Target, fixtures: list[CallFixture], handlers: int, *, pace: float | None,
+                   headers_for: HeadersFor, progress: Callable[[FixtureRun], None],
+                   on_fakes: Callable[[FakeServices], None]) -> list[FixtureRun]:
+    """``handlers`` handler processes side by side, each with its own fakes, each taking the next fixture when it
+    is done with one (a call that needs a handler of its own gets one, as in a run on one handler)."""
+    pending = list(fixtures)
+    results: dict[int, FixtureRun] = {}
+
+    async def member() -> None:
+        async with running_fakes() as fakes, AsyncExitStack() as stack:
+            on_fakes(fakes)
+            shared = SharedHandler(target, fakes, stack)
+            while pending:
+                fixture = pending.pop(0)
+                if fixture.handler_without:
+                    run = await run_one(target, fakes, fixture, pace=pace, headers_for=headers_for)
+                else:
+                    run = await shared.run(fixture, pace=pace, headers_for=headers_for)
+                results[id(fixture)] = run
+                progress(run)
+
+    await asyncio.gather(*(member() for _ in range(min(handlers, len(fixtures)))))
+    return [results[id(f)] for f in fixtures]
 
 
 async def run_at_once(target: Target, fixtures: list[CallFixture], *, pace: float | None, headers_for: HeadersFor,
