@@ -381,6 +381,10 @@ class FakeRtzrBackend:
         """Wake whoever waits on the journal (audio in, a message sent, a stream ended)."""
         self._changes.notify()
 
+    async def next_change(self) -> None:
+        """Return at the journal's next change (audio in, a message sent, a stream opened or ended)."""
+        await self._changes.next_change()
+
     async def wait_for(self, predicate: Callable[[Journal], bool], timeout: float = 10.0) -> None:
         """Wait until ``predicate(journal)`` holds; raise TimeoutError after ``timeout`` seconds."""
         await self._changes.wait_until(lambda: predicate(self.journal), timeout)

@@ -56,6 +56,10 @@ class JournaledFake(Generic[RequestT]):
         self.requests.clear()
         self.received = self.dropped = 0
 
+    async def next_change(self) -> None:
+        """Return at the journal's next change (a request taken, answered or let go)."""
+        await self.changes.next_change()
+
     async def wait_for(self, predicate: Callable[["JournaledFake[RequestT]"], bool], timeout: float = 10.0) -> None:
         """Wait until ``predicate(self)`` holds (no polling)."""
         await self.changes.wait_until(lambda: predicate(self), timeout)

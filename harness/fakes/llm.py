@@ -32,7 +32,7 @@ class LlmRequest:
     stream: bool = True
     ended_at: float | None = None  # when the fake was done with it (answered, refused or abandoned)
     lane: str = ""  # the call it was told to (several calls at once: ``harness.replay.lanes``)
-    stalled_until: float | None = None  # a scripted stall held it until then (or until the client let go)
+    stalled_until: float | None = None  # a scripted stall held it until then (inf: until the client let go)
 
     @property
     def delivered(self) -> bool:
@@ -86,6 +86,8 @@ class FakeLlm(JournaledFake[LlmRequest]):
     async def _stall(self, config: FakeLlmConfig, entry: LlmRequest) -> None:
         """A stalled model: until the client lets go, or ``stall_s`` wall seconds."""
         if config.stall_s is None:
+            entry.stalled_until = float("inf")  # until the client lets go (its ``ended_at``)
+            self.changes.notify()
             await asyncio.Event().wait()
         entry.stalled_until = time.monotonic() + config.stall_s
         self.changes.notify()

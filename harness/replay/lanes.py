@@ -11,12 +11,13 @@ it is serving:
 
 Each lane's LLM and TTS requests are answered by its own fixture's script (replies, latencies, failures,
 stalls counted by that call's own requests). What cannot be told apart is said: a stream that never
-carried a call's audio belongs to no lane; a refused handshake or token belongs to every call of the wave.
+carried a call's audio belongs to no lane; a refused handshake or token belongs to every call in flight.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -38,8 +39,10 @@ class Lane:
     script_name: str
     llm: FakeLlmConfig
     tts: FakeTtsConfig
-    dial_s: float = 0.0  # dialled this long after the wave began (``together.dial_ms``)
+    dial_s: float = 0.0  # dialled this long after its group began (``together.dial_ms``)
     llm_requests: int = 0  # requests routed here so far: its own request index
+    opened: float = field(default_factory=time.monotonic)  # when the lane was opened (monotonic) ...
+    opened_clock: float = field(default_factory=time.time)  # ... and by the wall clock (the token journal's)
 
     @property
     def name(self) -> str:
@@ -141,10 +144,12 @@ class Switchboard:
         """This lane's part of the fakes' journals, as ``build_timeline`` reads them: its streams (plus refused
         handshakes and tokens, which name no call), its LLM requests, its TTS requests."""
         journal = self.fakes.rtzr.journal
-        conns = [c for c in journal.connections if c.script == lane.script_name or not c.accepted]
+        conns = [c for c in journal.connections
+                 if c.script == lane.script_name or not c.accepted and c.opened_wall >= lane.opened]
         llm = [r for r in self.fakes.llm.requests if r.lane == lane.call_sid]
         tts = [r for r in self.fakes.tts.requests if r.lane == lane.call_sid]
-        return (SimpleNamespace(connections=conns, auth=list(journal.auth), finals=lambda: self.finals(lane)),
+        auth = [a for a in journal.auth if a.at >= lane.opened_clock]
+        return (SimpleNamespace(connections=conns, auth=auth, finals=lambda: self.finals(lane)),
                 SimpleNamespace(requests=llm), SimpleNamespace(requests=tts))
 
     @staticmethod
@@ -159,11 +164,6 @@ class Switchboard:
             residual[r.tone_hz] -= tts.samples_for(r.text) / tts.config.sample_rate
         return given
 
-    def unattributed(self) -> dict[str, int]:
-        """How much of the wave's traffic no lane could be given (for the report)."""
-        return {"rtzr_streams": sum(1 for c in self.fakes.rtzr.journal.connections if c.accepted and c.script is None),
-                "llm_requests": sum(1 for r in self.fakes.llm.requests if not r.lane),
-                "tts_requests": sum(1 for r in self.fakes.tts.requests if not r.lane)}
 
 
 def own_reply(request: LlmRequest) -> str:
@@ -171,35 +171,6 @@ def own_reply(request: LlmRequest) -> str:
     words, so a TTS request of any one sentence can be told to its call."""
     said = request.last_user
     return f"네, 말씀하신 '{said}' 잘 들었습니다. '{said}' 말고 더 도와드릴까요?"
-
-
-def waves(fixtures: list[CallFixture], at_once: int) -> list[list[CallFixture]]:
-    """The fixtures in waves of at most ``at_once`` played together, in their order: a call whose RTZR faults
-    act before any audio names it (a refused handshake, revoked tokens) or that needs its own handler is
-    played alone; calls of one ``together`` group share a wave; two calls one of whose utterances holds the
-    other's words never do (their LLM requests could not be told apart), nor two plays of one fixture."""
-    result: list[list[CallFixture]] = []
-    groups: dict[str, list[CallFixture]] = {}
-    for f in fixtures:
-        if together(f) and at_once > 1:
-            groups.setdefault(together(f), []).append(f)
-    done: set[str] = set()
-    for f in fixtures:
-        group = together(f)
-        if group in done:
-            continue
-        if group and at_once > 1 and len(groups[group]) > 1:
-            members = groups[group]
-            result += [members[i : i + at_once] for i in range(0, len(members), at_once)]
-            done.add(group)
-            continue
-        last = result[-1] if result else []
-        if at_once > 1 and not plays_alone(f) and 0 < len(last) < at_once \
-                and not any(plays_alone(w) or together(w) or confusable(w, f) for w in last):
-            last.append(f)
-        else:
-            result.append([f])
-    return result
 
 
 def plays_alone(fixture: CallFixture) -> bool:

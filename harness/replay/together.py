@@ -27,6 +27,7 @@ from harness.judge.checks import ERROR_WINDOW_S
 from harness.judge.crosscall import Neighbours, OtherCall, Stall, heard_seconds
 from harness.judge.handler_log import ErrorBlock
 from harness.judge.timeline import SERVER_ENDS, CallTimeline, build_timeline
+from harness.judge.verdict import CheckResult
 from harness.replay.lanes import Lane, Switchboard, confusable, dial_delay_s, plays_alone, together
 from harness.replay.runner import (EXIT_WAIT_S, LOG_QUIET_MAX_S, LOG_QUIET_S, RECONNECT_GRACE_S, SETTLE_S, FixtureRun,
                                    HeadersFor, PlayedCall, SharedHandler, _llm_config, _tts_config,
@@ -157,8 +158,6 @@ class CallsAtOnce:
             run = await self._judge(call, end)
         except Exception as exc:  # noqa: BLE001 - one call's trouble is its verdict, never the run's end
             log.debug("calls at once: %s failed", call.lane.name, exc_info=True)
-            from harness.judge.checks import CheckResult
-
             run = FixtureRun(call.lane.fixture, [CheckResult("replay", False, f"the harness failed: {exc!r}")],
                              [], CallTimeline([]), time.monotonic() - call.started, call.sid)
         results[id(call.lane.fixture)] = run
@@ -350,8 +349,7 @@ class CallsAtOnce:
 
 async def _next_change(fakes: FakeServices, timeout: float) -> None:
     """Until any of the fakes changes (a stream opened or closed, a result sent, a request taken or done)."""
-    changes = [fakes.rtzr._changes, fakes.llm.changes, fakes.tts.changes]
-    waits = [asyncio.ensure_future(c.next_change()) for c in changes]
+    waits = [asyncio.ensure_future(fake.next_change()) for fake in (fakes.rtzr, fakes.llm, fakes.tts)]
     try:
         await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
     finally:

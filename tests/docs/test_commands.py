@@ -77,6 +77,14 @@ COMMANDS: dict[str, Run | Serve | Skip] = {
         Skip(CREDENTIALS + " (tests/harness/test_load.py runs aicall under gunicorn with the fakes)"),
     'harness fuzz --cmd "cd examples/fastapi_handler && uvicorn app:app --port {port}" --path /media-stream --examples 30':
         Skip("minutes of search; tests/harness/test_fuzz.py searches and shrinks in the suite"),
+    'harness run --pace fast --jobs 4 --cmd "python proving_ground/handlers/websockets_handler.py --port {port}" '
+    '--path /media': Skip("a benchmark's command, timed pair by pair (tests/harness/test_calls_at_once.py plays calls at "
+                          "once in the suite; the proving ground runs --cmd over every bundled call)"),
+    "harness run --pace fast": Skip("the benchmark's baseline: the README's main job (which the suite runs) at fast pace"),
+    "harness fuzz --examples 120 --seed 11 --pace fast --calls-at-once 8 --no-database": Skip(
+        "minutes of search; tests/harness/test_fuzz.py searches calls at once in the suite"),
+    "harness fuzz --examples 40 --seed 11 --pace fast --no-database": Skip(
+        "minutes of search; tests/harness/test_fuzz.py searches and shrinks in the suite"),
     "harness load --callers 50,100": Skip("a minute of 100 real-time callers; tests/harness/test_load.py loads in the suite"),
     'harness load --find-capacity --max-p95 1000 --cmd "uvicorn app:app --port {port}" --path /media-stream': Skip(
         "minutes of load against your app.py"),

@@ -21,7 +21,8 @@ from harness.judge.checks import CheckContext
 from harness.judge.crosscall import (NEIGHBOUR_WAIT_S, Neighbours, OtherCall, Stall, replies_reach_own_caller,
                                      unaffected_by_neighbours)
 from harness.judge.timeline import CallTimeline, Event
-from harness.replay.lanes import confusable, plays_alone, waves
+from harness.replay.lanes import confusable, plays_alone
+from harness.replay.together import units
 from harness.replay.runner import ErrorLog
 from harness.replay.runs import run_target
 from harness.replay.targets import AicallTarget
@@ -34,19 +35,18 @@ def call(name: str):
 
 
 # ---------------------------------------------------------------- the waves
-def test_waves_keep_groups_together_and_play_alone_what_cannot_share_a_handler():
+def test_groups_start_together_and_what_cannot_share_a_handler_is_told_apart():
     fixtures = [call(n) for n in ("seed-three-turns", "rapid-back-to-back", "failure1-credentials-refused",
                                   "busy-hour-1", "barge-in", "busy-hour-2", "long-utterance", "llm-fails-once",
                                   "busy-hour-3")]
-    planned = [[f.name for f in w] for w in waves(fixtures, 3)]
+    planned = [[f.name for f in u] for u in units(fixtures, 3)]
     assert ["busy-hour-1", "busy-hour-2", "busy-hour-3"] in planned, planned
-    assert ["failure1-credentials-refused"] in planned, "a refused handshake cannot be told to one of several calls"
-    assert plays_alone(call("failure1-credentials-refused")) and not plays_alone(call("seed-three-turns"))
-    assert confusable(call("seed-three-turns"), call("llm-fails-once")), "the same words: their LLM requests look alike"
-    for wave in planned:
-        assert not any(confusable(call(a), call(b)) for a in wave for b in wave if a != b and "busy" not in a)
-    assert sorted(n for w in planned for n in w) == sorted(f.name for f in fixtures)
-    assert all(len(w) == 1 for w in waves(fixtures, 1))
+    assert sorted(n for u in planned for n in u) == sorted(f.name for f in fixtures)
+    assert all(len(u) == 1 for u in units(fixtures, 1))
+    assert plays_alone(call("failure1-credentials-refused")) and not plays_alone(call("seed-three-turns")), \
+        "a refused handshake cannot be told to one of several calls"
+    assert confusable(call("seed-three-turns"), call("llm-fails-once")), "the same words: their requests look alike"
+    assert not confusable(call("busy-hour-1"), call("busy-hour-2"))
 
 
 # ------------------------------------------------- fakertzr: faults of one call
