@@ -35,6 +35,7 @@ BEGIN, END = "<!-- verdicts:begin -->", "<!-- verdicts:end -->"
 class HandlerRun:
     column: str
     args: tuple[str, ...]  # after ``harness run``
+    alone_only: bool = False  # leaves out the calls made to be played together (``together`` in call.json)
 
 
 HANDLERS = (
@@ -42,8 +43,17 @@ HANDLERS = (
     HandlerRun("FastAPI example, fast", ("--pace", "fast", "--path", "/media-stream",
                                          "--cmd", "cd examples/fastapi_handler && uvicorn app:app --port {port}")),
     HandlerRun("pipecat example, realtime", ("--pace", "realtime", "--path", "/ws",
-                                             "--cmd", "python examples/pipecat_bot/bot.py --port {port}")),
+                                             "--cmd", "python examples/pipecat_bot/bot.py --port {port}"),
+               alone_only=True),  # at real time the together calls would add a minute to the suite's longest run
 )
+
+
+def alone_calls() -> tuple[str, ...]:
+    """``-k`` options naming every bundled call that is not one of a ``together`` group."""
+    from harness.fixture import bundled_calls, discover, load_call
+    from harness.replay.lanes import together
+
+    return tuple(arg for p in discover(bundled_calls()) if not together(load_call(p)) for arg in ("-k", p.name))
 
 
 RUN_TIMEOUT_S = 600  # one handler's whole run (they take 15-300 s)
@@ -58,7 +68,9 @@ def interrupt() -> None:
 
 def run_one(handler: HandlerRun, report_dir: Path) -> dict[str, str]:
     """fixture -> verdict cell (``pass`` or ``FAIL: check, check``), from the run's report.json."""
-    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", *handler.args, "--report-dir", str(report_dir)],
+    picked = alone_calls() if handler.alone_only else ()
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", *handler.args, *picked,
+                             "--report-dir", str(report_dir)],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     RUNNING.add(proc)
     try:
