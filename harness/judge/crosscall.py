@@ -38,7 +38,7 @@ class Stall:
 
 @dataclass(frozen=True)
 class OtherCall:
-    """Another call on this handler (in this wave or before it): what it said, what its TTS spoke."""
+    """Another call on this handler (in flight with this one, or before it): what it said, what its TTS spoke."""
 
     call_sid: str
     fixture: str

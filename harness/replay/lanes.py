@@ -59,7 +59,7 @@ class Switchboard:
     """The lanes of a run on one handler, and the routing of the fakes' requests to them."""
 
     fakes: FakeServices
-    lanes: dict[str, Lane] = field(default_factory=dict)  # the wave's lanes, by call SID
+    lanes: dict[str, Lane] = field(default_factory=dict)  # the calls in flight, by call SID
     said: dict[str, tuple[str, set[str]]] = field(default_factory=dict)  # every call of the run: SID -> (fixture, finals)
 
     def __post_init__(self) -> None:
@@ -197,6 +197,6 @@ def together(fixture: CallFixture) -> str:
 
 
 def dial_delay_s(fixture: CallFixture, time_scale: float) -> float:
-    """How long after its wave began the call is dialled (``together.dial_ms``, in the call's audio time)."""
+    """How long after its group began the call is dialled (``together.dial_ms``, in the call's audio time)."""
     spec = fixture.script.raw.get("together") or {}
     return float(spec.get("dial_ms", 0.0)) / 1000.0 * time_scale
