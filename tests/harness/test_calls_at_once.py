@@ -179,3 +179,17 @@ def test_aicall_at_once_passes_every_check_and_each_verdict_is_what_it_is_alone(
     talks_run = next(t for t in together if t.fixture.name == "stalled-neighbour-talks")
     assert next(c for c in talks_run.checks if c.name == "unaffected_by_neighbours").status == "passed"
     assert len({t.call_sid for t in together}) == len(GROUPS)
+
+
+def test_jobs_with_a_launched_handler_start_that_many_each_with_its_own_fakes_and_lose_no_call():
+    import sys
+
+    from harness.replay.targets import CommandTarget
+    from proving_ground.mutants import HANDLERS_DIR
+
+    target = CommandTarget(f"{sys.executable} {HANDLERS_DIR / 'websockets_handler.py'} --port {{port}}", path="/media")
+    names = ["seed-three-turns", "rapid-back-to-back", "barge-in"]
+    seen: list = []
+    runs = asyncio.run(run_target(target, [call(n) for n in names], pace=None, handlers=2, on_fakes=seen.append))
+    assert [r.fixture.name for r in runs] == names and all(r.ok for r in runs), [r.failures() for r in runs]
+    assert target.started == 2 and len({id(f) for f in seen}) == 2, "two handler processes, two sets of fakes"
