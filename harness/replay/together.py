@@ -40,7 +40,7 @@ STAGGER_S = 0.05  # between two calls dialled: in the order they were given, as 
 
 @dataclass
 class _Call:
-    """A call in flight (or done): its lane, its caller, when it began and ended, and its verdict."""
+    """A call in flight (or done): its lane, its caller, when it began and ended, its timeline once judged."""
 
     lane: Lane
     player: TwilioPlayer | None = None
@@ -49,7 +49,6 @@ class _Call:
     judged_at: float | None = None
     problem: str | None = None
     timeline: CallTimeline | None = None
-    run: FixtureRun | None = None
 
     @property
     def sid(self) -> str:
@@ -161,7 +160,6 @@ class CallsAtOnce:
             run = FixtureRun(call.lane.fixture, [CheckResult("replay", False, f"the harness failed: {exc!r}")],
                              [], CallTimeline([]), time.monotonic() - call.started, call.sid)
         results[id(call.lane.fixture)] = run
-        call.run = run
         async with self._changed:
             call.judged_at = time.monotonic()
             self.switchboard.close(call.lane)
