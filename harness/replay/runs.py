@@ -24,7 +24,8 @@ async def run_target(target: Target, fixtures: list[CallFixture], *, pace: float
     """Replay ``fixtures`` against ``target``; the runs come back in the fixtures' order.
 
     ``handlers`` > 1 (a target the harness launches, one handler for many fixtures): that many handler
-    processes side by side, each with its own fakes, the fixtures dealt among them in turn.
+    processes side by side, each with its own fakes, each taking the next fixture when it is done with one
+    (with ``calls_at_once`` > 1 too, the fixtures are dealt among them in turn).
 
     ``calls_at_once`` > 1: one handler takes the calls, that many in flight at once
     (``harness.replay.together``), each judged by every check and the cross-call ones.
