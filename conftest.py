@@ -1,10 +1,15 @@
-"""Suite-wide options and hypothesis profiles (see tests/support/budget.py)."""
+"""Suite-wide options, hypothesis profiles (see tests/support/budget.py) and the suite's long runs
+(tests/support/long_runs.py): started when the session is collected, for the tests marked
+``long_run("examples")``, ``long_run("matrix")`` or ``long_run("fuzz", ...)`` that were selected, and shared by them."""
 
 import freezegun
 import pytest
 from hypothesis import HealthCheck, settings
 
 from tests.support.budget import PROFILE, SCALE
+from tests.support.long_runs import LongRuns
+
+RUNS = LongRuns()
 
 for _name in SCALE:
     # The example database lives in .hypothesis/ (git-ignored); failures are replayed from it first.
@@ -37,7 +42,7 @@ def pytest_configure(config):
 
 def pytest_collection_modifyitems(config, items):
     """The tests that read the suite's long runs go last, so the runs (started when the session is collected,
-    tests/conftest.py) go on beside everything else; hypothesis tests get the suite's timeout (120 s) times the
+    below) go on beside everything else; hypothesis tests get the suite's timeout (120 s) times the
     profile's scale, unless they set their own."""
     items.sort(key=lambda item: item.get_closest_marker("long_run") is not None)  # stable: the rest keep their order
     if SCALE.get(PROFILE, 1.0) <= 1.0:
@@ -49,3 +54,22 @@ def pytest_collection_modifyitems(config, items):
 
 def pytest_report_header(config):
     return f"hypothesis profile: {PROFILE} (HYPOTHESIS_PROFILE; ci, nightly or dev)"
+
+
+def pytest_collection_finish(session):
+    """Start the long runs the selected tests read: they go on beside the rest of the suite (a ``fuzz`` marker's
+    keywords are ``run_fuzz``'s options)."""
+    if session.config.option.collectonly:
+        return
+    markers = [m for item in session.items for m in item.iter_markers("long_run")]
+    fuzz = next((m.kwargs for m in markers if m.args[0] == "fuzz"), None)
+    RUNS.start({m.args[0] for m in markers}, fuzz)
+
+
+def pytest_sessionfinish(session):
+    RUNS.close()
+
+
+@pytest.fixture(scope="session")
+def long_runs():
+    return RUNS

@@ -1,63 +1,40 @@
-"""End-to-end fuzzing: whole generated calls against aicall, with the harness's checks as properties.
+"""End-to-end fuzzing: ``harness fuzz`` itself, with calls at once, against aicall, every check a property.
 
-Each call is drawn by the package's public strategies (``harness.fuzz.strategies.calls``, what ``harness
-fuzz`` draws from too: no private copy here), becomes a fixture, and is replayed by the harness at 8x
-pace against aicall in-process with fakertzr, the fake LLM and the fake TTS. Every general check must
-pass, and the call's own expectations (a refused call when credentials are refused). A failing call
-is written out (``harness-report/fuzz-failures/``) to replay with
-``harness run --fixtures harness-report/fuzz-failures`` and to add to ``fixtures/calls/``.
+The suite runs ``harness fuzz --calls-at-once 8 --pace x8`` (a long run, ``tests/support/long_runs.py``: it
+goes on beside the rest of the suite, mostly waiting on calls) against aicall in-process with fakertzr, the
+fake LLM and the fake TTS. Its calls are drawn by the package's public strategies
+(``harness.fuzz.strategies.waves``: no private copy here), each fault kind covered first, eight in flight
+into one aicall; every general check must pass, the cross-call checks too, and each call's own expectations
+(a refused call when credentials are refused). A failure is shrunk by the search and written out as a fixture
+(the message gives ``harness fuzz``'s own report) to replay with ``harness run --fixtures`` and to add to
+``fixtures/calls/``. Calls one at a time are fuzzed by ``tests/harness/test_fuzz.py`` and
+``tests/harness/test_plugin.py``.
 
-How many calls: ``HYPOTHESIS_PROFILE`` ci (default, 40), nightly (400), dev (4).
-``--hypothesis-show-statistics`` shows what the calls went through (faults fired, barge-ins, ...).
+How many calls: ``HYPOTHESIS_PROFILE`` ci (default, 40, seed 1: the same calls every run), nightly (400),
+dev (8); nightly and dev draw from a new seed each session.
 """
 
 from __future__ import annotations
 
-import asyncio
-from pathlib import Path
+import random
 
 import pytest
-from hypothesis import event, given
 
-from harness.replay.runner import ErrorLog, FixtureRun, run_fixture
-from harness.fuzz.strategies import DrawnCall, calls
-from tests.support.budget import examples, scaled
+from tests.support.budget import PROFILE, scaled
 
-FAILURES = Path("harness-report/fuzz-failures")
-PACE = 8.0
 CALLS, NIGHTLY_CALLS = 40, 400
+AT_ONCE = 8
+SEED = 1 if PROFILE == "ci" else random.SystemRandom().randrange(2**31 - 1)  # ci: the same calls every run
 
 
-async def replay_call(call: DrawnCall, tmp: Path) -> FixtureRun:
-    fixture = call.fixture(tmp / call.name)
-    with ErrorLog() as errors:
-        return await run_fixture(fixture, pace=PACE, workdir=tmp, errors=errors)
-
-
-def observe(run: FixtureRun) -> None:
-    """Say what the call went through, for ``--hypothesis-show-statistics``."""
-    timeline = run.timeline
-    ends = {e.detail.get("how") for e in timeline.of("rtzr_end")} - {None}
-    for how in sorted(ends):
-        event(f"an RTZR stream ended: {how}")
-    event(f"RTZR connections: {bucket(len({e.detail['connection'] for e in timeline.of('rtzr_end')}))}")
-    event(f"LLM requests: {bucket(len(timeline.of('llm_request')))}")
-    event("playback cleared (barge-in)" if timeline.of("clear") else "playback never cleared")
-    event("ended by the handler (refused)" if any(e.detail.get("by_handler") for e in timeline.of("closed"))
-          else "ended by the caller")
-
-
-def bucket(n: int) -> str:
-    return str(n) if n < 3 else "3 or more"
-
-
-@pytest.mark.timeout(60 + 20 * scaled(CALLS, nightly=NIGHTLY_CALLS))  # a call takes 0.1-10 s
-@examples(CALLS, nightly=NIGHTLY_CALLS)
-@given(calls())
-def test_generated_calls_pass_every_check(tmp_path_factory, call):  # noqa: D103
-    tmp = tmp_path_factory.mktemp("fuzz")
-    run = asyncio.run(replay_call(call, tmp))
-    observe(run)
-    if not run.ok:  # every harness check, the call's expectations included
-        kept = call.save(FAILURES / call.name)
-        raise AssertionError(f"{run.failures()}\ncall kept in {kept}")
+@pytest.mark.long_run("fuzz", examples=max(AT_ONCE, scaled(CALLS, nightly=NIGHTLY_CALLS)), at_once=AT_ONCE, seed=SEED,
+                      pace="x8")
+def test_generated_calls_eight_at_once_pass_every_check(long_runs):
+    run = long_runs.result("fuzz", 1500)
+    assert run.summary is not None, f"harness fuzz wrote no fuzz.json (exit {run.returncode}):\n{run.output}"
+    search = run.summary["searches"][0]
+    assert search["failure"] is None, f"seed {search['seed']}: a drawn call failed:\n{run.output}"
+    assert run.returncode == 0, run.output
+    assert search["drawn"] == max(AT_ONCE, scaled(CALLS, nightly=NIGHTLY_CALLS)), run.output
+    covered = {feature for feature in search["statistics"] if feature.startswith("RTZR fault")}
+    assert len(covered) >= 5, f"the coverage part drew few fault kinds: {sorted(covered)}\n{run.output}"

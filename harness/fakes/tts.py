@@ -53,6 +53,7 @@ class TtsRequest:
     ended_at: float | None = None  # when the fake was done with it (answered, refused or abandoned)
     lane: str = ""  # the call it was told to (several calls at once: ``harness.replay.lanes``)
     given: bool = False  # ... not by its words but by the line that heard its tone (a greeting, an apology)
+    audio_s: float = 0.0  # the seconds of speech it answers with (whole, however much of it was sent)
 
 
 @dataclass
@@ -158,6 +159,7 @@ class FakeTts(JournaledFake[TtsRequest]):
         entry.tone_hz = tone_for(self.record(entry))
         config = (self.route(entry) if self.route is not None else None) or self.config
         audio = self.audio_for(entry.text, entry.response_format, entry.tone_hz, config)
+        entry.audio_s = self.samples_for(entry.text, config) / config.sample_rate
         response = web.StreamResponse(headers={"Content-Type": FORMATS[entry.response_format][0]})
         step = max(2, int(len(audio) * config.chunk_ms / max(1.0, config.ms_per_char * len(entry.text))) // 2 * 2)
         scale = config.time_scale

@@ -30,6 +30,8 @@ from callaudio.g711 import pcm16_to_ulaw
 from harness.fakes.twilio_line import FRAME_MS, PlayerRecord, TwilioLine
 from harness.fixture import CallFixture, Reaction
 
+ANSWER_POINT_MS = 700  # fast pacing stops this long after an utterance's last word (or, if longer, its end point
+# and 200 ms) to let it be answered, unless the next utterance starts sooner (RTZR cannot end the first one then)
 FAST_ANSWER_WAIT_S = 3.0  # fast pacing waits this long for each turn's answer before talking on ...
 FAST_DONE_QUIET_S = 0.05  # ... and then for the reply to be over: nothing in flight and no message this long
 QUIET_S = 0.3  # the bot counts as done speaking after this long without a message
@@ -144,6 +146,7 @@ class TwilioPlayer:
         self.record.frame_sent = np.full(n, np.nan)
         utterances = fixture.script.utterances
         end_frames = {int(np.ceil(u.end_ms / FRAME_MS)): i for i, u in enumerate(utterances)}
+        answer_points = _answer_points(fixture) if self.pace is None else set()
         hangup_frame = n if caller.hangup_ms is None else min(n, int(caller.hangup_ms / FRAME_MS))
         dtmf = {int(at / FRAME_MS): digit for at, digit in caller.dtmf}
         holds = sorted(_hold_point(r, utterances) for r in caller.reacts)  # (hold frame, earliest frame, reaction)
@@ -178,7 +181,7 @@ class TwilioPlayer:
                 self._awaiting_answer, self._answer = True, asyncio.Event()
             if caller.hangup_after_turns and self._answered >= caller.hangup_after_turns:
                 return
-            if self.pace is None and self._awaiting_answer and k + 1 - 35 in end_frames:
+            if self._awaiting_answer and k + 1 in answer_points:
                 await self._wait_for_the_reply()
             k += 1
 
@@ -248,7 +251,7 @@ class TwilioPlayer:
             "waited_out": due is None or self._sent < due})
         self._hold_began = None
 
-    async def _wait_for_the_reply(self) -> None:
+    async def _wait_for_the_reply(self) -> None:  # fast pace, at each of ``_answer_points``
         """Fast pacing still lets each turn be answered, and the answer finish, before the caller talks on
         (bot audio takes no time to play, so a caller who talked on at its first frame would talk over it)."""
         deadline = time.monotonic() + FAST_ANSWER_WAIT_S
@@ -331,3 +334,22 @@ class TwilioPlayer:
         self.record.closed_how = "twilio after stop"
         await ws.close(code=1000)  # the handler's answer to the close frame is awaited (aiohttp's timeout)
         self.record.closed_at = time.monotonic()
+
+
+def _answer_points(fixture: CallFixture) -> set[int]:
+    """The frame counts (frames sent) after which a fast-paced caller waits for each turn's answer: once the
+    recognizer has had the audio of the utterance's end point (its ``epd_time``, the fixture's or RTZR's
+    default) to finalise it, ``ANSWER_POINT_MS`` at least; none for an utterance whose next one starts sooner."""
+    from fakertzr.params import DEFAULT_EPD_TIME
+
+    behaviour = fixture.script.recognizer
+    epd_ms = 1000.0 * (behaviour.epd_time if behaviour.epd_time is not None else DEFAULT_EPD_TIME)
+    after_ms = max(ANSWER_POINT_MS, epd_ms + 200)
+    utterances = fixture.script.utterances
+    points = set()
+    for i, u in enumerate(utterances):
+        point = int(np.ceil(u.end_ms / FRAME_MS)) + int(np.ceil(after_ms / FRAME_MS))
+        following = utterances[i + 1].start_ms if i + 1 < len(utterances) else float("inf")
+        if point * FRAME_MS <= following or after_ms == ANSWER_POINT_MS:  # RTZR's default end point: always
+            points.add(point)
+    return points

@@ -399,11 +399,11 @@ def reproduce_command(argv: list[str], seed: int) -> str:
 def search_waves(session: HandlerSession, options: FuzzOptions,
                  progress: Callable[[str], None] = lambda text: None) -> FuzzResult:
     """``search`` with ``calls_at_once`` calls in flight: hypothesis draws batches of calls
-    (``strategies.waves``, ``BATCH`` times the calls in flight), played into the one handler with that many in
-    flight (a new call starts as one is judged), every call judged, cross-call checks included. A failing batch is
-    not shrunk as a whole: its failing call is replayed alone first; if it fails alone, it is reduced alone
-    (``reduce``), as a call found one at a time is; if it passes alone, the failure needs calls that were in
-    flight beside it, and those are cut down to the fewest with which it still fails (``cut_down``)."""
+    (``strategies.waves``, ``BATCH`` times the calls in flight; ``wave_stages``), played into the one handler with
+    that many in flight (a new call starts as one is judged), every call judged, cross-call checks included. A
+    failing batch is not shrunk as a whole: its failing call is replayed alone first; if it fails alone, it is
+    reduced alone (``reduce``), as a call found one at a time is; if it passes alone, the failure needs calls that
+    were in flight beside it, and those are cut down to the fewest with which it still fails (``cut_down``)."""
     from harness.fuzz.strategies import waves
 
     size = options.calls_at_once
@@ -436,7 +436,16 @@ def search_waves(session: HandlerSession, options: FuzzOptions,
             result.shrink_tries += 1
         return together[key]
 
-    def one(batch: list[DrawnCall]) -> None:
+    taken: dict[tuple[str, ...], int] = {}  # a batch hypothesis gives again (a failing one, rerun) is cut as before
+
+    def one(batch: list[DrawnCall]) -> None:  # ``stage``: the loop's below
+        drawn_as = tuple(c.key for c in batch)
+        if drawn_as not in taken:
+            taken[drawn_as] = 1 if stage.simplest_first and not stage.played else min(len(batch), stage.calls - stage.played)
+            stage.played += taken[drawn_as]
+        batch = batch[: taken[drawn_as]]
+        if not batch:
+            return
         began = time.monotonic()
         new = tuple(c.key for c in batch) not in together  # hypothesis runs a failing example again: counted once
         runs = judged_together(batch)
@@ -453,14 +462,12 @@ def search_waves(session: HandlerSession, options: FuzzOptions,
                  f"({time.monotonic() - started:.0f} s)")
 
     try:
-        for k, part in enumerate(stages(options)):
-            if not part.examples:
-                continue
-            batch = min(BATCH * size, part.examples)  # a stage of two calls is one batch of two
-            test = settings(max_examples=-(-part.examples // batch), deadline=None, print_blob=False,
+        for k, stage in enumerate(wave_stages(options, size)):
+            test = settings(max_examples=stage.batches, deadline=None, print_blob=False,
                             report_multiple_bugs=False, database=None,
                             phases=[Phase.explicit, Phase.generate],  # a failing batch is cut down below, not here
-                            suppress_health_check=list(HealthCheck))(given(waves(batch, **part.options))(one))
+                            suppress_health_check=list(HealthCheck))(
+                given(waves(stage.batch, covering=stage.covering, **stage.options))(one))
             hypothesis_seed(chosen + k)(test)()
     except CallFailed:
         batch, runs = failing[0]
@@ -488,6 +495,39 @@ def search_waves(session: HandlerSession, options: FuzzOptions,
             again = session.play_alone(result.failure.call)
         result.reproduced = not again.ok
         result.failure = Found(result.failure.call, again if not again.ok else result.failure.run)
+    return result
+
+
+@dataclass
+class WaveStage:
+    """A part of a search with calls at once: ``calls`` calls, in ``batches`` hypothesis examples of ``batch``."""
+
+    label: str
+    calls: int
+    batch: int
+    batches: int
+    options: dict = field(default_factory=dict)
+    covering: tuple[str, ...] = ()  # call k has one fault, of kind covering[k % len(covering)]
+    simplest_first: bool = False  # hypothesis's first example is its simplest: one call of it is played, not a batch
+    played: int = 0
+
+
+def wave_stages(options: FuzzOptions, size: int) -> list[WaveStage]:
+    """``stages`` in batches: the coverage part as batches of one call per fault kind (each kind twice, as one at
+    a time: the first batch hypothesis's simplest calls, each with its fault; the second drawn), then the calls
+    drawn freely, ``BATCH`` times the calls in flight to a batch. Hypothesis's first example of a stage is its
+    simplest (every call the same shortest call): of the free part's first batch, one call is played."""
+    parts = stages(options)
+    covering = tuple(p.options["fault_kinds"][0] for p in parts[:-1])
+    each = parts[0].examples if covering else 0
+    free = parts[-1]
+    result = []
+    if covering:
+        result.append(WaveStage("coverage", each * len(covering), len(covering), each, free.options, covering))
+    if free.examples:
+        batch = min(BATCH * size, max(1, free.examples - 1))
+        result.append(WaveStage(free.label, free.examples, batch, 1 + -(-(free.examples - 1) // batch), free.options,
+                                simplest_first=True))
     return result
 
 

@@ -336,16 +336,21 @@ ALONE_KINDS = ("expire_tokens", "reject_handshake", "auth_failure", "revoked_cre
 # faults that act before any audio says whose stream it is (or on every call's tokens): their calls play alone
 
 
-def waves(size: int, **options: Any) -> st.SearchStrategy[list[DrawnCall]]:
+def waves(size: int, *, covering: tuple[str, ...] = (), **options: Any) -> st.SearchStrategy[list[DrawnCall]]:
     """``size`` calls to play with several in flight into one handler (``harness fuzz --calls-at-once``): drawn
     as ``calls`` draws one, each speaking words of its own (call k's are ``l{k}w0``, ``l{k}w1``, ...; the
     first's are ``w0``, ``w1``, ..., as when drawn alone) on audio of its own, so that the fakes can tell
     their requests apart. Only the first may draw a fault of ``ALONE_KINDS`` (its call plays alone, the
-    others wait for it), unless the options ask for nothing else (a stage covering one of them)."""
+    others wait for it), unless the options ask for nothing else. ``covering``: call k has exactly one fault,
+    of kind ``covering[k % len(covering)]`` (the search's coverage part: every kind in one batch)."""
     kinds = tuple(options.get("fault_kinds", FAULT_KINDS))
     shared = tuple(k for k in kinds if k not in ALONE_KINDS)
     rest = {**options, "fault_kinds": shared} if shared else options
-    drawn = [scenarios(**options), *[scenarios(**rest)] * (size - 1)]
+    if covering:
+        drawn = [scenarios(**{**options, "fault_kinds": (covering[k % len(covering)],), "min_faults": 1, "max_faults": 1})
+                 for k in range(size)]
+    else:
+        drawn = [scenarios(**options), *[scenarios(**rest)] * (size - 1)]
     return st.tuples(*drawn).map(
         lambda scenarios_: [as_call({**s, "lane": k, "seed": (s["seed"] + k * 1_000_003) % 2**31} if k else s)
                             for k, s in enumerate(scenarios_)])

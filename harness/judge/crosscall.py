@@ -61,7 +61,7 @@ class Neighbours:
     user_texts: list[tuple[float, str]]  # every user message of this call's LLM requests: (request wall, text)
     spoken: list[tuple[float, str, float]]  # this call's TTS requests: (tone, text, seconds of audio)
     call_start: float = 0.0
-    recognised_s: float = 0.5  # after the caller's last word, until RTZR could finalise it (end-point time at the pace)
+    recognised_s: float = 0.0  # after the caller sent an utterance's end point, until RTZR could finalise it (its delay)
 
 
 def heard_seconds(timeline: CallTimeline) -> dict[float, float]:
@@ -91,9 +91,11 @@ def own_trouble(timeline: CallTimeline) -> float:
 
 def _waits(timeline: CallTimeline, recognised_s: float) -> list[tuple[float, float, str]]:
     """What this call waited on its handler for, when it had nothing else to wait on: (from, until, what). An
-    utterance's words are due at the LLM once the recognizer could have finalised them (``recognised_s`` after
-    the caller's last word went out: its end-point time at the pace), whether or not the handler forwarded the
-    audio in time (a blocked handler forwards nothing, and RTZR finalises nothing)."""
+    utterance's words are due at the LLM once the recognizer could have finalised them: ``recognised_s`` (its
+    processing delay at the pace) after the caller sent the audio of its end point (the end-point time after the
+    last word: ``end_point_sent``), whether or not the handler forwarded the audio in time (a blocked handler
+    forwards nothing, and RTZR finalises nothing). A caller who waits for an answer before sending more holds
+    the end point back, and with it when the words are due."""
     requests = timeline.of("llm_request")
     tts = timeline.of("tts_request")
     hangup = min(timeline.hangup, own_trouble(timeline))  # from its own fault on, a call's waits are its own
@@ -101,7 +103,10 @@ def _waits(timeline: CallTimeline, recognised_s: float) -> list[tuple[float, flo
     starts = [e.detail.get("audio_ms", 0.0) for e in timeline.of("speech_start")]
     waits = []
     for end in ends:
-        text, due = end.detail.get("text", ""), end.wall + recognised_s
+        sent = end.detail.get("end_point_sent")
+        if sent is None:  # the call ended before the caller's audio reached the end point: nothing was due
+            continue
+        text, due = end.detail.get("text", ""), sent + recognised_s
         said = set(words(text))
         follows = min((s for s in starts if s > end.detail.get("audio_ms", 0.0)), default=float("inf"))
         if not said or due >= hangup or _open_at(requests, due) or _open_at(tts, due) \

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from fakertzr.journal import ConnectionRecord, Journal
+from fakertzr.params import DEFAULT_EPD_TIME
 from harness.fakes.llm import FakeLlm, LlmRequest
 from harness.fakes.tts import FakeTts
 from harness.fakes.twilio_line import PlayerRecord
@@ -123,6 +124,8 @@ def build_timeline(fixture: CallFixture, player: PlayerRecord, rtzr: Journal, ll
     call_start = float(frames[0]) if len(frames) and frames[0] == frames[0] else None
     if call_start is not None:
         events.append(Event(call_start, "call_start"))
+    behaviour = fixture.script.recognizer
+    epd_ms = 1000.0 * (behaviour.epd_time if behaviour.epd_time is not None else DEFAULT_EPD_TIME)
     for index, utt in enumerate(fixture.script.utterances if len(frames) else ()):
         first = int(utt.start_ms // 20)
         if first < len(frames) and frames[first] == frames[first]:
@@ -130,7 +133,10 @@ def build_timeline(fixture: CallFixture, player: PlayerRecord, rtzr: Journal, ll
                                                                       "audio_ms": utt.start_ms}))
         k = min(len(frames) - 1, max(0, int(-(-utt.end_ms // 20)) - 1))
         if k < len(frames) and frames[k] == frames[k]:  # sent (not NaN)
-            events.append(Event(float(frames[k]), "speech_end", {"utterance": index, "text": utt.text, "audio_ms": utt.end_ms}))
+            tail = int(-(-(utt.end_ms + epd_ms) // 20)) - 1  # the frame after which RTZR's end-point detection can fire
+            ready = float(frames[tail]) if tail < len(frames) and frames[tail] == frames[tail] else None
+            events.append(Event(float(frames[k]), "speech_end", {"utterance": index, "text": utt.text, "audio_ms": utt.end_ms,
+                                                                "end_point_sent": ready}))
     foreign_finals: set[str] = set()
     for conn in rtzr.connections:
         if not conn.accepted:

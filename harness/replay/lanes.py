@@ -161,7 +161,7 @@ class Switchboard:
             if r.lane or not r.tone_hz or not start <= r.at <= end or residual.get(r.tone_hz, 0.0) <= 0.1:
                 continue
             r.lane, r.given, given = lane.call_sid, True, True
-            residual[r.tone_hz] -= tts.samples_for(r.text) / tts.config.sample_rate
+            residual[r.tone_hz] -= r.audio_s
         return given
 
 

@@ -270,7 +270,7 @@ class CallsAtOnce:
         left = heard_seconds(timeline)  # the tones this line heard beyond its own requests': a greeting's, an apology's
         for r in views[2].requests:
             if r.tone_hz:
-                left[r.tone_hz] = left.get(r.tone_hz, 0.0) - len(r.text) * lane.tts.ms_per_char / 1000.0
+                left[r.tone_hz] = left.get(r.tone_hz, 0.0) - r.audio_s
         if sb.give_unattributed(lane, left, call.started, end, self.fakes.tts):
             views = sb.views(lane)
             timeline = build_timeline(lane.fixture, record, *views)
@@ -284,7 +284,7 @@ class CallsAtOnce:
         return run
 
     def _spoken(self, lane: Lane, proven_only: bool) -> tuple[tuple[float, str, float], ...]:
-        return tuple((r.tone_hz, r.text, len(r.text) * lane.tts.ms_per_char / 1000.0) for r in self.fakes.tts.requests
+        return tuple((r.tone_hz, r.text, r.audio_s) for r in self.fakes.tts.requests
                      if r.lane == lane.call_sid and r.tone_hz and r.status == 200
                      and (not proven_only or not r.given))
 
@@ -356,13 +356,10 @@ async def _next_change(fakes: FakeServices, timeout: float) -> None:
 
 
 def recognised_s(fixture: CallFixture, pace: float | None) -> float:
-    """Wall seconds from the caller's last word of an utterance until RTZR could finalise it: its end-point time
-    (the fixture's, or RTZR's default) and processing delay, at the pace (0 at fast pace)."""
-    from fakertzr.params import DEFAULT_EPD_TIME
-
-    behaviour = fixture.script.recognizer
-    epd = behaviour.epd_time if behaviour.epd_time is not None else DEFAULT_EPD_TIME
-    return 0.0 if pace is None else (epd + behaviour.processing_delay_ms / 1000.0) / pace
+    """Wall seconds from when the caller's audio reached an utterance's end point (``end_point_sent``: its
+    end-point time of audio after the last word, sent) until RTZR could finalise it: its processing delay, at the
+    pace (0 at fast pace)."""
+    return 0.0 if pace is None else fixture.script.recognizer.processing_delay_ms / 1000.0 / pace
 
 
 def units(fixtures: list[CallFixture], at_once: int) -> list[list[CallFixture]]:

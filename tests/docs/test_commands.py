@@ -174,6 +174,12 @@ class Output:
                 return True
 
 
+def _ctrl_c_heard() -> None:
+    """In the server's process before it starts: Ctrl-C acted on, as in a terminal, even when the suite itself runs
+    with SIGINT ignored (started in the background by a non-interactive shell, which the server would inherit)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("command", SERVES)
 def test_a_documented_server_starts_and_stops_on_ctrl_c(command, tmp_path):
     how = COMMANDS[command]
@@ -181,7 +187,8 @@ def test_a_documented_server_starts_and_stops_on_ctrl_c(command, tmp_path):
     if how.then and shutil.which(command.split()[0]) is None:
         pytest.skip(f"{command.split()[0]} is not installed")
     proc = subprocess.Popen(["bash", "-c", f"exec {server}"], cwd=tmp_path, env=_env(tmp_path), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            preexec_fn=_ctrl_c_heard)
     try:
         output = Output(proc)
         assert output.wait_for(how.ready, timeout=60), f"{DOCUMENTED[command]}: {server}: not up\n{''.join(output.seen)}"

@@ -92,10 +92,11 @@ def judged(events: list[Event], neighbours: Neighbours, heard: list[Heard] = ())
 
 
 def talks(asked_at: float) -> list[Event]:
-    """A caller's one utterance (its last word out at 0.5 s, due at the LLM at 1.0 s), its final at 1.0 s and its
-    LLM request at ``asked_at``."""
+    """A caller's one utterance (its last word out at 0.5 s, its end point's audio out, and so its words due at the
+    LLM, at 1.0 s), its final at 1.0 s and its LLM request at ``asked_at``."""
     return [Event(0.0, "call_start"), Event(0.2, "speech_start", {"utterance": 0, "audio_ms": 500.0}),
-            Event(0.5, "speech_end", {"utterance": 0, "text": "배송은 언제 오나요", "audio_ms": 1500.0}),
+            Event(0.5, "speech_end", {"utterance": 0, "text": "배송은 언제 오나요", "audio_ms": 1500.0,
+                                      "end_point_sent": 1.0}),
             Event(1.0, "final", {"text": "배송은 언제 오나요", "call_ms": 1500.0}),
             Event(asked_at, "llm_request", {"user": "배송은 언제 오나요", "status": 200, "ended": asked_at + 0.1,
                                             "reply": ""}),
@@ -193,3 +194,29 @@ def test_jobs_with_a_launched_handler_start_that_many_each_with_its_own_fakes_an
     runs = asyncio.run(run_target(target, [call(n) for n in names], pace=None, handlers=2, on_fakes=seen.append))
     assert [r.fixture.name for r in runs] == names and all(r.ok for r in runs), [r.failures() for r in runs]
     assert target.started == 2 and len({id(f) for f in seen}) == 2, "two handler processes, two sets of fakes"
+
+
+def test_words_are_due_only_once_the_caller_has_sent_their_end_point():
+    """Found by fuzzing aicall eight at once at fast pace: a caller holding back the audio after the last word
+    (waiting for an answer) holds back the recognizer's end point, and with it the words; that wait is the
+    caller's, not a neighbour's doing."""
+    def sent_at(events: list[Event], when: float | None) -> list[Event]:
+        return [Event(e.wall, e.kind, {**e.detail, "end_point_sent": when}) if e.kind == "speech_end" else e
+                for e in events]
+
+    assert unaffected_by_neighbours(judged(sent_at(talks(asked_at=8.6), 8.5), stalled())).ok
+    assert unaffected_by_neighbours(judged(sent_at(talks(asked_at=30.0), None), stalled())).ok  # never sent: never due
+    assert not unaffected_by_neighbours(judged(sent_at(talks(asked_at=8.6), 1.0), stalled())).ok
+
+
+def test_a_fast_caller_waits_for_an_answer_once_the_recognizer_could_end_the_utterance():
+    from harness.fakes.twilio_player import _answer_points
+
+    seed = call("seed-three-turns")
+    ends = [round(u.end_ms / 20) for u in seed.script.utterances]
+    assert _answer_points(seed) == {e + 35 for e in ends}  # RTZR's default end point: 700 ms after the last word
+    slow = dataclasses.replace(seed, script=dataclasses.replace(
+        seed.script, recognizer=dataclasses.replace(seed.script.recognizer, epd_time=1.2)))
+    points = _answer_points(slow)
+    gaps = [b.start_ms - a.end_ms for a, b in zip(seed.script.utterances, seed.script.utterances[1:])]
+    assert {e + 70 for e, gap in zip(ends, [*gaps, 1e9]) if gap >= 1400} == points  # 1.2 s and 200 ms

@@ -20,9 +20,9 @@ import pytest
 from harness.judge.checks import CheckResult
 from harness.cli import main
 from harness.fixture import load_call
-from harness.fuzz.search import FuzzOptions, HandlerSession, search, stages
+from harness.fuzz.search import FuzzOptions, HandlerSession, search, stages, wave_stages
 from harness.replay.runner import FixtureRun
-from harness.fuzz.strategies import FAULT_KINDS, DrawnCall, as_call, scenarios
+from harness.fuzz.strategies import FAULT_KINDS, DrawnCall, as_call, scenarios, waves
 from harness.replay.targets import CommandTarget
 from harness.judge.timeline import CallTimeline
 from proving_ground.mutants import HANDLERS_DIR
@@ -191,3 +191,25 @@ def test_calls_at_once_find_a_failure_that_needs_a_neighbour_and_cut_it_down_to_
     assert code == 1
     runs = json.loads((tmp_path / "run" / "report.json").read_text(encoding="utf-8"))["runs"]
     assert any(c["name"] == "replies_reach_own_caller" and c["status"] == "failed" for r in runs for c in r["checks"])
+
+
+def test_calls_at_once_cover_every_fault_kind_in_batches_and_play_one_of_hypothesis_s_simplest_calls():
+    """Hypothesis's first example is its simplest: a batch of 32 such calls was 32 copies of the shortest call
+    (a 40-call search eight at once drew nothing but one-utterance calls). The coverage part is one batch of
+    one call per fault kind, twice; of the free part's first batch, one call is played."""
+    coverage, free = wave_stages(FuzzOptions(examples=40, calls_at_once=8), 8)
+    assert coverage.covering == FAULT_KINDS and coverage.batch == len(FAULT_KINDS) and coverage.batches == 2
+    assert coverage.calls == 2 * len(FAULT_KINDS) and not coverage.simplest_first
+    assert free.calls == 20 and free.simplest_first and free.batch == 19 and free.batches == 2  # 1 + 19
+    (only,) = wave_stages(FuzzOptions(examples=3, calls_at_once=8), 8)  # too few calls to cover the kinds
+    assert only.calls == 3 and only.batch == 2 and only.batches == 2
+    features = []
+
+    @hypothesis.settings(max_examples=1, database=None)
+    @hypothesis.given(waves(len(FAULT_KINDS), covering=FAULT_KINDS))
+    def one_per_kind(batch):
+        features.extend(" ".join(c.features()) for c in batch)
+
+    one_per_kind()
+    assert [f"RTZR fault: {kind}" in f for kind, f in zip(FAULT_KINDS[:-1], features)] == [True] * 9
+    assert "without RTZR credentials" in features[-1]

@@ -1,11 +1,12 @@
-"""The suite's two long runs, each in processes of its own, started once per session as soon as the session
+"""The suite's three long runs, each in processes of its own, started once per session as soon as the session
 begins: the example handlers over every bundled call (the pipecat bot at real time, about four minutes,
-mostly waiting) and the proving ground's matrix. They run beside the rest of the suite, on the core it
-leaves; each test that reads one waits for it."""
+mostly waiting), the proving ground's matrix, and ``harness fuzz`` with calls at once against aicall. They
+run beside the rest of the suite, on the core it leaves; each test that reads one waits for it."""
 
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import signal
 import subprocess
 import sys
@@ -35,19 +36,47 @@ def run_matrix(running: set[subprocess.Popen]) -> list:
         return load(out)
 
 
+@dataclass(frozen=True)
+class FuzzRun:
+    """What ``harness fuzz`` did: its exit status, its ``fuzz.json`` (None: not written), the end of its output."""
+
+    returncode: int
+    summary: dict | None
+    output: str
+
+
+def run_fuzz(running: set[subprocess.Popen], examples: int, at_once: int, seed: int, pace: str) -> FuzzRun:
+    """``harness fuzz`` against aicall in-process, ``at_once`` calls in flight, in a process of its own."""
+    with tempfile.TemporaryDirectory() as tmp:
+        proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "fuzz", "--examples", str(examples),
+                                 "--calls-at-once", str(at_once), "--seed", str(seed), "--pace", pace, "--no-database",
+                                 "--report-dir", tmp], cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        running.add(proc)
+        try:
+            output, _ = proc.communicate(timeout=1500)
+        finally:
+            running.discard(proc)
+        written = Path(tmp) / "fuzz.json"
+        summary = json.loads(written.read_text(encoding="utf-8")) if written.exists() else None
+        return FuzzRun(proc.returncode, summary, output[-4000:])
+
+
 @dataclass
 class LongRuns:
-    pool: concurrent.futures.ThreadPoolExecutor = field(default_factory=lambda: concurrent.futures.ThreadPoolExecutor(2))
+    pool: concurrent.futures.ThreadPoolExecutor = field(default_factory=lambda: concurrent.futures.ThreadPoolExecutor(3))
     futures: dict[str, concurrent.futures.Future] = field(default_factory=dict)
     running: set[subprocess.Popen] = field(default_factory=set)
 
-    def start(self, wanted: set[str]) -> None:
+    def start(self, wanted: set[str], fuzz: dict | None = None) -> None:
+        """Start each run ``wanted`` names (``fuzz``: ``run_fuzz``'s options, from the test that reads it)."""
         if "examples" in wanted and "examples" not in self.futures:
             from examples.verdicts import run_all
 
             self.futures["examples"] = self.pool.submit(run_all)
         if "matrix" in wanted and "matrix" not in self.futures:
             self.futures["matrix"] = self.pool.submit(run_matrix, self.running)
+        if "fuzz" in wanted and "fuzz" not in self.futures:
+            self.futures["fuzz"] = self.pool.submit(run_fuzz, self.running, **(fuzz or {}))
 
     def result(self, name: str, timeout: float):
         return self.futures[name].result(timeout)
