@@ -32,7 +32,7 @@ from .mutants import CHECKS_WITHOUT_A_MUTANT, HANDLERS, MUTANTS, Mutant, Referen
 
 TIMED = {"barge-in": "realtime", "failure4-hangup-while-tts-streams": "x4", "failure1-credentials-refused": "x4"}
 EVERY_AT_ONCE = 4  # the correct handler takes every bundled call with this many in flight (each judged as if alone)
-TOGETHER = {"stalled-neighbour": ("x4", 2), "busy-hour": ("x4", 3)}  # groups played at once: (pace, calls at once)
+TOGETHER = {"stalled-neighbour": ("x4", 2), "stalled-tts-neighbour": ("x4", 2), "busy-hour": ("x4", 3)}  # groups played at once: (pace, calls at once)
 AT_ONCE = 3  # handler runs in parallel (each a process of its own with its own fakes)
 BEGIN, END = "<!-- proving-ground:begin -->", "<!-- proving-ground:end -->"
 

@@ -54,6 +54,7 @@ class TtsRequest:
     lane: str = ""  # the call it was told to (several calls at once: ``harness.replay.lanes``)
     given: bool = False  # ... not by its words but by the line that heard its tone (a greeting, an apology)
     audio_s: float = 0.0  # the seconds of speech it answers with (whole, however much of it was sent)
+    stalled_until: float | None = None  # a scripted stall held it until then (inf: until the client let go)
 
 
 @dataclass
@@ -64,6 +65,8 @@ class FakeTtsConfig:
     chunk_ms: float = 100.0
     realtime: bool = False  # pace chunks at their playing speed (times time_scale)
     time_scale: float = 1.0
+    stall_requests: set[int] = field(default_factory=set)  # held before the first audio until the client gives up ...
+    stall_s: float | None = None  # ... or, if set, for this many wall seconds (a stall is no latency: unscaled)
 
 
 def openai_error(message: str, status: int, param: str | None = None) -> web.Response:
@@ -129,6 +132,16 @@ class FakeTts(JournaledFake[TtsRequest]):
         config = config or self.config
         return tone(self.samples_for(text, config), config.sample_rate, response_format, hz)
 
+    async def _stall(self, config: FakeTtsConfig, entry: TtsRequest) -> None:
+        """A stalled TTS: no audio until the client lets go, or for ``stall_s`` wall seconds."""
+        if config.stall_s is None:
+            entry.stalled_until = float("inf")  # until the client lets go (its ``ended_at``)
+            self.changes.notify()
+            await asyncio.Event().wait()
+        entry.stalled_until = time.monotonic() + config.stall_s
+        self.changes.notify()
+        await asyncio.sleep(config.stall_s)  # the scripted stall itself: a TTS that answers this late
+
     def _refusal(self, body: object) -> tuple[TtsRequest, web.Response | None]:
         if not isinstance(body, dict):
             entry = TtsRequest("")
@@ -156,8 +169,12 @@ class FakeTts(JournaledFake[TtsRequest]):
             entry.ended_at = time.monotonic()
             self.record(entry)
             return refusal
-        entry.tone_hz = tone_for(self.record(entry))
-        config = (self.route(entry) if self.route is not None else None) or self.config
+        index = self.record(entry)
+        entry.tone_hz = tone_for(index)
+        routed = self.route(entry) if self.route is not None else None
+        config = routed or self.config
+        if routed is not None:  # several calls at once: a stall is counted among its own call's requests
+            index = sum(1 for r in self.requests if r.lane == entry.lane) - 1
         audio = self.audio_for(entry.text, entry.response_format, entry.tone_hz, config)
         entry.audio_s = self.samples_for(entry.text, config) / config.sample_rate
         response = web.StreamResponse(headers={"Content-Type": FORMATS[entry.response_format][0]})
@@ -165,6 +182,8 @@ class FakeTts(JournaledFake[TtsRequest]):
         scale = config.time_scale
         with self.answering(entry):  # the client may be gone before the headers go out
             await response.prepare(request)
+            if index in config.stall_requests:
+                await self._stall(config, entry)
             if config.first_chunk_ms and scale:
                 await asyncio.sleep(config.first_chunk_ms * scale / 1000)  # scripted latency
             for i in range(0, len(audio), step):

@@ -174,6 +174,8 @@ class HandlerSession:
             assert self.shared is not None and self.target is not None
             async with AsyncExitStack() as stack:
                 shared = SharedHandler(self.target, self.shared.fakes, stack)
+                if any(not f.handler_without for f in fixtures):
+                    await shared.get()  # up before the first call is dialled: the calls keep their stagger, as found
                 switchboard = Switchboard(self.shared.fakes)
                 try:
                     return await play_at_once(shared, switchboard, fixtures, at_once or len(fixtures), pace=self.pace,
@@ -441,7 +443,8 @@ def search_waves(session: HandlerSession, options: FuzzOptions,
     def one(batch: list[DrawnCall]) -> None:  # ``stage``: the loop's below
         drawn_as = tuple(c.key for c in batch)
         if drawn_as not in taken:
-            taken[drawn_as] = 1 if stage.simplest_first and not stage.played else min(len(batch), stage.calls - stage.played)
+            first = SIMPLEST_PLAYED if stage.simplest_first and not stage.played else len(batch)
+            taken[drawn_as] = min(first, len(batch), stage.calls - stage.played)
             stage.played += taken[drawn_as]
         batch = batch[: taken[drawn_as]]
         if not batch:
@@ -508,7 +511,7 @@ class WaveStage:
     batches: int
     options: dict = field(default_factory=dict)
     covering: tuple[str, ...] = ()  # call k has one fault, of kind covering[k % len(covering)]
-    simplest_first: bool = False  # hypothesis's first example is its simplest: one call of it is played, not a batch
+    simplest_first: bool = False  # hypothesis's first example is its simplest: two calls of it are played, not a batch
     played: int = 0
 
 
@@ -516,7 +519,8 @@ def wave_stages(options: FuzzOptions, size: int) -> list[WaveStage]:
     """``stages`` in batches: the coverage part as batches of one call per fault kind (each kind twice, as one at
     a time: the first batch hypothesis's simplest calls, each with its fault; the second drawn), then the calls
     drawn freely, ``BATCH`` times the calls in flight to a batch. Hypothesis's first example of a stage is its
-    simplest (every call the same shortest call): of the free part's first batch, one call is played."""
+    simplest (every call the same shortest call): of the free part's first batch, two calls are played (the
+    plainest pair at once, which shared state between calls fails at once), not a batch of copies."""
     parts = stages(options)
     covering = tuple(p.options["fault_kinds"][0] for p in parts[:-1])
     each = parts[0].examples if covering else 0
@@ -525,12 +529,14 @@ def wave_stages(options: FuzzOptions, size: int) -> list[WaveStage]:
     if covering:
         result.append(WaveStage("coverage", each * len(covering), len(covering), each, free.options, covering))
     if free.examples:
-        batch = min(BATCH * size, max(1, free.examples - 1))
-        result.append(WaveStage(free.label, free.examples, batch, 1 + -(-(free.examples - 1) // batch), free.options,
+        first = min(SIMPLEST_PLAYED, free.examples)
+        batch = max(first, min(BATCH * size, free.examples - first))
+        result.append(WaveStage(free.label, free.examples, batch, 1 + -(-(free.examples - first) // batch), free.options,
                                 simplest_first=True))
     return result
 
 
+SIMPLEST_PLAYED = 2  # calls played of hypothesis's first, simplest, example of the free part
 ALONE_TRIES = 3  # failing calls of a batch replayed alone, at most, before the failure is taken for a cross-call one
 BATCH = 4  # calls drawn per example, in calls in flight: a batch waits for its last call, four keep the tail short
 

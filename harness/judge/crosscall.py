@@ -1,6 +1,6 @@
 """The checks that need other calls on the same handler: what one caller suffers from another's call.
 
-- ``unaffected_by_neighbours``: while a neighbour's LLM request stalls, this call's words still reach
+- ``unaffected_by_neighbours``: while a neighbour's LLM or TTS request stalls, this call's words still reach
   the LLM, and its replies still reach TTS, without waiting on the stall (a handler that makes one call's
   request on the event loop freezes every caller);
 - ``replies_reach_own_caller``: no other call's words are in this call's LLM requests, and no audio of
@@ -31,7 +31,7 @@ class Stall:
 
     call_sid: str
     fixture: str
-    what: str  # "LLM request"
+    what: str  # "LLM request", "TTS request"
     start: float
     end: float
 
@@ -85,7 +85,7 @@ def own_trouble(timeline: CallTimeline) -> float:
     times += [e.wall for e in timeline.of("rtzr_end") if e.detail.get("how") in SERVER_ENDS
               and e.detail.get("reason") != "EOS"]
     times += [e.wall for e in timeline.of("llm_request", "tts_request") if e.detail.get("status", 200) >= 400]
-    times += [e.wall for e in timeline.of("llm_request") if e.detail.get("stalled")]
+    times += [e.wall for e in timeline.of("llm_request", "tts_request") if e.detail.get("stalled")]
     return min(times, default=float("inf"))
 
 

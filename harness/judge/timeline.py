@@ -182,7 +182,8 @@ def build_timeline(fixture: CallFixture, player: PlayerRecord, rtzr: Journal, ll
     for i, r in enumerate(tts.requests):
         detail = {"index": i, "text": r.text, "format": r.response_format, "status": r.status,
                   "abandoned": r.abandoned, "tone_hz": r.tone_hz, "ended": r.ended_at,
-                  "open": not (r.completed or r.abandoned or r.status != 200)}
+                  "open": not (r.completed or r.abandoned or r.status != 200),
+                  **({"stalled": True} if getattr(r, "stalled_until", None) is not None else {})}
         if r.text and any(r.text in reply for reply in foreign_replies if reply):
             events.append(Event(r.at, "tts_foreign", detail))
             continue

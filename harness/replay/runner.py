@@ -124,7 +124,8 @@ def _llm_config(fixture: CallFixture, time_scale: float) -> FakeLlmConfig:
 def _tts_config(fixture: CallFixture, time_scale: float) -> FakeTtsConfig:
     spec = fixture.tts
     return FakeTtsConfig(ms_per_char=spec.get("ms_per_char", 60.0), first_chunk_ms=spec.get("first_chunk_ms", 0.0),
-                         realtime=spec.get("realtime", False), time_scale=time_scale)
+                         realtime=spec.get("realtime", False), time_scale=time_scale,
+                         stall_requests=set(spec.get("stall_requests", ())), stall_s=spec.get("stall_s"))
 
 
 def configure_fakes(fixture: CallFixture, rtzr: FakeRtzrBackend, llm: FakeLlm, tts: FakeTts, time_scale: float) -> None:

@@ -85,7 +85,10 @@ class CallsAtOnce:
     async def run(self, fixtures: list[CallFixture]) -> list[FixtureRun]:
         """Every fixture's verdict, in the fixtures' order (the calls of a ``together`` group start together)."""
         scale = 0.0 if self.pace is None else 1.0 / self.pace
-        self.fakes.rtzr.update_config({"time_scale": scale})
+        rtzr = self.fakes.rtzr
+        rtzr.clear_scripts()  # a call played alone on these fakes before left its script and faults as the whole
+        rtzr.clear_faults()  # fake's: a stream of this run's whose audio it holds would be taken for that call's
+        rtzr.update_config({"time_scale": scale})
         pending = units(fixtures, self.at_once)
         results: dict[int, FixtureRun] = {}
         tasks: set[asyncio.Task] = set()
@@ -300,9 +303,9 @@ class CallsAtOnce:
             others.append(OtherCall(c.sid, c.lane.name, frozenset(self.switchboard.finals(c.lane)),
                                     self._spoken(c.lane, proven_only=True), heard))
         sids = {c.sid: c for c in around}
-        stalls = [Stall(r.lane, sids[r.lane].lane.name, "LLM request", r.at,
-                        min(r.stalled_until, r.ended_at or r.stalled_until))
-                  for r in self.fakes.llm.requests if r.lane in sids and r.stalled_until is not None]
+        stalls = [Stall(r.lane, sids[r.lane].lane.name, what, r.at, min(r.stalled_until, r.ended_at or r.stalled_until))
+                  for what, requests in (("LLM request", self.fakes.llm.requests), ("TTS request", self.fakes.tts.requests))
+                  for r in requests if r.lane in sids and r.stalled_until is not None]
         earlier = [OtherCall(sid, name, frozenset(said)) for sid, (name, said) in self.switchboard.said.items()
                    if sid not in sids and sid != call.sid]
         start = timeline.of("call_start")

@@ -34,7 +34,7 @@ MUTANTS = (
     "resends-finalized-audio", "drops-queued-final", "answers-mid-utterance", "reply-outlives-call", "state-race",
     "swallowed-race", "send-after-close", "silent-send-after-close", "leaves-rtzr-open", "no-stream-sid",
     "binary-media", "wrong-sample-rate", "one-early-clear", "words-twice", "no-barge-in", "answers-after-hangup",
-    "blocks-event-loop", "one-current-call", "shared-history",  # show only with several calls on one process
+    "blocks-event-loop", "blocks-on-tts", "one-current-call", "shared-history",  # show only with several calls at once
 )
 
 

@@ -47,7 +47,7 @@ MUTANTS = (
     "swallowed-race", "send-after-close", "silent-send-after-close", "leaves-rtzr-open", "no-stream-sid",
     "binary-media", "wrong-sample-rate", "one-early-clear",
     "words-twice", "no-barge-in", "answers-after-hangup", "sleeps-through-reply",
-    "blocks-event-loop", "one-current-call", "shared-history",  # show only with several calls on one process
+    "blocks-event-loop", "blocks-on-tts", "one-current-call", "shared-history",  # show only with several calls at once
 )
 MUTANT = os.environ.get("MUTANT", "")
 if MUTANT and MUTANT not in MUTANTS:
@@ -193,8 +193,12 @@ class PhoneCall:
 
     async def speak(self, text: str) -> float:
         """The whole text in one TTS request (not streamed), its audio sent, then a mark; seconds of audio sent."""
-        pcm = await asyncio.to_thread(lambda: self.upstream.tts.audio.speech.create(
-            model="tts-1", voice="alloy", input=text, response_format="pcm").content)
+        def synthesize() -> bytes:
+            return self.upstream.tts.audio.speech.create(model="tts-1", voice="alloy", input=text,
+                                                         response_format="pcm").content
+
+        # the mutant: the sync client called on the event loop: every call waits while the TTS answers
+        pcm = synthesize() if MUTANT == "blocks-on-tts" else await asyncio.to_thread(synthesize)
         ulaw = tts_to_twilio(pcm)
         for i in range(0, len(ulaw), 160):  # 20 ms a message, as Twilio sends its own
             await self.send("media", media={"payload": base64.b64encode(ulaw[i : i + 160]).decode()})

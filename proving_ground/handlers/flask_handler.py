@@ -42,6 +42,7 @@ HTTP = requests.Session()
 # blocks-event-loop, as a thread-per-call server has it: one shared LLM client behind one lock, held for the whole
 # request; while one call's LLM request hangs, every other call's reply waits on the lock (nothing else blocks here)
 LLM_LOCK = threading.Lock()
+TTS_LOCK = threading.Lock()  # blocks-on-tts: the same for one shared TTS client, held while its audio is read
 CURRENT: "Call | None" = None  # one-current-call: "the call", overwritten by each call that connects
 HISTORY = [{"role": "system", "content": SYSTEM}]  # shared-history: one conversation for every call of the process
 
@@ -121,8 +122,9 @@ class Call:
             self.talk.sending += 1
         try:
             encoder = SpeechEncoder(BUG)
-            with self.reading(HTTP.post(f"{TTS}/audio/speech", json={"model": "tts-1", "voice": "alloy", "input": text,
-                                       "response_format": "pcm"}, headers=AUTH, stream=True)) as resp:
+            with TTS_LOCK if BUG == "blocks-on-tts" else nullcontext(), \
+                    self.reading(HTTP.post(f"{TTS}/audio/speech", json={"model": "tts-1", "voice": "alloy", "input": text,
+                                           "response_format": "pcm"}, headers=AUTH, stream=True)) as resp:
                 resp.raise_for_status()
                 for chunk in resp.iter_content(chunk_size=None):
                     if stop.is_set():

@@ -113,6 +113,19 @@ class Call:
 
     async def _speak(self, text: str) -> None:
         encoder = SpeechEncoder(BUG)
+        if BUG == "blocks-on-tts":  # a synchronous client called straight from the coroutine: while the TTS is
+            # slow to answer, the event loop, and so every call of this process, waits with it
+            resp = requests.post(f"{CONFIG['tts']}/audio/speech", json={
+                "model": "tts-1", "voice": "alloy", "input": text, "response_format": "pcm"}, stream=True, timeout=60,
+                headers={"Authorization": f"Bearer {CONFIG['key']}"})
+            with resp:
+                resp.raise_for_status()
+                for chunk in resp.iter_content(chunk_size=None):
+                    payload = encoder.push(chunk)
+                    if payload:
+                        self.spoken_ms += len(payload) * 3 / 4 / 8
+                        await self.send("media", media={"payload": payload})
+            return
         async with self.http.post(f"{CONFIG['tts']}/audio/speech", json={
                 "model": "tts-1", "voice": "alloy", "input": text, "response_format": "pcm"},
                 headers={"Authorization": f"Bearer {CONFIG['key']}"}) as resp:

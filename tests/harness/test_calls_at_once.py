@@ -165,7 +165,8 @@ async def _aicall(names: list[str], at_once: int, pace: float | None):
         return await run_target(AicallTarget(errors), [call(n) for n in names], pace=pace, calls_at_once=at_once)
 
 
-GROUPS = ["stalled-neighbour-stalls", "stalled-neighbour-talks", "busy-hour-1", "busy-hour-2", "busy-hour-3"]
+GROUPS = ["stalled-neighbour-stalls", "stalled-neighbour-talks", "stalled-tts-neighbour-stalls", "stalled-tts-neighbour-talks",
+          "busy-hour-1", "busy-hour-2", "busy-hour-3"]
 
 
 def test_aicall_at_once_passes_every_check_and_each_verdict_is_what_it_is_alone():
@@ -177,8 +178,9 @@ def test_aicall_at_once_passes_every_check_and_each_verdict_is_what_it_is_alone(
         assert {c.name: c.status for c in t.checks if c.name in single} == single, t.fixture.name
     judged_ = {c.name for t in together for c in t.checks if not c.skipped}
     assert {"unaffected_by_neighbours", "replies_reach_own_caller"} <= judged_
-    talks_run = next(t for t in together if t.fixture.name == "stalled-neighbour-talks")
-    assert next(c for c in talks_run.checks if c.name == "unaffected_by_neighbours").status == "passed"
+    for talks in ("stalled-neighbour-talks", "stalled-tts-neighbour-talks"):
+        talks_run = next(t for t in together if t.fixture.name == talks)
+        assert next(c for c in talks_run.checks if c.name == "unaffected_by_neighbours").status == "passed", talks
     assert len({t.call_sid for t in together}) == len(GROUPS)
 
 
@@ -220,3 +222,29 @@ def test_a_fast_caller_waits_for_an_answer_once_the_recognizer_could_end_the_utt
     points = _answer_points(slow)
     gaps = [b.start_ms - a.end_ms for a, b in zip(seed.script.utterances, seed.script.utterances[1:])]
     assert {e + 70 for e, gap in zip(ends, [*gaps, 1e9]) if gap >= 1400} == points  # 1.2 s and 200 ms
+
+
+async def test_a_stalled_tts_request_sends_no_audio_until_let_go_and_the_next_one_is_answered():
+    import aiohttp
+
+    from harness.fakes.tts import FakeTts, FakeTtsConfig
+
+    fake = FakeTts(FakeTtsConfig(stall_requests={0}))
+    body = {"model": "tts-1", "voice": "alloy", "input": "네 알겠습니다", "response_format": "pcm"}
+    async with fake.server() as server, aiohttp.ClientSession() as session:
+        url = f"{server.base_url}/v1/audio/speech"
+        async with session.post(url, json=body) as held:
+            assert held.status == 200
+            with pytest.raises(asyncio.TimeoutError):  # headers, then nothing: a TTS that hangs
+                await asyncio.wait_for(held.content.read(1), 0.5)
+        async with session.post(url, json=body) as answered:
+            assert len(await answered.read()) == fake.samples_for(body["input"]) * 2
+    assert fake.requests[0].stalled_until == float("inf") and fake.requests[1].stalled_until is None
+
+
+def test_a_neighbour_s_stalled_tts_request_is_named_as_such():
+    tts = Neighbours(others=[OtherCall("CA2", "stalled-tts-neighbour-stalls", frozenset())], concurrent={"CA2"},
+                     stalls=[Stall("CA2", "stalled-tts-neighbour-stalls", "TTS request", 0.5, 8.5)], user_texts=[],
+                     spoken=[])
+    result = unaffected_by_neighbours(judged(talks(asked_at=8.6), tts))
+    assert not result.ok and "'s TTS request stalled" in result.message and "stalled-tts-neighbour-stalls" in result.message

@@ -19,7 +19,7 @@ const MUTANTS = [
   "resends-finalized-audio", "drops-queued-final", "answers-mid-utterance", "reply-outlives-call", "state-race",
   "swallowed-race", "send-after-close", "silent-send-after-close", "leaves-rtzr-open", "no-stream-sid",
   "binary-media", "wrong-sample-rate", "one-early-clear", "words-twice", "no-barge-in", "answers-after-hangup",
-  "blocks-event-loop", "one-current-call", "shared-history", // show only with several calls on one process
+  "blocks-event-loop", "blocks-on-tts", "one-current-call", "shared-history", // show only with several calls at once
 ];
 const BUG = process.env.MUTANT || "";
 if (BUG && !MUTANTS.includes(BUG)) {
@@ -47,14 +47,20 @@ const APOLOGY = "죄송합니다. 지금은 음성 인식을 사용할 수 없�
 const calls = {}; // by call SID; the race mutants drop a call from it while its reply runs on
 let currentCall = null; // one-current-call: "the call", overwritten by each call that connects
 const sharedHistory = [{ role: "system", content: SYSTEM }]; // shared-history: one conversation for every call
-// blocks-event-loop: a request made synchronously (a child node that fetches it, the event loop waiting on it): its
-// status and body on stdout
+// blocks-event-loop, blocks-on-tts: a request made synchronously (a child node that fetches it, the event loop
+// waiting on it): its status and body (base64) on stdout
 const FETCH_SYNC = `let d = "";
 process.stdin.on("data", (c) => (d += c)).on("end", async () => {
   const { url, init } = JSON.parse(d);
   const resp = await fetch(url, init);
-  process.stdout.write(JSON.stringify({ status: resp.status, text: await resp.text() }));
+  const body = Buffer.from(await resp.arrayBuffer()).toString("base64");
+  process.stdout.write(JSON.stringify({ status: resp.status, body }));
 });`;
+function fetchSync(url, init) {
+  const out = JSON.parse(execFileSync(process.execPath, ["-e", FETCH_SYNC], { input: JSON.stringify({ url, init }),
+                                                                              maxBuffer: 64 * 1024 * 1024 }));
+  return { status: out.status, ok: out.status >= 200 && out.status < 300, body: [Buffer.from(out.body, "base64")] };
+}
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 // ------------------------------------------------------------------ audio
@@ -149,10 +155,12 @@ class Call {
   async speak(text, signal) {
     this.sending++;
     try {
-      const resp = await fetch(`${TTS}/audio/speech`, {
-        method: "POST", signal, headers: { ...AUTH, "Content-Type": "application/json" },
+      const init = {
+        method: "POST", headers: { ...AUTH, "Content-Type": "application/json" },
         body: JSON.stringify({ model: "tts-1", voice: "alloy", input: text, response_format: "pcm" }),
-      });
+      };
+      const resp = BUG === "blocks-on-tts" // a synchronous request: every call of this process waits for the TTS
+        ? fetchSync(`${TTS}/audio/speech`, init) : await fetch(`${TTS}/audio/speech`, { ...init, signal });
       if (!resp.ok) throw new Error(`TTS answered ${resp.status}`);
       const down = new Downsampler();
       let left = Buffer.alloc(0);
@@ -213,9 +221,7 @@ class Call {
       };
       let resp;
       if (BUG === "blocks-event-loop") { // a synchronous request: every call of this process waits for the LLM
-        const input = JSON.stringify({ url: `${LLM}/chat/completions`, init });
-        const out = JSON.parse(execFileSync(process.execPath, ["-e", FETCH_SYNC], { input }));
-        resp = { status: out.status, ok: out.status >= 200 && out.status < 300, body: [Buffer.from(out.text)] };
+        resp = fetchSync(`${LLM}/chat/completions`, init);
       } else {
         resp = await fetch(`${LLM}/chat/completions`, { ...init, signal });
       }
