@@ -518,9 +518,10 @@ class WaveStage:
 def wave_stages(options: FuzzOptions, size: int) -> list[WaveStage]:
     """``stages`` in batches: the coverage part as batches of one call per fault kind (each kind twice, as one at
     a time: the first batch hypothesis's simplest calls, each with its fault; the second drawn), then the calls
-    drawn freely, ``BATCH`` times the calls in flight to a batch. Hypothesis's first example of a stage is its
-    simplest (every call the same shortest call): of the free part's first batch, two calls are played (the
-    plainest pair at once, which shared state between calls fails at once), not a batch of copies."""
+    drawn freely, ``BATCH`` times the calls in flight to a batch (``MAX_BATCH`` at most). Hypothesis's first
+    example of a stage is its simplest (every call the same shortest call): of the free part's first batch, two
+    calls are played (the plainest pair at once, which shared state between calls fails at once), not a batch of
+    copies."""
     parts = stages(options)
     covering = tuple(p.options["fault_kinds"][0] for p in parts[:-1])
     each = parts[0].examples if covering else 0
@@ -530,12 +531,14 @@ def wave_stages(options: FuzzOptions, size: int) -> list[WaveStage]:
         result.append(WaveStage("coverage", each * len(covering), len(covering), each, free.options, covering))
     if free.examples:
         first = min(SIMPLEST_PLAYED, free.examples)
-        batch = max(first, min(BATCH * size, free.examples - first))
+        batch = max(first, min(BATCH * size, MAX_BATCH, free.examples - first))
         result.append(WaveStage(free.label, free.examples, batch, 1 + -(-(free.examples - first) // batch), free.options,
                                 simplest_first=True))
     return result
 
 
+MAX_BATCH = 32  # calls drawn in one hypothesis example at most: with 64 (16 at once) the CPU went into drawing, 44
+# calls in 5 minutes; with 32, 172 in two
 SIMPLEST_PLAYED = 2  # calls played of hypothesis's first, simplest, example of the free part
 ALONE_TRIES = 3  # failing calls of a batch replayed alone, at most, before the failure is taken for a cross-call one
 BATCH = 4  # calls drawn per example, in calls in flight: a batch waits for its last call, four keep the tail short
