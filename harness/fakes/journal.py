@@ -79,6 +79,17 @@ class JournaledFake(Generic[RequestT]):
             entry.ended_at = time.monotonic()
             self.changes.notify()
 
+    async def stall(self, entry, stall_s: float | None) -> None:
+        """A scripted stall of ``entry`` (which has ``stalled_until``): until the client lets go (``stall_s`` None),
+        or for ``stall_s`` wall seconds, never scaled by the pace."""
+        if stall_s is None:
+            entry.stalled_until = float("inf")  # until the client lets go (its ``ended_at``)
+            self.changes.notify()
+            await asyncio.Event().wait()
+        entry.stalled_until = time.monotonic() + stall_s
+        self.changes.notify()
+        await asyncio.sleep(stall_s)  # the scripted stall itself: a service that answers this late
+
     def in_flight(self) -> bool:
         """A request the fake is still answering (its client has not let go)."""
         return any(getattr(r, "ended_at", 0.0) is None for r in self.requests)

@@ -83,16 +83,6 @@ class FakeLlm(JournaledFake[LlmRequest]):
         routed = self.route(entry) if self.route is not None else None
         return routed if routed is not None else (self.config, index)
 
-    async def _stall(self, config: FakeLlmConfig, entry: LlmRequest) -> None:
-        """A stalled model: until the client lets go, or ``stall_s`` wall seconds."""
-        if config.stall_s is None:
-            entry.stalled_until = float("inf")  # until the client lets go (its ``ended_at``)
-            self.changes.notify()
-            await asyncio.Event().wait()
-        entry.stalled_until = time.monotonic() + config.stall_s
-        self.changes.notify()
-        await asyncio.sleep(config.stall_s)  # the scripted stall itself: a model that answers this late
-
     async def _complete(self, request: web.Request) -> web.StreamResponse:
         body = await json_body(request)
         why = refusal(body)
@@ -113,7 +103,7 @@ class FakeLlm(JournaledFake[LlmRequest]):
         with self.answering(entry):  # the client may be gone before the headers go out
             await response.prepare(request)
             if index in config.stall_requests:
-                await self._stall(config, entry)
+                await self.stall(entry, config.stall_s)
             text = entry.reply = config.reply(entry)
             step = config.chars_per_token
             await self._sleep(config, config.first_token_ms)
@@ -138,7 +128,7 @@ class FakeLlm(JournaledFake[LlmRequest]):
         """``stream: false``: the whole completion as one JSON body, after the scripted time to generate it."""
         with self.answering(entry):
             if index in config.stall_requests:
-                await self._stall(config, entry)
+                await self.stall(entry, config.stall_s)
             text = entry.reply = config.reply(entry)
             tokens = -(-len(text) // config.chars_per_token)
             await self._sleep(config, config.first_token_ms + max(0, tokens - 1) * config.token_ms)

@@ -132,16 +132,6 @@ class FakeTts(JournaledFake[TtsRequest]):
         config = config or self.config
         return tone(self.samples_for(text, config), config.sample_rate, response_format, hz)
 
-    async def _stall(self, config: FakeTtsConfig, entry: TtsRequest) -> None:
-        """A stalled TTS: no audio until the client lets go, or for ``stall_s`` wall seconds."""
-        if config.stall_s is None:
-            entry.stalled_until = float("inf")  # until the client lets go (its ``ended_at``)
-            self.changes.notify()
-            await asyncio.Event().wait()
-        entry.stalled_until = time.monotonic() + config.stall_s
-        self.changes.notify()
-        await asyncio.sleep(config.stall_s)  # the scripted stall itself: a TTS that answers this late
-
     def _refusal(self, body: object) -> tuple[TtsRequest, web.Response | None]:
         if not isinstance(body, dict):
             entry = TtsRequest("")
@@ -183,7 +173,7 @@ class FakeTts(JournaledFake[TtsRequest]):
         with self.answering(entry):  # the client may be gone before the headers go out
             await response.prepare(request)
             if index in config.stall_requests:
-                await self._stall(config, entry)
+                await self.stall(entry, config.stall_s)
             if config.first_chunk_ms and scale:
                 await asyncio.sleep(config.first_chunk_ms * scale / 1000)  # scripted latency
             for i in range(0, len(audio), step):
