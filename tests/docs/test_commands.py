@@ -87,6 +87,9 @@ COMMANDS: dict[str, Run | Serve | Skip] = {
         "minutes of search; contract_tests/fuzz runs harness fuzz eight calls at once (--workers: such searches side by side)"),
     "harness fuzz --examples 240 --seed 11 --pace fast --calls-at-once 16 --workers 2 --no-database": Skip(
         "minutes of search; contract_tests/fuzz runs harness fuzz eight calls at once (--workers: such searches side by side)"),
+    'harness fuzz --cmd "python proving_ground/handlers/websockets_handler.py --port {port}" --path /media '
+    '--calls-at-once 8 --examples 200 --pace fast --seed 21 --no-database': Skip(
+        "minutes of search; the proving ground's matrix plays the reference handlers calls at once in the suite"),
     "harness fuzz --examples 40 --seed 11 --pace fast --no-database": Skip(
         "minutes of search; tests/harness/test_fuzz.py searches and shrinks in the suite"),
     "harness load --callers 50,100": Skip("a minute of 100 real-time callers; tests/harness/test_load.py loads in the suite"),
