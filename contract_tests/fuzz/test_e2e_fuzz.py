@@ -6,8 +6,8 @@ fake LLM and the fake TTS. Its calls are drawn by the package's public strategie
 (``harness.fuzz.strategies.waves``: no private copy here), each fault kind covered first, eight in flight
 into one aicall; every general check must pass, the cross-call checks too, and each call's own expectations
 (a refused call when credentials are refused). A failure is shrunk by the search and written out as a fixture
-(the message gives ``harness fuzz``'s own report) to replay with ``harness run --fixtures`` and to add to
-``fixtures/calls/``. Calls one at a time are fuzzed by ``tests/harness/test_fuzz.py`` and
+in ``harness-report/suite-fuzz/fuzz-failures/`` (the message gives ``harness fuzz``'s own report, with the command
+that replays it) to replay with ``harness run --fixtures`` and to add to ``fixtures/calls/``. Calls one at a time are fuzzed by ``tests/harness/test_fuzz.py`` and
 ``tests/harness/test_plugin.py``.
 
 How many calls: ``HYPOTHESIS_PROFILE`` ci (default, 40, seed 1: the same calls every run), nightly (400),

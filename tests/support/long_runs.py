@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -45,20 +46,26 @@ class FuzzRun:
     output: str
 
 
+FUZZ_REPORTS = ROOT / "harness-report" / "suite-fuzz"  # its reports, and a failing call as a fixture (git-ignored)
+
+
 def run_fuzz(running: set[subprocess.Popen], examples: int, at_once: int, seed: int, pace: str) -> FuzzRun:
-    """``harness fuzz`` against aicall in-process, ``at_once`` calls in flight, in a process of its own."""
-    with tempfile.TemporaryDirectory() as tmp:
+    """``harness fuzz`` against aicall in-process, ``at_once`` calls in flight, in a process of its own; its
+    reports in ``FUZZ_REPORTS`` (a failing call is kept there, ready for ``harness run --fixtures``)."""
+    shutil.rmtree(FUZZ_REPORTS, ignore_errors=True)  # an earlier session's failure is not this one's
+    with tempfile.TemporaryDirectory() as tmp:  # its working directory: aicall's store and the like
         proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "fuzz", "--examples", str(examples),
                                  "--calls-at-once", str(at_once), "--seed", str(seed), "--pace", pace, "--no-database",
-                                 "--report-dir", tmp], cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                 "--report-dir", str(FUZZ_REPORTS)], cwd=tmp, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
         running.add(proc)
         try:
             output, _ = proc.communicate(timeout=1500)
         finally:
             running.discard(proc)
-        written = Path(tmp) / "fuzz.json"
-        summary = json.loads(written.read_text(encoding="utf-8")) if written.exists() else None
-        return FuzzRun(proc.returncode, summary, output[-4000:])
+    written = FUZZ_REPORTS / "fuzz.json"
+    summary = json.loads(written.read_text(encoding="utf-8")) if written.exists() else None
+    return FuzzRun(proc.returncode, summary, output[-4000:])
 
 
 @dataclass
