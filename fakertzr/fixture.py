@@ -18,6 +18,7 @@ import jsonschema
 import numpy as np
 
 from .errors import FakeRtzrError
+from .params import DEFAULT_EPD_TIME
 from callaudio.g711 import alaw_to_pcm16, ulaw_to_pcm16
 from callaudio import AudioFormatError
 from callaudio.wavfile import WavAudio, parse_wav
@@ -80,6 +81,11 @@ class RecognizerBehaviour:
     partial_delay_ms: float = 0.0
     partials: bool = True
     recorded: tuple[RecordedResult, ...] = ()
+
+    @property
+    def end_point_ms(self) -> float:
+        """The silence after the last word before the utterance ends: its ``epd_time``, or RTZR's default."""
+        return 1000.0 * (self.epd_time if self.epd_time is not None else DEFAULT_EPD_TIME)
 
 
 @dataclass(frozen=True)

@@ -340,11 +340,7 @@ def _answer_points(fixture: CallFixture) -> set[int]:
     """The frame counts (frames sent) after which a fast-paced caller waits for each turn's answer: once the
     recognizer has had the audio of the utterance's end point (its ``epd_time``, the fixture's or RTZR's
     default) to finalise it, ``ANSWER_POINT_MS`` at least; none for an utterance whose next one starts sooner."""
-    from fakertzr.params import DEFAULT_EPD_TIME
-
-    behaviour = fixture.script.recognizer
-    epd_ms = 1000.0 * (behaviour.epd_time if behaviour.epd_time is not None else DEFAULT_EPD_TIME)
-    after_ms = max(ANSWER_POINT_MS, epd_ms + 200)
+    after_ms = max(ANSWER_POINT_MS, fixture.script.recognizer.end_point_ms + 200)
     utterances = fixture.script.utterances
     points = set()
     for i, u in enumerate(utterances):

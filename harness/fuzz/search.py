@@ -30,7 +30,7 @@ from hypothesis.database import DirectoryBasedExampleDatabase
 
 from harness.fakes.services import running_fakes
 from harness.fuzz.strategies import FAULT_KINDS, FOREVER, DrawnCall, as_call, calls
-from harness.replay.runner import FixtureRun, HeadersFor, SharedHandler, run_one
+from harness.replay.runner import FixtureRun, HeadersFor, SharedHandler
 from harness.replay.targets import Target
 
 LATENCY = "speech end -> first bot audio of its reply, ms"
@@ -137,10 +137,7 @@ class HandlerSession:
         """Replay ``call`` and judge it (blocks this thread; the handler runs on its own loop). A call whose
         handler starts without credentials gets a handler of its own, as ``harness run`` gives it one."""
         fixture = call.fixture(Path(self.tmp.name) / call.key)
-        assert self.shared is not None and self.target is not None
-        if fixture.handler_without:
-            return self._call(run_one(self.target, self.shared.fakes, fixture, pace=self.pace,
-                                      headers_for=self.headers_for))
+        assert self.shared is not None
         return self._call(self.shared.run(fixture, pace=self.pace, headers_for=self.headers_for))
 
     def play_alone(self, call: DrawnCall) -> FixtureRun:

@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 
 from fakertzr.journal import ConnectionRecord, Journal
-from fakertzr.params import DEFAULT_EPD_TIME
 from harness.fakes.llm import FakeLlm, LlmRequest
 from harness.fakes.tts import FakeTts
 from harness.fakes.twilio_line import PlayerRecord
@@ -124,8 +123,7 @@ def build_timeline(fixture: CallFixture, player: PlayerRecord, rtzr: Journal, ll
     call_start = float(frames[0]) if len(frames) and frames[0] == frames[0] else None
     if call_start is not None:
         events.append(Event(call_start, "call_start"))
-    behaviour = fixture.script.recognizer
-    epd_ms = 1000.0 * (behaviour.epd_time if behaviour.epd_time is not None else DEFAULT_EPD_TIME)
+    epd_ms = fixture.script.recognizer.end_point_ms
     for index, utt in enumerate(fixture.script.utterances if len(frames) else ()):
         first = int(utt.start_ms // 20)
         if first < len(frames) and frames[first] == frames[first]:

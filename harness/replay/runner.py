@@ -306,6 +306,10 @@ class SharedHandler:
             return self.handler
 
     async def run(self, fixture: CallFixture, *, pace: float | None, headers_for: HeadersFor) -> FixtureRun:
+        """Replay ``fixture`` into the shared handler and judge it; a call that needs a handler started without
+        its credentials gets one of its own (``run_one``)."""
+        if fixture.handler_without:
+            return await run_one(self.target, self.fakes, fixture, pace=pace, headers_for=headers_for)
         handler = await self.get()
         played = await play_call(fixture, handler, self.fakes.rtzr, self.fakes.llm, self.fakes.tts, pace=pace,
                                  headers=headers_for(handler.url) if headers_for else None)

@@ -62,10 +62,7 @@ async def run_target(target: Target, fixtures: list[CallFixture], *, pace: float
         if any(not f.handler_without for f in fixtures):
             await shared.get()  # a handler that cannot start at all is one error, not one per fixture
         for fixture in fixtures:
-            if fixture.handler_without:
-                run = await run_one(target, fakes, fixture, pace=pace, headers_for=headers_for)
-            else:
-                run = await shared.run(fixture, pace=pace, headers_for=headers_for)
+            run = await shared.run(fixture, pace=pace, headers_for=headers_for)
             runs.append(run)
             progress(run)
     return runs
@@ -85,10 +82,7 @@ async def run_pool(target: Target, fixtures: list[CallFixture], handlers: int, *
             shared = SharedHandler(target, fakes, stack)
             while pending:
                 fixture = pending.pop(0)
-                if fixture.handler_without:
-                    run = await run_one(target, fakes, fixture, pace=pace, headers_for=headers_for)
-                else:
-                    run = await shared.run(fixture, pace=pace, headers_for=headers_for)
+                run = await shared.run(fixture, pace=pace, headers_for=headers_for)
                 results[id(fixture)] = run
                 progress(run)
 

@@ -31,7 +31,7 @@ from harness.judge.verdict import CheckResult
 from harness.replay.lanes import Lane, Switchboard, confusable, dial_delay_s, plays_alone, together
 from harness.replay.runner import (EXIT_WAIT_S, LOG_QUIET_MAX_S, LOG_QUIET_S, RECONNECT_GRACE_S, SETTLE_S, FixtureRun,
                                    HeadersFor, PlayedCall, SharedHandler, _llm_config, _tts_config,
-                                   _unrecognised_after_a_fault, judge, run_one)
+                                   _unrecognised_after_a_fault, judge)
 
 log = logging.getLogger("harness")
 KEEP_FINISHED = 256  # finished calls remembered for their neighbours' judgement
@@ -127,10 +127,7 @@ class CallsAtOnce:
 
     async def _alone(self, fixture: CallFixture) -> FixtureRun:
         """A call that plays as in a run one call at a time (nothing else in flight)."""
-        if fixture.handler_without:
-            run = await run_one(self.shared.target, self.fakes, fixture, pace=self.pace, headers_for=self.headers_for)
-        else:
-            run = await self.shared.run(fixture, pace=self.pace, headers_for=self.headers_for)
+        run = await self.shared.run(fixture, pace=self.pace, headers_for=self.headers_for)
         rtzr = self.fakes.rtzr  # its script and faults were the whole fake's: none is the next calls'
         rtzr.clear_scripts()
         rtzr.clear_faults()
