@@ -72,6 +72,12 @@ def _hold_point(reaction: Reaction, utterances) -> tuple[int, int, Reaction]:
     return hold, earliest, reaction
 
 
+def _answer_after_ms(fixture: CallFixture) -> float:
+    """How long after an utterance's last word a fast caller has sent enough audio for the recognizer to end it:
+    its end point (``epd_time``, the fixture's or RTZR's default) and 200 ms, ``ANSWER_POINT_MS`` at least."""
+    return max(ANSWER_POINT_MS, fixture.script.recognizer.end_point_ms + 200)
+
+
 def new_call_sid() -> str:
     """A Twilio-shaped call SID (``CA`` + 32 hex digits), fresh for every replay."""
     return "CA" + uuid.uuid4().hex
@@ -163,7 +169,7 @@ class TwilioPlayer:
                     k = hold  # the bot answered sooner than the fixture's pause: the caller speaks sooner
                 if k == hold:
                     if (due is None or self._sent < due) and not self._waited_out(reaction):
-                        await self._hold_one_frame(reaction)
+                        await self._hold_one_frame(reaction, owed=self._end_point_owed(reaction, hold))
                         continue
                     holds.pop(0)
                     self._note_reaction(reaction, due)
@@ -229,10 +235,20 @@ class TwilioPlayer:
             return (self._sent - began_frames) * FRAME_MS >= reaction.wait_ms
         return time.monotonic() - began_wall >= min(FAST_ANSWER_WAIT_S, reaction.wait_ms / 1000)
 
-    async def _hold_one_frame(self, reaction: Reaction) -> None:
+    def _end_point_owed(self, reaction: Reaction, hold: int) -> bool:
+        """At a hold, the recognizer has not yet had the audio to end the utterance before it (its end point lies
+        past the hold point, ``LEAD_MS`` before the reacting words): the line, which carries audio all the time,
+        owes it that much silence before the caller can wait on the bot."""
+        before = self.fixture.script.utterances[reaction.utterance - 1]
+        needed = int(np.ceil((before.end_ms + _answer_after_ms(self.fixture)) / FRAME_MS)) - hold  # frames past the hold
+        began = self._hold_began[1] if self._hold_began is not None else self._sent
+        return self._sent - began < needed
+
+    async def _hold_one_frame(self, reaction: Reaction, owed: bool = False) -> None:
         """One frame of the caller's silence while they wait for the bot: paced, it is sent (the line carries
-        audio all the time); at fast pace nothing is sent, the caller just waits for the bot's next message."""
-        if not self.pace and self._reaction_due(reaction) is None:
+        audio all the time); at fast pace nothing is sent, the caller just waits for the bot's next message,
+        once the recognizer has had the silence it needs to end the utterance before (``owed``)."""
+        if not self.pace and self._reaction_due(reaction) is None and not owed:
             await self.line.wait_for_activity(FAST_DONE_QUIET_S)
             return
         delay = self._t0 + self._sent * FRAME_MS / 1000 / self.pace - time.monotonic() if self.pace else 0
@@ -340,7 +356,7 @@ def _answer_points(fixture: CallFixture) -> set[int]:
     """The frame counts (frames sent) after which a fast-paced caller waits for each turn's answer: once the
     recognizer has had the audio of the utterance's end point (its ``epd_time``, the fixture's or RTZR's
     default) to finalise it, ``ANSWER_POINT_MS`` at least; none for an utterance whose next one starts sooner."""
-    after_ms = max(ANSWER_POINT_MS, fixture.script.recognizer.end_point_ms + 200)
+    after_ms = _answer_after_ms(fixture)
     utterances = fixture.script.utterances
     points = set()
     for i, u in enumerate(utterances):

@@ -15,10 +15,12 @@ from __future__ import annotations
 import asyncio
 import random
 import shlex
+import sys
 import tempfile
 import threading
 import time
 from collections import Counter
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,6 +100,8 @@ class HandlerSession:
         self.tmp = tempfile.TemporaryDirectory(prefix="harness-fuzz-")
         self.shared: SharedHandler | None = None
         self.switchboard = None  # several calls at once: the fakes' routing of requests to calls
+        self.wave = None  # ``start_feed``: the calls at once being fed, and the task that plays them
+        self.serving: asyncio.Future | None = None
 
     def __enter__(self) -> "HandlerSession":
         self.thread.start()
@@ -191,6 +195,41 @@ class HandlerSession:
         fixtures = [c.fixture(Path(self.tmp.name) / c.key) for c in calls]
         return self._call(play_at_once(self.shared, self.switchboard, fixtures, at_once or len(fixtures), pace=self.pace,
                                      headers_for=self.headers_for))
+
+    def start_feed(self, at_once: int) -> None:
+        """Calls fed as they are drawn (``feed``) are played into the handler, ``at_once`` in flight, across
+        batches: a new call starts as soon as one is judged, not when a batch's last call is."""
+        from harness.replay.together import CallsAtOnce
+
+        async def begin() -> None:
+            assert self.shared is not None and self.switchboard is not None
+            self.wave = CallsAtOnce(self.shared, self.switchboard, at_once, self.pace, self.headers_for)
+            self.serving = asyncio.ensure_future(self.wave.serve())
+
+        self._call(begin())
+
+    def feed(self, calls: list[DrawnCall]) -> list[Future[FixtureRun]]:
+        """More calls to play (``start_feed``): each future gets the call's verdict once it is judged."""
+        fixtures = [c.fixture(Path(self.tmp.name) / c.key) for c in calls]
+
+        async def add() -> list[Future[FixtureRun]]:
+            return self.wave.feed(fixtures)
+
+        return self._call(add())
+
+    def end_feed(self, *, drop_waiting: bool) -> None:
+        """Until every call fed is judged (with ``drop_waiting``, those not yet started are let go)."""
+        if self.serving is None:
+            return
+
+        async def end() -> None:
+            self.wave.close(drop_waiting=drop_waiting)
+            await self.serving
+
+        try:
+            self._call(end())
+        finally:
+            self.serving = None
 
 
 def failed_checks(run: FixtureRun) -> frozenset[str]:
@@ -398,19 +437,22 @@ def reproduce_command(argv: list[str], seed: int) -> str:
 def search_waves(session: HandlerSession, options: FuzzOptions,
                  progress: Callable[[str], None] = lambda text: None) -> FuzzResult:
     """``search`` with ``calls_at_once`` calls in flight: hypothesis draws batches of calls
-    (``strategies.waves``, ``BATCH`` times the calls in flight; ``wave_stages``), played into the one handler with
-    that many in flight (a new call starts as one is judged), every call judged, cross-call checks included. A
-    failing batch is not shrunk as a whole: its failing call is replayed alone first; if it fails alone, it is
-    reduced alone (``reduce``), as a call found one at a time is; if it passes alone, the failure needs calls that
-    were in flight beside it, and those are cut down to the fewest with which it still fails (``cut_down``)."""
+    (``strategies.waves``, ``BATCH`` times the calls in flight; ``wave_stages``), fed to the one handler as they
+    are drawn (``HandlerSession.feed``): that many in flight across batches (a new call starts as one is judged,
+    while the next batch is drawn), every call judged, cross-call checks included. A failing call is not shrunk
+    with its batch: it is replayed alone first; if it fails alone, it is reduced alone (``reduce``), as a call
+    found one at a time is; if it passes alone, the failure needs calls that were in flight beside it, and those
+    are cut down to the fewest with which it still fails (``cut_down``)."""
     from harness.fuzz.strategies import waves
 
     size = options.calls_at_once
+    ahead = size + size // 2  # calls fed and not yet judged when the next batch is drawn: room never waits on drawing
     chosen = options.seed if options.seed is not None else random.SystemRandom().randrange(2**31)
     result = FuzzResult(chosen)
     alone: dict[str, FixtureRun] = {}
     together: dict[tuple[str, ...], list[FixtureRun]] = {}
-    failing: list[tuple[list[DrawnCall], list[FixtureRun]]] = []
+    fed: list[tuple[DrawnCall, Future[FixtureRun]]] = []
+    looked = 0  # fed calls before this one were judged and passed
     started = time.monotonic()
 
     def judged_alone(call: DrawnCall) -> FixtureRun:
@@ -420,13 +462,6 @@ def search_waves(session: HandlerSession, options: FuzzOptions,
             result.shrink_tries += 1
         return alone[call.key]
 
-    def judged_together(calls: list[DrawnCall]) -> list[FixtureRun]:
-        key = tuple(c.key for c in calls)
-        if key not in together:
-            together[key] = session.play_wave(calls, size)
-            result.replayed += len(calls)
-        return together[key]
-
     def judged_fresh(calls: list[DrawnCall]) -> list[FixtureRun]:
         key = ("fresh", *(c.key for c in calls))
         if key not in together:
@@ -435,56 +470,75 @@ def search_waves(session: HandlerSession, options: FuzzOptions,
             result.shrink_tries += 1
         return together[key]
 
-    taken: dict[tuple[str, ...], int] = {}  # a batch hypothesis gives again (a failing one, rerun) is cut as before
+    def failed_yet() -> bool:
+        nonlocal looked
+        while looked < len(fed) and fed[looked][1].done():
+            verdict = fed[looked][1]
+            if not verdict.cancelled() and not verdict.result().ok:
+                return True
+            looked += 1
+        return any(v.done() and not v.cancelled() and not v.result().ok for _, v in fed[looked:])
+
+    taken: dict[tuple[str, ...], int] = {}  # a batch hypothesis gives again is not fed again
 
     def one(batch: list[DrawnCall]) -> None:  # ``stage``: the loop's below
+        if failed_yet():
+            raise CallFailed("a call failed")  # (hypothesis runs the example it failed on again: it fails again)
         drawn_as = tuple(c.key for c in batch)
-        if drawn_as not in taken:
-            first = SIMPLEST_PLAYED if stage.simplest_first and not stage.played else len(batch)
-            taken[drawn_as] = min(first, len(batch), stage.calls - stage.played)
-            stage.played += taken[drawn_as]
+        if drawn_as in taken:
+            return
+        first = SIMPLEST_PLAYED if stage.simplest_first and not stage.played else len(batch)
+        taken[drawn_as] = min(first, len(batch), stage.calls - stage.played)
+        stage.played += taken[drawn_as]
         batch = batch[: taken[drawn_as]]
         if not batch:
             return
-        began = time.monotonic()
-        new = tuple(c.key for c in batch) not in together  # hypothesis runs a failing example again: counted once
-        runs = judged_together(batch)
-        if new:
-            result.drawn += len(batch)
-            for call in batch:
-                result.statistics.update(call.features())
-                result.audio_s += call.audio_ms / 1000
-            result.played_s += time.monotonic() - began
-        if any(not r.ok for r in runs):
-            failing.append((batch, runs))
-            raise CallFailed(next(r for r in runs if not r.ok).failures())
-        progress(f"fuzz: {result.drawn} of {options.examples} call(s) drawn, {size} at once, none failed "
-                 f"({time.monotonic() - started:.0f} s)")
+        fed.extend(zip(batch, session.feed(batch)))
+        while not failed_yet():
+            waiting = [v for _, v in fed[looked:] if not v.done()]
+            if len(waiting) <= ahead:
+                progress(f"fuzz: {len(fed) - len(waiting)} of {options.examples} call(s) judged, {size} at once, "
+                         f"none failed ({time.monotonic() - started:.0f} s)")
+                return
+            wait(waiting, return_when=FIRST_COMPLETED)
+        raise CallFailed("a call failed")
 
+    session.start_feed(size)
+    found = False
     try:
         for k, stage in enumerate(wave_stages(options, size)):
             test = settings(max_examples=stage.batches, deadline=None, print_blob=False,
                             report_multiple_bugs=False, database=None,
-                            phases=[Phase.explicit, Phase.generate],  # a failing batch is cut down below, not here
+                            phases=[Phase.explicit, Phase.generate],  # a failing call is cut down below, not here
                             suppress_health_check=list(HealthCheck))(
                 given(waves(stage.batch, covering=stage.covering, **stage.options))(one))
             hypothesis_seed(chosen + k)(test)()
     except CallFailed:
-        batch, runs = failing[0]
-        bad = [(c, r) for c, r in zip(batch, runs) if not r.ok]
-        result.first_failure = Found(*bad[0])
-        for call, run in bad[:ALONE_TRIES]:
-            progress(f"fuzz: a call failed with {len(run.beside)} other(s) in flight beside it; replaying it alone")
-            by_itself = judged_alone(call)
-            if not by_itself.ok:
-                result.failure = reduce(Found(call, by_itself), Found(call, by_itself), judged_alone,
-                                        options.reduce_limit, progress)
-                break
-        else:
-            result.alone_passed = True
-            call, run = bad[0]
-            beside = [c for c in batch if c is not call and c.name in run.beside]
-            result.failure, result.neighbours = cut_down(call, run, beside, judged_fresh, progress)
+        found = True
+    finally:
+        session.end_feed(drop_waiting=found or sys.exc_info()[0] is not None)
+        played = [(c, v.result()) for c, v in fed if v.done() and not v.cancelled()]
+        for call, _ in played:
+            result.statistics.update(call.features())
+            result.audio_s += call.audio_ms / 1000
+        result.drawn = result.replayed = len(played)
+        result.played_s = time.monotonic() - started
+    bad = [(c, r) for c, r in played if not r.ok]
+    try:
+        if bad:
+            result.first_failure = Found(*bad[0])
+            for call, run in bad[:ALONE_TRIES]:
+                progress(f"fuzz: a call failed with {len(run.beside)} other(s) in flight beside it; replaying it alone")
+                by_itself = judged_alone(call)
+                if not by_itself.ok:
+                    result.failure = reduce(Found(call, by_itself), Found(call, by_itself), judged_alone,
+                                            options.reduce_limit, progress)
+                    break
+            else:
+                result.alone_passed = True
+                call, run = bad[0]
+                beside = [c for c, _ in played if c is not call and c.name in run.beside]
+                result.failure, result.neighbours = cut_down(call, run, beside, judged_fresh, progress)
     finally:
         result.wall_s = time.monotonic() - started
     if result.failure is not None:
@@ -538,7 +592,7 @@ MAX_BATCH = 32  # calls drawn in one hypothesis example at most: with 64 (16 at 
 # calls in 5 minutes; with 32, 172 in two
 SIMPLEST_PLAYED = 2  # calls played of hypothesis's first, simplest, example of the free part
 ALONE_TRIES = 3  # failing calls of a batch replayed alone, at most, before the failure is taken for a cross-call one
-BATCH = 4  # calls drawn per example, in calls in flight: a batch waits for its last call, four keep the tail short
+BATCH = 4  # calls drawn per example, in calls in flight (``MAX_BATCH`` at most): fed as drawn, no batch waits for its last call
 
 
 def cut_down(call: DrawnCall, run: FixtureRun, beside: list[DrawnCall],

@@ -6,7 +6,9 @@ pipecat uses it, ``level=error`` key-value logs), whole Python tracebacks ("Task
 retrieved" included) and JavaScript stack traces (Node's ``console.error(message, err)`` and its
 uncaught exceptions: a line naming an ``...Error`` followed by ``    at ...`` lines), which carry no
 level word. A traceback that follows an error line belongs to it; one that follows a warning or info
-line is that line's (``logger.warning(..., exc_info=True)``), not an error. A block is tied to a call
+line is that line's (``logger.warning(..., exc_info=True)``), not an error; one written at once with a line
+that has no level word is that line's error (a library logger nobody configured prints through logging's
+last-resort handler: ``unexpected internal error`` and its traceback). A block is tied to a call
 by a Twilio call SID anywhere in it. A block is *unhandled* when nobody caught the exception (a bare
 traceback or stack, "Task exception was never retrieved", "Exception in ASGI application"...).
 """
@@ -38,6 +40,7 @@ OTHER_LEVEL = _level_patterns(_OTHER_WORD)
 UNHANDLED = re.compile(r"Task exception was never retrieved|Exception in callback|Unhandled exception|"
                        r"Exception in ASGI application|Exception in thread|Exception ignored in|Uncaught|unhandledRejection|"
                        r"connection handler failed|Error in connection handler|Error handling request|"
+                       r"Error on request|Exception on \S+ \[[A-Z]+\]|"  # werkzeug's server; Flask's view that raised
                        r"^(?:\w+\.)*[A-Z]\w*(?:Error|Exception)\b")
 TRACEBACK = "Traceback (most recent call last):"
 _CHAIN = ("During handling of the above exception", "The above exception was the direct cause")
@@ -158,6 +161,15 @@ class LogReader:
         if line.startswith(TRACEBACK) and self._head_level == "other":
             self._quiet_traceback = True  # logger.warning(..., exc_info=True): not an error
             return
+        if line.startswith(TRACEBACK) and self._logged_with(at):
+            # a record with no level word and its traceback, written at once: ``logger.error(msg, exc_info=True)``
+            # through logging's last-resort handler (a library's logger nobody configured), werkzeug's
+            # "Error on request:": caught and logged by someone (unless its message says otherwise)
+            head_at, head = self.lines[-2]
+            self._open = ErrorBlock(head_at, [head, line])
+            self.blocks.append(self._open)
+            self._in_traceback, self._head_level = True, "error"
+            return
         if line.strip() and line[0] not in " \t":
             self._head, self._head_level = (at, line), ("other" if is_other_level(line) else "")
         if is_error_start(line):
@@ -166,6 +178,15 @@ class LogReader:
             # a traceback may start inside the record's own line: ``logger.error(traceback.format_exc())``
             self._in_traceback = line.rstrip().endswith(TRACEBACK)
             self._head_level = "error"
+
+    def _logged_with(self, at: float) -> bool:
+        """The line before this traceback is a record's message read in the same moment (one write), at the
+        left margin, with no level below error: the traceback is that record's."""
+        if len(self.lines) < 2 or self._head is None or self._head_level:
+            return False
+        head_at, head = self.lines[-2]
+        return head_at == at and self._head == (head_at, head) and not EXCEPTION_LINE.match(head) \
+            and not JS_FRAME.match(head)
 
     def blocks_for(self, call_sid: str, start: float, end: float) -> list[ErrorBlock]:
         """The error blocks of one call: those naming its SID, and those naming no call SID at all that

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -62,7 +63,8 @@ class _Call:
 
 @dataclass
 class CallsAtOnce:
-    """Plays fixtures into one shared handler, up to ``at_once`` calls in flight."""
+    """Plays fixtures into one shared handler, up to ``at_once`` calls in flight: given all at once (``run``), or
+    fed as they come (``feed`` while ``serve`` runs, then ``close``: a search feeds each batch as it is drawn)."""
 
     shared: SharedHandler
     switchboard: Switchboard
@@ -72,6 +74,11 @@ class CallsAtOnce:
     progress: Callable[[FixtureRun], None] = lambda run: None
     calls: list[_Call] = field(default_factory=list)  # every call of this run still remembered
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    _pending: list[tuple[int, list[CallFixture]]] = field(default_factory=list)  # (which feed, unit) not started
+    _verdicts: dict[int, Future[FixtureRun]] = field(default_factory=dict)  # by id(fixture), until settled
+    _fed: int = 0
+    _closed: bool = False
+    _wakers: set[asyncio.Future] = field(default_factory=set)
 
     @property
     def fakes(self) -> FakeServices:
@@ -84,27 +91,63 @@ class CallsAtOnce:
     # --------------------------------------------------------------- the run
     async def run(self, fixtures: list[CallFixture]) -> list[FixtureRun]:
         """Every fixture's verdict, in the fixtures' order (the calls of a ``together`` group start together)."""
+        verdicts = self.feed(fixtures)
+        self.close()
+        await self.serve()
+        return [v.result() for v in verdicts]
+
+    def feed(self, fixtures: list[CallFixture]) -> list[Future[FixtureRun]]:
+        """More calls to play (on this loop's thread): started as room frees, after those fed before; each
+        future gets the call's verdict (thread-safe: a search in another thread waits on them)."""
+        self._fed += 1
+        self._pending += [(self._fed, unit) for unit in units(fixtures, self.at_once)]
+        verdicts = [self._verdicts.setdefault(id(fixture), Future()) for fixture in fixtures]
+        self._wake()
+        return verdicts
+
+    def close(self, *, drop_waiting: bool = False) -> None:
+        """No more calls will be fed: ``serve`` returns once those fed are judged (with ``drop_waiting``, the
+        calls not yet started are let go: their futures cancelled)."""
+        self._closed = True
+        if drop_waiting:
+            for _, unit in self._pending:
+                for fixture in unit:
+                    self._verdicts.pop(id(fixture)).cancel()
+            self._pending.clear()
+        self._wake()
+
+    def _wake(self) -> None:
+        async def notify() -> None:
+            async with self._changed:
+                self._changed.notify_all()
+        self._wakers.add(asyncio.ensure_future(notify()))
+        for w in [w for w in self._wakers if w.done()]:
+            self._wakers.discard(w)
+
+    async def serve(self) -> None:
+        """Start the fed calls, up to ``at_once`` in flight, until ``close()`` and every call fed is judged."""
         scale = 0.0 if self.pace is None else 1.0 / self.pace
         rtzr = self.fakes.rtzr
         rtzr.clear_scripts()  # a call played alone on these fakes before left its script and faults as the whole
         rtzr.clear_faults()  # fake's: a stream of this run's whose audio it holds would be taken for that call's
         rtzr.update_config({"time_scale": scale})
-        pending = units(fixtures, self.at_once)
-        results: dict[int, FixtureRun] = {}
         tasks: set[asyncio.Task] = set()
         last = 0.0
         try:
-            while pending:
+            while True:
                 async with self._changed:
-                    unit = await self._changed.wait_for(lambda: self._admissible(pending))
-                pending.remove(unit)
-                if plays_alone(unit[0]):
-                    results[id(unit[0])] = await self._alone(unit[0])
+                    unit = await self._changed.wait_for(lambda: self._admissible() or self._closed and not self._pending)
+                if unit is True:
+                    break
+                self._pending.remove(unit)
+                first = unit[1][0]
+                if plays_alone(first):
+                    self._settle(first, await self._alone(first))
                     continue
-                for fixture in unit:
+                for fixture in unit[1]:
                     await asyncio.sleep(max(0.0, last + STAGGER_S - time.monotonic()))  # callers dial one by one
                     last = time.monotonic()
-                    task = asyncio.create_task(self._one(self._open(fixture, scale), results))
+                    task = asyncio.create_task(self._one(self._open(fixture, scale)))
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)
             if tasks:
@@ -112,18 +155,27 @@ class CallsAtOnce:
         finally:
             for task in tasks:
                 task.cancel()
-        return [results[id(f)] for f in fixtures]
+            for verdict in self._verdicts.values():
+                verdict.cancel()  # those fed and never played (a run cut short): nobody waits forever
 
-    def _admissible(self, pending: list[list[CallFixture]]) -> list[CallFixture] | None:
+    def _settle(self, fixture: CallFixture, run: FixtureRun) -> None:
+        verdict = self._verdicts.pop(id(fixture), None)
+        if verdict is not None and not verdict.done():
+            verdict.set_result(run)
+
+    def _admissible(self) -> tuple[int, list[CallFixture]] | None:
         """The first unit that may start now: room for all its calls, none confusable with a call in flight. A
         call that plays alone starts only once nothing is in flight and nothing else may start: the others
-        pass it by (it is judged as a call alone is, whenever it plays)."""
+        fed with it pass it by (it is judged as a call alone is, whenever it plays); those fed after it wait."""
         flying = self.in_flight
-        for unit in pending:
+        barrier = min((fed for fed, unit in self._pending if plays_alone(unit[0])), default=None)
+        for fed, unit in self._pending:
+            if barrier is not None and fed > barrier:
+                break
             if not plays_alone(unit[0]) and len(flying) + len(unit) <= self.at_once and not any(
                     confusable(f, c.lane.fixture) for f in unit for c in flying):
-                return unit
-        return next((unit for unit in pending if plays_alone(unit[0])), None) if not flying else None
+                return fed, unit
+        return next(((fed, unit) for fed, unit in self._pending if plays_alone(unit[0])), None) if not flying else None
 
     async def _alone(self, fixture: CallFixture) -> FixtureRun:
         """A call that plays as in a run one call at a time (nothing else in flight)."""
@@ -142,7 +194,7 @@ class CallsAtOnce:
         self.calls.append(call)
         return call
 
-    async def _one(self, call: _Call, results: dict[int, FixtureRun]) -> None:
+    async def _one(self, call: _Call) -> None:
         try:
             await self._play(call)
             handler = self.shared.handler
@@ -159,7 +211,11 @@ class CallsAtOnce:
             log.debug("calls at once: %s failed", call.lane.name, exc_info=True)
             run = FixtureRun(call.lane.fixture, [CheckResult("replay", False, f"the harness failed: {exc!r}")],
                              [], CallTimeline([]), time.monotonic() - call.started, call.sid)
-        results[id(call.lane.fixture)] = run
+        await self._done(call, run)
+
+    async def _done(self, call: _Call, run: FixtureRun) -> None:
+        """The call is judged: its verdict to whoever waits, its room to the next call."""
+        self._settle(call.lane.fixture, run)
         async with self._changed:
             call.judged_at = time.monotonic()
             self.switchboard.close(call.lane)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -22,7 +24,7 @@ from harness.judge.crosscall import (NEIGHBOUR_WAIT_S, Neighbours, OtherCall, St
                                      unaffected_by_neighbours)
 from harness.judge.timeline import CallTimeline, Event
 from harness.replay.lanes import confusable, plays_alone
-from harness.replay.together import units
+from harness.replay.together import CallsAtOnce, _Call, units
 from harness.replay.runner import ErrorLog
 from harness.replay.runs import run_target
 from harness.replay.targets import AicallTarget
@@ -248,3 +250,99 @@ def test_a_neighbour_s_stalled_tts_request_is_named_as_such():
                      spoken=[])
     result = unaffected_by_neighbours(judged(talks(asked_at=8.6), tts))
     assert not result.ok and "'s TTS request stalled" in result.message and "stalled-tts-neighbour-stalls" in result.message
+
+
+# ------------------------------------------------------- calls fed as drawn
+class _Gated(CallsAtOnce):
+    """The dispatcher alone: a call "plays" until the test lets it end (no handler, no fakes)."""
+
+    def __init__(self, at_once: int) -> None:
+        rtzr = SimpleNamespace(clear_scripts=lambda: None, clear_faults=lambda: None, update_config=lambda c: None)
+        super().__init__(SimpleNamespace(fakes=SimpleNamespace(rtzr=rtzr)), SimpleNamespace(close=lambda lane: None),
+                         at_once, None)
+        self.gates: dict[str, asyncio.Event] = {}
+        self.started: list[str] = []
+        self.moved = asyncio.Event()  # a call started
+
+    def _open(self, fixture, scale):
+        lane = SimpleNamespace(fixture=fixture, call_sid=f"CA{len(self.started):032d}", name=fixture.name)
+        self.calls.append(_Call(lane, started=time.monotonic()))
+        self.started.append(fixture.name)
+        self.moved.set()
+        return self.calls[-1]
+
+    async def _one(self, call) -> None:
+        await self.gates.setdefault(call.lane.name, asyncio.Event()).wait()
+        await self._done(call, SimpleNamespace(ok=True, name=call.lane.name))
+
+    async def _alone(self, fixture):
+        self.started.append(fixture.name)
+        self.moved.set()
+        return SimpleNamespace(ok=True, name=fixture.name)
+
+    def end(self, name: str) -> None:
+        self.gates.setdefault(name, asyncio.Event()).set()
+
+
+async def _until(wave: _Gated, predicate) -> None:
+    """Until ``predicate()`` holds, re-checked as calls start (10 s at most)."""
+    async def watch() -> None:
+        while not predicate():
+            wave.moved.clear()
+            await wave.moved.wait()
+    await asyncio.wait_for(watch(), timeout=10)
+
+
+def test_a_call_fed_while_a_batch_plays_starts_when_one_call_is_judged_not_when_the_batch_ends():
+    """``harness fuzz --calls-at-once``: each batch waited for its last call before the next was drawn (112 calls
+    a minute with 16 at once on two workers, the CPU idle). Fed as drawn, a call starts as soon as there is room."""
+    async def go() -> None:
+        wave = _Gated(2)
+        serving = asyncio.ensure_future(wave.serve())
+        slow, quick = wave.feed([call("busy-hour-1"), call("busy-hour-2")])
+        await _until(wave, lambda: len(wave.started) == 2)
+        wave.end("busy-hour-2")
+        await asyncio.wrap_future(quick)
+        (later,) = wave.feed([call("busy-hour-3")])
+        await _until(wave, lambda: "busy-hour-3" in wave.started)
+        assert not slow.done(), "it started while the first batch's other call still played"
+        wave.end("busy-hour-1"), wave.end("busy-hour-3")
+        wave.close()
+        await asyncio.wait_for(serving, 10)
+        assert [v.result().name for v in (slow, quick, later)] == ["busy-hour-1", "busy-hour-2", "busy-hour-3"]
+
+    asyncio.run(go())
+
+
+def test_calls_fed_after_one_that_plays_alone_wait_for_it_and_its_own_batch_passes_it_by():
+    async def go() -> None:
+        wave = _Gated(3)
+        serving = asyncio.ensure_future(wave.serve())
+        wave.feed([call("busy-hour-1")])
+        refused, beside = wave.feed([call("failure1-credentials-refused"), call("busy-hour-2")])
+        (after,) = wave.feed([call("busy-hour-3")])
+        await _until(wave, lambda: wave.started == ["busy-hour-1", "busy-hour-2"])  # its batch passed it by
+        assert "busy-hour-3" not in wave.started and not refused.done()
+        wave.end("busy-hour-1"), wave.end("busy-hour-2")
+        await asyncio.wrap_future(refused)  # nothing in flight: it plays alone, then the later feed
+        await _until(wave, lambda: "busy-hour-3" in wave.started)
+        assert wave.started.index("failure1-credentials-refused") < wave.started.index("busy-hour-3")
+        wave.end("busy-hour-3")
+        wave.close()
+        await asyncio.wait_for(serving, 10)
+
+    asyncio.run(go())
+
+
+def test_calls_not_yet_started_are_let_go_when_the_feed_closes_early():
+    async def go() -> None:
+        wave = _Gated(1)
+        serving = asyncio.ensure_future(wave.serve())
+        playing, waiting = wave.feed([call("busy-hour-1"), call("busy-hour-2")])
+        await _until(wave, lambda: wave.started == ["busy-hour-1"])
+        wave.close(drop_waiting=True)
+        wave.end("busy-hour-1")
+        await asyncio.wait_for(serving, 10)
+        assert playing.result().ok and waiting.cancelled() and wave.started == ["busy-hour-1"]
+
+    asyncio.run(go())

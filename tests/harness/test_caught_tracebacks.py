@@ -6,6 +6,9 @@ The logs below are what CPython 3.11 printed for each case (paths and times repl
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from harness.judge.checks import CheckContext, no_errors
@@ -122,3 +125,65 @@ def test_a_caught_error_about_nothing_provoked_still_fails_and_says_it_was_caugh
         reader.feed(line, 9.0)
     result = no_errors(CheckContext(CallTimeline([RTZR_DROP]), {}, [], errors_logged=reader.blocks))
     assert not result.ok and "caught and logged by the handler" in result.message and "nobody" not in result.message
+
+
+def _printed_by(code: str) -> str:
+    """What a Python process printed (stdout and stderr, as the harness reads a handler: one pipe)."""
+    done = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, timeout=60)
+    return done.stdout
+
+
+LAST_RESORT = """\
+import logging
+try:
+    b"".decode("ascii", "strict") + {}["stream ended"]
+except KeyError:
+    logging.getLogger("websockets.client").error("unexpected internal error", exc_info=True)
+print("call CA1: RTZR stream closed", flush=True)
+"""
+
+
+def test_a_library_loggers_error_printed_by_the_last_resort_handler_was_caught_and_logged():
+    """websockets' sync client logs "unexpected internal error" with its traceback through a logger nobody
+    configured: logging's last-resort handler prints the message and the traceback with no level word, in one
+    write. Seen from a flask-sock handler while RTZR closed its stream, 8 calls at once: it was read as a bare
+    traceback, "an exception nobody caught", and failed ``no_errors`` on a call whose own failure it was."""
+    out = _printed_by(LAST_RESORT)
+    assert out.startswith("unexpected internal error\nTraceback"), out  # what CPython really printed
+    reader = LogReader()
+    reader.feed_text(out, 1.5)  # read at once, as written
+    assert len(reader.blocks) == 1 and not reader.blocks[0].unhandled, [b.text for b in reader.blocks]
+    assert reader.blocks[0].lines[0] == "unexpected internal error" and "RTZR stream closed" not in reader.blocks[0].text
+    assert no_errors(CheckContext(CallTimeline([RTZR_DROP]), {}, [], errors_logged=reader.blocks)).ok
+    caught = no_errors(CheckContext(CallTimeline([]), {}, [], errors_logged=reader.blocks))
+    assert not caught.ok and "caught and logged" in caught.message, "about nothing provoked it is still an error"
+
+
+def test_a_plain_line_read_before_a_bare_traceback_is_not_its_record():
+    """The handler's own output line, read earlier, does not make a later bare traceback caught."""
+    reader = LogReader()
+    reader.feed_text("call CA1: RTZR stream stalled\n", 1.0)
+    reader.feed_text(TB + CHAINED, 1.2)
+    assert len(reader.blocks) == 1 and reader.blocks[0].unhandled and reader.blocks[0].lines[0] == TB.strip()
+
+
+FLASK_VIEW_RAISES = """\
+from flask import Flask
+app = Flask("phone")
+@app.route("/media")
+def media():
+    raise RuntimeError("rtzr receive loop ended")
+app.test_client().get("/media")
+"""
+
+
+def test_a_flask_view_that_raised_is_an_exception_nobody_caught():
+    """Flask logs a view's exception at error level ("Exception on /media [GET]"): the handler never caught it."""
+    out = _printed_by(FLASK_VIEW_RAISES)
+    assert "ERROR in app: Exception on /media [GET]" in out, out
+    reader = LogReader()
+    reader.feed_text(out, 1.5)
+    assert len(reader.blocks) == 1 and reader.blocks[0].unhandled, [b.text for b in reader.blocks]
+    result = no_errors(CheckContext(CallTimeline([RTZR_DROP]), {}, [], errors_logged=reader.blocks))
+    assert not result.ok and "an exception nobody caught" in result.message

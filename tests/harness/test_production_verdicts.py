@@ -178,6 +178,31 @@ async def test_a_final_in_the_silence_held_for_a_reacting_caller_is_this_calls(t
     assert run.ok, run.failures()
 
 
+async def test_a_fast_caller_who_waits_on_the_bot_first_sends_the_silence_that_ends_the_utterance(tmp_path):
+    """Found by ``harness fuzz --calls-at-once 8`` (then alone): the caller holds its audio ``LEAD_MS`` before its
+    reacting words, 100 ms before the recognizer's end point of the utterance before (epd_time 0.8 s, the next
+    words 812 ms after the last): at fast pace nothing is sent while held, so RTZR could not end the utterance,
+    the bot could not start, and the caller waited its 3 s and talked on, with the first final unanswered. A
+    line carries audio all the time: the held caller first sends the silence that reaches the end point."""
+    from harness.fuzz.strategies import as_call
+    from harness.fuzz.synthetic import SynthUtterance
+
+    said = [SynthUtterance(pause_before_ms=400, word_ms=(516,)), SynthUtterance(pause_before_ms=812, word_ms=(556, 506))]
+    call = as_call({"seed": 15113731, "utterances": said, "recognizer": {"epd_time": 0.8}, "partial_every_ms": None,
+                    "faults": [], "hangup": None, "vanish": False, "dtmf": [], "barge_in": False,
+                    "llm": {"first_token_ms": 0, "token_ms": 0, "sentences": 1},
+                    "tts": {"realtime": False, "ms_per_char": 20, "first_chunk_ms": 0},
+                    "reacts": [{"after": "bot_starts", "ms": 300}]})
+    with ErrorLog() as errors:
+        run = await run_fixture(call.fixture(tmp_path / "call"), pace=None, errors=errors)
+    (reaction,) = run.record.reactions
+    assert not reaction["waited_out"], "the bot answered the first utterance while the caller waited"
+    first_final = run.timeline.of("final")[0]
+    talks_on = run.timeline.of("speech_start")[1]
+    assert first_final.wall < talks_on.wall and first_final.detail["text"] == call.doc["utterances"][0]["text"]
+    assert run.ok, run.failures()
+
+
 def test_post_call_work_is_reported_in_the_console_json_junit_and_html(tmp_path):
     import io
     from xml.etree import ElementTree
