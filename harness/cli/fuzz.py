@@ -27,6 +27,7 @@ from harness.errors import HarnessError
 from harness.fuzz.search import (
     FuzzOptions,
     FuzzResult,
+    LATE_WARNING_MS,
     HandlerSession,
     reproduce_command,
     search,
@@ -190,6 +191,7 @@ def _summary(result: FuzzResult, saved: dict[str, str]) -> dict:
     return {
         "seed": result.seed, "drawn": result.drawn, "replayed": result.replayed, "shrink_tries": result.shrink_tries,
         "wall_s": round(result.wall_s, 1), "audio_s": round(result.audio_s, 1), "played_s": round(result.played_s, 1),
+        "loop_late_ms": round(result.loop_late_ms),
         "statistics": dict(result.statistics),
         "failure": None if failure is None else {
             "fixture": saved.get("failure"), "name": failure.call.name, "reproduced": result.reproduced,
@@ -243,6 +245,10 @@ def _print(args: argparse.Namespace, argv: list[str], summaries: list[dict]) -> 
           + (f" ({played / audio:.2f}x their length)" if audio else "") + "; what they went through:")
     for what, n in sorted(statistics.items(), key=lambda kv: (-kv[1], kv[0])):
         print(f"  {n:5d}  {what}")
+    late = max(s.get("loop_late_ms", 0) for s in summaries)
+    print(f"the harness's own event loop ran at most {late:.0f} ms late"
+          + (f": above {LATE_WARNING_MS:.0f} ms the calls' timings are the machine's as much as the handler's "
+             "(fewer --calls-at-once or --workers)" if late > LATE_WARNING_MS else ""))
     failed = [s for s in summaries if s["failure"]]
     for s in summaries:
         if s["worst"]:

@@ -31,11 +31,14 @@ from hypothesis import seed as hypothesis_seed
 from hypothesis.database import DirectoryBasedExampleDatabase
 
 from harness.fakes.services import running_fakes
+from harness.load.loop_lag import LoopLag
 from harness.fuzz.strategies import FAULT_KINDS, FOREVER, DrawnCall, as_call, calls
 from harness.replay.runner import FixtureRun, HeadersFor, SharedHandler
 from harness.replay.targets import Target
 
 LATENCY = "speech end -> first bot audio of its reply, ms"
+LAG_PERIOD_S = 0.05  # the session loop's lateness is sampled this often
+LATE_WARNING_MS = 1000.0  # the harness ran this late at worst: its timing verdicts may be the machine's
 
 
 @dataclass
@@ -68,7 +71,7 @@ class Found:
 @dataclass
 class FuzzResult:
     seed: int
-    drawn: int = 0  # calls drawn and replayed before the first failure (all of them if none failed)
+    drawn: int = 0  # calls drawn and replayed before the first failure (all if none failed; at once: those in flight too)
     replayed: int = 0  # every call replayed, shrinking included
     shrink_tries: int = 0
     failure: Found | None = None  # the shrunk failing call
@@ -81,6 +84,7 @@ class FuzzResult:
     played_s: float = 0.0  # ... and the time their replays took: at realtime pace, how close to the audio
     neighbours: list[DrawnCall] = field(default_factory=list)  # the calls the failure needs in flight beside it
     alone_passed: bool = False  # the failing call, replayed alone, passed: the failure is a cross-call one
+    loop_late_ms: float = 0.0  # how late the harness's own event loop ran a timer, at worst (its calls' timings too)
 
 
 class CallFailed(AssertionError):
@@ -102,6 +106,7 @@ class HandlerSession:
         self.switchboard = None  # several calls at once: the fakes' routing of requests to calls
         self.wave = None  # ``start_feed``: the calls at once being fed, and the task that plays them
         self.serving: asyncio.Future | None = None
+        self.lag = LoopLag(LAG_PERIOD_S)  # the harness's own lateness: every timing it judges carries it
 
     def __enter__(self) -> "HandlerSession":
         self.thread.start()
@@ -136,6 +141,15 @@ class HandlerSession:
         from harness.replay.lanes import Switchboard
 
         self.switchboard = Switchboard(fakes)
+        self.lag.start()
+        self.stack.callback(self.lag.stop)
+
+    def loop_late_ms(self) -> float:
+        """The latest the session's loop ran a timer since the last call (ms): above a second or so, the calls'
+        timings are the machine's as much as the handler's (fewer calls at once, or fewer workers)."""
+        async def take() -> list[float]:
+            return self.lag.take()
+        return max(self._call(take()), default=0.0)
 
     def play(self, call: DrawnCall) -> FixtureRun:
         """Replay ``call`` and judge it (blocks this thread; the handler runs on its own loop). A call whose
@@ -408,6 +422,7 @@ def search(session: HandlerSession, options: FuzzOptions,
         result.failure = reduce(result.failure, result.first_failure, judged_again, options.reduce_limit, progress)
     finally:
         result.wall_s = time.monotonic() - started
+        result.loop_late_ms = session.loop_late_ms()
     if result.failure is not None:
         again = session.play(result.failure.call)  # afresh: the verdict kept for the search is not evidence
         result.reproduced = not again.ok
@@ -473,9 +488,10 @@ def search_waves(session: HandlerSession, options: FuzzOptions,
     def failed_yet() -> bool:
         nonlocal looked
         while looked < len(fed) and fed[looked][1].done():
-            verdict = fed[looked][1]
+            call, verdict = fed[looked]
             if not verdict.cancelled() and not verdict.result().ok:
                 return True
+            fed[looked] = (call, PASSED)  # its run (recordings, timeline) is let go: a search is long
             looked += 1
         return any(v.done() and not v.cancelled() and not v.result().ok for _, v in fed[looked:])
 
@@ -517,13 +533,13 @@ def search_waves(session: HandlerSession, options: FuzzOptions,
         found = True
     finally:
         session.end_feed(drop_waiting=found or sys.exc_info()[0] is not None)
-        played = [(c, v.result()) for c, v in fed if v.done() and not v.cancelled()]
+        played = [(c, v.result()) for c, v in fed if v.done() and not v.cancelled()]  # PASSED: None
         for call, _ in played:
             result.statistics.update(call.features())
             result.audio_s += call.audio_ms / 1000
         result.drawn = result.replayed = len(played)
         result.played_s = time.monotonic() - started
-    bad = [(c, r) for c, r in played if not r.ok]
+    bad = [(c, r) for c, r in played if r is not None and not r.ok]
     try:
         if bad:
             result.first_failure = Found(*bad[0])
@@ -538,9 +554,11 @@ def search_waves(session: HandlerSession, options: FuzzOptions,
                 result.alone_passed = True
                 call, run = bad[0]
                 beside = [c for c, _ in played if c is not call and c.name in run.beside]
-                result.failure, result.neighbours = cut_down(call, run, beside, judged_fresh, progress)
+                result.failure, result.neighbours = cut_down(call, run, beside, judged_fresh, progress,
+                                                             options.reduce_limit)
     finally:
         result.wall_s = time.monotonic() - started
+        result.loop_late_ms = session.loop_late_ms()
     if result.failure is not None:
         if result.neighbours:
             calls = sorted([result.failure.call, *result.neighbours], key=lambda c: c.scenario.get("lane", 0))
@@ -550,6 +568,10 @@ def search_waves(session: HandlerSession, options: FuzzOptions,
         result.reproduced = not again.ok
         result.failure = Found(result.failure.call, again if not again.ok else result.failure.run)
     return result
+
+
+PASSED: Future[FixtureRun | None] = Future()  # a fed call judged and passed, its run let go
+PASSED.set_result(None)
 
 
 @dataclass
@@ -597,10 +619,10 @@ BATCH = 4  # calls drawn per example, in calls in flight (``MAX_BATCH`` at most)
 
 def cut_down(call: DrawnCall, run: FixtureRun, beside: list[DrawnCall],
              judged_together: Callable[[list[DrawnCall]], list[FixtureRun]],  # each set on a handler of its own
-             progress: Callable[[str], None] = lambda text: None) -> tuple[Found, list[DrawnCall]]:
+             progress: Callable[[str], None] = lambda text: None, limit: int = 30) -> tuple[Found, list[DrawnCall]]:
     """A call that fails only with others in flight: the fewest of those that were beside it with which, all in
     flight together in the order they were drawn, it still fails a check it failed (each left out in turn,
-    kept out while the failure holds)."""
+    kept out while the failure holds; ``limit`` tries at most: a long call fed among others had dozens beside it)."""
     wanted = failed_checks(run)
     order = [*beside, call]
     order.sort(key=lambda c: c.scenario.get("lane", 0))
@@ -615,7 +637,7 @@ def cut_down(call: DrawnCall, run: FixtureRun, beside: list[DrawnCall],
     if again is None:
         return best, others  # it needed more than the calls beside it: reported as found
     best = Found(call, again)
-    for leave in list(others):
+    for leave in list(others)[:limit]:
         trial = [c for c in others if c is not leave]
         again = fails(trial)
         if again is not None:

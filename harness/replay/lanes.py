@@ -29,6 +29,8 @@ from harness.fakes.tts import FakeTtsConfig, TtsRequest
 from harness.fixture import CallFixture
 from harness.judge.words import says, words
 
+LATE_WORK_S = 10.0  # after a call is judged, its handler's late work (an apology, a summary) may still come this long
+
 
 @dataclass
 class Lane:
@@ -61,6 +63,7 @@ class Switchboard:
     fakes: FakeServices
     lanes: dict[str, Lane] = field(default_factory=dict)  # the calls in flight, by call SID
     said: dict[str, tuple[str, set[str]]] = field(default_factory=dict)  # every call of the run: SID -> (fixture, finals)
+    last_closed: float = float("-inf")  # when a call was last judged (monotonic)
 
     def __post_init__(self) -> None:
         self.attach()
@@ -92,6 +95,7 @@ class Switchboard:
         self.said[lane.call_sid] = (lane.name, set(self.finals(lane)))
         self.fakes.rtzr.unload_script(lane.script_name)
         self.lanes.pop(lane.call_sid, None)
+        self.last_closed = time.monotonic()
 
     def connections(self, lane: Lane) -> list[ConnectionRecord]:
         return [c for c in self.fakes.rtzr.journal.connections if c.script == lane.script_name]
@@ -113,7 +117,13 @@ class Switchboard:
         return best[1] if best else None
 
     def _only_lane(self) -> Lane | None:
-        return next(iter(self.lanes.values())) if len(self.lanes) == 1 else None
+        """The one call in flight, if no other call ended lately: a request nothing in it ties to a call (a
+        greeting, an apology) is then that call's. Soon after another call was judged it may be that call's
+        handler still at work (an apology 2 s after its caller hung up was given to the call left in flight,
+        and failed it): it is left to be given by the tone a line heard (``give_unattributed``)."""
+        if len(self.lanes) != 1 or time.monotonic() - self.last_closed < LATE_WORK_S:
+            return None
+        return next(iter(self.lanes.values()))
 
     def _route_llm(self, entry: LlmRequest) -> tuple[FakeLlmConfig, int] | None:
         lane = self.lane_of_words(entry.last_user) or self._only_lane()

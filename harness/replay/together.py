@@ -224,6 +224,10 @@ class CallsAtOnce:
         self.progress(run)
 
     def _forget(self) -> None:
+        """Let go of the finished calls no call in flight overlaps (those to come start later: none will), and
+        of the oldest beyond ``KEEP_FINISHED``: a search feeds calls for as long as it runs."""
+        first = min((c.started for c in self.in_flight), default=float("inf"))
+        self.calls = [c for c in self.calls if c.judged_at is None or c.judged_at > first]
         done = [c for c in self.calls if c.judged_at is not None]
         if len(done) > KEEP_FINISHED:
             oldest = {id(c) for c in done[: len(done) - KEEP_FINISHED]}
@@ -322,20 +326,23 @@ class CallsAtOnce:
             call.problem = f"the handler process {gone} during the call"
         lane, sb = call.lane, self.switchboard
         views = sb.views(lane)
-        timeline = build_timeline(lane.fixture, record, *views)
+        # the timeline and the checks are CPU work of up to a second for a long call: in a thread, so that the
+        # calls still in flight are not held up by this one's judgement (their timings are what is judged next)
+        timeline = await asyncio.to_thread(build_timeline, lane.fixture, record, *views)
         left = heard_seconds(timeline)  # the tones this line heard beyond its own requests': a greeting's, an apology's
         for r in views[2].requests:
             if r.tone_hz:
                 left[r.tone_hz] = left.get(r.tone_hz, 0.0) - r.audio_s
         if sb.give_unattributed(lane, left, call.started, end, self.fakes.tts):
             views = sb.views(lane)
-            timeline = build_timeline(lane.fixture, record, *views)
+            timeline = await asyncio.to_thread(build_timeline, lane.fixture, record, *views)
         call.timeline = timeline
         neighbours = self._neighbours(call, views, timeline)
         stored = handler.stored_lines(lane.call_sid) if handler.stored_lines else None
         played = PlayedCall(lane.fixture, lane.call_sid, record, timeline, call.started, end, stored, call.problem)
         errors = None if handler.log is None else self._own_errors(handler.log.blocks, call, end)
-        run = judge(played, errors, pace=self.pace, no_log_why=handler.no_log_why, neighbours=neighbours)
+        run = await asyncio.to_thread(judge, played, errors, pace=self.pace, no_log_why=handler.no_log_why,
+                                      neighbours=neighbours)
         run.beside = tuple(o.fixture for o in neighbours.others if o.call_sid in neighbours.concurrent)
         return run
 

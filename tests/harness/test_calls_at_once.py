@@ -346,3 +346,25 @@ def test_calls_not_yet_started_are_let_go_when_the_feed_closes_early():
         assert playing.result().ok and waiting.cancelled() and wave.started == ["busy-hour-1"]
 
     asyncio.run(go())
+
+
+def test_a_request_nothing_ties_to_a_call_is_the_lone_calls_only_when_no_other_call_ended_lately():
+    """Found by ``harness fuzz --calls-at-once 8`` on the websockets reference handler: an apology asked after
+    another call was judged went to the one call left in flight ("TTS asked 1.97 s after the caller hung up"),
+    which passed alone and afresh."""
+    from harness.fakes.llm import FakeLlmConfig
+    from harness.fakes.tts import FakeTtsConfig, TtsRequest
+    from harness.replay.lanes import Switchboard
+
+    rtzr = SimpleNamespace(load_script=lambda script, own_faults: None, unload_script=lambda name: None,
+                           journal=SimpleNamespace(connections=[]))
+    fakes = SimpleNamespace(rtzr=rtzr, llm=SimpleNamespace(route=None, requests=[]),
+                            tts=SimpleNamespace(route=None, requests=[]))
+    board = Switchboard(fakes)
+    first, second = FakeTtsConfig(), FakeTtsConfig()
+    lone = board.open(call("busy-hour-1"), "CA" + "1" * 32, FakeLlmConfig(), first)
+    greeting = TtsRequest("안녕하세요, 무엇을 도와드릴까요?")
+    assert fakes.tts.route(greeting) is first and greeting.lane == lone.call_sid, "the only call there has been"
+    board.close(board.open(call("busy-hour-2"), "CA" + "2" * 32, FakeLlmConfig(), second))
+    apology = TtsRequest("죄송합니다. 다시 한 번 말씀해 주세요.")
+    assert fakes.tts.route(apology) is None and apology.lane == "", "the judged call's handler may still be at work"

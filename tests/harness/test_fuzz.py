@@ -30,7 +30,14 @@ from proving_ground.mutants import HANDLERS_DIR
 HANDLER = f"{sys.executable} {HANDLERS_DIR / 'websockets_handler.py'} --port {{port}}"
 
 
-class PlantedBug:
+class NoLoop:
+    """A stand-in session has no event loop of its own: never late."""
+
+    def loop_late_ms(self) -> float:
+        return 0.0
+
+
+class PlantedBug(NoLoop):
     """A session whose "handler" fails every call with a stall fault and at least two utterances."""
 
     def __init__(self) -> None:
@@ -54,7 +61,7 @@ def test_a_planted_bug_is_shrunk_to_the_smallest_call_that_shows_it():
     assert result.drawn < len(session.played)  # shrinking replayed calls of its own
 
 
-class LongWordsBug:
+class LongWordsBug(NoLoop):
     """A session whose "handler" fails every call with an utterance of three words or more."""
 
     def __init__(self) -> None:
@@ -87,7 +94,7 @@ def test_the_same_seed_draws_the_same_calls_and_finds_the_same_failure():
     assert [c.key for c in other.played] != runs[0][0]  # the seed is what decides
 
 
-class Passes:
+class Passes(NoLoop):
     """A session whose "handler" passes every call: what the search draws, and nothing else."""
 
     def play(self, call: DrawnCall) -> FixtureRun:
@@ -183,7 +190,10 @@ def test_calls_at_once_find_a_failure_that_needs_a_neighbour_and_cut_it_down_to_
     assert failure["alone_passed"] is True and len(failure["neighbours"]) == 1, failure
     assert "replies_reach_own_caller" in [c["name"] for c in failure["checks"] if c["status"] == "failed"]
     assert failure["reproduced"] is True
-    assert "--calls-at-once 2" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "--calls-at-once 2" in out
+    assert "the harness's own event loop ran at most" in out  # how much of the timings could be the machine's
+    assert json.loads((tmp_path / "fuzz.json").read_text(encoding="utf-8"))["searches"][0]["loop_late_ms"] >= 0
     group = Path(failure["fixture"]).parent
     assert len(list(group.glob("*/call.json"))) == 2
     code = main(["run", "--fixtures", str(group), "--calls-at-once", "2", "--cmd", command, "--path", "/media",
