@@ -621,8 +621,11 @@ def cut_down(call: DrawnCall, run: FixtureRun, beside: list[DrawnCall],
              judged_together: Callable[[list[DrawnCall]], list[FixtureRun]],  # each set on a handler of its own
              progress: Callable[[str], None] = lambda text: None, limit: int = 30) -> tuple[Found, list[DrawnCall]]:
     """A call that fails only with others in flight: the fewest of those that were beside it with which, all in
-    flight together in the order they were drawn, it still fails a check it failed (each left out in turn,
-    kept out while the failure holds; ``limit`` tries at most: a long call fed among others had dozens beside it)."""
+    flight together in the order they were drawn, it still fails a check it failed. Most such failures need
+    one neighbour (the one that stalls, the one whose words leak): each is tried alone beside it first, a replay
+    of two calls. Failing that, parts are left out as delta debugging does: halves first, down to one call at a
+    time, each part kept out while the failure holds (``limit`` tries in all: a long call fed among others had
+    30 beside it, and leaving one out at a time took 30 replays of as many calls)."""
     wanted = failed_checks(run)
     order = [*beside, call]
     order.sort(key=lambda c: c.scenario.get("lane", 0))
@@ -637,10 +640,28 @@ def cut_down(call: DrawnCall, run: FixtureRun, beside: list[DrawnCall],
     if again is None:
         return best, others  # it needed more than the calls beside it: reported as found
     best = Found(call, again)
-    for leave in list(others)[:limit]:
-        trial = [c for c in others if c is not leave]
-        again = fails(trial)
+    tries = 0
+    for one in others[:limit]:
+        tries += 1
+        again = fails([one])
         if again is not None:
-            others, best = trial, Found(call, again)
-            progress(f"fuzz: the failure needs {len(others)} other call(s) in flight")
+            progress("fuzz: the failure needs 1 other call in flight")
+            return Found(call, again), [one]
+    size = max(1, len(others) // 2)
+    while others and tries < limit:
+        for start in range(0, len(others), size):
+            part = others[start : start + size]
+            trial = [c for c in others if c not in part]
+            tries += 1
+            again = fails(trial)
+            if again is not None:
+                others, best = trial, Found(call, again)
+                progress(f"fuzz: the failure needs {len(others)} other call(s) in flight")
+                break
+            if tries >= limit:
+                break
+        else:
+            if size == 1:
+                break
+            size = max(1, size // 2)
     return best, others

@@ -223,3 +223,36 @@ def test_calls_at_once_cover_every_fault_kind_in_batches_and_play_one_of_hypothe
     one_per_kind()
     assert [f"RTZR fault: {kind}" in f for kind, f in zip(FAULT_KINDS[:-1], features)] == [True] * 9
     assert "without RTZR credentials" in features[-1]
+
+
+def test_a_cross_call_failure_is_cut_down_to_the_neighbour_it_needs_in_replays_of_two_calls():
+    """A call fed among others may have dozens beside it; leaving one out at a time replayed them all, once per
+    call. Most such failures need one neighbour: each is tried alone beside the failing call first (two calls a
+    replay); a failure that needs two is then cut down halves first (delta debugging)."""
+    from harness.fuzz.search import cut_down
+    from harness.fuzz.synthetic import SynthUtterance
+
+    quiet = {"utterances": [SynthUtterance(400, (150,))], "recognizer": {}, "partial_every_ms": None, "faults": [],
+             "hangup": None, "vanish": False, "dtmf": [], "barge_in": False,
+             "llm": {"first_token_ms": 0, "token_ms": 0, "sentences": 1},
+             "tts": {"realtime": False, "ms_per_char": 20, "first_chunk_ms": 0}}
+    calls = [as_call({**quiet, "seed": k, "lane": k}) for k in range(17)]
+    failing, beside = calls[0], calls[1:]
+    one_at_a_time = sum(range(2, len(beside) + 2))  # each left out in turn: 16 replays of 17 down to 2 calls
+    for needed in ({calls[11].name}, {calls[3].name, calls[11].name}):
+        tries: list[int] = []
+
+        def judged_together(group):
+            tries.append(len(group))
+            ok = not needed <= {c.name for c in group}
+            return [FixtureRun(None, [CheckResult("replies_reach_own_caller", ok, "planted")], [],  # type: ignore[arg-type]
+                               CallTimeline([]), 0.0) for _ in group]
+
+        first = judged_together([failing, *beside])[0]
+        tries.clear()
+        found, others = cut_down(failing, first, beside, judged_together, limit=60)
+        assert {c.name for c in others} == needed and not found.run.ok
+        if len(needed) == 1:
+            assert sum(tries) <= 17 + 2 * 11 < one_at_a_time / 3, tries
+        else:
+            assert sum(tries) < one_at_a_time * 2, tries  # the singles first, then the halves
