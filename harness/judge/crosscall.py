@@ -149,7 +149,7 @@ def unaffected_by_neighbours(ctx: Judged) -> CheckResult:
             continue
         return CheckResult(name, False,
                            f"while call {stall.fixture} ({stall.call_sid})'s {stall.what} stalled "
-                           f"(+{stall.start - n.call_start:.1f} s, "
+                           f"({stall.start - n.call_start:+.1f} s, "
                            + (f"for {stall.end - stall.start:.1f} s), " if stall.end < float("inf") else "still), ")
                            + what.format(wait=wait) + ": one call's stall froze another (a blocking call on the "
                            "event loop, or a lock every call waits on?)", end, since=start)

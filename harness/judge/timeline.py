@@ -88,7 +88,10 @@ def is_foreign(conn: ConnectionRecord, frames_sent: np.ndarray, call_start: floa
         if position is None:
             continue
         placed = True
-        k = max(0, int(-(-position // 20)) - 1)  # the frame that completed that audio
+        # the frame that completed that audio; a position within audio the caller's line held (silence sent while
+        # the caller waited) is where the placed audio before it ended, 2820.125 ms where the frame before the hold
+        # ended at 2820 (the stream counts bytes): to the ms, or the first frame after the hold is taken for it
+        k = max(0, int(-(-round(position) // 20)) - 1)
         sent = frames_sent[k] if k < len(frames_sent) else float("nan")
         if not sent == sent or sent > m.due_wall + CAUSALITY_SLACK_S:  # never sent, or sent after it was due
             return True

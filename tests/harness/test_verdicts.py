@@ -290,6 +290,23 @@ def test_a_stream_ahead_of_the_caller_is_another_calls():
     assert is_foreign(earlier, frames, 100.0, dialled=99.95) and not is_foreign(earlier, frames, 100.0)
 
 
+def test_a_final_due_in_the_silence_a_waiting_caller_sent_is_this_calls():
+    """Found by ``harness fuzz --calls-at-once 8`` on the websockets reference handler, after the fast caller began
+    sending the silence that ends an utterance before it waits on the bot: the final fell in that held silence,
+    placed where the audio before it ended (2820.125 ms, the frame before the hold ended at 2820), and the frame
+    after the hold, sent 3 s later, was taken for the one it needed: the stream was another call's, its words
+    were lost to this call, and its LLM request with them went unanswered."""
+    frames = np.full(400, np.nan)
+    frames[:141] = 100.0 + np.arange(141) * 0.0001  # fast pace: up to the hold at 2820 ms, at once
+    frames[141:] = 103.0 + np.arange(259) * 0.0001  # the rest after the caller waited 3 s
+    own = ConnectionRecord(1, opened_wall=100.0)
+    own.alignment = [{"event": "aligned", "conn_ms": 0.0, "call_ms": 0.0},
+                     {"event": "discontinuity", "conn_ms": 2820.125},
+                     {"event": "aligned", "conn_ms": 3720.125, "call_ms": 2820.125}]
+    own.messages = [SentMessage("final", 1, "l20w0 l20w1 l20w2 l20w3", 3505.0, 100.02, 100.02, 0.0, "{}")]
+    assert not is_foreign(own, frames, 100.0, dialled=99.99)
+
+
 # 13. A slow handler whose reply came after the caller's last word: nothing to barge in on (in test_checks).
 # 14. Latency and "caller heard" credited to the reply that answers each turn.
 def test_a_turn_whose_reply_was_never_heard_has_no_latency_even_if_audio_follows_it():
