@@ -164,8 +164,10 @@ class Switchboard:
 
     @staticmethod
     def give_unattributed(lane: Lane, residual: dict[float, float], start: float, end: float, tts) -> bool:
-        """Give this lane each TTS request no reply holds (a greeting, an apology) asked while it was live whose
-        tone its line heard beyond what its own requests explain (``residual``: tone -> seconds). True if any."""
+        """Give this lane each TTS request no reply holds (a greeting, an apology) asked while its line was open
+        (``start``..``end``: one asked after its caller hung up was heard by nobody; an apology 1 s after it was
+        given to it by a tone its line had heard, the fake's ten tones repeating, and failed it) whose tone its line heard
+        beyond what its own requests explain (``residual``: tone -> seconds). True if any."""
         given = False
         for r in tts.requests:
             if r.lane or not r.tone_hz or not start <= r.at <= end or residual.get(r.tone_hz, 0.0) <= 0.1:

@@ -333,7 +333,7 @@ class CallsAtOnce:
         for r in views[2].requests:
             if r.tone_hz:
                 left[r.tone_hz] = left.get(r.tone_hz, 0.0) - r.audio_s
-        if sb.give_unattributed(lane, left, call.started, end, self.fakes.tts):
+        if sb.give_unattributed(lane, left, call.started, min(end, call.ended or end), self.fakes.tts):
             views = sb.views(lane)
             timeline = await asyncio.to_thread(build_timeline, lane.fixture, record, *views)
         call.timeline = timeline
