@@ -119,8 +119,8 @@ class Switchboard:
     def _only_lane(self) -> Lane | None:
         """The one call in flight, if no other call ended lately: a request nothing in it ties to a call (a
         greeting, an apology) is then that call's. Soon after another call was judged it may be that call's
-        handler still at work (an apology 2 s after its caller hung up was given to the call left in flight,
-        and failed it): it is left to be given by the tone a line heard (``give_unattributed``)."""
+        handler still at work (its late apology must not fail the call left in flight): it is left to be given
+        by the tone a line heard (``give_unattributed``)."""
         if len(self.lanes) != 1 or time.monotonic() - self.last_closed < LATE_WORK_S:
             return None
         return next(iter(self.lanes.values()))
@@ -165,8 +165,8 @@ class Switchboard:
     @staticmethod
     def give_unattributed(lane: Lane, residual: dict[float, float], start: float, end: float, tts) -> bool:
         """Give this lane each TTS request no reply holds (a greeting, an apology) asked while its line was open
-        (``start``..``end``: one asked after its caller hung up was heard by nobody; an apology 1 s after it was
-        given to it by a tone its line had heard, the fake's ten tones repeating, and failed it) whose tone its line heard
+        (``start``..``end``: one asked after its caller hung up was heard by nobody, though the fake's ten tones
+        repeat and its tone may be one the line heard) whose tone its line heard
         beyond what its own requests explain (``residual``: tone -> seconds). True if any."""
         given = False
         for r in tts.requests:

@@ -349,9 +349,9 @@ def test_calls_not_yet_started_are_let_go_when_the_feed_closes_early():
 
 
 def test_a_request_nothing_ties_to_a_call_is_the_lone_calls_only_when_no_other_call_ended_lately():
-    """Found by ``harness fuzz --calls-at-once 8`` on the websockets reference handler: an apology asked after
-    another call was judged went to the one call left in flight ("TTS asked 1.97 s after the caller hung up"),
-    which passed alone and afresh."""
+    """``harness fuzz --calls-at-once 8`` failed a call of the websockets reference handler with an apology "asked
+    1.97 s after the caller hung up" that no request of its own explained (it passed alone and afresh): a judged
+    call's late work must not be the lone call's, nor (``give_unattributed``) a line's once it has closed."""
     from harness.fakes.llm import FakeLlmConfig
     from harness.fakes.tts import FakeTtsConfig, TtsRequest
     from harness.replay.lanes import Switchboard
