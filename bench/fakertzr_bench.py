@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 from fakertzr.fixture import load_fixture  # noqa: E402
 from bench.benchlib import percentile, report  # noqa: E402
 from harness.load.capacity import process_group_cpu_s  # noqa: E402
-from harness.load.loop_lag import LoopLag  # noqa: E402
+from harness.replay.loop_lag import LoopLag  # noqa: E402
 
 SEED = ROOT / "fixtures" / "calls" / "seed-three-turns"
 FRAME_MS = 20

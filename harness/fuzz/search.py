@@ -31,7 +31,7 @@ from hypothesis import seed as hypothesis_seed
 from hypothesis.database import DirectoryBasedExampleDatabase
 
 from harness.fakes.services import running_fakes
-from harness.load.loop_lag import LoopLag
+from harness.replay.loop_lag import LoopLag
 from harness.fuzz.strategies import FAULT_KINDS, FOREVER, DrawnCall, as_call, calls
 from harness.replay.runner import FixtureRun, HeadersFor, SharedHandler
 from harness.replay.targets import Target

@@ -27,7 +27,7 @@ from harness.fakes.services import FakeServices, running_fakes
 from harness.fakes.twilio_player import TwilioPlayer
 from harness.fixture import CallFixture
 from harness.judge.handler_log import LogReader
-from harness.load.loop_lag import LoopLag
+from harness.replay.loop_lag import LoopLag
 from harness.load.stats import (
     ANSWER_WAIT_S,
     Criteria,

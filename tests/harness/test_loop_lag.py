@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from harness.load.loop_lag import LoopLag
+from harness.replay.loop_lag import LoopLag
 
 
 async def next_samples(lag: LoopLag) -> list[float]:
