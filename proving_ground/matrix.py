@@ -7,8 +7,7 @@
 
 A correct handler must pass every bundled call (no false alarm): at ``fast`` pace with four calls in flight, and the calls whose
 verdict depends on audio taking time to play at the pace they need (``TIMED``). Each mutant must be
-failed by the check named for its bug (``mutants.MUTANTS``), with a message naming the failure; a bug only
-neighbours show (named for a cross-call check) must pass every other check on every call of its run. The
+failed by the check named for its bug (``mutants.MUTANTS``), with a message naming the failure. The
 runs go through ``harness run --cmd``'s own code (``CommandTarget``), a few at once, each with its own fakes.
 """
 
@@ -24,7 +23,6 @@ from pathlib import Path
 from examples import readme_tables
 from harness.cli.common import parse_pace
 from harness.fixture import bundled_calls, discover, load_call
-from harness.judge.crosscall import CROSS_CALL_CHECKS
 from harness.replay.lanes import together
 from harness.replay.runner import FixtureRun
 from harness.replay.runs import run_target
@@ -32,7 +30,6 @@ from harness.replay.targets import CommandTarget
 
 from .mutants import CHECKS_WITHOUT_A_MUTANT, HANDLERS, MUTANTS, Mutant, ReferenceHandler
 
-CROSS_CALL = {check.__name__ for check in CROSS_CALL_CHECKS}
 TIMED = {"barge-in": "realtime", "failure4-hangup-while-tts-streams": "x4", "failure1-credentials-refused": "x4"}
 EVERY_AT_ONCE = 4  # the correct handler takes every bundled call with this many in flight (each judged as if alone)
 TOGETHER = {"stalled-neighbour": ("x4", 2), "stalled-tts-neighbour": ("x4", 2), "busy-hour": ("x4", 3)}  # groups played at once: (pace, calls at once)
@@ -142,11 +139,7 @@ def verdicts(outcomes: list[Outcome]) -> tuple[dict[tuple[str, str], str], dict[
             continue
         mutant = by_name[o.mutant]  # the named check failed on a call of the run (a group: any of its calls)
         failed = next((r.failed for r in o.runs if mutant.check in r.failed), o.runs[0].failed if o.runs else {})
-        alone = sorted({name for r in o.runs for name in r.failed if name not in CROSS_CALL})
-        if mutant.check in CROSS_CALL and mutant.check in failed and alone:
-            # a bug only neighbours show: every check that judges a call as if alone must pass it
-            cells[(o.mutant, o.handler)] = f"caught, but a call also fails {', '.join(alone)}"
-        elif mutant.check in failed and mutant.says in failed[mutant.check]:
+        if mutant.check in failed and mutant.says in failed[mutant.check]:
             cells[(o.mutant, o.handler)] = "caught"
         elif mutant.check in failed:
             cells[(o.mutant, o.handler)] = f"caught, but the message does not say {mutant.says!r}"

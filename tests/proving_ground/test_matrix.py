@@ -37,23 +37,3 @@ def test_no_false_alarm_and_every_mutant_caught_by_its_check(long_runs):
 def test_the_docs_table_is_what_the_handlers_did(long_runs):
     measured, expected = markdown(long_runs.result("matrix", 880)), readme_table(PAGE)
     assert measured == expected, f"docs/checks.md's proving-ground table differs:\nmeasured:\n{measured}\n\ndocs:\n{expected}"
-
-
-def test_a_bug_only_neighbours_show_must_pass_every_other_check():
-    """A mutant named for a cross-call check is caught only if nothing else fails on its calls: caught as well by a
-    check that judges a call as if alone, it is not the bug this issue is about (and the other check's message
-    would be what a user reads first)."""
-    from proving_ground.matrix import Outcome, Verdict
-
-    stall = "while call stalled-neighbour-stalls (CA1)'s LLM request stalled: one call's stall froze another"
-    mutant = next(m for m in MUTANTS if m.name == "blocks-event-loop")
-    says = f"{stall} ({mutant.says})"
-
-    def outcome(*also: tuple[str, str, str]) -> Outcome:
-        talks = Verdict("stalled-neighbour-talks", (("unaffected_by_neighbours", "failed", says), *also))
-        return Outcome(HANDLERS[0].name, mutant.name, "x4", (Verdict("stalled-neighbour-stalls", ()), talks))
-
-    cells, _ = verdicts([outcome()])
-    assert cells[(mutant.name, HANDLERS[0].name)] == "caught"
-    cells, _ = verdicts([outcome(("no_errors", "failed", "1 error(s) logged"))])
-    assert cells[(mutant.name, HANDLERS[0].name)] == "caught, but a call also fails no_errors"
