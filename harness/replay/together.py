@@ -120,9 +120,9 @@ class CallsAtOnce:
         async def notify() -> None:
             async with self._changed:
                 self._changed.notify_all()
-        self._wakers.add(asyncio.ensure_future(notify()))
-        for w in [w for w in self._wakers if w.done()]:
-            self._wakers.discard(w)
+        waker = asyncio.ensure_future(notify())
+        self._wakers.add(waker)  # held until done: the loop keeps only a weak reference to a task
+        waker.add_done_callback(self._wakers.discard)
 
     async def serve(self) -> None:
         """Start the fed calls, up to ``at_once`` in flight, until ``close()`` and every call fed is judged."""
