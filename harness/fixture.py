@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +73,13 @@ def load_call(directory: str | Path) -> CallFixture:
         expect=raw.get("expect", {}),
         handler_without=tuple(raw.get("handler", {}).get("without_env", ())),
     )
+
+
+def with_turn_budget(fixture: CallFixture, max_turn_ms: float | None) -> CallFixture:
+    """The fixture with a latency budget per turn (``--max-turn-ms``: it overrides the fixture's own)."""
+    if max_turn_ms is None:
+        return fixture
+    return dataclasses.replace(fixture, expect={**fixture.expect, "max_turn_ms": max_turn_ms})
 
 
 def _reaction(spec: dict[str, Any], i: int, utterances: int, source: Path) -> Reaction:

@@ -129,8 +129,24 @@ MUTANTS = (
            "shared", at_once=3),
 )
 
+MUTANTS += (
+    Mutant("pcm-payload", "bot_audio_is_speech", "seed-three-turns", "fast",
+           "sends the reply as 16-bit linear PCM, not mu-law: the caller hears noise", "16-bit linear PCM"),
+    Mutant("audio-twice", "tts_audio_sent_once", "seed-three-turns", "fast",
+           "sends each chunk of the bot's audio twice: the caller hears every reply stutter", "twice"),
+    Mutant("first-sentence-only", "whole_reply_spoken", "seed-three-turns", "fast",
+           "speaks only the first sentence of each reply: half an answer", "never went to TTS"),
+    Mutant("sentences-as-tasks", "replies_in_order", "barge-in", "x4",
+           "starts each sentence's TTS as its own task: sentences' audio interleaved or out of order", "out of order"),
+    Mutant("token-once", "expectations", "token-expires-mid-call", "fast",
+           "fetches its RTZR token once per process and reuses it past its expiry: deaf after it", "token"),
+    Mutant("long-debounce", "turn_latency", "answers-within-2s", "fast",
+           "waits 2.5 s after each final in case the caller goes on: every turn answered late", "over the budget"),
+    Mutant("forgets-history", "llm_told_conversation", "seed-three-turns", "fast",
+           "each LLM request holds only the system prompt and the latest final: an LLM that forgets what was said",
+           "does not carry"),
+)
+
 CHECKS_WITHOUT_A_MUTANT = {
     "finals_persisted": "only aicall's store is readable; guarded by tests/harness/test_checks.py and the timeline properties",
-    "replies_in_order": "no natural bug of these handlers reorders replies; guarded by the timeline properties "
-                        "(tests/harness/test_checks_properties.py)",
 }

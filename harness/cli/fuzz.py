@@ -236,6 +236,11 @@ def _write_html(results: list[FuzzResult], path: Path, pace: str) -> None:
         write_html(runs, path, pace)
 
 
+DRAWN_CALLS_EXPECT = ("what each drawn call expects: every check of `harness run` (docs/checks.md); a call drawn without "
+                      "credentials, or with them revoked, refused aloud and ended by the handler; any other never ended "
+                      "by the handler; a barge-in call's talk-over cleared; no reply while an utterance RTZR cut goes on")
+
+
 def _print(args: argparse.Namespace, argv: list[str], summaries: list[dict]) -> int:
     statistics = sum((Counter(s["statistics"]) for s in summaries), Counter())
     drawn = sum(s["drawn"] for s in summaries)
@@ -245,6 +250,7 @@ def _print(args: argparse.Namespace, argv: list[str], summaries: list[dict]) -> 
           + (f" ({played / audio:.2f}x their length)" if audio else "") + "; what they went through:")
     for what, n in sorted(statistics.items(), key=lambda kv: (-kv[1], kv[0])):
         print(f"  {n:5d}  {what}")
+    print(DRAWN_CALLS_EXPECT)
     late = max(s.get("loop_late_ms", 0) for s in summaries)
     print(f"the harness's own event loop ran at most {late:.0f} ms late"
           + (f": above {LATE_WARNING_MS:.0f} ms the calls' timings are the machine's as much as the handler's "

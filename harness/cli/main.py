@@ -32,7 +32,7 @@ from harness.cli.common import (
 from harness.cli.fuzz import add_fuzz_parser
 from harness.errors import HandlerDidNotStart, HarnessError
 from harness.fakes.services import running_fakes
-from harness.fixture import default_fixtures_dir, discover, load_call
+from harness.fixture import default_fixtures_dir, discover, load_call, with_turn_budget
 from harness.replay.runner import (
     PARALLEL,
     ErrorLog,
@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="play up to N calls at once into one handler, as production runs it: each judged by every "
                      "check, plus the cross-call ones (a neighbour's stall, replies reaching their own caller); "
                      "calls of one 'together' group share a wave (default 1: one call at a time)")
+    run.add_argument("--max-turn-ms", type=parse_positive, metavar="MS", help="a latency budget: every turn answered "
+                     "within MS of the end of the caller's speech (to its own reply's first audio), or the call fails "
+                     "turn_latency (overrides a fixture's expect.max_turn_ms)")
     run.add_argument("--handler-log", type=Path, metavar="FILE", help="with --target: the handler's log file, read "
                      "for no_errors (without it no_errors is skipped)")
     run.add_argument("--fake-ports", type=parse_ports, default=(0, 0, 0), metavar="R,L,T",
@@ -417,7 +420,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not directories:
             matching = " or ".join(repr(n) for n in args.name or ())
             raise HarnessError(f"no fixtures in {args.fixtures}" + (f" matching {matching}" if matching else ""))
-        fixtures = [load_call(d) for d in directories]
+        fixtures = [with_turn_budget(load_call(d), args.max_turn_ms) for d in directories]
         against = args.target or (f"`{args.cmd}`" if args.cmd else "aicall (in-process)")
         fresh = args.fresh_handler or not (args.cmd or args.target)
         at_once = f", {min(args.jobs, len(fixtures))} at once, each with its own handler and fakes" if fresh and len(fixtures) > 1 else ""

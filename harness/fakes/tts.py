@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import io
+import itertools
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -26,7 +27,7 @@ from aiohttp import web
 from harness.fakes.journal import JournaledFake, json_body
 
 MAX_INPUT_CHARS = 4096  # OpenAI's documented limit for ``input``
-TONES_HZ = (600.0, 630.0, 660.0, 690.0, 720.0, 750.0, 780.0, 810.0, 840.0, 870.0)  # request i speaks TONES_HZ[i % 10]
+TONES_HZ = (600.0, 630.0, 660.0, 690.0, 720.0, 750.0, 780.0, 810.0, 840.0, 870.0)  # one call alone: request i speaks TONES_HZ[i % 10]
 
 # response_format -> (content type, soundfile container, subtype); ``pcm`` is raw 16-bit little-endian mono.
 FORMATS: dict[str, tuple[str, str | None, str | None]] = {
@@ -118,9 +119,22 @@ class FakeTts(JournaledFake[TtsRequest]):
         super().__init__()
         self.config = config or FakeTtsConfig()
         self.route: Callable[[TtsRequest], FakeTtsConfig | None] | None = None  # several calls: each its own script
+        self._tones = itertools.count()
+        self._tone_given: dict[float, int] = {}  # tone -> when it was last given (a count)
+        self._lane_tones: dict[str, list[float]] = {}  # call -> the tones of its last nine requests
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/audio/speech", self._speech)
+
+    def _tone(self, lane: str) -> float:
+        """The next request's tone: none of its call's last nine requests' (a call's own audio is never two
+        requests' at once), of those the one longest unused by any call (calls at once told apart too). One
+        call alone gets ``TONES_HZ`` in turn, as ``tone_for`` says."""
+        mine = self._lane_tones.setdefault(lane, [])
+        hz = min((t for t in TONES_HZ if t not in mine), key=lambda t: (self._tone_given.get(t, -1), TONES_HZ.index(t)))
+        self._tone_given[hz] = next(self._tones)
+        mine[:] = [*mine, hz][-(len(TONES_HZ) - 1):]
+        return hz
 
     def samples_for(self, text: str, config: FakeTtsConfig | None = None) -> int:
         config = config or self.config
@@ -160,8 +174,8 @@ class FakeTts(JournaledFake[TtsRequest]):
             self.record(entry)
             return refusal
         index = self.record(entry)
-        entry.tone_hz = tone_for(index)
         routed = self.route(entry) if self.route is not None else None
+        entry.tone_hz = self._tone(entry.lane)
         config = routed or self.config
         if routed is not None:  # several calls at once: a stall is counted among its own call's requests
             index = sum(1 for r in self.requests if r.lane == entry.lane) - 1

@@ -226,6 +226,13 @@ class TwilioPlayer:
         self._bot_ends[turn] = at
         return at
 
+    @property
+    def answer_wait_s(self) -> float:
+        """How long a caller at fast pace waits for a turn's answer: ``FAST_ANSWER_WAIT_S``, or 1 s past the
+        fixture's latency budget if that is longer (a slow answer then fails by its latency, not by the wait)."""
+        budget = self.fixture.expect.get("max_turn_ms")
+        return max(FAST_ANSWER_WAIT_S, budget / 1000 + 1.0) if budget else FAST_ANSWER_WAIT_S
+
     def _waited_out(self, reaction: Reaction) -> bool:
         """The caller has waited ``wait_ms`` of audio (at fast pace ``FAST_ANSWER_WAIT_S``) and speaks anyway."""
         if self._hold_began is None:
@@ -233,7 +240,7 @@ class TwilioPlayer:
         began_wall, began_frames = self._hold_began
         if self.pace:
             return (self._sent - began_frames) * FRAME_MS >= reaction.wait_ms
-        return time.monotonic() - began_wall >= min(FAST_ANSWER_WAIT_S, reaction.wait_ms / 1000)
+        return time.monotonic() - began_wall >= min(self.answer_wait_s, reaction.wait_ms / 1000)
 
     def _end_point_owed(self, reaction: Reaction, hold: int) -> bool:
         """At a hold, the recognizer has not yet had the audio to end the utterance before it (its end point lies
@@ -270,9 +277,9 @@ class TwilioPlayer:
     async def _wait_for_the_reply(self) -> None:  # fast pace, at each of ``_answer_points``
         """Fast pacing still lets each turn be answered, and the answer finish, before the caller talks on
         (bot audio takes no time to play, so a caller who talked on at its first frame would talk over it)."""
-        deadline = time.monotonic() + FAST_ANSWER_WAIT_S
+        deadline = time.monotonic() + self.answer_wait_s
         try:
-            await asyncio.wait_for(self._answer.wait(), FAST_ANSWER_WAIT_S)
+            await asyncio.wait_for(self._answer.wait(), self.answer_wait_s)
         except asyncio.TimeoutError:
             return
         while time.monotonic() < deadline and not self.line.ws.closed:

@@ -318,7 +318,11 @@ def as_call(s: dict[str, Any]) -> DrawnCall:
               for i, r in enumerate(s.get("reacts", ())) if r and not refusal]
     caller = {**(caller_hangup or {}), **({"vanish": True} if s["vanish"] and caller_hangup else {}),
               **({"dtmf": s["dtmf"]} if s["dtmf"] else {}), **({"reacts": reacts} if reacts else {})}
-    expect: dict[str, Any] = {"call_refused": True} if refusal else {"barge_in": True} if s["barge_in"] else {}
+    # a call refused with no drawn reason (a stale token, a retry given up too soon) fails: nothing drawn but a
+    # refusal lets a handler end the call itself
+    expect: dict[str, Any] = {"call_refused": True} if refusal else {"call_refused": False}
+    if s["barge_in"] and not refusal:
+        expect["barge_in"] = True
     if not refusal and any(sum(u.word_ms) > CUT_MS for u in s["utterances"]):
         expect["no_reply_while_talking"] = True  # a final RTZR cut mid-utterance is not the caller's turn
     name = "fuzz-" + hashlib.sha256(json.dumps(s, sort_keys=True, default=str).encode()).hexdigest()[:10]

@@ -53,7 +53,7 @@ def owner(final: Event, utterances: list[tuple[int, Event]]) -> int | None:
     return max(begun, key=lambda u: (len(words & set(u[1].detail.get("text", "").split())), u[1].wall))[0]
 
 
-def _request_of_tts(tts: Event, requests: list[Event]) -> Event | None:
+def request_of_tts(tts: Event, requests: list[Event]) -> Event | None:
     """The LLM request whose reply a TTS request spoke: the latest begun before it whose reply holds its
     text, else (a fallback sentence, an apology) the latest begun before it."""
     before = [r for r in requests if r.wall <= tts.wall]
@@ -82,7 +82,7 @@ def trace_turns(timeline: CallTimeline, pace: float | None) -> list[TurnTrace]:
         trace.request = next((r for r in carrying if r.detail.get("status", 200) < 400), carrying[0] if carrying else None)
     speaking: dict[int, int] = {}  # TTS request -> LLM request index
     for tts in timeline.of("tts_request"):
-        request = _request_of_tts(tts, requests)
+        request = request_of_tts(tts, requests)
         if request is not None:
             speaking[tts.detail["index"]] = request.detail["index"]
     played = spans(timeline.events, pace, until=timeline.hangup)

@@ -15,6 +15,9 @@ from harness.fakes.twilio_messages import PROTOCOL
 from harness.judge.attribution import owner, trace_turns
 from harness.judge.verdict import CheckResult, skipped
 from harness.judge.handler_log import ErrorBlock
+from harness.judge.metrics import turn_latency
+from harness.judge.heard import (bot_audio_is_speech, llm_told_conversation, replies_in_order, tts_audio_sent_once,
+                                 whole_reply_spoken)
 from harness.judge.playback import spans
 from harness.judge.timeline import SERVER_ENDS, CallTimeline, Event
 from harness.judge.words import occurrences, says
@@ -136,6 +139,13 @@ def _rate_guess(heard_hz: float) -> str:
             f"{'slower' if rate < TTS_RATE else 'faster'})")
 
 
+NEAR_TONE = 0.03  # within 3 % of a request's tone: no sample-rate mistake (the nearest, 22.05 vs 24 kHz, is 8 %)
+
+
+def near_a_tone(hz: float) -> bool:
+    return any(abs(hz - tone) <= NEAR_TONE * tone for tone in TONES_HZ)
+
+
 def bot_audio_rate(ctx: CheckContext) -> CheckResult:
     """The bot's audio plays at the speed the TTS spoke it: the fake TTS speaks each request as a tone,
     and a tone heard at another pitch was sent at the wrong sample rate (mu-law 8 kHz is what Twilio
@@ -144,7 +154,7 @@ def bot_audio_rate(ctx: CheckContext) -> CheckResult:
     bot = ctx.timeline.bot_audio
     if bot is None or not bot.heard:
         return skipped(name, "no fake TTS tone in the bot's audio (it said nothing, or speaks through another TTS)")
-    off = bot.off_tone
+    off = [h for h in bot.off_tone if not near_a_tone(h.hz)]  # near one: the seam of audio cut or repeated, no rate
     if len(off) < OFF_TONE_MIN_WINDOWS or len(off) < OFF_TONE_MIN_SHARE * len(bot.heard):
         return CheckResult(name, True)
     hz = statistics.median(h.hz for h in off)
@@ -217,6 +227,17 @@ def finals_persisted(ctx: CheckContext) -> CheckResult:
 
 
 
+def _stale_token(ctx: CheckContext, end: Event) -> str:
+    """When every stream the handler tried to open after ``end`` was refused for its token: say so."""
+    refused = [e for e in ctx.timeline.of("rtzr_refused") if e.wall >= end.wall and e.detail.get("status") == 401]
+    if not refused or ctx.timeline.of("rtzr_auth_failed"):
+        return ""
+    why = refused[0].detail.get("why") or "HTTP 401"
+    fresh = "" if len(refused) < 2 else f", {len(refused)} times"
+    return (f": RTZR refused the handler's token for a new stream ({why}{fresh}): it reused a token RTZR no longer "
+            f"takes; a token must be refreshed from /v1/authenticate when RTZR refuses it, or before its expire_at")
+
+
 def recognition_continues(ctx: CheckContext) -> CheckResult:
     """After an RTZR stream ends mid-call, whichever side ended it (RTZR's close 1000 after a final, a
     drop, a stall, or the handler's own close or EOS), the caller is recognised again if they speak on
@@ -242,7 +263,7 @@ def recognition_continues(ctx: CheckContext) -> CheckResult:
             where = f" at {position / 1000:.1f} s of the call" if position is not None else ""
             return CheckResult("recognition_continues", False,
                                f"failure 2: RTZR connection {end.detail['connection']} ended {side} ({said}){where}, "
-                               f"and the caller, who spoke on, was not recognised again", end.wall)
+                               f"and the caller, who spoke on, was not recognised again{_stale_token(ctx, end)}", end.wall)
     return CheckResult("recognition_continues", True)
 
 
@@ -274,22 +295,6 @@ def upstream_closed_after_hangup(ctx: CheckContext) -> CheckResult:
 
 def _what(request: Event) -> str:
     return "LLM request" if request.kind == "llm_request" else "TTS request"
-
-
-def replies_in_order(ctx: CheckContext) -> CheckResult:
-    """Sentences go to TTS in the order of the replies they come from (no later reply spoken first)."""
-    replies = [e.detail.get("reply", "") for e in ctx.timeline.of("llm_request")]
-    last = -1
-    for tts in ctx.timeline.of("tts_request"):
-        sources = [i for i, reply in enumerate(replies) if tts.detail["text"] and tts.detail["text"] in reply]
-        if not sources:
-            continue  # not from a reply (an apology, a fallback)
-        source = min((i for i in sources if i >= last), default=min(sources))
-        if source < last:
-            return CheckResult("replies_in_order", False, f"{tts.detail['text']!r} (reply {source + 1}) was spoken "
-                               f"after reply {last + 1} had started", tts.wall)
-        last = source
-    return CheckResult("replies_in_order", True)
 
 
 def provoked_windows(ctx: CheckContext) -> list[tuple[float, float, str]]:
@@ -424,6 +429,9 @@ def distinct_finals(finals: list[Event]) -> list[Event]:
 
 def expectations(ctx: CheckContext) -> CheckResult:
     expect = ctx.expect
+    refused = _refused_for_no_reason(ctx)
+    if refused is not None:
+        return refused
     final_events = distinct_finals(ctx.timeline.of("final"))
     finals = [e.detail["text"] for e in final_events]
     end = ctx.hangup if ctx.hangup != float("inf") else (ctx.timeline.events[-1].wall if ctx.timeline.events else None)
@@ -432,8 +440,10 @@ def expectations(ctx: CheckContext) -> CheckResult:
         k = next((i for i, (a, b) in enumerate(zip(finals, wanted)) if a != b), min(len(finals), len(wanted)))
         got = repr(finals[k]) if k < len(finals) else "nothing"
         at = final_events[k].wall if k < len(final_events) else end
+        ends = ctx.timeline.of("rtzr_end")
         return CheckResult("expectations", False, f"final {k + 1} should be {wanted[k]!r}, got {got} "
-                           f"({len(finals)} final(s) in all, {len(wanted)} expected)", at)
+                           f"({len(finals)} final(s) in all, {len(wanted)} expected)"
+                           f"{_stale_token(ctx, ends[0]) if ends else ''}", at)
     requests = llm_deliveries(ctx.timeline)
     if expect.get("no_reply_while_talking"):
         early = asked_while_talking(ctx)
@@ -463,6 +473,20 @@ def expectations(ctx: CheckContext) -> CheckResult:
         if closed is None or not closed.detail.get("by_handler"):
             return CheckResult("expectations", False, "the handler was expected to end the call itself", end)
     return CheckResult("expectations", True)
+
+
+def _refused_for_no_reason(ctx: CheckContext) -> CheckResult | None:
+    """``expect.call_refused: false``: the handler ended the call itself though nothing gave it a reason to (first
+    among the expectations: it explains the finals and turns that then never came)."""
+    closed = next(iter(ctx.timeline.of("closed")), None)
+    if ctx.expect.get("call_refused") is not False or closed is None or not closed.detail.get("by_handler"):
+        return None
+    refused = ctx.timeline.of("rtzr_refused", "rtzr_auth_failed")
+    why = (f" (RTZR refused it {len(refused)} time(s): HTTP {refused[-1].detail.get('status')}"
+           f"{', ' + refused[-1].detail['why'] if refused[-1].detail.get('why') else ''})" if refused else "")
+    stale = _stale_token(ctx, refused[0]) if refused and refused[0].kind == "rtzr_refused" else ""
+    return CheckResult("expectations", False, f"the handler ended the call itself, though nothing in the call gave it a "
+                       f"reason to{stale or why}", closed.wall)
 
 
 def barge_in(ctx: CheckContext) -> CheckResult:
@@ -520,8 +544,9 @@ def refuses_without_credentials(ctx: CheckContext) -> CheckResult:
                        closed.wall if closed else ctx.hangup if ctx.hangup != float("inf") else None)
 
 
-CHECKS: tuple[Check, ...] = (stops_sending_after_hangup, twilio_messages, bot_audio_rate, finals_to_llm_once,
-                             finals_persisted, recognition_continues, upstream_closed_after_hangup, replies_in_order,
+CHECKS: tuple[Check, ...] = (stops_sending_after_hangup, twilio_messages, bot_audio_is_speech, bot_audio_rate,
+                             tts_audio_sent_once, whole_reply_spoken, finals_to_llm_once, finals_persisted,
+                             recognition_continues, upstream_closed_after_hangup, replies_in_order, llm_told_conversation,
                              no_errors, expectations)
 
 
@@ -529,6 +554,7 @@ def run_checks(ctx: CheckContext) -> list[CheckResult]:
     from harness.judge.crosscall import CROSS_CALL_CHECKS
 
     checks = [*CHECKS, *([barge_in] if ctx.expect.get("barge_in") else []),
+              *([turn_latency] if ctx.expect.get("max_turn_ms") else []),
               *([refuses_without_credentials] if ctx.started_without or ctx.expect.get("call_refused") else []),
               *(CROSS_CALL_CHECKS if ctx.neighbours is not None else ())]
     return [check(ctx) for check in checks]

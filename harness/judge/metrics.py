@@ -8,8 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from typing import TYPE_CHECKING
+
 from harness.judge.attribution import trace_turns
 from harness.judge.timeline import CallTimeline, Event
+from harness.judge.verdict import CheckResult
+
+if TYPE_CHECKING:
+    from harness.judge.checks import CheckContext
 
 
 @dataclass(frozen=True)
@@ -44,3 +50,23 @@ def turn_metrics(timeline: CallTimeline) -> list[TurnMetrics]:
 def percentile(values: list[float], q: float) -> float | None:
     ordered = sorted(v for v in values if v is not None)
     return round(ordered[int(q / 100 * (len(ordered) - 1))], 1) if ordered else None
+
+
+def turn_latency(ctx: CheckContext) -> CheckResult:
+    """A latency budget (``expect.max_turn_ms``, or ``harness run --max-turn-ms``): every turn answered within it,
+    from the end of the caller's speech (in the audio) to the first audio of its own reply, as the latency
+    figures measure it. A turn never answered is ``expectations``' to judge (``answered_turns``)."""
+    budget = float(ctx.expect["max_turn_ms"])
+    measured = [m for m in turn_metrics(ctx.timeline) if m.speech_end_to_first_audio_ms is not None]
+    if not measured:
+        return CheckResult("turn_latency", True, "no turn answered: nothing to time")
+    slowest = max(measured, key=lambda m: m.speech_end_to_first_audio_ms or 0.0)
+    ms = slowest.speech_end_to_first_audio_ms or 0.0
+    if ms <= budget:
+        return CheckResult("turn_latency", True, f"the slowest turn (t{slowest.utterance + 1}) answered in {ms:.0f} ms")
+    over = sum(1 for m in measured if (m.speech_end_to_first_audio_ms or 0.0) > budget)
+    ends = {e.detail["utterance"]: e for e in ctx.timeline.of("speech_end")}
+    end = ends.get(slowest.utterance)
+    return CheckResult("turn_latency", False, f"turn t{slowest.utterance + 1} was answered {ms:.0f} ms after the caller "
+                       f"stopped speaking (to the first audio of its own reply), over the budget of {budget:.0f} ms; "
+                       f"{over} of {len(measured)} answered turn(s) over it", end.wall if end else None)

@@ -142,7 +142,8 @@ def build_timeline(fixture: CallFixture, player: PlayerRecord, rtzr: Journal, ll
     for conn in rtzr.connections:
         if not conn.accepted:
             events.append(Event(conn.opened_wall, "rtzr_refused",
-                                {"connection": conn.index, "status": conn.status}))
+                                {"connection": conn.index, "status": conn.status,
+                                 "why": str((getattr(conn, "refusal", None) or {}).get("msg", ""))[:200]}))
             continue
         if is_foreign(conn, frames, call_start, player.dialled_at):
             foreign_finals.update(m.text for m in conn.finals)
@@ -171,6 +172,7 @@ def build_timeline(fixture: CallFixture, player: PlayerRecord, rtzr: Journal, ll
     foreign_replies: list[str] = []
     for i, (r, new) in enumerate(zip(llm.requests, new_user_text(llm.requests))):
         detail = {"index": i, "user": "\n".join(new), "last_user": r.last_user, "reply": r.reply,
+                  "told": [(m.get("role", ""), m.get("content", "")) for m in r.messages],
                   "abandoned": r.abandoned, "status": r.status, "stream": r.stream, "ended": r.ended_at,
                   "open": not (r.completed or r.abandoned or r.status != 200),
                   **({"stalled": True} if getattr(r, "stalled_until", None) is not None else {})}
@@ -182,7 +184,7 @@ def build_timeline(fixture: CallFixture, player: PlayerRecord, rtzr: Journal, ll
     tts_by_tone: dict[float, list[tuple[float, int]]] = {}
     for i, r in enumerate(tts.requests):
         detail = {"index": i, "text": r.text, "format": r.response_format, "status": r.status,
-                  "abandoned": r.abandoned, "tone_hz": r.tone_hz, "ended": r.ended_at,
+                  "abandoned": r.abandoned, "tone_hz": r.tone_hz, "ended": r.ended_at, "audio_s": r.audio_s,
                   "open": not (r.completed or r.abandoned or r.status != 200),
                   **({"stalled": True} if getattr(r, "stalled_until", None) is not None else {})}
         if r.text and any(r.text in reply for reply in foreign_replies if reply):
@@ -192,16 +194,20 @@ def build_timeline(fixture: CallFixture, player: PlayerRecord, rtzr: Journal, ll
             tts_by_tone.setdefault(r.tone_hz, []).append((r.at, i))
         events.append(Event(r.at, "tts_request", detail))
     bot = analyse(player.received)
+    owns = {i: r.audio_s * 1000 * OWN_RATIO + OWN_SLACK_MS for i, r in enumerate(tts.requests)}  # ms each may own
+    speakers = Speakers(tts_by_tone, dict(owns), owns)
     media = {index: k for k, index in enumerate(bot.message_index)}
     for n, (wall, message) in enumerate(player.received):
         kind = message.get("event", "?")
         if kind == "media":
             k = media[n]
             tone = bot.tone_of_message(k)
-            # the TTS request that spoke it: the latest one with its tone started before it arrived
-            source = next((i for at, i in reversed(tts_by_tone.get(tone, [])) if at <= wall), None) if tone else None
-            events.append(Event(wall, "media", {"ms": bot.message_samples(k) / 8, **({"tts": source} if source is not None else {})}))
+            ms = bot.message_samples(k) / 8
+            source = speakers.speaker(tone, wall, ms) if tone else None
+            events.append(Event(wall, "media", {"ms": ms, **({"tts": source} if source is not None else {})}))
             continue
+        if kind == "clear":
+            speakers.cleared(wall, tts.requests)
         if kind == "invalid":
             events.append(Event(wall, "handler_invalid", {k: v for k, v in message.items() if k != "event"}))
             continue
@@ -216,6 +222,44 @@ def build_timeline(fixture: CallFixture, player: PlayerRecord, rtzr: Journal, ll
     if player.closed_at is not None:
         events.append(Event(player.closed_at, "closed", {"by_handler": player.closed_by_handler}))
     return CallTimeline(post_call(sorted(events, key=lambda e: e.wall)), bot)
+
+
+ONCE_RATIO, ONCE_SLACK_MS = 1.2, 120  # a request's audio as sent may exceed what it spoke by this (resampling, framing)
+OWN_RATIO, OWN_SLACK_MS = 1.02, 80  # ... and is taken for its until it reaches this (then a later one of its tone's)
+
+
+@dataclass
+class Speakers:
+    """Which TTS request spoke each media message of a tone, in the order they came (sans-I/O). The fake's ten
+    tones repeat, so a handler that asks for ten or more sentences at once has two requests of one tone in
+    flight; it plays them one after the other. A message goes on with the request the message before it was
+    (until that request's audio is all accounted for), else to the earliest begun before it of which most
+    is still to come, else to the latest begun before it (audio repeated past its length is still that one's)."""
+
+    asked: dict[float, list[tuple[float, int]]]  # tone -> its requests, (when begun, index)
+    left: dict[int, float]  # ms of each request's audio not yet accounted for
+    total: dict[int, float]
+    previous: int | None = None
+
+    def speaker(self, tone: float, wall: float, ms: float) -> int | None:
+        begun = [i for at, i in self.asked.get(tone, []) if at <= wall]
+        if not begun:
+            return None
+        if self.previous in begun and self.left.get(self.previous, 0.0) > 0:
+            owner = self.previous
+        else:
+            owner = next((i for i in begun if self.left.get(i, 0.0) > FRESH_SHARE * self.total.get(i, 0.0)), begun[-1])
+        self.left[owner] = self.left.get(owner, 0.0) - ms
+        self.previous = owner
+        return owner
+
+    def cleared(self, wall: float, requests) -> None:
+        """Playback was cleared: what was asked before it is dropped, later audio of a tone is a later request's."""
+        self.left.update({i: 0.0 for i, r in enumerate(requests) if r.at <= wall})
+        self.previous = None
+
+
+FRESH_SHARE = 0.2  # a request with more than this share of its audio still to come has not been played through
 
 
 def post_call(events: list[Event]) -> list[Event]:

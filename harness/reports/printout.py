@@ -16,7 +16,7 @@ FOLDED = {"media": "bot audio", "mark": "marks sent", "mark_played": "marks echo
 
 
 def _detail(event: Event) -> str:
-    detail = {k: v for k, v in event.detail.items() if k not in ("reply",) and v not in (None, "", False)}
+    detail = {k: v for k, v in event.detail.items() if k not in ("reply", "told") and v not in (None, "", False)}
     return json.dumps(detail, ensure_ascii=False)[:140] if detail else ""
 
 

@@ -87,7 +87,8 @@ def write_json(runs: list[FixtureRun], path: Path, pace: str) -> None:
             "handler_errors": run.errors, "turns": [asdict(t) for t in run.turns], "post_call": run.post_call,
             **({"caller_reacted": {"reactions": run.record.reactions, "silence_held_ms": run.record.silence_ms,
                                    "pauses_cut_ms": run.record.skipped_ms}} if run.record and run.record.reactions else {}),
-            "timeline": [{"t": round(e.wall - run.timeline.events[0].wall, 4), "kind": e.kind, **e.detail}
+            "timeline": [{"t": round(e.wall - run.timeline.events[0].wall, 4), "kind": e.kind,
+                          **{k: v for k, v in e.detail.items() if k != "told"}}  # a request's whole history: the turns say it
                          for e in run.timeline.events if e.kind != "media"],
         } for run in runs],
     }

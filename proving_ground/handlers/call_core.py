@@ -25,6 +25,7 @@ STALL_S = 2.5  # speech sent and nothing back this long: the stream has stalled
 STALL_MIN_SPEECH_MS = 100
 PROBE_FROM_MS, PROBE_TO_MS = 100, 300  # after a final's end: speech here means the caller talks on
 EOS_WAIT_S = 5.0
+DEBOUNCE_S = 2.5  # long-debounce: waits this long after a final, in case the caller goes on, before answering
 SYSTEM = "간결하게 한국어로 답하세요."
 APOLOGY = "죄송합니다. 지금은 음성 인식을 사용할 수 없습니다. 잠시 후 다시 걸어 주세요."
 _SENTENCE_END = re.compile(r"(?<=[.?!])\s+")
@@ -35,6 +36,8 @@ MUTANTS = (
     "swallowed-race", "send-after-close", "silent-send-after-close", "leaves-rtzr-open", "no-stream-sid",
     "binary-media", "wrong-sample-rate", "one-early-clear", "words-twice", "no-barge-in", "answers-after-hangup",
     "blocks-event-loop", "blocks-on-tts", "one-current-call", "shared-history",  # show only with several calls at once
+    "pcm-payload", "audio-twice", "first-sentence-only", "sentences-as-tasks", "forgets-history", "token-once",
+    "long-debounce",
 )
 
 
@@ -86,7 +89,8 @@ def is_speech(ulaw: bytes) -> bool:
 
 class SpeechEncoder:
     """The TTS's ``pcm`` (24 kHz, 16-bit little-endian) as it streams in -> Twilio payloads (base64 mu-law at
-    8 kHz); the wrong-sample-rate mutant sends the 24 kHz samples as they are."""
+    8 kHz); the wrong-sample-rate mutant sends the 24 kHz samples as they are, pcm-payload the 8 kHz samples
+    without the mu-law step."""
 
     def __init__(self, bug: str = "") -> None:
         import soxr
@@ -101,7 +105,9 @@ class SpeechEncoder:
         data, self.left = data[:cut], data[cut:]
         pcm = np.frombuffer(data, dtype="<i2")
         out = pcm if self.bug == "wrong-sample-rate" else self.resampler.resample_chunk(pcm)
-        return base64.b64encode(pcm_to_ulaw(out)).decode() if len(out) else None
+        if not len(out):
+            return None
+        return base64.b64encode(out.astype("<i2").tobytes() if self.bug == "pcm-payload" else pcm_to_ulaw(out)).decode()
 
 
 def delta_of(line: bytes) -> str | None:
@@ -244,6 +250,8 @@ class Conversation:
     def _ask(self, text: str) -> list[dict[str, str]]:
         self.history.append({"role": "user", "content": text})
         self.busy = True
+        if self.bug == "forgets-history":  # the system prompt and the latest turn: the LLM never hears what came before
+            return [dict(self.history[0]), {"role": "user", "content": text}]
         return [dict(m) for m in self.history]
 
     def replied(self, text: str) -> list[dict[str, str]] | None:

@@ -48,8 +48,11 @@ MUTANTS = (
     "binary-media", "wrong-sample-rate", "one-early-clear",
     "words-twice", "no-barge-in", "answers-after-hangup", "sleeps-through-reply",
     "blocks-event-loop", "blocks-on-tts", "one-current-call", "shared-history",  # show only with several calls at once
+    "pcm-payload", "audio-twice", "first-sentence-only", "sentences-as-tasks", "forgets-history", "token-once",
+    "long-debounce",
 )
 MUTANT = os.environ.get("MUTANT", "")
+RTZR_TOKEN = ""  # the latest RTZR token (token-once: fetched once, used for every stream of every call)
 if MUTANT and MUTANT not in MUTANTS:
     sys.exit(f"MUTANT={MUTANT!r} is not one of: {', '.join(MUTANTS)}")
 
@@ -112,6 +115,8 @@ def tts_to_twilio(pcm24k: bytes) -> bytes:
     pcm = np.frombuffer(pcm24k[: len(pcm24k) // 2 * 2], dtype="<i2")
     if MUTANT != "wrong-sample-rate":
         pcm = soxr.resample(pcm, 24000, 8000)
+    if MUTANT == "pcm-payload":  # the mu-law step forgotten: 16-bit PCM bytes, which Twilio plays as mu-law
+        return pcm.astype("<i2").tobytes()
     return ulaw_encode(pcm)
 
 
@@ -201,7 +206,10 @@ class PhoneCall:
         pcm = synthesize() if MUTANT == "blocks-on-tts" else await asyncio.to_thread(synthesize)
         ulaw = tts_to_twilio(pcm)
         for i in range(0, len(ulaw), 160):  # 20 ms a message, as Twilio sends its own
-            await self.send("media", media={"payload": base64.b64encode(ulaw[i : i + 160]).decode()})
+            media = {"payload": base64.b64encode(ulaw[i : i + 160]).decode()}
+            await self.send("media", media=media)
+            if MUTANT == "audio-twice":  # a second send left in (from a retry that was meant to be on failure)
+                await self.send("media", media=media)
         self.mark_count += 1
         self.marks.add(name := f"reply-{self.mark_count}")
         await self.send("mark", mark={"name": name})
@@ -212,6 +220,8 @@ class PhoneCall:
         """The LLM wrapper: the caller's words go into the history, the history to the LLM (in a thread)."""
         session["history"].append({"role": "user", "content": text})
         messages = [dict(m) for m in session["history"]]
+        if MUTANT == "forgets-history":  # the request built afresh: the system prompt and these words, nothing before
+            messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": text}]
         if MUTANT == "blocks-event-loop":  # the sync client called on the event loop: every call waits while it runs
             completion = self.upstream.llm.chat.completions.create(model=MODEL, messages=messages)
         else:
@@ -225,10 +235,18 @@ class PhoneCall:
         reply_scope.set(self.scope)  # this task's context: the worker threads it starts see it
         while text is not None:
             try:
+                if MUTANT == "long-debounce":  # the mutant: waits in case the caller goes on, every turn answered late
+                    await asyncio.sleep(2.5)
                 said = await self.ask_llm(session, text)
-                for sentence in SENTENCE_END.split(said):  # each sentence spoken whole, one TTS request each
-                    if sentence.strip():
-                        self.playback_s += await self.speak(sentence.strip())
+                sentences = [s.strip() for s in SENTENCE_END.split(said) if s.strip()]  # one TTS request each
+                if MUTANT == "sentences-as-tasks":  # each sentence's TTS and sending a task of its own: "sooner"
+                    speaking = [asyncio.create_task(self.speak(sentence)) for sentence in sentences]
+                    self.playback_s += sum(await asyncio.gather(*speaking))
+                else:
+                    for sentence in sentences:
+                        self.playback_s += await self.speak(sentence)
+                        if MUTANT == "first-sentence-only":
+                            break  # the first sentence is "the answer": the rest is kept in the history, never spoken
                 if said:
                     session["history"].append({"role": "assistant", "content": said})
             except Exception:  # noqa: BLE001 - the LLM or TTS failed: apologise, the call goes on
@@ -351,12 +369,16 @@ class PhoneCall:
 
     def rtzr_token(self) -> str:
         """``POST /v1/authenticate`` (blocking: run in a thread)."""
+        global RTZR_TOKEN
+        if MUTANT == "token-once" and RTZR_TOKEN:  # the mutant: one token per process, kept past its expire_at
+            return RTZR_TOKEN
         resp = requests.post(f"{RTZR_API_BASE}/v1/authenticate", timeout=10, data={
             "client_id": os.environ["RTZR_CLIENT_ID"], "client_secret": os.environ["RTZR_CLIENT_SECRET"]})
         if resp.status_code in (400, 401, 403):
             raise Refused(f"token refused: HTTP {resp.status_code}")
         resp.raise_for_status()
-        return resp.json()["access_token"]
+        RTZR_TOKEN = resp.json()["access_token"]
+        return RTZR_TOKEN
 
     async def connect(self) -> Any:
         """A token and a stream, retried with backoff; ``Refused`` when RTZR refuses our credentials twice."""

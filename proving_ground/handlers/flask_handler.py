@@ -31,7 +31,7 @@ from flask_sock import ConnectionClosed, Sock
 from websockets.exceptions import ConnectionClosed as RtzrClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from call_core import (APOLOGY, EOS_WAIT_S, SYSTEM, Conversation, Final, Recognition, SpeechEncoder, delta_of, mutant,
+from call_core import (APOLOGY, DEBOUNCE_S, EOS_WAIT_S, SYSTEM, Conversation, Final, Recognition, SpeechEncoder, delta_of, mutant,
                        parse_result, sentences)
 
 BUG = mutant()
@@ -45,6 +45,7 @@ LLM_LOCK = threading.Lock()
 TTS_LOCK = threading.Lock()  # blocks-on-tts: the same for one shared TTS client, held while its audio is read
 CURRENT: "Call | None" = None  # one-current-call: "the call", overwritten by each call that connects
 HISTORY = [{"role": "system", "content": SYSTEM}]  # shared-history: one conversation for every call of the process
+TOKEN = ""  # the latest RTZR token (token-once: fetched once, used for every stream of every call)
 
 if BUG != "no-credential-check":
     for name in ("RTZR_CLIENT_ID", "RTZR_CLIENT_SECRET"):
@@ -132,6 +133,8 @@ class Call:
                     payload = encoder.push(chunk)
                     if payload:
                         self.send("media", media={"payload": payload})
+                        if BUG == "audio-twice":  # the mutant: a send left in twice, each chunk played twice
+                            self.send("media", media={"payload": payload})
         except (requests.RequestException, OSError, ValueError):
             if stop.is_set():  # its response was closed under it (a barge-in): the speech was stopped
                 return
@@ -157,6 +160,8 @@ class Call:
     def answer(self, messages: list[dict[str, str]] | None, stop: threading.Event) -> None:
         while messages is not None and not stop.is_set():
             said = ""
+            if BUG == "long-debounce" and stop.wait(DEBOUNCE_S):  # the mutant: waits in case the caller goes on
+                return
             try:
                 said = self.generate(messages, stop)
             except (requests.RequestException, AttributeError, OSError, ValueError) as exc:
@@ -190,7 +195,7 @@ class Call:
                     print(f"call {self.call_sid}: LLM said {resp.status_code}, retrying", flush=True)
                     continue
                 resp.raise_for_status()
-                text, buffer = "", ""
+                text, buffer, spoken = "", "", []
                 for line in resp.iter_lines():
                     if stop.is_set():
                         return text
@@ -200,11 +205,25 @@ class Call:
                     text, buffer = text + delta, buffer + delta
                     done, buffer = sentences(buffer)
                     for sentence in done:
-                        self.speak(sentence, stop)
+                        spoken.append(self.sentence(sentence, stop, len(spoken)))
                 if buffer.strip() and not stop.is_set():
-                    self.speak(buffer.strip(), stop)
+                    spoken.append(self.sentence(buffer.strip(), stop, len(spoken)))
+                for worker in spoken:
+                    if worker is not None:  # sentences-as-tasks: the reply is over once every sentence's thread is
+                        worker.join()
                 return text
         return ""
+
+    def sentence(self, text: str, stop: threading.Event, before: int) -> threading.Thread | None:
+        """Speak one sentence of a reply (``before`` of it spoken already); the mutants' ways of getting it wrong."""
+        if BUG == "first-sentence-only" and before:
+            return None  # only the first sentence is spoken: the rest of the reply is read, and dropped
+        if BUG == "sentences-as-tasks":  # each sentence its own thread, not waited for: two sentences' audio interleaves
+            worker = threading.Thread(target=self.speak, args=(text, stop), name=f"sentence-{self.call_sid[-6:]}")
+            worker.start()
+            return worker
+        self.speak(text, stop)
+        return None
 
     def on_final(self, final: Final) -> None:
         print(f"call {self.call_sid}: final {final.text!r}{' (caller talks on)' if final.talks_on else ''}", flush=True)
@@ -225,6 +244,13 @@ class Call:
 
     # ------------------------------------------------------------ recognition
     def token(self) -> str:
+        global TOKEN
+        if BUG == "token-once" and TOKEN:  # the mutant: one token per process, kept past its expire_at
+            return TOKEN
+        TOKEN = self._token()
+        return TOKEN
+
+    def _token(self) -> str:
         for attempt in range(8):
             try:
                 resp = HTTP.post(f"{RTZR}/v1/authenticate", data={"client_id": os.environ["RTZR_CLIENT_ID"],

@@ -28,7 +28,7 @@ import requests  # the blocks-event-loop mutant's synchronous client
 import websockets
 from websockets.asyncio.server import ServerConnection, serve
 
-from call_core import (APOLOGY, EOS_WAIT_S, SYSTEM, Conversation, Final, Recognition, SpeechEncoder, delta_of, mutant,
+from call_core import (APOLOGY, DEBOUNCE_S, EOS_WAIT_S, SYSTEM, Conversation, Final, Recognition, SpeechEncoder, delta_of, mutant,
                        parse_result, sentences)
 
 logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s [%(levelname)s] %(name)s: %(message)s")
@@ -38,6 +38,7 @@ CALLS: dict[str, "Call"] = {}  # by call SID; the race mutants drop a call from 
 LEAKED: set[asyncio.Task] = set()  # tasks a mutant lets outlive their call
 CURRENT: "Call | None" = None  # one-current-call: "the call", overwritten by each call that connects
 HISTORY = [{"role": "system", "content": SYSTEM}]  # shared-history: one conversation for every call of the process
+TOKEN = ""  # the latest RTZR token (token-once: fetched once, used for every stream of every call)
 
 
 class Refused(Exception):
@@ -125,6 +126,8 @@ class Call:
                     if payload:
                         self.spoken_ms += len(payload) * 3 / 4 / 8
                         await self.send("media", media={"payload": payload})
+                        if BUG == "audio-twice":
+                            await self.send("media", media={"payload": payload})
             return
         async with self.http.post(f"{CONFIG['tts']}/audio/speech", json={
                 "model": "tts-1", "voice": "alloy", "input": text, "response_format": "pcm"},
@@ -135,12 +138,16 @@ class Call:
                 if payload:
                     self.spoken_ms += len(payload) * 3 / 4 / 8  # base64 of 8 kHz mu-law
                     await self.send("media", media={"payload": payload})
+                    if BUG == "audio-twice":  # the mutant: a send left in twice, each chunk played twice
+                        await self.send("media", media={"payload": payload})
 
     async def answer(self, messages: list[dict[str, str]] | None) -> None:
         """Replies, one after another, while finals keep coming in."""
         while messages is not None:
             said = ""
             try:
+                if BUG == "long-debounce":  # the mutant: waits in case the caller goes on, every turn answered late
+                    await asyncio.sleep(DEBOUNCE_S)
                 self.spoken_ms = 0.0
                 said = await self._reply(messages)
                 if BUG == "sleeps-through-reply":  # waits out the reply's playback by the clock, as some teams do
@@ -182,7 +189,7 @@ class Call:
 
     async def _say(self, lines) -> str:
         """The streamed completion's SSE lines, spoken sentence by sentence as they come; the whole text."""
-        text, buffer = "", ""
+        text, buffer, spoken = "", "", []
         async for line in lines:
             delta = delta_of(line)
             if delta is None:
@@ -190,10 +197,21 @@ class Call:
             text, buffer = text + delta, buffer + delta
             done, buffer = sentences(buffer)
             for sentence in done:
-                await self.speak(sentence)
+                spoken.append(await self._sentence(sentence, len(spoken)))
         if buffer.strip():
-            await self.speak(buffer.strip())
+            spoken.append(await self._sentence(buffer.strip(), len(spoken)))
+        if BUG == "sentences-as-tasks":
+            await asyncio.gather(*spoken)  # the reply is over once every sentence's task is
         return text
+
+    async def _sentence(self, sentence: str, before: int) -> asyncio.Task | None:
+        """Speak one sentence of a reply (``before`` of it spoken already); the mutants' ways of getting it wrong."""
+        if BUG == "first-sentence-only" and before:
+            return None  # only the first sentence is spoken: the rest of the reply is read, and dropped
+        if BUG == "sentences-as-tasks":  # each sentence its own task, not awaited: two sentences' audio interleaves
+            return self.spawn(self.speak(sentence))
+        await self.speak(sentence)
+        return None
 
     def ask(self, messages: list[dict[str, str]] | None) -> None:
         if messages is not None:
@@ -212,6 +230,13 @@ class Call:
 
     # ------------------------------------------------------------ recognition
     async def token(self) -> str:
+        global TOKEN
+        if BUG == "token-once" and TOKEN:  # the mutant: one token per process, kept past its expire_at
+            return TOKEN
+        TOKEN = await self._token()
+        return TOKEN
+
+    async def _token(self) -> str:
         for attempt in range(8):
             try:
                 async with self.http.post(f"{CONFIG['rtzr']}/v1/authenticate", data={

@@ -20,8 +20,11 @@ const MUTANTS = [
   "swallowed-race", "send-after-close", "silent-send-after-close", "leaves-rtzr-open", "no-stream-sid",
   "binary-media", "wrong-sample-rate", "one-early-clear", "words-twice", "no-barge-in", "answers-after-hangup",
   "blocks-event-loop", "blocks-on-tts", "one-current-call", "shared-history", // show only with several calls at once
+  "pcm-payload", "audio-twice", "first-sentence-only", "sentences-as-tasks", "forgets-history", "token-once",
+  "long-debounce",
 ];
 const BUG = process.env.MUTANT || "";
+let TOKEN = ""; // the latest RTZR token (token-once: fetched once, used for every stream of every call)
 if (BUG && !MUTANTS.includes(BUG)) {
   console.log(`MUTANT=${BUG}: not one of ${MUTANTS.join(", ")}`);
   process.exit(2);
@@ -171,7 +174,12 @@ class Call {
         const samples = [];
         for (let i = 0; i < whole; i += 2) samples.push(data.readInt16LE(i));
         const out = BUG === "wrong-sample-rate" ? samples : down.push(samples);
-        if (out.length) this.send("media", { media: { payload: Buffer.from(out.map(pcmToUlaw)).toString("base64") } });
+        if (!out.length) continue;
+        // the pcm-payload mutant: the 8 kHz samples as they are (16-bit little-endian), never mu-law encoded
+        const audio = BUG === "pcm-payload" ? Buffer.from(Int16Array.from(out).buffer) : Buffer.from(out.map(pcmToUlaw));
+        const media = { media: { payload: audio.toString("base64") } };
+        this.send("media", media);
+        if (BUG === "audio-twice") this.send("media", media); // the mutant: the same chunk sent again
       }
     } finally {
       this.sending--;
@@ -192,6 +200,7 @@ class Call {
     while (messages && !signal.aborted) {
       let said = "";
       try {
+        if (BUG === "long-debounce") await sleep(2500); // the mutant: waits in case the caller goes on, answers late
         said = await this.generate(messages, signal);
       } catch (err) {
         if (signal.aborted) return;
@@ -230,24 +239,35 @@ class Call {
         continue;
       }
       if (!resp.ok) throw new Error(`LLM answered ${resp.status}`);
-      let text = "", buffer = "", lines = "";
+      let text = "", buffer = "", lines = "", spoken = 0;
+      const speaking = []; // sentences-as-tasks: each sentence's speech its own promise, all awaited at the reply's end
+      const say = async (sentence) => {
+        if (BUG === "first-sentence-only" && spoken > 0) return; // the mutant: the rest is read and kept, never spoken
+        spoken++;
+        if (BUG === "sentences-as-tasks") speaking.push(this.speak(sentence, signal));
+        else await this.speak(sentence, signal);
+      };
       const decoder = new TextDecoder();
-      for await (const chunk of resp.body) {
-        lines += decoder.decode(chunk, { stream: true });
-        const parts = lines.split("\n");
-        lines = parts.pop();
-        for (const line of parts) {
-          if (!line.startsWith("data: ") || line.trim() === "data: [DONE]") continue;
-          const choice = (JSON.parse(line.slice(6)).choices || [{}])[0] || {};
-          const delta = (choice.delta || {}).content || "";
-          text += delta;
-          buffer += delta;
-          const sentences = buffer.split(/(?<=[.?!])\s+/);
-          buffer = sentences.pop();
-          for (const sentence of sentences) if (sentence.trim()) await this.speak(sentence, signal);
+      try {
+        for await (const chunk of resp.body) {
+          lines += decoder.decode(chunk, { stream: true });
+          const parts = lines.split("\n");
+          lines = parts.pop();
+          for (const line of parts) {
+            if (!line.startsWith("data: ") || line.trim() === "data: [DONE]") continue;
+            const choice = (JSON.parse(line.slice(6)).choices || [{}])[0] || {};
+            const delta = (choice.delta || {}).content || "";
+            text += delta;
+            buffer += delta;
+            const sentences = buffer.split(/(?<=[.?!])\s+/);
+            buffer = sentences.pop();
+            for (const sentence of sentences) if (sentence.trim()) await say(sentence);
+          }
         }
+        if (buffer.trim()) await say(buffer.trim());
+      } finally {
+        await Promise.all(speaking); // none left to reject unawaited if the LLM's stream breaks off
       }
-      if (buffer.trim()) await this.speak(buffer.trim(), signal);
       return text;
     }
     return "";
@@ -269,6 +289,8 @@ class Call {
   askWith(text) {
     this.history.push({ role: "user", content: text });
     this.busy = true;
+    // the forgets-history mutant: the system prompt and this turn only, as if every turn began the call
+    if (BUG === "forgets-history") return [{ role: "system", content: SYSTEM }, { role: "user", content: text }];
     return this.history.map((m) => ({ ...m }));
   }
 
@@ -343,6 +365,12 @@ class Call {
   }
 
   async token() {
+    if (BUG === "token-once" && TOKEN) return TOKEN; // the mutant: one token per process, kept past its expire_at
+    TOKEN = await this.freshToken();
+    return TOKEN;
+  }
+
+  async freshToken() {
     for (let attempt = 0; attempt < 8; attempt++) {
       try {
         const [id, secret] = [process.env.RTZR_CLIENT_ID, process.env.RTZR_CLIENT_SECRET];
