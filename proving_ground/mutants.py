@@ -147,6 +147,11 @@ MUTANTS += (
            "does not carry"),
 )
 
+OVER_MANY_CALLS = {  # bugs no one call shows: judged over many calls into one launched handler
+    "keeps-audio": "keeps every call's audio in a global list forever: the handler's memory grows with every call "
+                   "(flagged by harness fuzz and harness load with --cmd: tests/proving_ground/test_resources.py)",
+}
+
 CHECKS_WITHOUT_A_MUTANT = {
     "finals_persisted": "only aicall's store is readable; guarded by tests/harness/test_checks.py and the timeline properties",
 }

@@ -34,6 +34,7 @@ from harness.fuzz.search import (
     without_options,
 )
 from harness.fuzz.strategies import FAULT_KINDS, DrawnCall
+from harness.replay.resources import Resources
 from harness.replay.targets import CommandTarget, UrlTarget
 from harness.reports.html import write_html
 from harness.reports.results import write_xml
@@ -192,6 +193,7 @@ def _summary(result: FuzzResult, saved: dict[str, str]) -> dict:
         "seed": result.seed, "drawn": result.drawn, "replayed": result.replayed, "shrink_tries": result.shrink_tries,
         "wall_s": round(result.wall_s, 1), "audio_s": round(result.audio_s, 1), "played_s": round(result.played_s, 1),
         "loop_late_ms": round(result.loop_late_ms),
+        **({"handler_resources": result.resources.as_json()} if result.resources else {}),
         "statistics": dict(result.statistics),
         "failure": None if failure is None else {
             "fixture": saved.get("failure"), "name": failure.call.name, "reproduced": result.reproduced,
@@ -251,6 +253,9 @@ def _print(args: argparse.Namespace, argv: list[str], summaries: list[dict]) -> 
     for what, n in sorted(statistics.items(), key=lambda kv: (-kv[1], kv[0])):
         print(f"  {n:5d}  {what}")
     print(DRAWN_CALLS_EXPECT)
+    for s in summaries:
+        if s.get("handler_resources"):
+            print(Resources.from_json(s["handler_resources"]).describe())
     late = max(s.get("loop_late_ms", 0) for s in summaries)
     print(f"the harness's own event loop ran at most {late:.0f} ms late"
           + (f": above {LATE_WARNING_MS:.0f} ms the calls' timings are the machine's as much as the handler's "

@@ -13,6 +13,7 @@ replay); what has been found by then is what is reported.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import shlex
 import sys
@@ -32,6 +33,7 @@ from hypothesis.database import DirectoryBasedExampleDatabase
 
 from harness.fakes.services import running_fakes
 from harness.replay.loop_lag import LoopLag
+from harness.replay.resources import Resources, sample
 from harness.fuzz.strategies import FAULT_KINDS, FOREVER, DrawnCall, as_call, calls
 from harness.replay.runner import FixtureRun, HeadersFor, SharedHandler
 from harness.replay.targets import Target
@@ -85,6 +87,7 @@ class FuzzResult:
     neighbours: list[DrawnCall] = field(default_factory=list)  # the calls the failure needs in flight beside it
     alone_passed: bool = False  # the failing call, replayed alone, passed: the failure is a cross-call one
     loop_late_ms: float = 0.0  # how late the harness's own event loop ran a timer, at worst (its calls' timings too)
+    resources: Resources | None = None  # a launched handler's memory and descriptors as the calls went by
 
 
 class CallFailed(AssertionError):
@@ -107,6 +110,8 @@ class HandlerSession:
         self.wave = None  # ``start_feed``: the calls at once being fed, and the task that plays them
         self.serving: asyncio.Future | None = None
         self.lag = LoopLag(LAG_PERIOD_S)  # the harness's own lateness: every timing it judges carries it
+        self.resources: Resources | None = None  # a launched handler's (``note_calls``), the one now running
+        self._sampled: int | None = None  # ... whose process group that is
 
     def __enter__(self) -> "HandlerSession":
         self.thread.start()
@@ -143,6 +148,19 @@ class HandlerSession:
         self.switchboard = Switchboard(fakes)
         self.lag.start()
         self.stack.callback(self.lag.stop)
+
+    def note_calls(self, calls: int) -> None:
+        """Sample the launched handler's memory and open descriptors, ``calls`` calls in (nothing for aicall
+        in-process or a running handler: the harness does not own their process); a handler started anew
+        begins a series of its own."""
+        handler = self.shared.handler if self.shared is not None else None
+        pid = getattr(handler, "pid", None)
+        if not pid or pid == os.getpid():
+            return
+        if pid != self._sampled:
+            self.resources, self._sampled = Resources(), pid
+        assert self.resources is not None
+        self.resources.add(sample(pid, calls))
 
     def loop_late_ms(self) -> float:
         """The latest the session's loop ran a timer since the last call (ms): above a second or so, the calls'
@@ -369,6 +387,7 @@ def search(session: HandlerSession, options: FuzzOptions,
             result.replayed += 1
             if result.first_failure is None:
                 result.drawn += 1
+                session.note_calls(result.drawn)
                 result.statistics.update(call.features())
                 result.audio_s += call.audio_ms / 1000
                 result.played_s += time.monotonic() - began
@@ -423,6 +442,7 @@ def search(session: HandlerSession, options: FuzzOptions,
     finally:
         result.wall_s = time.monotonic() - started
         result.loop_late_ms = session.loop_late_ms()
+        result.resources = session.resources
     if result.failure is not None:
         again = session.play(result.failure.call)  # afresh: the verdict kept for the search is not evidence
         result.reproduced = not again.ok
@@ -513,6 +533,7 @@ def search_waves(session: HandlerSession, options: FuzzOptions,
         while not failed_yet():
             waiting = [v for _, v in fed[looked:] if not v.done()]
             if len(waiting) <= ahead:
+                session.note_calls(len(fed) - len(waiting))
                 progress(f"fuzz: {len(fed) - len(waiting)} of {options.examples} call(s) judged, {size} at once, "
                          f"none failed ({time.monotonic() - started:.0f} s)")
                 return
@@ -559,6 +580,7 @@ def search_waves(session: HandlerSession, options: FuzzOptions,
     finally:
         result.wall_s = time.monotonic() - started
         result.loop_late_ms = session.loop_late_ms()
+        result.resources = session.resources
     if result.failure is not None:
         if result.neighbours:
             calls = sorted([result.failure.call, *result.neighbours], key=lambda c: c.scenario.get("lane", 0))

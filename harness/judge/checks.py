@@ -7,12 +7,11 @@ from __future__ import annotations
 import re
 import statistics
 from collections import Counter
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
 
 from harness.fakes.tts import TONES_HZ
 from harness.fakes.twilio_messages import PROTOCOL
 from harness.judge.attribution import owner, trace_turns
+from harness.judge.context import Check, CheckContext
 from harness.judge.verdict import CheckResult, skipped
 from harness.judge.handler_log import ErrorBlock
 from harness.judge.metrics import turn_latency
@@ -21,9 +20,6 @@ from harness.judge.heard import (bot_audio_is_speech, llm_told_conversation, rep
 from harness.judge.playback import spans
 from harness.judge.timeline import SERVER_ENDS, CallTimeline, Event
 from harness.judge.words import occurrences, says
-
-if TYPE_CHECKING:
-    from harness.judge.crosscall import Neighbours
 
 SETTLE_S = 8.0  # after hang-up, every upstream connection must have ended within this
 LET_GO_S = 1.0  # ... and every LLM or TTS request still running at the hang-up must be let go of within this
@@ -35,37 +31,6 @@ OFF_TONE_MIN_WINDOWS = 6  # ~0.3 s of bot audio at the wrong pitch ...
 OFF_TONE_MIN_SHARE = 0.25  # ... and this share of all the TTS tone heard: played at the wrong sample rate
 SAMPLE_RATES = (8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000)
 TTS_RATE = 24000  # the fake TTS speaks at OpenAI's 24 kHz
-
-NO_LOG = "no handler log to read: give one with --handler-log FILE"
-
-
-@dataclass
-class CheckContext:
-    timeline: CallTimeline
-    expect: dict
-    stored_caller_lines: list[str] | None  # None when the store is not reachable
-    errors_logged: list[ErrorBlock | str] | None = field(default_factory=list)  # None: the handler's log is not readable
-    call_refused_allowed: bool = False
-    audio_plays: bool = True  # False at 'fast' pacing: bot audio takes no time, nothing can be talked over
-    no_log_why: str = NO_LOG
-    started_without: tuple[str, ...] = ()  # the handler was started without these variables (failure 1)
-    pace: float | None = 1.0  # bot audio plays at this pace (None: fast, no time at all)
-    neighbours: "Neighbours | None" = None  # other calls on this handler (None: judged as the only call)
-
-    @property
-    def hangup(self) -> float:
-        return self.timeline.hangup
-
-    @property
-    def play_pace(self) -> float | None:
-        return self.pace if self.audio_plays else None
-
-    def finals_before_hangup(self) -> list[Event]:
-        return [e for e in self.timeline.of("final") if e.wall < self.hangup]
-
-
-Check = Callable[[CheckContext], CheckResult]
-
 
 def llm_deliveries(timeline: CallTimeline) -> list[Event]:
     """The LLM requests that count as giving the LLM a turn: a request that failed (status >= 400) and

@@ -17,12 +17,13 @@ from harness.judge.timeline import ONCE_RATIO, ONCE_SLACK_MS
 from harness.judge.verdict import CheckResult, skipped
 
 if TYPE_CHECKING:
-    from harness.judge.checks import CheckContext
+    from harness.judge.context import CheckContext
     from harness.judge.timeline import Event
 
 MIN_JUDGED_MS = 200  # less bot audio than this is too little to say what it is
 WHOLE_SHARE, WHOLE_SLACK_MS = 0.75, 120  # ... and must reach this share of it, unless the reply was cut
 REPLY_GRACE_S = 3.0  # after a reply (and its audio at the replay's pace), its last sentence must have gone to TTS
+CLEAR_LATE_S = 1.0  # a clear this soon after the next request still cuts the reply before it (threads race)
 HISTORY_TURNS = 3  # each LLM request must carry at least the last this many turns before it (a window may drop older)
 _NOT_WORD = re.compile(r"[\W_]+")
 _SENTENCE_END = re.compile(r"(?<=[.?!。？！])\s+")
@@ -222,10 +223,13 @@ def replies_in_order(ctx: CheckContext) -> CheckResult:
         last = source
     tts_by_index = {t.detail.get("index", i): t for i, t in enumerate(timeline.of("tts_request"))}
     positions = _reply_positions(timeline)
+    by_tone: dict[float, list[tuple[float, int]]] = {}
+    for i, t in tts_by_index.items():
+        by_tone.setdefault(t.detail.get("tone_hz", 0.0), []).append((t.wall, i))
     heard: list[int] = []  # the TTS requests in the order their audio came, each run of one request once
     for m in timeline.of("media"):
         index = m.detail.get("tts")
-        if index is None or (heard and heard[-1] == index):
+        if index is None or (heard and heard[-1] == index) or _shares_tone(index, m.wall, tts_by_index, by_tone):
             continue
         if index in heard:
             other = tts_by_index.get(heard[-1])
@@ -242,6 +246,23 @@ def replies_in_order(ctx: CheckContext) -> CheckResult:
                                    m.wall)
         heard.append(index)
     return CheckResult(name, True)
+
+
+def _was_cut(reply: "Event", later: "Event", clears: list["Event"], spoken: list["Event"]) -> bool:
+    """A reply the handler cut short before the ``later`` request: it let go of the LLM's stream or of one of its
+    TTS streams, or cleared playback from when it was asked until ``CLEAR_LATE_S`` after the later request began
+    (a handler whose threads race may send its ``clear`` just after asking anew). Such a reply may be kept as
+    heard, or dropped."""
+    if reply.detail.get("abandoned") or any(t.detail.get("abandoned") for t in spoken):
+        return True
+    return any(reply.wall <= c.wall <= later.wall + CLEAR_LATE_S for c in clears)
+
+
+def _shares_tone(index: int, wall: float, tts_by_index: dict, by_tone: dict) -> bool:
+    """Another request of the same tone had begun by then: which of the two spoke this audio is a guess
+    (``timeline.Speakers``), and order is judged only where it is not."""
+    tone = tts_by_index[index].detail.get("tone_hz", 0.0) if index in tts_by_index else 0.0
+    return bool(tone) and any(i != index and at <= wall for at, i in by_tone.get(tone, []))
 
 
 def _turns_told(told: list[tuple[str, str]], role: str) -> str:
@@ -262,6 +283,11 @@ def llm_told_conversation(ctx: CheckContext) -> CheckResult:
         return skipped(name, "fewer than two LLM turns: no earlier turn to carry")
     spoken = {t.detail.get("text", "") for t in timeline.of("tts_request") if t.detail.get("status", 200) < 400}
     clears = timeline.of("clear")
+    tts_of: dict[int, list[Event]] = {}
+    for tts in timeline.of("tts_request"):
+        source = request_of_tts(tts, timeline.of("llm_request"))
+        if source is not None:
+            tts_of.setdefault(source.detail.get("index"), []).append(tts)
     for k, request in enumerate(delivered[1:], 1):
         users, replies = _turns_told(request.detail["told"], "user"), _turns_told(request.detail["told"], "assistant")
         for j in range(max(0, k - HISTORY_TURNS), k):
@@ -274,7 +300,7 @@ def llm_told_conversation(ctx: CheckContext) -> CheckResult:
             reply = earlier.detail.get("reply", "")
             opening = _norm(reply)[:8]
             was_spoken = any(s and _norm(s) and _norm(s) in _norm(reply) for s in spoken)
-            cut = any(earlier.wall <= c.wall <= request.wall for c in clears)  # a handler may keep it cut, or drop it
+            cut = _was_cut(earlier, request, clears, tts_of.get(earlier.detail.get("index"), []))
             if opening and was_spoken and not cut and opening not in replies:
                 return CheckResult(name, False, f"LLM request {k + 1} does not carry the bot's reply of turn {j + 1} "
                                    f"({reply[:40]!r}), which the caller heard: the LLM does not know what it said",

@@ -15,7 +15,7 @@ from harness.judge.timeline import CallTimeline, Event
 from harness.judge.verdict import CheckResult
 
 if TYPE_CHECKING:
-    from harness.judge.checks import CheckContext
+    from harness.judge.context import CheckContext
 
 
 @dataclass(frozen=True)

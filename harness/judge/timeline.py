@@ -233,13 +233,16 @@ class Speakers:
     """Which TTS request spoke each media message of a tone, in the order they came (sans-I/O). The fake's ten
     tones repeat, so a handler that asks for ten or more sentences at once has two requests of one tone in
     flight; it plays them one after the other. A message goes on with the request the message before it was
-    (until that request's audio is all accounted for), else to the earliest begun before it of which most
-    is still to come, else to the latest begun before it (audio repeated past its length is still that one's)."""
+    (until that request's audio is all accounted for), else to the earliest begun before it not heard yet (one
+    whose audio stopped when another's began is done with: a handler may drop the rest of a sentence without a
+    ``clear``), else to the earliest of which most is still to come, else to the latest begun before it (audio
+    repeated past its length is still that one's)."""
 
     asked: dict[float, list[tuple[float, int]]]  # tone -> its requests, (when begun, index)
     left: dict[int, float]  # ms of each request's audio not yet accounted for
     total: dict[int, float]
     previous: int | None = None
+    started: set[int] = field(default_factory=set)  # requests some of whose audio has been heard
 
     def speaker(self, tone: float, wall: float, ms: float) -> int | None:
         begun = [i for at, i in self.asked.get(tone, []) if at <= wall]
@@ -247,8 +250,11 @@ class Speakers:
             return None
         if self.previous in begun and self.left.get(self.previous, 0.0) > 0:
             owner = self.previous
-        else:
-            owner = next((i for i in begun if self.left.get(i, 0.0) > FRESH_SHARE * self.total.get(i, 0.0)), begun[-1])
+        else:  # one not yet heard, else one of which most is still to come, else the latest
+            owner = next((i for i in begun if i not in self.started), None)
+            if owner is None:
+                owner = next((i for i in begun if self.left.get(i, 0.0) > FRESH_SHARE * self.total.get(i, 0.0)), begun[-1])
+        self.started.add(owner)
         self.left[owner] = self.left.get(owner, 0.0) - ms
         self.previous = owner
         return owner

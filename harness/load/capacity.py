@@ -17,7 +17,6 @@ import re
 import time
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 import aiohttp
@@ -28,6 +27,7 @@ from harness.fakes.twilio_player import TwilioPlayer
 from harness.fixture import CallFixture
 from harness.judge.handler_log import LogReader
 from harness.replay.loop_lag import LoopLag
+from harness.replay.resources import Resources, group_stats, sample
 from harness.load.stats import (
     ANSWER_WAIT_S,
     Criteria,
@@ -74,6 +74,7 @@ class LoadResult:
     steps: list[StepResult] = field(default_factory=list)
     baseline: StepResult | None = None  # one caller alone, measured first in the same run
     cpu_seen: str = ""  # whose CPU the handler column is
+    resources: Resources | None = None  # a launched handler's memory and descriptors, sampled as calls went by
 
     @property
     def knee(self) -> dict:
@@ -82,23 +83,8 @@ class LoadResult:
 
 def process_group_cpu_s(pgid: int) -> float | None:
     """CPU seconds (user + system) used so far by the live processes of a process group (Linux /proc)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total, seen = 0, False
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return None
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[2]) == pgid:  # field 5 of stat: the process group
-            total += int(fields[11]) + int(fields[12])
-            seen = True
-    return total / ticks if seen else None
+    stats = group_stats(pgid, descriptors=False)
+    return stats.cpu_s if stats is not None else None
 
 
 def own_cpu_s() -> float:
@@ -147,6 +133,7 @@ class LoadRunner:
             raise HarnessError("no fixtures to play")
         self.target, self.fixtures, self.plan, self.progress = target, fixtures, plan, progress
         self.callers: list[Caller] = []
+        self.result_resources = Resources()  # sampled each second of every step (a launched handler only)
         self._active: dict[int, tuple[CallFixture, TwilioPlayer]] = {}
         self._finished: list[TurnOutcome] = []  # turns of calls that ended (their records are let go)
         self._calls: list[CallEntry] = []
@@ -216,6 +203,7 @@ class LoadRunner:
             answered = [o for o in recent if o.latency_ms is not None]
             self.progress(f"step {n} callers: {end - now:4.0f} s left, {len(self._active)} calls up, "
                           f"last 10 s: {len(answered)}/{len(recent)} turns answered")
+            self._note_resources()
             await asyncio.sleep(min(1.0, end - now))  # the progress line's tick
         wall = time.monotonic() - start
         cpu_handler, cpu_own = self._handler_cpu(), own_cpu_s()
@@ -252,6 +240,12 @@ class LoadRunner:
                 return True
         return False
 
+    def _note_resources(self) -> None:
+        """Sample a launched handler's memory and descriptors (the harness owns its process group)."""
+        pid = self.handler.pid
+        if pid and pid != os.getpid():
+            self.result_resources.add(sample(pid, len(self._calls)))
+
     def _handler_cpu(self) -> float | None:
         if self.handler.pid is None:
             return None
@@ -280,6 +274,8 @@ class LoadRunner:
             prepare_fakes(fakes, self.fixtures)
             self.on_fakes(fakes)
             self.handler: Handler = await stack.enter_async_context(self.target.start(fakes))
+            if self.handler.pid and self.handler.pid != os.getpid():
+                result.resources = self.result_resources
             result.cpu_seen = ("the harness process (the handler runs in it)" if self.handler.pid == os.getpid()
                                else "the handler's process group" if self.handler.pid else "")
             self.session = await stack.enter_async_context(

@@ -43,6 +43,8 @@ def console_table(result: LoadResult, out: IO[str]) -> None:
         if i == 0:
             out.write("-" * (sum(widths) + 2 * len(widths) + 7) + "\n")
     out.write(summary(result) + "\n")
+    if result.resources is not None and result.resources.samples:
+        out.write(result.resources.describe() + "\n")
 
 
 def summary(result: LoadResult) -> str:
@@ -64,6 +66,7 @@ def summary(result: LoadResult) -> str:
 def as_json(result: LoadResult) -> dict:
     plan = asdict(result.plan)
     return {"target": result.target, "fixtures": result.fixtures, "plan": plan, "cpu_seen": result.cpu_seen,
+            **({"handler_resources": result.resources.as_json()} if result.resources else {}),
             "baseline": result.baseline.as_json() if result.baseline else None,
             "steps": [s.as_json() for s in result.steps], "knee": result.knee if result.plan.criteria else None}
 

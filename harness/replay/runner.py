@@ -29,14 +29,8 @@ from harness.fakes.tts import FakeTts, FakeTtsConfig
 from harness.fakes.twilio_line import PlayerRecord
 from harness.fakes.twilio_player import TwilioPlayer, new_call_sid
 from harness.fixture import CallFixture
-from harness.judge.checks import (
-    CHECKS,
-    NO_LOG,
-    CheckContext,
-    CheckResult,
-    run_checks,
-    skipped,
-)
+from harness.judge.checks import CHECKS, CheckResult, run_checks, skipped
+from harness.judge.context import NO_LOG, CheckContext
 from harness.judge.crosscall import Neighbours
 from harness.judge.handler_log import ErrorBlock, LogReader
 from harness.judge.metrics import TurnMetrics, turn_metrics

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 from harness.errors import HandlerDidNotStart, HarnessError
 from harness.fakes.services import FakeServices
-from harness.judge.checks import NO_LOG
+from harness.judge.context import NO_LOG
 from harness.judge.handler_log import LogReader, write_log
 
 DEFAULT_MEDIA_PATH = "/twilio/media"  # aicall's; pipecat's runner serves /ws, the report's app /media-stream

@@ -37,7 +37,7 @@ MUTANTS = (
     "binary-media", "wrong-sample-rate", "one-early-clear", "words-twice", "no-barge-in", "answers-after-hangup",
     "blocks-event-loop", "blocks-on-tts", "one-current-call", "shared-history",  # show only with several calls at once
     "pcm-payload", "audio-twice", "first-sentence-only", "sentences-as-tasks", "forgets-history", "token-once",
-    "long-debounce",
+    "long-debounce", "keeps-audio",  # keeps-audio: shows over many calls (harness fuzz, harness load), not in one
 )
 
 
@@ -50,6 +50,20 @@ def mutant() -> str:
     if name and name not in (*MUTANTS, *PACING_ONLY):
         raise SystemExit(f"MUTANT={name!r}: not one of {', '.join(MUTANTS)}")
     return name
+
+
+BUSY_TRIES = 6  # a handshake RTZR refuses as busy (429) or failing (5xx) is tried again, with backoff, this many times
+
+
+def handshake_retry(status: int, refusals: int, busy: int) -> float | None:
+    """After RTZR refused a stream's handshake with ``status`` (``refusals`` 401s and ``busy`` 429/5xx so far, this
+    one counted): the seconds to wait before trying again with a fresh token, or None to give up (credentials
+    refused twice, a busy service past ``BUSY_TRIES``, or anything else)."""
+    if status == 401:
+        return 0.0 if refusals < 2 else None
+    if status == 429 or status >= 500:
+        return min(2.0, 0.1 * 2 ** busy) if busy < BUSY_TRIES else None
+    return None
 
 
 def parse_result(raw: str | bytes) -> dict | None:

@@ -49,9 +49,10 @@ MUTANTS = (
     "words-twice", "no-barge-in", "answers-after-hangup", "sleeps-through-reply",
     "blocks-event-loop", "blocks-on-tts", "one-current-call", "shared-history",  # show only with several calls at once
     "pcm-payload", "audio-twice", "first-sentence-only", "sentences-as-tasks", "forgets-history", "token-once",
-    "long-debounce",
+    "long-debounce", "keeps-audio",
 )
 MUTANT = os.environ.get("MUTANT", "")
+KEPT: list[bytes] = []  # keeps-audio: every call's audio, both ways, kept "for a later upload" that never comes
 RTZR_TOKEN = ""  # the latest RTZR token (token-once: fetched once, used for every stream of every call)
 if MUTANT and MUTANT not in MUTANTS:
     sys.exit(f"MUTANT={MUTANT!r} is not one of: {', '.join(MUTANTS)}")
@@ -204,6 +205,8 @@ class PhoneCall:
 
         # the mutant: the sync client called on the event loop: every call waits while the TTS answers
         pcm = synthesize() if MUTANT == "blocks-on-tts" else await asyncio.to_thread(synthesize)
+        if MUTANT == "keeps-audio":
+            KEPT.append(pcm)
         ulaw = tts_to_twilio(pcm)
         for i in range(0, len(ulaw), 160):  # 20 ms a message, as Twilio sends its own
             media = {"payload": base64.b64encode(ulaw[i : i + 160]).decode()}
@@ -517,6 +520,8 @@ class PhoneCall:
 
     def on_media(self, payload: str) -> None:
         self.frames.append(base64.b64decode(payload))
+        if MUTANT == "keeps-audio":
+            KEPT.append(self.frames[-1])
         self.release()
         self.new_audio.set()
 

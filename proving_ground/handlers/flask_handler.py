@@ -31,8 +31,8 @@ from flask_sock import ConnectionClosed, Sock
 from websockets.exceptions import ConnectionClosed as RtzrClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from call_core import (APOLOGY, DEBOUNCE_S, EOS_WAIT_S, SYSTEM, Conversation, Final, Recognition, SpeechEncoder, delta_of, mutant,
-                       parse_result, sentences)
+from call_core import (APOLOGY, DEBOUNCE_S, EOS_WAIT_S, SYSTEM, Conversation, Final, Recognition, SpeechEncoder, delta_of,
+                       handshake_retry, mutant, parse_result, sentences)
 
 BUG = mutant()
 app = Flask(__name__)
@@ -45,6 +45,7 @@ LLM_LOCK = threading.Lock()
 TTS_LOCK = threading.Lock()  # blocks-on-tts: the same for one shared TTS client, held while its audio is read
 CURRENT: "Call | None" = None  # one-current-call: "the call", overwritten by each call that connects
 HISTORY = [{"role": "system", "content": SYSTEM}]  # shared-history: one conversation for every call of the process
+KEPT: list[bytes] = []  # keeps-audio: every call's audio, both ways, kept "for a later upload" that never comes
 TOKEN = ""  # the latest RTZR token (token-once: fetched once, used for every stream of every call)
 
 if BUG != "no-credential-check":
@@ -128,6 +129,8 @@ class Call:
                                            "response_format": "pcm"}, headers=AUTH, stream=True)) as resp:
                 resp.raise_for_status()
                 for chunk in resp.iter_content(chunk_size=None):
+                    if BUG == "keeps-audio":
+                        KEPT.append(chunk)
                     if stop.is_set():
                         return
                     payload = encoder.push(chunk)
@@ -267,16 +270,20 @@ class Call:
 
     def recognize(self) -> None:
         url = RTZR.replace("http", "ws", 1) + "/v1/transcribe:streaming?sample_rate=8000&encoding=MULAW&use_itn=true"
-        refusals, give_up_at = 0, None
+        refusals, busy, give_up_at = 0, 0, None
         while True:
             token = self.token()
             try:
                 rtzr = connect(url, additional_headers={"Authorization": f"Bearer {token}"}, open_timeout=10, close_timeout=2)
             except InvalidStatus as exc:
-                refusals += 1
-                if exc.response.status_code == 401 and refusals < 2:
-                    continue
-                raise Refused(f"streaming refused ({exc.response.status_code})") from None
+                status = exc.response.status_code
+                refusals, busy = refusals + (status == 401), busy + (status != 401)
+                wait = handshake_retry(status, refusals, busy)
+                if wait is None:
+                    raise Refused(f"streaming refused ({status})") from None
+                print(f"call {self.call_sid}: RTZR refused the stream ({status}), trying again", flush=True)
+                time.sleep(wait)  # backoff
+                continue
             with self.lock:
                 self.audio.open_stream()
             with rtzr:
@@ -396,6 +403,8 @@ def media(ws) -> None:
             elif event == "media" and call is not None:
                 with call.lock:
                     call.audio.add(base64.b64decode(message["media"]["payload"]))
+                    if BUG == "keeps-audio":
+                        KEPT.append(call.audio.frames[-1])
                     finals = call.audio.release()
                 for final in finals:
                     call.on_final(final)

@@ -28,8 +28,8 @@ import requests  # the blocks-event-loop mutant's synchronous client
 import websockets
 from websockets.asyncio.server import ServerConnection, serve
 
-from call_core import (APOLOGY, DEBOUNCE_S, EOS_WAIT_S, SYSTEM, Conversation, Final, Recognition, SpeechEncoder, delta_of, mutant,
-                       parse_result, sentences)
+from call_core import (APOLOGY, DEBOUNCE_S, EOS_WAIT_S, SYSTEM, Conversation, Final, Recognition, SpeechEncoder, delta_of,
+                       handshake_retry, mutant, parse_result, sentences)
 
 logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s [%(levelname)s] %(name)s: %(message)s")
 log = logging.getLogger("media")
@@ -38,6 +38,7 @@ CALLS: dict[str, "Call"] = {}  # by call SID; the race mutants drop a call from 
 LEAKED: set[asyncio.Task] = set()  # tasks a mutant lets outlive their call
 CURRENT: "Call | None" = None  # one-current-call: "the call", overwritten by each call that connects
 HISTORY = [{"role": "system", "content": SYSTEM}]  # shared-history: one conversation for every call of the process
+KEPT: list[bytes] = []  # keeps-audio: every call's audio, both ways, kept "for a later upload" that never comes
 TOKEN = ""  # the latest RTZR token (token-once: fetched once, used for every stream of every call)
 
 
@@ -134,6 +135,8 @@ class Call:
                 headers={"Authorization": f"Bearer {CONFIG['key']}"}) as resp:
             resp.raise_for_status()
             async for chunk in resp.content.iter_any():
+                if BUG == "keeps-audio":
+                    KEPT.append(chunk)
                 payload = encoder.push(chunk)
                 if payload:
                     self.spoken_ms += len(payload) * 3 / 4 / 8  # base64 of 8 kHz mu-law
@@ -254,17 +257,21 @@ class Call:
     async def recognize(self) -> None:
         """Streams, one after another, until the call is over and its last words are in."""
         url = CONFIG["rtzr"].replace("http", "ws", 1) + "/v1/transcribe:streaming?sample_rate=8000&encoding=MULAW&use_itn=true"
-        refusals, give_up_at = 0, None
+        refusals, busy, give_up_at = 0, 0, None
         while True:
             token = await self.token()
             try:
                 rtzr = await websockets.connect(url, additional_headers={"Authorization": f"Bearer {token}"},
                                                 open_timeout=10, close_timeout=2)
             except websockets.InvalidStatus as exc:
-                refusals += 1
-                if exc.response.status_code == 401 and refusals < 2:
-                    continue
-                raise Refused(f"RTZR refused the stream: HTTP {exc.response.status_code}") from None
+                status = exc.response.status_code
+                refusals, busy = refusals + (status == 401), busy + (status != 401)
+                wait = handshake_retry(status, refusals, busy)
+                if wait is None:
+                    raise Refused(f"RTZR refused the stream: HTTP {status}") from None
+                log.warning("call=%s rtzr stream refused: HTTP %d, trying again", self.call_sid, status)
+                await asyncio.sleep(wait)  # backoff
+                continue
             self.audio.open_stream()
             async with rtzr:
                 how = await self._converse(rtzr)
@@ -370,6 +377,8 @@ class Call:
                 event = message.get("event")
                 if event == "media":
                     self.audio.add(base64.b64decode(message["media"]["payload"]))
+                    if BUG == "keeps-audio":
+                        KEPT.append(self.audio.frames[-1])
                     for final in self.audio.release():
                         self.on_final(final)
                     self.new_audio.set()

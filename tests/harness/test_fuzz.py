@@ -137,6 +137,10 @@ def test_a_mutant_handler_fails_a_shrunk_call_that_harness_run_fails_the_same_wa
     assert failure["reproduced"] is True and failure["size"] == [2, 0], failure
     printed = capsys.readouterr().out
     assert f"--seed {found['seed']}" in printed and "harness run --fixtures" in printed
+    # the launched handler's memory and descriptors, sampled after each call drawn (harness.replay.resources)
+    samples = found["handler_resources"]["samples"]
+    assert [n for n, _, _ in samples] == list(range(1, found["drawn"] + 1)), samples
+    assert all(rss > 5 and fds > 0 for _, rss, fds in samples) and "the handler's memory:" in printed
     fixture = Path(failure["fixture"])  # an ordinary fixture: harness run fails it the same way
     assert load_call(fixture).name == failure["name"]
     code = main(["run", "--fixtures", str(fixture.parent), "-k", failure["name"], "--cmd", command, "--path", "/media",

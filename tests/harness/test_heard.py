@@ -160,6 +160,10 @@ def test_interleaved_or_reordered_sentences_fail_replies_in_order():
     chunks_ = [llm(0, 1.0, "w0", reply=alike), tts(0, 1.1, "w0 답변 1번."), tts(1, 1.1, "네 w0 w1"), tts(2, 1.1, "답변 2번."),
                tts(3, 1.1, "네 w0 w1"), tts(4, 1.1, "답변 3번.")]
     assert replies_in_order(ctx(*chunks_, *(sent(1.2 + 0.1 * k, k) for k in range(5)))).ok
+    # two requests of one tone in flight: which spoke the audio is a guess, and no order is judged on it
+    same = [tts(0, 1.1, "네, 잘 들었습니다.", tone_hz=600.0), tts(1, 1.1, "더 도와드릴까요?", tone_hz=630.0),
+            tts(2, 1.15, "네, 잘 들었습니다.", tone_hz=600.0)]
+    assert replies_in_order(ctx(*asked[:1], *same, sent(1.2, 0), sent(1.3, 1), sent(1.4, 0))).ok
 
 
 # ------------------------------------------------------------------ the LLM is told the conversation
@@ -174,6 +178,10 @@ def test_each_request_carries_the_earlier_turns():
     assert not no_reply.ok and "reply of turn 1" in no_reply.message
     cleared = ctx(first, llm(1, 3.0, "다라", told=[("user", "가나")]), *said, Event(2.0, "clear", {}), STOP)
     assert llm_told_conversation(cleared).ok, "a reply cut by a barge-in may be dropped"
+    late_clear = ctx(first, llm(1, 3.0, "다라", told=[("user", "가나")]), *said, Event(3.01, "clear", {}), STOP)
+    assert llm_told_conversation(late_clear).ok, "a handler whose threads race clears just after asking anew"
+    let_go = [tts(0, 1.1, "네, 잘 들었습니다.", abandoned=True), tts(1, 3.1, "네, 잘 들었습니다.")]
+    assert llm_told_conversation(ctx(first, llm(1, 3.0, "다라", told=[("user", "가나")]), *let_go, STOP)).ok
     stateless = ctx(first, llm(1, 3.0, "다라"), *said, STOP, expect={"llm_history": False})
     assert llm_told_conversation(stateless).skipped
     assert llm_told_conversation(ctx(first, *said, STOP)).skipped
@@ -204,3 +212,8 @@ def test_a_tone_two_requests_share_is_given_to_them_in_turn():
     assert speakers.speaker(600.0, -1.0, 100.0) is None, "audio before any request of its tone: no speaker"
     tail = Speakers({600.0: [(0.0, 0), (0.1, 10)]}, {0: 300.0, 10: 300.0}, {0: 300.0, 10: 300.0})
     assert [tail.speaker(600.0, 1.0, ms) for ms in (250.0, 40.0)] == [0, 0], "its own tail, not the next one's start"
+    # a sentence dropped half-way without a clear: the next audio of its tone, after another's, is the later request's
+    dropped = Speakers({600.0: [(0.0, 0), (0.1, 10)], 750.0: [(0.05, 5)]}, {0: 300.0, 5: 100.0, 10: 300.0},
+                       {0: 300.0, 5: 100.0, 10: 300.0})
+    heard = [(600.0, 100.0), (750.0, 100.0), (600.0, 100.0)]
+    assert [dropped.speaker(tone, 1.0 + 0.01 * k, ms) for k, (tone, ms) in enumerate(heard)] == [0, 5, 10]

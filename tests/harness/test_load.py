@@ -103,6 +103,9 @@ def test_cli_against_a_launched_aicall_writes_json_and_a_plot(tmp_path):
     assert step["answered"] == step["turns"] == 2 and step["held"] and report["knee"]["held"] == 2
     assert step["handler_cpu_percent"] is not None and report["cpu_seen"] == "the handler's process group"
     assert step["handler_ms"]["p99"] is not None  # parsed from the launched aicall's output
+    samples = report["handler_resources"]["samples"]  # its memory and descriptors, a sample each second of the hold
+    assert len(samples) >= 3 and all(rss > 5 and fds > 0 for _, rss, fds in samples), samples
+    assert report["handler_resources"]["leak"] is None and "the handler's memory:" in out.stdout
     page = (tmp_path / "load.html").read_text()
     assert page.count("<svg") == 2 and "2 callers" in page and "held at 2 callers" in page
     assert "callers  calls  failed  answered" in out.stdout

@@ -58,15 +58,22 @@ def screenshot(page: Path, png: Path, env: dict[str, str], size: str = "1100,140
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory) -> Path:
-    async def replay():
+    async def replay(name: str, pace: float):
         with ErrorLog() as errors:
-            # the barge-in at real time: at x4 the bot's reply plays out in under a second of wall time, and on a
-            # 2-core CI busy with the suite's long runs the handler's clear came after it had ended (no cut to show)
-            return (await run_target(AicallTarget(errors), [load_call("fixtures/calls/seed-three-turns")], pace=4.0)
-                    + await run_target(AicallTarget(errors), [load_call("fixtures/calls/barge-in")], pace=1.0))
+            return await run_target(AicallTarget(errors), [load_call(f"fixtures/calls/{name}")], pace=pace)
 
-    runs = asyncio.run(replay())
-    assert any(t.cut for run in runs for t in turns(run.timeline, run.pace)), "the barge-in cut no reply: nothing to show"
+    def cut(run) -> bool:
+        return any(t.cut for t in turns(run.timeline, run.pace))
+
+    # The barge-in at real time, replayed until a reply is cut (three tries at most): this test is about showing a
+    # cut, and on a 2-core CI busy with the suite's long runs the handler's clear has come after the reply's end
+    # (aicall's barge-in itself is judged by the barge_in check elsewhere, not here).
+    tries = []
+    while len(tries) < 3 and not (tries and cut(tries[-1])):
+        tries.append(asyncio.run(replay("barge-in", 1.0))[0])
+    assert cut(tries[-1]), f"the barge-in cut no reply in {len(tries)} tries: " + "; ".join(
+        f"{c.name}: {c.status} {c.message[:200]}" for c in tries[-1].checks if c.status != "passed")
+    runs = asyncio.run(replay("seed-three-turns", 4.0)) + [tries[-1]]
     path = tmp_path_factory.mktemp("report") / "report.html"
     write_html(runs, path, "x4")
     return path

@@ -21,9 +21,10 @@ const MUTANTS = [
   "binary-media", "wrong-sample-rate", "one-early-clear", "words-twice", "no-barge-in", "answers-after-hangup",
   "blocks-event-loop", "blocks-on-tts", "one-current-call", "shared-history", // show only with several calls at once
   "pcm-payload", "audio-twice", "first-sentence-only", "sentences-as-tasks", "forgets-history", "token-once",
-  "long-debounce",
+  "long-debounce", "keeps-audio",
 ];
 const BUG = process.env.MUTANT || "";
+const KEPT = []; // keeps-audio: every call's audio, both ways, kept "for a later upload" that never comes
 let TOKEN = ""; // the latest RTZR token (token-once: fetched once, used for every stream of every call)
 if (BUG && !MUTANTS.includes(BUG)) {
   console.log(`MUTANT=${BUG}: not one of ${MUTANTS.join(", ")}`);
@@ -65,6 +66,15 @@ function fetchSync(url, init) {
   return { status: out.status, ok: out.status >= 200 && out.status < 300, body: [Buffer.from(out.body, "base64")] };
 }
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const BUSY_TRIES = 6; // a handshake RTZR refuses as busy (429) or failing (5xx) is tried again, with backoff, this many times
+
+// After RTZR refused a stream's handshake: the ms to wait before trying again with a fresh token, or null to give up
+// (credentials refused twice, a busy service past BUSY_TRIES, or anything else). As call_core.handshake_retry.
+function handshakeRetry(status, refusals, busy) {
+  if (status === 401) return refusals < 2 ? 0 : null;
+  if (status === 429 || status >= 500) return busy < BUSY_TRIES ? Math.min(2000, 100 * 2 ** busy) : null;
+  return null;
+}
 
 // ------------------------------------------------------------------ audio
 const ULAW_TO_PCM = new Int16Array(256);
@@ -168,6 +178,7 @@ class Call {
       const down = new Downsampler();
       let left = Buffer.alloc(0);
       for await (const chunk of resp.body) {
+        if (BUG === "keeps-audio") KEPT.push(Buffer.from(chunk));
         const data = Buffer.concat([left, Buffer.from(chunk)]);
         const whole = data.length - (data.length % 2);
         left = data.subarray(whole);
@@ -401,16 +412,20 @@ class Call {
   }
 
   async recognize() {
-    let refusals = 0, giveUpAt = null;
+    let refusals = 0, busy = 0, giveUpAt = null;
     for (;;) {
       const token = await this.token();
       let rtzr;
       try {
         rtzr = await this.connect(token);
       } catch (err) {
-        if (err.status === 401 && ++refusals < 2) continue;
-        if (err.status) throw Object.assign(err, { refused: true });
-        throw err;
+        if (!err.status) throw err;
+        if (err.status === 401) refusals++; else busy++;
+        const wait = handshakeRetry(err.status, refusals, busy);
+        if (wait === null) throw Object.assign(err, { refused: true });
+        console.log(`call ${this.callSid}: RTZR refused the stream (${err.status}), trying again`);
+        await sleep(wait);
+        continue;
       }
       const how = await this.converse(rtzr);
       console.log(`call ${this.callSid}: RTZR stream ${how}`);
@@ -544,7 +559,9 @@ server.on("connection", (ws) => {
       console.log(`call ${call.callSid}: started`);
       call.start();
     } else if (message.event === "media" && call) {
-      call.addFrame(Buffer.from(message.media.payload, "base64"));
+      const frame = Buffer.from(message.media.payload, "base64");
+      if (BUG === "keeps-audio") KEPT.push(frame);
+      call.addFrame(frame);
     } else if (message.event === "mark" && call) {
       call.marks.delete(message.mark.name);
     } else if (message.event === "stop" && call && !call.ended) {
