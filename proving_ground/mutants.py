@@ -136,7 +136,7 @@ MUTANTS += (
            "sends each chunk of the bot's audio twice: the caller hears every reply stutter", "twice"),
     Mutant("first-sentence-only", "whole_reply_spoken", "seed-three-turns", "fast",
            "speaks only the first sentence of each reply: half an answer", "never went to TTS"),
-    Mutant("sentences-as-tasks", "replies_in_order", "barge-in", "x4",
+    Mutant("sentences-as-tasks", "replies_in_order", "replies-streamed-slowly", "x4",
            "starts each sentence's TTS as its own task: sentences' audio interleaved or out of order", "out of order"),
     Mutant("token-once", "expectations", "token-expires-mid-call", "fast",
            "fetches its RTZR token once per process and reuses it past its expiry: deaf after it", "token"),

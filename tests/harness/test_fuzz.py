@@ -33,8 +33,13 @@ HANDLER = f"{sys.executable} {HANDLERS_DIR / 'websockets_handler.py'} --port {{p
 class NoLoop:
     """A stand-in session has no event loop of its own: never late."""
 
+    resources = None  # ... and launches no handler whose memory could be sampled
+
     def loop_late_ms(self) -> float:
         return 0.0
+
+    def note_calls(self, calls: int) -> None:
+        pass
 
 
 class PlantedBug(NoLoop):
