@@ -13,7 +13,6 @@ import re
 from typing import TYPE_CHECKING
 
 from harness.judge.attribution import request_of_tts
-from harness.judge.timeline import ONCE_RATIO, ONCE_SLACK_MS
 from harness.judge.verdict import CheckResult, skipped
 
 if TYPE_CHECKING:
@@ -21,6 +20,7 @@ if TYPE_CHECKING:
     from harness.judge.timeline import Event
 
 MIN_JUDGED_MS = 200  # less bot audio than this is too little to say what it is
+ONCE_RATIO, ONCE_SLACK_MS = 1.2, 120  # a request's audio as sent may exceed what it spoke by this (resampling, framing)
 WHOLE_SHARE, WHOLE_SLACK_MS = 0.75, 120  # ... and must reach this share of it, unless the reply was cut
 REPLY_GRACE_S = 3.0  # after a reply (and its audio at the replay's pace), its last sentence must have gone to TTS
 CLEAR_LATE_S = 1.0  # a clear this soon after the next request still cuts the reply before it (threads race)
@@ -39,6 +39,17 @@ def sentences(reply: str) -> list[str]:
 
 def _answered(timeline) -> list["Event"]:
     return [t for t in timeline.of("tts_request") if t.detail.get("status", 200) < 400 and t.detail.get("audio_s", 0) > 0]
+
+
+def _tts_by_reply(timeline) -> dict[int, list["Event"]]:
+    """The TTS requests that spoke each LLM request's reply (``attribution.request_of_tts``), by its index."""
+    requests = timeline.of("llm_request")
+    spoken: dict[int, list[Event]] = {}
+    for tts in timeline.of("tts_request"):
+        source = request_of_tts(tts, requests)
+        if source is not None:
+            spoken.setdefault(source.detail.get("index", -1), []).append(tts)
+    return spoken
 
 
 def _sent_ms(timeline) -> dict[int, float]:
@@ -150,14 +161,10 @@ def whole_reply_spoken(ctx: CheckContext) -> CheckResult:
     replies = [r for r in timeline.of("llm_request") if r.detail.get("status", 200) < 400 and _norm(r.detail.get("reply", ""))]
     if not replies:
         return skipped(name, "no LLM reply to speak")
-    tts_all, requests = timeline.of("tts_request"), timeline.of("llm_request")
+    tts_all = timeline.of("tts_request")
     if not tts_all:
         return skipped(name, "no request to the fake TTS: the handler speaks through another TTS, or not at all")
-    spoken_by: dict[int, list[Event]] = {}
-    for tts in tts_all:
-        source = request_of_tts(tts, requests)
-        if source is not None:
-            spoken_by.setdefault(source.detail["index"], []).append(tts)
+    spoken_by = _tts_by_reply(timeline)
     sent, traced = _sent_ms(timeline), any("tts" in m.detail for m in timeline.of("media"))
     done_sending = _done_sending(ctx)
     excused = []
@@ -283,11 +290,7 @@ def llm_told_conversation(ctx: CheckContext) -> CheckResult:
         return skipped(name, "fewer than two LLM turns: no earlier turn to carry")
     spoken = {t.detail.get("text", "") for t in timeline.of("tts_request") if t.detail.get("status", 200) < 400}
     clears = timeline.of("clear")
-    tts_of: dict[int, list[Event]] = {}
-    for tts in timeline.of("tts_request"):
-        source = request_of_tts(tts, timeline.of("llm_request"))
-        if source is not None:
-            tts_of.setdefault(source.detail.get("index"), []).append(tts)
+    tts_of = _tts_by_reply(timeline)
     for k, request in enumerate(delivered[1:], 1):
         users, replies = _turns_told(request.detail["told"], "user"), _turns_told(request.detail["told"], "assistant")
         for j in range(max(0, k - HISTORY_TURNS), k):

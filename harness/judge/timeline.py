@@ -224,8 +224,7 @@ def build_timeline(fixture: CallFixture, player: PlayerRecord, rtzr: Journal, ll
     return CallTimeline(post_call(sorted(events, key=lambda e: e.wall)), bot)
 
 
-ONCE_RATIO, ONCE_SLACK_MS = 1.2, 120  # a request's audio as sent may exceed what it spoke by this (resampling, framing)
-OWN_RATIO, OWN_SLACK_MS = 1.02, 80  # ... and is taken for its until it reaches this (then a later one of its tone's)
+OWN_RATIO, OWN_SLACK_MS = 1.02, 80  # a request's audio is taken for its until it reaches this (then a later one of its tone's)
 
 
 @dataclass
