@@ -142,6 +142,9 @@ MUTANTS += (
            "fetches its RTZR token once per process and reuses it past its expiry: deaf after it", "token"),
     Mutant("long-debounce", "turn_latency", "answers-within-2s", "fast",
            "waits 2.5 s after each final in case the caller goes on: every turn answered late", "over the budget"),
+    Mutant("deaf-while-speaking", "expectations", "talks-over-the-bot", "realtime",
+           "sends silence to RTZR instead of the caller while the bot replies (\"so it does not hear itself\"): what the "
+           "caller says over a reply is lost", "never recognised"),
     Mutant("forgets-history", "llm_told_conversation", "seed-three-turns", "fast",
            "each LLM request holds only the system prompt and the latest final: an LLM that forgets what was said",
            "does not carry"),

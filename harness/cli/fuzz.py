@@ -240,7 +240,9 @@ def _write_html(results: list[FuzzResult], path: Path, pace: str) -> None:
 
 DRAWN_CALLS_EXPECT = ("what each drawn call expects: every check of `harness run` (docs/checks.md); a call drawn without "
                       "credentials, or with them revoked, refused aloud and ended by the handler; any other never ended "
-                      "by the handler; a barge-in call's talk-over cleared; no reply while an utterance RTZR cut goes on")
+                      "by the handler, and each utterance finished before the hang-up or a fault recognised, given to "
+                      "the LLM and answered (unless the caller spoke again first); a barge-in call's talk-over cleared; "
+                      "no reply while an utterance RTZR cut goes on")
 
 
 def _print(args: argparse.Namespace, argv: list[str], summaries: list[dict]) -> int:

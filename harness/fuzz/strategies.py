@@ -320,7 +320,8 @@ def as_call(s: dict[str, Any]) -> DrawnCall:
               **({"dtmf": s["dtmf"]} if s["dtmf"] else {}), **({"reacts": reacts} if reacts else {})}
     # a call refused with no drawn reason (a stale token, a retry given up too soon) fails: nothing drawn but a
     # refusal lets a handler end the call itself
-    expect: dict[str, Any] = {"call_refused": True} if refusal else {"call_refused": False}
+    # and every utterance finished before the hang-up or a fault is recognised, asked and answered
+    expect: dict[str, Any] = {"call_refused": True} if refusal else {"call_refused": False, "every_utterance": True}
     if s["barge_in"] and not refusal:
         expect["barge_in"] = True
     if not refusal and any(sum(u.word_ms) > CUT_MS for u in s["utterances"]):

@@ -12,6 +12,7 @@ from harness.fakes.tts import TONES_HZ
 from harness.fakes.twilio_messages import PROTOCOL
 from harness.judge.attribution import owner, trace_turns
 from harness.judge.context import Check, CheckContext
+from harness.judge.each_utterance import unanswered_utterance
 from harness.judge.verdict import CheckResult, skipped
 from harness.judge.handler_log import ErrorBlock
 from harness.judge.metrics import turn_latency
@@ -203,6 +204,9 @@ def _stale_token(ctx: CheckContext, end: Event) -> str:
             f"takes; a token must be refreshed from /v1/authenticate when RTZR refuses it, or before its expire_at")
 
 
+CATCH_UP_S = 1.0  # speech sent this little before the hang-up a handler need not have forwarded before letting go
+
+
 def recognition_continues(ctx: CheckContext) -> CheckResult:
     """After an RTZR stream ends mid-call, whichever side ended it (RTZR's close 1000 after a final, a
     drop, a stall, or the handler's own close or EOS), the caller is recognised again if they speak on
@@ -218,12 +222,16 @@ def recognition_continues(ctx: CheckContext) -> CheckResult:
                           else end.wall >= ctx.hangup)
         if after_the_call:
             continue
-        later_speech = [e for e in ctx.timeline.of("speech_end") if e.wall < ctx.hangup and (
+        how = end.detail.get("how")
+        by_server = how in SERVER_ENDS and end.detail.get("reason") != "EOS"
+        # a handler that let its stream go at the hang-up owed only the speech it had time to forward before it (at
+        # fast pace seconds of audio come in a moment: behind by them then, it ends upstream as it must)
+        owed_until = ctx.hangup - (CATCH_UP_S if not by_server and end.wall >= ctx.hangup else 0.0)
+        later_speech = [e for e in ctx.timeline.of("speech_end") if e.wall < owed_until and (
             e.detail.get("audio_ms", 0) > position if position is not None else e.wall > end.wall)]
         reopened = [e for e in ctx.timeline.of("partial", "final") if e.wall > end.wall and e.detail["connection"] != end.detail["connection"]]
         if later_speech and not reopened:
-            how = end.detail.get("how")
-            side = "by RTZR" if how in SERVER_ENDS and end.detail.get("reason") != "EOS" else "by the handler"
+            side = "by RTZR" if by_server else "by the handler"
             said = " ".join(str(v) for v in (how, end.detail.get("code")) if v is not None)
             where = f" at {position / 1000:.1f} s of the call" if position is not None else ""
             return CheckResult("recognition_continues", False,
@@ -433,6 +441,10 @@ def expectations(ctx: CheckContext) -> CheckResult:
                                + (f" (no reply heard for {said})" if said else "")
                                + (clock_paced_hint(ctx) if count < expect["answered_turns"] else ""),
                                silent.wall if silent else end)
+    if expect.get("every_utterance"):
+        unanswered = unanswered_utterance(ctx)
+        if unanswered is not None:
+            return unanswered
     if expect.get("call_refused"):
         closed = next(iter(ctx.timeline.of("closed")), None)
         if closed is None or not closed.detail.get("by_handler"):

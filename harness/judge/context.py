@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
+from harness.fixture import CallFixture
 from harness.judge.handler_log import ErrorBlock
 from harness.judge.timeline import CallTimeline, Event
 from harness.judge.verdict import CheckResult
@@ -28,6 +29,7 @@ class CheckContext:
     started_without: tuple[str, ...] = ()  # the handler was started without these variables (failure 1)
     pace: float | None = 1.0  # bot audio plays at this pace (None: fast, no time at all)
     neighbours: "Neighbours | None" = None  # other calls on this handler (None: judged as the only call)
+    recognised_s: float = 0.0  # after the caller sent an utterance's end point, until RTZR finalises it (``recognised_s``)
 
     @property
     def hangup(self) -> float:
@@ -42,3 +44,14 @@ class CheckContext:
 
 
 Check = Callable[[CheckContext], CheckResult]
+
+
+def recognised_s(fixture: CallFixture, pace: float | None) -> float:
+    """Wall seconds from when the caller's audio reached an utterance's end point (``end_point_sent``: its
+    end-point time of audio after the last word, sent) until RTZR finalises it: its processing delay, and the
+    longest delay a ``delay_finals`` fault adds, at the pace (0 at fast pace)."""
+    if pace is None:
+        return 0.0
+    delayed = max((float(f.get("delay_ms", 0.0)) for f in fixture.script.faults if f.get("type") == "delay_finals"),
+                  default=0.0)
+    return (fixture.script.recognizer.processing_delay_ms + delayed) / 1000.0 / pace

@@ -75,9 +75,10 @@ def bot_audio_is_speech(ctx: CheckContext) -> CheckResult:
     if bot.heard:
         return CheckResult(name, True)
     media = ctx.timeline.of("media")
+    hears = "silence" if bot.encoding.startswith("silence") else "noise"
     return CheckResult(name, False, f"{bot.samples / 8000:.1f} s of bot audio sent, and none of it is the TTS's speech: "
                        f"Twilio plays a payload as 8 kHz mu-law, and read so it carries no tone of the {len(asked)} TTS "
-                       f"request(s), so the caller hears noise. Mu-law expected; it looks like {bot.encoding}",
+                       f"request(s), so the caller hears {hears}. Mu-law expected; it looks like {bot.encoding}",
                        media[0].wall if media else None)
 
 

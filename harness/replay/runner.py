@@ -30,7 +30,7 @@ from harness.fakes.twilio_line import PlayerRecord
 from harness.fakes.twilio_player import TwilioPlayer, new_call_sid
 from harness.fixture import CallFixture
 from harness.judge.checks import CHECKS, CheckResult, run_checks, skipped
-from harness.judge.context import NO_LOG, CheckContext
+from harness.judge.context import NO_LOG, CheckContext, recognised_s
 from harness.judge.crosscall import Neighbours
 from harness.judge.handler_log import ErrorBlock, LogReader
 from harness.judge.metrics import TurnMetrics, turn_metrics
@@ -183,7 +183,8 @@ def judge(played: PlayedCall, errors: list[ErrorBlock] | None, *, pace: float | 
     ctx = CheckContext(
         timeline=played.timeline, expect=fixture.expect, stored_caller_lines=played.stored, errors_logged=errors,
         no_log_why=no_log_why, call_refused_allowed=bool(fixture.expect.get("call_refused")),
-        started_without=played.started_without, audio_plays=pace is not None, pace=pace, neighbours=neighbours)
+        started_without=played.started_without, audio_plays=pace is not None, pace=pace, neighbours=neighbours,
+        recognised_s=recognised_s(fixture, pace))
     checks.extend(run_checks(ctx))
     return FixtureRun(fixture, checks, turn_metrics(played.timeline), played.timeline, wall, played.call_sid, texts,
                       played.record, pace)

@@ -25,6 +25,7 @@ from harness.fakes.services import FakeServices
 from harness.fakes.twilio_player import TwilioPlayer, new_call_sid
 from harness.fixture import CallFixture
 from harness.judge.checks import ERROR_WINDOW_S
+from harness.judge.context import recognised_s
 from harness.judge.crosscall import Neighbours, OtherCall, Stall, heard_seconds
 from harness.judge.handler_log import ErrorBlock
 from harness.judge.timeline import SERVER_ENDS, CallTimeline, build_timeline
@@ -416,13 +417,6 @@ async def _next_change(fakes: FakeServices, timeout: float) -> None:
     finally:
         for w in waits:
             w.cancel()
-
-
-def recognised_s(fixture: CallFixture, pace: float | None) -> float:
-    """Wall seconds from when the caller's audio reached an utterance's end point (``end_point_sent``: its
-    end-point time of audio after the last word, sent) until RTZR could finalise it: its processing delay, at the
-    pace (0 at fast pace)."""
-    return 0.0 if pace is None else fixture.script.recognizer.processing_delay_ms / 1000.0 / pace
 
 
 def units(fixtures: list[CallFixture], at_once: int) -> list[list[CallFixture]]:

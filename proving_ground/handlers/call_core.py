@@ -37,7 +37,7 @@ MUTANTS = (
     "binary-media", "wrong-sample-rate", "one-early-clear", "words-twice", "no-barge-in", "answers-after-hangup",
     "blocks-event-loop", "blocks-on-tts", "one-current-call", "shared-history",  # show only with several calls at once
     "pcm-payload", "audio-twice", "first-sentence-only", "sentences-as-tasks", "forgets-history", "token-once",
-    "long-debounce", "keeps-audio",  # keeps-audio: shows over many calls (harness fuzz, harness load), not in one
+    "long-debounce", "keeps-audio", "deaf-while-speaking",  # keeps-audio: shows over many calls (harness fuzz, harness load), not in one
 )
 
 
@@ -50,6 +50,9 @@ def mutant() -> str:
     if name and name not in (*MUTANTS, *PACING_ONLY):
         raise SystemExit(f"MUTANT={name!r}: not one of {', '.join(MUTANTS)}")
     return name
+
+
+MUTED = b"\xff" * 160  # deaf-while-speaking: 20 ms of mu-law silence, sent instead of the caller while the bot replies
 
 
 BUSY_TRIES = 6  # a handshake RTZR refuses as busy (429) or failing (5xx) is tried again, with backoff, this many times

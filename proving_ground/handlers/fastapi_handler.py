@@ -49,7 +49,7 @@ MUTANTS = (
     "words-twice", "no-barge-in", "answers-after-hangup", "sleeps-through-reply",
     "blocks-event-loop", "blocks-on-tts", "one-current-call", "shared-history",  # show only with several calls at once
     "pcm-payload", "audio-twice", "first-sentence-only", "sentences-as-tasks", "forgets-history", "token-once",
-    "long-debounce", "keeps-audio",
+    "long-debounce", "keeps-audio", "deaf-while-speaking",
 )
 MUTANT = os.environ.get("MUTANT", "")
 KEPT: list[bytes] = []  # keeps-audio: every call's audio, both ways, kept "for a later upload" that never comes
@@ -519,7 +519,10 @@ class PhoneCall:
         self.quiet_task = self.tg.create_task(self.quiet_timer())
 
     def on_media(self, payload: str) -> None:
-        self.frames.append(base64.b64decode(payload))
+        frame = base64.b64decode(payload)
+        if MUTANT == "deaf-while-speaking" and (self.busy() or self.marks):  # replying, or its audio still playing
+            frame = b"\xff" * len(frame)  # the mutant: "so the bot does not hear itself", the caller is not heard either
+        self.frames.append(frame)
         if MUTANT == "keeps-audio":
             KEPT.append(self.frames[-1])
         self.release()

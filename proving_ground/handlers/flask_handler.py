@@ -31,8 +31,8 @@ from flask_sock import ConnectionClosed, Sock
 from websockets.exceptions import ConnectionClosed as RtzrClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from call_core import (APOLOGY, DEBOUNCE_S, EOS_WAIT_S, SYSTEM, Conversation, Final, Recognition, SpeechEncoder, delta_of,
-                       handshake_retry, mutant, parse_result, sentences)
+from call_core import (APOLOGY, DEBOUNCE_S, EOS_WAIT_S, MUTED, SYSTEM, Conversation, Final, Recognition, SpeechEncoder,
+                       delta_of, handshake_retry, mutant, parse_result, sentences)
 
 BUG = mutant()
 app = Flask(__name__)
@@ -402,7 +402,10 @@ def media(ws) -> None:
                 threading.Thread(target=call.watch_quiet, daemon=True).start()
             elif event == "media" and call is not None:
                 with call.lock:
-                    call.audio.add(base64.b64decode(message["media"]["payload"]))
+                    frame = base64.b64decode(message["media"]["payload"])
+                    if BUG == "deaf-while-speaking" and (call.reply is not None and call.reply[0].is_alive() or call.talk.marks):
+                        frame = MUTED  # the mutant: "so the bot does not hear itself", the caller is not heard either
+                    call.audio.add(frame)
                     if BUG == "keeps-audio":
                         KEPT.append(call.audio.frames[-1])
                     finals = call.audio.release()

@@ -28,8 +28,8 @@ import requests  # the blocks-event-loop mutant's synchronous client
 import websockets
 from websockets.asyncio.server import ServerConnection, serve
 
-from call_core import (APOLOGY, DEBOUNCE_S, EOS_WAIT_S, SYSTEM, Conversation, Final, Recognition, SpeechEncoder, delta_of,
-                       handshake_retry, mutant, parse_result, sentences)
+from call_core import (APOLOGY, DEBOUNCE_S, EOS_WAIT_S, MUTED, SYSTEM, Conversation, Final, Recognition, SpeechEncoder,
+                       delta_of, handshake_retry, mutant, parse_result, sentences)
 
 logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s [%(levelname)s] %(name)s: %(message)s")
 log = logging.getLogger("media")
@@ -376,7 +376,10 @@ class Call:
                 message = json.loads(raw)
                 event = message.get("event")
                 if event == "media":
-                    self.audio.add(base64.b64decode(message["media"]["payload"]))
+                    frame = base64.b64decode(message["media"]["payload"])
+                    if BUG == "deaf-while-speaking" and (self.reply is not None and not self.reply.done() or self.talk.marks):
+                        frame = MUTED  # the mutant: "so the bot does not hear itself", the caller is not heard either
+                    self.audio.add(frame)
                     if BUG == "keeps-audio":
                         KEPT.append(self.audio.frames[-1])
                     for final in self.audio.release():

@@ -74,6 +74,17 @@ def test_a_stream_opened_after_the_hangup_is_not_judged_as_recognition_of_the_ca
     assert not during.ok and "not recognised again" in during.message  # opened while the caller talked: judged
 
 
+def test_a_handler_behind_the_caller_by_a_moment_may_let_its_stream_go_at_the_hang_up():
+    # at fast pace 18 s of audio come in 0.6 s: a handler that retried a busy handshake first is seconds of audio
+    # behind when the caller hangs up, and rightly ends its stream then (a fuzzed websockets call, seed 1)
+    stop = Event(0.6, "stop", {"how": "stop", "audio_ms": 18000.0})
+    speech = Event(0.58, "speech_end", {"utterance": 0, "text": "다라", "audio_ms": 17600.0})
+    eos = {"connection": 2, "how": "server_closed", "code": 1000, "reason": "EOS", "call_ms": 6500.0, "opened": 0.3}
+    assert recognition_continues(ctx(speech, stop, Event(0.61, "rtzr_end", eos))).ok
+    stalled = {**eos, "how": "stalled", "reason": ""}  # RTZR's own end is judged as before
+    assert not recognition_continues(ctx(speech, stop, Event(0.59, "rtzr_end", stalled))).ok
+
+
 def test_upstream_connections_close_after_hangup():
     assert upstream_closed_after_hangup(ctx(STOP, Event(10.3, "rtzr_end", {"connection": 0}))).ok
     assert not upstream_closed_after_hangup(ctx(STOP, Event(30.0, "rtzr_end", {"connection": 0}))).ok

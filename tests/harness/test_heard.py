@@ -72,6 +72,8 @@ def test_mu_law_speech_passes_and_other_encodings_are_named():
     soundfile.write(mp3, speech, 8000, format="MP3", subtype="MPEG_LAYER_III")
     assert encoding_guess(chunks(mp3.getvalue(), 400)).startswith("MP3")
     assert encoding_guess([b"\xff" * 4000]).startswith("silence")  # mu-law's silence
+    quiet = bot_audio_is_speech(ctx(asked, sent(0.1, None), bot=analyse(media([b"\xff" * 4000]))))
+    assert not quiet.ok and "hears silence" in quiet.message and "noise" not in quiet.message
     assert encoding_guess([b"\0" * 4000]).startswith("silence")  # a constant: no sound either
     assert encoding_guess([np.random.default_rng(1).integers(0, 256, 8000, dtype=np.uint8).tobytes()]).startswith("noise")
 

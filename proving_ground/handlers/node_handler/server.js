@@ -21,7 +21,7 @@ const MUTANTS = [
   "binary-media", "wrong-sample-rate", "one-early-clear", "words-twice", "no-barge-in", "answers-after-hangup",
   "blocks-event-loop", "blocks-on-tts", "one-current-call", "shared-history", // show only with several calls at once
   "pcm-payload", "audio-twice", "first-sentence-only", "sentences-as-tasks", "forgets-history", "token-once",
-  "long-debounce", "keeps-audio",
+  "long-debounce", "keeps-audio", "deaf-while-speaking",
 ];
 const BUG = process.env.MUTANT || "";
 const KEPT = []; // keeps-audio: every call's audio, both ways, kept "for a later upload" that never comes
@@ -559,7 +559,9 @@ server.on("connection", (ws) => {
       console.log(`call ${call.callSid}: started`);
       call.start();
     } else if (message.event === "media" && call) {
-      const frame = Buffer.from(message.media.payload, "base64");
+      let frame = Buffer.from(message.media.payload, "base64");
+      // the mutant: "so the bot does not hear itself" while it replies; the caller is not heard either
+      if (BUG === "deaf-while-speaking" && (call.busy || call.marks.size)) frame = Buffer.alloc(frame.length, 0xff);
       if (BUG === "keeps-audio") KEPT.push(frame);
       call.addFrame(frame);
     } else if (message.event === "mark" && call) {
