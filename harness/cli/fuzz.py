@@ -242,7 +242,8 @@ DRAWN_CALLS_EXPECT = ("what each drawn call expects: every check of `harness run
                       "credentials, or with them revoked, refused aloud and ended by the handler; any other never ended "
                       "by the handler, and each utterance finished before the hang-up or a fault recognised, given to "
                       "the LLM and answered (unless the caller spoke again first); a barge-in call's talk-over cleared; "
-                      "no reply while an utterance RTZR cut goes on")
+                      "no reply while an utterance RTZR cut goes on; where nothing drawn fails or streams in real time, "
+                      "each turn answered within what the fakes take at real time and 1.5 s (turn_latency)")
 
 
 def _print(args: argparse.Namespace, argv: list[str], summaries: list[dict]) -> int:

@@ -42,14 +42,15 @@ from hypothesis import assume
 from hypothesis import strategies as st
 
 from callaudio.g711 import pcm16_to_ulaw
-from fakertzr.params import DEFAULT_MAX_UTTER_DURATION
+from fakertzr.params import DEFAULT_EPD_TIME, DEFAULT_MAX_UTTER_DURATION
 from harness.fuzz.synthetic import SynthUtterance, synth_call
 from harness.fixture import CallFixture, load_call, save_call
 
 __all__ = [
     "CLOSE_CODES", "CREDENTIALS", "CUT_MS", "DrawnCall", "FAULT_KINDS", "HANDSHAKE_STATUS", "TAIL_MS",
     "TOKEN_STATUS", "as_call", "calls", "dtmf", "fault", "faults", "hangup", "llm", "long_utterance",
-    "reaction", "reactions", "recognizer", "refused", "reply_text", "scenarios", "tts", "utterances", "without_credentials",
+    "reaction", "reactions", "recognizer", "refused", "reply_text", "scenarios", "tts", "turn_budget_ms", "utterances",
+    "without_credentials",
 ]
 
 FAULT_KINDS = ("close", "drop", "stall", "malformed", "delay_finals", "expire_tokens", "reject_handshake",
@@ -306,6 +307,26 @@ def reply_text(sentences: int) -> str:
     return " ".join(f"{'{user}' if k == 0 else '네 {user}'} 답변 {k + 1}번 문장입니다." for k in range(sentences))
 
 
+TURN_SLACK_MS = 1500  # a drawn call's latency budget beyond what its fakes take (the handler's own work, a busy machine)
+REPLY_CHARS = 80  # at most this many characters a sentence of ``reply_text`` has, the caller's words in it
+
+
+def turn_budget_ms(s: dict[str, Any]) -> int | None:
+    """A drawn call's latency budget per turn (``expect.max_turn_ms``): what its fakes take to answer a turn at
+    real time (RTZR's end point and processing delay, the whole reply's tokens, the TTS's first audio) and
+    ``TURN_SLACK_MS``; at a faster pace the fakes take less and the budget holds all the more. None (no budget)
+    where a correct handler's turn may take longer by design: a fault of the call (a reconnect, a refusal), an
+    LLM failure or stall (retries), a TTS that streams in real time (a handler that speaks a reply in one request
+    waits for all of its audio)."""
+    llm, tts = s["llm"], s["tts"]
+    if s["faults"] or llm.get("fail_requests") or llm.get("stall_requests") or tts["realtime"]:
+        return None
+    rec = s["recognizer"] or {}
+    epd_ms = 1000 * rec.get("epd_time", DEFAULT_EPD_TIME)
+    reply_ms = llm["first_token_ms"] + llm["token_ms"] * REPLY_CHARS * llm["sentences"]
+    return int(epd_ms + rec.get("processing_delay_ms", 0) + reply_ms + tts["first_chunk_ms"] + TURN_SLACK_MS)
+
+
 def as_call(s: dict[str, Any]) -> DrawnCall:
     """A scenario as a fixture: the call.json document and the caller's mu-law audio."""
     script = synth_call(s["seed"], s["utterances"], tail_ms=TAIL_MS, partial_every_ms=s["partial_every_ms"],
@@ -326,6 +347,9 @@ def as_call(s: dict[str, Any]) -> DrawnCall:
         expect["barge_in"] = True
     if not refusal and any(sum(u.word_ms) > CUT_MS for u in s["utterances"]):
         expect["no_reply_while_talking"] = True  # a final RTZR cut mid-utterance is not the caller's turn
+    budget = turn_budget_ms(s)
+    if budget is not None:
+        expect["max_turn_ms"] = budget
     name = "fuzz-" + hashlib.sha256(json.dumps(s, sort_keys=True, default=str).encode()).hexdigest()[:10]
     doc = {**script.raw, "name": name, "description": f"drawn by harness.fuzz.strategies: {s}",
            "faults": [f for f in s["faults"] if f["type"] != "no_credentials"], "llm": llm_spec, "tts": s["tts"],

@@ -235,13 +235,16 @@ class Speakers:
     (until that request's audio is all accounted for), else to the earliest begun before it not heard yet (one
     whose audio stopped when another's began is done with: a handler may drop the rest of a sentence without a
     ``clear``), else to the earliest of which most is still to come, else to the latest begun before it (audio
-    repeated past its length is still that one's)."""
+    repeated past its length is still that one's). A sliver whose tone is only that of requests whose audio has
+    stopped is the end of the request playing (the short last message of a sentence is read with the tone of the
+    audio after it, which a request asked a moment later speaks)."""
 
     asked: dict[float, list[tuple[float, int]]]  # tone -> its requests, (when begun, index)
     left: dict[int, float]  # ms of each request's audio not yet accounted for
     total: dict[int, float]
     previous: int | None = None
     started: set[int] = field(default_factory=set)  # requests some of whose audio has been heard
+    stopped: set[int] = field(default_factory=set)  # ... and whose audio stopped when another request's began
 
     def speaker(self, tone: float, wall: float, ms: float) -> int | None:
         begun = [i for at, i in self.asked.get(tone, []) if at <= wall]
@@ -249,10 +252,15 @@ class Speakers:
             return None
         if self.previous in begun and self.left.get(self.previous, 0.0) > 0:
             owner = self.previous
-        else:  # one not yet heard, else one of which most is still to come, else the latest
+        else:  # one not yet heard, else one of which most is still to come and not stopped, else the latest
             owner = next((i for i in begun if i not in self.started), None)
             if owner is None:
-                owner = next((i for i in begun if self.left.get(i, 0.0) > FRESH_SHARE * self.total.get(i, 0.0)), begun[-1])
+                owner = next((i for i in begun if i not in self.stopped
+                              and self.left.get(i, 0.0) > FRESH_SHARE * self.total.get(i, 0.0)), begun[-1])
+            if owner in self.stopped and self.previous is not None and self.left.get(self.previous, 0.0) > 0:
+                owner = self.previous  # a sentence's last sliver, read with the next sentence's tone (asked after it)
+        if self.previous is not None and owner != self.previous:
+            self.stopped.add(self.previous)
         self.started.add(owner)
         self.left[owner] = self.left.get(owner, 0.0) - ms
         self.previous = owner

@@ -219,3 +219,14 @@ def test_a_tone_two_requests_share_is_given_to_them_in_turn():
                        {0: 300.0, 5: 100.0, 10: 300.0})
     heard = [(600.0, 100.0), (750.0, 100.0), (600.0, 100.0)]
     assert [dropped.speaker(tone, 1.0 + 0.01 * k, ms) for k, (tone, ms) in enumerate(heard)] == [0, 5, 10]
+    # a sentence with silences in it (the untoned audio between words is no one's): its later request of the
+    # same tone, asked after it had stopped, keeps what comes past its own length (a fuzzed FastAPI call, call 16)
+    gaps = Speakers({600.0: [(0.0, 0), (0.5, 10)], 750.0: [(0.05, 5)]}, {0: 1000.0, 5: 100.0, 10: 200.0},
+                    {0: 1000.0, 5: 100.0, 10: 200.0})
+    heard = [(600.0, 100.0), (600.0, 100.0), (750.0, 100.0), (600.0, 100.0), (600.0, 100.0), (600.0, 100.0)]
+    assert [gaps.speaker(tone, 1.0 + 0.01 * k, ms) for k, (tone, ms) in enumerate(heard)] == [0, 0, 5, 10, 10, 10]
+    # the last sliver of request 5's audio, read with the tone of the audio after it: request 10's, not yet asked
+    sliver = Speakers({600.0: [(0.0, 0), (1.5, 10)], 750.0: [(0.05, 5)]}, {0: 100.0, 5: 300.0, 10: 200.0},
+                      {0: 100.0, 5: 300.0, 10: 200.0})
+    heard = [(600.0, 100.0, 1.0), (750.0, 100.0, 1.1), (750.0, 100.0, 1.2), (600.0, 5.0, 1.3), (600.0, 100.0, 1.6)]
+    assert [sliver.speaker(tone, at, ms) for tone, ms, at in heard] == [0, 5, 5, 5, 10]

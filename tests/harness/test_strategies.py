@@ -11,7 +11,7 @@ from hypothesis import Phase, find, settings
 
 from harness.fixture import load_call
 from harness.replay.runner import replay
-from harness.fuzz.strategies import CREDENTIALS, CUT_MS, DrawnCall, as_call, scenarios
+from harness.fuzz.strategies import CREDENTIALS, CUT_MS, TURN_SLACK_MS, DrawnCall, as_call, refused, scenarios
 
 def drawn_call(condition, *, smallest: bool = False) -> DrawnCall:
     """The call of a drawn scenario ``condition`` holds for (the smallest, shrunk, when asked: that takes
@@ -89,3 +89,17 @@ def test_leaving_an_utterance_out_takes_its_own_timing_with_it():
                                                [{"after": "bot_ends", "ms": 0}]]
     assert [s["reacts"] for s in smaller_ones if len(s["utterances"]) == 3][:2] == [
         [{"after": "bot_starts", "ms": 300}, None], [None, {"after": "bot_ends", "ms": 0}]]
+
+
+def test_a_drawn_call_expects_each_utterance_answered_and_within_a_budget_where_nothing_drawn_slows_it():
+    plain = drawn_call(lambda s: not s["faults"] and not s["tts"]["realtime"] and not s["llm"].get("fail_requests")
+                       and not s["llm"].get("stall_requests"), smallest=True)
+    assert plain.doc["expect"] == {"call_refused": False, "every_utterance": True,
+                                   "max_turn_ms": 500 + TURN_SLACK_MS}  # RTZR's default end point and the slack
+    slow = drawn_call(lambda s: not s["faults"] and s["llm"]["first_token_ms"] > 500 and s["llm"]["token_ms"] > 10
+                      and not s["tts"]["realtime"] and not s["llm"].get("fail_requests") and not s["llm"].get("stall_requests"))
+    llm = slow.scenario["llm"]
+    assert slow.doc["expect"]["max_turn_ms"] >= llm["first_token_ms"] + llm["token_ms"] * 80 * llm["sentences"] + TURN_SLACK_MS
+    for needs_more in (lambda s: bool(s["faults"]) and not refused(s), lambda s: s["tts"]["realtime"],
+                       lambda s: bool(s["llm"].get("fail_requests"))):
+        assert "max_turn_ms" not in drawn_call(needs_more).doc["expect"]
