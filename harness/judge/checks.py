@@ -204,9 +204,6 @@ def _stale_token(ctx: CheckContext, end: Event) -> str:
             f"takes; a token must be refreshed from /v1/authenticate when RTZR refuses it, or before its expire_at")
 
 
-CATCH_UP_S = 1.0  # speech sent this little before the hang-up a handler need not have forwarded before letting go
-
-
 def recognition_continues(ctx: CheckContext) -> CheckResult:
     """After an RTZR stream ends mid-call, whichever side ended it (RTZR's close 1000 after a final, a
     drop, a stall, or the handler's own close or EOS), the caller is recognised again if they speak on
@@ -224,12 +221,12 @@ def recognition_continues(ctx: CheckContext) -> CheckResult:
             continue
         how = end.detail.get("how")
         by_server = how in SERVER_ENDS and end.detail.get("reason") != "EOS"
-        # a handler that let its stream go at the hang-up owed only the speech it had time to forward before it (at
-        # fast pace seconds of audio come in a moment: behind by them then, it ends upstream as it must)
-        owed_until = ctx.hangup - (CATCH_UP_S if not by_server and end.wall >= ctx.hangup else 0.0)
-        later_speech = [e for e in ctx.timeline.of("speech_end") if e.wall < owed_until and (
+        later_speech = [e for e in ctx.timeline.of("speech_end") if e.wall < ctx.hangup and (
             e.detail.get("audio_ms", 0) > position if position is not None else e.wall > end.wall)]
-        reopened = [e for e in ctx.timeline.of("partial", "final") if e.wall > end.wall and e.detail["connection"] != end.detail["connection"]]
+        # recognised again: by another stream after this one ended, or by another stream of the call's audio past
+        # where this one ended (a second stream the handler opened and closed while its first went on)
+        reopened = [e for e in ctx.timeline.of("partial", "final") if e.detail["connection"] != end.detail["connection"]
+                    and (e.wall > end.wall or position is not None and (e.detail.get("call_ms") or 0.0) > position)]
         if later_speech and not reopened:
             side = "by RTZR" if by_server else "by the handler"
             said = " ".join(str(v) for v in (how, end.detail.get("code")) if v is not None)
