@@ -96,10 +96,12 @@ def test_a_drawn_call_expects_each_utterance_answered_and_within_a_budget_where_
                        and not s["llm"].get("stall_requests"), smallest=True)
     assert plain.doc["expect"] == {"call_refused": False, "every_utterance": True,
                                    "max_turn_ms": 500 + TURN_SLACK_MS}  # RTZR's default end point and the slack
-    slow = drawn_call(lambda s: not s["faults"] and s["llm"]["first_token_ms"] > 500 and s["llm"]["token_ms"] > 10
+    slow = drawn_call(lambda s: len(s["utterances"]) == 1 and not s["faults"] and s["llm"]["first_token_ms"] > 500
+                      and s["llm"]["token_ms"] > 10
                       and not s["tts"]["realtime"] and not s["llm"].get("fail_requests") and not s["llm"].get("stall_requests"))
     llm = slow.scenario["llm"]
     assert slow.doc["expect"]["max_turn_ms"] >= llm["first_token_ms"] + llm["token_ms"] * 80 * llm["sentences"] + TURN_SLACK_MS
     for needs_more in (lambda s: bool(s["faults"]) and not refused(s), lambda s: s["tts"]["realtime"],
-                       lambda s: bool(s["llm"].get("fail_requests"))):
+                       lambda s: bool(s["llm"].get("fail_requests")),
+                       lambda s: len(s["utterances"]) > 1 and s["utterances"][1].pause_before_ms < 600):
         assert "max_turn_ms" not in drawn_call(needs_more).doc["expect"]
