@@ -72,10 +72,15 @@ def _hold_point(reaction: Reaction, utterances) -> tuple[int, int, Reaction]:
     return hold, earliest, reaction
 
 
-def _answer_after_ms(fixture: CallFixture) -> float:
+def answer_after_ms(end_point_ms: float) -> float:
     """How long after an utterance's last word a fast caller has sent enough audio for the recognizer to end it:
-    its end point (``epd_time``, the fixture's or RTZR's default) and 200 ms, ``ANSWER_POINT_MS`` at least."""
-    return max(ANSWER_POINT_MS, fixture.script.recognizer.end_point_ms + 200)
+    its end point and 200 ms, ``ANSWER_POINT_MS`` at least."""
+    return max(ANSWER_POINT_MS, end_point_ms + 200)
+
+
+def _answer_after_ms(fixture: CallFixture) -> float:
+    """``answer_after_ms`` for the fixture's end point (its ``epd_time``, or RTZR's default)."""
+    return answer_after_ms(fixture.script.recognizer.end_point_ms)
 
 
 def new_call_sid() -> str:

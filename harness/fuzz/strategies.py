@@ -43,7 +43,7 @@ from hypothesis import strategies as st
 
 from callaudio.g711 import pcm16_to_ulaw
 from fakertzr.params import DEFAULT_EPD_TIME, DEFAULT_MAX_UTTER_DURATION
-from harness.fakes.twilio_player import ANSWER_POINT_MS
+from harness.fakes.twilio_player import answer_after_ms
 from harness.fuzz.synthetic import SynthUtterance, synth_call
 from harness.fixture import CallFixture, load_call, save_call
 
@@ -319,14 +319,14 @@ def turn_budget_ms(s: dict[str, Any]) -> int | None:
     where a correct handler's turn may take longer by design: a fault of the call (a reconnect, a refusal), an
     LLM failure or stall (retries), a TTS that streams in real time (a handler that speaks a reply in one request
     waits for all of its audio); nor where a pause between utterances is shorter than the fast caller's stop for an
-    answer (``ANSWER_POINT_MS``, or RTZR's end point and 200 ms): that caller stops before RTZR could end the
+    answer (``twilio_player.answer_after_ms``): that caller stops before RTZR could end the
     utterance, and waits its 3 s for an answer no handler can give yet."""
     llm, tts = s["llm"], s["tts"]
     if s["faults"] or llm.get("fail_requests") or llm.get("stall_requests") or tts["realtime"]:
         return None
     rec = s["recognizer"] or {}
     epd_ms = 1000 * rec.get("epd_time", DEFAULT_EPD_TIME)
-    if any(u.pause_before_ms <= max(ANSWER_POINT_MS, epd_ms + 200) for u in s["utterances"][1:]):
+    if any(u.pause_before_ms <= answer_after_ms(epd_ms) for u in s["utterances"][1:]):
         return None
     reply_ms = llm["first_token_ms"] + llm["token_ms"] * REPLY_CHARS * llm["sentences"]
     return int(epd_ms + rec.get("processing_delay_ms", 0) + reply_ms + tts["first_chunk_ms"] + TURN_SLACK_MS)
