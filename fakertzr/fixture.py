@@ -23,12 +23,13 @@ from callaudio.g711 import alaw_to_pcm16, ulaw_to_pcm16
 from callaudio import AudioFormatError
 from callaudio.wavfile import WavAudio, parse_wav
 
-from .validation import loads_strict, message, non_finite_path, where
+from .validation import large_number, loads_strict, message, non_finite_path, number_text, where
 
 FIXTURE_VERSION = 1
 FIXTURE_RATE = 8000
 MAX_AUDIO_BYTES = 64 << 20  # over an hour of 8 kHz mu-law, half an hour of PCM16
 MAX_CALL_JSON_BYTES = 4 << 20
+MAX_NUMBER = 10**15  # no number in call.json comes near it (the schema bounds each field); exact as a float
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,8 @@ def validate_call_json(doc: Any, source: str) -> None:
     if errors:
         place = where(errors[0], "").lstrip(".") or "(top level)"
         raise FakeRtzrError(f"{source}: {place}: {message(errors[0])}")
+    if (big := large_number(doc, "", MAX_NUMBER)) is not None:  # where the schema sets no maximum (authoring)
+        raise FakeRtzrError(f"{source}: {big[0].lstrip('.')}: {number_text(big[1])} is too large (at most 10^15)")
 
 
 def _split_words(text: str, start_ms: float, end_ms: float) -> tuple[Word, ...]:

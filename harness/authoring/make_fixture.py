@@ -8,31 +8,60 @@ committed and replayed without any of them.
 from __future__ import annotations
 
 import json
+import math
+import re
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from callaudio import AudioFormatError
-from callaudio.decode import read_channels, to_8k
+from callaudio import AudioFormatError, AudioTooLong
+from callaudio.decode import quiet_stderr, read_channels, to_8k
 from callaudio.g711 import pcm16_to_ulaw
 from callaudio.wavfile import mulaw_wav_bytes, read_wav
 from fakertzr.errors import FakeRtzrError
-from fakertzr.fixture import load_fixture
+from fakertzr.fixture import load_fixture, validate_call_json
+from fakertzr.validation import number_text
 
 RATE = 8000
 FRAME = RATE // 100  # 10 ms analysis frames
 
+# What a --script spec may ask for: each is far beyond any real call, and keeps a hostile spec from
+# allocating terabytes of silence or speaking for hours.
+MAX_PAUSE_MS = 60_000  # lead_in_ms and each pause_after_ms
+SPEED_RANGE = (80, 450)  # espeak-ng's words a minute
+NOISE_RANGE = (-120, 0)  # dBFS
+MAX_SEED = 2**32 - 1
+MAX_UTTERANCES = 100
+MAX_TEXT_CHARS = 500  # one utterance's
+MAX_SPEC_CHARS = 10_000  # all utterances' (each word is also spoken alone, to time it)
+MAX_CALL_MS = 30 * 60_000  # the whole spoken call; also the longest --audio / --twilio-recording
+MAX_DECODED_SAMPLES = 1 << 26  # frames x channels decoded from --audio (512 MiB as float64): 30 min of 16 kHz stereo
+VOICE = re.compile(r"[A-Za-z][A-Za-z0-9_+-]{0,39}(/[A-Za-z0-9][A-Za-z0-9_+-]{0,39})?")  # ko, en-us, en+f3, gmw/en
+PASSED_ON = ("description", "recognizer", "faults", "caller", "llm", "tts", "expect", "together")  # into call.json
+
 
 def speak(text: str, voice: str, speed: int, workdir: Path) -> np.ndarray:
-    """Speak ``text`` with espeak-ng and return 8 kHz int16 samples."""
+    """Speak ``text`` with espeak-ng and return 8 kHz int16 samples. The text goes in on stdin, never in
+    espeak-ng's arguments, where ``-f/etc/passwd`` would be an option (read that file aloud)."""
     raw, resampled = workdir / "raw.wav", workdir / "8k.wav"
-    subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(raw), text], check=True)
+    _run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(raw), "--stdin"], text.encode("utf-8"))
     # -D: no dither (sox dithers with random noise by default), so authoring is reproducible
-    subprocess.run(["sox", "-D", str(raw), "-r", str(RATE), "-c", "1", "-b", "16", str(resampled)], check=True)
+    _run(["sox", "-D", str(raw), "-r", str(RATE), "-c", "1", "-b", "16", str(resampled)])
     return np.frombuffer(read_wav(resampled).data, dtype="<i2").astype(np.int16)
+
+
+def _run(argv: list[str], stdin: bytes | None = None) -> None:
+    """Run an authoring tool; its failure is one line naming it (an unknown voice, say), not a traceback."""
+    try:
+        subprocess.run(argv, input=stdin, check=True, capture_output=True)
+    except subprocess.CalledProcessError as exc:
+        said = (exc.stderr or exc.stdout or b"").decode("utf-8", "replace").strip().splitlines()
+        raise FakeRtzrError(f"{argv[0]} failed (exit {exc.returncode}): {said[-1][:200] if said else 'no message'}"
+                            + (f" (voice {argv[2]!r})" if argv[0] == "espeak-ng" else "")) from None
 
 
 def voiced_bounds(samples: np.ndarray, threshold_dbfs: float = -45.0) -> tuple[int, int]:
@@ -46,7 +75,8 @@ def voiced_bounds(samples: np.ndarray, threshold_dbfs: float = -45.0) -> tuple[i
 
 
 def load_spec(spec_path: Path) -> dict:
-    """A source spec, checked before anything is spoken: errors name the file and what to fix."""
+    """A source spec, checked before anything is spoken: errors name the file and what to fix, and every
+    number has a type and a range (``MAX_*`` above)."""
     try:
         spec = json.loads(spec_path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -55,6 +85,8 @@ def load_spec(spec_path: Path) -> dict:
         raise FakeRtzrError(f"{spec_path}: not UTF-8 text") from None
     except json.JSONDecodeError as exc:
         raise FakeRtzrError(f"{spec_path}: not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
+    except ValueError as exc:  # an integer of more than 4300 digits
+        raise FakeRtzrError(f"{spec_path}: not valid JSON: {exc}") from None
     if not isinstance(spec, dict):
         raise FakeRtzrError(f"{spec_path}: must be a JSON object with 'name' and 'utterances'")
     if not isinstance(spec.get("name"), str) or not spec["name"]:
@@ -62,10 +94,56 @@ def load_spec(spec_path: Path) -> dict:
     utterances = spec.get("utterances")
     if not isinstance(utterances, list) or not utterances:
         raise FakeRtzrError(f"{spec_path}: 'utterances' must be a non-empty list of {{\"text\": ...}}")
+    if len(utterances) > MAX_UTTERANCES:
+        raise FakeRtzrError(f"{spec_path}: 'utterances' has {len(utterances)} items; at most {MAX_UTTERANCES}")
+    voice = spec.get("voice", "ko")
+    if not isinstance(voice, str) or not VOICE.fullmatch(voice):
+        raise FakeRtzrError(f"{spec_path}: voice must be an espeak-ng voice name (letters, digits, '-', '+', '_', "
+                            f"e.g. \"ko\" or \"en-us\"), got {_shown(voice)}")
+    _in_range(spec_path, "lead_in_ms", spec.get("lead_in_ms", 500), (0, MAX_PAUSE_MS), "a number of milliseconds")
+    _in_range(spec_path, "speed", spec.get("speed", 150), SPEED_RANGE, "a whole number of words a minute", whole=True)
+    _in_range(spec_path, "noise_dbfs", spec.get("noise_dbfs", -60), NOISE_RANGE, "a number of dBFS")
+    _in_range(spec_path, "seed", spec.get("seed", 1), (0, MAX_SEED), "a whole number", whole=True)
+    total_ms = spec.get("lead_in_ms", 500)
     for i, item in enumerate(utterances):
         if not isinstance(item, dict) or not isinstance(item.get("text"), str) or not item["text"].strip():
             raise FakeRtzrError(f"{spec_path}: utterances[{i}] needs a non-empty 'text'")
+        if len(item["text"]) > MAX_TEXT_CHARS:
+            raise FakeRtzrError(f"{spec_path}: utterances[{i}].text has {len(item['text'])} characters; "
+                                f"at most {MAX_TEXT_CHARS}")
+        total_ms += _in_range(spec_path, f"utterances[{i}].pause_after_ms", item.get("pause_after_ms", 1500),
+                              (0, MAX_PAUSE_MS), "a number of milliseconds")
+    if (chars := sum(len(item["text"]) for item in utterances)) > MAX_SPEC_CHARS:
+        raise FakeRtzrError(f"{spec_path}: the utterances' texts add up to {chars} characters; "
+                            f"at most {MAX_SPEC_CHARS}")
+    if total_ms > MAX_CALL_MS:
+        raise FakeRtzrError(f"{spec_path}: the lead-in and the pauses add up to {total_ms:.0f} ms, over the "
+                            f"{MAX_CALL_MS} ms (30 minutes) a call may last")
+    # what goes into call.json as it is: the fixture schema's checks (and maxima) now, before anything is spoken
+    validate_call_json({"version": 1, "name": spec["name"], "audio": {"file": "caller.wav"}, "utterances": [],
+                        **{key: spec[key] for key in PASSED_ON if key in spec}}, str(spec_path))
     return spec
+
+
+def _in_range(spec_path: Path, field: str, value: Any, bounds: tuple[int, int], what: str, *,
+              whole: bool = False) -> float:
+    """``value`` when it is a (whole) number within ``bounds``; else an error naming the field and the range."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if (number and not (isinstance(value, float) and not math.isfinite(value)) and bounds[0] <= value <= bounds[1]
+            and (not whole or isinstance(value, int) or value.is_integer())):
+        return value
+    raise FakeRtzrError(f"{spec_path}: {field} must be {what} from {bounds[0]} to {bounds[1]}, got {_shown(value)}")
+
+
+def _shown(value: Any) -> str:
+    """A value as an error message shows it: ``1e+12``, ``'fast'``, never four hundred digits."""
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)  # as the spec wrote it
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, int):
+        return number_text(value)
+    return repr(value)[:60]
 
 
 def build(spec_path: Path, out_dir: Path | None = None) -> Path:
@@ -84,11 +162,15 @@ def build(spec_path: Path, out_dir: Path | None = None) -> Path:
     utterances = []
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        for item in spec["utterances"]:
+        for i, item in enumerate(spec["utterances"]):
             clip = speak(item["text"], voice, speed, workdir)
             first, last = voiced_bounds(clip)
             clip = clip[first:last]
             offset = sum(len(p) for p in pieces)
+            pause = int(item.get("pause_after_ms", 1500)) * RATE // 1000
+            if offset + len(clip) + pause > MAX_CALL_MS * RATE // 1000:  # speech's length is known once spoken
+                raise FakeRtzrError(f"{spec_path}: utterances[{i}]: the spoken call would be over the 30 minutes "
+                                    f"a call may last ({(offset + len(clip) + pause) / RATE / 60:.1f} minutes so far)")
             words = item["text"].split()
             lengths = []
             for word in words:
@@ -111,7 +193,7 @@ def build(spec_path: Path, out_dir: Path | None = None) -> Path:
                 "words": spans,
             })
             pieces.append(clip)
-            pieces.append(np.zeros(int(item.get("pause_after_ms", 1500)) * RATE // 1000, np.int16))
+            pieces.append(np.zeros(pause, np.int16))
 
     audio = np.concatenate(pieces).astype(np.float64)
     audio += rng.normal(0.0, noise_rms, len(audio))
@@ -158,12 +240,40 @@ def read_audio(path: Path, channel: int | None = None) -> tuple[np.ndarray, int]
 
 
 def _read_channels(path: Path) -> tuple[np.ndarray, int]:
+    """All channels, refusing (from the header, before decoding) audio over 30 minutes or with more samples than
+    ``MAX_DECODED_SAMPLES``: a 1 MB FLAC of 10 h of silence would decode to gigabytes."""
     if not path.is_file():
         raise FakeRtzrError(f"{path}: cannot read: no such file")
+    rate, channels = _header(path) or (0, 0)
+    max_seconds = MAX_CALL_MS / 1000
+    if rate:
+        max_seconds = min(max_seconds, MAX_DECODED_SAMPLES / (rate * channels))
     try:
-        return read_channels(path, str(path))
+        # libsndfile's formats are judged from the header; for the others (m4a, ...) pydub's ffmpeg decodes at
+        # most max_seconds + 1 s, at whatever rate and channels the file has (it cannot tell us before decoding)
+        return read_channels(path, str(path), max_seconds=max_seconds)
+    except AudioTooLong as exc:
+        if exc.seconds > MAX_CALL_MS / 1000:
+            raise FakeRtzrError(f"{path}: {exc.seconds / 60:.0f} minutes of audio; make-fixture takes at most "
+                                f"{MAX_CALL_MS // 60_000} minutes (cut it first, e.g. sox IN OUT trim 0 30:00)"
+                                ) from None
+        raise FakeRtzrError(f"{path}: {exc.seconds:.0f} s of {channels} channel(s) at {rate} Hz is more than "
+                            f"make-fixture decodes ({MAX_DECODED_SAMPLES} samples); make it 8 kHz first "
+                            "(e.g. sox IN -r 8000 OUT)") from None
     except AudioFormatError as exc:
         raise FakeRtzrError(str(exc)) from None
+
+
+def _header(path: Path) -> tuple[int, int] | None:
+    """(sample rate, channels) from the header, when libsndfile reads the format; None otherwise."""
+    import soundfile  # noqa: PLC0415 - libsndfile loads on first use
+
+    try:
+        with quiet_stderr():
+            info = soundfile.info(str(path))
+    except (soundfile.LibsndfileError, RuntimeError, OSError):
+        return None
+    return (info.samplerate, info.channels) if info.samplerate > 0 and info.channels > 0 else None
 
 
 def from_audio(audio_path: Path, transcript: list[str] | None, name: str, out_dir: Path, *, gap_ms: int = 300,
