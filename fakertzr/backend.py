@@ -105,7 +105,7 @@ class FakeRtzrBackend:
         """Forget connections, faults, runtime scripts and config changes; reload the configured fixtures."""
         self.config = copy.deepcopy(self._start_config)
         self.journal = Journal(self.config.journal_limit)
-        self.faults = []
+        self.faults.clear()  # in place: each open stream's session holds this list (faults added now reach it)
         self.script_faults = {}
         self._streams_of = {}
         self._loaded = []
@@ -172,7 +172,8 @@ class FakeRtzrBackend:
         return fault
 
     def clear_faults(self) -> None:
-        self.faults = []
+        """Forget the faults, in place: open streams share this list, and see the faults added after."""
+        self.faults.clear()
 
     def update_config(self, changes: Mapping[str, Any]) -> None:
         """Change settings live; all or nothing: any bad name or value raises and changes none."""
@@ -228,6 +229,7 @@ class FakeRtzrBackend:
         if refusal is not None or params is None or client_id is None:
             assert refusal is not None
             record.status, record.refusal = refusal.status, refusal.body()
+            self.journal.closed(record)
             return refusal, record
 
         session = self._new_session(params, query, record)
@@ -296,6 +298,7 @@ class FakeRtzrBackend:
     def stream_closed(self, opened: OpenedStream) -> None:
         """The shell is done with a stream: its socket is gone; release its concurrency slot."""
         opened.record.closed_wall = time.monotonic()
+        self.journal.closed(opened.record)  # measured now, once: it no longer grows
         client_id = opened.record.client_id or ""
         self._active[client_id] = max(0, self._active.get(client_id, 0) - 1)
         self.journal_changed()
@@ -335,6 +338,7 @@ class FakeRtzrBackend:
         refusal = self._scripted_refusal(index)
         if refusal is not None:
             record.status, record.refusal = refusal.status, refusal.body()
+            self.journal.closed(record)
             raise BatchRefusal(refusal.status, refusal.code, refusal.msg)
         stream_params = parse_stream_params({"sample_rate": "8000", "encoding": "LINEAR16"})
         session = self._new_session(stream_params, {}, record, faults=())  # streaming faults are the WebSocket's
@@ -363,6 +367,7 @@ class FakeRtzrBackend:
         self.batch.add(job)
         record.end("failed" if error else "completed", None, f"job {job.id}")
         record.closed_wall = now
+        self.journal.closed(record)
         self.journal_changed()
         return job
 

@@ -19,7 +19,7 @@ from .loops import LOOPS, loop_factory
 from .record_proxy import RecordingProxy
 from .recording import RECORD_MODES, REDACTIONS
 from .shutdown import shut_down, until_stopped
-from .server import CONTROL_PREFIX, FakeRtzrServer
+from .server import CONTROL_PREFIX, FakeRtzrServer, exposure_warning
 
 
 class _Parser(argparse.ArgumentParser):
@@ -194,6 +194,9 @@ def record_options(redact: str | None, name: str, upstream: str, ports: tuple[in
 
 async def _record(proxy: RecordingProxy) -> None:
     await proxy.start()
+    exposed = f"anyone who can reach it can stream through it to {proxy.upstream}" + (
+        "" if proxy.mode == "none" else f", and have their streams written as fixtures under {proxy.out_dir}/")
+    _warn(exposure_warning(proxy.base_url, exposed))
     print(f"fakertzr record listening on {proxy.base_url} -> {proxy.upstream}; each stream is written under {proxy.out_dir}/")
     print(f"  point your client's RTZR base URL at {proxy.base_url} (its own credentials pass through; none are written)")
     sys.stdout.flush()
@@ -203,7 +206,14 @@ async def _record(proxy: RecordingProxy) -> None:
         await proxy.stop()
 
 
+def _warn(warning: str | None) -> None:
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
+
+
 def _banner(base_url: str, backend: FakeRtzrBackend, workers: str = "", grpc_target: str | None = None) -> None:
+    """What ``fakertzr serve`` says once it listens (and, beyond loopback, the warning on stderr)."""
+    _warn(exposure_warning(base_url, also=f" and gRPC {grpc_target}" if grpc_target else ""))
     ws_url = base_url.replace("http://", "ws://", 1)
     print(f"fakertzr listening on {base_url} (WebSocket {ws_url}/v1/transcribe:streaming){workers}")
     if grpc_target:

@@ -6,7 +6,6 @@ received, each message sent with its audio position and wall times, faults fired
 
 from __future__ import annotations
 
-import itertools
 import json
 import time
 from collections import Counter, deque
@@ -16,6 +15,7 @@ from typing import Any, Iterable, Iterator, Mapping
 SECRET_HEADERS = {"authorization", "cookie", "x-api-key", "proxy-authorization"}
 MAX_FIELDS = 64  # headers or query parameters kept per connection
 MAX_VALUE_CHARS = 512  # each kept value is cut to this (a client may send 8 KB headers, 100 KB queries)
+MAX_BYTES = 64 << 20  # closed connection records kept, about (a long stream's partials run to MBs)
 
 
 def clip(value: str, limit: int = MAX_VALUE_CHARS) -> str:
@@ -118,13 +118,29 @@ class AuthRecord:
     at: float = field(default_factory=time.time)
 
 
+def record_bytes(record: ConnectionRecord) -> int:
+    """About the bytes of ``record``'s JSON (``to_dict``), from its texts (UTF-8; a final's text is there twice) and
+    a share per message and entry: cheap enough to take as a stream closes (a JSON dump of 500 messages held the
+    event loop for 4 ms)."""
+    texts = [*record.headers, *record.headers.values(), *record.query, *record.query.values(), *record.text_frames]
+    size = sum(len(t.encode("utf-8", "surrogatepass")) + 8 for t in texts)
+    for m in record.messages:
+        size += len(m.text.encode("utf-8", "surrogatepass")) * (2 if m.kind == "final" else 1) + 160
+        size += len(m.payload.encode("utf-8", "surrogatepass")) * 9 // 8  # its quotes escaped
+    return size + 100 * (len(record.alignment) + len(record.faults_fired)) + 512
+
+
 class Journal:
     """Connections and token requests since the last reset, bounded: at most ``limit`` connection records are
-    kept whole; past that the oldest *closed* ones are dropped into ``dropped`` (counts: how they ended, finals
-    sent), so a fake that runs for days holds steady memory and a live stream's record is never lost."""
+    kept whole, and about ``max_bytes`` of closed ones (each measured once, when it closes: a stream's record
+    grows while it is open); past either the oldest *closed* ones are dropped into ``dropped`` (counts: how they
+    ended, finals sent), so a fake that runs for days holds steady memory and a live stream's record is never lost."""
 
-    def __init__(self, limit: int = 2000) -> None:
+    def __init__(self, limit: int = 2000, max_bytes: int = MAX_BYTES) -> None:
         self.limit = limit
+        self.max_bytes = max_bytes
+        self.closed_bytes = 0  # the measured size of the closed records kept
+        self._sizes: dict[int, int | None] = {}  # id of a kept record -> its size once closed (ids are unique while kept)
         self.connections: list[ConnectionRecord] = []
         self.auth: deque[AuthRecord] = deque(maxlen=limit)
         self.total = 0  # connection attempts ever journaled (kept + dropped)
@@ -134,14 +150,37 @@ class Journal:
 
     def add(self, record: ConnectionRecord) -> None:
         self.connections.append(record)
+        self._sizes[id(record)] = None
         self.total += 1
-        excess = len(self.connections) - self.limit
-        if excess > 0:
-            closed = list(itertools.islice((i for i, c in enumerate(self.connections) if c.closed), excess))
-            for i in reversed(closed):
-                gone = self.connections.pop(i)
-                self.dropped_ended[(gone.ended or {}).get("how") or ("refused" if not gone.accepted else "unknown")] += 1
-                self.dropped_finals += len(gone.finals)
+        self._trim(len(self.connections) - self.limit)
+
+    def closed(self, record: ConnectionRecord) -> None:
+        """``record`` is done (its stream closed, its handshake refused): measure it, once; over ``max_bytes``,
+        the oldest closed records go. A record of a journal since reset is no longer this one's: ignored."""
+        if id(record) in self._sizes and self._sizes[id(record)] is None:
+            self._sizes[id(record)] = size = record_bytes(record)
+            self.closed_bytes += size
+            if self.closed_bytes > self.max_bytes:
+                self._trim(0)
+
+    def _trim(self, excess: int) -> None:
+        """Drop the oldest closed records: ``excess`` of them, and more while over ``max_bytes``."""
+        if excess <= 0 and self.closed_bytes <= self.max_bytes:
+            return
+        gone_at = []
+        over = self.closed_bytes
+        for i, c in enumerate(self.connections):
+            if excess <= 0 and over <= self.max_bytes:
+                break
+            if c.closed:
+                gone_at.append(i)
+                excess -= 1
+                over -= self._sizes.get(id(c)) or 0
+        for i in reversed(gone_at):
+            gone = self.connections.pop(i)
+            self.closed_bytes -= self._sizes.pop(id(gone), None) or 0
+            self.dropped_ended[(gone.ended or {}).get("how") or ("refused" if not gone.accepted else "unknown")] += 1
+            self.dropped_finals += len(gone.finals)
 
     def add_auth(self, record: AuthRecord) -> None:
         self.auth.append(record)

@@ -92,6 +92,22 @@ def _hostname(authority: str) -> str | None:
     return urlsplit(authority if "://" in authority else f"//{authority}").hostname
 
 
+CONTROL_EXPOSED = ("anyone who can reach it can read the journal and reset or fault the fake through its control API "
+                   f"({CONTROL_PREFIX}/*)")
+
+
+def exposure_warning(url: str, exposed: str = CONTROL_EXPOSED, also: str = "") -> str | None:
+    """The line to print when a fake at ``url`` (``http://host:port``, an IPv6 host bracketed or not) listens
+    beyond loopback (``0.0.0.0``, a LAN address): what anyone on the network can do there (``exposed``), the
+    control API's Host check being off. None on loopback."""
+    host, _, port = url.split("://", 1)[-1].rstrip("/").rpartition(":")
+    host = host.strip("[]")
+    if is_loopback(host):
+        return None
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return f"fakertzr: warning: listening on {where}{also}, beyond loopback: {exposed}"
+
+
 def cross_site_guard(loopback_only: bool) -> Callable:
     """Refuse control requests a web page could make: a foreign ``Origin`` or ``Sec-Fetch-Site``, a ``Host``
     that is not loopback (DNS rebinding) while the fake listens on loopback, a body that is not JSON."""

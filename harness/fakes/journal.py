@@ -24,37 +24,74 @@ async def json_body(request: web.Request) -> object:
 
 
 JOURNAL_LIMIT = 1000  # requests a fake keeps, at most: the oldest finished ones go first (``dropped`` counts them)
+JOURNAL_MAX_BYTES = 8 << 20  # ... and the bytes of text they hold, at most (1000 requests of 40 KB held 63 MB)
+
+
+def text_bytes(value: object) -> int:
+    """The UTF-8 bytes of the text in ``value`` (strings, in lists and dicts): what a journal entry holds."""
+    if isinstance(value, str):
+        return len(value.encode("utf-8", "surrogatepass"))
+    if isinstance(value, (list, tuple)):
+        return sum(text_bytes(v) for v in value)
+    if isinstance(value, dict):
+        return sum(text_bytes(k) + text_bytes(v) for k, v in value.items())
+    return 0
 
 
 class JournaledFake(Generic[RequestT]):
     """Subclasses add routes in ``add_routes`` and ``record`` each request, calling ``changes.notify()`` as
-    it goes on. The journal is bounded (``journal_limit``): a long load run must not grow the fake's memory
-    with every request it ever took."""
+    it goes on. The journal is bounded by count (``journal_limit``) and by the text it holds
+    (``journal_max_bytes``): a long load run must not grow the fake's memory with every request it ever took."""
 
-    def __init__(self, journal_limit: int = JOURNAL_LIMIT) -> None:
+    def __init__(self, journal_limit: int = JOURNAL_LIMIT, journal_max_bytes: int = JOURNAL_MAX_BYTES) -> None:
         self.changes = ChangeNotifier()
         self.requests: list[RequestT] = []
         self.journal_limit = journal_limit
+        self.journal_max_bytes = journal_max_bytes
+        self.journal_bytes = 0  # the text the kept requests hold, each measured once (``text_bytes``)
+        self._sizes: dict[int, int] = {}  # id of a kept request -> its bytes (ids are unique while it is kept)
         self.received = 0  # requests taken since ``clear``: a request's index (the scripts' "request 0, 1, ...")
-        self.dropped = 0  # finished requests let go of to keep the journal within its limit
+        self.dropped = 0  # finished requests let go of to keep the journal within its limits
 
     def record(self, entry: RequestT) -> int:
         """Journal ``entry``; its index since the last ``clear``."""
         index, self.received = self.received, self.received + 1
         entry.index = index  # type: ignore[attr-defined]
         self.requests.append(entry)
-        if len(self.requests) > self.journal_limit:
-            finished = [r for r in self.requests if getattr(r, "ended_at", None) is not None]
-            gone = {id(r) for r in finished[: len(self.requests) - self.journal_limit]}
-            self.requests[:] = [r for r in self.requests if id(r) not in gone]
-            self.dropped += len(gone)
+        self._sizes[id(entry)] = size = text_bytes(list(vars(entry).values()))
+        self.journal_bytes += size
+        self._trim()
         self.changes.notify()
         return index
+
+    def grown(self, entry: RequestT, text: str) -> None:
+        """``entry`` now holds ``text`` too (an answer written after it was recorded): counted in its size."""
+        if id(entry) in self._sizes:  # still kept (not cleared meanwhile)
+            size = text_bytes(text)
+            self._sizes[id(entry)] += size
+            self.journal_bytes += size
+            self._trim()
+
+    def _trim(self) -> None:
+        """Over either limit, let go of the oldest finished requests (never one still being answered)."""
+        excess = len(self.requests) - self.journal_limit
+        if excess <= 0 and self.journal_bytes <= self.journal_max_bytes:
+            return
+        kept = []
+        for r in self.requests:
+            if (excess > 0 or self.journal_bytes > self.journal_max_bytes) and getattr(r, "ended_at", None) is not None:
+                excess -= 1
+                self.journal_bytes -= self._sizes.pop(id(r), 0)
+                self.dropped += 1
+            else:
+                kept.append(r)
+        self.requests[:] = kept
 
     def clear(self) -> None:
         """A fresh journal: indices count from 0 again."""
         self.requests.clear()
-        self.received = self.dropped = 0
+        self._sizes.clear()
+        self.received = self.dropped = self.journal_bytes = 0
 
     async def next_change(self) -> None:
         """Return at the journal's next change (a request taken, answered or let go)."""

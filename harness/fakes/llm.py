@@ -105,6 +105,7 @@ class FakeLlm(JournaledFake[LlmRequest]):
             if index in config.stall_requests:
                 await self.stall(entry, config.stall_s)
             text = entry.reply = config.reply(entry)
+            self.grown(entry, text)  # the default reply repeats the caller's words: as big as the request
             step = config.chars_per_token
             await self._sleep(config, config.first_token_ms)
             envelope = {"id": f"chatcmpl-fake{index}", "object": "chat.completion.chunk", "created": int(time.time()),
@@ -130,6 +131,7 @@ class FakeLlm(JournaledFake[LlmRequest]):
             if index in config.stall_requests:
                 await self.stall(entry, config.stall_s)
             text = entry.reply = config.reply(entry)
+            self.grown(entry, text)  # the default reply repeats the caller's words: as big as the request
             tokens = -(-len(text) // config.chars_per_token)
             await self._sleep(config, config.first_token_ms + max(0, tokens - 1) * config.token_ms)
             entry.tokens_sent = tokens
