@@ -1,6 +1,7 @@
 """Suite-wide options, hypothesis profiles (see tests/support/budget.py) and the suite's long runs
 (tests/support/long_runs.py): started when the session is collected, for the tests marked
-``long_run("examples")``, ``long_run("matrix")`` or ``long_run("fuzz", ...)`` that were selected, and shared by them."""
+``long_run("examples")``, ``long_run("matrix")``, ``long_run("fuzz", ...)`` or a command's ``long_run(NAME, command=...,
+env=..., timeout=...)`` that were selected, and shared by them."""
 
 import freezegun
 import pytest
@@ -63,7 +64,8 @@ def pytest_collection_finish(session):
         return
     markers = [m for item in session.items for m in item.iter_markers("long_run")]
     fuzz = next((m.kwargs for m in markers if m.args[0] == "fuzz"), None)
-    RUNS.start({m.args[0] for m in markers}, fuzz)
+    commands = {m.args[0]: m.kwargs for m in markers if m.args[0] not in ("fuzz", "examples", "matrix")}
+    RUNS.start({m.args[0] for m in markers}, fuzz, commands)
 
 
 def pytest_sessionfinish(session):

@@ -9,7 +9,9 @@ Layers, each importing only those below it (``[tool.importlinter]`` in pyproject
   fixture against a target and judges it.
 - ``judge``: sans-I/O: the timeline of a played call, the checks, the latency figures, the log reader.
 - ``fakes``: what the handler talks to: Twilio's side of the call, the fake LLM and TTS (fakertzr is RTZR).
-- ``fixture``, ``errors``: the call fixture model and the harness's errors.
+- ``fixture``, ``files``, ``terminal``: the call fixture model, report files written whole or not at all, and
+  handler text made safe for a terminal.
+- ``errors``: the harness's errors.
 
 ``harness.strategies`` is the public name of ``harness.fuzz.strategies``.
 """

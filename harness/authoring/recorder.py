@@ -271,7 +271,8 @@ class TwilioRecordingProxy(RelayServer):
         try:
             await self._relay(twilio, handler, call)
         finally:
-            self._active.remove(call)
+            if call in self._active:  # not already written by ``write_in_flight``
+                self._active.remove(call)
             self._forget_old_streams()
         return twilio
 
@@ -330,13 +331,32 @@ class TwilioRecordingProxy(RelayServer):
         if not sink.closed:
             await sink.close(code=source.close_code or 1000)
 
-    def _write(self, call: TwilioCallRecorder, streams: list[RecordedStream], auth_failures: tuple[int, ...]) -> Path | None:
+    def write_in_flight(self) -> list[tuple[TwilioCallRecorder, Path | None]]:
+        """The recording is stopping (Ctrl-C, SIGTERM) with calls in flight: each is written as far as it got, its
+        description saying it was cut short, rather than dropped (None: it had no caller audio yet, or the mode
+        writes nothing)."""
+        cut = []
+        for call in list(self._active):
+            self._active.remove(call)
+            if not call.ulaw:
+                cut.append((call, None))
+                continue
+            mine = [s for s in self.rtzr_streams if s.opened >= call.started - 1.0]
+            failures = tuple(f.status for f in self.rtzr_auth_failures if f.at >= call.started - 1.0)
+            cut.append((call, self._write(call, mine, failures, cut_short=True)))
+        return cut
+
+    def _write(self, call: TwilioCallRecorder, streams: list[RecordedStream], auth_failures: tuple[int, ...],
+               cut_short: bool = False) -> Path | None:
         directory = fixture_directory(self.out_dir, self.name, self.mode)
         if directory is None:
             log.info("event=not_recorded mode=%s name=%s", self.mode, self.name)
             return None
         doc, ulaw = call.to_fixture(directory.name, streams, auth_failures=auth_failures, mask_caller=self.mask_caller,
                                     redact_kinds=self.redact)
+        if cut_short:
+            doc["description"] = ("Recorded by harness record, cut short when the recording was stopped: the caller "
+                                  "had not hung up (the replay hangs up where the recording ends).")
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "caller.wav").write_bytes(mulaw_wav_bytes(ulaw))
         (directory / "call.json").write_text(json.dumps(doc, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")

@@ -23,6 +23,8 @@ from harness.cli.common import (
     parse_positive,
     print_fakes,
 )
+from harness.cli.interrupts import Interrupted, signals_interrupt
+from harness.terminal import printable
 from harness.errors import HarnessError
 from harness.fuzz.search import (
     FuzzOptions,
@@ -36,6 +38,7 @@ from harness.fuzz.search import (
 from harness.fuzz.strategies import FAULT_KINDS, DrawnCall
 from harness.replay.resources import Resources
 from harness.replay.targets import CommandTarget, UrlTarget
+from harness.files import check_report_dir, write_atomically
 from harness.reports.html import write_html
 from harness.reports.results import write_xml
 
@@ -154,17 +157,34 @@ def fuzz_command(args: argparse.Namespace, argv: list[str]) -> int:
         at_once = f", {options.calls_at_once} at once" if options.calls_at_once > 1 else ""
         print(f"fuzz: up to {options.examples} call(s) against {against}, pace "
               f"{_pace_label(options.pace)}{at_once}", flush=True)
-    with HandlerSession(_target(args, worker), pace=options.pace, headers_for=_headers_for(args),
-                        fake_ports=args.fake_ports, on_fakes=lambda f: _fakes_line(f, bool(args.target))) as session:
-        result = search(session, options, progress=progress)
+    check_report_dir(args.report_dir)
+    with signals_interrupt():  # SIGTERM as Ctrl-C: the search stops, the handler is ended, what was found is kept
+        with HandlerSession(_target(args, worker), pace=options.pace, headers_for=_headers_for(args),
+                            fake_ports=args.fake_ports, on_fakes=lambda f: _fakes_line(f, bool(args.target))) as session:
+            result = search(session, options, progress=progress)
     saved = _save(result, args.report_dir, worker)
     if args.json:  # a worker: its parent says it all
         _write_html([result], args.report_dir / f"fuzz-report{worker}.html", _pace_label(args.pace))
-        args.json.write_text(json.dumps(_summary(result, saved), ensure_ascii=False), encoding="utf-8")
-        return 1 if result.failure else 0
+        write_atomically(args.json, json.dumps(_summary(result, saved), ensure_ascii=False))
+        return _exit_code(result)
     progress("done\n")
     _write_reports([_summary(result, saved)], [result], args.report_dir, _pace_label(options.pace))
-    return _print(args, argv, [_summary(result, saved)])
+    code = _print(args, argv, [_summary(result, saved)])
+    if result.interrupted is not None:
+        stop = result.interrupted
+        how = stop.how if isinstance(stop, Interrupted) else "Ctrl-C (SIGINT)"
+        print(f"harness fuzz: interrupted by {how} after {result.drawn} of {options.examples} call(s); the reports "
+              "hold what was judged" + (" and the failure as far as it was cut down" if result.failure else ""),
+              file=sys.stderr)
+    return _exit_code(result) if result.interrupted is not None else code
+
+
+def _exit_code(result: FuzzResult) -> int:
+    """130 / 143 when a signal stopped it; else 1 when a call failed."""
+    stop = result.interrupted
+    if stop is not None:
+        return stop.exit_code if isinstance(stop, Interrupted) else 130
+    return 1 if result.failure else 0
 
 
 def _fakes_line(fakes, paste: bool) -> None:
@@ -193,6 +213,7 @@ def _summary(result: FuzzResult, saved: dict[str, str]) -> dict:
         "seed": result.seed, "drawn": result.drawn, "replayed": result.replayed, "shrink_tries": result.shrink_tries,
         "wall_s": round(result.wall_s, 1), "audio_s": round(result.audio_s, 1), "played_s": round(result.played_s, 1),
         "loop_late_ms": round(result.loop_late_ms),
+        **({"interrupted": getattr(result.interrupted, "how", "Ctrl-C (SIGINT)")} if result.interrupted else {}),
         **({"handler_resources": result.resources.as_json()} if result.resources else {}),
         "statistics": dict(result.statistics),
         "failure": None if failure is None else {
@@ -211,9 +232,7 @@ def _pace_label(pace: float | None) -> str:
 
 
 def _write_reports(summaries: list[dict], results: list[FuzzResult], report_dir: Path, pace: str = "fast") -> None:
-    report_dir.mkdir(parents=True, exist_ok=True)
-    (report_dir / "fuzz.json").write_text(json.dumps({"searches": summaries}, ensure_ascii=False, indent=1) + "\n",
-                                          encoding="utf-8")
+    write_atomically(report_dir / "fuzz.json", json.dumps({"searches": summaries}, ensure_ascii=False, indent=1) + "\n")
     drawn = sum(s["drawn"] for s in summaries)
     suite = ElementTree.Element("testsuite", name="harness fuzz", tests=str(max(1, sum(bool(s["failure"]) for s in summaries))),
                                 failures=str(sum(bool(s["failure"]) for s in summaries)))
@@ -278,9 +297,9 @@ def _print(args: argparse.Namespace, argv: list[str], summaries: list[dict]) -> 
         print(f"\nFAILED: {', '.join(c['name'] for c in checks)} (after {s['drawn']} call(s); shrunk from "
               f"{f['first_size'][0]} utterance(s) and {f['first_size'][1]} fault(s) to {f['size'][0]} and "
               f"{f['size'][1]} in {s['shrink_tries']} tries; failed again when replayed afresh: "
-              f"{'yes' if f['reproduced'] else 'NO (a flaky verdict)'})")
+              f"{'yes' if f['reproduced'] else 'not tried (interrupted)' if f['reproduced'] is None else 'NO (a flaky verdict)'})")
         for c in checks:
-            print(f"  {c['name']}: {c['message']}")
+            print(printable(f"  {c['name']}: {c['message']}"))
         if f.get("neighbours"):
             n = len(f["neighbours"]) + 1
             print(f"  it passes alone and fails with {n - 1} other call(s) in flight: the {n} calls: "
@@ -334,22 +353,35 @@ def _parent(args: argparse.Namespace, argv: list[str], against: str) -> int:
         procs.append((out, subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)))
     started = time.monotonic()
     errors: dict[int, str] = {}
+    stopped: Interrupted | None = None
+    pool = concurrent.futures.ThreadPoolExecutor(args.workers)  # a thread waits on each worker
     try:
-        with concurrent.futures.ThreadPoolExecutor(args.workers) as pool:  # a thread waits on each worker
+        with signals_interrupt():
             waits = {pool.submit(p.communicate): k for k, (_, p) in enumerate(procs)}
             for done, finished in enumerate(concurrent.futures.as_completed(waits), 1):
                 errors[waits[finished]] = finished.result()[1] or ""
                 print(f"fuzz: worker {waits[finished] + 1} done ({done} of {args.workers}, "
                       f"{time.monotonic() - started:.0f} s)", flush=True)
-    except KeyboardInterrupt:
+    except Interrupted as exc:  # each worker is told as CI would tell it: it ends its handler and writes what it has
+        stopped = exc
         for _, p in procs:
-            p.terminate()
-        raise
+            if p.poll() is None:
+                p.terminate()
+        concurrent.futures.wait(waits, timeout=60)
+    finally:
+        pool.shutdown(wait=stopped is None, cancel_futures=True)
     summaries = []
     for k, (out, p) in enumerate(procs):
         if not out.exists():
+            if stopped is not None:
+                continue
             raise HarnessError(f"fuzz worker {k + 1} failed (exit {p.returncode}): {errors.get(k, '')[-2000:]}")
         summaries.append(json.loads(out.read_text(encoding="utf-8")))
     _write_reports(summaries, [], args.report_dir)  # each worker wrote its own fuzz-report-K.html
-    return _print(args, argv, summaries)
+    code = _print(args, argv, summaries) if summaries else 1
+    if stopped is not None:
+        print(f"harness fuzz: interrupted by {stopped.how}: {len(summaries)} of {args.workers} workers wrote what "
+              "they had judged", file=sys.stderr)
+        return stopped.exit_code
+    return code
 

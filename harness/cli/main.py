@@ -30,6 +30,7 @@ from harness.cli.common import (
     print_fakes,
 )
 from harness.cli.fuzz import add_fuzz_parser
+from harness.cli.interrupts import Interrupted, run_until_signal, signals_interrupt
 from harness.errors import HandlerDidNotStart, HarnessError
 from harness.fakes.services import running_fakes
 from harness.fixture import default_fixtures_dir, discover, load_call, with_turn_budget
@@ -41,8 +42,10 @@ from harness.replay.runner import (
 )
 from harness.replay.runs import run_target
 from harness.replay.targets import AicallTarget, CommandTarget, UrlTarget
+from harness.files import check_report_dir
 from harness.reports.html import write_html
-from harness.reports.results import console_table, verdict, write_json, write_junit
+from harness.terminal import printable
+from harness.reports.results import Interruption, console_table, verdict, write_json, write_junit
 
 
 SPEC_EXAMPLE = """a --script spec (every bundled call's own is source.json beside its call.json):
@@ -245,13 +248,15 @@ def _check_target_options(args: argparse.Namespace) -> None:
         raise HarnessError("--fake-ports goes with --target (with --cmd the harness picks free ports)")
 
 
-async def _run(args: argparse.Namespace, fixtures: list, handlers: int = 1) -> list[FixtureRun]:
-    done = 0
+async def _run(args: argparse.Namespace, fixtures: list, handlers: int = 1,
+               finished: list[FixtureRun] | None = None) -> list[FixtureRun]:
+    """The replay; each run is added to ``finished`` as it is judged (what an interrupted run still reports)."""
+    finished = [] if finished is None else finished
 
     def progress(run: FixtureRun) -> None:
-        nonlocal done
-        done += 1
-        print(f"[{done}/{len(fixtures)}] {run.fixture.name}: {verdict(run)} ({run.wall_s:.1f} s)", flush=True)
+        finished.append(run)
+        print(printable(f"[{len(finished)}/{len(fixtures)}] {run.fixture.name}: {verdict(run)} ({run.wall_s:.1f} s)"),
+              flush=True)
 
     headers_for = None
     if args.twilio_auth_token:
@@ -320,8 +325,8 @@ def _load(args: argparse.Namespace) -> int:
             return await LoadRunner(AicallTarget(turn_log), fixtures, plan, progress=progress,
                                     handler_log=turn_log.reader).run(against)
 
-    with asyncio.Runner(loop_factory=loop_factory("auto")) as runner:  # uvloop when installed: callers are cheaper
-        result = runner.run(go())
+    check_report_dir(args.report_dir)
+    result = run_until_signal(go(), loop_factory("auto"))  # uvloop when installed: callers are cheaper
     print()
     console_table(result, sys.stdout)
     write_load_json(result, args.report_dir / "load.json")
@@ -364,12 +369,25 @@ async def _record(args: argparse.Namespace, kinds: tuple[str, ...]) -> int:
               f"  start your handler with RTZR_API_BASE={rtzr.base_url} (RTZR traffic is recorded on its way to "
               f"{rtzr.upstream})\n  point Twilio's <Stream url> at a public wss:// address that reaches port "
               f"{proxy.port}; each call is written under {args.out}/ (mode {args.mode}). Ctrl-C to stop", flush=True)
-        while True:
-            written = await proxy.recordings.get()
-            doc = json.loads((written / "call.json").read_text(encoding="utf-8"))
-            print(f"recorded {written}: {doc['audio']['duration_ms'] / 1000:.1f} s, "
-                  f"{sum(r['final'] for r in doc['recognizer']['recorded'])} final(s), faults "
-                  f"{[f['type'] for f in doc['faults']] or 'none'}", flush=True)
+        try:
+            while True:
+                _print_recorded(await proxy.recordings.get())
+        except asyncio.CancelledError:  # Ctrl-C or SIGTERM: a call in flight is written as far as it got
+            for call, written in proxy.write_in_flight():
+                if written is None:
+                    print(f"harness record: a call in flight ({call.audio_ms / 1000:.1f} s of caller audio) was not "
+                          f"written (mode {args.mode}, or no audio yet)", file=sys.stderr, flush=True)
+                else:
+                    print("harness record: a call in flight was cut short: written as far as it got", file=sys.stderr)
+                    _print_recorded(written)
+            raise
+
+
+def _print_recorded(written: Path) -> None:
+    doc = json.loads((written / "call.json").read_text(encoding="utf-8"))
+    print(f"recorded {written}: {doc['audio']['duration_ms'] / 1000:.1f} s, "
+          f"{sum(r['final'] for r in doc['recognizer']['recorded'])} final(s), faults "
+          f"{[f['type'] for f in doc['faults']] or 'none'}", flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -379,12 +397,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     args = parser.parse_args(argv)
     try:
+        with signals_interrupt():  # SIGTERM as Ctrl-C from here on: the cleanup runs, one line, 128 + the signal
+            return _command(args, argv)
+    except Interrupted as exc:  # between the steps that keep their results (a handler starting, fixtures loading)
+        print(f"\nharness {args.command}: interrupted by {exc.how}", file=sys.stderr)
+        return exc.exit_code
+
+
+def _command(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
+    try:
         if args.command == "make-fixture":
             return _make_fixture(args)
-        if args.command == "fakes":
+        if args.command == "fakes":  # a dev server: Ctrl-C or SIGTERM is how it ends, as nginx's and gunicorn's do
             try:
-                return asyncio.run(_serve_fakes(args))
-            except KeyboardInterrupt:
+                return run_until_signal(_serve_fakes(args))
+            except Interrupted as exc:
+                print(f"harness fakes: stopped by {exc.how}", file=sys.stderr)
                 return 0
         if args.command == "record":
             kinds = record_options(args.redact, args.name, args.rtzr_upstream, (args.port, args.rtzr_port),
@@ -392,8 +420,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not args.target.startswith(("ws://", "wss://")):
                 raise HarnessError(f"--target must be a ws:// or wss:// URL, got {args.target!r}")
             try:
-                return asyncio.run(_record(args, kinds))
-            except KeyboardInterrupt:
+                return run_until_signal(_record(args, kinds))
+            except Interrupted as exc:
+                print(f"harness record: stopped by {exc.how}", file=sys.stderr)
                 return 0
         if args.command == "fuzz":
             from harness.cli.fuzz import fuzz_command
@@ -405,9 +434,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "load":
             try:
                 return _load(args)
-            except KeyboardInterrupt:
-                print("\nharness load: interrupted", file=sys.stderr)
-                return 130
+            except Interrupted as exc:
+                print(f"\nharness load: interrupted by {exc.how}", file=sys.stderr)
+                return exc.exit_code
         _check_target_options(args)
         if args.jobs is not None and args.jobs < 1:
             raise HarnessError(f"--jobs must be at least 1, got {args.jobs}")
@@ -432,21 +461,45 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "of its own or has RTZR faults before any audio plays alone)")
         print(f"replaying {len(fixtures)} fixture(s) from {args.fixtures} against {against}, pace {pace_name(args.pace)}"
               f"{at_once}", flush=True)
-        runs = asyncio.run(_run(args, fixtures, handlers))
+        check_report_dir(args.report_dir)  # before minutes of replay, not after
+        finished: list[FixtureRun] = []
+        try:
+            runs, stopped = run_until_signal(_run(args, fixtures, handlers, finished)), None
+        except Interrupted as exc:
+            order = {id(f): n for n, f in enumerate(fixtures)}
+            runs, stopped = sorted(finished, key=lambda r: order.get(id(r.fixture), 0)), exc
     except HandlerDidNotStart as exc:
         saved = f" (its output: {args.report_dir / 'handler.log'})" if getattr(args, "cmd", None) else ""
-        print(f"harness: error: the handler did not start: {exc}{saved}", file=sys.stderr)
+        print(printable(f"harness: error: the handler did not start: {exc}{saved}"), file=sys.stderr)
         return 2
     except (FakeRtzrError, OSError) as exc:
         print(f"harness: error: {exc}", file=sys.stderr)
         return 2
+    return _report(args, fixtures, runs, stopped)
+
+
+def _report(args: argparse.Namespace, fixtures: list, runs: list[FixtureRun], stopped: Interrupted | None) -> int:
+    """The console table and the three reports; an interrupted run's say so and name the calls not replayed."""
+    interrupted = None
+    if stopped is not None:
+        done = {id(r.fixture) for r in runs}
+        interrupted = Interruption(stopped.how, len(runs), len(fixtures),
+                                   [f.name for f in fixtures if id(f) not in done])
     print()
     console_table(runs, sys.stdout)
-    write_json(runs, args.report_dir / "report.json", pace_name(args.pace))
-    write_junit(runs, args.report_dir / "junit.xml")
-    write_html(runs, args.report_dir / "report.html", pace_name(args.pace))
+    try:
+        write_json(runs, args.report_dir / "report.json", pace_name(args.pace), interrupted)
+        write_junit(runs, args.report_dir / "junit.xml", interrupted)
+        write_html(runs, args.report_dir / "report.html", pace_name(args.pace), interrupted)
+    except FakeRtzrError as exc:
+        print(f"harness: error: {exc}", file=sys.stderr)
+        return stopped.exit_code if stopped else 2
     logs = ", handler.log" if args.cmd else ""
     print(f"\nreports: {args.report_dir / 'report.html'}, report.json, junit.xml{logs}")
+    if stopped is not None:
+        print(f"harness run: interrupted by {stopped.how} after {len(runs)} of {len(fixtures)} calls; the reports hold "
+              "the finished ones", file=sys.stderr)
+        return stopped.exit_code
     return 0 if all(r.ok for r in runs) else 1
 
 

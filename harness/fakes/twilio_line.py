@@ -16,6 +16,7 @@ import asyncio
 import base64
 import json
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -36,6 +37,11 @@ def handshake_hint(url: str, status: int) -> str:
     if status in (401, 403):
         return f"{url} refused the stream handshake: HTTP {status} (does it check X-Twilio-Signature? give --twilio-auth-token)"
     return f"{url} refused the stream handshake: HTTP {status}"
+
+
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # a larger message closes the stream with 1009 (message too big), as aiohttp does
+MAX_KEPT_MEDIA = 30_000  # messages kept of one call: 10 minutes of 20 ms media frames
+MAX_KEPT_AUDIO_MS = 20 * 60_000.0  # ... and at most 20 minutes of bot audio (9.6 MB of mu-law)
 
 
 def base64_bytes(text: str) -> int:
@@ -60,6 +66,9 @@ class PlayerRecord:
     silence_ms: float = 0.0  # caller silence held while waiting for the bot (``caller.reacts``), not the fixture's
     skipped_ms: float = 0.0  # the fixture's pauses cut short because the bot answered sooner
     reactions: list[dict[str, Any]] = field(default_factory=list)  # each reacting utterance: what it waited for, when
+    audio_kept_ms: float = 0.0  # bot audio kept in ``received``
+    media_not_kept: int = 0  # media messages past what is kept of one call (counted, played, not kept)
+    audio_not_kept_ms: float = 0.0
 
     def media_after(self, wall: float) -> float | None:
         return next((t for t, m in self.received if t >= wall and m.get("event") == "media"), None)
@@ -85,7 +94,7 @@ class TwilioLine:
         self._chunk = 0
         self._play_until = 0.0
         self.last_media_at = 0.0  # when the last bot audio arrived
-        self._pending_marks: list[tuple[str, asyncio.TimerHandle]] = []
+        self._pending_marks: deque[tuple[str, asyncio.TimerHandle]] = deque()
         self._echo_tasks: set[asyncio.Task[None]] = set()
         self._changed = asyncio.Event()
 
@@ -93,7 +102,7 @@ class TwilioLine:
     async def connect(self) -> aiohttp.ClientWebSocketResponse:
         """Open the stream as Twilio does; every failure names the URL tried."""
         try:
-            self.ws = await self.session.ws_connect(self.url, headers=self.headers, max_msg_size=0)
+            self.ws = await self.session.ws_connect(self.url, headers=self.headers, max_msg_size=MAX_MESSAGE_BYTES)
         except aiohttp.WSServerHandshakeError as exc:
             raise HarnessError(handshake_hint(self.url, exc.status)) from None
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
@@ -186,11 +195,14 @@ class TwilioLine:
             if message is None:
                 self._changed.set()
                 continue
-            self.record.received.append((now, message))
             event = message.get("event")
             if event == "media":
                 payload = message.get("media", {}).get("payload", "")
                 ms = base64_bytes(payload) / 8 if isinstance(payload, str) else 0.0  # 8 kHz mu-law
+                self._keep_media(now, message, ms)
+            else:
+                self.record.received.append((now, message))
+            if event == "media":
                 self._play_until = max(now, self._play_until) + (ms / 1000 / self.pace if self.pace else 0.0)
                 self.last_media_at = now
                 self.on_media()
@@ -202,7 +214,7 @@ class TwilioLine:
                     handle = loop.call_at(loop.time() + max(0.0, self._play_until - now), self._echo_later, name)
                     self._pending_marks.append((name, handle))
             elif event == "clear":  # Twilio echoes every pending mark at once
-                pending, self._pending_marks = self._pending_marks, []
+                pending, self._pending_marks = self._pending_marks, deque()
                 for name, handle in pending:
                     handle.cancel()
                     await self._echo(name)
@@ -213,15 +225,37 @@ class TwilioLine:
         self.closed.set()
         self._changed.set()
 
+    def _keep_media(self, now: float, message: dict[str, Any], ms: float) -> None:
+        """Bot audio is kept up to ``MAX_KEPT_AUDIO_MS`` and ``MAX_KEPT_MEDIA`` messages a call; past either it is
+        counted (and still played), so a handler that floods the line costs bounded memory."""
+        record = self.record
+        if record.media_not_kept or len(record.received) >= MAX_KEPT_MEDIA or record.audio_kept_ms + ms > MAX_KEPT_AUDIO_MS:
+            if not record.media_not_kept:
+                record.received.append((now, {"event": "harness_note", "note": (
+                    f"the handler sent more than the harness keeps of one call ({MAX_KEPT_MEDIA} messages or "
+                    f"{MAX_KEPT_AUDIO_MS / 60000:.0f} min of audio): later media is counted, not kept")}))
+            record.media_not_kept += 1
+            record.audio_not_kept_ms += ms
+            return
+        record.audio_kept_ms += ms
+        media = message.get("media")  # only what the judge reads: a message's other fields cost memory per frame
+        record.received.append((now, {"event": "media", "streamSid": message.get("streamSid"),
+                                      "media": {"payload": media.get("payload", "")} if isinstance(media, dict) else {}}))
+
     def _echo_later(self, name: str) -> None:
         task = asyncio.ensure_future(self._echo(name))
         self._echo_tasks.add(task)
         task.add_done_callback(self._echo_tasks.discard)
 
     async def _echo(self, name: str) -> None:
-        self._pending_marks = [(n, h) for n, h in self._pending_marks if n != name]
+        pending = self._pending_marks  # echoed in the order they came: the first is the one, almost always
+        if pending and pending[0][0] == name:
+            pending.popleft()
+        else:
+            self._pending_marks = deque((n, h) for n, h in pending if n != name)
         if await self.send("mark", mark={"name": name}):
             self.record.marks_played.append((time.monotonic(), name))
+            self._changed.set()  # a wait on what has been played goes on
 
     async def release_marks(self) -> None:
         """The held audio has finished playing: echo its marks."""

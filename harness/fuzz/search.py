@@ -88,6 +88,7 @@ class FuzzResult:
     alone_passed: bool = False  # the failing call, replayed alone, passed: the failure is a cross-call one
     loop_late_ms: float = 0.0  # how late the harness's own event loop ran a timer, at worst (its calls' timings too)
     resources: Resources | None = None  # a launched handler's memory and descriptors as the calls went by
+    interrupted: KeyboardInterrupt | None = None  # Ctrl-C or SIGTERM stopped the search: what it had is kept
 
 
 class CallFailed(AssertionError):
@@ -427,23 +428,28 @@ def search(session: HandlerSession, options: FuzzOptions,
                      f"({stage}, {time.monotonic() - started:.0f} s)")
 
     try:
-        for k, part in enumerate(stages(options)):
-            stage = part.label
-            test = settings(max_examples=part.examples, deadline=None, print_blob=False, report_multiple_bugs=False,
-                            database=DirectoryBasedExampleDatabase(str(options.database)) if options.database else None,
-                            phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
-                            suppress_health_check=list(HealthCheck))(given(calls(**part.options))(one))
-            # each stage's failures are kept in the database apart (hypothesis keys them by the test function)
-            test._hypothesis_internal_database_key = f"harness-fuzz {part.label}".encode()
-            hypothesis_seed(chosen + k)(test)()
-    except CallFailed:
-        result.failure = smallest_like(result.first_failure, smallest)
-        result.failure = reduce(result.failure, result.first_failure, judged_again, options.reduce_limit, progress)
+        try:
+            for k, part in enumerate(stages(options)):
+                stage = part.label
+                test = settings(max_examples=part.examples, deadline=None, print_blob=False, report_multiple_bugs=False,
+                                database=DirectoryBasedExampleDatabase(str(options.database)) if options.database else None,
+                                phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
+                                suppress_health_check=list(HealthCheck))(given(calls(**part.options))(one))
+                # each stage's failures are kept in the database apart (hypothesis keys them by the test function)
+                test._hypothesis_internal_database_key = f"harness-fuzz {part.label}".encode()
+                hypothesis_seed(chosen + k)(test)()
+        except CallFailed:
+            result.failure = smallest_like(result.first_failure, smallest)
+            result.failure = reduce(result.failure, result.first_failure, judged_again, options.reduce_limit, progress)
+    except KeyboardInterrupt as exc:  # the failure found so far, as far as it was shrunk, is kept
+        result.interrupted = exc
+        if result.first_failure is not None and result.failure is None:
+            result.failure = smallest_like(result.first_failure, smallest)
     finally:
         result.wall_s = time.monotonic() - started
         result.loop_late_ms = session.loop_late_ms()
         result.resources = session.resources
-    if result.failure is not None:
+    if result.failure is not None and result.interrupted is None:
         again = session.play(result.failure.call)  # afresh: the verdict kept for the search is not evidence
         result.reproduced = not again.ok
         result.failure = Found(result.failure.call, again if not again.ok else result.failure.run)
@@ -552,6 +558,8 @@ def search_waves(session: HandlerSession, options: FuzzOptions,
             hypothesis_seed(chosen + k)(test)()
     except CallFailed:
         found = True
+    except KeyboardInterrupt as exc:  # the calls judged so far are kept; a failure among them is not cut down
+        result.interrupted = exc
     finally:
         session.end_feed(drop_waiting=found or sys.exc_info()[0] is not None)
         played = [(c, v.result()) for c, v in fed if v.done() and not v.cancelled()]  # PASSED: None
@@ -561,6 +569,11 @@ def search_waves(session: HandlerSession, options: FuzzOptions,
         result.drawn = result.replayed = len(played)
         result.played_s = time.monotonic() - started
     bad = [(c, r) for c, r in played if r is not None and not r.ok]
+    if result.interrupted is not None:
+        result.first_failure = result.failure = Found(*bad[0]) if bad else None
+        result.wall_s = time.monotonic() - started
+        result.resources = session.resources
+        return result
     try:
         if bad:
             result.first_failure = Found(*bad[0])

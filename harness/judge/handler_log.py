@@ -16,8 +16,9 @@ traceback or stack, "Task exception was never retrieved", "Exception in ASGI app
 from __future__ import annotations
 
 import re
+from collections import deque
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import Callable
 
 CALL_SID = re.compile(r"\bCA[0-9a-fA-F]{32}\b")
 _ERROR_WORD = r"(?:ERROR|CRITICAL|FATAL)"
@@ -71,6 +72,13 @@ class ErrorBlock:
     at: float  # when its first line was read
     lines: list[str] = field(default_factory=list)
 
+    def add(self, line: str) -> None:
+        """One more line, unless it holds ``MAX_BLOCK_LINES`` already (then one line says so)."""
+        if len(self.lines) < MAX_BLOCK_LINES:
+            self.lines.append(line)
+        elif len(self.lines) == MAX_BLOCK_LINES:
+            self.lines.append(f"... (more lines; the block is cut at {MAX_BLOCK_LINES})")
+
     @property
     def text(self) -> str:
         return "\n".join(self.lines).rstrip()
@@ -86,12 +94,23 @@ class ErrorBlock:
         return first.startswith(TRACEBACK) or bool(UNHANDLED.search(first))
 
 
-class LogReader:
-    """Feeds lines, keeps them all, and groups error lines with their tracebacks into ``blocks``."""
+TAIL_BYTES = 4 * 1024 * 1024  # the lines kept in memory: the latest this many bytes of them
+MAX_LINE_CHARS = 16_384  # a longer line is cut (a handler that writes without newlines)
+MAX_BLOCKS = 5_000  # the error blocks kept (the latest); each at most
+MAX_BLOCK_LINES = 400
 
-    def __init__(self) -> None:
-        self.lines: list[tuple[float, str]] = []
+
+class LogReader:
+    """Feeds lines and groups error lines with their tracebacks into ``blocks``. Memory is bounded whatever the
+    handler writes: the latest ``TAIL_BYTES`` of lines are kept (every line goes to ``sink``, the saved log, as it
+    comes), lines are cut at ``MAX_LINE_CHARS``, and the latest ``MAX_BLOCKS`` blocks of ``MAX_BLOCK_LINES`` kept."""
+
+    def __init__(self, sink: Callable[[str], None] | None = None) -> None:
+        self.lines: deque[tuple[float, str]] = deque()
         self.blocks: list[ErrorBlock] = []
+        self.sink = sink
+        self.cut_lines = 0  # lines longer than MAX_LINE_CHARS, cut
+        self._tail_bytes = 0
         self._open: ErrorBlock | None = None
         self._in_traceback = False  # inside a traceback whose exception line has not come yet
         self._quiet_traceback = False  # inside a traceback that belongs to a warning or info line
@@ -99,18 +118,27 @@ class LogReader:
         self._head: tuple[float, str] | None = None  # the last line at the left margin: a JS stack's head
         self._head_level = ""  # "other" when the last line at the left margin was below error level
         self._partial = ""
+        self._partial_cut = False  # the unfinished line was too long: fed cut, the rest of it is dropped
 
     def feed_text(self, text: str, at: float) -> None:
-        """Raw output (possibly ending mid-line): split into lines, the unfinished one kept for later."""
+        """Raw output (possibly ending mid-line): split into lines, the unfinished one kept for later (up to
+        ``MAX_LINE_CHARS``: a line that goes on is fed cut, the rest of it dropped)."""
         data = self._partial + text
         *whole, self._partial = data.split("\n")
         for line in whole:
+            if self._partial_cut:  # the end of a line already fed cut
+                self._partial_cut = False
+                continue
             self.feed(line.rstrip("\r"), at)
+        if len(self._partial) > MAX_LINE_CHARS:
+            if not self._partial_cut:
+                self.feed(self._partial, at)
+            self._partial, self._partial_cut = "", True
 
     def flush(self, at: float) -> None:
-        if self._partial:
+        if self._partial and not self._partial_cut:
             self.feed(self._partial, at)
-            self._partial = ""
+        self._partial, self._partial_cut = "", False
         self._open = None
 
     @property
@@ -118,8 +146,16 @@ class LogReader:
         return self.lines[-1][0] if self.lines else 0.0
 
     def feed(self, line: str, at: float) -> None:
+        if len(line) > MAX_LINE_CHARS:
+            self.cut_lines += 1
+            line = line[:MAX_LINE_CHARS] + f" ...[line cut at {MAX_LINE_CHARS} characters]"
         line = _strip_ansi(line)
+        if self.sink is not None:
+            self.sink(line)
         self.lines.append((at, line))
+        self._tail_bytes += len(line) + 1
+        while self._tail_bytes > TAIL_BYTES and len(self.lines) > 2:
+            self._tail_bytes -= len(self.lines.popleft()[1]) + 1
         if self._quiet_chain:  # a warning's chained traceback goes on: still the warning's
             if not line.strip() or line.startswith(_CHAIN):
                 return
@@ -135,18 +171,18 @@ class LogReader:
         if block is not None:
             if line.startswith(TRACEBACK):
                 self._in_traceback = True
-                block.lines.append(line)
+                block.add(line)
                 return
             if self._in_traceback:
-                block.lines.append(line)
+                block.add(line)
                 if not _continues_traceback(line):
                     self._in_traceback = False  # that was the exception line: "KeyError: 'CA...'"
                 return
             if line.strip() and (line.startswith((*_CHAIN, "future:")) or line[0] in " \t") and not is_error_start(line):
-                block.lines.append(line)  # a multi-line message, the chain between tracebacks, a JS stack
+                block.add(line)  # a multi-line message, the chain between tracebacks, a JS stack
                 return
             if EXCEPTION_LINE.match(line) and not is_error_start(line) and not is_other_level(line):
-                block.lines.append(line)  # a chained cause with no traceback of its own: the chain goes on
+                block.add(line)  # a chained cause with no traceback of its own: the chain goes on
                 return
             if not line.strip():
                 return
@@ -155,7 +191,7 @@ class LogReader:
             head = self._head
             if head is not None and self._head_level != "other" and JS_ERROR.search(head[1]):
                 self._open = ErrorBlock(head[0], [head[1], line])  # console.error(msg, err), an uncaught error
-                self.blocks.append(self._open)
+                self._add_block(self._open)
             self._head = None
             return
         if line.startswith(TRACEBACK) and self._head_level == "other":
@@ -167,17 +203,22 @@ class LogReader:
             # "Error on request:": caught and logged by someone (unless its message says otherwise)
             head_at, head = self.lines[-2]
             self._open = ErrorBlock(head_at, [head, line])
-            self.blocks.append(self._open)
+            self._add_block(self._open)
             self._in_traceback, self._head_level = True, "error"
             return
         if line.strip() and line[0] not in " \t":
             self._head, self._head_level = (at, line), ("other" if is_other_level(line) else "")
         if is_error_start(line):
             self._open = ErrorBlock(at, [line])
-            self.blocks.append(self._open)
+            self._add_block(self._open)
             # a traceback may start inside the record's own line: ``logger.error(traceback.format_exc())``
             self._in_traceback = line.rstrip().endswith(TRACEBACK)
             self._head_level = "error"
+
+    def _add_block(self, block: ErrorBlock) -> None:
+        self.blocks.append(block)
+        if len(self.blocks) > MAX_BLOCKS + MAX_BLOCKS // 10:  # the oldest let go, a tenth at a time
+            del self.blocks[: len(self.blocks) - MAX_BLOCKS]
 
     def _logged_with(self, at: float) -> bool:
         """The line before this traceback is a record's message read in the same moment (one write), at the
@@ -201,19 +242,6 @@ class LogReader:
     def errors_for(self, call_sid: str, start: float, end: float) -> list[str]:
         """``blocks_for``, as text."""
         return [block.text for block in self.blocks_for(call_sid, start, end)]
-
-    def write(self, path: Path, markers: list[tuple[float, str]] = ()) -> None:
-        """Save every line, with the harness's own markers (fixture starts) in between."""
-        write_log(path, self.lines, markers)
-
-
-def write_log(path: Path, lines: list[tuple[float, str]], markers: list[tuple[float, str]] = ()) -> None:
-    """Timed lines and ``---- harness: ... ----`` markers, in the order they happened (lines read at the
-    same moment keep the order they were written in)."""
-    entries = sorted([*((t, 1, n, l) for n, (t, l) in enumerate(lines)),
-                      *((t, 0, n, f"---- harness: {m} ----") for n, (t, m) in enumerate(markers))])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(l + "\n" for *_, l in entries), encoding="utf-8")
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)")

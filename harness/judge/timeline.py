@@ -31,7 +31,7 @@ CAUSALITY_SLACK_S = 0.05  # a result may not be due before the caller sent its a
 @dataclass(frozen=True)
 class Event:
     wall: float
-    kind: str  # call_start, speech_start, speech_end, partial, final, rtzr_open, rtzr_end, rtzr_closed, rtzr_refused, rtzr_auth_failed, rtzr_foreign, llm_request, llm_postcall, tts_request, media, mark, clear, handler_invalid, mark_played, stop, closed
+    kind: str  # call_start, speech_start, speech_end, partial, final, rtzr_open, rtzr_end, rtzr_closed, rtzr_refused, rtzr_auth_failed, rtzr_foreign, llm_request, llm_postcall, tts_request, media, mark, clear, handler_invalid, harness_note, mark_played, stop, closed
     detail: dict[str, Any] = field(default_factory=dict)
 
 
@@ -210,6 +210,9 @@ def build_timeline(fixture: CallFixture, player: PlayerRecord, rtzr: Journal, ll
             speakers.cleared(wall, tts.requests)
         if kind == "invalid":
             events.append(Event(wall, "handler_invalid", {k: v for k, v in message.items() if k != "event"}))
+            continue
+        if kind == "harness_note":  # the fake Twilio stopped keeping what the handler sent (a flood): said, not judged
+            events.append(Event(wall, "harness_note", {"note": message["note"]}))
             continue
         detail = {"name": message["mark"]["name"]} if kind == "mark" else {}
         events.append(Event(wall, kind if kind in ("mark", "clear") else f"handler_{kind}", detail))

@@ -11,6 +11,7 @@ from typing import IO
 
 from harness.load.capacity import LoadResult
 from harness.load.stats import StepResult
+from harness.files import write_atomically
 
 COLUMNS = ("callers", "calls", "failed", "answered", "p50 ms", "p95 ms", "p99 ms", "handler p99", "handler CPU",
            "harness CPU", "harness late p99", "verdict")
@@ -72,8 +73,7 @@ def as_json(result: LoadResult) -> dict:
 
 
 def write_json(result: LoadResult, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(as_json(result), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    write_atomically(path, json.dumps(as_json(result), ensure_ascii=False, indent=2) + "\n")
 
 
 def _chart(title: str, steps: list[StepResult], series: dict[str, list[float | None]], unit: str,
@@ -152,5 +152,4 @@ that much of the harness's own delay.</p>
 {'<h2>failed calls (first few)</h2><ul>' + ''.join(f'<li>{html.escape(f)}</li>' for f in failures) + '</ul>' if failures else ''}
 </body></html>
 """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page, encoding="utf-8")
+    write_atomically(path, page)

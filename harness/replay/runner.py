@@ -41,7 +41,7 @@ SETTLE_S = 10.0
 RECONNECT_GRACE_S = 2.0  # RTZR failed the call's stream and words are still unrecognised: time to reconnect
 LOG_QUIET_S = 0.5  # a call is judged once the handler's log and the fakes have been quiet this long ...
 LOG_QUIET_MAX_S = 5.0  # ... or after this long
-PARALLEL = 4  # fixtures replayed at once when each has its own handler and fakes
+PARALLEL = 8  # fixtures replayed at once when each has its own handler and fakes (mostly waiting: real time)
 EXIT_WAIT_S = 2.0  # a socket that went away without a close frame: how long the process has to be seen exiting
 
 log = logging.getLogger("harness")
@@ -141,7 +141,7 @@ async def play_call(fixture: CallFixture, handler: Handler, rtzr: FakeRtzrBacken
     configure_fakes(fixture, rtzr, llm, tts, 0.0 if pace is None else 1.0 / pace)
     started = time.monotonic()
     call_sid = new_call_sid()
-    handler.markers.append((started, f"fixture {fixture.name}, call {call_sid}"))
+    handler.mark(f"fixture {fixture.name}, call {call_sid}")
     problem = None
     async with aiohttp.ClientSession() as session:
         player = TwilioPlayer(session, handler.url, fixture, pace=pace, call_sid=call_sid, headers=headers,

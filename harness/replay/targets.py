@@ -13,14 +13,16 @@ a call, and the caller lines it stored. Each offer may be absent; the check that
 from __future__ import annotations
 
 import asyncio
+import codecs
 import logging
 import os
 import signal
 import socket
+import sys
 import tempfile
 import time
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import AsyncIterator, Awaitable, Callable, Protocol
 from urllib.parse import urlsplit
@@ -28,7 +30,9 @@ from urllib.parse import urlsplit
 from harness.errors import HandlerDidNotStart, HarnessError
 from harness.fakes.services import FakeServices
 from harness.judge.context import NO_LOG
-from harness.judge.handler_log import LogReader, write_log
+from harness.judge.handler_log import LogReader
+from harness.replay.saved_log import SavedLog
+from harness.terminal import printable
 
 DEFAULT_MEDIA_PATH = "/twilio/media"  # aicall's; pipecat's runner serves /ws, the report's app /media-stream
 READY_TIMEOUT_S = 60.0
@@ -48,7 +52,7 @@ class Handler:
     exited: Callable[[float], Awaitable[str | None]] | None = None  # waits (bounded) for it to be gone
     own_log: bool = False  # the log is this handler's alone (a process started for it), not shared
     pid: int | None = None  # whose CPU is the handler's: its process group, or this process when in-process
-    markers: list[tuple[float, str]] = field(default_factory=list)  # for the saved log
+    mark: Callable[[str], None] = lambda text: None  # a ``---- harness: ... ----`` line in the saved log, now
 
 
 class Target(Protocol):
@@ -117,7 +121,10 @@ class AicallTarget:
         except AicallError as exc:
             raise HandlerDidNotStart(f"aicall refused to start: {exc}", str(exc)) from None
         with tempfile.TemporaryDirectory() as tmp:
-            store = CallStore(Path(tmp) / "calls.db")
+            try:
+                store = CallStore(Path(tmp) / "calls.db")
+            except AicallError as exc:  # a full disk, an unwritable TMPDIR
+                raise HandlerDidNotStart(f"aicall could not open its call store: {exc}", str(exc)) from None
             try:
                 async with AppServer(create_app(settings, store)) as app:
 
@@ -184,8 +191,7 @@ class CommandTarget:
         self.fresh_per_fixture = fresh
         self.log_path = log_path
         self.started = 0
-        self._lines: list[tuple[float, str]] = []  # every process's output, for the saved log
-        self._markers: list[tuple[float, str]] = []
+        self.saved = SavedLog(log_path) if log_path is not None else None  # every process's output, as it comes
 
     @asynccontextmanager
     async def start(self, fakes: FakeServices, *, without: tuple[str, ...] = ()) -> AsyncIterator[Handler]:
@@ -198,18 +204,34 @@ class CommandTarget:
         env.update({**fakes.env(without=without), "PORT": str(port), "PYTHONUNBUFFERED": "1"})
         self.started += 1
         number = self.started  # this process's own number: another may start while it runs
-        log = LogReader()
-        handler = Handler(media_url(self.url_template, self.path, port), log=log, own_log=True)
-        handler.markers.append((time.monotonic(), f"handler started (#{number}): {command}"
-                                + (f" without {', '.join(without)}" if without else "")))
-        proc = await asyncio.create_subprocess_shell(command, env=env, stdin=asyncio.subprocess.DEVNULL,
-                                                     stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-                                                     start_new_session=True)
+        saved = self.saved
+        log = LogReader(sink=saved.line if saved else None)
+        handler = Handler(media_url(self.url_template, self.path, port), log=log, own_log=True,
+                          mark=saved.marker if saved else lambda text: None)
+        fd, leftovers_file = tempfile.mkstemp(prefix="harness-leftovers-")
+        os.close(fd)
+        if saved is not None:
+            saved.open()
+        handler.mark(f"handler started (#{number}): {command}" + (f" without {', '.join(without)}" if without else ""))
+        try:  # the reaper runs the command with a shell and ends all it started, however it detached
+            proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "harness.replay.reaper", leftovers_file,
+                                                        "--", command, env=env, stdin=asyncio.subprocess.DEVNULL,
+                                                        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+                                                        start_new_session=True)
+        except BaseException:
+            read_leftovers(leftovers_file)  # (removes it)
+            if saved is not None:
+                saved.close()
+            raise
 
         async def read_output() -> None:
             assert proc.stdout is not None
+            decoder = codecs.getincrementaldecoder("utf-8")("replace")  # a character split between two reads
             while chunk := await proc.stdout.read(65536):
-                log.feed_text(chunk.decode("utf-8", "replace"), time.monotonic())
+                log.feed_text(decoder.decode(chunk), time.monotonic())
+                if saved is not None:
+                    saved.flush()
+            log.feed_text(decoder.decode(b"", final=True), time.monotonic())
             log.flush(time.monotonic())
 
         reader = asyncio.create_task(read_output())
@@ -234,21 +256,55 @@ class CommandTarget:
                 await wait_until_listening(host, port, self.ready_timeout, gone, "the handler command")
             except HandlerDidNotStart as exc:
                 await stop_process_group(proc)
-                await reader
+                await finish_reading(reader)
                 raise HandlerDidNotStart(str(exc), last_lines(log)) from None
             yield handler
         finally:
             await stop_process_group(proc)
+            if not await finish_reading(reader):
+                handler.mark(f"its output was still open {OUTPUT_WAIT_S:g} s after the handler was stopped (a process "
+                             "outside its reach holds it): not read further")
+            handler.mark(f"handler stopped (#{number}), status {proc.returncode}")
+            left = read_leftovers(leftovers_file)
+            if left:
+                said = (f"the handler left {len(left)} process(es) running when it ended: killed "
+                        + "; ".join(f"pid {line}" for line in left))
+                handler.mark(said)
+                print(f"harness: warning: {printable(said)}", file=sys.stderr, flush=True)
+            if saved is not None:
+                saved.close()
+
+
+OUTPUT_WAIT_S = 5.0
+
+
+async def finish_reading(reader: asyncio.Task[None]) -> bool:
+    """The handler's output read to its end, waiting at most ``OUTPUT_WAIT_S`` once its processes are gone (a
+    process that escaped them may hold the pipe open forever); False when it had to be given up."""
+    try:
+        await asyncio.wait_for(asyncio.shield(reader), OUTPUT_WAIT_S)
+        return True
+    except asyncio.TimeoutError:
+        reader.cancel()
+        try:
             await reader
-            handler.markers.append((time.monotonic(), f"handler stopped (#{number}), status {proc.returncode}"))
-            self._lines.extend(log.lines)
-            self._markers.extend(handler.markers)
-            if self.log_path is not None:  # rewritten after each process, so a crashed run still leaves it
-                write_log(self.log_path, self._lines, self._markers)
+        except asyncio.CancelledError:
+            pass
+        return False
+
+
+def read_leftovers(path: str) -> list[str]:
+    """What the reaper killed after the handler was gone (``pid command`` lines), and its file removed."""
+    try:
+        return Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return []
+    finally:
+        Path(path).unlink(missing_ok=True)
 
 
 def last_lines(log: LogReader, n: int = 12) -> str:
-    return "\n".join(line for _, line in log.lines[-n:])
+    return "\n".join(line for _, line in list(log.lines)[-n:])
 
 
 async def stop_process_group(proc: asyncio.subprocess.Process, grace_s: float = 10.0) -> None:

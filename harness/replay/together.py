@@ -244,7 +244,7 @@ class CallsAtOnce:
         if lane.dial_s:
             await asyncio.sleep(lane.dial_s)  # the fixture's own dialling time within its group
         headers = self.headers_for(handler.url) if self.headers_for else None
-        handler.markers.append((time.monotonic(), f"fixture {lane.name}, call {lane.call_sid} (calls at once)"))
+        handler.mark(f"fixture {lane.name}, call {lane.call_sid} (calls at once)")
         async with aiohttp.ClientSession() as session:
             call.player = TwilioPlayer(session, handler.url, lane.fixture, pace=self.pace, call_sid=lane.call_sid,
                                        headers=headers, replying=replying)

@@ -15,14 +15,19 @@ import html
 import logging
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.judge.conversation import Turn, turns
 from harness.judge.metrics import percentile
 from harness.judge.playback import Played, call_audio, played_audio
 from harness.judge.timeline import CallTimeline
 from harness.replay.runner import FixtureRun
+from harness.files import write_atomically
 from harness.reports.fonts import embedded_font_css, missing_font_note
 from harness.reports.printout import why
+
+if TYPE_CHECKING:
+    from harness.reports.results import Interruption
 
 log = logging.getLogger("harness")
 
@@ -203,7 +208,7 @@ def summary_html(runs: list[FixtureRun]) -> str:
             "<th>STT ms (p50)</th><th>turn ms (p50)</th></tr>" + "".join(rows) + "</table>")
 
 
-def write_html(runs: list[FixtureRun], path: Path, pace: str) -> None:
+def write_html(runs: list[FixtureRun], path: Path, pace: str, interrupted: Interruption | None = None) -> None:
     sections = []
     for run in sorted(runs, key=lambda r: (r.ok, r.fixture.name)):
         played = _played(run)
@@ -222,6 +227,9 @@ def write_html(runs: list[FixtureRun], path: Path, pace: str) -> None:
             f"<th>final -> LLM ms</th><th>speech end -> first bot audio ms</th></tr>{rows}</table>"
             "<p><a href='#top'>back to the summary</a></p></section>")
     summary = summary_html(runs)
+    if interrupted is not None:
+        summary = (f"<p class='missing'>This run was {e(interrupted.line)}. Not replayed: "
+                   f"{e(', '.join(interrupted.not_run) or 'none')}.</p>{summary}")
     text = "".join(sections) + summary  # what the embedded font must cover
     note = missing_font_note(text)
     if note:
@@ -243,5 +251,4 @@ def write_html(runs: list[FixtureRun], path: Path, pace: str) -> None:
         "@media print{audio{display:none}}</style></head><body id='top'>"
         f"<h1>harness report</h1><p>{sum(r.ok for r in runs)} of {len(runs)} calls passed; pace {e(pace)}; "
         f"written {time.strftime('%Y-%m-%d %H:%M:%S')}.</p>{summary}{''.join(sections)}</body></html>")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page, encoding="utf-8")
+    write_atomically(path, page)

@@ -2,18 +2,36 @@
 
 from __future__ import annotations
 
+import io
 import json
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TextIO
 from xml.etree import ElementTree
 
 from aicall.twilio import XML_FORBIDDEN
 from harness.judge.metrics import percentile
+from harness.files import write_atomically
 from harness.replay.runner import FixtureRun
 from harness.reports.printout import why
+from harness.terminal import printable
 
 NAME_WIDTH = 34
+
+
+@dataclass(frozen=True)
+class Interruption:
+    """A run stopped by a signal: how, how many of its calls finished, and the ones never judged."""
+
+    how: str  # "Ctrl-C (SIGINT)", "SIGTERM"
+    finished: int
+    planned: int
+    not_run: list[str]
+
+    @property
+    def line(self) -> str:
+        return (f"interrupted by {self.how} after {self.finished} of {self.planned} calls: only the finished ones are "
+                "judged here")
 
 
 def _fmt(value: float | None) -> str:
@@ -30,6 +48,13 @@ def verdict(run: FixtureRun) -> str:
 
 
 def console_table(runs: list[FixtureRun], out: TextIO) -> None:
+    """The verdicts as a table, each failure's message and why; handler text in it made ``printable``."""
+    text = io.StringIO()
+    _table(runs, text)
+    out.write(printable(text.getvalue()))
+
+
+def _table(runs: list[FixtureRun], out: TextIO) -> None:
     width = max([NAME_WIDTH, *(len(r.fixture.name) + 1 for r in runs)])
     header = (f"{'fixture':<{width}} {'result':<6} {'turns':>5} {'stt ms':>7} {'last-partial->final':>20} {'turn ms':>8}"
               "  failed checks (skipped)")
@@ -65,7 +90,7 @@ def console_table(runs: list[FixtureRun], out: TextIO) -> None:
         print(f"\nskipped {', '.join(sorted(names))}: {why_skipped}", file=out)
 
 
-def write_json(runs: list[FixtureRun], path: Path, pace: str) -> None:
+def write_json(runs: list[FixtureRun], path: Path, pace: str, interrupted: Interruption | None = None) -> None:
     all_turns = [t for run in runs for t in run.turns]
     summary = {
         "pace": pace,
@@ -79,6 +104,8 @@ def write_json(runs: list[FixtureRun], path: Path, pace: str) -> None:
         "turn_latency_ms": {"p50": percentile([t.speech_end_to_first_audio_ms for t in all_turns], 50),
                             "p95": percentile([t.speech_end_to_first_audio_ms for t in all_turns], 95)},
     }
+    if interrupted is not None:
+        summary["interrupted"] = asdict(interrupted)
     body = {
         "summary": summary,
         "runs": [{
@@ -92,15 +119,20 @@ def write_json(runs: list[FixtureRun], path: Path, pace: str) -> None:
                          for e in run.timeline.events if e.kind != "media"],
         } for run in runs],
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(body, ensure_ascii=False, indent=1, default=str) + "\n", encoding="utf-8")
+    write_atomically(path, json.dumps(body, ensure_ascii=False, indent=1, default=str) + "\n")
 
 
-def write_junit(runs: list[FixtureRun], path: Path) -> None:
-    """One testcase per fixture and check (skipped ones as ``<skipped>``), for CI systems that read JUnit XML."""
+def write_junit(runs: list[FixtureRun], path: Path, interrupted: Interruption | None = None) -> None:
+    """One testcase per fixture and check (skipped ones as ``<skipped>``), for CI systems that read JUnit XML; an
+    interrupted run adds one skipped testcase per call it never replayed, saying so."""
     checks = [(run, check) for run in runs for check in run.checks]
-    suite = ElementTree.Element("testsuite", name="harness", tests=str(len(checks)),
-                                failures=str(sum(not c.ok for _, c in checks)), skipped=str(sum(c.skipped for _, c in checks)))
+    not_run = interrupted.not_run if interrupted else []
+    suite = ElementTree.Element("testsuite", name="harness", tests=str(len(checks) + len(not_run)),
+                                failures=str(sum(not c.ok for _, c in checks)),
+                                skipped=str(sum(c.skipped for _, c in checks) + len(not_run)))
+    if interrupted is not None:
+        properties = ElementTree.SubElement(suite, "properties")
+        ElementTree.SubElement(properties, "property", name="interrupted", value=interrupted.line)
     for run, check in checks:
         case = ElementTree.SubElement(suite, "testcase", classname=f"harness.{run.fixture.name}", name=check.name,
                                       time=f"{run.wall_s:.3f}")
@@ -109,6 +141,9 @@ def write_junit(runs: list[FixtureRun], path: Path) -> None:
         elif not check.ok:
             failure = ElementTree.SubElement(case, "failure", message=check.message.split("\n")[0])
             failure.text = "\n".join([check.message, *why(run.timeline, check)])
+    for name in not_run:
+        case = ElementTree.SubElement(suite, "testcase", classname=f"harness.{name}", name="not replayed", time="0")
+        ElementTree.SubElement(case, "skipped", message=f"not replayed: the run was {interrupted.line}")
     work = [f"{run.fixture.name}: post-call work (not a turn): LLM asked {w['after_hangup_s']:.2f} s after the hang-up: "
             f"{_short(w['asked'])}" for run in runs for w in run.post_call]
     if work:
@@ -127,5 +162,4 @@ def write_xml(root: ElementTree.Element, path: Path) -> None:
     for node in root.iter():
         node.text = None if node.text is None else xml_text(node.text)
         node.attrib = {k: xml_text(v) for k, v in node.attrib.items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ElementTree.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
+    write_atomically(path, ElementTree.tostring(root, encoding="utf-8", xml_declaration=True))

@@ -32,6 +32,7 @@ class Run:
     cwd: str | None = None  # relative to the repository; default: an empty directory
     timeout: float = 120
     needs: str | None = None  # a program it runs, skipped (saying so) without it
+    beside: bool = False  # run as one of the suite's long runs, beside the rest (tests/support/long_runs.py)
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,8 @@ CURL = 'curl -s -X POST http://127.0.0.1:8765/v1/authenticate -d client_id=faker
 CREDENTIALS = "needs real RTZR and OpenAI credentials"
 COMMANDS: dict[str, Run | Serve | Skip] = {
     "pip install -c constraints.txt -e '.[dev]' && harness run": Run(
-        "the install is .ci/run's own first step; the main job runs as written", command="harness run", timeout=240),
+        "the install is .ci/run's own first step; the main job runs as written (real-time calls, mostly waiting: "
+        "beside the rest of the suite)", command="harness run", timeout=240, beside=True),
     "python -m pytest -q": Skip("it is this suite"),
     'harness run --cmd "uvicorn app:app --port {port}" --path /media-stream': Run(
         "your app.py: the FastAPI example is one; its first call of the 18 (tests/examples replays them all)",
@@ -142,19 +144,31 @@ def _env(tmp_path: Path) -> dict[str, str]:
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
 
 
-RUNS = [c for c, how in COMMANDS.items() if isinstance(how, Run)]
+def _run_param(command: str):
+    how = COMMANDS[command]
+    if not (isinstance(how, Run) and how.beside):
+        return command
+    env = {**_env(ROOT), "TMP_REPORT": ""}  # a long run's own empty directory is its working directory
+    return pytest.param(command, marks=pytest.mark.long_run(f"command {command}", command=how.command or command,
+                                                            env=env, timeout=how.timeout))
+
+
+RUNS = [_run_param(c) for c, how in COMMANDS.items() if isinstance(how, Run)]
 SERVES = [c for c, how in COMMANDS.items() if isinstance(how, Serve)]
 
 
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("command", RUNS)
-def test_a_documented_command_runs(command, tmp_path):
+def test_a_documented_command_runs(command, tmp_path, long_runs):
     how = COMMANDS[command]
     if how.needs and shutil.which(how.needs) is None:
         pytest.skip(f"{how.needs} is not installed")
-    cwd = ROOT / how.cwd if how.cwd else tmp_path
-    done = subprocess.run(["bash", "-c", how.command or command], cwd=cwd, env=_env(tmp_path), capture_output=True,
-                          text=True, timeout=how.timeout)
+    if how.beside:
+        done = long_runs.result(f"command {command}", how.timeout + 60)
+    else:
+        cwd = ROOT / how.cwd if how.cwd else tmp_path
+        done = subprocess.run(["bash", "-c", how.command or command], cwd=cwd, env=_env(tmp_path), capture_output=True,
+                              text=True, timeout=how.timeout)
     assert done.returncode == 0, f"{DOCUMENTED[command]}: {command}\n{done.stdout[-3000:]}{done.stderr[-3000:]}"
 
 

@@ -175,3 +175,47 @@ def test_timestamps_running_ahead_of_the_time_the_stream_was_open_are_capped_and
     clock[0] += 3.0
     lost.from_twilio(json.dumps({"event": "media", "media": {"timestamp": "3000", "payload": frame}}))
     assert lost.capped_timestamps == 0 and lost.audio_ms == 3020
+
+
+# Hardening round three, 3: Ctrl-C with a call in flight writes it as far as it got (it was dropped, exit 0, silently).
+async def test_ctrl_c_with_a_call_in_flight_writes_it_cut_short(tmp_path):
+    import signal
+
+    import aiohttp
+
+    from harness.fakes.twilio_line import TwilioLine
+
+    async with running_fakes() as fakes:
+        rtzr_port = free_port()
+        env = {**fakes.env(), "RTZR_API_BASE": f"http://127.0.0.1:{rtzr_port}"}
+        store = CallStore(tmp_path / "calls.db")
+        try:
+            async with AppServer(create_app(load_settings(env, env_file=None), store)) as app:
+                proc = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "harness.cli", "record", "--target", f"{app.ws_url}/twilio/media",
+                    "--rtzr-upstream", fakes.rtzr_url, "--rtzr-port", str(rtzr_port), "--port", "0",
+                    "--out", str(tmp_path / "rec"), "--name", "cut", stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.PIPE, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                try:
+                    banner = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+                    twilio_url = banner.split(" -> ")[1].replace("/<any path>", "/twilio/media")
+                    async with aiohttp.ClientSession() as session:
+                        line = TwilioLine(session, twilio_url, call_sid="CA" + "7" * 32, stream_sid="MZ" + "7" * 32,
+                                          pace=None)
+                        await line.open()
+                        await line.play(load_call(SEED).script.audio[: 8000 * 5])  # the first utterance
+                        await line.wait_for(lambda l: l.last_media_at > 0, timeout=30)  # answered: it went through
+                        proc.send_signal(signal.SIGINT)  # the caller is still on the line
+                        out, err = await asyncio.wait_for(proc.communicate(), 30)
+                        await line.close()
+                finally:
+                    if proc.returncode is None:
+                        proc.kill()
+                        await proc.wait()
+        finally:
+            store.close()
+    assert proc.returncode == 0 and b"a call in flight was cut short" in err, err.decode()
+    written = tmp_path / "rec" / "cut"
+    assert f"recorded {written}:".encode() in out, out.decode()
+    doc = json.loads((written / "call.json").read_text(encoding="utf-8"))
+    assert "cut short" in doc["description"] and doc["audio"]["duration_ms"] >= 4000

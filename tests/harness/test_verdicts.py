@@ -27,7 +27,8 @@ from harness.fakes.llm import FakeLlm, LlmRequest
 from harness.fakes.tts import FakeTts, TONES_HZ, tone
 from harness.fakes.services import running_fakes
 from harness.fixture import load_call
-from harness.judge.handler_log import LogReader, write_log
+from harness.judge.handler_log import LogReader
+from harness.replay.saved_log import SavedLog
 from harness.judge.metrics import turn_metrics
 from harness.reports.printout import why
 from harness.replay.runner import play_call, settle
@@ -335,9 +336,13 @@ def test_a_turn_whose_reply_was_never_heard_has_no_latency_even_if_audio_follows
 
 # 15. Lines read at one moment keep their order in handler.log (a traceback is not sorted).
 def test_the_saved_log_keeps_lines_in_the_order_they_came(tmp_path):
-    lines = [(1.0, "Traceback (most recent call last):"), (1.0, '  File "x.py", line 1'), (1.0, "KeyError: 'a'")]
-    write_log(tmp_path / "h.log", lines, [(0.5, "fixture x")])
-    assert (tmp_path / "h.log").read_text().splitlines() == ["---- harness: fixture x ----", *(l for _, l in lines)]
+    lines = ["Traceback (most recent call last):", '  File "x.py", line 1', "KeyError: 'a'"]
+    saved = SavedLog(tmp_path / "h.log")
+    saved.open()
+    saved.marker("fixture x")
+    LogReader(sink=saved.line).feed_text("".join(line + "\n" for line in lines), 1.0)
+    saved.close()
+    assert (tmp_path / "h.log").read_text().splitlines() == ["---- harness: fixture x ----", *lines]
 
 
 # 16. The failure 4 excerpt shows the stop it counts from.

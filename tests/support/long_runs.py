@@ -1,7 +1,8 @@
-"""The suite's three long runs, each in processes of its own, started once per session as soon as the session
+"""The suite's long runs, each in processes of its own, started once per session as soon as the session
 begins: the example handlers over every bundled call (the pipecat bot at real time, about four minutes,
-mostly waiting), the proving ground's matrix, and ``harness fuzz`` with calls at once against aicall. They
-run beside the rest of the suite, on the core it leaves; each test that reads one waits for it."""
+mostly waiting), the proving ground's matrix, ``harness fuzz`` with calls at once against aicall, and the
+README's main job (``harness run``: real-time calls, mostly waiting). They run beside the rest of the suite, on
+the core it leaves; each test that reads one waits for it."""
 
 from __future__ import annotations
 
@@ -68,14 +69,29 @@ def run_fuzz(running: set[subprocess.Popen], examples: int, at_once: int, seed: 
     return FuzzRun(proc.returncode, summary, output[-4000:])
 
 
+def run_command(running: set[subprocess.Popen], command: str, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
+    """A documented command (``bash -c``) in an empty directory of its own, to its exit: the README's main job,
+    real-time calls that mostly wait, runs here beside the suite instead of holding it up."""
+    with tempfile.TemporaryDirectory() as tmp:
+        proc = subprocess.Popen(["bash", "-c", command], cwd=tmp, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        running.add(proc)
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        finally:
+            running.discard(proc)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
 @dataclass
 class LongRuns:
-    pool: concurrent.futures.ThreadPoolExecutor = field(default_factory=lambda: concurrent.futures.ThreadPoolExecutor(3))
+    pool: concurrent.futures.ThreadPoolExecutor = field(default_factory=lambda: concurrent.futures.ThreadPoolExecutor(4))
     futures: dict[str, concurrent.futures.Future] = field(default_factory=dict)
     running: set[subprocess.Popen] = field(default_factory=set)
 
-    def start(self, wanted: set[str], fuzz: dict | None = None) -> None:
-        """Start each run ``wanted`` names (``fuzz``: ``run_fuzz``'s options, from the test that reads it)."""
+    def start(self, wanted: set[str], fuzz: dict | None = None, commands: dict[str, dict] | None = None) -> None:
+        """Start each run ``wanted`` names (``fuzz``: ``run_fuzz``'s options, from the test that reads it;
+        ``commands``: ``run_command``'s options by run name)."""
         if "examples" in wanted and "examples" not in self.futures:
             from examples.verdicts import run_all
 
@@ -84,6 +100,9 @@ class LongRuns:
             self.futures["matrix"] = self.pool.submit(run_matrix, self.running)
         if "fuzz" in wanted and "fuzz" not in self.futures:
             self.futures["fuzz"] = self.pool.submit(run_fuzz, self.running, **(fuzz or {}))
+        for name, options in (commands or {}).items():
+            if name in wanted and name not in self.futures:
+                self.futures[name] = self.pool.submit(run_command, self.running, **options)
 
     def result(self, name: str, timeout: float):
         return self.futures[name].result(timeout)
