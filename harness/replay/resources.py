@@ -53,6 +53,8 @@ def group_stats(pgid: int, *, descriptors: bool = True) -> GroupStats | None:
             fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
             if int(fields[2]) != pgid:  # field 5 of stat: the process group
                 continue
+            if int(entry) == pgid and b"harness.replay.reaper" in Path(f"/proc/{entry}/cmdline").read_bytes():
+                continue  # the harness's own reaper leads a launched handler's group: not the handler's
             cpu += int(fields[11]) + int(fields[12])  # fields 14, 15: user and system ticks
             rss += int(fields[21]) * page  # field 24: resident pages
             fds += len(os.listdir(f"/proc/{entry}/fd")) if descriptors else 0

@@ -9,8 +9,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import signal
 import sys
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import AsyncIterator
+
+import aiohttp
 
 import pytest
 
@@ -19,7 +24,8 @@ from aicall.config import load_settings
 from aicall.store import CallStore
 from fakertzr.appserver import AppServer
 from fakertzr.recording import fixture_directory
-from harness.fakes.services import running_fakes
+from harness.fakes.services import FakeServices, running_fakes
+from harness.fakes.twilio_line import TwilioLine
 from harness.fixture import load_call
 from harness.authoring.recorder import TwilioCallRecorder, aicall_between_recorders, mask_number
 from harness.replay.targets import free_port
@@ -83,9 +89,10 @@ def test_record_modes_name_fixtures_as_vcr_does(tmp_path):
     assert fixture_directory(tmp_path, "other", "once") == tmp_path / "other"
 
 
-async def test_harness_record_from_the_command_line(tmp_path):
-    """What a team types, with the fakes standing in for RTZR and Twilio: the handler's RTZR_API_BASE points at
-    harness record's RTZR port, Twilio at its port; each call is printed and written."""
+@asynccontextmanager
+async def record_cli(tmp_path: Path, name: str) -> AsyncIterator[tuple[asyncio.subprocess.Process, FakeServices, str, object]]:
+    """``harness record`` as a team runs it, in a subprocess (Ctrl-C at its default), between the fake Twilio and
+    aicall, with the fakes standing in for RTZR: (the process, the fakes, where Twilio connects, aicall's app)."""
     async with running_fakes() as fakes:
         rtzr_port = free_port()
         env = {**fakes.env(), "RTZR_API_BASE": f"http://127.0.0.1:{rtzr_port}"}
@@ -95,21 +102,29 @@ async def test_harness_record_from_the_command_line(tmp_path):
                 proc = await asyncio.create_subprocess_exec(
                     sys.executable, "-m", "harness.cli", "record", "--target", f"{app.ws_url}/twilio/media",
                     "--rtzr-upstream", fakes.rtzr_url, "--rtzr-port", str(rtzr_port), "--port", "0",
-                    "--out", str(tmp_path / "rec"), "--name", "seed", stdout=asyncio.subprocess.PIPE)
+                    "--out", str(tmp_path / "rec"), "--name", name, stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.PIPE, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
                 try:
                     banner = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
-                    twilio_url = banner.split(" -> ")[1].replace("/<any path>", "/twilio/media")
                     await asyncio.wait_for(proc.stdout.readline(), 30)  # the RTZR_API_BASE line
                     await asyncio.wait_for(proc.stdout.readline(), 30)  # where Twilio connects
-                    run = await replay(load_call(SEED), twilio_url, rtzr=fakes.rtzr, llm=fakes.llm, tts=fakes.tts,
-                                       pace=8.0, handler_done=lambda t: wait_for_calls_to_end(app.app, t))
-                    assert run.ok, run.failures()
-                    line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+                    yield proc, fakes, banner.split(" -> ")[1].replace("/<any path>", "/twilio/media"), app
                 finally:
-                    proc.terminate()
-                    await proc.wait()
+                    if proc.returncode is None:
+                        proc.terminate()
+                        await proc.wait()
         finally:
             store.close()
+
+
+async def test_harness_record_from_the_command_line(tmp_path):
+    """What a team types, with the fakes standing in for RTZR and Twilio: the handler's RTZR_API_BASE points at
+    harness record's RTZR port, Twilio at its port; each call is printed and written."""
+    async with record_cli(tmp_path, "seed") as (proc, fakes, twilio_url, app):
+        run = await replay(load_call(SEED), twilio_url, rtzr=fakes.rtzr, llm=fakes.llm, tts=fakes.tts,
+                           pace=8.0, handler_done=lambda t: wait_for_calls_to_end(app.app, t))
+        assert run.ok, run.failures()
+        line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
     assert line.startswith(f"recorded {tmp_path / 'rec' / 'seed'}:") and "3 final(s)" in line, line
     assert [u.text for u in load_call(tmp_path / "rec" / "seed").script.utterances] == load_call(SEED).expect["finals"]
 
@@ -179,41 +194,14 @@ def test_timestamps_running_ahead_of_the_time_the_stream_was_open_are_capped_and
 
 # Hardening round three, 3: Ctrl-C with a call in flight writes it as far as it got (it was dropped, exit 0, silently).
 async def test_ctrl_c_with_a_call_in_flight_writes_it_cut_short(tmp_path):
-    import signal
-
-    import aiohttp
-
-    from harness.fakes.twilio_line import TwilioLine
-
-    async with running_fakes() as fakes:
-        rtzr_port = free_port()
-        env = {**fakes.env(), "RTZR_API_BASE": f"http://127.0.0.1:{rtzr_port}"}
-        store = CallStore(tmp_path / "calls.db")
-        try:
-            async with AppServer(create_app(load_settings(env, env_file=None), store)) as app:
-                proc = await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "harness.cli", "record", "--target", f"{app.ws_url}/twilio/media",
-                    "--rtzr-upstream", fakes.rtzr_url, "--rtzr-port", str(rtzr_port), "--port", "0",
-                    "--out", str(tmp_path / "rec"), "--name", "cut", stdout=asyncio.subprocess.PIPE,
-                    stderr=asyncio.subprocess.PIPE, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-                try:
-                    banner = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
-                    twilio_url = banner.split(" -> ")[1].replace("/<any path>", "/twilio/media")
-                    async with aiohttp.ClientSession() as session:
-                        line = TwilioLine(session, twilio_url, call_sid="CA" + "7" * 32, stream_sid="MZ" + "7" * 32,
-                                          pace=None)
-                        await line.open()
-                        await line.play(load_call(SEED).script.audio[: 8000 * 5])  # the first utterance
-                        await line.wait_for(lambda l: l.last_media_at > 0, timeout=30)  # answered: it went through
-                        proc.send_signal(signal.SIGINT)  # the caller is still on the line
-                        out, err = await asyncio.wait_for(proc.communicate(), 30)
-                        await line.close()
-                finally:
-                    if proc.returncode is None:
-                        proc.kill()
-                        await proc.wait()
-        finally:
-            store.close()
+    async with record_cli(tmp_path, "cut") as (proc, fakes, twilio_url, app), aiohttp.ClientSession() as session:
+        line = TwilioLine(session, twilio_url, call_sid="CA" + "7" * 32, stream_sid="MZ" + "7" * 32, pace=None)
+        await line.open()
+        await line.play(load_call(SEED).script.audio[: 8000 * 5])  # the first utterance
+        await line.wait_for(lambda l: l.last_media_at > 0, timeout=30)  # answered: it went through
+        proc.send_signal(signal.SIGINT)  # the caller is still on the line
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+        await line.close()
     assert proc.returncode == 0 and b"a call in flight was cut short" in err, err.decode()
     written = tmp_path / "rec" / "cut"
     assert f"recorded {written}:".encode() in out, out.decode()
