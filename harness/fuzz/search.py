@@ -561,7 +561,7 @@ def search_waves(session: HandlerSession, options: FuzzOptions,
     except KeyboardInterrupt as exc:  # the calls judged so far are kept; a failure among them is not cut down
         result.interrupted = exc
     finally:
-        session.end_feed(drop_waiting=found or sys.exc_info()[0] is not None)
+        session.end_feed(drop_waiting=found or result.interrupted is not None or sys.exc_info()[0] is not None)
         played = [(c, v.result()) for c, v in fed if v.done() and not v.cancelled()]  # PASSED: None
         for call, _ in played:
             result.statistics.update(call.features())

@@ -53,13 +53,32 @@ def owner(final: Event, utterances: list[tuple[int, Event]]) -> int | None:
     return max(begun, key=lambda u: (len(words & set(u[1].detail.get("text", "").split())), u[1].wall))[0]
 
 
-def request_of_tts(tts: Event, requests: list[Event]) -> Event | None:
-    """The LLM request whose reply a TTS request spoke: the latest begun before it whose reply holds its
-    text, else (a fallback sentence, an apology) the latest begun before it."""
-    before = [r for r in requests if r.wall <= tts.wall]
-    text = _norm(tts.detail.get("text", ""))
-    holding = [r for r in before if text and text in _norm(r.detail.get("reply", ""))]
-    return (holding or before or [None])[-1]
+def sources_of_tts(tts_requests: list[Event], requests: list[Event], clears: list[Event] = ()) -> list[Event | None]:
+    """The LLM request whose reply each TTS request spoke, in order: of the requests begun before it whose reply
+    holds its text, the earliest still speaking (none later has been spoken from yet, no ``clear`` cut it since it
+    began to be spoken) with that text not yet spoken as often as its reply holds it (two replies in flight at once
+    that share a sentence, "더 도와드릴까요?", each speak their own); else the latest holding it; else (a fallback
+    sentence, an apology) the latest begun before it."""
+    sources: list[Event | None] = []
+    said: dict[tuple[int, str], int] = {}  # (request, text) -> times spoken
+    first_spoken: dict[int, float] = {}  # request -> when its reply began to be spoken
+    for tts in tts_requests:
+        before = [r for r in requests if r.wall <= tts.wall]
+        text = _norm(tts.detail.get("text", ""))
+        holding = [r for r in before if text and text in _norm(r.detail.get("reply", ""))]
+
+        def still_speaking(r: Event) -> bool:
+            began = first_spoken.get(id(r))
+            later = any(first_spoken.get(id(o)) is not None for o in holding + before if o.wall > r.wall)
+            cut = began is not None and any(began < c.wall <= tts.wall for c in clears)
+            return not later and not cut and said.get((id(r), text), 0) < _norm(r.detail.get("reply", "")).count(text)
+
+        source = next((r for r in holding if still_speaking(r)), None) or (holding or before or [None])[-1]
+        if source is not None:
+            said[(id(source), text)] = said.get((id(source), text), 0) + 1
+            first_spoken.setdefault(id(source), tts.wall)
+        sources.append(source)
+    return sources
 
 
 def trace_turns(timeline: CallTimeline, pace: float | None) -> list[TurnTrace]:
@@ -81,8 +100,8 @@ def trace_turns(timeline: CallTimeline, pace: float | None) -> list[TurnTrace]:
         # the request that was answered (a failed one's retry), else the failed one (its fallback is the answer)
         trace.request = next((r for r in carrying if r.detail.get("status", 200) < 400), carrying[0] if carrying else None)
     speaking: dict[int, int] = {}  # TTS request -> LLM request index
-    for tts in timeline.of("tts_request"):
-        request = request_of_tts(tts, requests)
+    tts_requests = timeline.of("tts_request")
+    for tts, request in zip(tts_requests, sources_of_tts(tts_requests, requests, timeline.of("clear"))):
         if request is not None:
             speaking[tts.detail["index"]] = request.detail["index"]
     played = spans(timeline.events, pace, until=timeline.hangup)

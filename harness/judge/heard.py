@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from harness.judge.attribution import request_of_tts
+from harness.judge.attribution import sources_of_tts
 from harness.judge.verdict import CheckResult, skipped
 
 if TYPE_CHECKING:
@@ -42,14 +42,18 @@ def _answered(timeline) -> list["Event"]:
 
 
 def _tts_by_reply(timeline) -> dict[int, list["Event"]]:
-    """The TTS requests that spoke each LLM request's reply (``attribution.request_of_tts``), by its index."""
-    requests = timeline.of("llm_request")
+    """The TTS requests that spoke each LLM request's reply (``attribution.sources_of_tts``), by its index."""
     spoken: dict[int, list[Event]] = {}
-    for tts in timeline.of("tts_request"):
-        source = request_of_tts(tts, requests)
+    for tts, source in _sources(timeline):
         if source is not None:
             spoken.setdefault(source.detail.get("index", -1), []).append(tts)
     return spoken
+
+
+def _sources(timeline) -> list[tuple["Event", "Event | None"]]:
+    """Each TTS request with the LLM request whose reply it spoke."""
+    tts = timeline.of("tts_request")
+    return list(zip(tts, sources_of_tts(tts, timeline.of("llm_request"), timeline.of("clear"))))
 
 
 def _sent_ms(timeline) -> dict[int, float]:
@@ -198,9 +202,9 @@ def _reply_positions(timeline) -> dict[int, tuple[int, int]]:
     """For each TTS request from a reply: (that LLM request's index, where in the reply its text stands). Found
     in the order the requests were made, each from where the one before it ended: a reply whose sentences begin
     alike (the fuzzer's "네 w0 w1 ...") places each at its own sentence, not at the first that begins so."""
-    requests, positions, cursor = timeline.of("llm_request"), {}, {}
-    for k, tts in enumerate(timeline.of("tts_request")):
-        source, text = request_of_tts(tts, requests), _norm(tts.detail.get("text", ""))
+    positions, cursor = {}, {}
+    for k, (tts, source) in enumerate(_sources(timeline)):
+        text = _norm(tts.detail.get("text", ""))
         if source is None or not text:
             continue
         reply, key = _norm(source.detail.get("reply", "")), source.detail.get("index", -1)

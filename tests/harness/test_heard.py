@@ -126,6 +126,22 @@ def test_a_reply_whose_later_sentence_never_went_to_tts_fails_once_the_handler_m
     assert whole_reply_spoken(ctx(*whole, *later, STOP)).ok
 
 
+def test_two_replies_in_flight_that_share_a_sentence_each_speak_their_own():
+    """aicall at fast pace after a stall (CI, the examples table): two finals at once, two LLM requests 21 ms apart,
+    each reply ending "더 도와드릴까요?", spoken in order: the first reply's second sentence is the first reply's."""
+    both = [llm(0, 3.299, "가나"), llm(1, 3.320, "다라"),
+            tts(0, 3.339, "네, 잘 들었습니다.", 1.0), tts(1, 3.3391, "더 도와드릴까요?", 0.5),
+            tts(2, 3.346, "네, 잘 들었습니다.", 1.0), tts(3, 3.347, "더 도와드릴까요?", 0.5),
+            *(sent(3.35 + 0.1 * k, k, (1000.0, 500.0)[k % 2]) for k in range(4))]
+    assert whole_reply_spoken(ctx(*both, STOP)).ok, whole_reply_spoken(ctx(*both, STOP)).message
+    assert replies_in_order(ctx(*both, STOP)).ok, replies_in_order(ctx(*both, STOP)).message
+    # ... and a reply cut by a barge-in does not take the new reply's sentence that matches its own
+    cut = [llm(0, 1.0, "가나"), tts(0, 1.1, "네, 잘 들었습니다.", 1.0), sent(1.2, 0, 300.0), Event(1.5, "clear", {}),
+           llm(1, 2.0, "다라", reply="더 도와드릴까요?"), tts(1, 2.1, "더 도와드릴까요?", 0.5), sent(2.2, 1, 500.0)]
+    result = whole_reply_spoken(ctx(*cut, STOP))
+    assert result.ok and "cleared" in result.message, result.message
+
+
 def test_a_reply_cut_by_a_hangup_a_clear_or_the_caller_talking_passes_saying_why():
     first = [llm(0, 1.0, "가나"), tts(0, 1.1, "네, 잘 들었습니다.", 1.0), sent(1.2, 0, 1000.0)]
     hung_up = whole_reply_spoken(ctx(*first, Event(1.5, "stop", {"how": "stop"})))
