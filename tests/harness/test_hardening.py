@@ -27,6 +27,7 @@ from harness.files import ReportNotWritten, write_atomically
 from harness.terminal import printable
 
 SEED = "seed-three-turns"
+SHORT = "failure3-hangup-while-llm-generates"  # the caller hangs up 4.7 s in: the shortest bundled call
 CLI = [sys.executable, "-m", "harness.cli"]
 
 # A handler that misbehaves as asked: it double-forks a daemon that detaches (setsid) and keeps the handler's stdout
@@ -97,7 +98,7 @@ def interruptible(args: list[str], **kwargs) -> subprocess.Popen:
 
 # 1. Ctrl-C after the first of two calls: one line, exit 130, the finished call in every report.
 def test_ctrl_c_keeps_the_finished_calls_in_the_reports(tmp_path):
-    proc = interruptible(["run", "--pace", "x2", "--jobs", "1", "-k", SEED, "-k", "barge-in",
+    proc = interruptible(["run", "--pace", "x2", "--jobs", "1", "-k", SHORT, "-k", SEED,
                           "--report-dir", str(tmp_path)])
     wait_for_line(proc.stdout, "[1/2]")
     proc.send_signal(signal.SIGINT)
@@ -136,7 +137,7 @@ def test_sigterm_mid_call_ends_the_handler_and_reports(tmp_path):
 def test_sigterm_removes_the_in_process_runs_temporary_files(tmp_path):
     tmp = tmp_path / "tmp"
     tmp.mkdir()
-    proc = interruptible(["run", "--pace", "x2", "--jobs", "1", "-k", SEED, "-k", "barge-in",
+    proc = interruptible(["run", "--pace", "x2", "--jobs", "1", "-k", SHORT, "-k", SEED,
                           "--report-dir", str(tmp_path / "r")], env={**os.environ, "TMPDIR": str(tmp)})
     wait_for_line(proc.stdout, "[1/2]")
     proc.send_signal(signal.SIGTERM)
@@ -150,7 +151,7 @@ def test_a_detached_daemon_is_killed_and_does_not_hang_the_run(tmp_path):
     script = tmp_path / "handler.py"
     script.write_text(MISBEHAVING)
     daemon_pid = tmp_path / "daemon.pid"
-    done = subprocess.run([*CLI, "run", "--pace", "fast", "-k", SEED, "--path", "/media", "--report-dir",
+    done = subprocess.run([*CLI, "run", "--pace", "fast", "-k", SHORT, "--path", "/media", "--report-dir",
                            str(tmp_path / "r"), "--cmd", f"{sys.executable} {script} --port {{port}} --daemon {daemon_pid}"],
                           capture_output=True, text=True, timeout=180)
     assert (tmp_path / "r" / "report.json").exists(), done.stdout + done.stderr
@@ -164,7 +165,7 @@ def test_a_detached_daemon_is_killed_and_does_not_hang_the_run(tmp_path):
 def test_handler_text_reaches_the_terminal_escaped(tmp_path):
     script = tmp_path / "handler.py"
     script.write_text(MISBEHAVING)
-    done = subprocess.run([*CLI, "run", "--pace", "fast", "-k", SEED, "--path", "/media", "--report-dir",
+    done = subprocess.run([*CLI, "run", "--pace", "fast", "-k", SHORT, "--path", "/media", "--report-dir",
                            str(tmp_path / "r"), "--cmd", f"{sys.executable} {script} --port {{port}} --evil 1"],
                           capture_output=True, text=True, timeout=180)
     assert "no_errors: FAILED" in done.stdout, done.stdout
@@ -210,7 +211,7 @@ def test_an_unwritable_report_dir_is_refused_before_the_replay(tmp_path, make):
 def test_a_full_disk_keeps_the_earlier_report(tmp_path):
     script = tmp_path / "handler.py"  # a handler that writes nothing to disk: only the reports meet the limit
     script.write_text(MISBEHAVING)
-    run = [*CLI, "run", "--pace", "fast", "-k", SEED, "--report-dir", str(tmp_path / "r"), "--path", "/media",
+    run = [*CLI, "run", "--pace", "fast", "-k", SHORT, "--report-dir", str(tmp_path / "r"), "--path", "/media",
            "--cmd", f"{sys.executable} {script} --port {{port}}"]
     first = subprocess.run(run, capture_output=True, text=True, timeout=120)
     assert first.returncode == 1 and (tmp_path / "r" / "report.json").exists(), first.stdout + first.stderr
