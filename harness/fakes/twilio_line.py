@@ -196,13 +196,12 @@ class TwilioLine:
                 self._changed.set()
                 continue
             event = message.get("event")
+            if event != "media":
+                self.record.received.append((now, message))
             if event == "media":
                 payload = message.get("media", {}).get("payload", "")
                 ms = base64_bytes(payload) / 8 if isinstance(payload, str) else 0.0  # 8 kHz mu-law
                 self._keep_media(now, message, ms)
-            else:
-                self.record.received.append((now, message))
-            if event == "media":
                 self._play_until = max(now, self._play_until) + (ms / 1000 / self.pace if self.pace else 0.0)
                 self.last_media_at = now
                 self.on_media()
