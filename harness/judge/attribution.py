@@ -69,7 +69,7 @@ def sources_of_tts(tts_requests: list[Event], requests: list[Event], clears: lis
 
         def still_speaking(r: Event) -> bool:
             began = first_spoken.get(id(r))
-            later = any(first_spoken.get(id(o)) is not None for o in holding + before if o.wall > r.wall)
+            later = any(first_spoken.get(id(o)) is not None for o in before if o.wall > r.wall)
             cut = began is not None and any(began < c.wall <= tts.wall for c in clears)
             return not later and not cut and said.get((id(r), text), 0) < _norm(r.detail.get("reply", "")).count(text)
 

@@ -85,7 +85,8 @@ COMMANDS: dict[str, Run | Serve | Skip] = {
     'harness run --pace fast --calls-at-once 4 --cmd "python proving_ground/handlers/websockets_handler.py '
     '--port {port}" --path /media': Skip("a benchmark's command, timed pair by pair (the proving ground's matrix "
                                           "runs every bundled call four at once into each reference handler)"),
-    "harness run --pace fast": Skip("the benchmark's baseline: the README's main job (which the suite runs) at fast pace"),
+    "harness run --pace fast --jobs 4": Skip("the benchmark's baseline: the README's main job (which the suite runs) at "
+                                             "fast pace, 4 at once"),
     "harness fuzz --examples 120 --seed 11 --pace fast --calls-at-once 8 --no-database": Skip(
         "minutes of search; tests/harness/test_fuzz.py searches calls at once in the suite"),
     "harness fuzz --examples 120 --seed 11 --pace fast --calls-at-once 16 --no-database": Skip(

@@ -106,8 +106,7 @@ def test_ctrl_c_keeps_the_finished_calls_in_the_reports(tmp_path):
     assert proc.returncode == 130, out + err
     assert "Traceback" not in err and "interrupted by Ctrl-C (SIGINT) after 1 of 2 calls" in err, err
     report = json.loads((tmp_path / "report.json").read_text())
-    assert len(report["runs"]) == 1 and report["summary"]["interrupted"]["not_run"] == [report["summary"]["interrupted"]
-                                                                                        ["not_run"][0]]
+    assert [run["fixture"] for run in report["runs"]] == [SHORT] and report["summary"]["interrupted"]["not_run"] == [SEED]
     junit = (tmp_path / "junit.xml").read_text()
     assert 'name="not replayed"' in junit and "interrupted by Ctrl-C" in junit
     assert "interrupted by Ctrl-C" in (tmp_path / "report.html").read_text()
