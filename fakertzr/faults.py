@@ -2,18 +2,21 @@
 
 A script lists faults as data (``{"type": "close", "code": 1000, "after_finals": 1}``); the
 control API adds and removes them at run time. Each fault applies to one connection index
-(counted since reset) or to any, and fires ``times`` times before it is spent.
+(counted since reset) or to any, and fires ``times`` times before it is spent (``UNLIMITED``: never spent).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from .actions import Action, Close, Drop, Refusal, RevokeTokens, SendRaw, SendResult, Stall
 from .errors import FakeRtzrError
 from .validation import check
+
+UNLIMITED: Literal["unlimited"] = "unlimited"  # a fault's ``times`` that never runs out: it fires on every attempt
+Times = int | Literal["unlimited"]
 
 
 @dataclass
@@ -21,9 +24,9 @@ class Fault:
     """Base: which connection, how many times, and the hook points (all no-ops here)."""
 
     kind: ClassVar[str] = ""
-    default_times: ClassVar[int | None] = 1
+    default_times: ClassVar[Times | None] = 1
     connection: int | None = None
-    times: int | None = None
+    times: Times | None = None
     fired: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
@@ -32,7 +35,7 @@ class Fault:
 
     @property
     def spent(self) -> bool:
-        return self.times is not None and self.fired >= self.times
+        return isinstance(self.times, int) and self.fired >= self.times  # None (delay_finals) or UNLIMITED: never
 
     def applies_to(self, connection_index: int) -> bool:
         return not self.spent and (self.connection is None or self.connection == connection_index)
@@ -124,7 +127,7 @@ class DelayFinalsFault(Fault):
     """Every final (``times`` of them; all by default) is sent ``delay_ms`` later."""
 
     kind: ClassVar[str] = "delay_finals"
-    default_times: ClassVar[int | None] = None
+    default_times: ClassVar[Times | None] = None
     delay_ms: float = 0.0
 
     def transform(self, action: SendResult) -> SendResult:

@@ -10,6 +10,7 @@ import json
 import time
 from collections import Counter, deque
 from dataclasses import asdict, dataclass, field, fields
+from enum import StrEnum
 from typing import Any, Iterable, Iterator, Mapping
 
 SECRET_HEADERS = {"authorization", "cookie", "x-api-key", "proxy-authorization"}
@@ -41,6 +42,53 @@ def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
         else:
             clean[name] = value
     return clip_fields(clean)
+
+
+class StreamEnd(StrEnum):
+    """How a stream (or a file API job) ended: the journal's one vocabulary for it (a ``str``, as JSON gives it)."""
+
+    SERVER_CLOSED = "server_closed"  # the server sent a Close (its reason "EOS": in answer to the client's EOS)
+    DROPPED = "dropped"  # the server dropped the TCP connection without a Close (a fault)
+    STALLED = "stalled"  # the server stopped answering, the socket left open (a fault)
+    IDLE_TIMEOUT = "idle_timeout"  # no audio came for the idle timeout: the server closed it
+    SHUTDOWN = "shutdown"  # the fake was shutting down
+    CLIENT_CLOSED = "client_closed"  # the client sent a Close
+    CLIENT_VANISHED = "client_vanished"  # the client's connection was lost without a Close
+    CLIENT_ERROR = "client_error"  # the client sent what the API does not take (gRPC)
+    COMPLETED = "completed"  # a file API job finished
+    FAILED = "failed"  # ... or failed
+
+    @property
+    def ended_by_server(self) -> bool:
+        """The server ended it (a close, a drop, a stall, an idle timeout): unless a Close's reason is "EOS",
+        not what the client asked for."""
+        return self in SERVER_ENDS
+
+
+SERVER_ENDS = frozenset({StreamEnd.SERVER_CLOSED, StreamEnd.DROPPED, StreamEnd.STALLED, StreamEnd.IDLE_TIMEOUT})
+
+
+@dataclass(frozen=True)
+class StreamEnded:
+    """How a connection ended, typed (``ConnectionRecord.ending``): how, the close code and reason, when (epoch and
+    monotonic seconds), and the audio it had received."""
+
+    how: StreamEnd
+    code: int | None = None
+    reason: str = ""
+    at: float = 0.0
+    wall: float = 0.0
+    audio_ms: float = 0.0
+
+    @property
+    def answered_eos(self) -> bool:
+        """The server closed it in answer to the client's EOS: the end the client asked for."""
+        return self.how is StreamEnd.SERVER_CLOSED and self.reason == "EOS"
+
+    @property
+    def ended_by_server(self) -> bool:
+        """The server ended it, not in answer to EOS."""
+        return self.how.ended_by_server and not self.answered_eos
 
 
 @dataclass
@@ -94,10 +142,18 @@ class ConnectionRecord:
         """The socket is gone (a refused handshake never had one)."""
         return not self.accepted or self.closed_wall is not None
 
-    def end(self, how: str, code: int | None = None, reason: str = "") -> None:
-        """Record how the connection ended; the first account wins."""
+    @property
+    def ending(self) -> StreamEnded | None:
+        """How it ended, typed (``ended`` is the same as plain data)."""
         if self.ended is None:
-            self.ended = {"how": how, "code": code, "reason": reason, "at": time.time(), "wall": time.monotonic(),
+            return None
+        keys = ("code", "reason", "at", "wall", "audio_ms")
+        return StreamEnded(StreamEnd(self.ended["how"]), **{k: self.ended[k] for k in keys if k in self.ended})
+
+    def end(self, how: StreamEnd | str, code: int | None = None, reason: str = "") -> None:
+        """Record how the connection ended; the first account wins. ``how`` is a ``StreamEnd`` (or its value)."""
+        if self.ended is None:
+            self.ended = {"how": StreamEnd(how), "code": code, "reason": reason, "at": time.time(), "wall": time.monotonic(),
                           "audio_ms": self.audio_ms}
 
     def to_dict(self) -> dict[str, Any]:

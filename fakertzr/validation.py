@@ -167,6 +167,9 @@ def message(error: jsonschema.ValidationError) -> str:
     """jsonschema's message, bounded; a ``not`` says what is wanted (its schema's description)."""
     if error.validator == "not":
         text = f"{str(error.instance)[:40]} is not allowed: {error.schema.get('description', 'see the schema')}"
+    elif error.validator == "anyOf" and "description" in error.schema:  # a fault's times: a number or "unlimited"
+        shown = repr(error.instance[:40]) if isinstance(error.instance, str) else number_text(error.instance)[:40]
+        text = f"{shown} is not allowed: {error.schema['description']}"
     elif error.validator in ("maximum", "exclusiveMaximum", "minimum", "exclusiveMinimum"):
         text = error.message.replace(repr(error.instance), number_text(error.instance), 1)
     else:

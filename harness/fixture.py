@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from fakertzr.errors import FakeRtzrError
+from harness.errors import FixtureError
 from fakertzr.fixture import CallScript, load_fixture
 
 
@@ -50,14 +51,17 @@ class CallFixture:
 
 
 def load_call(directory: str | Path) -> CallFixture:
-    """Load and validate ``<directory>/call.json`` (errors name the file and field)."""
-    script = load_fixture(directory)
+    """Load and validate ``<directory>/call.json``; a ``FixtureError`` names the file and field."""
+    try:
+        script = load_fixture(directory)
+    except FakeRtzrError as exc:  # fakertzr's part of the fixture (the RTZR script, the audio)
+        raise FixtureError(str(exc)) from exc
     raw = script.raw
     caller = raw.get("caller", {})
     reacts = tuple(_reaction(r, i, len(script.utterances), Path(directory) / "call.json")
                    for i, r in enumerate(caller.get("reacts", ())))
     if len({r.utterance for r in reacts}) < len(reacts):
-        raise FakeRtzrError(f"{Path(directory) / 'call.json'}: caller.reacts: one utterance reacts twice")
+        raise FixtureError(f"{Path(directory) / 'call.json'}: caller.reacts: one utterance reacts twice")
     return CallFixture(
         directory=Path(directory),
         script=script,
@@ -86,9 +90,9 @@ def _reaction(spec: dict[str, Any], i: int, utterances: int, source: Path) -> Re
     """One ``caller.reacts`` entry (the schema has checked its shape), checked against the utterances."""
     where = f"{source}: caller.reacts[{i}]"
     if spec["utterance"] > utterances:
-        raise FakeRtzrError(f"{where}.utterance: {spec['utterance']} but the call has {utterances} utterance(s)")
+        raise FixtureError(f"{where}.utterance: {spec['utterance']} but the call has {utterances} utterance(s)")
     if spec["turn"] >= spec["utterance"]:
-        raise FakeRtzrError(f"{where}.turn: {spec['turn']} must come before the utterance that reacts to its reply "
+        raise FixtureError(f"{where}.turn: {spec['turn']} must come before the utterance that reacts to its reply "
                             f"({spec['utterance']})")
     return Reaction(spec["utterance"] - 1, spec["after"], spec["turn"], float(spec.get("ms", 0.0)),
                     float(spec.get("wait_ms", 15000.0)))

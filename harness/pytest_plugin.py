@@ -19,9 +19,12 @@ Whole calls drawn by hypothesis (``harness.fuzz.strategies.calls``) replay the s
 from __future__ import annotations
 
 from pathlib import Path
-from typing import AsyncIterator, Awaitable, Callable
+from typing import Any, AsyncIterator, Generic, Protocol, TypeVar
 
+import pytest
 import pytest_asyncio
+
+from fakertzr.pytest_plugin import FakeRtzr
 
 from harness.fakes.llm import FakeLlm
 from harness.fakes.tts import FakeTts
@@ -31,19 +34,30 @@ from harness.replay.runner import ErrorLog, FixtureRun
 from harness.replay.runner import replay as replay_fixture
 
 
-class ServedFake:
-    """A running fake: ``base_url`` is the OpenAI-style base (``.../v1``); the rest is the fake itself."""
+F = TypeVar("F", FakeLlm, FakeTts)
 
-    def __init__(self, fake: FakeLlm | FakeTts, root_url: str) -> None:
-        self.fake = fake
+
+class ServedFake(Generic[F]):
+    """A running fake: ``base_url`` is the OpenAI-style base (``.../v1``); ``fake`` the fake itself (its requests,
+    its config), whose attributes are also the served fake's."""
+
+    def __init__(self, fake: F, root_url: str) -> None:
+        self.fake: F = fake
         self.base_url = f"{root_url}/v1"
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Any:
         return getattr(self.fake, name)
 
 
+class Replay(Protocol):
+    """The ``replay`` fixture: ``await replay(fixture, media_ws_url)`` plays a call into your handler and judges it."""
+
+    async def __call__(self, fixture: str | Path | DrawnCall, url: str, *, pace: float | None = None,
+                       headers: dict[str, str] | None = None, errors: ErrorLog | None = None) -> FixtureRun: ...
+
+
 @pytest_asyncio.fixture
-async def fake_llm() -> AsyncIterator[ServedFake]:
+async def fake_llm() -> AsyncIterator[ServedFake[FakeLlm]]:
     """A fake OpenAI-compatible LLM on a free port (no delays unless a fixture says so)."""
     fake = FakeLlm()
     async with fake.server() as server:
@@ -51,7 +65,7 @@ async def fake_llm() -> AsyncIterator[ServedFake]:
 
 
 @pytest_asyncio.fixture
-async def fake_tts() -> AsyncIterator[ServedFake]:
+async def fake_tts() -> AsyncIterator[ServedFake[FakeTts]]:
     """A fake OpenAI-compatible TTS on a free port."""
     fake = FakeTts()
     async with fake.server() as server:
@@ -59,7 +73,8 @@ async def fake_tts() -> AsyncIterator[ServedFake]:
 
 
 @pytest_asyncio.fixture
-async def replay(fake_rtzr, fake_llm, fake_tts, tmp_path_factory) -> Callable[..., Awaitable[FixtureRun]]:
+async def replay(fake_rtzr: FakeRtzr, fake_llm: ServedFake[FakeLlm], fake_tts: ServedFake[FakeTts],
+                 tmp_path_factory: pytest.TempPathFactory) -> Replay:
     """``await replay(fixture, media_ws_url, pace=None)``: play a fixture (a directory, a bundled call's
     name such as ``"failure2-recognizer-closes-1000"``, or a call drawn by ``harness.fuzz.strategies.calls``)
     into your handler and judge it.

@@ -22,7 +22,7 @@ from callaudio import AudioFormatError, AudioTooLong
 from callaudio.decode import quiet_stderr, read_channels, to_8k
 from callaudio.g711 import pcm16_to_ulaw
 from callaudio.wavfile import mulaw_wav_bytes, read_wav
-from fakertzr.errors import FakeRtzrError
+from harness.errors import FixtureError
 from fakertzr.fixture import load_fixture, validate_call_json
 from fakertzr.validation import number_text
 
@@ -60,7 +60,7 @@ def _run(argv: list[str], stdin: bytes | None = None) -> None:
         subprocess.run(argv, input=stdin, check=True, capture_output=True)
     except subprocess.CalledProcessError as exc:
         said = (exc.stderr or exc.stdout or b"").decode("utf-8", "replace").strip().splitlines()
-        raise FakeRtzrError(f"{argv[0]} failed (exit {exc.returncode}): {said[-1][:200] if said else 'no message'}"
+        raise FixtureError(f"{argv[0]} failed (exit {exc.returncode}): {said[-1][:200] if said else 'no message'}"
                             + (f" (voice {argv[2]!r})" if argv[0] == "espeak-ng" else "")) from None
 
 
@@ -70,7 +70,7 @@ def voiced_bounds(samples: np.ndarray, threshold_dbfs: float = -45.0) -> tuple[i
     rms = np.sqrt(np.mean(frames**2, axis=1)) / 32768.0
     loud = np.nonzero(20 * np.log10(np.maximum(rms, 1e-9)) > threshold_dbfs)[0]
     if len(loud) == 0:
-        raise FakeRtzrError("no audible speech in the audio (above -45 dBFS)")
+        raise FixtureError("no audible speech in the audio (above -45 dBFS)")
     return int(loud[0] * FRAME), int((loud[-1] + 1) * FRAME)
 
 
@@ -80,25 +80,25 @@ def load_spec(spec_path: Path) -> dict:
     try:
         spec = json.loads(spec_path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise FakeRtzrError(f"{spec_path}: cannot read: {exc.strerror}") from None
+        raise FixtureError(f"{spec_path}: cannot read: {exc.strerror}") from None
     except UnicodeDecodeError:
-        raise FakeRtzrError(f"{spec_path}: not UTF-8 text") from None
+        raise FixtureError(f"{spec_path}: not UTF-8 text") from None
     except json.JSONDecodeError as exc:
-        raise FakeRtzrError(f"{spec_path}: not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
+        raise FixtureError(f"{spec_path}: not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
     except ValueError as exc:  # an integer of more than 4300 digits
-        raise FakeRtzrError(f"{spec_path}: not valid JSON: {exc}") from None
+        raise FixtureError(f"{spec_path}: not valid JSON: {exc}") from None
     if not isinstance(spec, dict):
-        raise FakeRtzrError(f"{spec_path}: must be a JSON object with 'name' and 'utterances'")
+        raise FixtureError(f"{spec_path}: must be a JSON object with 'name' and 'utterances'")
     if not isinstance(spec.get("name"), str) or not spec["name"]:
-        raise FakeRtzrError(f"{spec_path}: 'name' is missing (the fixture's name, e.g. \"my-call\")")
+        raise FixtureError(f"{spec_path}: 'name' is missing (the fixture's name, e.g. \"my-call\")")
     utterances = spec.get("utterances")
     if not isinstance(utterances, list) or not utterances:
-        raise FakeRtzrError(f"{spec_path}: 'utterances' must be a non-empty list of {{\"text\": ...}}")
+        raise FixtureError(f"{spec_path}: 'utterances' must be a non-empty list of {{\"text\": ...}}")
     if len(utterances) > MAX_UTTERANCES:
-        raise FakeRtzrError(f"{spec_path}: 'utterances' has {len(utterances)} items; at most {MAX_UTTERANCES}")
+        raise FixtureError(f"{spec_path}: 'utterances' has {len(utterances)} items; at most {MAX_UTTERANCES}")
     voice = spec.get("voice", "ko")
     if not isinstance(voice, str) or not VOICE.fullmatch(voice):
-        raise FakeRtzrError(f"{spec_path}: voice must be an espeak-ng voice name (letters, digits, '-', '+', '_', "
+        raise FixtureError(f"{spec_path}: voice must be an espeak-ng voice name (letters, digits, '-', '+', '_', "
                             f"e.g. \"ko\" or \"en-us\"), got {_shown(voice)}")
     _in_range(spec_path, "lead_in_ms", spec.get("lead_in_ms", 500), (0, MAX_PAUSE_MS), "a number of milliseconds")
     _in_range(spec_path, "speed", spec.get("speed", 150), SPEED_RANGE, "a whole number of words a minute", whole=True)
@@ -107,17 +107,17 @@ def load_spec(spec_path: Path) -> dict:
     total_ms = spec.get("lead_in_ms", 500)
     for i, item in enumerate(utterances):
         if not isinstance(item, dict) or not isinstance(item.get("text"), str) or not item["text"].strip():
-            raise FakeRtzrError(f"{spec_path}: utterances[{i}] needs a non-empty 'text'")
+            raise FixtureError(f"{spec_path}: utterances[{i}] needs a non-empty 'text'")
         if len(item["text"]) > MAX_TEXT_CHARS:
-            raise FakeRtzrError(f"{spec_path}: utterances[{i}].text has {len(item['text'])} characters; "
+            raise FixtureError(f"{spec_path}: utterances[{i}].text has {len(item['text'])} characters; "
                                 f"at most {MAX_TEXT_CHARS}")
         total_ms += _in_range(spec_path, f"utterances[{i}].pause_after_ms", item.get("pause_after_ms", 1500),
                               (0, MAX_PAUSE_MS), "a number of milliseconds")
     if (chars := sum(len(item["text"]) for item in utterances)) > MAX_SPEC_CHARS:
-        raise FakeRtzrError(f"{spec_path}: the utterances' texts add up to {chars} characters; "
+        raise FixtureError(f"{spec_path}: the utterances' texts add up to {chars} characters; "
                             f"at most {MAX_SPEC_CHARS}")
     if total_ms > MAX_CALL_MS:
-        raise FakeRtzrError(f"{spec_path}: the lead-in and the pauses add up to {total_ms:.0f} ms, over the "
+        raise FixtureError(f"{spec_path}: the lead-in and the pauses add up to {total_ms:.0f} ms, over the "
                             f"{MAX_CALL_MS} ms (30 minutes) a call may last")
     # what goes into call.json as it is: the fixture schema's checks (and maxima) now, before anything is spoken
     validate_call_json({"version": 1, "name": spec["name"], "audio": {"file": "caller.wav"}, "utterances": [],
@@ -132,7 +132,7 @@ def _in_range(spec_path: Path, field: str, value: Any, bounds: tuple[int, int], 
     if (number and not (isinstance(value, float) and not math.isfinite(value)) and bounds[0] <= value <= bounds[1]
             and (not whole or isinstance(value, int) or value.is_integer())):
         return value
-    raise FakeRtzrError(f"{spec_path}: {field} must be {what} from {bounds[0]} to {bounds[1]}, got {_shown(value)}")
+    raise FixtureError(f"{spec_path}: {field} must be {what} from {bounds[0]} to {bounds[1]}, got {_shown(value)}")
 
 
 def _shown(value: Any) -> str:
@@ -151,7 +151,7 @@ def build(spec_path: Path, out_dir: Path | None = None) -> Path:
     spec = load_spec(spec_path)
     for tool in ("espeak-ng", "sox"):
         if shutil.which(tool) is None:
-            raise FakeRtzrError(f"{tool} is not installed (apt-get install espeak-ng sox); only authoring needs it")
+            raise FixtureError(f"{tool} is not installed (apt-get install espeak-ng sox); only authoring needs it")
     out_dir = out_dir or spec_path.parent
     out_dir.mkdir(parents=True, exist_ok=True)
     voice, speed = spec.get("voice", "ko"), int(spec.get("speed", 150))
@@ -169,7 +169,7 @@ def build(spec_path: Path, out_dir: Path | None = None) -> Path:
             offset = sum(len(p) for p in pieces)
             pause = int(item.get("pause_after_ms", 1500)) * RATE // 1000
             if offset + len(clip) + pause > MAX_CALL_MS * RATE // 1000:  # speech's length is known once spoken
-                raise FakeRtzrError(f"{spec_path}: utterances[{i}]: the spoken call would be over the 30 minutes "
+                raise FixtureError(f"{spec_path}: utterances[{i}]: the spoken call would be over the 30 minutes "
                                     f"a call may last ({(offset + len(clip) + pause) / RATE / 60:.1f} minutes so far)")
             words = item["text"].split()
             lengths = []
@@ -235,7 +235,7 @@ def read_audio(path: Path, channel: int | None = None) -> tuple[np.ndarray, int]
     if channel is None:
         return channels.mean(axis=1), rate
     if not 1 <= channel <= channels.shape[1]:
-        raise FakeRtzrError(f"{path}: has {channels.shape[1]} channel(s), no channel {channel}")
+        raise FixtureError(f"{path}: has {channels.shape[1]} channel(s), no channel {channel}")
     return channels[:, channel - 1], rate
 
 
@@ -243,7 +243,7 @@ def _read_channels(path: Path) -> tuple[np.ndarray, int]:
     """All channels, refusing (from the header, before decoding) audio over 30 minutes or with more samples than
     ``MAX_DECODED_SAMPLES``: a 1 MB FLAC of 10 h of silence would decode to gigabytes."""
     if not path.is_file():
-        raise FakeRtzrError(f"{path}: cannot read: no such file")
+        raise FixtureError(f"{path}: cannot read: no such file")
     rate, channels = _header(path) or (0, 0)
     max_seconds = MAX_CALL_MS / 1000
     if rate:
@@ -254,14 +254,14 @@ def _read_channels(path: Path) -> tuple[np.ndarray, int]:
         return read_channels(path, str(path), max_seconds=max_seconds)
     except AudioTooLong as exc:
         if exc.seconds > MAX_CALL_MS / 1000:
-            raise FakeRtzrError(f"{path}: {exc.seconds / 60:.0f} minutes of audio; make-fixture takes at most "
+            raise FixtureError(f"{path}: {exc.seconds / 60:.0f} minutes of audio; make-fixture takes at most "
                                 f"{MAX_CALL_MS // 60_000} minutes (cut it first, e.g. sox IN OUT trim 0 30:00)"
                                 ) from None
-        raise FakeRtzrError(f"{path}: {exc.seconds:.0f} s of {channels} channel(s) at {rate} Hz is more than "
+        raise FixtureError(f"{path}: {exc.seconds:.0f} s of {channels} channel(s) at {rate} Hz is more than "
                             f"make-fixture decodes ({MAX_DECODED_SAMPLES} samples); make it 8 kHz first "
                             "(e.g. sox IN -r 8000 OUT)") from None
     except AudioFormatError as exc:
-        raise FakeRtzrError(str(exc)) from None
+        raise FixtureError(str(exc)) from None
 
 
 def _header(path: Path) -> tuple[int, int] | None:
@@ -292,7 +292,7 @@ def from_audio(audio_path: Path, transcript: list[str] | None, name: str, out_di
     spans = speech_spans(samples, gap_ms)
     lines = [line.strip() for line in transcript if line.strip()] if transcript is not None else None
     if lines is not None and len(spans) != len(lines):
-        raise FakeRtzrError(f"{audio_path}: found {len(spans)} stretch(es) of speech but {len(lines)} transcript line(s); "
+        raise FixtureError(f"{audio_path}: found {len(spans)} stretch(es) of speech but {len(lines)} transcript line(s); "
                             f"try another --gap-ms (now {gap_ms})")
     texts = lines if lines is not None else [f"발화 {i + 1}" for i in range(len(spans))]
     bot_spans = None

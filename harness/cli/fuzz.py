@@ -7,6 +7,7 @@ import argparse
 import concurrent.futures
 import json
 import math
+import shlex
 import subprocess
 import sys
 import time
@@ -195,7 +196,7 @@ def _save(result: FuzzResult, report_dir: Path, worker: str) -> dict[str, str]:
     saved = {}
     if result.failure is not None and result.neighbours:  # a cross-call failure: the calls it needs, one group
         group = result.failure.call.name
-        for call in sorted((result.failure.call, *result.neighbours), key=lambda c: c.scenario.get("lane", 0)):
+        for call in sorted((result.failure.call, *result.neighbours), key=lambda c: c.scenario.lane):
             placed = DrawnCall(call.scenario, {**call.doc, "together": {"group": group}}, call.ulaw)
             path = placed.save(report_dir / "fuzz-failures" / group / call.name)
             saved.setdefault("failure", str(path))
@@ -218,6 +219,7 @@ def _summary(result: FuzzResult, saved: dict[str, str]) -> dict:
         "statistics": dict(result.statistics),
         "failure": None if failure is None else {
             "fixture": saved.get("failure"), "name": failure.call.name, "reproduced": result.reproduced,
+            "drawn": failure.call.describe(),  # the call as the fixture it is, in words
             "size": list(failure.call.size), "first_size": list(first.call.size) if first else None,
             "checks": [{"name": c.name, "status": c.status, "message": c.message} for c in failure.run.checks],
             "turns": len(failure.run.turns), "neighbours": [c.name for c in result.neighbours],
@@ -300,15 +302,22 @@ def _print(args: argparse.Namespace, argv: list[str], summaries: list[dict]) -> 
               f"{'yes' if f['reproduced'] else 'not tried (interrupted)' if f['reproduced'] is None else 'NO (a flaky verdict)'})")
         for c in checks:
             print(printable(f"  {c['name']}: {c['message']}"))
+        own = shlex.quote(str(args.report_dir / f"replay-{f['name']}"))  # its reports beside, not over, the run's
         if f.get("neighbours"):
             n = len(f["neighbours"]) + 1
             print(f"  it passes alone and fails with {n - 1} other call(s) in flight: the {n} calls: "
-                  f"{Path(f['fixture']).parent}\n  replay them: harness run --fixtures {Path(f['fixture']).parent} "
-                  f"--calls-at-once {n} {targets}".rstrip())
+                  f"{Path(f['fixture']).parent}")
         else:
-            print(f"  the call: {f['fixture']}\n  replay it: harness run --fixtures {Path(f['fixture']).parent} "
-                  f"-k {f['name']} {targets}".rstrip())
-        print(f"  search again: {reproduce_command(argv, s['seed'])}")
+            print(f"  the call: {f['fixture']}")
+        if f.get("drawn"):  # the call as the fixture it is, in words
+            print(printable("\n".join(f"    {line}" for line in f["drawn"].splitlines())))
+        if f.get("neighbours"):
+            print(f"  replay them: harness run --fixtures {Path(f['fixture']).parent} --calls-at-once "
+                  f"{len(f['neighbours']) + 1} --report-dir {own} {targets}".rstrip())
+        else:
+            print(f"  replay it: harness run --fixtures {Path(f['fixture']).parent} -k {f['name']} "
+                  f"--report-dir {own} {targets}".rstrip())
+        print(f"  search again: {reproduce_command(argv, s['seed'], args.report_dir)}")
     return 1
 
 
@@ -317,8 +326,6 @@ LATENCY_NAME = "speech end -> first bot audio of its reply"
 
 def _target_args(argv: list[str]) -> str:
     """The options of this command that say which handler (for the ``harness run`` line)."""
-    import shlex
-
     keep, take = [], 0
     for arg in argv:
         if take:

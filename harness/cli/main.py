@@ -43,6 +43,7 @@ from harness.replay.runner import (
 from harness.replay.runs import run_target
 from harness.replay.targets import AicallTarget, CommandTarget, UrlTarget
 from harness.files import check_report_dir
+from harness.judge.verdict import Verdict
 from harness.reports.html import write_html
 from harness.terminal import printable
 from harness.reports.results import Interruption, console_table, verdict, write_json, write_junit
@@ -207,16 +208,16 @@ def _make_fixture(args: argparse.Namespace) -> int:
     else:
         option = "--audio" if args.audio else "--twilio-recording"
         if args.audio and not args.transcript:
-            raise FakeRtzrError("--audio needs --transcript (one line per utterance)")
+            raise HarnessError("--audio needs --transcript (one line per utterance)")
         name = args.name or (args.out.name if args.out else None)
         if not name:
-            raise FakeRtzrError(f"{option} needs --name or --out")
+            raise HarnessError(f"{option} needs --name or --out")
         lines = None
         if args.transcript:
             try:
                 lines = args.transcript.read_text(encoding="utf-8").splitlines()
             except OSError as exc:
-                raise FakeRtzrError(f"{args.transcript}: cannot read: {exc.strerror}") from None
+                raise HarnessError(f"{args.transcript}: cannot read: {exc.strerror}") from None
         out = from_audio(args.audio or args.twilio_recording, lines, name, args.out or Path("fixtures/calls") / name,
                          gap_ms=args.gap_ms, caller_channel=None if args.audio else args.caller_channel)
     print(f"wrote {out / 'call.json'} and {out / 'caller.wav'}")
@@ -472,7 +473,7 @@ def _command(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         saved = f" (its output: {args.report_dir / 'handler.log'})" if getattr(args, "cmd", None) else ""
         print(printable(f"harness: error: the handler did not start: {exc}{saved}"), file=sys.stderr)
         return 2
-    except (FakeRtzrError, OSError) as exc:
+    except (HarnessError, FakeRtzrError, OSError) as exc:
         print(f"harness: error: {exc}", file=sys.stderr)
         return 2
     return _report(args, fixtures, runs, stopped)
@@ -491,7 +492,7 @@ def _report(args: argparse.Namespace, fixtures: list, runs: list[FixtureRun], st
         write_json(runs, args.report_dir / "report.json", pace_name(args.pace), interrupted)
         write_junit(runs, args.report_dir / "junit.xml", interrupted)
         write_html(runs, args.report_dir / "report.html", pace_name(args.pace), interrupted)
-    except FakeRtzrError as exc:
+    except (HarnessError, FakeRtzrError) as exc:
         print(f"harness: error: {exc}", file=sys.stderr)
         return stopped.exit_code if stopped else 2
     logs = ", handler.log" if args.cmd else ""
@@ -500,7 +501,19 @@ def _report(args: argparse.Namespace, fixtures: list, runs: list[FixtureRun], st
         print(f"harness run: interrupted by {stopped.how} after {len(runs)} of {len(fixtures)} calls; the reports hold "
               "the finished ones", file=sys.stderr)
         return stopped.exit_code
-    return 0 if all(r.ok for r in runs) else 1
+    return run_exit_code(runs)
+
+
+NOTHING_JUDGED = 5  # as pytest's "no tests collected": a run that judged nothing is not a pass
+
+
+def run_exit_code(runs: Sequence[FixtureRun]) -> int:
+    """1 if a call failed; else 5 (``NOTHING_JUDGED``) if no call was judged at all (every check of every call
+    skipped); else 0. A call not judged beside calls that passed is said in the table and the reports, and
+    does not fail the run."""
+    if any(r.failed for r in runs):
+        return 1
+    return 0 if any(r.verdict is not Verdict.NOT_JUDGED for r in runs) else NOTHING_JUDGED
 
 
 if __name__ == "__main__":

@@ -27,7 +27,9 @@ import aiohttp
 import numpy as np
 
 from callaudio.g711 import pcm16_to_ulaw
+from harness.errors import HarnessError
 from harness.fakes.twilio_line import FRAME_MS, PlayerRecord, TwilioLine
+from harness.fakes.wrong_path import why_closed_at_once, why_refused
 from harness.fixture import CallFixture, Reaction
 
 ANSWER_POINT_MS = 700  # fast pacing stops this long after an utterance's last word (or, if longer, its end point
@@ -130,7 +132,7 @@ class TwilioPlayer:
             self._answer.set()
 
     async def run(self) -> PlayerRecord:
-        line = await self.line.open()
+        line = await self._open()
         try:
             await self._play()
             caller = self.fixture.caller
@@ -148,7 +150,22 @@ class TwilioPlayer:
                 line.reader.cancel()
             if not line.ws.closed:
                 await line.ws.close()
+        if self.record.hung_up_how == "handler closed first" and not self.record.received:  # after the call, off its clock
+            why = await why_closed_at_once(line.session, line.url, line.headers)
+            if why:
+                raise HarnessError(why)
         return self.record
+
+    async def _open(self) -> TwilioLine:
+        """The line opened; a refused upgrade is said with its likely cause first (a wrong path, a signature check)."""
+        try:
+            return await self.line.open()
+        except HarnessError as exc:
+            refused = exc.__context__  # the line raises its message from None: the handshake error is its context
+            if not isinstance(refused, aiohttp.WSServerHandshakeError):
+                raise
+            line = self.line
+            raise HarnessError(await why_refused(line.session, line.url, refused.status, str(exc), line.headers)) from None
 
     async def _play(self) -> None:
         fixture, caller, line = self.fixture, self.fixture.caller, self.line

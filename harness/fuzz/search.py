@@ -23,7 +23,7 @@ import time
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -34,7 +34,8 @@ from hypothesis.database import DirectoryBasedExampleDatabase
 from harness.fakes.services import running_fakes
 from harness.replay.loop_lag import LoopLag
 from harness.replay.resources import Resources, sample
-from harness.fuzz.strategies import FAULT_KINDS, FOREVER, DrawnCall, as_call, calls
+from harness.fuzz.scenario import Scenario
+from harness.fuzz.strategies import FAULT_KINDS, DrawnCall, as_call, calls
 from harness.replay.runner import FixtureRun, HeadersFor, SharedHandler
 from harness.replay.targets import Target
 
@@ -282,33 +283,35 @@ def smallest_like(first: Found | None, failures: list[Found]) -> Found:
                                      -kf[0]))[1]
 
 
-def smaller(scenario: dict) -> Iterator[dict]:
+def smaller(scenario: Scenario) -> Iterator[Scenario]:
     """Scenarios one part smaller than ``scenario``: an utterance, a fault, the hang-up, the dropped line, the
     keypad, barge-in, an utterance's timing on the bot, the LLM's failure or stall left out, one at a time (the
     largest parts first)."""
-    said = scenario["utterances"]
-    reacts = list(scenario.get("reacts", ()))  # one per utterance after the first: how it is timed
+    said = scenario.utterances
+    reacts = scenario.reacts  # one per utterance after the first: how it is timed
     for k in reversed(range(len(said))):
         if len(said) > 1:
             rest = said[:k] + said[k + 1:]
             timed = reacts[1:] if k == 0 else reacts[:k - 1] + reacts[k:]  # the utterance's own timing goes with it
-            yield {**scenario, "utterances": rest, "barge_in": scenario["barge_in"] and len(rest) > 1,
-                   **({"reacts": timed} if "reacts" in scenario else {})}
+            yield replace(scenario, utterances=rest, barge_in=scenario.barge_in and len(rest) > 1, reacts=timed)
     for k in reversed(range(len(reacts))):
         if reacts[k] is not None:
-            yield {**scenario, "reacts": reacts[:k] + [None] + reacts[k + 1:]}
-    faults = scenario["faults"]
-    for k in reversed(range(len(faults))):
-        if faults[k]["type"] == "reject_handshake" and faults[k].get("times") == FOREVER:
-            continue  # half of revoked credentials: it goes with its token refusal
-        pair = k + 1 if faults[k]["type"] == "auth_failure" and faults[k].get("times") == FOREVER else k
-        yield {**scenario, "faults": faults[:k] + faults[pair + 1:]}
-    for key, empty in (("hangup", None), ("vanish", False), ("dtmf", []), ("barge_in", False)):
-        if scenario[key] not in (None, False, []):
-            yield {**scenario, key: empty}
-    for key in ("fail_requests", "stall_requests"):
-        if key in scenario["llm"]:
-            yield {**scenario, "llm": {k: v for k, v in scenario["llm"].items() if k != key}}
+            yield replace(scenario, reacts=reacts[:k] + (None,) + reacts[k + 1:])
+    faults = scenario.faults
+    for k in reversed(range(len(faults))):  # revoked credentials are one fault (two in the fixture)
+        yield replace(scenario, faults=faults[:k] + faults[k + 1:])
+    if scenario.hangup is not None:
+        yield replace(scenario, hangup=None)
+    if scenario.vanish:
+        yield replace(scenario, vanish=False)
+    if scenario.dtmf:
+        yield replace(scenario, dtmf=())
+    if scenario.barge_in:
+        yield replace(scenario, barge_in=False)
+    if scenario.llm.fail_requests:
+        yield replace(scenario, llm=replace(scenario.llm, fail_requests=()))
+    if scenario.llm.stall_requests:
+        yield replace(scenario, llm=replace(scenario.llm, stall_requests=()))
 
 
 def reduce(found: Found, first: Found | None, judged: Callable[[DrawnCall], FixtureRun], limit: int,
@@ -328,7 +331,7 @@ def reduce(found: Found, first: Found | None, judged: Callable[[DrawnCall], Fixt
             call = as_call(candidate)
             run = judged(call)
             tries += 1
-            if not run.ok and failed_checks(run) & wanted:
+            if run.failed and failed_checks(run) & wanted:
                 best, shrinking = Found(call, run), True
                 progress(f"fuzz: reducing: {tries} tries, the failing call now {call.size[0]} utterance(s), "
                          f"{call.size[1]} fault(s)")
@@ -413,7 +416,7 @@ def search(session: HandlerSession, options: FuzzOptions,
                 target(latency, label=LATENCY)
                 if result.worst is None or latency > result.worst[0]:
                     result.worst = (latency, Found(call, run))
-        if not run.ok:
+        if run.failed:
             found = Found(call, run)
             if result.first_failure is None:
                 result.first_failure = found
@@ -451,8 +454,8 @@ def search(session: HandlerSession, options: FuzzOptions,
         result.resources = session.resources
     if result.failure is not None and result.interrupted is None:
         again = session.play(result.failure.call)  # afresh: the verdict kept for the search is not evidence
-        result.reproduced = not again.ok
-        result.failure = Found(result.failure.call, again if not again.ok else result.failure.run)
+        result.reproduced = again.failed
+        result.failure = Found(result.failure.call, again if again.failed else result.failure.run)
     return result
 
 
@@ -469,10 +472,13 @@ def without_options(argv: list[str], options: tuple[str, ...], flags: tuple[str,
     return out
 
 
-def reproduce_command(argv: list[str], seed: int) -> str:
-    """The command that runs this search again: the same options, this seed, no database."""
-    keep = without_options(argv, ("--seed", "--database", "--workers", "--worker"), flags=("--no-database",))
-    return shlex.join(["harness", *keep, "--seed", str(seed), "--no-database"])
+def reproduce_command(argv: list[str], seed: int, report_dir: Path) -> str:
+    """The command that runs this search again: the same options, this seed, no database, and its reports in a
+    folder of their own (``REPORT_DIR/repro-SEED``), so that running it leaves the full run's reports as they are."""
+    keep = without_options(argv, ("--seed", "--database", "--workers", "--worker", "--report-dir"),
+                           flags=("--no-database",))
+    own = report_dir if report_dir.name == f"repro-{seed}" else report_dir / f"repro-{seed}"  # run again: its own
+    return shlex.join(["harness", *keep, "--seed", str(seed), "--no-database", "--report-dir", str(own)])
 
 
 def search_waves(session: HandlerSession, options: FuzzOptions,
@@ -515,11 +521,11 @@ def search_waves(session: HandlerSession, options: FuzzOptions,
         nonlocal looked
         while looked < len(fed) and fed[looked][1].done():
             call, verdict = fed[looked]
-            if not verdict.cancelled() and not verdict.result().ok:
+            if not verdict.cancelled() and verdict.result().failed:
                 return True
             fed[looked] = (call, PASSED)  # its run (recordings, timeline) is let go: a search is long
             looked += 1
-        return any(v.done() and not v.cancelled() and not v.result().ok for _, v in fed[looked:])
+        return any(v.done() and not v.cancelled() and v.result().failed for _, v in fed[looked:])
 
     taken: dict[tuple[str, ...], int] = {}  # a batch hypothesis gives again is not fed again
 
@@ -568,7 +574,7 @@ def search_waves(session: HandlerSession, options: FuzzOptions,
             result.audio_s += call.audio_ms / 1000
         result.drawn = result.replayed = len(played)
         result.played_s = time.monotonic() - started
-    bad = [(c, r) for c, r in played if r is not None and not r.ok]
+    bad = [(c, r) for c, r in played if r is not None and r.failed]
     if result.interrupted is not None:
         result.first_failure = result.failure = Found(*bad[0]) if bad else None
         result.wall_s = time.monotonic() - started
@@ -580,7 +586,7 @@ def search_waves(session: HandlerSession, options: FuzzOptions,
             for call, run in bad[:ALONE_TRIES]:
                 progress(f"fuzz: a call failed with {len(run.beside)} other(s) in flight beside it; replaying it alone")
                 by_itself = judged_alone(call)
-                if not by_itself.ok:
+                if by_itself.failed:
                     result.failure = reduce(Found(call, by_itself), Found(call, by_itself), judged_alone,
                                             options.reduce_limit, progress)
                     break
@@ -596,12 +602,12 @@ def search_waves(session: HandlerSession, options: FuzzOptions,
         result.resources = session.resources
     if result.failure is not None:
         if result.neighbours:
-            calls = sorted([result.failure.call, *result.neighbours], key=lambda c: c.scenario.get("lane", 0))
+            calls = sorted([result.failure.call, *result.neighbours], key=lambda c: c.scenario.lane)
             again = session.play_fresh(calls)[calls.index(result.failure.call)]
         else:
             again = session.play_alone(result.failure.call)
-        result.reproduced = not again.ok
-        result.failure = Found(result.failure.call, again if not again.ok else result.failure.run)
+        result.reproduced = again.failed
+        result.failure = Found(result.failure.call, again if again.failed else result.failure.run)
     return result
 
 
@@ -663,12 +669,12 @@ def cut_down(call: DrawnCall, run: FixtureRun, beside: list[DrawnCall],
     30 beside it, and leaving one out at a time took 30 replays of as many calls)."""
     wanted = failed_checks(run)
     order = [*beside, call]
-    order.sort(key=lambda c: c.scenario.get("lane", 0))
+    order.sort(key=lambda c: c.scenario.lane)
 
     def fails(others: list[DrawnCall]) -> FixtureRun | None:
         calls = [c for c in order if c is call or c in others]
         mine = judged_together(calls)[calls.index(call)]
-        return mine if not mine.ok and failed_checks(mine) & wanted else None
+        return mine if mine.failed and failed_checks(mine) & wanted else None
 
     others, best = list(beside), Found(call, run)
     again = fails(others)

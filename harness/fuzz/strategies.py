@@ -34,9 +34,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 from hypothesis import assume
 from hypothesis import strategies as st
@@ -44,22 +45,40 @@ from hypothesis import strategies as st
 from callaudio.g711 import pcm16_to_ulaw
 from fakertzr.params import DEFAULT_EPD_TIME, DEFAULT_MAX_UTTER_DURATION
 from harness.fakes.twilio_player import answer_after_ms
-from harness.fuzz.synthetic import SynthUtterance, synth_call
 from harness.fixture import CallFixture, load_call, save_call
+from harness.fuzz.scenario import (
+    CREDENTIALS,
+    FAULT_KINDS,
+    AuthFailure,
+    Close,
+    DelayFinals,
+    Drop,
+    DrawnFault,
+    ExpireTokens,
+    Hangup,
+    KeyPress,
+    Llm,
+    Malformed,
+    NoCredentials,
+    Reaction,
+    Recognizer,
+    RejectHandshake,
+    RevokedCredentials,
+    Scenario,
+    Stall,
+    Tts,
+)
+from harness.fuzz.synthetic import SynthUtterance, synth_call
 
 __all__ = [
-    "CLOSE_CODES", "CREDENTIALS", "CUT_MS", "DrawnCall", "FAULT_KINDS", "HANDSHAKE_STATUS", "TAIL_MS",
+    "CLOSE_CODES", "CREDENTIALS", "CUT_MS", "DrawnCall", "FAULT_KINDS", "HANDSHAKE_STATUS", "Scenario", "TAIL_MS",
     "TOKEN_STATUS", "as_call", "calls", "dtmf", "fault", "faults", "hangup", "llm", "long_utterance",
     "reaction", "reactions", "recognizer", "refused", "reply_text", "scenarios", "tts", "turn_budget_ms", "utterances",
     "without_credentials",
 ]
 
-FAULT_KINDS = ("close", "drop", "stall", "malformed", "delay_finals", "expire_tokens", "reject_handshake",
-               "auth_failure", "revoked_credentials", "no_credentials")
-FOREVER = 100  # times a "revoked_credentials" refusal fires: every attempt a call can make
 TAIL_MS = 1500  # audio after the last word: the recognizer's end-point detection and the bot's answer
 REACT_WAIT_MS = 4000  # a drawn caller who times their words on the bot waits this long for it (audio), then speaks
-CREDENTIALS = ("RTZR_CLIENT_ID", "RTZR_CLIENT_SECRET")  # what "no_credentials" starts the handler without
 CUT_MS = int(DEFAULT_MAX_UTTER_DURATION * 1000)  # RTZR cuts unbroken speech here (a stream asking no other length)
 
 
@@ -67,36 +86,40 @@ CUT_MS = int(DEFAULT_MAX_UTTER_DURATION * 1000)  # RTZR cuts unbroken speech her
 class DrawnCall:
     """A drawn call: what was drawn (``scenario``), and the fixture it is (``doc``: call.json, ``ulaw``: its audio)."""
 
-    scenario: dict[str, Any]
+    scenario: Scenario
     doc: dict[str, Any]
     ulaw: bytes = field(repr=False)
 
-    def __repr__(self) -> str:  # what hypothesis prints for a falsifying call: what was drawn, not the audio
-        return f"DrawnCall({self.name}: {self.scenario})"
+    def __repr__(self) -> str:  # what hypothesis prints for a falsifying call: the fixture, not the audio
+        return f"DrawnCall {self.describe()}"
 
-    def _repr_pretty_(self, printer, cycle: bool) -> None:  # hypothesis's pretty-printer would list every field
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:  # hypothesis's pretty-printer would list every field
         printer.text(repr(self))
 
     @property
     def name(self) -> str:
-        return self.doc["name"]
+        return str(self.doc["name"])
 
     @property
     def key(self) -> str:
         """The same call drawn twice has the same key (shrinking tries calls again)."""
-        return hashlib.sha256(json.dumps(self.scenario, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        return hashlib.sha256(json.dumps(self.scenario.as_dict(), sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     @property
     def size(self) -> tuple[int, int]:
-        """(utterances, faults): how big a call is, for saying how far a failure shrank."""
-        drawn = self.doc.get("faults", ())
-        revoked = any(f["type"] == "auth_failure" and f.get("times") == FOREVER for f in drawn)
-        without = bool(self.doc.get("handler", {}).get("without_env"))
-        return len(self.doc["utterances"]), len(drawn) - revoked + without  # revoked credentials: one fault, two parts
+        """(utterances, faults): how big a call is, for saying how far a failure shrank (revoked credentials are
+        one fault; missing credentials count once however often drawn)."""
+        rtzr = sum(not isinstance(f, NoCredentials) for f in self.scenario.faults)
+        return len(self.doc["utterances"]), rtzr + self.scenario.without_credentials
 
     @property
     def audio_ms(self) -> int:
         return len(self.ulaw) // 8  # 8 kHz mu-law: a byte a sample
+
+    def describe(self) -> str:
+        """The call as the fixture it is, in words: its name, what it is made of, what it expects."""
+        return (f"{self.name}\n{self.scenario.describe(TAIL_MS)}\n"
+                f"expect: {json.dumps(self.doc.get('expect', {}), ensure_ascii=False)}")
 
     def save(self, directory: str | Path) -> Path:
         """Write it as a fixture (``call.json`` and ``caller.wav``) that ``harness run --fixtures`` replays."""
@@ -108,21 +131,17 @@ class DrawnCall:
     def features(self) -> list[str]:
         """What the call goes through, for statistics: its faults, hang-up, barge-in, DTMF."""
         s = self.scenario
-        found = ["the handler starts without RTZR credentials" if f["type"] == "no_credentials"
-                 else "RTZR fault: revoked_credentials" if f["type"] == "auth_failure" and f["times"] == FOREVER
-                 else f"RTZR fault: {f['type']}" for f in s["faults"]
-                 if not (f["type"] == "reject_handshake" and f["times"] == FOREVER and f["status"] == 401)]
+        found = s.features
         hangup = self.doc.get("caller", {})
         found.append("the caller's line drops" if hangup.get("vanish") else "the caller hangs up early"
                      if "hangup_ms" in hangup or "hangup_after_turns" in hangup else "the caller says everything")
-        found += ["barge-in"] * s["barge_in"] + ["DTMF"] * bool(s["dtmf"]) + ["LLM fails"] * bool(s["llm"].get("fail_requests"))
-        found += ["LLM stalls"] * bool(s["llm"].get("stall_requests"))
-        found += ["the caller reacts to the bot"] * any(s.get("reacts", ()))
-        found += [f"an utterance over {CUT_MS // 1000} s (cut by RTZR)"] * any(
-            sum(u.word_ms) > CUT_MS for u in s["utterances"])
+        found += ["barge-in"] * s.barge_in + ["DTMF"] * bool(s.dtmf) + ["LLM fails"] * bool(s.llm.fail_requests)
+        found += ["LLM stalls"] * bool(s.llm.stall_requests)
+        found += ["the caller reacts to the bot"] * any(s.reacts)
+        found += [f"an utterance over {CUT_MS // 1000} s (cut by RTZR)"] * any(sum(u.word_ms) > CUT_MS for u in s.utterances)
         if self.doc.get("expect", {}).get("call_refused"):
             found.append("recognition refused: the call must be refused")
-        found.append(f"{len(s['utterances'])} utterance(s)")
+        found.append(f"{len(s.utterances)} utterance(s)")
         return found
 
 
@@ -134,7 +153,7 @@ def long_utterance() -> st.SearchStrategy[SynthUtterance]:
 
 
 @st.composite
-def utterances(draw, *, max_utterances: int = 4, long: bool = True) -> list[SynthUtterance]:
+def utterances(draw: st.DrawFn, *, max_utterances: int = 4, long: bool = True) -> list[SynthUtterance]:
     """The caller's utterances: 1-4 words of 150-600 ms each, each after a pause of 0.4-2.6 s; in about one
     call of three (``long``), one of them is a ``long_utterance`` instead (it shrinks back to a short one)."""
     said = draw(st.lists(st.builds(SynthUtterance, pause_before_ms=st.integers(400, 2600),
@@ -146,11 +165,13 @@ def utterances(draw, *, max_utterances: int = 4, long: bool = True) -> list[Synt
     return said
 
 
-def recognizer() -> st.SearchStrategy[dict[str, Any]]:
-    """RTZR's behaviour: end-point detection, processing delay, how late partials come. Partials are always
-    sent (RTZR streams ``final: false`` results as it hears; a recognizer without them, a fixture's
-    ``partials: false``, is not drawn: a handler that stops its reply on the caller's first partial, as
-    barge-in is done, would be failed for a service that does not exist)."""
+# The parts a scenario is drawn from are drawn as plain data (``_..._data``) and made dataclasses by ``scenarios``
+# after drawing, not by ``.map`` in the draw: hypothesis's mutator copies spans of one label into each other, and
+# every ``.map`` span has the same label, so a map more would draw other calls from the same seed than the search
+# always has (its failures found before, its matrix). The public strategies of the parts map.
+
+
+def _recognizer_data() -> st.SearchStrategy[dict[str, Any]]:
     return st.fixed_dictionaries({}, optional={
         "epd_time": st.sampled_from([0.3, 0.5, 0.8, 1.2]),
         "processing_delay_ms": st.integers(0, 800),
@@ -158,22 +179,34 @@ def recognizer() -> st.SearchStrategy[dict[str, Any]]:
     })
 
 
+def recognizer() -> st.SearchStrategy[Recognizer]:
+    """RTZR's behaviour: end-point detection, processing delay, how late partials come. Partials are always
+    sent (RTZR streams ``final: false`` results as it hears; a recognizer without them, a fixture's
+    ``partials: false``, is not drawn: a handler that stops its reply on the caller's first partial, as
+    barge-in is done, would be failed for a service that does not exist)."""
+    return _recognizer_data().map(lambda drawn: Recognizer(**drawn))
+
+
 CLOSE_CODES = st.sampled_from([1000, 1001, 1011, 1013, 4000, 4401])  # 1006 is a drop: see "drop"
 HANDSHAKE_STATUS = st.sampled_from([401, 429, 500, 503])
 TOKEN_STATUS = st.sampled_from([500, 503])
 
 
-def fault(max_audio_ms: int, kinds: tuple[str, ...] = FAULT_KINDS) -> st.SearchStrategy[dict[str, Any] | list[dict]]:
+def fault(max_audio_ms: int, kinds: Sequence[str] = FAULT_KINDS) -> st.SearchStrategy[DrawnFault]:
     """One fault: of RTZR, at an audio position or after some finals; or the handler's missing credentials
-    (``revoked_credentials`` is two fixture faults, drawn as a list)."""
+    (``revoked_credentials`` is one fault here, two in the fixture)."""
     unknown = set(kinds) - set(FAULT_KINDS)
     if unknown or not kinds:
         raise ValueError(f"unknown fault kind(s) {sorted(unknown)}: known are {', '.join(FAULT_KINDS)}")
     return _fault(max_audio_ms, tuple(kinds))
 
 
+TRIGGERED: dict[str, type[Drop | Stall | Malformed | ExpireTokens]] = {
+    "drop": Drop, "stall": Stall, "malformed": Malformed, "expire_tokens": ExpireTokens}
+
+
 @st.composite
-def _fault(draw, max_audio_ms: int, kinds: tuple[str, ...]) -> dict[str, Any] | list[dict]:
+def _fault(draw: st.DrawFn, max_audio_ms: int, kinds: tuple[str, ...]) -> DrawnFault:
     kind = draw(st.sampled_from(kinds))  # one_of would all but never draw a constant kind twice
 
     def trigger() -> dict[str, int]:
@@ -182,50 +215,55 @@ def _fault(draw, max_audio_ms: int, kinds: tuple[str, ...]) -> dict[str, Any] | 
         return {"after_finals": draw(st.integers(1, 3))}
 
     if kind == "close":
-        return {"type": "close", "code": draw(CLOSE_CODES), **trigger()}
-    if kind in ("drop", "stall", "malformed", "expire_tokens"):
-        return {"type": kind, **trigger()}
+        return Close(code=draw(CLOSE_CODES), **trigger())
+    if kind in TRIGGERED:
+        return TRIGGERED[kind](**trigger())
     if kind == "delay_finals":
         delay, times = draw(st.integers(0, 3000)), draw(st.none() | st.integers(1, 2))
-        return {"type": "delay_finals", "delay_ms": delay, **({"times": times} if times else {})}
+        return DelayFinals(delay, times or None)
     if kind == "reject_handshake":  # one stale token (a fresh one is let in), or the service busy for a try or two
         status, connection, times = draw(HANDSHAKE_STATUS), draw(st.none() | st.integers(0, 2)), draw(st.integers(1, 2))
-        return {"type": "reject_handshake", "status": status, "times": 1 if status == 401 else times,
-                **({} if connection is None else {"connection": connection})}
+        return RejectHandshake(status, 1 if status == 401 else times, connection)
     if kind == "auth_failure":  # the token endpoint down for a try or two (a 401 there alone is no fault: a
         # handler holding a token it was issued earlier never asks, as with the real service)
-        return {"type": "auth_failure", "status": draw(TOKEN_STATUS), "times": draw(st.integers(1, 2))}
+        return AuthFailure(draw(TOKEN_STATUS), draw(st.integers(1, 2)))
     if kind == "revoked_credentials":  # every handshake and every token request refused, however often retried
-        return [{"type": "auth_failure", "status": 401, "times": FOREVER},
-                {"type": "reject_handshake", "status": 401, "times": FOREVER}]
+        return RevokedCredentials()
     # no_credentials: the handler started without its RTZR credentials (the report's failure 1)
-    return {"type": "no_credentials"}
+    return NoCredentials()
 
 
-def faults(max_audio_ms: int, *, kinds: tuple[str, ...] = FAULT_KINDS, max_faults: int = 2,
-           min_faults: int = 0) -> st.SearchStrategy[list[dict]]:
-    """Up to ``max_faults`` faults (``revoked_credentials`` counts as one: it is two fixture faults; with
-    ``no_credentials`` the handler never reaches RTZR, and RTZR's faults drawn beside it change nothing)."""
+def faults(max_audio_ms: int, *, kinds: Sequence[str] = FAULT_KINDS, max_faults: int = 2,
+           min_faults: int = 0) -> st.SearchStrategy[tuple[DrawnFault, ...]]:
+    """Up to ``max_faults`` faults (with ``no_credentials`` the handler never reaches RTZR, and RTZR's faults
+    drawn beside it change nothing)."""
     if not kinds or not max_faults:
-        return st.just([])
-    return st.lists(fault(max_audio_ms, kinds), min_size=min(min_faults, max_faults), max_size=max_faults).map(
-        lambda drawn: [one for f in drawn for one in (f if isinstance(f, list) else [f])])
+        return st.just(())
+    return st.lists(fault(max_audio_ms, kinds), min_size=min(min_faults, max_faults), max_size=max_faults).map(tuple)
 
 
-def hangup(audio_ms: int) -> st.SearchStrategy[dict[str, Any] | None]:
+def hangup(audio_ms: int) -> st.SearchStrategy[Hangup | None]:
     """The caller hangs up at some point of the audio, after some turns, or not at all."""
-    return st.one_of(st.none(), st.floats(0.0, 1.0).map(lambda f: {"hangup_ms": round(f * audio_ms)}),
-                     st.integers(1, 3).map(lambda n: {"hangup_after_turns": n}))
+    return st.one_of(st.none(), st.floats(0.0, 1.0).map(lambda f: Hangup(at_ms=round(f * audio_ms))),
+                     st.integers(1, 3).map(lambda n: Hangup(after_turns=n)))
 
 
-def dtmf(audio_ms: int) -> st.SearchStrategy[list[dict[str, Any]]]:
-    return st.lists(st.builds(lambda at, d: {"at_ms": at, "digit": d}, st.integers(0, audio_ms),
-                              st.sampled_from("0123456789*#")), max_size=2)
+def _dtmf_data(audio_ms: int) -> st.SearchStrategy[list[KeyPress]]:
+    return st.lists(st.builds(KeyPress, st.integers(0, audio_ms), st.sampled_from("0123456789*#")), max_size=2)
 
 
-def llm(*, long_replies: bool = False) -> st.SearchStrategy[dict[str, Any]]:
+def dtmf(audio_ms: int) -> st.SearchStrategy[tuple[KeyPress, ...]]:
+    """Up to two key presses, each at a point of the audio."""
+    return _dtmf_data(audio_ms).map(tuple)
+
+
+def llm(*, long_replies: bool = False) -> st.SearchStrategy[Llm]:
     """The LLM: time to first token, pace, how many sentences a reply has, one request failing, one request
     stalling (it never answers: only the handler's cancel, at the caller's hang-up at the latest, ends it)."""
+    return _llm_data(long_replies=long_replies).map(Llm.of)
+
+
+def _llm_data(*, long_replies: bool = False) -> st.SearchStrategy[dict[str, Any]]:
     return st.fixed_dictionaries({
         "first_token_ms": st.integers(0, 1500), "token_ms": st.integers(0, 60),
         "sentences": st.integers(4, 8) if long_replies else st.integers(1, 3),
@@ -234,8 +272,12 @@ def llm(*, long_replies: bool = False) -> st.SearchStrategy[dict[str, Any]]:
                  "stall_requests": st.sampled_from([[0], [1]])})
 
 
-def tts(*, realtime: bool | None = None) -> st.SearchStrategy[dict[str, Any]]:
+def tts(*, realtime: bool | None = None) -> st.SearchStrategy[Tts]:
     """The TTS: paced at its playing speed or not, how long a character sounds, time to first audio."""
+    return _tts_data(realtime=realtime).map(lambda drawn: Tts(**drawn))
+
+
+def _tts_data(*, realtime: bool | None = None) -> st.SearchStrategy[dict[str, Any]]:
     return st.fixed_dictionaries({
         "realtime": st.booleans() if realtime is None else st.just(realtime),
         "ms_per_char": st.integers(20, 120), "first_chunk_ms": st.integers(0, 800),
@@ -243,64 +285,64 @@ def tts(*, realtime: bool | None = None) -> st.SearchStrategy[dict[str, Any]]:
 
 
 @st.composite
-def scenarios(draw, *, max_utterances: int = 4, max_faults: int = 2, min_faults: int = 0,
-              fault_kinds: tuple[str, ...] = FAULT_KINDS,
+def scenarios(draw: st.DrawFn, *, max_utterances: int = 4, max_faults: int = 2, min_faults: int = 0,
+              fault_kinds: Sequence[str] = FAULT_KINDS,
               barge_in: bool = True, hangups: bool = True, keypad: bool = True, long_utterances: bool = True,
-              reacts: bool = True, max_duration_ms: int | None = None) -> dict[str, Any]:
-    """What a call is made of, as plain data (``calls`` turns it into a fixture)."""
+              reacts: bool = True, max_duration_ms: int | None = None) -> Scenario:
+    """What a call is made of (``calls`` turns it into a fixture; its options are said there)."""
     # a long utterance only where it fits (it would rarely be drawn within a short max_duration_ms)
     long = long_utterances and (max_duration_ms is None or max_duration_ms >= 2 * CUT_MS)
     said = draw(utterances(max_utterances=max_utterances, long=long))
     audio_ms = sum(u.pause_before_ms + sum(u.word_ms) for u in said) + TAIL_MS
     if max_duration_ms is not None:
         assume(audio_ms <= max_duration_ms)
-    return {
-        "seed": draw(st.integers(0, 2**31)),
-        "utterances": said,
-        "recognizer": draw(recognizer()),
-        "partial_every_ms": draw(st.none() | st.integers(80, 700)),
-        "faults": draw(faults(audio_ms, kinds=fault_kinds, max_faults=max_faults, min_faults=min_faults)),
-        "hangup": draw(hangup(audio_ms)) if hangups else None,
-        "vanish": draw(st.booleans()) if hangups else False,
-        "dtmf": draw(dtmf(audio_ms)) if keypad else [],
-        # long spoken replies the caller's next utterance may come over (drawn after what it changes nothing
-        # of, so that it shrinks away on its own)
-        "barge_in": (talks_over := draw(st.booleans()) if barge_in and len(said) > 1 else False),
-        "llm": draw(llm(long_replies=talks_over)),
-        "tts": draw(tts(realtime=True if talks_over else None)),
-        # drawn last, so that it shrinks away on its own: utterances timed on what the bot does
-        "reacts": draw(reactions(len(said), barge_in=talks_over)) if reacts else [],
-    }
+    # drawn in this order, as the search always has: the same seed draws the same calls
+    seed = draw(st.integers(0, 2**31))
+    rtzr = Recognizer(**draw(_recognizer_data()))
+    partial_every_ms = draw(st.none() | st.integers(80, 700))
+    drawn_faults = draw(faults(audio_ms, kinds=fault_kinds, max_faults=max_faults, min_faults=min_faults))
+    caller_hangup = draw(hangup(audio_ms)) if hangups else None
+    vanish = draw(st.booleans()) if hangups else False
+    keys = tuple(draw(_dtmf_data(audio_ms))) if keypad else ()
+    # long spoken replies the caller's next utterance may come over (drawn after what it changes nothing
+    # of, so that it shrinks away on its own)
+    talks_over = draw(st.booleans()) if barge_in and len(said) > 1 else False
+    replies = Llm.of(draw(_llm_data(long_replies=talks_over)))
+    speech = Tts(**draw(_tts_data(realtime=True if talks_over else None)))
+    # drawn last, so that it shrinks away on its own: utterances timed on what the bot does
+    timed = draw(reactions(len(said), barge_in=talks_over)) if reacts else ()
+    return Scenario(seed=seed, utterances=tuple(said), recognizer=rtzr, partial_every_ms=partial_every_ms,
+                    faults=drawn_faults, hangup=caller_hangup, vanish=vanish, dtmf=keys, barge_in=talks_over,
+                    llm=replies, tts=speech, reacts=tuple(timed))
 
 
-def reaction() -> st.SearchStrategy[dict[str, Any] | None]:
+def reaction() -> st.SearchStrategy[Reaction | None]:
     """How one utterance is timed: on the audio's clock (None), or on the reply to the turn before it: talking
     over it 0.2-1.5 s after it starts, or 0-1.2 s after it has ended (a person who waits for the answer)."""
     return st.one_of(st.none(),
-                     st.builds(lambda ms: {"after": "bot_starts", "ms": ms}, st.integers(200, 1500)),
-                     st.builds(lambda ms: {"after": "bot_ends", "ms": ms}, st.integers(0, 1200)))
+                     st.builds(lambda ms: Reaction("bot_starts", ms), st.integers(200, 1500)),
+                     st.builds(lambda ms: Reaction("bot_ends", ms), st.integers(0, 1200)))
 
 
 @st.composite
-def reactions(draw, utterances: int, *, barge_in: bool = False) -> list[dict[str, Any] | None]:
+def reactions(draw: st.DrawFn, utterances: int, *, barge_in: bool = False) -> list[Reaction | None]:
     """For each utterance after the first, its ``reaction``; a barge-in call's second utterance talks over the
     first reply once it has started, so that however slow the handler, there is a reply to talk over."""
     drawn = [draw(reaction()) for _ in range(utterances - 1)]
     if barge_in and drawn:
-        drawn[0] = {"after": "bot_starts", "ms": draw(st.integers(300, 1200))}
+        drawn[0] = Reaction("bot_starts", draw(st.integers(300, 1200)))
     return drawn
 
 
-def refused(s: dict[str, Any]) -> bool:
+def refused(s: Scenario) -> bool:
     """Recognition cannot be had: the handler has no credentials, or they are revoked (every handshake
     refused with 401, however many fresh tokens the handler fetches). Nothing else drawn refuses for good:
     a stale token is let in again with a fresh one, a busy service answers a retry."""
-    return without_credentials(s) or any(f["type"] == "reject_handshake" and f["status"] == 401
-                                         and "connection" not in f and f["times"] >= FOREVER for f in s["faults"])
+    return s.refused
 
 
-def without_credentials(s: dict[str, Any]) -> bool:
-    return any(f["type"] == "no_credentials" for f in s["faults"])
+def without_credentials(s: Scenario) -> bool:
+    return s.without_credentials
 
 
 def reply_text(sentences: int) -> str:
@@ -312,7 +354,7 @@ TURN_SLACK_MS = 1500  # a drawn call's latency budget beyond what its fakes take
 REPLY_CHARS = 80  # at most this many characters a sentence of ``reply_text`` has, the caller's words in it
 
 
-def turn_budget_ms(s: dict[str, Any]) -> int | None:
+def turn_budget_ms(s: Scenario) -> int | None:
     """A drawn call's latency budget per turn (``expect.max_turn_ms``): what its fakes take to answer a turn at
     real time (RTZR's end point and processing delay, the whole reply's tokens, the TTS's first audio) and
     ``TURN_SLACK_MS``; at a faster pace the fakes take less and the budget holds all the more. None (no budget)
@@ -321,48 +363,46 @@ def turn_budget_ms(s: dict[str, Any]) -> int | None:
     waits for all of its audio); nor where a pause between utterances is shorter than the fast caller's stop for an
     answer (``twilio_player.answer_after_ms``): that caller stops before RTZR could end the
     utterance, and waits its 3 s for an answer no handler can give yet."""
-    llm, tts = s["llm"], s["tts"]
-    if s["faults"] or llm.get("fail_requests") or llm.get("stall_requests") or tts["realtime"]:
+    llm, tts = s.llm, s.tts
+    if s.faults or llm.fail_requests or llm.stall_requests or tts.realtime:
         return None
-    rec = s["recognizer"] or {}
-    epd_ms = 1000 * rec.get("epd_time", DEFAULT_EPD_TIME)
-    if any(u.pause_before_ms <= answer_after_ms(epd_ms) for u in s["utterances"][1:]):
+    rec = s.recognizer
+    epd_ms = 1000 * (rec.epd_time if rec.epd_time is not None else DEFAULT_EPD_TIME)
+    if any(u.pause_before_ms <= answer_after_ms(epd_ms) for u in s.utterances[1:]):
         return None
-    reply_ms = llm["first_token_ms"] + llm["token_ms"] * REPLY_CHARS * llm["sentences"]
-    return int(epd_ms + rec.get("processing_delay_ms", 0) + reply_ms + tts["first_chunk_ms"] + TURN_SLACK_MS)
+    reply_ms = llm.first_token_ms + llm.token_ms * REPLY_CHARS * llm.sentences
+    return int(epd_ms + (rec.processing_delay_ms or 0) + reply_ms + tts.first_chunk_ms + TURN_SLACK_MS)
 
 
-def as_call(s: dict[str, Any]) -> DrawnCall:
-    """A scenario as a fixture: the call.json document and the caller's mu-law audio."""
-    script = synth_call(s["seed"], s["utterances"], tail_ms=TAIL_MS, partial_every_ms=s["partial_every_ms"],
-                        prefix=f"l{s['lane']}w" if s.get("lane") else "w")  # calls at once: words of their own
-    llm_spec = {k: v for k, v in s["llm"].items() if k != "sentences"}
-    llm_spec["replies"] = [reply_text(s["llm"]["sentences"])]
-    refusal = refused(s)
-    caller_hangup = None if refusal else s["hangup"]  # a refused call is ended by the handler: the caller waits
-    reacts = [{"utterance": i + 2, "turn": i + 1, **r, "wait_ms": REACT_WAIT_MS}
-              for i, r in enumerate(s.get("reacts", ())) if r and not refusal]
-    caller = {**(caller_hangup or {}), **({"vanish": True} if s["vanish"] and caller_hangup else {}),
-              **({"dtmf": s["dtmf"]} if s["dtmf"] else {}), **({"reacts": reacts} if reacts else {})}
+def as_call(s: Scenario | Mapping[str, Any]) -> DrawnCall:
+    """A scenario as a fixture: the call.json document and the caller's mu-law audio (a scenario given as
+    plain data, ``Scenario.as_dict``'s, is read with ``Scenario.from_dict``)."""
+    if not isinstance(s, Scenario):
+        s = Scenario.from_dict(s)
+    script = synth_call(s.seed, list(s.utterances), tail_ms=TAIL_MS, partial_every_ms=s.partial_every_ms,
+                        prefix=s.word_prefix)  # calls at once: words of their own
+    llm_spec = {**s.llm.spec(), "replies": [reply_text(s.llm.sentences)]}
+    refusal = s.refused
     # a call refused with no drawn reason (a stale token, a retry given up too soon) fails: nothing drawn but a
     # refusal lets a handler end the call itself
     # and every utterance finished before the hang-up or a fault is recognised, asked and answered
     expect: dict[str, Any] = {"call_refused": True} if refusal else {"call_refused": False, "every_utterance": True}
-    if s["barge_in"] and not refusal:
+    if s.barge_in and not refusal:
         expect["barge_in"] = True
-    if not refusal and any(sum(u.word_ms) > CUT_MS for u in s["utterances"]):
+    if not refusal and any(sum(u.word_ms) > CUT_MS for u in s.utterances):
         expect["no_reply_while_talking"] = True  # a final RTZR cut mid-utterance is not the caller's turn
     budget = turn_budget_ms(s)
     if budget is not None:
         expect["max_turn_ms"] = budget
-    name = "fuzz-" + hashlib.sha256(json.dumps(s, sort_keys=True, default=str).encode()).hexdigest()[:10]
-    doc = {**script.raw, "name": name, "description": f"drawn by harness.fuzz.strategies: {s}",
-           "faults": [f for f in s["faults"] if f["type"] != "no_credentials"], "llm": llm_spec, "tts": s["tts"],
-           "caller": caller, "expect": expect}
-    if without_credentials(s):
+    name = "fuzz-" + hashlib.sha256(json.dumps(s.as_dict(), sort_keys=True, default=str).encode()).hexdigest()[:10]
+    described = re.sub(r"\n\s+(?:- )?", ", ", re.sub(r":\n\s+(?:- )?", ": ", s.describe(TAIL_MS))).replace("\n", "; ")
+    doc = {**script.raw, "name": name, "description": f"drawn by harness fuzz: {described}",
+           "faults": s.fault_specs(), "llm": llm_spec, "tts": s.tts.spec(),
+           "caller": s.caller_spec(REACT_WAIT_MS), "expect": expect}
+    if s.without_credentials:
         doc["handler"] = {"without_env": list(CREDENTIALS)}
-    if s["recognizer"]:
-        doc["recognizer"] = s["recognizer"]
+    if s.recognizer.spec():
+        doc["recognizer"] = s.recognizer.spec()
     return DrawnCall(s, doc, pcm16_to_ulaw(script.audio))
 
 
@@ -370,13 +410,13 @@ ALONE_KINDS = ("expire_tokens", "reject_handshake", "auth_failure", "revoked_cre
 # faults that act before any audio says whose stream it is (or on every call's tokens): their calls play alone
 
 
-def waves(size: int, *, covering: tuple[str, ...] = (), **options: Any) -> st.SearchStrategy[list[DrawnCall]]:
+def waves(size: int, *, covering: Sequence[str] = (), **options: Any) -> st.SearchStrategy[list[DrawnCall]]:
     """``size`` calls to play with several in flight into one handler (``harness fuzz --calls-at-once``): drawn
-    as ``calls`` draws one, each speaking words of its own (call k's are ``l{k}w0``, ``l{k}w1``, ...; the
-    first's are ``w0``, ``w1``, ..., as when drawn alone) on audio of its own, so that the fakes can tell
-    their requests apart. Only the first may draw a fault of ``ALONE_KINDS`` (its call plays alone, the
-    others wait for it), unless the options ask for nothing else. ``covering``: call k has exactly one fault,
-    of kind ``covering[k % len(covering)]`` (the search's coverage part: every kind in one batch)."""
+    as ``calls`` draws one (``options`` are its), each speaking words of its own (call k's are ``l{k}w0``,
+    ``l{k}w1``, ...; the first's are ``w0``, ``w1``, ..., as when drawn alone) on audio of its own, so that the
+    fakes can tell their requests apart. Only the first may draw a fault of ``ALONE_KINDS`` (its call plays
+    alone, the others wait for it), unless the options ask for nothing else. ``covering``: call k has exactly
+    one fault, of kind ``covering[k % len(covering)]`` (the search's coverage part: every kind in one batch)."""
     kinds = tuple(options.get("fault_kinds", FAULT_KINDS))
     shared = tuple(k for k in kinds if k not in ALONE_KINDS)
     rest = {**options, "fault_kinds": shared} if shared else options
@@ -386,12 +426,29 @@ def waves(size: int, *, covering: tuple[str, ...] = (), **options: Any) -> st.Se
     else:
         drawn = [scenarios(**options), *[scenarios(**rest)] * (size - 1)]
     return st.tuples(*drawn).map(
-        lambda scenarios_: [as_call({**s, "lane": k, "seed": (s["seed"] + k * 1_000_003) % 2**31} if k else s)
+        lambda scenarios_: [as_call(replace(s, lane=k, seed=(s.seed + k * 1_000_003) % 2**31) if k else s)
                             for k, s in enumerate(scenarios_)])
 
 
-def calls(**options: Any) -> st.SearchStrategy[DrawnCall]:
-    """Whole calls (see the module docstring); ``options`` are those of ``scenarios``: ``max_utterances``,
-    ``max_faults``, ``min_faults``, ``fault_kinds``, ``barge_in``, ``hangups``, ``keypad``, ``long_utterances``,
-    ``reacts``, ``max_duration_ms``."""
-    return scenarios(**options).map(as_call)
+def calls(*, max_utterances: int = 4, max_faults: int = 2, min_faults: int = 0,
+          fault_kinds: Sequence[str] = FAULT_KINDS, barge_in: bool = True, hangups: bool = True,
+          keypad: bool = True, long_utterances: bool = True, reacts: bool = True,
+          max_duration_ms: int | None = None) -> st.SearchStrategy[DrawnCall]:
+    """Whole calls (see the module docstring), each a ``DrawnCall``: the scenario drawn and the fixture it is.
+
+    - ``max_utterances``: the caller says 1 to this many utterances.
+    - ``max_faults``, ``min_faults``: how many faults a call has (0 to 2 by default; revoked credentials
+      count as one).
+    - ``fault_kinds``: the kinds drawn, of ``FAULT_KINDS`` (RTZR's, ``revoked_credentials``, and
+      ``no_credentials``: the handler started without them; leave that out for a handler already running).
+    - ``barge_in``: long replies the caller's next utterance talks over.
+    - ``hangups``: the caller hangs up early (at a point of the audio or after some turns), the line dropped or not.
+    - ``keypad``: up to two DTMF key presses.
+    - ``long_utterances``: in about one call of three, an utterance long enough for RTZR to cut it at
+      ``max_utter_duration`` while the caller talks on.
+    - ``reacts``: utterances timed on the bot (``caller.reacts``: after its reply starts or ends).
+    - ``max_duration_ms``: at most this much caller audio (None: as drawn, up to about 40 s).
+    """
+    return scenarios(max_utterances=max_utterances, max_faults=max_faults, min_faults=min_faults,
+                     fault_kinds=fault_kinds, barge_in=barge_in, hangups=hangups, keypad=keypad,
+                     long_utterances=long_utterances, reacts=reacts, max_duration_ms=max_duration_ms).map(as_call)

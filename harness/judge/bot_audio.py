@@ -71,9 +71,10 @@ class BotAudio:
         return max(votes, key=lambda t: votes[t]) if votes else None
 
     def _starts(self) -> list[int]:
-        if getattr(self, "_cached", None) is None or len(self._cached) != len(self.heard):
-            self._cached = [h.start for h in self.heard]
-        return self._cached
+        cached: list[int] | None = getattr(self, "_cached", None)
+        if cached is None or len(cached) != len(self.heard):
+            cached = self._cached = [h.start for h in self.heard]
+        return cached
 
     @property
     def off_tone(self) -> list[Heard]:

@@ -7,7 +7,11 @@ from __future__ import annotations
 import re
 import statistics
 from collections import Counter
+from typing import Sequence
 
+from harness.judge.events import (Clear, Closed, EventBase, Final, HandlerInvalid, LlmPostcall, LlmRequest, Mark, Media,
+                                  Partial, RtzrAuthFailed, RtzrClosed, RtzrEnd, RtzrRefused, SpeechEnd, SpeechStart, Stop,
+                                  TtsRequest)
 from harness.fakes.tts import TONES_HZ
 from harness.fakes.twilio_messages import PROTOCOL
 from harness.judge.attribution import owner, trace_turns
@@ -19,7 +23,7 @@ from harness.judge.metrics import turn_latency
 from harness.judge.heard import (bot_audio_is_speech, llm_told_conversation, replies_in_order, tts_audio_sent_once,
                                  whole_reply_spoken)
 from harness.judge.playback import spans
-from harness.judge.timeline import SERVER_ENDS, CallTimeline, Event
+from harness.judge.timeline import CallTimeline
 from harness.judge.words import occurrences, says
 
 SETTLE_S = 8.0  # after hang-up, every upstream connection must have ended within this
@@ -33,13 +37,13 @@ OFF_TONE_MIN_SHARE = 0.25  # ... and this share of all the TTS tone heard: playe
 SAMPLE_RATES = (8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000)
 TTS_RATE = 24000  # the fake TTS speaks at OpenAI's 24 kHz
 
-def llm_deliveries(timeline: CallTimeline) -> list[Event]:
+def llm_deliveries(timeline: CallTimeline) -> list[LlmRequest]:
     """The LLM requests that count as giving the LLM a turn: a request that failed (status >= 400) and
     was retried with the same words (as the openai SDK does on 429/5xx) is one delivery, not two."""
-    requests = timeline.of("llm_request")
+    requests = timeline.of(LlmRequest)
     return [r for i, r in enumerate(requests)
-            if not (r.detail.get("status", 200) >= 400 and i + 1 < len(requests)
-                    and requests[i + 1].detail.get("user") == r.detail.get("user"))]
+            if not (r.status >= 400 and i + 1 < len(requests)
+                    and requests[i + 1].user == r.user)]
 
 
 def stops_sending_after_hangup(ctx: CheckContext) -> CheckResult:
@@ -50,29 +54,29 @@ def stops_sending_after_hangup(ctx: CheckContext) -> CheckResult:
     forgiven; the fake Twilio reads on for 0.5 s past ``stop``, so whatever the handler keeps sending is
     seen, whether or not its failed sends leave an error in its log."""
     name = "stops_sending_after_hangup"
-    stop = next(iter(ctx.timeline.of("stop")), None)
+    stop = next(iter(ctx.timeline.of(Stop)), None)
     if stop is None:
         return CheckResult(name, True)
-    gone = "the caller's line dropped" if stop.detail.get("how") == "vanished" else "the caller hung up"
+    gone = "the caller's line dropped" if stop.how == "vanished" else "the caller hung up"
     since = stop.wall + STOP_GRACE_S
-    nobody = next((e for e in ctx.timeline.of("llm_postcall") if e.detail.get("late_final")), None)
+    nobody = next((e for e in ctx.timeline.of(LlmPostcall) if e.late_final), None)
     if nobody is not None:  # the first step of a reply after the hang-up: what failure 4 then sends
-        came = next((f.wall for f in ctx.timeline.of("final")
-                     if f.detail["text"] == nobody.detail["late_final"] and f.wall >= ctx.hangup), stop.wall)
+        came = next((f.wall for f in ctx.timeline.of(Final)
+                     if f.text == nobody.late_final and f.wall >= ctx.hangup), stop.wall)
         return CheckResult(name, False, f"failure 4, a reply to nobody: the LLM was asked to answer "
-                           f"{nobody.detail['late_final'][:60]!r}, a final that came {came - stop.wall:.2f} s after "
+                           f"{(nobody.late_final or '')[:60]!r}, a final that came {came - stop.wall:.2f} s after "
                            f"{gone} (post-call work quotes the call; this answers words the caller will never hear "
                            "answered)", nobody.wall, since=stop.wall)
     late = [e for e in ctx.timeline.events if e.wall > since and (
-        e.kind in ("media", "mark", "clear") or (e.kind == "handler_invalid" and e.detail.get("code") != PROTOCOL))]
+        isinstance(e, (Media, Mark, Clear)) or (isinstance(e, HandlerInvalid) and e.code != PROTOCOL))]
     if late:
-        kinds = Counter(e.kind.replace("handler_", "") for e in late)
+        kinds = Counter("invalid" if isinstance(e, HandlerInvalid) else e.kind for e in late)
         return CheckResult(name, False, f"failure 4: {len(late)} message(s) sent after {gone} "
                            f"({', '.join(f'{n} {k}' for k, n in kinds.items())}), the first {late[0].wall - stop.wall:.2f} s "
                            "after it: Twilio has ended the call, and a send on its closed socket fails", late[0].wall, since=stop.wall)
-    speech = next((e for e in ctx.timeline.of("tts_request") if e.wall > since), None)
+    speech = next((e for e in ctx.timeline.of(TtsRequest) if e.wall > since), None)
     if speech is not None:
-        return CheckResult(name, False, f"failure 4: TTS was asked to speak {speech.detail.get('text', '')[:60]!r} "
+        return CheckResult(name, False, f"failure 4: TTS was asked to speak {speech.text[:60]!r} "
                            f"{speech.wall - stop.wall:.2f} s after {gone}: nobody is left to hear it", speech.wall, since=stop.wall)
     return CheckResult(name, True)
 
@@ -82,16 +86,16 @@ def twilio_messages(ctx: CheckContext) -> CheckResult:
     ``media``/``mark``/``clear`` with this stream's ``streamSid``, base64 mu-law without a file header.
     A WebSocket protocol error after the call is over is the server's business, not the caller's."""
     name = "twilio_messages"
-    bad = [e for e in ctx.timeline.of("handler_invalid")
-           if not (e.detail.get("code") == PROTOCOL and e.wall >= ctx.hangup)]
+    bad = [e for e in ctx.timeline.of(HandlerInvalid)
+           if not (e.code == PROTOCOL and e.wall >= ctx.hangup)]
     if not bad:
         return CheckResult(name, True)
-    first = bad[0].detail
-    kinds = Counter(e.detail.get("why", "") for e in bad)
-    effect = "Twilio drops it: the caller hears none of it" if first.get("dropped") else "Twilio plays it"
+    first = bad[0]
+    kinds = Counter(e.why for e in bad)
+    effect = "Twilio drops it: the caller hears none of it" if first.dropped else "Twilio plays it"
     more = f"; {len(kinds) - 1} other kind(s) too" if len(kinds) > 1 else ""
-    return CheckResult(name, False, f"{len(bad)} message(s) Twilio would not take as sent, first: {first.get('why')} "
-                       f"(Twilio warning {first.get('code')}; {effect}){more}", bad[0].wall)
+    return CheckResult(name, False, f"{len(bad)} message(s) Twilio would not take as sent, first: {first.why} "
+                       f"(Twilio warning {first.code}; {effect}){more}", first.wall)
 
 
 def _rate_guess(heard_hz: float) -> str:
@@ -124,7 +128,7 @@ def bot_audio_rate(ctx: CheckContext) -> CheckResult:
     if len(off) < OFF_TONE_MIN_WINDOWS or len(off) < OFF_TONE_MIN_SHARE * len(bot.heard):
         return CheckResult(name, True)
     hz = statistics.median(h.hz for h in off)
-    media = ctx.timeline.of("media")
+    media = ctx.timeline.of(Media)
     k = next((i for i, offset in enumerate(bot.offsets) if offset + bot.message_samples(i) > off[0].start), 0)
     at = media[k].wall if k < len(media) else None
     return CheckResult(name, False, f"{len(off) / len(bot.heard):.0%} of the bot's TTS audio plays at the wrong pitch: "
@@ -139,11 +143,11 @@ def _given(user: str, text: str, others: set[str]) -> int:
     return max(0, occurrences(user, text) - inside)
 
 
-def times_said(finals: list[Event], text: str) -> int:
+def times_said(finals: Sequence[Final], text: str) -> int:
     """How many times the caller said ``text``: its finals, those recognised from the same stretch of the caller's
     audio counted once (a handler that resent audio RTZR had already answered gets the same words again; the
     caller said them once)."""
-    return sum(f.detail["text"] == text for f in distinct_finals(finals))
+    return sum(f.text == text for f in distinct_finals(finals))
 
 
 def finals_to_llm_once(ctx: CheckContext) -> CheckResult:
@@ -155,26 +159,26 @@ def finals_to_llm_once(ctx: CheckContext) -> CheckResult:
     Post-call work (a summary after the hang-up) is no delivery."""
     requests = llm_deliveries(ctx.timeline)
     finals = ctx.finals_before_hangup()
-    texts = {f.detail["text"] for f in finals}
+    texts = {f.text for f in finals}
     for k, final in enumerate(finals):
-        text = final.detail["text"]
+        text = final.text
         if not re.search(r"\w", text):
             continue  # punctuation alone: no words to give the LLM
         later = [r for r in requests if r.wall >= final.wall]
-        first = next(f for f in finals if f.detail["text"] == text)
-        given = [(r, _given(r.detail["user"], text, texts)) for r in requests if r.wall >= first.wall]
+        first = next(f for f in finals if f.text == text)
+        given = [(r, _given(r.user, text, texts)) for r in requests if r.wall >= first.wall]
         times = sum(n for _, n in given)
         said = times_said(finals, text)  # a caller who says "네" twice gives it twice
         if times > said:
             twice = next((r for r, n in given if n > 1), None)
-            where = (f", {_given(twice.detail['user'], text, texts)} times in one request (its new user content "
+            where = (f", {_given(twice.user, text, texts)} times in one request (its new user content "
                      "repeats the caller's words)") if twice is not None else ""
             at = twice or [r for r, n in given if n][1]
             return CheckResult("finals_to_llm_once", False, f"final {text!r} was given to the LLM {times} times{where}",
                                at.wall)
-        newer = [f.detail["text"] for f in finals[k + 1:] if f.detail["text"] != text]
-        past_it = [r for r in later if any(says(r.detail["user"], t) for t in newer)]
-        if past_it and not any(_given(r.detail["user"], text, texts) for r in later):
+        newer = [f.text for f in finals[k + 1:] if f.text != text]
+        past_it = [r for r in later if any(says(r.user, t) for t in newer)]
+        if past_it and not any(_given(r.user, text, texts) for r in later):
             return CheckResult("finals_to_llm_once", False, f"final {text!r} never reached the LLM (the LLM was "
                                "asked about a later one)", final.wall)
     return CheckResult("finals_to_llm_once", True)
@@ -185,20 +189,20 @@ def finals_persisted(ctx: CheckContext) -> CheckResult:
         return skipped("finals_persisted", "the handler's store is not readable by the harness (only aicall's is)")
     stored = Counter(ctx.stored_caller_lines)
     for final in ctx.finals_before_hangup():
-        if stored[final.detail["text"]] == 0:
-            return CheckResult("finals_persisted", False, f"final {final.detail['text']!r} is not in the store", final.wall)
-        stored[final.detail["text"]] -= 1
+        if stored[final.text] == 0:
+            return CheckResult("finals_persisted", False, f"final {final.text!r} is not in the store", final.wall)
+        stored[final.text] -= 1
     return CheckResult("finals_persisted", True)
 
 
 
 
-def _stale_token(ctx: CheckContext, end: Event) -> str:
+def _stale_token(ctx: CheckContext, end: EventBase) -> str:
     """When every stream the handler tried to open after ``end`` was refused for its token: say so."""
-    refused = [e for e in ctx.timeline.of("rtzr_refused") if e.wall >= end.wall and e.detail.get("status") == 401]
-    if not refused or ctx.timeline.of("rtzr_auth_failed"):
+    refused = [e for e in ctx.timeline.of(RtzrRefused) if e.wall >= end.wall and e.status == 401]
+    if not refused or ctx.timeline.of(RtzrAuthFailed):
         return ""
-    why = refused[0].detail.get("why") or "HTTP 401"
+    why = refused[0].why or "HTTP 401"
     fresh = "" if len(refused) < 2 else f", {len(refused)} times"
     return (f": RTZR refused the handler's token for a new stream ({why}{fresh}): it reused a token RTZR no longer "
             f"takes; a token must be refreshed from /v1/authenticate when RTZR refuses it, or before its expire_at")
@@ -208,31 +212,30 @@ def recognition_continues(ctx: CheckContext) -> CheckResult:
     """After an RTZR stream ends mid-call, whichever side ended it (RTZR's close 1000 after a final, a
     drop, a stall, or the handler's own close or EOS), the caller is recognised again if they speak on
     (the report's failure 2)."""
-    hung_up_ms = next((e.detail.get("audio_ms") for e in ctx.timeline.of("stop")), None)
-    for end in ctx.timeline.of("rtzr_end"):
-        if end.detail.get("opened", float("-inf")) >= ctx.hangup:
+    hung_up_ms = next((e.audio_ms for e in ctx.timeline.of(Stop)), None)
+    for end in ctx.timeline.of(RtzrEnd):
+        if end.opened is not None and end.opened >= ctx.hangup:
             continue  # opened after the caller hung up: it could not have heard them (upstream_closed_after_hangup judges it)
         # where the stream ended in the call's audio, when known: the same at any pace (at fast pace all the
         # audio may be sent, and the line hung up, before a stall shows in time); else when, in time
-        position = end.detail.get("call_ms")
+        position = end.call_ms
         after_the_call = (position >= hung_up_ms if position is not None and hung_up_ms is not None
                           else end.wall >= ctx.hangup)
         if after_the_call:
             continue
-        how = end.detail.get("how")
-        by_server = how in SERVER_ENDS and end.detail.get("reason") != "EOS"
-        later_speech = [e for e in ctx.timeline.of("speech_end") if e.wall < ctx.hangup and (
-            e.detail.get("audio_ms", 0) > position if position is not None else e.wall > end.wall)]
+        how, by_server = end.how, end.by_server
+        later_speech = [e for e in ctx.timeline.of(SpeechEnd) if e.wall < ctx.hangup and (
+            e.audio_ms > position if position is not None else e.wall > end.wall)]
         # recognised again: by another stream after this one ended, or by another stream of the call's audio past
         # where this one ended (a second stream the handler opened and closed while its first went on)
-        reopened = [e for e in ctx.timeline.of("partial", "final") if e.detail["connection"] != end.detail["connection"]
-                    and (e.wall > end.wall or position is not None and (e.detail.get("call_ms") or 0.0) > position)]
+        reopened = [e for e in ctx.timeline.of(Partial, Final) if e.connection != end.connection
+                    and (e.wall > end.wall or position is not None and (e.call_ms or 0.0) > position)]
         if later_speech and not reopened:
             side = "by RTZR" if by_server else "by the handler"
-            said = " ".join(str(v) for v in (how, end.detail.get("code")) if v is not None)
+            said = " ".join(str(v) for v in (how, end.code) if v is not None)
             where = f" at {position / 1000:.1f} s of the call" if position is not None else ""
             return CheckResult("recognition_continues", False,
-                               f"failure 2: RTZR connection {end.detail['connection']} ended {side} ({said}){where}, "
+                               f"failure 2: RTZR connection {end.connection} ended {side} ({said}){where}, "
                                f"and the caller, who spoke on, was not recognised again{_stale_token(ctx, end)}", end.wall)
     return CheckResult("recognition_continues", True)
 
@@ -240,31 +243,31 @@ def recognition_continues(ctx: CheckContext) -> CheckResult:
 def upstream_closed_after_hangup(ctx: CheckContext) -> CheckResult:
     if ctx.hangup == float("inf"):
         return CheckResult("upstream_closed_after_hangup", True)
-    for end in ctx.timeline.of("rtzr_end", "rtzr_closed"):
-        if end.detail.get("open"):
-            return CheckResult("upstream_closed_after_hangup", False, f"RTZR connection {end.detail['connection']} "
+    for end in ctx.timeline.of(RtzrEnd, RtzrClosed):
+        if isinstance(end, RtzrClosed) and end.open:
+            return CheckResult("upstream_closed_after_hangup", False, f"RTZR connection {end.connection} "
                                f"was still open {end.wall - ctx.hangup:.1f} s after the call", end.wall)
         if end.wall - ctx.hangup > SETTLE_S:
-            return CheckResult("upstream_closed_after_hangup", False, f"RTZR connection {end.detail['connection']} "
+            return CheckResult("upstream_closed_after_hangup", False, f"RTZR connection {end.connection} "
                                f"outlived the call by {end.wall - ctx.hangup:.1f} s", end.wall)
-    requests = ctx.timeline.of("llm_request", "tts_request")
-    open_requests = [e for e in requests if e.detail.get("open")]
+    requests = ctx.timeline.of(LlmRequest, TtsRequest)
+    open_requests = [e for e in requests if e.open]
     if open_requests:
         return CheckResult("upstream_closed_after_hangup", False, f"failure 3: the {_what(open_requests[0])} was still "
                            "open after the call: work for a call that has ended", open_requests[0].wall)
     # a request running at the hang-up, or a TTS request begun after it (a reply that ran on; post-call LLM work,
     # a summary, is not judged here), must be let go of within LET_GO_S
-    kept = next((e for e in requests if (e.detail.get("ended") or 0.0) > ctx.hangup + LET_GO_S), None)
+    kept = next((e for e in requests if (e.ended or 0.0) > ctx.hangup + LET_GO_S), None)
     if kept is not None:
         begun = "" if kept.wall < ctx.hangup else f", begun {kept.wall - ctx.hangup:.1f} s after it"
         return CheckResult("upstream_closed_after_hangup", False, f"failure 3: the {_what(kept)} went on "
-                           f"{kept.detail['ended'] - ctx.hangup:.1f} s after the call ended{begun} (let go of within "
+                           f"{(kept.ended or 0.0) - ctx.hangup:.1f} s after the call ended{begun} (let go of within "
                            f"{LET_GO_S:g} s: work for a call that has ended)", kept.wall)
     return CheckResult("upstream_closed_after_hangup", True)
 
 
-def _what(request: Event) -> str:
-    return "LLM request" if request.kind == "llm_request" else "TTS request"
+def _what(request: LlmRequest | TtsRequest) -> str:
+    return "LLM request" if isinstance(request, LlmRequest) else "TTS request"
 
 
 def provoked_windows(ctx: CheckContext) -> list[tuple[float, float, str]]:
@@ -272,15 +275,15 @@ def provoked_windows(ctx: CheckContext) -> list[tuple[float, float, str]]:
     refused RTZR token or handshake, RTZR closing, dropping or stalling a stream): from then until
     ``ERROR_WINDOW_S`` after the handler was done with it, its error lines about it are expected."""
     tl = ctx.timeline
-    windows = [(e.wall, e.wall + ERROR_WINDOW_S, f"the {e.kind.split('_')[0].upper()} answered HTTP {e.detail['status']}")
-               for e in tl.of("llm_request", "llm_postcall", "tts_request") if e.detail.get("status", 200) >= 400]
-    windows += [(e.wall, e.wall + ERROR_WINDOW_S, f"RTZR refused ({e.detail.get('status')})")
-                for e in tl.of("rtzr_refused", "rtzr_auth_failed")]
-    closed = {e.detail["connection"]: e.wall for e in tl.of("rtzr_closed")}
-    for e in tl.of("rtzr_end"):
-        if e.detail.get("how") in SERVER_ENDS and e.detail.get("reason") != "EOS":
-            windows.append((e.wall, max(e.wall, closed.get(e.detail["connection"], e.wall)) + ERROR_WINDOW_S,
-                            f"RTZR {e.detail.get('how')}"))
+    windows = [(e.wall, e.wall + ERROR_WINDOW_S, f"the {'TTS' if isinstance(e, TtsRequest) else 'LLM'} answered HTTP {e.status}")
+               for e in tl.of(LlmRequest, LlmPostcall, TtsRequest) if e.status >= 400]
+    windows += [(e.wall, e.wall + ERROR_WINDOW_S, f"RTZR refused ({e.status})")
+                for e in tl.of(RtzrRefused, RtzrAuthFailed)]
+    closed = {e.connection: e.wall for e in tl.of(RtzrClosed)}
+    for e in tl.of(RtzrEnd):
+        if e.by_server:
+            windows.append((e.wall, max(e.wall, closed.get(e.connection, e.wall)) + ERROR_WINDOW_S,
+                            f"RTZR {e.how}"))
     refusals = [w[0] for w in windows if w[2].startswith("RTZR refused")]
     if (ctx.call_refused_allowed or ctx.expect.get("call_refused")) and refusals:
         windows.append((min(refusals), float("inf"), "the call was refused"))  # the rest of a refused call
@@ -319,28 +322,28 @@ def answered(ctx: CheckContext) -> tuple[int, list[int]]:
     """How many turns the caller heard answered (replies heard: a reply to two utterances at once is one
     answer), and the utterances no heard reply carried."""
     traces = [t for t in trace_turns(ctx.timeline, ctx.play_pace) if t.end is not None]
-    heard = {(t.request.detail["index"] if t.request is not None else ("clock", t.utterance))
+    heard = {(t.request.index if t.request is not None else ("clock", t.utterance))
              for t in traces if t.first_audio is not None}
     return len(heard), [t.utterance for t in traces if t.first_audio is None]
 
 
 def _speech_end_ms(ctx: CheckContext, utterance: int) -> float:
-    return next(e.detail["audio_ms"] for e in ctx.timeline.of("speech_end") if e.detail["utterance"] == utterance)
+    return next(e.audio_ms for e in ctx.timeline.of(SpeechEnd) if e.utterance == utterance)
 
 
-def asked_while_talking(ctx: CheckContext) -> tuple[Event, Event, int] | None:
+def asked_while_talking(ctx: CheckContext) -> tuple[LlmRequest, Final, int] | None:
     """A delivered LLM request whose latest final lies inside an utterance the caller was still speaking
     (RTZR cut it at ``max_utter_duration``): judged in the call's audio, the same at any pace."""
-    starts = sorted(((e.detail["utterance"], e) for e in ctx.timeline.of("speech_start")), key=lambda u: u[1].wall)
-    ends = {e.detail["utterance"]: e.detail["audio_ms"] for e in ctx.timeline.of("speech_end")}
-    finals = [f for f in ctx.timeline.of("final") if f.detail.get("call_ms") is not None]
+    starts = sorted(((e.utterance, e) for e in ctx.timeline.of(SpeechStart)), key=lambda u: u[1].wall)
+    ends = {e.utterance: e.audio_ms for e in ctx.timeline.of(SpeechEnd)}
+    finals = [f for f in ctx.timeline.of(Final) if f.call_ms is not None]
     for request in llm_deliveries(ctx.timeline):
-        carried = [f for f in finals if f.wall <= request.wall and says(request.detail.get("user", ""), f.detail["text"])]
+        carried = [f for f in finals if f.wall <= request.wall and says(request.user, f.text)]
         if not carried:
             continue
-        last = max(carried, key=lambda f: f.detail["call_ms"])
+        last = max(carried, key=lambda f: f.call_ms or 0.0)
         own = owner(last, starts)  # the utterance it was recognised from: cut before that utterance's end?
-        if own is not None and own in ends and last.detail["call_ms"] < ends[own]:
+        if own is not None and own in ends and (last.call_ms or 0.0) < ends[own]:
             return request, last, own
     return None
 
@@ -357,39 +360,39 @@ def clock_paced_hint(ctx: CheckContext) -> str:
     if ctx.pace is not None and ctx.audio_plays:
         return ""
     tl = ctx.timeline
-    work, media, delivered = tl.of("llm_request", "tts_request"), tl.of("media"), llm_deliveries(tl)
-    for said in tl.of("speech_end"):
+    work, media, delivered = tl.of(LlmRequest, TtsRequest), tl.of(Media), llm_deliveries(tl)
+    for said in tl.of(SpeechEnd):
         if said.wall >= ctx.hangup:
             break
         asked = next((r for r in delivered if r.wall >= said.wall), None)
         until = asked.wall if asked is not None else ctx.hangup
         if until - said.wall <= PACED_LATE_S:
             continue
-        if any(w.wall < until and (w.detail.get("ended") or until) > said.wall for w in work):
+        if any(w.wall < until and (w.ended or until) > said.wall for w in work):
             continue  # the LLM or TTS was at work: the reply was late for that, not for a clock
         before = [r for r in delivered if r.wall < said.wall]
         burst = [m for m in media if m.wall <= said.wall and (not before or m.wall >= before[-1].wall)]
-        plays = sum(m.detail.get("ms", 0.0) for m in burst) / 1000
+        plays = sum(m.ms for m in burst) / 1000
         if not burst or burst[0].wall + plays <= said.wall:
             continue  # the previous reply, sent before the caller finished, had played out by then
         how = (f"the LLM was asked {asked.wall - said.wall:.1f} s later" if asked is not None
                else "the LLM was not asked again before the hang-up")
         return (f"; the handler looks paced by the wall clock: the caller finished utterance "
-                f"{said.detail['utterance'] + 1} while the bot's previous reply ({plays:.1f} s of audio) would still "
+                f"{said.utterance + 1} while the bot's previous reply ({plays:.1f} s of audio) would still "
                 f"have been playing in real time, and {how}, with the LLM and TTS idle meanwhile: at --pace fast bot "
                 "audio takes no time, so a handler that sleeps out its playback falls behind the caller; replay it "
                 "with --pace realtime")
     return ""
 
 
-def distinct_finals(finals: list[Event]) -> list[Event]:
+def distinct_finals(finals: Sequence[Final]) -> list[Final]:
     """The finals, each stretch of the caller's audio once: the same words from the same audio again (a handler
     that lost a final with a dropped stream and resent that audio gets it again) are one recognition."""
     seen: set[tuple[str, int]] = set()
     kept = []
     for f in finals:
-        place = f.detail.get("call_ms")
-        key = (f.detail["text"], round(place / 100)) if place is not None else None
+        place = f.call_ms
+        key = (f.text, round(place / 100)) if place is not None else None
         if key is None or key not in seen:
             kept.append(f)
         if key is not None:
@@ -402,15 +405,15 @@ def expectations(ctx: CheckContext) -> CheckResult:
     refused = _refused_for_no_reason(ctx)
     if refused is not None:
         return refused
-    final_events = distinct_finals(ctx.timeline.of("final"))
-    finals = [e.detail["text"] for e in final_events]
+    final_events = distinct_finals(ctx.timeline.of(Final))
+    finals = [e.text for e in final_events]
     end = ctx.hangup if ctx.hangup != float("inf") else (ctx.timeline.events[-1].wall if ctx.timeline.events else None)
     if "finals" in expect and finals[: len(expect["finals"])] != expect["finals"]:
         wanted = expect["finals"]
         k = next((i for i, (a, b) in enumerate(zip(finals, wanted)) if a != b), min(len(finals), len(wanted)))
         got = repr(finals[k]) if k < len(finals) else "nothing"
         at = final_events[k].wall if k < len(final_events) else end
-        ends = ctx.timeline.of("rtzr_end")
+        ends = ctx.timeline.of(RtzrEnd)
         return CheckResult("expectations", False, f"final {k + 1} should be {wanted[k]!r}, got {got} "
                            f"({len(finals)} final(s) in all, {len(wanted)} expected)"
                            f"{_stale_token(ctx, ends[0]) if ends else ''}", at)
@@ -420,7 +423,7 @@ def expectations(ctx: CheckContext) -> CheckResult:
         if early is not None:
             request, final, utterance = early
             return CheckResult("expectations", False, f"the LLM was asked while the caller was still talking: with final "
-                               f"{final.detail['text'][:40]!r}, cut at {final.detail['call_ms'] / 1000:.1f} s of the call, "
+                               f"{final.text[:40]!r}, cut at {(final.call_ms or 0.0) / 1000:.1f} s of the call, "
                                f"inside utterance {utterance + 1}, which goes on to "
                                f"{_speech_end_ms(ctx, utterance) / 1000:.1f} s", request.wall)
     if "llm_turns" in expect and len(requests) != expect["llm_turns"]:
@@ -431,8 +434,8 @@ def expectations(ctx: CheckContext) -> CheckResult:
     if "answered_turns" in expect:
         count, unheard = answered(ctx)
         if count != expect["answered_turns"]:
-            ends = {e.detail["utterance"]: e for e in ctx.timeline.of("speech_end")}
-            silent = ends.get(unheard[0]) if unheard else None
+            speech_ends = {e.utterance: e for e in ctx.timeline.of(SpeechEnd)}
+            silent = speech_ends.get(unheard[0]) if unheard else None
             said = ", ".join(f"t{i + 1}" for i in unheard)
             return CheckResult("expectations", False, f"{count} turn(s) answered, expected {expect['answered_turns']}"
                                + (f" (no reply heard for {said})" if said else "")
@@ -443,8 +446,8 @@ def expectations(ctx: CheckContext) -> CheckResult:
         if unanswered is not None:
             return unanswered
     if expect.get("call_refused"):
-        closed = next(iter(ctx.timeline.of("closed")), None)
-        if closed is None or not closed.detail.get("by_handler"):
+        closed = next(iter(ctx.timeline.of(Closed)), None)
+        if closed is None or not closed.by_handler:
             return CheckResult("expectations", False, "the handler was expected to end the call itself", end)
     return CheckResult("expectations", True)
 
@@ -452,13 +455,14 @@ def expectations(ctx: CheckContext) -> CheckResult:
 def _refused_for_no_reason(ctx: CheckContext) -> CheckResult | None:
     """``expect.call_refused: false``: the handler ended the call itself though nothing gave it a reason to (first
     among the expectations: it explains the finals and turns that then never came)."""
-    closed = next(iter(ctx.timeline.of("closed")), None)
-    if ctx.expect.get("call_refused") is not False or closed is None or not closed.detail.get("by_handler"):
+    closed = next(iter(ctx.timeline.of(Closed)), None)
+    if ctx.expect.get("call_refused") is not False or closed is None or not closed.by_handler:
         return None
-    refused = ctx.timeline.of("rtzr_refused", "rtzr_auth_failed")
-    why = (f" (RTZR refused it {len(refused)} time(s): HTTP {refused[-1].detail.get('status')}"
-           f"{', ' + refused[-1].detail['why'] if refused[-1].detail.get('why') else ''})" if refused else "")
-    stale = _stale_token(ctx, refused[0]) if refused and refused[0].kind == "rtzr_refused" else ""
+    refused = ctx.timeline.of(RtzrRefused, RtzrAuthFailed)
+    said = refused[-1].why if refused and isinstance(refused[-1], RtzrRefused) else ""
+    why = (f" (RTZR refused it {len(refused)} time(s): HTTP {refused[-1].status}"
+           f"{', ' + said if said else ''})" if refused else "")
+    stale = _stale_token(ctx, refused[0]) if refused and isinstance(refused[0], RtzrRefused) else ""
     return CheckResult("expectations", False, f"the handler ended the call itself, though nothing in the call gave it a "
                        f"reason to{stale or why}", closed.wall)
 
@@ -473,22 +477,22 @@ def barge_in(ctx: CheckContext) -> CheckResult:
         return skipped(name, "at fast pace bot audio takes no time to play: nothing can be talked over")
     pace = ctx.pace or 1.0
     played = [s for s in spans(ctx.timeline.events, pace, until=ctx.hangup) if s.end > s.start]
-    ends = {e.detail["utterance"]: e.wall for e in ctx.timeline.of("speech_end")}
+    ends = {e.utterance: e.wall for e in ctx.timeline.of(SpeechEnd)}
     overlapped = False
-    for start in ctx.timeline.of("speech_start"):
-        until = ends.get(start.detail["utterance"], ctx.hangup)
+    for start in ctx.timeline.of(SpeechStart):
+        until = ends.get(start.utterance, ctx.hangup)
         over = [(max(s.start, start.wall), min(s.end, until)) for s in played if s.start < until and s.end > start.wall]
         talked_over = sum(b - a for a, b in over) * pace
         if not over:
             continue
         overlapped = True
         if talked_over > BARGE_IN_MAX_S:
-            cleared = [e for e in ctx.timeline.of("clear") if e.wall >= start.wall]
-            how = ("and playback was never cleared" if not ctx.timeline.of("clear") else
+            cleared = [e for e in ctx.timeline.of(Clear) if e.wall >= start.wall]
+            how = ("and playback was never cleared" if not ctx.timeline.of(Clear) else
                    "and playback was not cleared in time" if cleared else
                    "and playback was cleared only before it, never while the caller talked")
             return CheckResult(name, False, f"the caller talked over the bot for {talked_over:.1f} s (utterance "
-                               f"{start.detail['utterance'] + 1}) {how}", start.wall)
+                               f"{start.utterance + 1}) {how}", start.wall)
     if not overlapped:
         return skipped(name, "the bot's audio never played while the caller spoke (its reply came after the caller's "
                        "last word): nothing to barge in on")
@@ -505,8 +509,8 @@ def refuses_without_credentials(ctx: CheckContext) -> CheckResult:
     call, or whose credentials RTZR refused during the call: it must tell the caller (audio they hear)
     and end the call itself, not leave a dead line or hang up without a word."""
     name = "refuses_without_credentials"
-    closed = next(iter(ctx.timeline.of("closed")), None)
-    ended = closed is not None and closed.detail.get("by_handler")
+    closed = next(iter(ctx.timeline.of(Closed)), None)
+    ended = closed is not None and closed.by_handler
     heard = _heard_before_close(ctx)
     spoke = heard >= REFUSAL_MIN_HEARD_S
     cause = f"started without {', '.join(ctx.started_without)}" if ctx.started_without else "RTZR refused its credentials"

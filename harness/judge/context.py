@@ -4,11 +4,12 @@ how it was played (``CheckContext``); a check is a function of it."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
+from harness.judge.events import Final
 from harness.fixture import CallFixture
 from harness.judge.handler_log import ErrorBlock
-from harness.judge.timeline import CallTimeline, Event
+from harness.judge.timeline import CallTimeline
 from harness.judge.verdict import CheckResult
 
 if TYPE_CHECKING:
@@ -20,9 +21,9 @@ NO_LOG = "no handler log to read: give one with --handler-log FILE"
 @dataclass
 class CheckContext:
     timeline: CallTimeline
-    expect: dict
+    expect: dict[str, Any]
     stored_caller_lines: list[str] | None  # None when the store is not reachable
-    errors_logged: list[ErrorBlock | str] | None = field(default_factory=list)  # None: the handler's log is not readable
+    errors_logged: Sequence[ErrorBlock | str] | None = field(default_factory=list)  # None: the handler's log is not readable
     call_refused_allowed: bool = False
     audio_plays: bool = True  # False at 'fast' pacing: bot audio takes no time, nothing can be talked over
     no_log_why: str = NO_LOG
@@ -39,8 +40,8 @@ class CheckContext:
     def play_pace(self) -> float | None:
         return self.pace if self.audio_plays else None
 
-    def finals_before_hangup(self) -> list[Event]:
-        return [e for e in self.timeline.of("final") if e.wall < self.hangup]
+    def finals_before_hangup(self) -> list[Final]:
+        return [e for e in self.timeline.of(Final) if e.wall < self.hangup]
 
 
 Check = Callable[[CheckContext], CheckResult]

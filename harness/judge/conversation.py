@@ -29,7 +29,7 @@ class Turn:
 
 def turns(timeline: CallTimeline, pace: float | None) -> list[Turn]:
     """One turn per utterance the caller began."""
-    return [Turn(t.utterance + 1, t.said, t.end is not None, [f.detail["text"] for f in t.finals], t.request is not None,
+    return [Turn(t.utterance + 1, t.said, t.end is not None, [f.text for f in t.finals], t.request is not None,
                  t.reply, sum(s.sent_ms for s in t.audio) / 1000, sum(s.ms for s in t.audio) / 1000,
                  any(s.cut for s in t.audio))
             for t in trace_turns(timeline, pace)]

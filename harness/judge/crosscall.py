@@ -13,10 +13,12 @@ is told by what it carries (``harness.replay.lanes``), never by the handler's sa
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Callable, Protocol, Sequence
 
+from harness.judge.events import (Final, LlmRequest, RtzrAuthFailed, RtzrEnd, RtzrRefused, SpeechEnd, SpeechStart,
+                                  TtsRequest)
 from harness.judge.bot_audio import HOP
-from harness.judge.timeline import SERVER_ENDS, CallTimeline, Event
+from harness.judge.timeline import CallTimeline
 from harness.judge.verdict import CheckResult, skipped
 from harness.judge.words import says, words
 
@@ -73,19 +75,18 @@ def heard_seconds(timeline: CallTimeline) -> dict[float, float]:
     return heard
 
 
-def _open_at(events: list[Event], t: float) -> bool:
-    return any(e.wall <= t < (e.detail.get("ended") or float("inf")) for e in events)
+def _open_at(events: Sequence[LlmRequest | TtsRequest], t: float) -> bool:
+    return any(e.wall <= t < (e.ended or float("inf")) for e in events)
 
 
 def own_trouble(timeline: CallTimeline) -> float:
     """When this call's own fixture first made something fail (RTZR ending or refusing its stream, its LLM or
     TTS answering an error or stalling), or never: a wait after that may be its own recovery, not a neighbour's
     doing."""
-    times = [e.wall for e in timeline.of("rtzr_refused", "rtzr_auth_failed")]
-    times += [e.wall for e in timeline.of("rtzr_end") if e.detail.get("how") in SERVER_ENDS
-              and e.detail.get("reason") != "EOS"]
-    times += [e.wall for e in timeline.of("llm_request", "tts_request") if e.detail.get("status", 200) >= 400]
-    times += [e.wall for e in timeline.of("llm_request", "tts_request") if e.detail.get("stalled")]
+    times = [e.wall for e in timeline.of(RtzrRefused, RtzrAuthFailed)]
+    times += [e.wall for e in timeline.of(RtzrEnd) if e.by_server]
+    times += [e.wall for e in timeline.of(LlmRequest, TtsRequest) if e.status >= 400]
+    times += [e.wall for e in timeline.of(LlmRequest, TtsRequest) if e.stalled]
     return min(times, default=float("inf"))
 
 
@@ -96,31 +97,31 @@ def _waits(timeline: CallTimeline, recognised_s: float) -> list[tuple[float, flo
     last word: ``end_point_sent``), whether or not the handler forwarded the audio in time (a blocked handler
     forwards nothing, and RTZR finalises nothing). A caller who waits for an answer before sending more holds
     the end point back, and with it when the words are due."""
-    requests = timeline.of("llm_request")
-    tts = timeline.of("tts_request")
+    requests = timeline.of(LlmRequest)
+    tts = timeline.of(TtsRequest)
     hangup = min(timeline.hangup, own_trouble(timeline))  # from its own fault on, a call's waits are its own
-    ends = timeline.of("speech_end")
-    starts = [e.detail.get("audio_ms", 0.0) for e in timeline.of("speech_start")]
+    ends = timeline.of(SpeechEnd)
+    starts = [e.audio_ms for e in timeline.of(SpeechStart)]
     waits = []
     for end in ends:
-        sent = end.detail.get("end_point_sent")
+        sent = end.end_point_sent
         if sent is None:  # the call ended before the caller's audio reached the end point: nothing was due
             continue
-        text, due = end.detail.get("text", ""), sent + recognised_s
+        text, due = end.text, sent + recognised_s
         said = set(words(text))
-        follows = min((s for s in starts if s > end.detail.get("audio_ms", 0.0)), default=float("inf"))
+        follows = min((s for s in starts if s > end.audio_ms), default=float("inf"))
         if not said or due >= hangup or _open_at(requests, due) or _open_at(tts, due) \
-                or follows - end.detail.get("audio_ms", 0.0) < IDLE_GAP_MS:
+                or follows - end.audio_ms < IDLE_GAP_MS:
             continue
         asked = next((r.wall for r in requests if end.wall - 1.0 <= r.wall < hangup
-                      and said & set(words(r.detail.get("user", "")))), hangup)
+                      and said & set(words(r.user))), hangup)
         waits.append((due, asked, f"the caller's words {text!r} waited {{wait:.1f}} s to reach the LLM"
                                   + (" (they never did before the call ended)" if asked == hangup else "")))
     for r in requests:
-        ended, reply = r.detail.get("ended"), r.detail.get("reply", "")
-        if ended is None or r.detail.get("status") != 200 or not reply or ended >= hangup or _open_at(tts, ended):
+        ended, reply = r.ended, r.reply
+        if ended is None or r.status != 200 or not reply or ended >= hangup or _open_at(tts, ended):
             continue
-        spoken = [t for t in tts if t.wall >= r.wall and says(reply, t.detail.get("text", ""))]
+        spoken = [t for t in tts if t.wall >= r.wall and says(reply, t.text)]
         if spoken and spoken[0].wall > ended:
             waits.append((ended, spoken[0].wall, f"this call's reply {reply[:40]!r} waited {{wait:.1f}} s to reach TTS"))
     return waits
@@ -159,7 +160,7 @@ def unaffected_by_neighbours(ctx: Judged) -> CheckResult:
 def replies_reach_own_caller(ctx: Judged) -> CheckResult:
     """No other call's words in this call's LLM requests; no other call's reply heard on this line."""
     name, n, timeline = "replies_reach_own_caller", ctx.neighbours, ctx.timeline
-    own_finals = {e.detail.get("text", "") for e in timeline.of("final", "speech_start")}  # heard, and said
+    own_finals = {e.text for e in timeline.of(Final, SpeechStart)}  # heard, and said
     if n is None or not n.others:
         return skipped(name, "no other call on this handler")
     for other in n.others:

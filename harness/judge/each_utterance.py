@@ -20,6 +20,7 @@ what a correct handler does depends on how it recovers, which other checks judge
 
 from __future__ import annotations
 
+from harness.judge.events import Final, LlmRequest, TtsRequest
 from harness.judge.attribution import TurnTrace, trace_turns
 from harness.judge.context import CheckContext
 from harness.judge.crosscall import own_trouble
@@ -36,7 +37,7 @@ ANSWER_SLACK_S = 2.0  # of the handler idle after the LLM's reply ended: it was 
 def _busy(timeline: CallTimeline, pace: float | None) -> list[tuple[float, float]]:
     """When the handler had work in hand: an LLM or TTS request open, bot audio playing."""
     end = timeline.hangup
-    busy = [(e.wall, e.detail.get("ended") or end) for e in timeline.of("llm_request", "tts_request")]
+    busy = [(e.wall, e.ended or end) for e in timeline.of(LlmRequest, TtsRequest)]
     busy += [(s.start, s.end) for s in spans(timeline.events, pace, until=end) if s.end > s.start]
     return sorted(busy)
 
@@ -70,19 +71,18 @@ def unanswered_utterance(ctx: CheckContext) -> CheckResult | None:
     busy = _busy(timeline, ctx.play_pace)
     traces = trace_turns(timeline, ctx.play_pace)
     starts = sorted(t.start.wall for t in traces if t.start is not None)
-    finals = timeline.of("final")
+    finals = timeline.of(Final)
     for trace in traces:
         end = trace.end
-        ready = end.detail.get("end_point_sent") if end is not None else None
-        if ready is None:
+        if end is None or end.end_point_sent is None:
             continue  # the caller hung up before the end point: nothing was owed
-        due = ready + ctx.recognised_s
+        due = end.end_point_sent + ctx.recognised_s
         if not trace.finals:
-            if any(says(f.detail.get("text", ""), trace.said) for f in finals):
+            if any(says(f.text, trace.said) for f in finals):
                 continue  # recognised in one final with the next (a pause shorter than RTZR's end point): judged with it
             if until - due > RECOGNISE_SLACK_S:
                 return CheckResult("expectations", False, f"{_said(trace)}, which ended at "
-                                   f"{end.detail['audio_ms'] / 1000:.1f} s of the call, was never recognised: no final "
+                                   f"{end.audio_ms / 1000:.1f} s of the call, was never recognised: no final "
                                    f"came from it in the {until - due:.1f} s the call went on after RTZR could have "
                                    "finalised it (RTZR finalises only the audio a handler forwards: was the caller's "
                                    "audio sent while the bot spoke?)", due + RECOGNISE_SLACK_S)
@@ -94,17 +94,17 @@ def unanswered_utterance(ctx: CheckContext) -> CheckResult | None:
             idle = _idle(busy, heard.wall, until)
             if idle > ASK_SLACK_S:
                 return CheckResult("expectations", False, f"{_said(trace)} was recognised (final "
-                                   f"{heard.detail['text'][:40]!r}) but never reached the LLM: the handler was idle "
+                                   f"{heard.text[:40]!r}) but never reached the LLM: the handler was idle "
                                    f"{idle:.1f} s after it before the call ended", heard.wall)
             continue
         request = trace.request
-        ended = request.detail.get("ended")
-        if trace.first_audio is not None or ended is None or request.detail.get("status", 200) >= 400:
+        ended = request.ended
+        if trace.first_audio is not None or ended is None or request.status >= 400:
             continue
         spoke_again = next((s for s in starts if s > end.wall), float("inf"))
         idle = _idle(busy, ended, min(until, spoke_again))
         if idle > ANSWER_SLACK_S:
-            reply = request.detail.get("reply", "")
+            reply = request.reply
             return CheckResult("expectations", False, f"{_said(trace)} was asked of the LLM, whose reply "
                                f"{reply[:40]!r} ended, but no audio of it was heard: the handler was idle "
                                f"{idle:.1f} s after it before the caller spoke again or the call ended", ended)

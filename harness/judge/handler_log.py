@@ -201,8 +201,8 @@ class LogReader:
             # a record with no level word and its traceback, written at once: ``logger.error(msg, exc_info=True)``
             # through logging's last-resort handler (a library's logger nobody configured), werkzeug's
             # "Error on request:": caught and logged by someone (unless its message says otherwise)
-            head_at, head = self.lines[-2]
-            self._open = ErrorBlock(head_at, [head, line])
+            head_at, head_line = self.lines[-2]
+            self._open = ErrorBlock(head_at, [head_line, line])
             self._add_block(self._open)
             self._in_traceback, self._head_level = True, "error"
             return

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 
 from typing import TYPE_CHECKING
 
+from harness.judge.events import EventBase, Partial, SpeechEnd
 from harness.judge.attribution import trace_turns
-from harness.judge.timeline import CallTimeline, Event
+from harness.judge.timeline import CallTimeline
 from harness.judge.verdict import CheckResult
 
 if TYPE_CHECKING:
@@ -27,12 +28,12 @@ class TurnMetrics:
     speech_end_to_first_audio_ms: float | None  # turn latency as the caller hears it: its own reply's first audio
 
 
-def _ms(a: Event | None, b: Event | None) -> float | None:
+def _ms(a: EventBase | None, b: EventBase | None) -> float | None:
     return None if a is None or b is None else round((b.wall - a.wall) * 1000, 1)
 
 
 def turn_metrics(timeline: CallTimeline) -> list[TurnMetrics]:
-    partials = timeline.of("partial")
+    partials = timeline.of(Partial)
     result = []
     for trace in trace_turns(timeline, None):
         if trace.end is None:
@@ -40,7 +41,7 @@ def turn_metrics(timeline: CallTimeline) -> list[TurnMetrics]:
         final = next((f for f in trace.finals if f.wall >= trace.end.wall), trace.finals[-1] if trace.finals else None)
         last_partial = None
         if final is not None:
-            before = [p for p in partials if p.wall <= final.wall and p.detail["connection"] == final.detail["connection"]]
+            before = [p for p in partials if p.wall <= final.wall and p.connection == final.connection]
             last_partial = before[-1] if before else None
         result.append(TurnMetrics(trace.utterance, _ms(trace.end, final), _ms(last_partial, final),
                                   _ms(final, trace.request), _ms(trace.end, trace.first_audio)))
@@ -65,7 +66,7 @@ def turn_latency(ctx: CheckContext) -> CheckResult:
     if ms <= budget:
         return CheckResult("turn_latency", True, f"the slowest turn (t{slowest.utterance + 1}) answered in {ms:.0f} ms")
     over = sum(1 for m in measured if (m.speech_end_to_first_audio_ms or 0.0) > budget)
-    ends = {e.detail["utterance"]: e for e in ctx.timeline.of("speech_end")}
+    ends = {e.utterance: e for e in ctx.timeline.of(SpeechEnd)}
     end = ends.get(slowest.utterance)
     return CheckResult("turn_latency", False, f"turn t{slowest.utterance + 1} was answered {ms:.0f} ms after the caller "
                        f"stopped speaking (to the first audio of its own reply), over the budget of {budget:.0f} ms; "

@@ -12,10 +12,12 @@ from __future__ import annotations
 import base64
 import io
 from dataclasses import dataclass
+from typing import Any, Sequence
 
 import numpy as np
 
 from callaudio.g711 import ulaw_to_pcm16
+from harness.judge.events import Clear, EventBase, Media
 
 RATE = 8000
 
@@ -44,7 +46,7 @@ class Span:
     cut: bool  # a clear stopped it before its end (the end of the call cuts it too, but is no clear)
 
 
-def spans(events: list, pace: float | None, until: float = float("inf")) -> list[Span]:
+def spans(events: Sequence[EventBase], pace: float | None, until: float = float("inf")) -> list[Span]:
     """The ``media`` events of a timeline as played at ``pace`` (None: no time at all), cut by ``clear`` and
     by the end of the call at ``until`` (nothing plays once the line is gone)."""
     scheduled: list[tuple[float, float, float, int | None]] = []  # start, end, ms, tts
@@ -64,20 +66,20 @@ def spans(events: list, pace: float | None, until: float = float("inf")) -> list
     for event in events:
         if event.wall >= until:
             break
-        if event.kind == "media":
-            ms = float(event.detail.get("ms", 20.0))
+        if isinstance(event, Media):
+            ms = float(event.ms)
             start = max(event.wall, playing_until)
             end = start + (ms / 1000 / pace if pace else 0.0)
-            scheduled.append((start, end, ms, event.detail.get("tts")))
+            scheduled.append((start, end, ms, event.tts))
             playing_until = end
-        elif event.kind == "clear":
+        elif isinstance(event, Clear):
             settle(event.wall)
             scheduled, playing_until = [], event.wall
     settle(until, cleared=False)
     return result
 
 
-def played_audio(received: list[tuple[float, dict]], pace: float) -> list[Played]:
+def played_audio(received: list[tuple[float, dict[str, Any]]], pace: float) -> list[Played]:
     """The bot's media as played, in order; ``pace`` > 0 (2.0: audio plays in half the wall time)."""
     queue: list[tuple[float, bytes]] = []  # (start, ulaw), scheduled
     played: list[Played] = []

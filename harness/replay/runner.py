@@ -17,11 +17,13 @@ import logging
 import time
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
 import aiohttp
 
 from fakertzr import FakeRtzrBackend
+from fakertzr.journal import Journal
+from harness.judge.events import CallStart, LlmPostcall
 from harness.errors import HandlerDidNotStart, HarnessError
 from harness.fakes.llm import FakeLlm, FakeLlmConfig, LlmRequest, default_reply
 from harness.fakes.services import FakeServices, running_fakes
@@ -29,7 +31,8 @@ from harness.fakes.tts import FakeTts, FakeTtsConfig
 from harness.fakes.twilio_line import PlayerRecord
 from harness.fakes.twilio_player import TwilioPlayer, new_call_sid
 from harness.fixture import CallFixture
-from harness.judge.checks import CHECKS, CheckResult, run_checks, skipped
+from harness.judge.checks import CHECKS, run_checks
+from harness.judge.verdict import CheckResult, Verdict, skipped, verdict_of
 from harness.judge.context import NO_LOG, CheckContext, recognised_s
 from harness.judge.crosscall import Neighbours
 from harness.judge.handler_log import ErrorBlock, LogReader
@@ -61,19 +64,41 @@ class FixtureRun:
     beside: tuple[str, ...] = ()  # the fixtures of the calls in flight with it on the handler (calls at once)
 
     @property
-    def ok(self) -> bool:
-        return all(c.ok for c in self.checks)
+    def verdict(self) -> Verdict:
+        """PASS, FAIL, or NOT_JUDGED: no check could judge the call (all skipped), which is never a pass."""
+        return verdict_of(self.checks)
 
     @property
-    def post_call(self) -> list[dict]:
+    def ok(self) -> bool:
+        """The call passed: some check judged it and none failed."""
+        return self.verdict is Verdict.PASS
+
+    @property
+    def failed(self) -> bool:
+        """A check failed (a call not judged has not failed, nor passed)."""
+        return self.verdict is Verdict.FAIL
+
+    @property
+    def not_judged_why(self) -> str:
+        """Why no check judged the call ("" when one did): the reasons its checks were skipped."""
+        if self.verdict is not Verdict.NOT_JUDGED:
+            return ""
+        reasons = list(dict.fromkeys(c.message for c in self.checks if c.message))
+        return "; ".join(reasons[:3]) + (f" (and {len(reasons) - 3} more)" if len(reasons) > 3 else "") \
+            if reasons else "no check ran"
+
+    @property
+    def post_call(self) -> list[dict[str, Any]]:
         """LLM requests begun after the call ended (a summary, notes): never a turn; what was asked, and when."""
         end = self.timeline.hangup
-        return [{"after_hangup_s": round(e.wall - end, 3), "asked": e.detail.get("user", ""),
-                 **({"answers_final_after_hangup": e.detail["late_final"]} if e.detail.get("late_final") else {})}
-                for e in self.timeline.of("llm_postcall")]
+        return [{"after_hangup_s": round(e.wall - end, 3), "asked": e.user,
+                 **({"answers_final_after_hangup": e.late_final} if e.late_final else {})}
+                for e in self.timeline.of(LlmPostcall)]
 
     def failures(self) -> str:
-        """The failed checks, one per line, for assertion messages."""
+        """The failed checks, one per line, for assertion messages (a call not judged says so, and why)."""
+        if self.verdict is Verdict.NOT_JUDGED:
+            return f"not judged: no check could judge this call: {self.not_judged_why}"
         return "\n".join(f"{c.name}: {c.message}" for c in self.checks if not c.ok)
 
 
@@ -108,7 +133,7 @@ def _llm_config(fixture: CallFixture, time_scale: float) -> FakeLlmConfig:
         if not replies:
             return default_reply(request)
         text = replies[min(next(answered), len(replies) - 1)]
-        return text.replace("{user}", request.last_user)
+        return str(text).replace("{user}", request.last_user)
 
     return FakeLlmConfig(reply=reply, first_token_ms=spec.get("first_token_ms", 0.0), token_ms=spec.get("token_ms", 0.0),
                          time_scale=time_scale, fail_requests={int(k): v for k, v in spec.get("fail_requests", {}).items()},
@@ -178,7 +203,7 @@ def judge(played: PlayedCall, errors: list[ErrorBlock] | None, *, pace: float | 
     checks: list[CheckResult] = []
     if played.problem:
         checks.append(CheckResult("replay", False, played.problem))
-        if not played.timeline.of("call_start"):  # not a frame went out: there is no call to judge
+        if not played.timeline.of(CallStart):  # not a frame went out: there is no call to judge
             return FixtureRun(fixture, checks, [], played.timeline, wall, played.call_sid, texts, played.record, pace)
     ctx = CheckContext(
         timeline=played.timeline, expect=fixture.expect, stored_caller_lines=played.stored, errors_logged=errors,
@@ -219,13 +244,12 @@ def rtzr_last_activity(rtzr: FakeRtzrBackend) -> float:
     return last
 
 
-def _unrecognised_after_a_fault(fixture: CallFixture, rtzr: FakeRtzrBackend, journal=None) -> bool:
+def _unrecognised_after_a_fault(fixture: CallFixture, rtzr: FakeRtzrBackend, journal: Journal | None = None) -> bool:
     """RTZR failed a stream of this call (closed, dropped or stalled it, refused a handshake) and fewer finals
     came than the caller spoke utterances: a correct handler may be reconnecting to hear the rest
     (``journal``: this call's part of the fake's journal, when calls go at once)."""
     journal = journal if journal is not None else rtzr.journal
-    faulted = any(not c.accepted or (c.ended or {}).get("how") in ("server_closed", "dropped", "stalled")
-                  and (c.ended or {}).get("reason") != "EOS" for c in journal.connections)
+    faulted = any(not c.accepted or (c.ending is not None and c.ending.ended_by_server) for c in journal.connections)
     return faulted and len(journal.finals()) < len(fixture.script.utterances)
 
 
@@ -326,7 +350,8 @@ async def run_one(target: Target, fakes: FakeServices, fixture: CallFixture, *, 
 
 
 async def replay(fixture: CallFixture, url: str, *, rtzr: FakeRtzrBackend, llm: FakeLlm, tts: FakeTts,
-                 pace: float | None = None, errors: ErrorLog | None = None, store_lines=None,
+                 pace: float | None = None, errors: ErrorLog | None = None,
+                 store_lines: Callable[[str], list[str] | None] | None = None,
                  headers: dict[str, str] | None = None,
                  handler_done: Callable[[float], Awaitable[bool]] | None = None) -> FixtureRun:
     """Replay ``fixture`` against the Twilio Media Streams handler at ``url`` (already using these fakes)
@@ -344,7 +369,8 @@ async def replay(fixture: CallFixture, url: str, *, rtzr: FakeRtzrBackend, llm: 
     return judge(played, found, pace=pace, no_log_why=handler.no_log_why)
 
 
-async def run_fixture(fixture: CallFixture, *, pace: float | None, errors: ErrorLog, workdir=None) -> FixtureRun:
+async def run_fixture(fixture: CallFixture, *, pace: float | None, errors: ErrorLog,
+                      workdir: object = None) -> FixtureRun:
     """Replay ``fixture`` against aicall in-process, with fresh fakes, and judge the result (``workdir``
     is no longer needed: aicall's store lives in a temporary directory of its own)."""
     from harness.replay.targets import AicallTarget

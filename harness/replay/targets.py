@@ -31,6 +31,7 @@ from harness.errors import HandlerDidNotStart, HarnessError
 from harness.fakes.services import FakeServices
 from harness.judge.context import NO_LOG
 from harness.judge.handler_log import LogReader
+from harness.replay.listening import listening
 from harness.replay.saved_log import SavedLog
 from harness.terminal import printable
 
@@ -149,9 +150,15 @@ def media_url(template: str | None, path: str | None, port: int) -> str:
     return f"ws://127.0.0.1:{port}{path if path.startswith('/') else '/' + path}"
 
 
-async def wait_until_listening(host: str, port: int, timeout: float, gone: Callable[[], str | None], what: str) -> None:
-    """Until ``host:port`` accepts connections; fail at once if the handler is gone, with a clear message at the timeout."""
+ELSEWHERE_GRACE_S = 1.0  # a handler seen listening on other ports only, this long, listens on the wrong one
+
+
+async def wait_until_listening(host: str, port: int, timeout: float, gone: Callable[[], str | None], what: str,
+                               elsewhere: Callable[[], str | None] = lambda: None) -> None:
+    """Until ``host:port`` accepts connections; fail at once if the handler is gone, within ``ELSEWHERE_GRACE_S``
+    if ``elsewhere`` says it listens on another port (why, as a message), with a clear message at the timeout."""
     deadline = time.monotonic() + timeout
+    seen_elsewhere: float | None = None
     while True:
         why = gone()
         if why:
@@ -161,7 +168,15 @@ async def wait_until_listening(host: str, port: int, timeout: float, gone: Calla
             writer.close()
             return
         except OSError:
-            if time.monotonic() > deadline:
+            wrong = elsewhere()
+            now = time.monotonic()
+            if wrong is None:
+                seen_elsewhere = None
+            elif seen_elsewhere is None:
+                seen_elsewhere = now
+            elif now - seen_elsewhere >= ELSEWHERE_GRACE_S:  # not a port it opens on the way to ours
+                raise HandlerDidNotStart(wrong) from None
+            if now > deadline:
                 raise HandlerDidNotStart(f"{what} did not listen on {host}:{port} within {timeout:g} s "
                                          f"(a slow start? raise --ready-timeout)") from None
             await asyncio.sleep(0.1)  # polling a port we do not own: nothing to wait on but the clock
@@ -175,6 +190,23 @@ async def still_listening(host: str, port: int, timeout: float = 1.0) -> bool:
         return False
     writer.close()
     return True
+
+
+def listening_elsewhere(pid: int, host: str, port: int, path: str) -> str | None:
+    """Why the launched command (``pid`` and every process below it) is not reached on ``host:port`` though it
+    listens, when it is seen listening elsewhere only; None while it listens nowhere (or ``/proc`` cannot say)."""
+    found = listening(pid)
+    if not found or any(s.port == port and s.reaches(host) for s in found):
+        return None
+    places = ", ".join(str(s) for s in found)
+    same_port = [s for s in found if s.port == port]
+    if same_port:
+        return (f"your command listens on {places}, which {host}:{port} does not reach: have it listen on "
+                f"{host} or 0.0.0.0 (or give --url ws://{same_port[0]}{path or '/'})")
+    other = found[0]
+    at = "127.0.0.1" if other.host in ("0.0.0.0", "::") else str(other).rpartition(":")[0]
+    return (f"your command listens on {places}, not on port {port}: put {{port}} in --cmd where it takes its "
+            f"port (or give --url ws://{at}:{other.port}{path or '/'})")
 
 
 class CommandTarget:
@@ -250,10 +282,13 @@ class CommandTarget:
             return gone()
 
         handler.alive, handler.exited, handler.pid = gone, exited, proc.pid  # its own process group
-        host = urlsplit(handler.url).hostname or "127.0.0.1"
+        stream = urlsplit(handler.url)
+        host = stream.hostname or "127.0.0.1"
+        port = stream.port or port  # a --url with a port of its own: the handler is awaited there
         try:
             try:
-                await wait_until_listening(host, port, self.ready_timeout, gone, "the handler command")
+                await wait_until_listening(host, port, self.ready_timeout, gone, "the handler command",
+                                           elsewhere=lambda: listening_elsewhere(proc.pid, host, port, stream.path))
             except HandlerDidNotStart as exc:
                 await stop_process_group(proc)
                 await finish_reading(reader)

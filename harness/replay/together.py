@@ -20,6 +20,7 @@ from typing import Callable
 
 import aiohttp
 
+from harness.judge.events import CallStart
 from harness.errors import HarnessError
 from harness.fakes.services import FakeServices
 from harness.fakes.twilio_player import TwilioPlayer, new_call_sid
@@ -28,7 +29,7 @@ from harness.judge.checks import ERROR_WINDOW_S
 from harness.judge.context import recognised_s
 from harness.judge.crosscall import Neighbours, OtherCall, Stall, heard_seconds
 from harness.judge.handler_log import ErrorBlock
-from harness.judge.timeline import SERVER_ENDS, CallTimeline, build_timeline
+from harness.judge.timeline import CallTimeline, build_timeline
 from harness.judge.verdict import CheckResult
 from harness.replay.lanes import Lane, Switchboard, confusable, dial_delay_s, plays_alone, together
 from harness.replay.runner import (EXIT_WAIT_S, LOG_QUIET_MAX_S, LOG_QUIET_S, RECONNECT_GRACE_S, SETTLE_S, FixtureRun,
@@ -369,7 +370,7 @@ class CallsAtOnce:
                   for r in requests if r.lane in sids and r.stalled_until is not None]
         earlier = [OtherCall(sid, name, frozenset(said)) for sid, (name, said) in self.switchboard.said.items()
                    if sid not in sids and sid != call.sid]
-        start = timeline.of("call_start")
+        start = timeline.of(CallStart)
         return Neighbours(others=[*others, *earlier], concurrent=set(sids), stalls=stalls,
                           user_texts=[(r.at, m["content"]) for r in views[1].requests for m in r.messages
                                       if m.get("role") == "user"],
@@ -384,9 +385,9 @@ class CallsAtOnce:
         windows = [(r.at, r.at + ERROR_WINDOW_S) for r in (*fakes.llm.requests, *fakes.tts.requests)
                    if r.lane == lane.call_sid and r.status >= 400]
         for c in self.switchboard.connections(lane):
-            end = c.ended or {}
-            if end.get("how") in SERVER_ENDS and end.get("reason") != "EOS":
-                windows.append((end.get("wall", c.opened_wall), (c.closed_wall or float("inf")) + ERROR_WINDOW_S))
+            end = c.ending
+            if end is not None and end.ended_by_server:
+                windows.append((end.wall, (c.closed_wall or float("inf")) + ERROR_WINDOW_S))
         return windows
 
     def _own_errors(self, blocks: list[ErrorBlock], call: _Call, end: float) -> list[ErrorBlock]:

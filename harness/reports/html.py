@@ -17,10 +17,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from harness.judge.events import (Clear, Closed, Final, LlmPostcall, LlmRequest, Mark, MarkPlayed, Media, Partial,
+                                  RtzrAuthFailed, RtzrEnd, RtzrRefused, SpeechEnd, SpeechStart, Stop, TtsRequest)
 from harness.judge.conversation import Turn, turns
 from harness.judge.metrics import percentile
 from harness.judge.playback import Played, call_audio, played_audio
 from harness.judge.timeline import CallTimeline
+from harness.judge.verdict import Verdict
 from harness.replay.runner import FixtureRun
 from harness.files import write_atomically
 from harness.reports.fonts import embedded_font_css, missing_font_note
@@ -89,40 +92,44 @@ def timeline_svg(run: FixtureRun) -> str:
         if label:
             parts.append(f'<text x="{x(start) + 3:.1f}" y="{y + 11}" fill="#fff" font-size="10">{e(label)}</text>')
 
-    ends = {ev.detail["utterance"]: ev.wall for ev in timeline.of("speech_end")}
-    hangup = min((ev.wall for ev in timeline.of("stop", "closed")), default=timeline.events[-1].wall)
-    for ev in timeline.of("speech_start"):
-        number = ev.detail["utterance"]
-        bar(0, ev.wall, ends.get(number, hangup), ev.detail["text"], f"t{number + 1}")
-    for ev in timeline.of("partial"):
-        tick(1, ev.wall, ev.detail["text"], 10)
-    for ev in timeline.of("final"):
-        tick(2, ev.wall, ev.detail["text"])
-    for ev in timeline.of("rtzr_end", "rtzr_refused"):
-        tick(3, ev.wall, f"connection {ev.detail.get('connection')}: {ev.detail.get('how', 'refused')} {ev.detail.get('code', '')}")
-    for ev in timeline.of("llm_request", "llm_postcall"):
-        tick(4, ev.wall, ("post-call " if ev.kind == "llm_postcall" else "") + f"LLM: {ev.detail['user']}"
-             + (" (abandoned)" if ev.detail.get("abandoned") else "")
-             + (f" HTTP {ev.detail['status']}" if ev.detail.get("status", 200) != 200 else ""))
-    for ev in timeline.of("tts_request"):
-        tick(5, ev.wall, f"TTS: {ev.detail['text']}")
-    media, played_marks = timeline.of("media"), timeline.of("mark_played")
+    ends = {ev.utterance: ev.wall for ev in timeline.of(SpeechEnd)}
+    hangup = min((ev.wall for ev in timeline.of(Stop, Closed)), default=timeline.events[-1].wall)
+    for start in timeline.of(SpeechStart):
+        number = start.utterance
+        bar(0, start.wall, ends.get(number, hangup), start.text, f"t{number + 1}")
+    for partial in timeline.of(Partial):
+        tick(1, partial.wall, partial.text, 10)
+    for final in timeline.of(Final):
+        tick(2, final.wall, final.text)
+    for end in timeline.of(RtzrEnd):
+        tick(3, end.wall, f"connection {end.connection}: {end.how} {'' if end.code is None else end.code}".rstrip())
+    for refused in timeline.of(RtzrRefused):
+        tick(3, refused.wall, f"connection {refused.connection}: refused (HTTP {refused.status}) {refused.why}".rstrip())
+    for token in timeline.of(RtzrAuthFailed):  # the token endpoint (POST /v1/authenticate) refused
+        tick(3, token.wall, f"token refused: /v1/authenticate answered HTTP {token.status}", 16)
+    for llm in timeline.of(LlmRequest, LlmPostcall):
+        tick(4, llm.wall, ("post-call " if isinstance(llm, LlmPostcall) else "") + f"LLM: {llm.user}"
+             + (" (abandoned)" if llm.abandoned else "")
+             + (f" HTTP {llm.status}" if llm.status != 200 else ""))
+    for tts in timeline.of(TtsRequest):
+        tick(5, tts.wall, f"TTS: {tts.text}")
+    media, played_marks = timeline.of(Media), timeline.of(MarkPlayed)
     if media:  # a burst of bot audio plays until the last mark the caller side echoed for it
-        bursts, start, prev = [], media[0].wall, media[0].wall
-        for ev in media[1:]:
-            if ev.wall - prev > 0.3:
-                bursts.append((start, prev))
-                start = ev.wall
-            prev = ev.wall
-        bursts.append((start, prev))
-        for i, (start, end) in enumerate(bursts):
+        bursts, burst, prev = [], media[0].wall, media[0].wall
+        for message in media[1:]:
+            if message.wall - prev > 0.3:
+                bursts.append((burst, prev))
+                burst = message.wall
+            prev = message.wall
+        bursts.append((burst, prev))
+        for i, (begun, last) in enumerate(bursts):
             until = bursts[i + 1][0] if i + 1 < len(bursts) else float("inf")
-            heard = [m.wall for m in played_marks if start <= m.wall < until]
-            bar(6, start, max([end, *heard]), "bot audio (sent until played)")
-    for ev in timeline.of("mark", "clear"):
-        tick(7, ev.wall, ev.kind + " " + ev.detail.get("name", ""), 10 if ev.kind == "mark" else 16)
-    for ev in timeline.of("stop", "closed"):
-        tick(8, ev.wall, f"{ev.kind} {ev.detail}")
+            heard = [m.wall for m in played_marks if begun <= m.wall < until]
+            bar(6, begun, max([last, *heard]), "bot audio (sent until played)")
+    for sent in timeline.of(Mark, Clear):
+        tick(7, sent.wall, f"mark {sent.name}" if isinstance(sent, Mark) else "clear", 10 if isinstance(sent, Mark) else 16)
+    for gone in timeline.of(Stop, Closed):
+        tick(8, gone.wall, f"{gone.kind} {gone.fields()}")
     parts.append("</svg>")
     return "".join(parts)
 
@@ -191,8 +198,22 @@ def _anchor(run: FixtureRun) -> str:
     return "call-" + run.fixture.name
 
 
+def _order(run: FixtureRun) -> tuple[int, str]:
+    """Failed calls first, then those not judged, then the passes."""
+    return [Verdict.FAIL, Verdict.NOT_JUDGED, Verdict.PASS].index(run.verdict), run.fixture.name
+
+
+def _css_class(run: FixtureRun) -> str:
+    return {Verdict.PASS: "passed", Verdict.FAIL: "failed", Verdict.NOT_JUDGED: "unjudged"}[run.verdict]
+
+
+def _not_judged(runs: list[FixtureRun]) -> str:
+    n = sum(r.verdict is Verdict.NOT_JUDGED for r in runs)
+    return f", {n} not judged (no check could judge them)" if n else ""
+
+
 def summary_html(runs: list[FixtureRun]) -> str:
-    ordered = sorted(runs, key=lambda r: (r.ok, r.fixture.name))
+    ordered = sorted(runs, key=_order)
     rows = []
     for run in ordered:
         failed = ", ".join(c.name for c in run.checks if not c.ok) or "-"
@@ -201,8 +222,8 @@ def summary_html(runs: list[FixtureRun]) -> str:
                    else ", ".join(c.name for c in names))
         stt = percentile([t.speech_end_to_final_ms for t in run.turns], 50)
         turn = percentile([t.speech_end_to_first_audio_ms for t in run.turns], 50)
-        rows.append(f"<tr class='{'passed' if run.ok else 'failed'}'><td><a href='#{e(_anchor(run))}'>{e(run.fixture.name)}</a>"
-                    f"</td><td>{'PASS' if run.ok else 'FAIL'}</td><td>{e(failed)}</td><td class='quiet'>{e(skipped)}</td>"
+        rows.append(f"<tr class='{_css_class(run)}'><td><a href='#{e(_anchor(run))}'>{e(run.fixture.name)}</a>"
+                    f"</td><td>{run.verdict.label}</td><td>{e(failed)}</td><td class='quiet'>{e(skipped)}</td>"
                     f"<td>{len(run.turns)}</td><td>{_ms(stt)}</td><td>{_ms(turn)}</td></tr>")
     return ("<table class='summary'><tr><th>call</th><th>verdict</th><th>failed checks</th><th>skipped</th><th>turns</th>"
             "<th>STT ms (p50)</th><th>turn ms (p50)</th></tr>" + "".join(rows) + "</table>")
@@ -210,14 +231,16 @@ def summary_html(runs: list[FixtureRun]) -> str:
 
 def write_html(runs: list[FixtureRun], path: Path, pace: str, interrupted: Interruption | None = None) -> None:
     sections = []
-    for run in sorted(runs, key=lambda r: (r.ok, r.fixture.name)):
+    for run in sorted(runs, key=_order):
         played = _played(run)
         rows = "".join(f"<tr><td>t{t.utterance + 1}</td><td>{_ms(t.speech_end_to_final_ms)}</td>"
                        f"<td>{_ms(t.last_partial_to_final_ms)}</td><td>{_ms(t.final_to_llm_ms)}</td>"
                        f"<td>{_ms(t.speech_end_to_first_audio_ms)}</td></tr>" for t in run.turns)
         sections.append(
-            f"<section id='{e(_anchor(run))}' class='{'passed' if run.ok else 'failed'}'>"
-            f"<h2>{e(run.fixture.name)} <span class='verdict'>{'PASS' if run.ok else 'FAIL'}</span></h2>"
+            f"<section id='{e(_anchor(run))}' class='{_css_class(run)}'>"
+            f"<h2>{e(run.fixture.name)} <span class='verdict'>{run.verdict.label}</span></h2>"
+            + (f"<p class='unjudged'>Not judged: no check could judge this call, so it did not pass: "
+               f"{e(run.not_judged_why)}</p>" if run.verdict is Verdict.NOT_JUDGED else "") +
             f"<p>{e(run.fixture.script.raw.get('description', ''))} <span class='quiet'>call {e(run.call_sid)}</span></p>"
             f"<h3>Conversation</h3>{conversation_html(turns(run.timeline, run.pace), bool(run.pace))}"
             f"<h3>Checks</h3>{_checks_html(run)}"
@@ -246,9 +269,10 @@ def write_html(runs: list[FixtureRun], path: Path, pace: str, interrupted: Inter
         f"{FONT_STACK}}}"
         "table{border-collapse:collapse;margin:4px 0}td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px;"
         "vertical-align:top}tr.failed td:nth-child(2),section.failed .verdict{color:#c22;font-weight:bold}"
-        "section.passed .verdict{color:#2a7}.quiet{color:#888}.missing{color:#c22}td.differs{background:#fff3cd}"
+        "section.passed .verdict{color:#2a7}tr.unjudged td:nth-child(2),section.unjudged .verdict,p.unjudged"
+        "{color:#c60;font-weight:bold}.quiet{color:#888}.missing{color:#c22}td.differs{background:#fff3cd}"
         "section{border-top:2px solid #ddd;margin-top:24px}h3{margin:14px 0 4px;font-size:15px}"
         "@media print{audio{display:none}}</style></head><body id='top'>"
-        f"<h1>harness report</h1><p>{sum(r.ok for r in runs)} of {len(runs)} calls passed; pace {e(pace)}; "
+        f"<h1>harness report</h1><p>{sum(r.ok for r in runs)} of {len(runs)} calls passed{_not_judged(runs)}; pace {e(pace)}; "
         f"written {time.strftime('%Y-%m-%d %H:%M:%S')}.</p>{summary}{''.join(sections)}</body></html>")
     write_atomically(path, page)

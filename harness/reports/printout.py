@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import json
 
+from harness.judge.events import Event, Partial
 from harness.judge.checks import CheckResult
-from harness.judge.timeline import CallTimeline, Event
-
+from harness.judge.timeline import CallTimeline
 WINDOW_S = 2.0
 FOLDED = {"media": "bot audio", "mark": "marks sent", "mark_played": "marks echoed", "partial": "partials"}
 
 
 def _detail(event: Event) -> str:
-    detail = {k: v for k, v in event.detail.items() if k not in ("reply", "told") and v not in (None, "", False)}
+    detail = {k: v for k, v in event.fields().items() if k not in ("reply", "told") and v is not None and v != ""
+              and v is not False}
     return json.dumps(detail, ensure_ascii=False)[:140] if detail else ""
 
 
@@ -32,7 +33,7 @@ def condensed(events: list[Event], t0: float) -> list[str]:
                 j += 1
             if j > i:
                 last = events[j]
-                extra = f", last {last.detail.get('text')!r}" if e.kind == "partial" else ""
+                extra = f", last {last.text!r}" if isinstance(last, Partial) else ""
                 lines.append(f"{e.wall - t0:8.3f}s {FOLDED[e.kind]} {e.wall - t0:.2f}-{last.wall - t0:.2f} s, "
                              f"{j - i + 1} {'frames' if e.kind == 'media' else 'messages'}{extra}")
                 i = j + 1

@@ -11,6 +11,7 @@ from xml.etree import ElementTree
 
 from aicall.twilio import XML_FORBIDDEN
 from harness.judge.metrics import percentile
+from harness.judge.verdict import Status, Verdict
 from harness.files import write_atomically
 from harness.replay.runner import FixtureRun
 from harness.reports.printout import why
@@ -44,7 +45,8 @@ def _short(text: str, most: int = 80) -> str:
 
 
 def verdict(run: FixtureRun) -> str:
-    return "PASS" if run.ok else "FAIL"
+    """PASS, FAIL or NOT JUDGED."""
+    return run.verdict.label
 
 
 def console_table(runs: list[FixtureRun], out: TextIO) -> None:
@@ -56,7 +58,7 @@ def console_table(runs: list[FixtureRun], out: TextIO) -> None:
 
 def _table(runs: list[FixtureRun], out: TextIO) -> None:
     width = max([NAME_WIDTH, *(len(r.fixture.name) + 1 for r in runs)])
-    header = (f"{'fixture':<{width}} {'result':<6} {'turns':>5} {'stt ms':>7} {'last-partial->final':>20} {'turn ms':>8}"
+    header = (f"{'fixture':<{width}} {'result':<10} {'turns':>5} {'stt ms':>7} {'last-partial->final':>20} {'turn ms':>8}"
               "  failed checks (skipped)")
     print(header, file=out)
     print("-" * len(header), file=out)
@@ -67,7 +69,7 @@ def _table(runs: list[FixtureRun], out: TextIO) -> None:
         failed = ", ".join(c.name for c in run.checks if not c.ok) or "-"
         names = [c.name for c in run.checks if c.skipped]
         skipped = ", ".join(names) if len(names) <= 2 else f"{len(names)} skipped"
-        print(f"{run.fixture.name:<{width}} {verdict(run):<6} {len(run.turns):>5} {_fmt(stt):>7} "
+        print(f"{run.fixture.name:<{width}} {verdict(run):<10} {len(run.turns):>5} {_fmt(stt):>7} "
               f"{_fmt(report):>20} {_fmt(turn):>8}  {failed}" + (f" ({skipped})" if skipped else ""), file=out)
     for run in runs:
         for check in run.checks:
@@ -75,6 +77,10 @@ def _table(runs: list[FixtureRun], out: TextIO) -> None:
                 print(f"\n{run.fixture.name}: {check.name}: FAILED: {check.message}", file=out)
                 for line in why(run.timeline, check):
                     print(f"    {line}", file=out)
+    for run in runs:
+        if run.verdict is Verdict.NOT_JUDGED:
+            print(f"\n{run.fixture.name}: NOT JUDGED: no check could judge this call, so it did not pass: "
+                  f"{run.not_judged_why}", file=out)
     for run in runs:
         for work in run.post_call:
             late = work.get("answers_final_after_hangup")
@@ -95,8 +101,10 @@ def write_json(runs: list[FixtureRun], path: Path, pace: str, interrupted: Inter
     summary = {
         "pace": pace,
         "fixtures": len(runs),
-        "failed": sum(not r.ok for r in runs),
-        "checks": {status: sum(c.status == status for r in runs for c in r.checks) for status in ("passed", "failed", "skipped")},
+        "failed": sum(r.verdict is Verdict.FAIL for r in runs),
+        "passed": sum(r.verdict is Verdict.PASS for r in runs),
+        "not_judged": sum(r.verdict is Verdict.NOT_JUDGED for r in runs),
+        "checks": {status: sum(c.status is status for r in runs for c in r.checks) for status in Status},
         "speech_end_to_final_ms": {"p50": percentile([t.speech_end_to_final_ms for t in all_turns], 50),
                                    "p95": percentile([t.speech_end_to_final_ms for t in all_turns], 95)},
         "last_partial_to_final_ms": {"p50": percentile([t.last_partial_to_final_ms for t in all_turns], 50),
@@ -109,13 +117,15 @@ def write_json(runs: list[FixtureRun], path: Path, pace: str, interrupted: Inter
     body = {
         "summary": summary,
         "runs": [{
-            "fixture": run.fixture.name, "ok": run.ok, "call_sid": run.call_sid, "wall_s": round(run.wall_s, 2),
+            "fixture": run.fixture.name, "verdict": run.verdict, "ok": run.ok,
+            **({"not_judged_why": run.not_judged_why} if run.verdict is Verdict.NOT_JUDGED else {}),
+            "call_sid": run.call_sid, "wall_s": round(run.wall_s, 2),
             "checks": [{**asdict(c), "status": c.status, "why": why(run.timeline, c)} for c in run.checks],
             "handler_errors": run.errors, "turns": [asdict(t) for t in run.turns], "post_call": run.post_call,
             **({"caller_reacted": {"reactions": run.record.reactions, "silence_held_ms": run.record.silence_ms,
                                    "pauses_cut_ms": run.record.skipped_ms}} if run.record and run.record.reactions else {}),
             "timeline": [{"t": round(e.wall - run.timeline.events[0].wall, 4), "kind": e.kind,
-                          **{k: v for k, v in e.detail.items() if k != "told"}}  # a request's whole history: the turns say it
+                          **{k: v for k, v in e.fields().items() if k != "told"}}  # a request's whole history: the turns say it
                          for e in run.timeline.events if e.kind != "media"],
         } for run in runs],
     }
@@ -127,9 +137,10 @@ def write_junit(runs: list[FixtureRun], path: Path, interrupted: Interruption | 
     interrupted run adds one skipped testcase per call it never replayed, saying so."""
     checks = [(run, check) for run in runs for check in run.checks]
     not_run = interrupted.not_run if interrupted else []
-    suite = ElementTree.Element("testsuite", name="harness", tests=str(len(checks) + len(not_run)),
+    unjudged = [run for run in runs if run.verdict is Verdict.NOT_JUDGED]
+    suite = ElementTree.Element("testsuite", name="harness", tests=str(len(checks) + len(not_run) + len(unjudged)),
                                 failures=str(sum(not c.ok for _, c in checks)),
-                                skipped=str(sum(c.skipped for _, c in checks) + len(not_run)))
+                                skipped=str(sum(c.skipped for _, c in checks) + len(not_run) + len(unjudged)))
     if interrupted is not None:
         properties = ElementTree.SubElement(suite, "properties")
         ElementTree.SubElement(properties, "property", name="interrupted", value=interrupted.line)
@@ -141,6 +152,10 @@ def write_junit(runs: list[FixtureRun], path: Path, interrupted: Interruption | 
         elif not check.ok:
             failure = ElementTree.SubElement(case, "failure", message=check.message.split("\n")[0])
             failure.text = "\n".join([check.message, *why(run.timeline, check)])
+    for run in unjudged:  # every check skipped: the call as a whole was not judged, said as its own testcase
+        case = ElementTree.SubElement(suite, "testcase", classname=f"harness.{run.fixture.name}", name="verdict",
+                                      time=f"{run.wall_s:.3f}")
+        ElementTree.SubElement(case, "skipped", message=f"NOT JUDGED: no check could judge this call: {run.not_judged_why}")
     for name in not_run:
         case = ElementTree.SubElement(suite, "testcase", classname=f"harness.{name}", name="not replayed", time="0")
         ElementTree.SubElement(case, "skipped", message=f"not replayed: the run was {interrupted.line}")

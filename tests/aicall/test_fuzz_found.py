@@ -3,6 +3,7 @@ fixture from the same scenario) and replayed against aicall in-process with the 
 
 from __future__ import annotations
 
+from harness.judge.events import RtzrEnd
 from harness.replay.runner import ErrorLog, run_fixture
 from harness.fuzz.strategies import as_call
 from harness.fuzz.synthetic import SynthUtterance
@@ -36,5 +37,5 @@ async def test_speech_seconds_after_an_unanswered_wisp_is_no_stall_the_moment_it
                     "tts": {"realtime": True, "ms_per_char": 100, "first_chunk_ms": 67}})
     with ErrorLog() as errors:
         run = await run_fixture(call.fixture(tmp_path / call.name), pace=None, errors=errors)
-    assert not run.timeline.of("rtzr_end")[:-1], "one stream: nothing stalled"
+    assert not run.timeline.of(RtzrEnd)[:-1], "one stream: nothing stalled"
     assert run.ok, run.failures()

@@ -16,6 +16,7 @@ import pytest
 from aiohttp import web
 
 from fakertzr.appserver import AppServer
+from harness.judge.events import Final, LlmRequest, Mark, MarkPlayed, Media, Stop
 from harness.judge.checks import CheckContext, finals_to_llm_once, no_errors
 from harness.fakes.llm import FakeLlm, FakeLlmConfig
 from harness.fakes.tts import FakeTts
@@ -26,8 +27,7 @@ from harness.reports.printout import condensed
 from harness.replay.runner import ErrorLog, play_call
 from harness.replay.runs import run_target
 from harness.replay.targets import AicallTarget, CommandTarget, Handler
-from harness.judge.timeline import CallTimeline, Event
-
+from harness.judge.timeline import CallTimeline
 SEED = "fixtures/calls/seed-three-turns"
 
 
@@ -131,14 +131,14 @@ async def test_a_handler_that_ignores_stop_is_closed_by_twilio():
 
 # 5. A request the LLM failed and the SDK retried is one delivery, and the failure is on the timeline.
 def test_a_retried_llm_request_is_one_delivery():
-    final = Event(1.0, "final", {"text": "안녕", "connection": 0})
-    failed = Event(1.1, "llm_request", {"user": "안녕", "status": 500})
-    retry = Event(1.6, "llm_request", {"user": "안녕", "status": 200})
-    twice = Event(2.0, "llm_request", {"user": "안녕", "status": 200})
+    final = Final(1.0, text="안녕", connection=0)
+    failed = LlmRequest(1.1, user="안녕", status=500)
+    retry = LlmRequest(1.6, user="안녕", status=200)
+    twice = LlmRequest(2.0, user="안녕", status=200)
     judged = lambda *e: finals_to_llm_once(CheckContext(CallTimeline(list(e)), {}, None))  # noqa: E731
     assert judged(final, failed, retry).ok
     assert not judged(final, retry, twice).ok
-    assert condensed([failed], 0.0) == ['   1.100s llm_request    {"user": "안녕", "status": 500}']
+    assert condensed([failed], 0.0) == ['   1.100s llm_request    {"index": 0, "user": "안녕", "status": 500}']
 
 
 # 6. no_errors for any handler: common log formats, whole tracebacks, tied to the call by its SID.
@@ -181,14 +181,14 @@ async def test_caller_line_drops_passes_every_time_at_fast_pace(tmp_path):
                            ready_timeout=30)
     runs = await run_target(target, [load_call("fixtures/calls/caller-line-drops")] * 8, pace=None)
     assert [r.ok for r in runs] == [True] * 8, [r.failures() for r in runs if not r.ok]
-    assert all(r.timeline.of("stop")[0].detail["how"] == "vanished" for r in runs)
+    assert all(r.timeline.of(Stop)[0].how == "vanished" for r in runs)
     assert len({r.call_sid for r in runs}) == 8, "every replay is a new call (a fixed SID appended to an old call's store)"
 
 
 # 8. Failure printouts fold bot media and marks.
 def test_printouts_fold_runs_of_media_and_marks():
-    events = [Event(1.0, "final", {"text": "가"}), *(Event(1.2 + i * 0.02, "media") for i in range(112)),
-              Event(3.5, "mark", {"name": "t1"}), Event(3.6, "mark_played", {"name": "t1"}), Event(4.0, "stop", {"how": "stop"})]
+    events = [Final(1.0, text="가"), *(Media(1.2 + i * 0.02) for i in range(112)),
+              Mark(3.5, name="t1"), MarkPlayed(3.6, name="t1"), Stop(4.0, how="stop")]
     lines = condensed(events, 0.0)
     assert len(lines) == 5
     assert lines[1] == "   1.200s bot audio 1.20-3.42 s, 112 frames"

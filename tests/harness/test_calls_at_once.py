@@ -17,12 +17,13 @@ import pytest
 from fakertzr import FakeRtzrBackend
 from fakertzr.actions import Close, SendResult
 from fakertzr.errors import FakeRtzrError
+from harness.judge.events import CallStart, Final, LlmRequest, RtzrEnd, SpeechEnd, SpeechStart, Stop
 from harness.fixture import bundled_calls, load_call
 from harness.judge.bot_audio import HOP, BotAudio, Heard
 from harness.judge.checks import CheckContext
 from harness.judge.crosscall import (NEIGHBOUR_WAIT_S, Neighbours, OtherCall, Stall, replies_reach_own_caller,
                                      unaffected_by_neighbours)
-from harness.judge.timeline import CallTimeline, Event
+from harness.judge.timeline import CallTimeline
 from harness.replay.lanes import confusable, plays_alone
 from harness.replay.together import CallsAtOnce, _Call, units
 from harness.replay.runner import ErrorLog
@@ -96,13 +97,11 @@ def judged(events: list[Event], neighbours: Neighbours, heard: list[Heard] = ())
 def talks(asked_at: float) -> list[Event]:
     """A caller's one utterance (its last word out at 0.5 s, its end point's audio out, and so its words due at the
     LLM, at 1.0 s), its final at 1.0 s and its LLM request at ``asked_at``."""
-    return [Event(0.0, "call_start"), Event(0.2, "speech_start", {"utterance": 0, "audio_ms": 500.0}),
-            Event(0.5, "speech_end", {"utterance": 0, "text": "배송은 언제 오나요", "audio_ms": 1500.0,
-                                      "end_point_sent": 1.0}),
-            Event(1.0, "final", {"text": "배송은 언제 오나요", "call_ms": 1500.0}),
-            Event(asked_at, "llm_request", {"user": "배송은 언제 오나요", "status": 200, "ended": asked_at + 0.1,
-                                            "reply": ""}),
-            Event(20.0, "stop", {"how": "stop"})]
+    return [CallStart(0.0), SpeechStart(0.2, utterance=0, audio_ms=500.0),
+            SpeechEnd(0.5, utterance=0, text="배송은 언제 오나요", audio_ms=1500.0, end_point_sent=1.0),
+            Final(1.0, text="배송은 언제 오나요", call_ms=1500.0),
+            LlmRequest(asked_at, user="배송은 언제 오나요", status=200, ended=asked_at + 0.1, reply=""),
+            Stop(20.0, how="stop")]
 
 
 def stalled(start: float = 0.5, end: float = 8.5) -> Neighbours:
@@ -120,9 +119,9 @@ def test_a_call_frozen_while_its_neighbour_stalled_fails_naming_the_neighbour_an
 
 
 def test_a_call_held_up_by_its_own_fault_is_not_blamed_on_its_neighbour():
-    own = [Event(0.6, "rtzr_end", {"how": "stalled", "reason": "fakertzr fault: stall", "connection": 0})]
+    own = [RtzrEnd(0.6, how="stalled", reason="fakertzr fault: stall", connection=0)]
     assert unaffected_by_neighbours(judged(talks(asked_at=8.6) + own, stalled())).ok
-    eos = [Event(0.6, "rtzr_end", {"how": "server_closed", "reason": "EOS", "connection": 0})]
+    eos = [RtzrEnd(0.6, how="server_closed", reason="EOS", connection=0)]
     assert not unaffected_by_neighbours(judged(talks(asked_at=8.6) + eos, stalled())).ok, "EOS is asked for: no fault"
 
 
@@ -205,7 +204,7 @@ def test_words_are_due_only_once_the_caller_has_sent_their_end_point():
     (waiting for an answer) holds back the recognizer's end point, and with it the words; that wait is the
     caller's, not a neighbour's doing."""
     def sent_at(events: list[Event], when: float | None) -> list[Event]:
-        return [Event(e.wall, e.kind, {**e.detail, "end_point_sent": when}) if e.kind == "speech_end" else e
+        return [dataclasses.replace(e, end_point_sent=when) if isinstance(e, SpeechEnd) else e
                 for e in events]
 
     assert unaffected_by_neighbours(judged(sent_at(talks(asked_at=8.6), 8.5), stalled())).ok

@@ -11,10 +11,10 @@ import sys
 
 import pytest
 
+from harness.judge.events import RtzrEnd
 from harness.judge.checks import CheckContext, no_errors
 from harness.judge.handler_log import LogReader
-from harness.judge.timeline import CallTimeline, Event
-
+from harness.judge.timeline import CallTimeline
 CHAINED = """\
   File "/app/main.py", line 6, in chained
     raise ConnectionError("no close frame received or sent")
@@ -99,7 +99,7 @@ def test_a_warnings_chained_traceback_is_no_error():
     assert blocks("2026-12-05 10:00:00,000 WARNING main: retrying the LLM\n" + TB + CHAINED + AFTER) == []
 
 
-RTZR_DROP = Event(1.0, "rtzr_end", {"connection": 0, "how": "dropped"})
+RTZR_DROP = RtzrEnd(1.0, connection=0, how="dropped")
 
 
 def _judge(log: str) -> object:

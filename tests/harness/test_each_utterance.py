@@ -3,37 +3,39 @@ asked and answered, unless the call gave the handler no time for it; each failur
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+from harness.judge.events import Final, LlmRequest, Media, RtzrEnd, SpeechEnd, SpeechStart, Stop, TtsRequest
 from harness.judge.checks import expectations
 from harness.judge.context import CheckContext
 from harness.judge.each_utterance import unanswered_utterance
-from harness.judge.timeline import CallTimeline, Event
-
+from harness.judge.timeline import CallTimeline
 REPLY = "네 w0 w1 답변입니다."
 
 
 def said(start: float = 1.0, end: float = 2.0, ready: float | None = 2.3) -> list[Event]:
-    return [Event(start, "speech_start", {"utterance": 0, "text": "w0 w1", "audio_ms": start * 1000}),
-            Event(end, "speech_end", {"utterance": 0, "text": "w0 w1", "audio_ms": end * 1000, "end_point_sent": ready})]
+    return [SpeechStart(start, utterance=0, text="w0 w1", audio_ms=start * 1000),
+            SpeechEnd(end, utterance=0, text="w0 w1", audio_ms=end * 1000, end_point_sent=ready)]
 
 
 def final(at: float = 2.5) -> Event:
-    return Event(at, "final", {"text": "w0 w1", "call_ms": 2000.0, "connection": 0})
+    return Final(at, text="w0 w1", call_ms=2000.0, connection=0)
 
 
 def asked(at: float = 2.6, ended: float = 2.7, status: int = 200) -> Event:
-    return Event(at, "llm_request", {"index": 0, "user": "w0 w1", "reply": REPLY, "status": status, "ended": ended})
+    return LlmRequest(at, index=0, user="w0 w1", reply=REPLY, status=status, ended=ended)
 
 
 def spoken(at: float = 2.7, ended: float = 2.75, index: int = 0) -> Event:
-    return Event(at, "tts_request", {"index": index, "text": REPLY, "status": 200, "ended": ended, "audio_s": 1.0})
+    return TtsRequest(at, index=index, text=REPLY, status=200, ended=ended, audio_s=1.0)
 
 
 def heard(at: float = 2.8, tts: int = 0) -> Event:
-    return Event(at, "media", {"ms": 100.0, "tts": tts})
+    return Media(at, ms=100.0, tts=tts)
 
 
 def stop(at: float) -> Event:
-    return Event(at, "stop", {"how": "stop"})
+    return Stop(at, how="stop")
 
 
 def judge(*events: Event, recognised_s: float = 0.0):
@@ -71,10 +73,10 @@ def test_nothing_is_owed_without_time_for_it():
 
 
 def test_a_fault_of_the_call_ends_what_is_owed():
-    dropped = Event(2.4, "rtzr_end", {"connection": 0, "how": "dropped", "code": 1006})
+    dropped = RtzrEnd(2.4, connection=0, how="dropped", code=1006)
     assert judge(*said(), dropped, stop(8.0))[0] is None
     failed = asked(status=500)
-    assert judge(*said(), final(), failed, Event(2.8, "llm_request", {**failed.detail, "index": 1}), stop(8.0))[0] is None
+    assert judge(*said(), final(), failed, replace(failed, wall=2.8, index=1), stop(8.0))[0] is None
 
 
 def test_words_queued_while_the_handler_answers_are_owed_only_once_it_is_idle():
@@ -87,15 +89,15 @@ def test_words_queued_while_the_handler_answers_are_owed_only_once_it_is_idle():
 
 
 def test_a_caller_who_speaks_again_first_is_owed_no_answer():
-    again = [Event(3.0, "speech_start", {"utterance": 1, "text": "w2", "audio_ms": 3000.0})]
+    again = [SpeechStart(3.0, utterance=1, text="w2", audio_ms=3000.0)]
     assert judge(*said(), final(), asked(), spoken(), *again, stop(8.0))[0] is None
 
 
 def test_an_utterance_recognised_with_the_next_is_judged_with_it():
-    second = [Event(2.2, "speech_start", {"utterance": 1, "text": "w2", "audio_ms": 2200.0}),
-              Event(3.0, "speech_end", {"utterance": 1, "text": "w2", "audio_ms": 3000.0, "end_point_sent": 3.3})]
-    both = Event(3.4, "final", {"text": "w0 w1 w2", "call_ms": 3000.0, "connection": 0})
-    one = Event(3.5, "llm_request", {"index": 0, "user": "w0 w1 w2", "reply": REPLY, "status": 200, "ended": 3.6})
+    second = [SpeechStart(2.2, utterance=1, text="w2", audio_ms=2200.0),
+              SpeechEnd(3.0, utterance=1, text="w2", audio_ms=3000.0, end_point_sent=3.3)]
+    both = Final(3.4, text="w0 w1 w2", call_ms=3000.0, connection=0)
+    one = LlmRequest(3.5, index=0, user="w0 w1 w2", reply=REPLY, status=200, ended=3.6)
     assert judge(*said(), *second, both, one, spoken(3.6, 3.65), heard(3.7), stop(9.0))[0] is None
     found, _ = judge(*said(), *second, stop(9.0))
     assert found is not None and "utterance 1" in found.message

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import hypothesis
@@ -22,6 +23,7 @@ from harness.cli import main
 from harness.fixture import load_call
 from harness.fuzz.search import FuzzOptions, HandlerSession, search, stages, wave_stages
 from harness.replay.runner import FixtureRun
+from harness.fuzz.scenario import Llm, Scenario, Tts
 from harness.fuzz.strategies import FAULT_KINDS, DrawnCall, as_call, scenarios, waves
 from harness.replay.targets import CommandTarget
 from harness.judge.timeline import CallTimeline
@@ -62,7 +64,7 @@ def test_a_planted_bug_is_shrunk_to_the_smallest_call_that_shows_it():
     assert result.failure.call.size == (2, 1), result.failure.call  # two utterances, the stall: nothing else
     assert result.first_failure is not None and sum(result.first_failure.call.size) >= 3, "nothing was shrunk"
     scenario = result.failure.call.scenario
-    assert scenario["dtmf"] == [] and scenario["hangup"] is None and not scenario["barge_in"]
+    assert scenario.dtmf == () and scenario.hangup is None and not scenario.barge_in
     assert result.drawn < len(session.played)  # shrinking replayed calls of its own
 
 
@@ -84,7 +86,7 @@ def test_without_hypothesis_shrinking_the_call_is_still_reduced_part_by_part():
     assert result.first_failure is not None and sum(result.first_failure.call.size) >= 2, result.first_failure.call
     assert result.failure is not None and result.failure.call.size == (1, 0), result.failure.call
     s = result.failure.call.scenario
-    assert s["hangup"] is None and s["dtmf"] == [] and not s["barge_in"] and len(s["utterances"][0].word_ms) >= 3
+    assert s.hangup is None and s.dtmf == () and not s.barge_in and len(s.utterances[0].word_ms) >= 3
 
 
 def test_the_same_seed_draws_the_same_calls_and_finds_the_same_failure():
@@ -171,14 +173,14 @@ def test_a_drawn_call_without_credentials_gets_a_handler_started_without_them(mu
         assert check.status == verdict, check
 
 
-def drawn_scenarios(seed: int, faults: tuple[str, ...]) -> list[dict]:
+def drawn_scenarios(seed: int, faults: tuple[str, ...]) -> list[Scenario]:
     """A few scenarios drawn from ``calls()``' parts, with at least one fault of these kinds."""
-    drawn: list[dict] = []
+    drawn: list[Scenario] = []
 
     @hypothesis.seed(seed)
     @hypothesis.settings(max_examples=3, database=None)
     @hypothesis.given(scenarios(fault_kinds=faults, min_faults=1, max_utterances=1))
-    def collect(s: dict) -> None:
+    def collect(s: Scenario) -> None:
         drawn.append(s)
 
     collect()
@@ -241,11 +243,8 @@ def test_a_cross_call_failure_is_cut_down_to_the_neighbour_it_needs_in_replays_o
     from harness.fuzz.search import cut_down
     from harness.fuzz.synthetic import SynthUtterance
 
-    quiet = {"utterances": [SynthUtterance(400, (150,))], "recognizer": {}, "partial_every_ms": None, "faults": [],
-             "hangup": None, "vanish": False, "dtmf": [], "barge_in": False,
-             "llm": {"first_token_ms": 0, "token_ms": 0, "sentences": 1},
-             "tts": {"realtime": False, "ms_per_char": 20, "first_chunk_ms": 0}}
-    calls = [as_call({**quiet, "seed": k, "lane": k}) for k in range(17)]
+    quiet = Scenario(seed=0, utterances=(SynthUtterance(400, (150,)),), llm=Llm(0, 0, 1), tts=Tts(False, 20, 0))
+    calls = [as_call(replace(quiet, seed=k, lane=k)) for k in range(17)]
     failing, beside = calls[0], calls[1:]
     one_at_a_time = sum(range(2, len(beside) + 2))  # each left out in turn: 16 replays of 17 down to 2 calls
     for needed in ({calls[11].name}, {calls[3].name, calls[11].name}):

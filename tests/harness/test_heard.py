@@ -10,13 +10,13 @@ import numpy as np
 import soundfile
 
 from callaudio.g711 import pcm16_to_ulaw
+from harness.judge.events import Clear, LlmRequest, Media, SpeechStart, Stop, TtsRequest
 from harness.fakes.tts import TONES_HZ
 from harness.judge.bot_audio import analyse, encoding_guess
 from harness.judge.checks import CheckContext, bot_audio_rate
 from harness.judge.heard import (bot_audio_is_speech, llm_told_conversation, replies_in_order, tts_audio_sent_once,
                                  whole_reply_spoken)
-from harness.judge.timeline import CallTimeline, Event
-
+from harness.judge.timeline import CallTimeline
 REPLY = "네, 잘 들었습니다. 더 도와드릴까요?"
 
 
@@ -38,20 +38,19 @@ def ctx(*events: Event, bot=None, expect=None, pace: float | None = None) -> Che
 
 
 def tts(index: int, at: float, text: str, audio_s: float = 1.0, **more) -> Event:
-    return Event(at, "tts_request", {"index": index, "text": text, "status": 200, "audio_s": audio_s, "ended": at + 0.01,
-                                     **more})
+    return TtsRequest(at, **{"index": index, "text": text, "status": 200, "audio_s": audio_s, "ended": at + 0.01, **more})
 
 
 def sent(at: float, index: int | None, ms: float = 100.0) -> Event:
-    return Event(at, "media", {"ms": ms, **({"tts": index} if index is not None else {})})
+    return Media(at, ms=ms, **{"tts": index} if index is not None else {})
 
 
 def llm(index: int, at: float, user: str, told=(), reply: str = REPLY, **more) -> Event:
-    return Event(at, "llm_request", {"index": index, "user": user, "reply": reply, "status": 200, "ended": at + 0.05,
-                                     "told": [("system", "s"), *told, ("user", user)], **more})
+    return LlmRequest(at, **{"index": index, "user": user, "reply": reply, "status": 200, "ended": at + 0.05,
+                             "told": (("system", "s"), *told, ("user", user)), **more})
 
 
-STOP = Event(20.0, "stop", {"how": "stop"})
+STOP = Stop(20.0, how="stop")
 
 
 # ------------------------------------------------------------------ the encoding the caller hears
@@ -136,7 +135,7 @@ def test_two_replies_in_flight_that_share_a_sentence_each_speak_their_own():
     assert whole_reply_spoken(ctx(*both, STOP)).ok, whole_reply_spoken(ctx(*both, STOP)).message
     assert replies_in_order(ctx(*both, STOP)).ok, replies_in_order(ctx(*both, STOP)).message
     # ... and a reply cut by a barge-in does not take the new reply's sentence that matches its own
-    cut = [llm(0, 1.0, "가나"), tts(0, 1.1, "네, 잘 들었습니다.", 1.0), sent(1.2, 0, 300.0), Event(1.5, "clear", {}),
+    cut = [llm(0, 1.0, "가나"), tts(0, 1.1, "네, 잘 들었습니다.", 1.0), sent(1.2, 0, 300.0), Clear(1.5),
            llm(1, 2.0, "다라", reply="더 도와드릴까요?"), tts(1, 2.1, "더 도와드릴까요?", 0.5), sent(2.2, 1, 500.0)]
     result = whole_reply_spoken(ctx(*cut, STOP))
     assert result.ok and "cleared" in result.message, result.message
@@ -144,11 +143,11 @@ def test_two_replies_in_flight_that_share_a_sentence_each_speak_their_own():
 
 def test_a_reply_cut_by_a_hangup_a_clear_or_the_caller_talking_passes_saying_why():
     first = [llm(0, 1.0, "가나"), tts(0, 1.1, "네, 잘 들었습니다.", 1.0), sent(1.2, 0, 1000.0)]
-    hung_up = whole_reply_spoken(ctx(*first, Event(1.5, "stop", {"how": "stop"})))
+    hung_up = whole_reply_spoken(ctx(*first, Stop(1.5, how="stop")))
     assert hung_up.ok and "hung up" in hung_up.message
-    cleared = whole_reply_spoken(ctx(*first, Event(1.3, "clear", {}), STOP))
+    cleared = whole_reply_spoken(ctx(*first, Clear(1.3), STOP))
     assert cleared.ok and "cleared" in cleared.message
-    talked = whole_reply_spoken(ctx(*first, Event(1.105, "speech_start", {"utterance": 1, "text": "x"}), STOP))
+    talked = whole_reply_spoken(ctx(*first, SpeechStart(1.105, utterance=1, text="x"), STOP))
     assert talked.ok and "spoke" in talked.message
     failed = whole_reply_spoken(ctx(llm(0, 1.0, "가나"), tts(0, 1.1, "네, 잘 들었습니다.", 1.0, status=500), STOP))
     assert failed.ok and "failed" in failed.message
@@ -160,7 +159,7 @@ def test_audio_mostly_unsent_fails():
     assert not result.ok and "only 0.20 s" in result.message
     # a handler that paces its sends was still sending when the caller hung up, long after the reply was complete
     pacing = [*events, *(sent(1.2 + 0.2 * k, 0, 20.0) for k in range(1, 40))]
-    assert whole_reply_spoken(ctx(*pacing, Event(9.0, "stop", {"how": "stop"}))).ok
+    assert whole_reply_spoken(ctx(*pacing, Stop(9.0, how="stop"))).ok
     assert whole_reply_spoken(ctx(*events, STOP)).skipped is False
     assert whole_reply_spoken(ctx(llm(0, 1.0, "가나"), STOP)).skipped, "no fake TTS request: another TTS"
 
@@ -194,9 +193,9 @@ def test_each_request_carries_the_earlier_turns():
     assert not forgot.ok and "does not carry what the caller said in turn 1 ('가나')" in forgot.message
     no_reply = llm_told_conversation(ctx(first, llm(1, 3.0, "다라", told=[("user", "가나")]), *said, STOP))
     assert not no_reply.ok and "reply of turn 1" in no_reply.message
-    cleared = ctx(first, llm(1, 3.0, "다라", told=[("user", "가나")]), *said, Event(2.0, "clear", {}), STOP)
+    cleared = ctx(first, llm(1, 3.0, "다라", told=[("user", "가나")]), *said, Clear(2.0), STOP)
     assert llm_told_conversation(cleared).ok, "a reply cut by a barge-in may be dropped"
-    late_clear = ctx(first, llm(1, 3.0, "다라", told=[("user", "가나")]), *said, Event(3.01, "clear", {}), STOP)
+    late_clear = ctx(first, llm(1, 3.0, "다라", told=[("user", "가나")]), *said, Clear(3.01), STOP)
     assert llm_told_conversation(late_clear).ok, "a handler whose threads race clears just after asking anew"
     let_go = [tts(0, 1.1, "네, 잘 들었습니다.", abandoned=True), tts(1, 3.1, "네, 잘 들었습니다.")]
     assert llm_told_conversation(ctx(first, llm(1, 3.0, "다라", told=[("user", "가나")]), *let_go, STOP)).ok

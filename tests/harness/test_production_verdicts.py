@@ -11,23 +11,25 @@ import shutil
 
 import pytest
 
-from fakertzr.errors import FakeRtzrError
+from harness.errors import FixtureError
+from harness.judge.events import (Final, LlmPostcall, LlmRequest, Media, RtzrForeign, SpeechEnd, SpeechStart, Stop,
+                                  TtsRequest)
 from harness.fixture import bundled_calls, load_call
 from harness.judge.checks import CheckContext, expectations, finals_to_llm_once, stops_sending_after_hangup
-from harness.judge.timeline import CallTimeline, Event, post_call
+from harness.judge.timeline import CallTimeline, post_call
 from harness.judge.words import occurrences
 from harness.replay.runner import ErrorLog, run_fixture
 
 
 def final(at: float, text: str) -> Event:
-    return Event(at, "final", {"text": text, "connection": 0})
+    return Final(at, text=text, connection=0)
 
 
 def asked(at: float, user: str, index: int = 0) -> Event:
-    return Event(at, "llm_request", {"user": user, "index": index, "status": 200, "ended": at + 0.1})
+    return LlmRequest(at, user=user, index=index, status=200, ended=at + 0.1)
 
 
-STOP = Event(10.0, "stop", {"how": "stop", "audio_ms": 10000})
+STOP = Stop(10.0, how="stop", audio_ms=10000)
 SUMMARY = "다음 통화를 요약하세요.\n어르신: 안녕하세요 반갑습니다\nAI: 네, 반갑습니다.\n어르신: 그냥 잘 지냅니다"
 
 
@@ -40,9 +42,9 @@ def test_a_summary_after_the_hang_up_is_post_call_work_not_a_delivery_nor_a_turn
     ctx = judged(final(1.0, "안녕하세요 반갑습니다"), asked(1.1, "안녕하세요 반갑습니다"),
                  final(5.0, "그냥 잘 지냅니다"), asked(5.1, "그냥 잘 지냅니다", 1), STOP, asked(10.004, SUMMARY, 2),
                  expect={"llm_turns": 2})
-    assert [e.kind for e in ctx.timeline.of("llm_request", "llm_postcall")] == ["llm_request", "llm_request", "llm_postcall"]
+    assert [type(e) for e in ctx.timeline.of(LlmRequest, LlmPostcall)] == [LlmRequest, LlmRequest, LlmPostcall]
     assert finals_to_llm_once(ctx).ok and expectations(ctx).ok and stops_sending_after_hangup(ctx).ok
-    assert "late_final" not in ctx.timeline.of("llm_postcall")[0].detail
+    assert ctx.timeline.of(LlmPostcall)[0].late_final is None
 
 
 def test_a_final_that_came_after_the_hang_up_answered_is_a_reply_to_nobody():
@@ -102,7 +104,7 @@ async def test_the_caller_talks_over_the_reply_800_ms_after_it_starts_however_la
         assert run.record.silence_ms > 0 and reaction["spoke_at_ms"] > reaction["fixture_ms"]  # held: the bot was late
     else:
         assert run.record.skipped_ms > 0 and reaction["spoke_at_ms"] < reaction["fixture_ms"]  # the pause cut short
-    assert [e.detail["text"] for e in run.timeline.of("final")] == fixture.expect["finals"], "heard wherever it landed"
+    assert [e.text for e in run.timeline.of(Final)] == fixture.expect["finals"], "heard wherever it landed"
     barge = next(c for c in run.checks if c.name == "barge_in")
     assert barge.status == "passed", barge.message  # talked over, and aicall cleared
 
@@ -116,16 +118,16 @@ def test_a_reaction_names_an_utterance_and_an_earlier_turn(tmp_path):
                          ([{"utterance": 2, "after": "bot_speaks", "turn": 1}], "after")):
         doc["caller"] = {"reacts": reacts}
         (directory / "call.json").write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
-        with pytest.raises(FakeRtzrError, match=re.escape(says)):
+        with pytest.raises(FixtureError, match=re.escape(says)):
             load_call(directory)
 
 
 # 5. A handler paced by the wall clock, judged at fast pace: the failure says what it saw and names --pace realtime.
 def _paced_call(asked_late: bool) -> CheckContext:
-    reply = [Event(1.2 + 0.001 * i, "media", {"ms": 20.0}) for i in range(150)]  # 3 s of audio, sent at once
+    reply = [Media(1.2 + 0.001 * i, ms=20.0) for i in range(150)]  # 3 s of audio, sent at once
     events = [final(1.0, "안녕하세요"), asked(1.05, "안녕하세요"), *reply,
-              Event(1.4, "speech_end", {"utterance": 1, "audio_ms": 4000}), final(1.5, "잘 지내요"),
-              *([asked(4.8, "잘 지내요", 1)] if asked_late else []), Event(5.0, "stop", {"how": "stop"})]
+              SpeechEnd(1.4, utterance=1, audio_ms=4000), final(1.5, "잘 지내요"),
+              *([asked(4.8, "잘 지내요", 1)] if asked_late else []), Stop(5.0, how="stop")]
     ctx = judged(*events, expect={"llm_turns": 3})
     ctx.audio_plays, ctx.pace = False, None
     return ctx
@@ -140,7 +142,7 @@ def test_at_fast_pace_a_final_left_waiting_through_the_last_replys_playback_name
 
 def test_the_hint_is_not_given_when_the_llm_was_at_work_or_at_another_pace():
     busy = _paced_call(True)
-    busy.timeline.events.insert(3, Event(1.4, "tts_request", {"text": "x", "ended": 4.0, "index": 0}))
+    busy.timeline.events.insert(3, TtsRequest(1.4, text="x", ended=4.0, index=0))
     assert "--pace realtime" not in expectations(busy).message  # late because the TTS was slow, not a clock
     realtime = _paced_call(True)
     realtime.audio_plays, realtime.pace = True, 1.0
@@ -174,7 +176,7 @@ async def test_a_final_in_the_silence_held_for_a_reacting_caller_is_this_calls(t
     with ErrorLog() as errors:
         run = await run_fixture(call.fixture(tmp_path / "call"), pace=2.0, errors=errors)
     assert run.record.silence_ms > 0, "the caller held silence for the bot"
-    assert not run.timeline.of("rtzr_foreign"), "the handler's second stream is this call's"
+    assert not run.timeline.of(RtzrForeign), "the handler's second stream is this call's"
     assert run.ok, run.failures()
 
 
@@ -197,9 +199,9 @@ async def test_a_fast_caller_who_waits_on_the_bot_first_sends_the_silence_that_e
         run = await run_fixture(call.fixture(tmp_path / "call"), pace=None, errors=errors)
     (reaction,) = run.record.reactions
     assert not reaction["waited_out"], "the bot answered the first utterance while the caller waited"
-    first_final = run.timeline.of("final")[0]
-    talks_on = run.timeline.of("speech_start")[1]
-    assert first_final.wall < talks_on.wall and first_final.detail["text"] == call.doc["utterances"][0]["text"]
+    first_final = run.timeline.of(Final)[0]
+    talks_on = run.timeline.of(SpeechStart)[1]
+    assert first_final.wall < talks_on.wall and first_final.text == call.doc["utterances"][0]["text"]
     assert run.ok, run.failures()
 
 

@@ -74,8 +74,9 @@ def test_cli_launches_a_handler_with_cmd_and_signs_the_stream(tmp_path):
     unsigned = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--pace", "fast", "-k", "seed-three",
                                "--cmd", cmd, "--report-dir", str(tmp_path / "r2")], capture_output=True, text=True, timeout=120)
     assert unsigned.returncode == 1, "a handler that checks signatures refuses the unsigned stream: that fixture fails"
-    assert re.search(r"replay: FAILED: ws://127\.0\.0\.1:\d+/twilio/media refused the stream handshake: HTTP 403 "
-                     r"\(does it check X-Twilio-Signature\? give --twilio-auth-token\)", unsigned.stdout), unsigned.stdout
+    assert re.search(r"replay: FAILED: the handler refused the stream at path /twilio/media, a path it serves \(.*\): "
+                     r"does it check X-Twilio-Signature\? give --twilio-auth-token \(ws://127\.0\.0\.1:\d+/twilio/media "
+                     r"answered HTTP 403\)", unsigned.stdout), unsigned.stdout
 
 
 def test_long_fixture_names_keep_the_console_columns():
@@ -86,7 +87,9 @@ def test_long_fixture_names_keep_the_console_columns():
     from harness.replay.runner import FixtureRun
     from harness.judge.timeline import CallTimeline
 
-    runs = [FixtureRun(SimpleNamespace(name=name), [], [], CallTimeline([]), 0.0)
+    from harness.judge.verdict import passed
+
+    runs = [FixtureRun(SimpleNamespace(name=name), [passed("expectations")], [], CallTimeline([]), 0.0)
             for name in ("short", "failure3-hangup-while-llm-generates", "x" * 50)]
     out = io.StringIO()
     console_table(runs, out)

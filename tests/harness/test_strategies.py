@@ -6,22 +6,24 @@ caller talks on, an LLM that never answers (failure 3's open request); and each 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 from hypothesis import Phase, find, settings
 
 from harness.fixture import load_call
 from harness.replay.runner import replay
+from harness.fuzz.scenario import Reaction
 from harness.fuzz.strategies import CREDENTIALS, CUT_MS, TURN_SLACK_MS, DrawnCall, as_call, refused, scenarios
 
 def drawn_call(condition, *, smallest: bool = False) -> DrawnCall:
     """The call of a drawn scenario ``condition`` holds for (the smallest, shrunk, when asked: that takes
-    seconds); the search is on plain data, the fixture, audio and all, made once for what the test checks."""
+    seconds); the search is on the drawn ``Scenario``, the fixture, audio and all, made once for what the test checks."""
     phases = [Phase.generate, Phase.shrink] if smallest else [Phase.generate]
     return as_call(find(scenarios(), condition, settings=settings(max_examples=1000, database=None, phases=phases)))
 
 
 def test_a_handler_without_credentials_is_drawn_as_a_refused_call_of_one_fault(tmp_path):
-    call = drawn_call(lambda s: any(f["type"] == "no_credentials" for f in s["faults"]), smallest=True)
+    call = drawn_call(lambda s: s.without_credentials, smallest=True)
     assert call.doc["handler"] == {"without_env": list(CREDENTIALS)}
     assert call.doc["expect"] == {"call_refused": True}
     assert "hangup_ms" not in call.doc["caller"] and "hangup_after_turns" not in call.doc["caller"]
@@ -32,24 +34,24 @@ def test_a_handler_without_credentials_is_drawn_as_a_refused_call_of_one_fault(t
 
 
 def test_an_utterance_longer_than_rtzrs_cut_expects_no_reply_while_the_caller_talks_on():
-    call = drawn_call(lambda s: any(sum(u.word_ms) > CUT_MS for u in s["utterances"]), smallest=True)
+    call = drawn_call(lambda s: any(sum(u.word_ms) > CUT_MS for u in s.utterances), smallest=True)
     assert call.doc["expect"]["no_reply_while_talking"] is True
     spans = [u["end_ms"] - u["start_ms"] for u in call.doc["utterances"]]
     assert len(spans) == 1 and CUT_MS < spans[0] <= 14_000, spans  # shrunk to the shortest that is cut
     assert call.size == (1, 0)
-    short = drawn_call(lambda s: len(s["utterances"]) >= 3, smallest=True)
+    short = drawn_call(lambda s: len(s.utterances) >= 3, smallest=True)
     assert not short.doc["expect"].get("no_reply_while_talking")  # shrunk away when not needed
     assert max(u["end_ms"] - u["start_ms"] for u in short.doc["utterances"]) < CUT_MS
 
 
 def test_a_stalled_llm_request_is_drawn_into_the_fixture():
-    call = drawn_call(lambda s: bool(s["llm"].get("stall_requests")))
+    call = drawn_call(lambda s: bool(s.llm.stall_requests))
     assert call.doc["llm"]["stall_requests"] in ([0], [1])
     assert "LLM stalls" in call.features()
 
 
 def test_replaying_a_call_without_credentials_into_a_running_handler_is_skipped_not_judged(tmp_path):
-    call = drawn_call(lambda s: any(f["type"] == "no_credentials" for f in s["faults"]))
+    call = drawn_call(lambda s: s.without_credentials)
     fixture = load_call(call.save(tmp_path / "call"))
     run = asyncio.run(replay(fixture, "ws://127.0.0.1:9/never-dialled", rtzr=None, llm=None, tts=None))  # type: ignore[arg-type]
     [check] = run.checks
@@ -58,8 +60,8 @@ def test_replaying_a_call_without_credentials_into_a_running_handler_is_skipped_
 
 
 def test_a_caller_who_reacts_to_the_bot_is_drawn_into_a_fixture_that_loads(tmp_path):
-    call = drawn_call(lambda s: any(r and r["after"] == "bot_ends" for r in s["reacts"])
-                      and any(r and r["after"] == "bot_starts" for r in s["reacts"]))
+    call = drawn_call(lambda s: any(r and r.after == "bot_ends" for r in s.reacts)
+                      and any(r and r.after == "bot_starts" for r in s.reacts))
     reacts = call.doc["caller"]["reacts"]
     assert {r["after"] for r in reacts} == {"bot_starts", "bot_ends"}
     assert all(r["turn"] == r["utterance"] - 1 for r in reacts)  # each reacts to the reply to the turn before it
@@ -69,39 +71,38 @@ def test_a_caller_who_reacts_to_the_bot_is_drawn_into_a_fixture_that_loads(tmp_p
 
 
 def test_a_barge_in_call_talks_over_the_first_reply_once_it_starts_and_shrinks_to_fixed_times_without_it():
-    call = drawn_call(lambda s: s["barge_in"])
+    call = drawn_call(lambda s: s.barge_in)
     assert call.doc["caller"]["reacts"][0] == {"utterance": 2, "turn": 1, "after": "bot_starts",
-                                               "ms": call.scenario["reacts"][0]["ms"], "wait_ms": 4000}
-    plain = drawn_call(lambda s: len(s["utterances"]) >= 2, smallest=True)
+                                               "ms": call.scenario.reacts[0].ms, "wait_ms": 4000}
+    plain = drawn_call(lambda s: len(s.utterances) >= 2, smallest=True)
     assert "reacts" not in plain.doc["caller"]  # shrunk away when not needed
 
 
 def test_leaving_an_utterance_out_takes_its_own_timing_with_it():
     from harness.fuzz.search import smaller
 
-    said = drawn_call(lambda s: len(s["utterances"]) == 3).scenario
-    timed = {**said, "reacts": [{"after": "bot_starts", "ms": 300}, {"after": "bot_ends", "ms": 0}]}
+    said = drawn_call(lambda s: len(s.utterances) == 3).scenario
+    starts, ends = Reaction("bot_starts", 300), Reaction("bot_ends", 0)
+    timed = replace(said, reacts=(starts, ends))
     smaller_ones = list(smaller(timed))
-    by_count = [s for s in smaller_ones if len(s["utterances"]) == 2]
+    by_count = [s for s in smaller_ones if len(s.utterances) == 2]
     # without the third: the second keeps its timing; without the second: the third's; without the first: the
     # second becomes the first, which reacts to nothing, and the third keeps its own
-    assert [s["reacts"] for s in by_count] == [[{"after": "bot_starts", "ms": 300}], [{"after": "bot_ends", "ms": 0}],
-                                               [{"after": "bot_ends", "ms": 0}]]
-    assert [s["reacts"] for s in smaller_ones if len(s["utterances"]) == 3][:2] == [
-        [{"after": "bot_starts", "ms": 300}, None], [None, {"after": "bot_ends", "ms": 0}]]
+    assert [s.reacts for s in by_count] == [(starts,), (ends,), (ends,)]
+    assert [s.reacts for s in smaller_ones if len(s.utterances) == 3][:2] == [(starts, None), (None, ends)]
 
 
 def test_a_drawn_call_expects_each_utterance_answered_and_within_a_budget_where_nothing_drawn_slows_it():
-    plain = drawn_call(lambda s: not s["faults"] and not s["tts"]["realtime"] and not s["llm"].get("fail_requests")
-                       and not s["llm"].get("stall_requests"), smallest=True)
+    plain = drawn_call(lambda s: not s.faults and not s.tts.realtime and not s.llm.fail_requests
+                       and not s.llm.stall_requests, smallest=True)
     assert plain.doc["expect"] == {"call_refused": False, "every_utterance": True,
                                    "max_turn_ms": 500 + TURN_SLACK_MS}  # RTZR's default end point and the slack
-    slow = drawn_call(lambda s: len(s["utterances"]) == 1 and not s["faults"] and s["llm"]["first_token_ms"] > 500
-                      and s["llm"]["token_ms"] > 10
-                      and not s["tts"]["realtime"] and not s["llm"].get("fail_requests") and not s["llm"].get("stall_requests"))
-    llm = slow.scenario["llm"]
-    assert slow.doc["expect"]["max_turn_ms"] >= llm["first_token_ms"] + llm["token_ms"] * 80 * llm["sentences"] + TURN_SLACK_MS
-    for needs_more in (lambda s: bool(s["faults"]) and not refused(s), lambda s: s["tts"]["realtime"],
-                       lambda s: bool(s["llm"].get("fail_requests")),
-                       lambda s: len(s["utterances"]) > 1 and s["utterances"][1].pause_before_ms < 600):
+    slow = drawn_call(lambda s: len(s.utterances) == 1 and not s.faults and s.llm.first_token_ms > 500
+                      and s.llm.token_ms > 10
+                      and not s.tts.realtime and not s.llm.fail_requests and not s.llm.stall_requests)
+    llm = slow.scenario.llm
+    assert slow.doc["expect"]["max_turn_ms"] >= llm.first_token_ms + llm.token_ms * 80 * llm.sentences + TURN_SLACK_MS
+    for needs_more in (lambda s: bool(s.faults) and not refused(s), lambda s: s.tts.realtime,
+                       lambda s: bool(s.llm.fail_requests),
+                       lambda s: len(s.utterances) > 1 and s.utterances[1].pause_before_ms < 600):
         assert "max_turn_ms" not in drawn_call(needs_more).doc["expect"]

@@ -18,12 +18,15 @@ from callaudio.g711 import pcm16_to_ulaw
 from fakertzr import FakeRtzrBackend
 from fakertzr.appserver import AppServer
 from fakertzr.journal import ConnectionRecord, SentMessage
+from harness.judge.events import (Clear, Closed, Final, HandlerInvalid, Mark, Media, RtzrEnd, RtzrRefused,
+                                  SpeechEnd, SpeechStart, Stop, TtsRequest)
 from harness.judge.bot_audio import analyse
 from harness.judge.checks import (STOP_GRACE_S, CheckContext, bot_audio_rate, expectations, finals_to_llm_once,
                             recognition_continues, refuses_without_credentials, stops_sending_after_hangup,
                             twilio_messages, upstream_closed_after_hangup)
 from harness.judge.conversation import turns
 from harness.fakes.llm import FakeLlm, LlmRequest
+from harness.judge import events as ev
 from harness.fakes.tts import FakeTts, TONES_HZ, tone
 from harness.fakes.services import running_fakes
 from harness.fixture import load_call
@@ -34,13 +37,13 @@ from harness.reports.printout import why
 from harness.replay.runner import play_call, settle
 from harness.replay.runs import run_target
 from harness.replay.targets import CommandTarget, Handler
-from harness.judge.timeline import CallTimeline, Event, is_foreign, new_user_text
+from harness.judge.timeline import CallTimeline, is_foreign, new_user_text
 from harness.fakes.twilio_messages import judge_text
 from harness.fakes.twilio_player import CLOSE_AFTER_STOP_S
 
 SEED = "fixtures/calls/seed-three-turns"
 STREAM = "MZ" + "1" * 32
-STOP = Event(10.0, "stop", {"how": "stop", "audio_ms": 10000})
+STOP = Stop(10.0, how="stop", audio_ms=10000)
 
 
 def ctx(*events: Event, expect=None, pace: float | None = 1.0, started_without=()) -> CheckContext:
@@ -56,9 +59,9 @@ def media_message(pcm: np.ndarray, **extra) -> dict:
 # 1. Failure 4 within the window the fake Twilio reads: forgiven before (a 1.0 s grace, 0.5 s of reading).
 def test_what_failure4_forgives_is_less_than_what_the_fake_twilio_sees():
     assert STOP_GRACE_S < CLOSE_AFTER_STOP_S, "a send the check forgives must be one the fake Twilio could have seen"
-    late = stops_sending_after_hangup(ctx(STOP, Event(10.45, "media")))
+    late = stops_sending_after_hangup(ctx(STOP, Media(10.45)))
     assert not late.ok and "failure 4" in late.message and "0.45 s after it" in late.message
-    speech = stops_sending_after_hangup(ctx(STOP, Event(11.0, "tts_request", {"text": "더 도와드릴까요?"})))
+    speech = stops_sending_after_hangup(ctx(STOP, TtsRequest(11.0, text="더 도와드릴까요?")))
     assert not speech.ok and "TTS was asked to speak" in speech.message
 
 
@@ -110,12 +113,12 @@ async def test_an_error_logged_after_the_hang_up_is_judged_with_its_call(tmp_pat
 
 # 3. A silent hang-up when RTZR refuses the credentials fails as failure 1, as it does without credentials.
 def test_a_silent_hang_up_on_refused_credentials_is_failure1():
-    refused = [Event(0.1, "rtzr_refused", {"connection": 0, "status": 401}), Event(0.2, "closed", {"by_handler": True})]
+    refused = [RtzrRefused(0.1, connection=0, status=401), Closed(0.2, by_handler=True)]
     silent = refuses_without_credentials(ctx(*refused, expect={"call_refused": True}))
     assert not silent.ok and silent.message.startswith("failure 1: RTZR refused") and "without a word" in silent.message
-    audible = [*refused[:1], *(Event(0.15, "media", {"ms": 20.0}) for _ in range(25)), refused[1]]
+    audible = [*refused[:1], *(Media(0.15, ms=20.0) for _ in range(25)), refused[1]]
     assert refuses_without_credentials(ctx(*audible, expect={"call_refused": True}, pace=None)).ok
-    cut = refuses_without_credentials(ctx(*audible, Event(0.16, "clear"), expect={"call_refused": True}))
+    cut = refuses_without_credentials(ctx(*audible, Clear(0.16), expect={"call_refused": True}))
     assert not cut.ok, "audio cleared before it played is not a refusal the caller heard"
 
 
@@ -139,10 +142,10 @@ def test_a_wav_header_in_the_payload_is_played_but_named():
 
 
 def test_twilio_messages_fails_on_a_dropped_message_and_forgives_a_protocol_error_after_the_call():
-    dropped = Event(1.0, "handler_invalid", {"code": 31951, "why": "media without streamSid", "dropped": True})
+    dropped = HandlerInvalid(1.0, code=31951, why="media without streamSid", dropped=True)
     result = twilio_messages(ctx(dropped, STOP))
     assert not result.ok and "streamSid" in result.message and "31951" in result.message
-    after = Event(10.5, "handler_invalid", {"code": 31924, "why": "a WebSocket protocol error: ...", "dropped": True})
+    after = HandlerInvalid(10.5, code=31924, why="a WebSocket protocol error: ...", dropped=True)
     assert twilio_messages(ctx(STOP, after)).ok  # werkzeug's reply on a socket that was already closed
 
 
@@ -159,7 +162,7 @@ def _tts_audio(hz: float, seconds: float, as_if_8k: bool) -> np.ndarray:
 def test_bot_audio_at_the_wrong_sample_rate_is_heard_at_the_wrong_pitch(wrong):
     pcm = _tts_audio(TONES_HZ[0], 1.0, wrong)
     received = [(float(i), media_message(pcm[i * 160 : (i + 1) * 160])) for i in range(len(pcm) // 160)]
-    timeline = CallTimeline([Event(w, "media", {"ms": 20.0}) for w, _ in received], analyse(received))
+    timeline = CallTimeline([Media(w, ms=20.0) for w, _ in received], analyse(received))
     result = bot_audio_rate(CheckContext(timeline, {}, None, []))
     assert result.ok is not wrong
     if wrong:
@@ -201,12 +204,12 @@ def test_node_errors_and_warnings_with_tracebacks_are_read_as_they_are():
 
 # 7. The handler ends its own stream and never reopens it while the caller talks on.
 def test_a_stream_the_handler_ends_itself_must_be_followed_by_another():
-    own_end = Event(3.7, "rtzr_end", {"connection": 0, "how": "server_closed", "code": 1000, "reason": "EOS", "call_ms": 3700})
-    later = Event(7.4, "speech_end", {"utterance": 1, "text": "다라", "audio_ms": 7380})
-    result = recognition_continues(ctx(own_end, later, Event(13.0, "stop", {"audio_ms": 13300})))
+    own_end = RtzrEnd(3.7, connection=0, how="server_closed", code=1000, reason="EOS", call_ms=3700)
+    later = SpeechEnd(7.4, utterance=1, text="다라", audio_ms=7380)
+    result = recognition_continues(ctx(own_end, later, Stop(13.0, audio_ms=13300)))
     assert not result.ok and "by the handler" in result.message and "failure 2" in result.message
-    again = Event(7.9, "final", {"connection": 1, "text": "다라"})
-    assert recognition_continues(ctx(own_end, later, again, Event(13.0, "stop", {"audio_ms": 13300}))).ok
+    again = Final(7.9, connection=1, text="다라")
+    assert recognition_continues(ctx(own_end, later, again, Stop(13.0, audio_ms=13300))).ok
 
 
 # 8. A werkzeug app writes "HTTP/1.1 200 OK" on the socket after its WebSocket ends: a replay, not a crash.
@@ -238,9 +241,9 @@ def test_new_user_text_is_what_a_request_adds_to_the_one_before():
     assert new_user_text([request("가"), request("가", "나", "다")]) == [["가"], ["나", "다"]]
     assert new_user_text([request("가", status=500), request("가")]) == [["가"], ["가"]]  # the SDK's retry
     assert new_user_text([request("네"), request("네", "네")]) == [["네"], ["네"]]  # said twice, new once
-    held = CheckContext(CallTimeline([Event(1.0, "final", {"text": "가나", "connection": 0}),
-                                      Event(2.0, "final", {"text": "다라", "connection": 0}),
-                                      Event(2.1, "llm_request", {"user": "가나\n다라", "status": 200})]), {}, None, [])
+    held = CheckContext(CallTimeline([Final(1.0, text="가나", connection=0),
+                                      Final(2.0, text="다라", connection=0),
+                                      ev.LlmRequest(2.1, user="가나\n다라", status=200)]), {}, None, [])
     assert finals_to_llm_once(held).ok
 
 
@@ -312,18 +315,18 @@ def test_a_final_due_in_the_silence_a_waiting_caller_sent_is_this_calls():
 # 14. Latency and "caller heard" credited to the reply that answers each turn.
 def test_a_turn_whose_reply_was_never_heard_has_no_latency_even_if_audio_follows_it():
     events = [
-        Event(0.0, "speech_start", {"utterance": 0, "text": "가나", "audio_ms": 0}),
-        Event(2.0, "speech_end", {"utterance": 0, "text": "가나", "audio_ms": 2000}),
-        Event(2.5, "final", {"connection": 0, "text": "가나", "call_ms": 2500}),
-        Event(2.6, "llm_request", {"index": 0, "user": "가나", "reply": "응답 하나.", "status": 200}),
-        Event(2.7, "tts_request", {"index": 0, "text": "응답 하나.", "status": 200}),
-        *(Event(2.8 + i * 0.02, "media", {"ms": 20.0, "tts": 0}) for i in range(200)),  # t1's reply, 4 s long
-        Event(4.0, "speech_start", {"utterance": 1, "text": "다라", "audio_ms": 4000}),
-        Event(5.0, "speech_end", {"utterance": 1, "text": "다라", "audio_ms": 5000}),
-        Event(5.5, "final", {"connection": 0, "text": "다라", "call_ms": 5500}),
-        Event(5.6, "llm_request", {"index": 1, "user": "다라", "reply": "응답 둘.", "status": 200}),
-        Event(5.7, "tts_request", {"index": 1, "text": "응답 둘.", "status": 200, "abandoned": True}),
-        Event(9.0, "stop", {"how": "stop", "audio_ms": 9000}),
+        SpeechStart(0.0, utterance=0, text="가나", audio_ms=0),
+        SpeechEnd(2.0, utterance=0, text="가나", audio_ms=2000),
+        Final(2.5, connection=0, text="가나", call_ms=2500),
+        ev.LlmRequest(2.6, index=0, user="가나", reply="응답 하나.", status=200),
+        TtsRequest(2.7, index=0, text="응답 하나.", status=200),
+        *(Media(2.8 + i * 0.02, ms=20.0, tts=0) for i in range(200)),  # t1's reply, 4 s long
+        SpeechStart(4.0, utterance=1, text="다라", audio_ms=4000),
+        SpeechEnd(5.0, utterance=1, text="다라", audio_ms=5000),
+        Final(5.5, connection=0, text="다라", call_ms=5500),
+        ev.LlmRequest(5.6, index=1, user="다라", reply="응답 둘.", status=200),
+        TtsRequest(5.7, index=1, text="응답 둘.", status=200, abandoned=True),
+        Stop(9.0, how="stop", audio_ms=9000),
     ]
     timeline = CallTimeline(sorted(events, key=lambda e: e.wall))
     first, second = turn_metrics(timeline)
@@ -347,17 +350,17 @@ def test_the_saved_log_keeps_lines_in_the_order_they_came(tmp_path):
 
 # 16. The failure 4 excerpt shows the stop it counts from.
 def test_the_failure4_excerpt_starts_at_the_stop():
-    timeline = CallTimeline([STOP, *(Event(10.3 + i * 0.02, "media") for i in range(50)), Event(13.5, "mark", {"name": "x"})])
+    timeline = CallTimeline([STOP, *(Media(10.3 + i * 0.02) for i in range(50)), Mark(13.5, name="x")])
     result = stops_sending_after_hangup(CheckContext(timeline, {}, None, []))
     excerpt = why(timeline, result)
     assert any(" stop " in line for line in excerpt) and any("bot audio" in line for line in excerpt)
 
 
 def test_a_request_running_on_long_after_the_hang_up_is_work_for_a_dead_call():
-    reading = Event(5.0, "tts_request", {"index": 0, "text": "네.", "status": 200, "ended": 12.5})
+    reading = TtsRequest(5.0, index=0, text="네.", status=200, ended=12.5)
     result = upstream_closed_after_hangup(ctx(reading, STOP))
     assert not result.ok and "went on 2.5 s after the call" in result.message
-    assert upstream_closed_after_hangup(ctx(Event(5.0, "tts_request", {"text": "네.", "ended": 10.3}), STOP)).ok
+    assert upstream_closed_after_hangup(ctx(TtsRequest(5.0, text="네.", ended=10.3), STOP)).ok
 
 
 # 16. The rough edges: -k twice, how many at once, the fake TTS's rate said, no wait on a live handler, its number.
@@ -411,8 +414,8 @@ def test_a_report_without_a_korean_font_says_so(tmp_path, monkeypatch, caplog):
 
     monkeypatch.setattr(fonts, "find_korean_font", lambda: None)
     fixture = load_call(SEED)
-    said = CallTimeline([Event(0.0, "speech_start", {"utterance": 0, "text": "안녕하세요", "audio_ms": 800}),
-                         Event(1.0, "speech_end", {"utterance": 0, "text": "안녕하세요", "audio_ms": 3100})])
+    said = CallTimeline([SpeechStart(0.0, utterance=0, text="안녕하세요", audio_ms=800),
+                         SpeechEnd(1.0, utterance=0, text="안녕하세요", audio_ms=3100)])
     write_html([FixtureRun(fixture, [], [], said, 0.0)], tmp_path / "r.html", "fast")
     page = (tmp_path / "r.html").read_text()
     assert "No Korean font was found" in page and "HARNESS_REPORT_FONT" in page
