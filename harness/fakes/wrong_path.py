@@ -15,7 +15,8 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 
 NO_SUCH_PATH = "/harness-no-such-path"
-PROBE_WAIT_S = 1.0  # how long a probe waits for the handler to close a socket that sent nothing
+PROBE_WAIT_S = 0.5  # how long a probe waits for the handler to close a socket that sent nothing (on loopback a
+# handler refusing a path closes within milliseconds; the wait is spent on every call a handler closes in silence)
 PATH_FIX = "give the right one with --path or --url"
 
 

@@ -221,7 +221,7 @@ class RecognizerMachine(RuleBasedStateMachine):
             assert self.core.stalled(self.now) == self.stalled()
 
 
-RecognizerMachine.TestCase.settings = examples(300)
+RecognizerMachine.TestCase.settings = examples(150)
 test_recognizer_core_state_machine = pytest.mark.timeout(400)(RecognizerMachine.TestCase)
 
 
