@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import threading
 
 import aiohttp
@@ -39,8 +40,10 @@ class AppServer:
     """``async with AppServer(app) as s`` in your loop, or ``with AppServer(app) as s`` for sync code."""
 
     def __init__(self, app: web.Application, host: str = "127.0.0.1", port: int = 0,
-                 *, handler_cancellation: bool = False, idle_connection_s: float = IDLE_CONNECTION_S) -> None:
+                 *, handler_cancellation: bool = False, idle_connection_s: float = IDLE_CONNECTION_S,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         self.app = app
+        self.ssl_context = ssl_context  # TLS: served as https:// and wss:// (``harness.fakes.tls``)
         self.idle_connection_s = idle_connection_s
         self.handler_cancellation = handler_cancellation  # cancel a handler when its client goes away
         self.host, self.port = host, port
@@ -50,19 +53,23 @@ class AppServer:
 
     @property
     def base_url(self) -> str:
-        """``http://host:port``."""
-        return f"http://{self.host}:{self.port}"
+        """``http://host:port`` (``https://`` when served with TLS)."""
+        return f"{'https' if self.ssl_context else 'http'}://{self._where}"
 
     @property
     def ws_url(self) -> str:
-        return f"ws://{self.host}:{self.port}"
+        return f"{'wss' if self.ssl_context else 'ws'}://{self._where}"
+
+    @property
+    def _where(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
     async def start(self) -> "AppServer":
         self._runner = web.AppRunner(self.app, handle_signals=False, shutdown_timeout=2.0,
                                      handler_cancellation=self.handler_cancellation,
                                      keepalive_timeout=self.idle_connection_s, logger=http_logger("fakertzr.http"))
         await self._runner.setup()
-        await web.TCPSite(self._runner, self.host, self.port).start()
+        await web.TCPSite(self._runner, self.host, self.port, ssl_context=self.ssl_context).start()
         self.port = self._runner.addresses[0][1]  # the real port when 0 was asked for
         return self
 

@@ -13,6 +13,7 @@ import ipaddress
 import json
 import logging
 import os
+import ssl
 from typing import Any, Awaitable, Callable
 from urllib.parse import urlsplit
 
@@ -301,12 +302,13 @@ class FakeRtzrServer(AppServer):
     every open stream with a close frame (``shutdown_code``, 1001 going away) and waits ``drain_s`` at most."""
 
     def __init__(self, backend: FakeRtzrBackend | None = None, host: str = "127.0.0.1", port: int = 0, *,
-                 idle_connection_s: float = IDLE_CONNECTION_S, drain_s: float = 2.0, shutdown_code: int = 1001) -> None:
+                 idle_connection_s: float = IDLE_CONNECTION_S, drain_s: float = 2.0, shutdown_code: int = 1001,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         self.backend = backend or FakeRtzrBackend()
         self.drain_s, self.shutdown_code = drain_s, shutdown_code
         self.drained: tuple[int, int] = (0, 0)  # (streams closed, streams still open when the drain ran out)
         super().__init__(create_app(self.backend, loopback_only=is_loopback(host)), host, port,
-                         idle_connection_s=idle_connection_s)
+                         idle_connection_s=idle_connection_s, ssl_context=ssl_context)
 
     async def start(self) -> "FakeRtzrServer":
         self.backend.shutting_down = False  # a backend served again after a stop takes streams again

@@ -217,10 +217,13 @@ class OnlineDecoder:
 class FakeRtzrGrpcServer:
     """The gRPC API of a backend on ``host:port`` (0: a free port): ``async with``, or ``start``/``stop``."""
 
-    def __init__(self, backend: FakeRtzrBackend, host: str = "127.0.0.1", port: int = 0, *, reuse_port: bool = False) -> None:
-        """``reuse_port`` for ``fakertzr serve --workers`` (every worker on one port); otherwise a port in use is an error."""
+    def __init__(self, backend: FakeRtzrBackend, host: str = "127.0.0.1", port: int = 0, *, reuse_port: bool = False,
+                 tls: tuple[bytes, bytes] | None = None) -> None:
+        """``reuse_port`` for ``fakertzr serve --workers`` (every worker on one port); otherwise a port in use is an error.
+        ``tls``: (private key, certificate chain) as PEM, to serve gRPC over TLS (``harness.fakes.tls``)."""
         self.backend, self.host, self.port = backend, host, port
         self.reuse_port = reuse_port
+        self.tls = tls
         self._server: aio.Server | None = None
 
     @property
@@ -234,7 +237,9 @@ class FakeRtzrGrpcServer:
         decode = grpc.stream_stream_rpc_method_handler(OnlineDecoder(self.backend).Decode, request_deserializer=parse_request,
                                                       response_serializer=pb.DecoderResponse.SerializeToString)
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, {METHOD: decode}),))
-        self.port = server.add_insecure_port(f"{self.host}:{self.port}")
+        address = f"{self.host}:{self.port}"
+        self.port = (server.add_secure_port(address, grpc.ssl_server_credentials([self.tls])) if self.tls
+                     else server.add_insecure_port(address))
         if self.port == 0:
             raise OSError(f"cannot listen on {self.host} for gRPC")
         await server.start()

@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Callable, NoReturn
 
-from harness.fakes.services import FakeServices
+from harness.fakes.services import FakeNetwork, FakeServices
 from harness.replay.targets import READY_TIMEOUT_S
 
 
@@ -90,6 +90,34 @@ def add_target_options(parser: argparse.ArgumentParser) -> None:
                         "(e.g. ws://127.0.0.1:{port}/media-stream)")
     parser.add_argument("--ready-timeout", type=parse_positive, default=READY_TIMEOUT_S, metavar="S",
                         help=f"how long the handler may take to listen (default {READY_TIMEOUT_S:g} s)")
+
+
+def add_network_options(parser: argparse.ArgumentParser) -> None:
+    """``--tls`` and ``--steer``: how the fakes meet a handler that will not take plain-HTTP base URLs."""
+    parser.add_argument("--tls", action="store_true", help="serve the fakes over https/wss with a CA made for this "
+                        "run, trusted by the handler through SSL_CERT_FILE, REQUESTS_CA_BUNDLE, NODE_EXTRA_CA_CERTS and "
+                        "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH (RTZR_API_HOST and OPENAI_API_HOST for handlers that build "
+                        "https://{host} themselves)")
+    parser.add_argument("--steer", action="store_true", help="also steer the vendor hosts a handler hard-codes "
+                        "(openapi.vito.ai, api.openai.com, naveropenapi.apigw.ntruss.com, ...) to the fakes through "
+                        "an HTTPS proxy given in HTTPS_PROXY and its kin; any other host is refused and named, and "
+                        "each call is judged reaches_only_faked_hosts (implies --tls; the docs' Handlers page says which "
+                        "clients read the proxy variables)")
+
+
+def add_voice_option(parser: argparse.ArgumentParser) -> None:
+    """``--voice``: calls start at the handler's voice webhook, as Twilio starts them."""
+    parser.add_argument("--voice", metavar="PATH|URL", help="start each call as Twilio does: POST the handler's voice "
+                        "webhook (a path on the launched handler, or a URL with --target), follow its TwiML to "
+                        "<Connect><Stream> with its <Parameter>s; the handler is told a fake Twilio account "
+                        "(TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, TWILIO_API_BASE) whose REST API ends the call when "
+                        "asked (Status=completed)")
+
+
+def network_of(args: argparse.Namespace) -> FakeNetwork:
+    return FakeNetwork(tls=bool(getattr(args, "tls", False) or getattr(args, "steer", False)),
+                       steer=bool(getattr(args, "steer", False)), twilio=bool(getattr(args, "voice", None)),
+                       twilio_auth_token=getattr(args, "twilio_auth_token", None))
 
 
 def pace_name(pace: float | None) -> str:

@@ -21,7 +21,10 @@ from harness.cli.common import (
     TTS_SAYS,
     Parser,
     ProgressLine,
+    add_network_options,
+    add_voice_option,
     add_target_options,
+    network_of,
     pace_name,
     parse_gap_ms,
     parse_pace,
@@ -32,7 +35,6 @@ from harness.cli.common import (
 from harness.cli.fuzz import add_fuzz_parser
 from harness.cli.interrupts import Interrupted, run_until_signal, signals_interrupt
 from harness.errors import HandlerDidNotStart, HarnessError
-from harness.fakes.services import running_fakes
 from harness.fixture import default_fixtures_dir, discover, load_call, with_turn_budget
 from harness.replay.runner import (
     PARALLEL,
@@ -90,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "for no_errors (without it no_errors is skipped)")
     run.add_argument("--fake-ports", type=parse_ports, default=(0, 0, 0), metavar="R,L,T",
                      help="with --target: the fakes' ports RTZR,LLM,TTS (default: free ports, printed as export lines)")
+    add_network_options(run)
+    add_voice_option(run)
     add_fuzz_parser(sub)
     _add_load_parser(sub)
     sub.add_parser("locustfile", help="print the path of the Locust file whose users are Twilio callers",
@@ -107,7 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     fakes.add_argument("--max-streams", type=int, default=20, metavar="N",
                        help="RTZR's concurrent streams per client (default 20, RTZR's Basic plan; more for load)")
     fakes.add_argument("--grpc-port", type=int, metavar="PORT",
-                       help="also serve RTZR's gRPC streaming API on this port (0: a free one; no TLS)")
+                       help="also serve RTZR's gRPC streaming API on this port (0: a free one; TLS with --tls)")
+    add_network_options(fakes)
     record = sub.add_parser("record", help="record real calls into fixtures: a proxy between Twilio and your handler",
                             description="Stand between Twilio and your handler (and between your handler and RTZR) "
                             "and write every call as a fixture that replays offline.")
@@ -247,6 +252,10 @@ def _check_target_options(args: argparse.Namespace) -> None:
         raise HarnessError("--calls-at-once plays calls into one handler; --fresh-handler gives each call its own")
     if args.fake_ports != (0, 0, 0) and not args.target:
         raise HarnessError("--fake-ports goes with --target (with --cmd the harness picks free ports)")
+    for option in ("tls", "steer", "voice"):
+        if getattr(args, option, False) and not (args.cmd or args.target):
+            raise HarnessError(f"--{option} goes with --cmd or --target (aicall in-process is given the fakes' URLs "
+                               "directly)")
 
 
 async def _run(args: argparse.Namespace, fixtures: list, handlers: int = 1,
@@ -267,16 +276,17 @@ async def _run(args: argparse.Namespace, fixtures: list, handlers: int = 1,
             return {"X-Twilio-Signature": compute_signature(args.twilio_auth_token, url)}
     if args.cmd:
         target = CommandTarget(args.cmd, url=args.url, path=args.path, ready_timeout=args.ready_timeout,
-                               fresh=args.fresh_handler, log_path=args.report_dir / "handler.log")
+                               fresh=args.fresh_handler, log_path=args.report_dir / "handler.log", voice=args.voice)
     elif args.target:
-        target = UrlTarget(args.target, handler_log=args.handler_log, ready_timeout=args.ready_timeout)
+        target = UrlTarget(args.target, handler_log=args.handler_log, ready_timeout=args.ready_timeout, voice=args.voice)
     else:
         with ErrorLog() as errors:
             return await run_target(AicallTarget(errors), fixtures, pace=args.pace, progress=progress,
                                     headers_for=headers_for, parallel=args.jobs, calls_at_once=args.calls_at_once)
     return await run_target(target, fixtures, pace=args.pace, progress=progress, fake_ports=args.fake_ports,
                             headers_for=headers_for, on_fakes=lambda f: print_fakes(f, paste=bool(args.target)),
-                            parallel=args.jobs, calls_at_once=args.calls_at_once, handlers=handlers)
+                            parallel=args.jobs, calls_at_once=args.calls_at_once, handlers=handlers,
+                            network=network_of(args))
 
 
 def _load(args: argparse.Namespace) -> int:
@@ -344,14 +354,21 @@ async def _serve_fakes(args: argparse.Namespace) -> int:
         raise HarnessError(f"--max-streams must be at least 1, got {args.max_streams}")
     if args.grpc_port is not None and not 0 <= args.grpc_port <= 65535:
         raise HarnessError(f"--grpc-port must be 0-65535, got {args.grpc_port}")
-    async with running_fakes(args.ports) as fakes, AsyncExitStack() as stack:
+    async with network_of(args).fakes(args.ports) as fakes, AsyncExitStack() as stack:
         if fixture is not None:
             configure_fakes(fixture, fakes.rtzr, fakes.llm, fakes.tts, 0.0 if args.pace is None else 1.0 / args.pace)
         fakes.rtzr.update_config({"max_streams": args.max_streams})
         grpc_line = ""
         if args.grpc_port is not None:
-            grpc_server = await stack.enter_async_context(grpc_api().FakeRtzrGrpcServer(fakes.rtzr, port=args.grpc_port))
-            grpc_line = f"RTZR gRPC {grpc_server.target} (no TLS)\n"
+            tls = fakes.trust.server_pem() if fakes.trust else None
+            grpc_server = await stack.enter_async_context(grpc_api().FakeRtzrGrpcServer(fakes.rtzr, port=args.grpc_port,
+                                                                                         tls=tls))
+            grpc_line = f"RTZR gRPC {grpc_server.target} ({'TLS' if tls else 'no TLS'})\n"
+            if fakes.proxy is not None:
+                fakes.proxy.routes["grpc-openapi.vito.ai"] = ("rtzr-grpc", grpc_server.host, grpc_server.port)
+        if fakes.proxy is not None:
+            grpc_line += (f"steering {', '.join(fakes.proxy.routes)} to the fakes through {fakes.proxy.url}; "
+                          "any other host is refused\n")
         playing = f"playing {fixture.name}" if fixture else "transcribing any speech as '발화 N'"
         print(f"fakes ({playing}): RTZR {fakes.rtzr_url}, LLM {fakes.llm_url}, TTS {fakes.tts_url}\n{grpc_line}"
               f"{fakes.exports()}\n({TTS_SAYS})\nCtrl-C to stop", flush=True)

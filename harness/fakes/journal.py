@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from contextlib import contextmanager
-from typing import Callable, Generic, Iterator, TypeVar
+from typing import Any, Callable, Generic, Iterator, TypeVar
 
 from aiohttp import web
 
@@ -165,8 +166,14 @@ class JournaledFake(Generic[RequestT]):
         app.router.add_get("/_fake/journal", self._journal)
         return app
 
-    def server(self, host: str = "127.0.0.1", port: int = 0) -> AppServer:
-        """This fake on a free port; a client that goes away is journaled as abandoned."""
+    def server(self, host: str = "127.0.0.1", port: int = 0, *, ssl_context: ssl.SSLContext | None = None,
+               also: "tuple[JournaledFake[Any], ...]" = ()) -> AppServer:
+        """This fake on a free port (TLS with ``ssl_context``); a client that goes away is journaled as
+        abandoned. ``also``: other fakes whose routes this server serves too (OpenAI's chat and speech on
+        one base URL)."""
         from fakertzr.server import is_loopback
 
-        return AppServer(self.app(loopback_only=is_loopback(host)), host, port, handler_cancellation=True)
+        app = self.app(loopback_only=is_loopback(host))
+        for other in also:
+            other.add_routes(app)
+        return AppServer(app, host, port, handler_cancellation=True, ssl_context=ssl_context)

@@ -9,11 +9,15 @@ Each request speaks its own tone (``TONES_HZ``, in turn): what the caller hears 
 request it came from, and a tone at the wrong pitch shows audio played at the wrong sample rate
 (:mod:`harness.judge.bot_audio`). The tones lie within a ratio of 1.45 of each other, so audio played 1.5,
 2 or 3 times too slow or fast never lands on another request's tone.
+
+The same fake also answers Naver CLOVA Voice's ``POST /tts-premium/v1/tts`` (:mod:`harness.fakes.clova_tts`),
+with the same tones, journal, scripts and routing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import io
 import itertools
@@ -24,6 +28,7 @@ from typing import Callable
 import numpy as np
 from aiohttp import web
 
+from harness.fakes.clova_tts import add_clova_routes
 from harness.fakes.journal import JournaledFake, json_body
 
 MAX_INPUT_CHARS = 4096  # OpenAI's documented limit for ``input``
@@ -56,6 +61,7 @@ class TtsRequest:
     given: bool = False  # ... not by its words but by the line that heard its tone (a greeting, an apology)
     audio_s: float = 0.0  # the seconds of speech it answers with (whole, however much of it was sent)
     stalled_until: float | None = None  # a scripted stall held it until then (inf: until the client let go)
+    dialect: str = "openai"  # the API it came by: "openai" (/v1/audio/speech) or "clova" (harness.fakes.clova_tts)
 
 
 @dataclass
@@ -113,7 +119,7 @@ def encode(pcm: np.ndarray, rate: int, response_format: str) -> bytes:
 
 
 class FakeTts(JournaledFake[TtsRequest]):
-    """State and journal; ``app()`` serves ``POST /v1/audio/speech``."""
+    """State and journal; ``app()`` serves ``POST /v1/audio/speech`` and CLOVA Voice's ``POST /tts-premium/v1/tts``."""
 
     def __init__(self, config: FakeTtsConfig | None = None) -> None:
         super().__init__()
@@ -125,6 +131,7 @@ class FakeTts(JournaledFake[TtsRequest]):
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/audio/speech", self._speech)
+        add_clova_routes(app, self, TtsRequest)
 
     def _tone(self, lane: str) -> float:
         """The next request's tone: none of its call's last nine requests' (a call's own audio is never two
@@ -169,19 +176,32 @@ class FakeTts(JournaledFake[TtsRequest]):
     async def _speech(self, request: web.Request) -> web.StreamResponse:
         entry, refusal = self._refusal(await json_body(request))
         if refusal is not None:
-            entry.status, entry.error = refusal.status, refusal.text or ""
-            entry.ended_at = time.monotonic()
-            self.record(entry)
-            return refusal
+            return self.refused(entry, refusal)
+        return await self.speak(request, entry)
+
+    def refused(self, entry: TtsRequest, refusal: web.Response) -> web.Response:
+        """Journal ``entry`` as refused with ``refusal`` (no tone, no audio) and answer it."""
+        entry.status, entry.error = refusal.status, refusal.text or ""
+        entry.ended_at = time.monotonic()
+        self.record(entry)
+        return refusal
+
+    async def speak(self, request: web.Request, entry: TtsRequest, *, sample_rate: int | None = None,
+                    content_type: str | None = None) -> web.StreamResponse:
+        """Journal ``entry`` and stream its tone in ``entry.response_format``, as its call's script says (stall,
+        latency, pace); every dialect answers through here. ``sample_rate``: the rate the request asked for
+        (else the script's); ``content_type``: the dialect's (else ``FORMATS``')."""
         index = self.record(entry)
         routed = self.route(entry) if self.route is not None else None
         entry.tone_hz = self._tone(entry.lane)
         config = routed or self.config
         if routed is not None:  # several calls at once: a stall is counted among its own call's requests
             index = sum(1 for r in self.requests if r.lane == entry.lane) - 1
+        if sample_rate is not None and sample_rate != config.sample_rate:
+            config = dataclasses.replace(config, sample_rate=sample_rate)
         audio = self.audio_for(entry.text, entry.response_format, entry.tone_hz, config)
         entry.audio_s = self.samples_for(entry.text, config) / config.sample_rate
-        response = web.StreamResponse(headers={"Content-Type": FORMATS[entry.response_format][0]})
+        response = web.StreamResponse(headers={"Content-Type": content_type or FORMATS[entry.response_format][0]})
         step = max(2, int(len(audio) * config.chunk_ms / max(1.0, config.ms_per_char * len(entry.text))) // 2 * 2)
         scale = config.time_scale
         with self.answering(entry):  # the client may be gone before the headers go out

@@ -63,6 +63,7 @@ class PlayerRecord:
     closed_how: str = ""  # "handler", "twilio after stop", "line dropped"
     close_code: int | None = None  # as the caller side saw it: None or 1006 when the socket just went away
     hung_up_how: str = ""
+    ended_by_api: bool = False  # the handler ended the call through Twilio's REST API (Status=completed)
     silence_ms: float = 0.0  # caller silence held while waiting for the bot (``caller.reacts``), not the fixture's
     skipped_ms: float = 0.0  # the fixture's pauses cut short because the bot answered sooner
     reactions: list[dict[str, Any]] = field(default_factory=list)  # each reacting utterance: what it waited for, when
@@ -84,6 +85,7 @@ class TwilioLine:
         self.session, self.url, self.pace, self.hold_marks = session, url, pace, hold_marks
         self.call_sid, self.stream_sid, self.caller, self.account_sid = call_sid, stream_sid, caller, account_sid
         self.headers = headers or {}
+        self.custom_parameters: dict[str, str] = {"caller": caller}  # a webhook's TwiML gives its <Parameter>s instead
         self.record = PlayerRecord()
         self.closed = asyncio.Event()  # the socket is gone (either side)
         self.on_media: Callable[[], None] = lambda: None  # called for each bot media frame
@@ -116,7 +118,7 @@ class TwilioLine:
         await ws.send_str(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
         await self.send("start", start={
             "streamSid": self.stream_sid, "accountSid": self.account_sid, "callSid": self.call_sid, "tracks": ["inbound"],
-            "customParameters": {"caller": self.caller},
+            "customParameters": self.custom_parameters,
             "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}})
         self.reader = asyncio.create_task(self._read())
         return self

@@ -9,6 +9,11 @@ A ``vanish`` hang-up drops the line without ``stop`` or a close frame, but only 
 sent reached the handler's socket (a TCP FIN), so the verdict never depends on what was still queued.
 Pacing is real time times ``pace`` (2.0 plays twice as fast), or ``None``: as fast as the handler reads.
 
+A call may start as Twilio starts it (``WebhookStart``): the handler's voice webhook asked for TwiML and the
+TwiML followed to its ``<Connect><Stream>`` (``harness.fakes.twilio_dial``), the call kept in the fake REST API
+(``harness.fakes.twilio_rest``), where a handler that ends it (``Status=completed``) is obeyed: the caller
+stops, and ``stop`` goes out as Twilio sends it.
+
 A caller may time words on the bot (``caller.reacts``): the line holds silence, or cuts a pause short, so that
 an utterance starts a set time after the bot's reply to an earlier turn starts or ends; and a caller who hangs
 up once a turn is answered (``hangup_after_turns``) waits for that answer when they have said everything first.
@@ -21,6 +26,7 @@ import base64
 import time
 import uuid
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Callable
 
 import aiohttp
@@ -28,7 +34,10 @@ import numpy as np
 
 from callaudio.g711 import pcm16_to_ulaw
 from harness.errors import HarnessError
+from harness.fakes.twilio_dial import VoiceWebhook, dial
 from harness.fakes.twilio_line import FRAME_MS, PlayerRecord, TwilioLine
+from harness.fakes.twilio_rest import CallStateError, FakeTwilioRest
+from harness.fakes.twilio_webhook import SIGNATURE_HEADER, CallWebhook, signature
 from harness.fakes.wrong_path import why_closed_at_once, why_refused
 from harness.fixture import CallFixture, Reaction
 
@@ -90,13 +99,25 @@ def new_call_sid() -> str:
     return "CA" + uuid.uuid4().hex
 
 
+CALLED_NUMBER = "+8215880000"  # the handler's own number, as the webhook's To
+
+
+@dataclass(frozen=True)
+class WebhookStart:
+    """Start the call at the handler's voice webhook, kept in this fake REST API."""
+
+    webhook: VoiceWebhook
+    twilio: FakeTwilioRest
+
+
 class TwilioPlayer:
     """Plays one fixture's caller over a ``TwilioLine``: its audio at ``pace``, its DTMF and hang-up."""
 
     def __init__(self, session: aiohttp.ClientSession, url: str, fixture: CallFixture, *, pace: float | None = 1.0,
                  call_sid: str | None = None, stream_sid: str | None = None,
-                 headers: dict[str, str] | None = None, replying: Callable[[], bool] = lambda: False) -> None:
-        self.fixture, self.pace = fixture, pace
+                 headers: dict[str, str] | None = None, replying: Callable[[], bool] = lambda: False,
+                 start: WebhookStart | None = None) -> None:
+        self.fixture, self.pace, self.start = fixture, pace, start
         self.replying = replying  # the handler still has work in flight with the LLM or TTS (a reply is being made)
         self.call_sid = call_sid or new_call_sid()
         self.line = TwilioLine(session, url, call_sid=self.call_sid, stream_sid=stream_sid or "MZ" + self.call_sid[2:],
@@ -113,6 +134,7 @@ class TwilioPlayer:
         self._bot_starts: dict[int, float] = {}  # turn -> caller audio ms when the bot's audio for it began
         self._bot_ends: dict[int, float] = {}  # turn -> caller audio ms when it had finished playing
         self._hold_began: tuple[float, int] | None = None
+        self._obeying: asyncio.Task[None] | None = None  # a webhook-started call: its end through the REST API
 
     @property
     def stream_sid(self) -> str:
@@ -132,6 +154,52 @@ class TwilioPlayer:
             self._answer.set()
 
     async def run(self) -> PlayerRecord:
+        if self.start is not None:
+            await self._dial(self.start)
+        try:
+            return await self._run()
+        finally:
+            self._hung_up_at_twilio()
+
+    async def _dial(self, start: WebhookStart) -> None:
+        """The webhook's TwiML followed to its stream: the line opens there with its parameters, and an end of the
+        call through the REST API hangs the caller up."""
+        core, line = start.twilio.core, self.line
+        core.add_incoming(line.caller, CALLED_NUMBER, url=start.webhook.url, sid=self.call_sid)
+        webhook = CallWebhook.incoming(self.call_sid, core.account_sid, line.caller, CALLED_NUMBER)
+        dialled = await dial(line.session, start.webhook, webhook, core.auth_token, pace=self.pace)
+        if dialled.stream_url is None:
+            core.advance(self.call_sid, "completed")
+            raise HarnessError(f"the voice webhook's TwiML ended the call without a Media Stream ({dialled.ended_by}, "
+                               f"{start.webhook.url}): no <Connect><Stream> to play the caller into")
+        core.advance(self.call_sid, "in-progress")
+        line.url, line.custom_parameters, line.account_sid = dialled.stream_url, dialled.parameters, core.account_sid
+        # Twilio signs the stream's handshake too, with the URL as the TwiML gave it (no form: an empty one)
+        line.headers[SIGNATURE_HEADER] = signature(dialled.twiml_url or dialled.stream_url, {}, core.auth_token)
+        ended = start.twilio.ended(self.call_sid)
+
+        async def obey() -> None:
+            await ended.wait()
+            self.record.ended_by_api = True
+            self.hang_up_now()
+            self._answer.set()  # a fast-paced caller waiting for an answer stops waiting
+
+        self._obeying = asyncio.create_task(obey())
+
+    def _hung_up_at_twilio(self) -> None:
+        """The call over: its REST resource says so (unless the handler ended it there first)."""
+        if self.start is None:
+            return
+        if self._obeying is not None:
+            self._obeying.cancel()
+        call = self.start.twilio.calls.get(self.call_sid)
+        if call is not None and not call.ended:
+            try:
+                self.start.twilio.core.advance(self.call_sid, "completed")
+            except CallStateError:
+                pass
+
+    async def _run(self) -> PlayerRecord:
         line = await self._open()
         try:
             await self._play()
@@ -306,7 +374,7 @@ class TwilioPlayer:
             await asyncio.wait_for(self._answer.wait(), self.answer_wait_s)
         except asyncio.TimeoutError:
             return
-        while time.monotonic() < deadline and not self.line.ws.closed:
+        while time.monotonic() < deadline and not self.line.ws.closed and not self._leaving:
             if not await self.line.wait_for_activity(FAST_DONE_QUIET_S) and not self.replying():
                 return
 
@@ -328,7 +396,7 @@ class TwilioPlayer:
         deadline = time.monotonic() + LISTEN_LIMIT_S
         line = self.line
         refused = bool(self.fixture.expect.get("call_refused"))
-        while not line.ws.closed and self.record.closed_at is None and time.monotonic() < deadline:
+        while not line.ws.closed and self.record.closed_at is None and time.monotonic() < deadline and not self._leaving:
             if not await line.wait_for_activity(QUIET_S) and not line.marks_pending and not refused:
                 return
 
@@ -341,7 +409,7 @@ class TwilioPlayer:
             self.record.hung_up_how = "vanished"
             self.line.vanished = True
             return
-        self.record.hung_up_how = "stop"
+        self.record.hung_up_how = "api" if self.record.ended_by_api else "stop"  # Twilio's ``stop`` either way
         await self.line.stop()
 
     async def _end(self, reader: asyncio.Task[None]) -> None:

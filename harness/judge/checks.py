@@ -522,6 +522,18 @@ def refuses_without_credentials(ctx: CheckContext) -> CheckResult:
                        closed.wall if closed else ctx.hangup if ctx.hangup != float("inf") else None)
 
 
+def reaches_only_faked_hosts(ctx: CheckContext) -> CheckResult:
+    """Steered (``--steer``): the handler reached no host the harness does not fake. Each such connection was
+    refused by the steering proxy, so nothing real was called; the call fails, naming the host, since in
+    production that connection would have gone to a real service the replay never judged."""
+    hosts = ctx.unfaked_hosts or ()
+    if not hosts:
+        return CheckResult("reaches_only_faked_hosts", True)
+    named = ", ".join(dict.fromkeys(hosts))
+    return CheckResult("reaches_only_faked_hosts", False, f"the handler tried to reach {named}: not faked, refused "
+                       "(a service the harness does not fake: a real call in production that this replay cannot judge)")
+
+
 CHECKS: tuple[Check, ...] = (stops_sending_after_hangup, twilio_messages, bot_audio_is_speech, bot_audio_rate,
                              tts_audio_sent_once, whole_reply_spoken, finals_to_llm_once, finals_persisted,
                              recognition_continues, upstream_closed_after_hangup, replies_in_order, llm_told_conversation,
@@ -534,5 +546,6 @@ def run_checks(ctx: CheckContext) -> list[CheckResult]:
     checks = [*CHECKS, *([barge_in] if ctx.expect.get("barge_in") else []),
               *([turn_latency] if ctx.expect.get("max_turn_ms") else []),
               *([refuses_without_credentials] if ctx.started_without or ctx.expect.get("call_refused") else []),
-              *(CROSS_CALL_CHECKS if ctx.neighbours is not None else ())]
+              *(CROSS_CALL_CHECKS if ctx.neighbours is not None else ()),
+              *([reaches_only_faked_hosts] if ctx.unfaked_hosts is not None else [])]
     return [check(ctx) for check in checks]

@@ -30,6 +30,7 @@ class CheckContext:
     started_without: tuple[str, ...] = ()  # the handler was started without these variables (failure 1)
     pace: float | None = 1.0  # bot audio plays at this pace (None: fast, no time at all)
     neighbours: "Neighbours | None" = None  # other calls on this handler (None: judged as the only call)
+    unfaked_hosts: tuple[str, ...] | None = None  # steered (--steer): what the handler tried to reach that nothing fakes
     recognised_s: float = 0.0  # after the caller sent an utterance's end point, until RTZR finalises it (``recognised_s``)
 
     @property

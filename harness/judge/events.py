@@ -76,7 +76,8 @@ class SpeechEnd(EventBase):
 
 @dataclass(frozen=True)
 class Stop(EventBase):
-    """The caller hung up (``how``: "stop") or the line dropped ("vanished"), after ``audio_ms`` of audio."""
+    """The caller hung up (``how``: "stop"), the line dropped ("vanished") or the handler ended the call through
+    Twilio's REST API ("api": ``stop`` sent all the same), after ``audio_ms`` of audio."""
 
     how: str = "stop"
     audio_ms: float | None = _optional()

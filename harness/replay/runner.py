@@ -29,7 +29,8 @@ from harness.fakes.llm import FakeLlm, FakeLlmConfig, LlmRequest, default_reply
 from harness.fakes.services import FakeServices, running_fakes
 from harness.fakes.tts import FakeTts, FakeTtsConfig
 from harness.fakes.twilio_line import PlayerRecord
-from harness.fakes.twilio_player import TwilioPlayer, new_call_sid
+from harness.fakes.twilio_player import TwilioPlayer, WebhookStart, new_call_sid
+from harness.fakes.twilio_rest import FakeTwilioRest
 from harness.fixture import CallFixture
 from harness.judge.checks import CHECKS, run_checks
 from harness.judge.verdict import CheckResult, Verdict, skipped, verdict_of
@@ -161,8 +162,9 @@ def configure_fakes(fixture: CallFixture, rtzr: FakeRtzrBackend, llm: FakeLlm, t
 
 async def play_call(fixture: CallFixture, handler: Handler, rtzr: FakeRtzrBackend, llm: FakeLlm, tts: FakeTts, *,
                     pace: float | None, headers: dict[str, str] | None = None,
-                    started_without: tuple[str, ...] = ()) -> PlayedCall:
-    """Play one call into ``handler`` and collect everything the judgement needs (never raises)."""
+                    started_without: tuple[str, ...] = (), twilio: FakeTwilioRest | None = None) -> PlayedCall:
+    """Play one call into ``handler`` and collect everything the judgement needs (never raises); a handler with a
+    voice webhook is called through it, the call kept in ``twilio``."""
     configure_fakes(fixture, rtzr, llm, tts, 0.0 if pace is None else 1.0 / pace)
     started = time.monotonic()
     call_sid = new_call_sid()
@@ -170,7 +172,7 @@ async def play_call(fixture: CallFixture, handler: Handler, rtzr: FakeRtzrBacken
     problem = None
     async with aiohttp.ClientSession() as session:
         player = TwilioPlayer(session, handler.url, fixture, pace=pace, call_sid=call_sid, headers=headers,
-                              replying=lambda: llm.in_flight() or tts.in_flight())
+                              replying=lambda: llm.in_flight() or tts.in_flight(), start=webhook_start(handler, twilio))
         try:
             await player.run()
         except HarnessError as exc:
@@ -194,9 +196,25 @@ async def play_call(fixture: CallFixture, handler: Handler, rtzr: FakeRtzrBacken
                       started_without)
 
 
+def webhook_start(handler: Handler, twilio: FakeTwilioRest | None) -> WebhookStart | None:
+    """How a call to ``handler`` starts: at its voice webhook when it has one (``--voice``), else on its stream."""
+    if handler.voice is None:
+        return None
+    if twilio is None:
+        raise HarnessError("a handler with a voice webhook needs the fake Twilio's REST API (FakeServices.twilio)")
+    return WebhookStart(handler.voice, twilio)
+
+
+def unfaked_hosts(fakes: FakeServices, until: float) -> tuple[str, ...] | None:
+    """The hosts the handler tried to reach that nothing fakes, not yet charged to a call (None: not steered)."""
+    return None if fakes.proxy is None else tuple(r.host for r in fakes.proxy.take_refused(until))
+
+
 def judge(played: PlayedCall, errors: list[ErrorBlock] | None, *, pace: float | None,
-          no_log_why: str = NO_LOG, neighbours: "Neighbours | None" = None) -> FixtureRun:
-    """The verdict on one played call, ``errors`` being its handler's error blocks (None: no log)."""
+          no_log_why: str = NO_LOG, neighbours: "Neighbours | None" = None,
+          unfaked: tuple[str, ...] | None = None) -> FixtureRun:
+    """The verdict on one played call, ``errors`` being its handler's error blocks (None: no log), ``unfaked``
+    the hosts it tried to reach that nothing fakes (None: not steered, not judged)."""
     fixture = played.fixture
     wall = played.ended - played.started
     texts = [b.text for b in errors or ()]
@@ -209,7 +227,7 @@ def judge(played: PlayedCall, errors: list[ErrorBlock] | None, *, pace: float | 
         timeline=played.timeline, expect=fixture.expect, stored_caller_lines=played.stored, errors_logged=errors,
         no_log_why=no_log_why, call_refused_allowed=bool(fixture.expect.get("call_refused")),
         started_without=played.started_without, audio_plays=pace is not None, pace=pace, neighbours=neighbours,
-        recognised_s=recognised_s(fixture, pace))
+        recognised_s=recognised_s(fixture, pace), unfaked_hosts=unfaked)
     checks.extend(run_checks(ctx))
     return FixtureRun(fixture, checks, turn_metrics(played.timeline), played.timeline, wall, played.call_sid, texts,
                       played.record, pace)
@@ -299,14 +317,15 @@ async def run_alone(target: Target, fakes: FakeServices, fixture: CallFixture, *
     try:
         async with target.start(fakes, without=without) as handler:
             played = await play_call(fixture, handler, fakes.rtzr, fakes.llm, fakes.tts, pace=pace,
-                                     headers=headers_for(handler.url) if headers_for else None, started_without=without)
+                                     headers=headers_for(handler.url) if headers_for else None, started_without=without,
+                                     twilio=fakes.twilio)
             end = time.monotonic()
     except HandlerDidNotStart as exc:
         return did_not_start(fixture, exc, without, time.monotonic() - started)
     # a process started for this call alone: everything it logged, to its exit, is this call's
     start, end = (0.0, float("inf")) if handler.own_log else (played.started, end)
     errors = None if handler.log is None else handler.log.blocks_for(played.call_sid, start, end)
-    return judge(played, errors, pace=pace, no_log_why=handler.no_log_why)
+    return judge(played, errors, pace=pace, no_log_why=handler.no_log_why, unfaked=unfaked_hosts(fakes, played.ended))
 
 
 class SharedHandler:
@@ -331,9 +350,10 @@ class SharedHandler:
             return await run_one(self.target, self.fakes, fixture, pace=pace, headers_for=headers_for)
         handler = await self.get()
         played = await play_call(fixture, handler, self.fakes.rtzr, self.fakes.llm, self.fakes.tts, pace=pace,
-                                 headers=headers_for(handler.url) if headers_for else None)
+                                 headers=headers_for(handler.url) if headers_for else None, twilio=self.fakes.twilio)
         errors = None if handler.log is None else handler.log.blocks_for(played.call_sid, played.started, played.ended)
-        return judge(played, errors, pace=pace, no_log_why=handler.no_log_why)
+        return judge(played, errors, pace=pace, no_log_why=handler.no_log_why,
+                     unfaked=unfaked_hosts(self.fakes, played.ended))
 
 
 def not_startable_without(fixture: CallFixture, how: str) -> FixtureRun:

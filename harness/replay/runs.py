@@ -8,7 +8,7 @@ import asyncio
 from contextlib import AsyncExitStack
 from typing import Callable
 
-from harness.fakes.services import FakeServices, running_fakes
+from harness.fakes.services import FakeNetwork, FakeServices
 from harness.fixture import CallFixture
 from harness.replay.lanes import Switchboard
 from harness.replay.runner import PARALLEL, FixtureRun, HeadersFor, SharedHandler, run_one
@@ -20,8 +20,10 @@ async def run_target(target: Target, fixtures: list[CallFixture], *, pace: float
                      headers_for: HeadersFor = None, progress: Callable[[FixtureRun], None] = lambda run: None,
                      fake_ports: tuple[int, int, int] = (0, 0, 0),
                      on_fakes: Callable[[FakeServices], None] = lambda fakes: None,
-                     parallel: int = PARALLEL, calls_at_once: int = 1, handlers: int = 1) -> list[FixtureRun]:
-    """Replay ``fixtures`` against ``target``; the runs come back in the fixtures' order.
+                     parallel: int = PARALLEL, calls_at_once: int = 1, handlers: int = 1,
+                     network: FakeNetwork = FakeNetwork()) -> list[FixtureRun]:
+    """Replay ``fixtures`` against ``target``; the runs come back in the fixtures' order. ``network``: plain
+    HTTP fakes, TLS, or TLS behind the steering proxy (``harness.fakes.services.FakeNetwork``).
 
     ``handlers`` > 1 (a target the harness launches, one handler for many fixtures): that many handler
     processes side by side, each with its own fakes, each taking the next fixture when it is done with one
@@ -34,29 +36,30 @@ async def run_target(target: Target, fixtures: list[CallFixture], *, pace: float
     """
     if handlers > 1 and not target.fresh_per_fixture and len(fixtures) > 1 and calls_at_once == 1:
         return await run_pool(target, fixtures, handlers, pace=pace, headers_for=headers_for, progress=progress,
-                              on_fakes=on_fakes)
+                              on_fakes=on_fakes, network=network)
     if handlers > 1 and not target.fresh_per_fixture and len(fixtures) > 1:
         shares = [fixtures[k::handlers] for k in range(min(handlers, len(fixtures)))]
         done = await asyncio.gather(*(run_target(target, share, pace=pace, headers_for=headers_for, progress=progress,
-                                                 on_fakes=on_fakes, parallel=parallel, calls_at_once=calls_at_once)
+                                                 on_fakes=on_fakes, parallel=parallel, calls_at_once=calls_at_once,
+                                                 network=network)
                                       for share in shares))
         by_fixture = {id(f): run for share, runs in zip(shares, done) for f, run in zip(share, runs)}
         return [by_fixture[id(f)] for f in fixtures]
     if calls_at_once > 1:
         return await run_at_once(target, fixtures, pace=pace, headers_for=headers_for, progress=progress,
-                               fake_ports=fake_ports, on_fakes=on_fakes, calls_at_once=calls_at_once)
+                               fake_ports=fake_ports, on_fakes=on_fakes, calls_at_once=calls_at_once, network=network)
     if target.fresh_per_fixture:
         gate = asyncio.Semaphore(parallel)
 
         async def one(fixture: CallFixture) -> FixtureRun:
-            async with gate, running_fakes() as fakes:
+            async with gate, network.fakes() as fakes:
                 run = await run_one(target, fakes, fixture, pace=pace, headers_for=headers_for)
             progress(run)
             return run
 
         return list(await asyncio.gather(*(one(f) for f in fixtures)))
     runs = []
-    async with running_fakes(fake_ports) as fakes, AsyncExitStack() as stack:
+    async with network.fakes(fake_ports) as fakes, AsyncExitStack() as stack:
         on_fakes(fakes)
         shared = SharedHandler(target, fakes, stack)
         if any(not f.handler_without for f in fixtures):
@@ -70,14 +73,14 @@ async def run_target(target: Target, fixtures: list[CallFixture], *, pace: float
 
 async def run_pool(target: Target, fixtures: list[CallFixture], handlers: int, *, pace: float | None,
                    headers_for: HeadersFor, progress: Callable[[FixtureRun], None],
-                   on_fakes: Callable[[FakeServices], None]) -> list[FixtureRun]:
+                   on_fakes: Callable[[FakeServices], None], network: FakeNetwork = FakeNetwork()) -> list[FixtureRun]:
     """``handlers`` handler processes side by side, each with its own fakes, each taking the next fixture when it
     is done with one (a call that needs a handler of its own gets one, as in a run on one handler)."""
     pending = list(fixtures)
     results: dict[int, FixtureRun] = {}
 
     async def member() -> None:
-        async with running_fakes() as fakes, AsyncExitStack() as stack:
+        async with network.fakes() as fakes, AsyncExitStack() as stack:
             on_fakes(fakes)
             shared = SharedHandler(target, fakes, stack)
             while pending:
@@ -92,9 +95,10 @@ async def run_pool(target: Target, fixtures: list[CallFixture], handlers: int, *
 
 async def run_at_once(target: Target, fixtures: list[CallFixture], *, pace: float | None, headers_for: HeadersFor,
                     progress: Callable[[FixtureRun], None], fake_ports: tuple[int, int, int],
-                    on_fakes: Callable[[FakeServices], None], calls_at_once: int) -> list[FixtureRun]:
+                    on_fakes: Callable[[FakeServices], None], calls_at_once: int,
+                    network: FakeNetwork = FakeNetwork()) -> list[FixtureRun]:
     """One handler, up to ``calls_at_once`` of the fixtures in flight (``together.CallsAtOnce``)."""
-    async with running_fakes(fake_ports) as fakes, AsyncExitStack() as stack:
+    async with network.fakes(fake_ports) as fakes, AsyncExitStack() as stack:
         on_fakes(fakes)
         shared = SharedHandler(target, fakes, stack)
         if any(not f.handler_without for f in fixtures):

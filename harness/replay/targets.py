@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 
 from harness.errors import HandlerDidNotStart, HarnessError
 from harness.fakes.services import FakeServices
+from harness.fakes.twilio_dial import VoiceWebhook
 from harness.judge.context import NO_LOG
 from harness.judge.handler_log import LogReader
 from harness.replay.listening import listening
@@ -54,6 +55,7 @@ class Handler:
     own_log: bool = False  # the log is this handler's alone (a process started for it), not shared
     pid: int | None = None  # whose CPU is the handler's: its process group, or this process when in-process
     mark: Callable[[str], None] = lambda text: None  # a ``---- harness: ... ----`` line in the saved log, now
+    voice: VoiceWebhook | None = None  # calls start at this voice webhook, as Twilio starts them (``--voice``)
 
 
 class Target(Protocol):
@@ -141,6 +143,17 @@ class AicallTarget:
                 store.close()
 
 
+def voice_webhook(voice: str | None, port: int | None) -> VoiceWebhook | None:
+    """``--voice``: a path on the launched handler (``/voice``), or a URL (``{port}`` filled in)."""
+    if not voice:
+        return None
+    if voice.startswith(("http://", "https://")):
+        return VoiceWebhook(voice.replace("{port}", str(port)) if port is not None else voice)
+    if port is None:
+        raise HarnessError(f"--voice {voice!r}: with --target give the webhook's whole URL (http://host:port{voice})")
+    return VoiceWebhook(f"http://127.0.0.1:{port}{voice if voice.startswith('/') else '/' + voice}")
+
+
 def media_url(template: str | None, path: str | None, port: int) -> str:
     """The stream URL of a launched handler: ``--url`` with ``{port}`` filled in, or ``--path`` on
     127.0.0.1, or aicall's path by default."""
@@ -217,8 +230,10 @@ class CommandTarget:
     can_drop_credentials = True
 
     def __init__(self, command: str, *, url: str | None = None, path: str | None = None,
-                 ready_timeout: float = READY_TIMEOUT_S, fresh: bool = False, log_path: Path | None = None) -> None:
+                 ready_timeout: float = READY_TIMEOUT_S, fresh: bool = False, log_path: Path | None = None,
+                 voice: str | None = None) -> None:
         self.command, self.url_template, self.path = command, url, path
+        self.voice = voice
         self.ready_timeout = ready_timeout
         self.fresh_per_fixture = fresh
         self.log_path = log_path
@@ -239,7 +254,7 @@ class CommandTarget:
         saved = self.saved
         log = LogReader(sink=saved.line if saved else None)
         handler = Handler(media_url(self.url_template, self.path, port), log=log, own_log=True,
-                          mark=saved.marker if saved else lambda text: None)
+                          mark=saved.marker if saved else lambda text: None, voice=voice_webhook(self.voice, port))
         fd, leftovers_file = tempfile.mkstemp(prefix="harness-leftovers-")
         os.close(fd)
         if saved is not None:
@@ -364,11 +379,13 @@ class UrlTarget:
     fresh_per_fixture = False
     can_drop_credentials = False
 
-    def __init__(self, url: str, *, handler_log: Path | None = None, ready_timeout: float = READY_TIMEOUT_S) -> None:
+    def __init__(self, url: str, *, handler_log: Path | None = None, ready_timeout: float = READY_TIMEOUT_S,
+                 voice: str | None = None) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("ws", "wss") or not parts.hostname:
             raise HarnessError(f"--target must be a ws:// or wss:// URL, got {url!r}")
         self.url, self.handler_log, self.ready_timeout = url, handler_log, ready_timeout
+        self.voice = voice_webhook(voice, None)
 
     @asynccontextmanager
     async def start(self, fakes: FakeServices, *, without: tuple[str, ...] = ()) -> AsyncIterator[Handler]:
@@ -390,12 +407,12 @@ class UrlTarget:
                 handle.close()
             raise
         if handle is None:
-            yield Handler(self.url)
+            yield Handler(self.url, voice=self.voice)
             return
         log = LogReader()
         tail = asyncio.create_task(follow_file(handle, log))
         try:
-            yield Handler(self.url, log=log)
+            yield Handler(self.url, log=log, voice=self.voice)
         finally:
             await asyncio.sleep(0.3)  # let the last lines the handler wrote reach the file
             tail.cancel()

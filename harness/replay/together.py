@@ -34,7 +34,8 @@ from harness.judge.verdict import CheckResult
 from harness.replay.lanes import Lane, Switchboard, confusable, dial_delay_s, plays_alone, together
 from harness.replay.runner import (EXIT_WAIT_S, LOG_QUIET_MAX_S, LOG_QUIET_S, RECONNECT_GRACE_S, SETTLE_S, FixtureRun,
                                    HeadersFor, PlayedCall, SharedHandler, _llm_config, _tts_config,
-                                   _unrecognised_after_a_fault, judge)
+                                   _unrecognised_after_a_fault, judge, unfaked_hosts,
+                                   webhook_start)
 
 log = logging.getLogger("harness")
 KEEP_FINISHED = 256  # finished calls remembered for their neighbours' judgement
@@ -248,7 +249,7 @@ class CallsAtOnce:
         handler.mark(f"fixture {lane.name}, call {lane.call_sid} (calls at once)")
         async with aiohttp.ClientSession() as session:
             call.player = TwilioPlayer(session, handler.url, lane.fixture, pace=self.pace, call_sid=lane.call_sid,
-                                       headers=headers, replying=replying)
+                                       headers=headers, replying=replying, start=webhook_start(handler, fakes.twilio))
             call.started = time.monotonic()
             try:
                 await call.player.run()
@@ -344,7 +345,7 @@ class CallsAtOnce:
         played = PlayedCall(lane.fixture, lane.call_sid, record, timeline, call.started, end, stored, call.problem)
         errors = None if handler.log is None else self._own_errors(handler.log.blocks, call, end)
         run = await asyncio.to_thread(judge, played, errors, pace=self.pace, no_log_why=handler.no_log_why,
-                                      neighbours=neighbours)
+                                      neighbours=neighbours, unfaked=unfaked_hosts(self.fakes, end))
         run.beside = tuple(o.fixture for o in neighbours.others if o.call_sid in neighbours.concurrent)
         return run
 

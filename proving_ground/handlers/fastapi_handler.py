@@ -147,7 +147,9 @@ class CallHttp:
         request.extensions["trace"] = self._trace
 
     def _trace(self, event: str, info: dict) -> None:
-        if event == "connection.connect_tcp.complete" and info.get("return_value") is not None:
+        # the TCP socket, and over https the TLS socket that replaces it (httpcore wraps the first, which is then
+        # detached: shutting it down did nothing, so over TLS a cut reply held its request open; `harness --tls`)
+        if event.endswith(("connect_tcp.complete", "start_tls.complete")) and info.get("return_value") is not None:
             self.sockets.add(info["return_value"].get_extra_info("socket"))
 
     def cut(self, scope: dict | None) -> None:

@@ -59,6 +59,14 @@ COMMANDS: dict[str, Run | Serve | Skip] = {
         "your app.py: the FastAPI example is one; its first call of the 18 (tests/examples replays them all)",
         command='harness run --cmd "uvicorn app:app --port {port}" --path /media-stream -k seed-three-turns '
                 '--pace fast --report-dir "$TMP_REPORT"', cwd="examples/fastapi_handler"),
+    'harness run --cmd "uvicorn app:app --port {port}" --path /media-stream --tls': Run(
+        "your app.py: the FastAPI example is one, over TLS; its first call (tests/harness/test_tls.py tries each client "
+        "library's trust variable alone)",
+        command='harness run --cmd "uvicorn app:app --port {port}" --path /media-stream --tls -k seed-three-turns '
+                '--pace fast --report-dir "$TMP_REPORT"', cwd="examples/fastapi_handler"),
+    'harness run --cmd "python proving_ground/handlers/deployed_handler.py --port {port}" --path /media --steer '
+    '--voice /voice': Skip("every bundled call, a minute; tests/proving_ground/test_deployed_handler.py replays it "
+                           "steered and through its webhook, and its variant that reaches an unfaked host"),
     'harness run --cmd "node server.js --port {port}" --path /media': Run(
         "the proving ground's Node.js handler is one; its first call of the 18 (tests/proving_ground replays them all)",
         command='harness run --cmd "node server.js --port {port}" --path /media -k seed-three-turns --pace fast '

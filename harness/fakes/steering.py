@@ -1,0 +1,225 @@
+"""Vendor hosts steered to the fakes, everything else refused by name: an HTTP proxy for the handler.
+
+A handler that hard-codes ``https://openapi.vito.ai`` or ``api.openai.com`` is started with the standard
+proxy variables pointing here (:meth:`SteeringProxy.env`). Its client asks the proxy to ``CONNECT
+openapi.vito.ai:443``; the proxy opens the tunnel to the fake that answers for that host
+(:data:`harness.fakes.tls.VENDOR_HOSTS`), which serves TLS with a certificate for that very name signed by
+the run's CA (:mod:`harness.fakes.tls`), so the client verifies it as it would the real host and speaks
+to it unchanged. A ``CONNECT`` to any other host, and any plain-HTTP request through the proxy, is answered
+``403`` and journaled (:class:`Refused`): "the handler tried to reach api.elevenlabs.io: not faked,
+refused". Nothing real is called.
+
+This is how mitmproxy's regular mode and Hoverfly's simulate mode meet a client: the client opts in through
+``HTTPS_PROXY``, which requests, httpx (so the openai SDK), websockets (14 and later), grpcio and
+``aiohttp.ClientSession(trust_env=True)`` read. A client that ignores the proxy variables (aiohttp's
+default session, Node's ``ws``, ``fetch`` before Node 24) connects directly and is not steered: see
+docs/handlers.md for the table, each row tested in tests/harness/test_steering.py.
+
+The request head is parsed by h11; after the ``200`` the bytes are copied both ways untouched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+import h11
+
+from fakertzr.waiting import ChangeNotifier
+from harness.fakes.tls import LOOPBACK_NAMES
+
+HEAD_LIMIT = 16 * 1024  # a request head longer than this is not a client's CONNECT
+CHUNK = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Steered:
+    """A tunnel opened to a fake for a vendor host."""
+
+    host: str
+    port: int
+    fake: str
+    at: float = field(default_factory=time.monotonic)
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A connection the handler tried to a host nothing fakes: refused, never made."""
+
+    host: str
+    port: int
+    how: str  # "CONNECT" or the plain-HTTP method and URL
+    at: float = field(default_factory=time.monotonic)
+
+    def __str__(self) -> str:
+        return f"the handler tried to reach {self.host}" + ("" if self.port in (80, 443) else f":{self.port}") \
+            + ": not faked, refused"
+
+
+def split_target(target: str) -> tuple[str, int]:
+    """``host:port`` of a CONNECT (``[::1]:443`` too) as (lowercased host, port); ValueError if it is not one."""
+    host, sep, port = target.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise ValueError(f"not host:port: {target[:100]!r}")
+    return host.strip("[]").lower().rstrip("."), int(port)
+
+
+class SteeringProxy:
+    """``async with SteeringProxy({"openapi.vito.ai": ("rtzr", "127.0.0.1", 8443)}) as proxy``; its journal is
+    ``proxy.steered`` and ``proxy.refused``."""
+
+    def __init__(self, routes: dict[str, tuple[str, str, int]], host: str = "127.0.0.1", port: int = 0) -> None:
+        self.routes = {name.lower(): where for name, where in routes.items()}  # vendor host -> (fake, host, port)
+        self.host, self.port = host, port
+        self.steered: list[Steered] = []
+        self.refused: list[Refused] = []
+        self.changes = ChangeNotifier()
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._taken = 0  # refusals charged to a call so far (``take_refused``)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        """The proxy variables, both spellings (curl and Python read lower case first, Go and others upper);
+        loopback is left out (``NO_PROXY``) so the handler reaches a fake it is given by address directly."""
+        env: dict[str, str] = {}
+        for name in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "GRPC_PROXY", "WSS_PROXY", "WS_PROXY"):
+            env[name] = env[name.lower()] = self.url
+        env["NO_PROXY"] = env["no_proxy"] = ",".join(LOOPBACK_NAMES)
+        env["NODE_USE_ENV_PROXY"] = "1"  # Node 24 and later: fetch and http(s) read the variables (Node 20 ignores it)
+        return env
+
+    def take_refused(self, until: float) -> list[Refused]:
+        """The refusals up to ``until`` not taken before: each is charged to one call, the first judged after
+        it (one that came while the handler started, or between calls, goes to the next call)."""
+        taken = [r for r in self.refused[self._taken:] if r.at <= until]
+        self._taken += len(taken)
+        return taken
+
+    async def start(self) -> "SteeringProxy":
+        self._server = await asyncio.start_server(self._accepted, self.host, self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await self._server.wait_closed()
+            self._server = None
+
+    async def __aenter__(self) -> "SteeringProxy":
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def _accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.create_task(self._serve(reader, writer))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await self._one(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError, h11.ProtocolError):
+            pass  # the client went away or spoke something else: nothing to steer
+        finally:
+            writer.close()
+
+    async def _one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=HEAD_LIMIT)
+        event = await _request(conn, reader)
+        if event is None:
+            return
+        method, target = event.method.decode("ascii", "replace"), event.target.decode("ascii", "replace")
+        if method != "CONNECT":
+            host, port = _plain_host(target, event.headers)
+            self._refuse(Refused(host, port, f"{method} {target[:200]}"))
+            await _answer(writer, conn, 403, f"not faked, refused: {host} (the harness steers TLS only)\n")
+            return
+        try:
+            host, port = split_target(target)
+        except ValueError as exc:
+            await _answer(writer, conn, 400, f"{exc}\n")
+            return
+        route = self.routes.get(host)
+        if route is None:
+            self._refuse(Refused(host, port, "CONNECT"))
+            await _answer(writer, conn, 403, f"not faked, refused: {host}\n")
+            return
+        fake, to_host, to_port = route
+        try:
+            up_reader, up_writer = await asyncio.open_connection(to_host, to_port)
+        except OSError as exc:
+            await _answer(writer, conn, 502, f"the fake for {host} is not reachable: {exc}\n")
+            return
+        self.steered.append(Steered(host, port, fake))
+        self.changes.notify()
+        writer.write(conn.send(h11.Response(status_code=200, headers=[], reason=b"Connection established")))
+        leftover, _ = conn.trailing_data  # a client that sent its TLS hello before the 200 came
+        if leftover:
+            up_writer.write(leftover)
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(_pipe(reader, up_writer))
+                group.create_task(_pipe(up_reader, writer))
+        finally:
+            up_writer.close()
+
+    def _refuse(self, refusal: Refused) -> None:
+        self.refused.append(refusal)
+        self.changes.notify()
+
+
+async def _request(conn: h11.Connection, reader: asyncio.StreamReader) -> h11.Request | None:
+    while True:
+        event = conn.next_event()
+        if event is h11.NEED_DATA:
+            data = await reader.read(CHUNK)
+            if not data:
+                return None
+            conn.receive_data(data)
+            continue
+        return event if isinstance(event, h11.Request) else None
+
+
+def _plain_host(target: str, headers: list[tuple[bytes, bytes]]) -> tuple[str, int]:
+    """The host a plain-HTTP proxy request is for: its absolute URL's, else its Host header's."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(target)
+    if parts.hostname:
+        return parts.hostname.lower(), parts.port or 80
+    host = next((v.decode("ascii", "replace") for k, v in headers if k.lower() == b"host"), "")
+    try:
+        return split_target(host)
+    except ValueError:
+        return host.lower() or "(no host)", 80
+
+
+async def _answer(writer: asyncio.StreamWriter, conn: h11.Connection, status: int, text: str) -> None:
+    body = text.encode()
+    writer.write(conn.send(h11.Response(status_code=status, headers=[
+        ("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body))), ("Connection", "close")])))
+    writer.write(conn.send(h11.Data(data=body)))
+    writer.write(conn.send(h11.EndOfMessage()))
+    await writer.drain()
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Copy until EOF, then half-close (TLS close_notify and the rest pass through untouched)."""
+    try:
+        while data := await reader.read(CHUNK):
+            writer.write(data)
+            await writer.drain()
+        if writer.can_write_eof():
+            writer.write_eof()
+    except OSError:  # reset, or the other side already gone (ENOTCONN on the half-close)
+        writer.close()

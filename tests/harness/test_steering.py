@@ -1,0 +1,175 @@
+"""The steering proxy with the client libraries themselves, each in a process of its own started with
+nothing but the fakes' variables: the vendor hosts they hard-code reach the fakes, any other host is refused
+by name, and the clients that ignore the proxy variables are shown to (on a ``.invalid`` host, RFC 6761, so
+a client that goes around the proxy resolves nothing real)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fakertzr.grpc.service import FakeRtzrGrpcServer
+from harness.fakes.services import running_fakes
+from harness.fakes.steering import Refused, SteeringProxy, split_target
+
+ROOT = Path(__file__).resolve().parents[2]
+WS_MODULE = ROOT / "proving_ground" / "handlers" / "node_handler" / "node_modules" / "ws"
+UNSET = ("RTZR_API_BASE", "OPENAI_BASE_URL", "TTS_BASE_URL", "RTZR_API_HOST", "OPENAI_API_HOST")
+
+PYTHON_CLIENTS = r'''
+import asyncio, json, sys
+cid, secret, invalid, chosen = sys.argv[1:5]
+form = {"client_id": cid, "client_secret": secret}
+out = {}
+def attempt(name, fn):
+    if name not in chosen.split(","):
+        return
+    try:
+        out[name] = fn()
+    except BaseException as exc:
+        out[name] = type(exc).__name__
+def requests_():
+    import requests
+    return requests.post("https://openapi.vito.ai/v1/authenticate", data=form, timeout=5).status_code
+def openai_():
+    import openai
+    client = openai.OpenAI(max_retries=0)  # api.openai.com, as the SDK's default
+    chat = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    speech = client.audio.speech.create(model="tts-1", voice="alloy", input="hello", response_format="wav")
+    return "ok" if chat.choices[0].message.content and speech.content[:4] == b"RIFF" else "wrong answer"
+def websockets_():
+    from websockets.asyncio.client import connect
+    async def go():
+        async with connect("wss://openapi.vito.ai/v1/transcribe:streaming", open_timeout=5):
+            pass
+    try:
+        asyncio.run(go())
+    except Exception as exc:
+        return "ok" if "401" in str(exc) else repr(exc)[:200]  # the fake RTZR's refusal without a token
+    return "ok"
+def aiohttp_(trust_env):
+    import aiohttp
+    async def go():
+        async with aiohttp.ClientSession(trust_env=trust_env) as s:
+            async with s.post(f"https://{invalid}/v1/authenticate", data=form) as r:
+                return r.status
+    return asyncio.run(go())
+def grpcio_():
+    import grpc
+    channel = grpc.secure_channel("grpc-openapi.vito.ai:443", grpc.ssl_channel_credentials())
+    grpc.channel_ready_future(channel).result(timeout=5)
+    return "ok"
+def unfaked():
+    import requests
+    return requests.get("https://api.elevenlabs.io/v1/voices", timeout=5).status_code
+attempt("requests", requests_)
+attempt("openai", openai_)
+attempt("websockets", websockets_)
+attempt("aiohttp trust_env", lambda: aiohttp_(True))
+attempt("aiohttp default", lambda: aiohttp_(False))
+attempt("grpcio", grpcio_)
+attempt("unfaked host", unfaked)
+print(json.dumps(out))
+'''
+
+NODE_CLIENTS = r'''
+const [host, wsPath] = process.argv.slice(1);
+const WebSocket = require(wsPath);
+const out = {};
+fetch(`https://${host}/v1/authenticate`, {method: "POST"}).then(
+  () => { out.fetch = "reached"; }, (e) => { out.fetch = String((e.cause && e.cause.code) || e); })
+  .then(() => new Promise((done) => {
+    const w = new WebSocket(`wss://${host}/v1/transcribe:streaming`);
+    w.on("unexpected-response", () => { out.ws = "reached"; done(); });
+    w.on("open", () => { out.ws = "reached"; done(); });
+    w.on("error", (e) => { out.ws = out.ws || String(e.code || e); done(); });
+  }))
+  .then(() => { console.log(JSON.stringify(out)); process.exit(0); });
+'''
+
+EVERY_CLIENT = ("requests", "openai", "websockets", "aiohttp trust_env", "grpcio", "unfaked host")
+INVALID = "rtzr.steering-test.invalid"  # routed by the proxy, resolvable by nothing else
+
+
+def _env(fakes) -> dict[str, str]:
+    """The machine's environment less any proxy or CA of its own, plus the fakes' (less the base URLs: these
+    clients hard-code the vendor hosts)."""
+    own = {k: v for k, v in os.environ.items() if "proxy" not in k.lower() and k not in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")}
+    return {**own, **{k: v for k, v in fakes.env().items() if k not in UNSET}}
+
+
+async def _run(*command: str, env: dict[str, str]) -> dict[str, object]:
+    process = await asyncio.create_subprocess_exec(*command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, err.decode()[-2000:]
+    return json.loads(out.decode().strip().splitlines()[-1])
+
+
+async def test_python_clients_reach_the_fakes_by_the_vendor_hosts_and_nothing_else() -> None:
+    async with running_fakes(steer=True) as fakes, \
+            FakeRtzrGrpcServer(fakes.rtzr, tls=fakes.trust.server_pem() if fakes.trust else None) as grpc_fake:
+        assert fakes.proxy is not None
+        fakes.proxy.routes["grpc-openapi.vito.ai"] = ("rtzr-grpc", grpc_fake.host, grpc_fake.port)
+        got = await _run(sys.executable, "-c", PYTHON_CLIENTS, fakes.rtzr.config.client_id,
+                         fakes.rtzr.config.client_secret, "openapi.vito.ai", ",".join(EVERY_CLIENT), env=_env(fakes))
+        assert got["requests"] == 200, got
+        assert got["openai"] == "ok", got
+        assert got["websockets"] == "ok", got
+        assert got["aiohttp trust_env"] == 200, got
+        assert got["grpcio"] == "ok", got
+        assert got["unfaked host"] == "ProxyError", got
+        assert [str(r) for r in fakes.proxy.refused] == ["the handler tried to reach api.elevenlabs.io: not faked, refused"]
+        assert {s.host for s in fakes.proxy.steered} == {"openapi.vito.ai", "api.openai.com", "grpc-openapi.vito.ai"}
+        assert [r.text for r in fakes.tts.requests] == ["hello"]  # speech sent to api.openai.com reached the fake TTS
+
+
+async def test_aiohttp_default_session_goes_around_the_proxy() -> None:
+    """aiohttp reads the proxy variables only with ``trust_env=True``: its default session is not steered
+    (shown on a host only the proxy knows; the test of the vendor hosts above reached them through it)."""
+    async with running_fakes(steer=True) as fakes:
+        assert fakes.proxy is not None
+        fakes.proxy.routes[INVALID] = fakes.proxy.routes["openapi.vito.ai"]
+        got = await _run(sys.executable, "-c", PYTHON_CLIENTS, fakes.rtzr.config.client_id,
+                         fakes.rtzr.config.client_secret, INVALID, "aiohttp default,aiohttp trust_env", env=_env(fakes))
+        assert got["aiohttp default"] == "ClientConnectorDNSError", got
+        assert got["aiohttp trust_env"] != "ClientConnectorDNSError", got  # through the proxy it got past DNS
+
+
+@pytest.mark.skipif(shutil.which("node") is None or not WS_MODULE.is_dir(),
+                    reason="needs node and `npm ci` in proving_ground/handlers/node_handler")
+async def test_node_before_24_ignores_the_proxy_variables() -> None:
+    async with running_fakes(steer=True) as fakes:
+        assert fakes.proxy is not None
+        fakes.proxy.routes[INVALID] = fakes.proxy.routes["openapi.vito.ai"]
+        got = await _run("node", "-e", NODE_CLIENTS, INVALID, str(WS_MODULE), env=_env(fakes))
+        assert got == {"fetch": "ENOTFOUND", "ws": "ENOTFOUND"}, got
+        assert fakes.proxy.steered == [] and fakes.proxy.refused == []
+
+
+async def test_plain_http_and_garbage_are_refused_and_named() -> None:
+    async with SteeringProxy({}) as proxy:
+        reader, writer = await asyncio.open_connection(proxy.host, proxy.port)
+        writer.write(b"GET http://example.com/x HTTP/1.1\r\nHost: example.com\r\n\r\n")
+        head = await asyncio.wait_for(reader.read(4096), 5)
+        writer.close()
+        assert head.startswith(b"HTTP/1.1 403") and b"example.com" in head
+        assert proxy.refused == [Refused("example.com", 80, "GET http://example.com/x", proxy.refused[0].at)]
+        reader, writer = await asyncio.open_connection(proxy.host, proxy.port)
+        writer.write(b"CONNECT nonsense HTTP/1.1\r\nHost: nonsense\r\n\r\n")
+        assert (await asyncio.wait_for(reader.read(4096), 5)).startswith(b"HTTP/1.1 400")
+        writer.close()
+
+
+def test_connect_targets() -> None:
+    assert split_target("OpenAPI.vito.ai:443") == ("openapi.vito.ai", 443)
+    assert split_target("[::1]:8443") == ("::1", 8443)
+    for bad in ("openapi.vito.ai", ":443", "host:https"):
+        with pytest.raises(ValueError):
+            split_target(bad)
