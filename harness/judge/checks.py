@@ -12,6 +12,7 @@ from typing import Sequence
 from harness.judge.events import (Clear, Closed, EventBase, Final, HandlerInvalid, LlmPostcall, LlmRequest, Mark, Media,
                                   Partial, RtzrAuthFailed, RtzrClosed, RtzrEnd, RtzrRefused, SpeechEnd, SpeechStart, Stop,
                                   TtsRequest)
+from fakertzr.journal import StreamEnd
 from harness.fakes.tts import TONES_HZ
 from harness.fakes.twilio_messages import PROTOCOL
 from harness.judge.attribution import owner, trace_turns
@@ -467,23 +468,46 @@ def _refused_for_no_reason(ctx: CheckContext) -> CheckResult | None:
                        f"reason to{stale or why}", closed.wall)
 
 
+def deaf_stretches(ctx: CheckContext) -> list[tuple[float, float]]:
+    """Where RTZR had stalled the handler's stream: from the stall until a result on a later stream (or the
+    hang-up). The caller's speech then reached no one who could tell the handler; recognition_continues judges
+    the recovery, and its time is the handler's watchdog's, in wall seconds, however fast the replay."""
+    results = ctx.timeline.of(Partial, Final)
+    stretches = []
+    for end in ctx.timeline.of(RtzrEnd):
+        if end.how == StreamEnd.STALLED:
+            later = [r.wall for r in results if r.connection != end.connection and r.wall > end.wall]
+            stretches.append((end.wall, min(later, default=ctx.hangup)))
+    return stretches
+
+
+def _heard(a: float, b: float, deaf: list[tuple[float, float]]) -> float:
+    """The part of (a, b) outside every deaf stretch."""
+    return (b - a) - sum(max(0.0, min(b, d1) - max(a, d0)) for d0, d1 in deaf)
+
+
 def barge_in(ctx: CheckContext) -> CheckResult:
     """A fixture whose caller talks over the bot (``expect.barge_in``): whenever the caller speaks while the
     bot's audio plays, playback is cleared within ``BARGE_IN_MAX_S`` of their speech. At ``fast`` pace bot
     audio takes no time, so nothing can be talked over: skipped, never a pass; so is a call in which the
-    bot's audio never played while the caller spoke."""
+    bot's audio never played while the caller spoke, and talk-over while RTZR had stalled the stream (nothing
+    could tell the handler: ``deaf_stretches``)."""
     name = "barge_in"
     if not ctx.audio_plays:
         return skipped(name, "at fast pace bot audio takes no time to play: nothing can be talked over")
     pace = ctx.pace or 1.0
     played = [s for s in spans(ctx.timeline.events, pace, until=ctx.hangup) if s.end > s.start]
     ends = {e.utterance: e.wall for e in ctx.timeline.of(SpeechEnd)}
-    overlapped = False
+    deaf = deaf_stretches(ctx)
+    overlapped = unheard = False
     for start in ctx.timeline.of(SpeechStart):
         until = ends.get(start.utterance, ctx.hangup)
         over = [(max(s.start, start.wall), min(s.end, until)) for s in played if s.start < until and s.end > start.wall]
-        talked_over = sum(b - a for a, b in over) * pace
+        talked_over = sum(_heard(a, b, deaf) for a, b in over) * pace
         if not over:
+            continue
+        if talked_over <= 0.0:
+            unheard = True  # all of it while RTZR was stalled
             continue
         overlapped = True
         if talked_over > BARGE_IN_MAX_S:
@@ -493,6 +517,9 @@ def barge_in(ctx: CheckContext) -> CheckResult:
                    "and playback was cleared only before it, never while the caller talked")
             return CheckResult(name, False, f"the caller talked over the bot for {talked_over:.1f} s (utterance "
                                f"{start.utterance + 1}) {how}", start.wall)
+    if not overlapped and unheard:
+        return skipped(name, "the caller talked over the bot only while RTZR had stalled the stream: nothing could "
+                       "tell the handler (recognition_continues judges the stall)")
     if not overlapped:
         return skipped(name, "the bot's audio never played while the caller spoke (its reply came after the caller's "
                        "last word): nothing to barge in on")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from harness.judge.events import (Clear, Closed, Final, LlmRequest, Media, RtzrClosed, RtzrEnd, RtzrRefused, SpeechEnd,
+from fakertzr.journal import StreamEnd
+
+from harness.judge.events import (Clear, Closed, Final, LlmRequest, Media, Partial, RtzrClosed, RtzrEnd, RtzrRefused, SpeechEnd,
                                   SpeechStart, Stop, TtsRequest)
 from harness.judge.checks import (ERROR_WINDOW_S, CheckContext, barge_in, expectations, finals_persisted, finals_to_llm_once,
                             no_errors, recognition_continues, replies_in_order, stops_sending_after_hangup,
@@ -144,6 +146,24 @@ def test_barge_in_needs_playback_cleared_while_the_caller_talks_over_the_bot():
     assert early.status == "failed" and "only before it" in early.message  # one clear, before the reply: not barge-in
     late = barge_in(ctx(*talks_over, *reply, Clear(6.0), STOP, expect={"barge_in": True}))
     assert late.status == "failed" and "in time" in late.message
+
+
+def test_talk_over_while_rtzr_had_stalled_the_stream_is_not_held_against_the_handler():
+    """A caller who talks over the bot while RTZR answers nothing: the handler cannot know until its watchdog has a
+    new stream (wall seconds, whatever the pace); from the first result there, barge-in is judged again."""
+    talks_over = [SpeechStart(4.0, utterance=1, text="다라", audio_ms=4000),
+                  SpeechEnd(7.0, utterance=1, text="다라", audio_ms=7000)]
+    reply = _reply_audio(3.0, 6.0)
+    stalled = RtzrEnd(3.5, connection=0, how=StreamEnd.STALLED)
+    deaf = barge_in(ctx(stalled, *talks_over, *reply, STOP, expect={"barge_in": True}))
+    assert deaf.status == "skipped" and "stalled" in deaf.message
+    recovered = [stalled, Partial(5.0, connection=1, text="다")]  # heard again from 5 s: 2 s of talk-over, no clear
+    late = barge_in(ctx(*recovered, *talks_over, *reply, STOP, expect={"barge_in": True}))
+    assert late.status == "failed" and "2.0 s" in late.message
+    cleared = barge_in(ctx(*recovered, *talks_over, *reply, Clear(5.5), STOP, expect={"barge_in": True}))
+    assert cleared.status == "passed"
+    closed = RtzrEnd(3.5, connection=0, how=StreamEnd.SERVER_CLOSED, code=1000)  # a close is no stall: judged whole
+    assert barge_in(ctx(closed, *talks_over, *reply, STOP, expect={"barge_in": True})).status == "failed"
 
 
 def test_barge_in_is_skipped_at_fast_pace_and_when_the_bot_never_spoke_over_the_caller():
