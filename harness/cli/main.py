@@ -368,7 +368,8 @@ async def _serve_fakes(args: argparse.Namespace) -> int:
                 fakes.proxy.routes["grpc-openapi.vito.ai"] = ("rtzr-grpc", grpc_server.host, grpc_server.port)
         if fakes.proxy is not None:
             grpc_line += (f"steering {', '.join(fakes.proxy.routes)} to the fakes through {fakes.proxy.url}; "
-                          "any other host is refused\n")
+                          "any other host is refused, and said here\n")
+            fakes.proxy.on_refused = lambda refusal: print(f"harness fakes: {refusal}", flush=True)
         playing = f"playing {fixture.name}" if fixture else "transcribing any speech as '발화 N'"
         print(f"fakes ({playing}): RTZR {fakes.rtzr_url}, LLM {fakes.llm_url}, TTS {fakes.tts_url}\n{grpc_line}"
               f"{fakes.exports()}\n({TTS_SAYS})\nCtrl-C to stop", flush=True)

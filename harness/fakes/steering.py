@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import h11
 
@@ -78,6 +79,7 @@ class SteeringProxy:
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._taken = 0  # refusals charged to a call so far (``take_refused``)
+        self.on_refused: Callable[[Refused], None] = lambda refusal: None  # ``harness fakes`` prints each one
 
     @property
     def url(self) -> str:
@@ -176,6 +178,7 @@ class SteeringProxy:
     def _refuse(self, refusal: Refused) -> None:
         self.refused.append(refusal)
         self.changes.notify()
+        self.on_refused(refusal)
 
 
 async def _request(conn: h11.Connection, reader: asyncio.StreamReader) -> h11.Request | None:

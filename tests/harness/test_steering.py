@@ -173,3 +173,19 @@ def test_connect_targets() -> None:
     for bad in ("openapi.vito.ai", ":443", "host:https"):
         with pytest.raises(ValueError):
             split_target(bad)
+
+
+def test_a_refusal_is_told_as_it_happens() -> None:
+    """``harness fakes --steer`` prints each refused host while a developer works against the fakes."""
+    told: list[str] = []
+
+    async def go() -> None:
+        async with SteeringProxy({}) as proxy:
+            proxy.on_refused = lambda refusal: told.append(str(refusal))
+            reader, writer = await asyncio.open_connection(proxy.host, proxy.port)
+            writer.write(b"CONNECT api.elevenlabs.io:443 HTTP/1.1\r\nHost: api.elevenlabs.io:443\r\n\r\n")
+            assert (await asyncio.wait_for(reader.read(4096), 5)).startswith(b"HTTP/1.1 403")
+            writer.close()
+
+    asyncio.run(go())
+    assert told == ["the handler tried to reach api.elevenlabs.io: not faked, refused"]
