@@ -154,9 +154,9 @@ class TwilioPlayer:
             self._answer.set()
 
     async def run(self) -> PlayerRecord:
-        if self.start is not None:
-            await self._dial(self.start)
         try:
+            if self.start is not None:
+                await self._dial(self.start)
             return await self._run()
         finally:
             self._hung_up_at_twilio()

@@ -6,10 +6,7 @@ a client that goes around the proxy resolves nothing real)."""
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -18,6 +15,7 @@ import pytest
 from fakertzr.grpc.service import FakeRtzrGrpcServer
 from harness.fakes.services import running_fakes
 from harness.fakes.steering import Refused, SteeringProxy, split_target
+from tests.support.client_probe import machine_env, probe
 
 ROOT = Path(__file__).resolve().parents[2]
 WS_MODULE = ROOT / "proving_ground" / "handlers" / "node_handler" / "node_modules" / "ws"
@@ -101,15 +99,9 @@ INVALID = "rtzr.steering-test.invalid"  # routed by the proxy, resolvable by not
 def _env(fakes) -> dict[str, str]:
     """The machine's environment less any proxy or CA of its own, plus the fakes' (less the base URLs: these
     clients hard-code the vendor hosts)."""
-    own = {k: v for k, v in os.environ.items() if "proxy" not in k.lower() and k not in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")}
-    return {**own, **{k: v for k, v in fakes.env().items() if k not in UNSET}}
+    return {**machine_env(), **{k: v for k, v in fakes.env().items() if k not in UNSET}}
 
 
-async def _run(*command: str, env: dict[str, str]) -> dict[str, object]:
-    process = await asyncio.create_subprocess_exec(*command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    out, err = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode == 0, err.decode()[-2000:]
-    return json.loads(out.decode().strip().splitlines()[-1])
 
 
 async def test_python_clients_reach_the_fakes_by_the_vendor_hosts_and_nothing_else() -> None:
@@ -117,7 +109,7 @@ async def test_python_clients_reach_the_fakes_by_the_vendor_hosts_and_nothing_el
             FakeRtzrGrpcServer(fakes.rtzr, tls=fakes.trust.server_pem() if fakes.trust else None) as grpc_fake:
         assert fakes.proxy is not None
         fakes.proxy.routes["grpc-openapi.vito.ai"] = ("rtzr-grpc", grpc_fake.host, grpc_fake.port)
-        got = await _run(sys.executable, "-c", PYTHON_CLIENTS, fakes.rtzr.config.client_id,
+        got = await probe(sys.executable, "-c", PYTHON_CLIENTS, fakes.rtzr.config.client_id,
                          fakes.rtzr.config.client_secret, "openapi.vito.ai", ",".join(EVERY_CLIENT), env=_env(fakes))
         assert got["requests"] == 200, got
         assert got["openai"] == "ok", got
@@ -136,7 +128,7 @@ async def test_aiohttp_default_session_goes_around_the_proxy() -> None:
     async with running_fakes(steer=True) as fakes:
         assert fakes.proxy is not None
         fakes.proxy.routes[INVALID] = fakes.proxy.routes["openapi.vito.ai"]
-        got = await _run(sys.executable, "-c", PYTHON_CLIENTS, fakes.rtzr.config.client_id,
+        got = await probe(sys.executable, "-c", PYTHON_CLIENTS, fakes.rtzr.config.client_id,
                          fakes.rtzr.config.client_secret, INVALID, "aiohttp default,aiohttp trust_env", env=_env(fakes))
         assert got["aiohttp default"] == "ClientConnectorDNSError", got
         assert got["aiohttp trust_env"] != "ClientConnectorDNSError", got  # through the proxy it got past DNS
@@ -148,7 +140,7 @@ async def test_node_before_24_ignores_the_proxy_variables() -> None:
     async with running_fakes(steer=True) as fakes:
         assert fakes.proxy is not None
         fakes.proxy.routes[INVALID] = fakes.proxy.routes["openapi.vito.ai"]
-        got = await _run("node", "-e", NODE_CLIENTS, INVALID, str(WS_MODULE), env=_env(fakes))
+        got = await probe("node", "-e", NODE_CLIENTS, INVALID, str(WS_MODULE), env=_env(fakes))
         assert got == {"fetch": "ENOTFOUND", "ws": "ENOTFOUND"}, got
         assert fakes.proxy.steered == [] and fakes.proxy.refused == []
 

@@ -5,10 +5,7 @@ honours (and that the others do not make it trust the fakes)."""
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -18,6 +15,7 @@ from fakertzr import FakeRtzrBackend
 from fakertzr.grpc.service import FakeRtzrGrpcServer
 from harness.fakes.services import running_fakes
 from harness.fakes.tls import RunTrust
+from tests.support.client_probe import machine_env, probe
 
 ROOT = Path(__file__).resolve().parents[2]
 WS_MODULE = ROOT / "proving_ground" / "handlers" / "node_handler" / "node_modules" / "ws"
@@ -89,17 +87,8 @@ PYTHON_ROWS = {  # the variable given alone -> the libraries it makes trust the 
 }
 
 
-def _clean_env() -> dict[str, str]:
-    names = {"SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH",
-             "NODE_EXTRA_CA_CERTS", "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"}
-    return {k: v for k, v in os.environ.items() if k not in names}
 
 
-async def _run(*command: str, env: dict[str, str]) -> dict[str, str]:
-    process = await asyncio.create_subprocess_exec(*command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    out, err = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode == 0, err.decode()[-2000:]
-    return json.loads(out.decode().strip().splitlines()[-1])
 
 
 async def test_each_python_library_trusts_the_fakes_by_the_variable_it_reads() -> None:
@@ -110,11 +99,11 @@ async def test_each_python_library_trusts_the_fakes_by_the_variable_it_reads() -
             bundle = str(fakes.trust.bundle)
             args = (fakes.rtzr_url, grpc_server.target, fakes.rtzr.config.client_id, fakes.rtzr.config.client_secret)
             rows = await asyncio.gather(*(  # one process per variable, all at once
-                _run(sys.executable, "-c", PYTHON_CLIENTS, *args, env={**_clean_env(), variable: bundle})
+                probe(sys.executable, "-c", PYTHON_CLIENTS, *args, env={**machine_env(), variable: bundle})
                 for variable in PYTHON_ROWS))
             for (variable, trusting), got in zip(PYTHON_ROWS.items(), rows):
                 assert {name for name, how in got.items() if how == "ok"} == trusting, (variable, got)
-            everything = await _run(sys.executable, "-c", PYTHON_CLIENTS, *args, env={**_clean_env(), **fakes.env()})
+            everything = await probe(sys.executable, "-c", PYTHON_CLIENTS, *args, env={**machine_env(), **fakes.env()})
             assert set(everything.values()) == {"ok"}, everything
 
 
@@ -125,8 +114,8 @@ async def test_node_fetch_and_ws_trust_the_fakes_by_node_extra_ca_certs() -> Non
         assert fakes.trust is not None
         bundle = str(fakes.trust.bundle)
         command = ("node", "-e", NODE_CLIENTS, fakes.rtzr_url, str(WS_MODULE))
-        assert await _run(*command, env={**_clean_env(), "NODE_EXTRA_CA_CERTS": bundle}) == {"fetch": "ok", "ws": "ok"}
-        refused = await _run(*command, env={**_clean_env(), "SSL_CERT_FILE": bundle})  # OpenSSL's variable: not Node's
+        assert await probe(*command, env={**machine_env(), "NODE_EXTRA_CA_CERTS": bundle}) == {"fetch": "ok", "ws": "ok"}
+        refused = await probe(*command, env={**machine_env(), "SSL_CERT_FILE": bundle})  # OpenSSL's variable: not Node's
         assert "ok" not in refused.values(), refused
 
 
