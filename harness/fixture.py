@@ -35,6 +35,9 @@ class CallerBehaviour:
     reacts: tuple[Reaction, ...] = ()  # utterances timed on the bot, not on the audio's clock
 
 
+STARTS = ("stream", "webhook", "outbound")  # ``start`` in call.json: how the call starts at the fake Twilio
+
+
 @dataclass(frozen=True)
 class CallFixture:
     directory: Path
@@ -44,6 +47,7 @@ class CallFixture:
     tts: dict[str, Any] = field(default_factory=dict)
     expect: dict[str, Any] = field(default_factory=dict)
     handler_without: tuple[str, ...] = ()  # env variables the handler is started without (failure 1)
+    start: str | None = None  # one of ``STARTS``; None: as the run's options say (--voice, --place, else the stream)
 
     @property
     def name(self) -> str:
@@ -62,6 +66,9 @@ def load_call(directory: str | Path) -> CallFixture:
                    for i, r in enumerate(caller.get("reacts", ())))
     if len({r.utterance for r in reacts}) < len(reacts):
         raise FixtureError(f"{Path(directory) / 'call.json'}: caller.reacts: one utterance reacts twice")
+    start = raw.get("start")
+    if start is not None and start not in STARTS:  # the schema says so first; this holds for any loader
+        raise FixtureError(f"{Path(directory) / 'call.json'}: start: {start!r} is not one of {', '.join(STARTS)}")
     return CallFixture(
         directory=Path(directory),
         script=script,
@@ -76,6 +83,7 @@ def load_call(directory: str | Path) -> CallFixture:
         tts=raw.get("tts", {}),
         expect=raw.get("expect", {}),
         handler_without=tuple(raw.get("handler", {}).get("without_env", ())),
+        start=start,
     )
 
 

@@ -63,6 +63,7 @@ def test_make_fixture_with_audio_no_program_can_read_names_what_to_install(tmp_p
     ("harness", ("run", "--calls-at-once", "2", "--fresh-handler", "--cmd", "x"),
      ("--calls-at-once plays calls into one handler; --fresh-handler gives each call its own",)),
     ("harness", ("fuzz", "--calls-at-once", "2", "--maximize", "latency"), ("--maximize steers one call at a time",)),
+    ("harness", ("fuzz", "--steer"), ("--steer goes with --cmd or --target",)),
 ])
 def test_bad_values_are_named(tool, args, words):
     one_line_error(run(tool, *args, env={"AICALL_DB": "/nonexistent/dir/x.db"}), *words)
@@ -129,3 +130,13 @@ def test_harness_run_finds_the_bundled_calls_from_any_directory(tmp_path):
                            "--report-dir", str(tmp_path / "r")], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "replaying 1 fixture(s) from " in done.stdout and "seed-three-turns: PASS" in done.stdout
+
+
+def test_a_fuzz_failures_replay_line_keeps_how_the_handler_is_reached():
+    """The ``harness run`` line ``harness fuzz`` prints for a failure replays it the way it was found: steered,
+    over TLS, through the handler's webhook."""
+    from harness.cli.fuzz import _target_args
+
+    line = _target_args(["--cmd", "python app.py --port {port}", "--path", "/media", "--steer", "--tls",
+                         "--voice", "/voice", "--place=/call", "--examples", "5", "--seed", "3"])
+    assert line == "--cmd 'python app.py --port {port}' --path /media --steer --tls --voice /voice --place=/call --pace fast"

@@ -106,17 +106,24 @@ def add_network_options(parser: argparse.ArgumentParser) -> None:
 
 
 def add_voice_option(parser: argparse.ArgumentParser) -> None:
-    """``--voice``: calls start at the handler's voice webhook, as Twilio starts them."""
+    """``--voice`` and ``--place``: calls start at the handler's voice webhook, or are placed by the handler, as
+    Twilio starts them."""
     parser.add_argument("--voice", metavar="PATH|URL", help="start each call as Twilio does: POST the handler's voice "
                         "webhook (a path on the launched handler, or a URL with --target), follow its TwiML to "
                         "<Connect><Stream> with its <Parameter>s; the handler is told a fake Twilio account "
                         "(TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, TWILIO_API_BASE) whose REST API ends the call when "
-                        "asked (Status=completed)")
+                        "asked (Status=completed) and follows new TwiML given to a live call (Twiml= or Url=)")
+    parser.add_argument("--place", metavar="PATH|URL", help="have the handler place each call: POST this endpoint of "
+                        "the handler (a path on the launched handler, or a URL with --target; {to} filled in) with "
+                        "To=<the caller's number>, wait for its POST .../Calls.json to that number, and dial it as Twilio "
+                        "does (ringing, answered, its Url fetched or its Twiml read, to <Connect><Stream>); a fixture's "
+                        "\"start\" in call.json chooses between --voice and --place per call")
 
 
 def network_of(args: argparse.Namespace) -> FakeNetwork:
+    twilio = bool(getattr(args, "voice", None) or getattr(args, "place", None))  # the handler is told its account
     return FakeNetwork(tls=bool(getattr(args, "tls", False) or getattr(args, "steer", False)),
-                       steer=bool(getattr(args, "steer", False)), twilio=bool(getattr(args, "voice", None)),
+                       steer=bool(getattr(args, "steer", False)), twilio=twilio,
                        twilio_auth_token=getattr(args, "twilio_auth_token", None))
 
 

@@ -17,7 +17,10 @@ from xml.etree import ElementTree
 
 from harness.cli.common import (
     ProgressLine,
+    add_network_options,
     add_target_options,
+    add_voice_option,
+    network_of,
     parse_count,
     parse_pace,
     parse_ports,
@@ -99,6 +102,8 @@ def add_fuzz_parser(sub) -> None:
                       help="fuzz.json, fuzz-junit.xml, fuzz-report.html and fuzz-failures/ go here (default harness-report/)")
     fuzz.add_argument("--twilio-auth-token", metavar="TOKEN", help="sign the stream handshake with X-Twilio-Signature")
     add_target_options(fuzz)
+    add_network_options(fuzz)
+    add_voice_option(fuzz)
     fuzz.add_argument("--handler-log", type=Path, metavar="FILE", help="with --target: the handler's log file")
     fuzz.add_argument("--fake-ports", type=parse_ports, default=(0, 0, 0), metavar="R,L,T",
                       help="with --target: the fakes' ports RTZR,LLM,TTS (default: free ports, printed as export lines)")
@@ -117,9 +122,11 @@ def options_of(args: argparse.Namespace) -> FuzzOptions:
 def _target(args: argparse.Namespace, worker: str):
     if args.cmd:
         log = args.report_dir / f"fuzz-handler{worker}.log"
-        return CommandTarget(args.cmd, url=args.url, path=args.path, ready_timeout=args.ready_timeout, log_path=log)
+        return CommandTarget(args.cmd, url=args.url, path=args.path, ready_timeout=args.ready_timeout, log_path=log,
+                             voice=args.voice, place=args.place)
     if args.target:
-        return UrlTarget(args.target, handler_log=args.handler_log, ready_timeout=args.ready_timeout)
+        return UrlTarget(args.target, handler_log=args.handler_log, ready_timeout=args.ready_timeout, voice=args.voice,
+                         place=args.place)
     return None  # aicall in-process
 
 
@@ -143,6 +150,10 @@ def fuzz_command(args: argparse.Namespace, argv: list[str]) -> int:
         raise HarnessError("--maximize steers one call at a time: leave out --calls-at-once")
     if args.max_faults < 0:
         raise HarnessError(f"--max-faults must be 0 or more, got {args.max_faults}")
+    for option in ("tls", "steer", "voice", "place"):
+        if getattr(args, option, None) and not (args.cmd or args.target):
+            raise HarnessError(f"--{option} goes with --cmd or --target (aicall in-process is given the fakes' URLs "
+                               "directly)")
     against = args.target or (f"`{args.cmd}`" if args.cmd else "aicall (in-process)")
     if args.workers > 1:
         return _parent(args, argv, against)
@@ -161,7 +172,8 @@ def fuzz_command(args: argparse.Namespace, argv: list[str]) -> int:
     check_report_dir(args.report_dir)
     with signals_interrupt():  # SIGTERM as Ctrl-C: the search stops, the handler is ended, what was found is kept
         with HandlerSession(_target(args, worker), pace=options.pace, headers_for=_headers_for(args),
-                            fake_ports=args.fake_ports, on_fakes=lambda f: _fakes_line(f, bool(args.target))) as session:
+                            fake_ports=args.fake_ports, on_fakes=lambda f: _fakes_line(f, bool(args.target)),
+                            network=network_of(args)) as session:
             result = search(session, options, progress=progress)
     saved = _save(result, args.report_dir, worker)
     if args.json:  # a worker: its parent says it all
@@ -324,18 +336,24 @@ def _print(args: argparse.Namespace, argv: list[str], summaries: list[dict]) -> 
 LATENCY_NAME = "speech end -> first bot audio of its reply"
 
 
+TARGET_OPTIONS = ("--cmd", "--path", "--url", "--target", "--pace", "--handler-log", "--fake-ports",
+                  "--twilio-auth-token", "--ready-timeout", "--voice", "--place")  # each takes a value
+TARGET_FLAGS = ("--tls", "--steer")
+
+
 def _target_args(argv: list[str]) -> str:
-    """The options of this command that say which handler (for the ``harness run`` line)."""
+    """The options of this command that say which handler and how it is reached (for the ``harness run`` line)."""
     keep, take = [], 0
     for arg in argv:
         if take:
             keep.append(shlex.quote(arg))
             take -= 1
-        elif arg in ("--cmd", "--path", "--url", "--target", "--pace", "--handler-log", "--fake-ports",
-                     "--twilio-auth-token", "--ready-timeout"):
+        elif arg in TARGET_OPTIONS:
             keep.append(arg)
             take = 1
-    if "--pace" not in argv:
+        elif arg in TARGET_FLAGS or arg.split("=", 1)[0] in TARGET_OPTIONS:
+            keep.append(shlex.quote(arg))
+    if not any(a == "--pace" or a.startswith("--pace=") for a in argv):
         keep += ["--pace", "fast"]
     return " ".join(keep)
 

@@ -201,6 +201,7 @@ def _add_load_parser(sub) -> None:
     load.add_argument("--report-dir", type=Path, default=Path("harness-report"),
                       help="load.json and load.html go here (default harness-report/)")
     add_target_options(load)
+    add_network_options(load)
     load.add_argument("--fake-ports", type=parse_ports, default=(0, 0, 0), metavar="R,L,T",
                       help="with --target: the fakes' ports RTZR,LLM,TTS (default: free ports, printed as export lines)")
 
@@ -252,7 +253,7 @@ def _check_target_options(args: argparse.Namespace) -> None:
         raise HarnessError("--calls-at-once plays calls into one handler; --fresh-handler gives each call its own")
     if args.fake_ports != (0, 0, 0) and not args.target:
         raise HarnessError("--fake-ports goes with --target (with --cmd the harness picks free ports)")
-    for option in ("tls", "steer", "voice"):
+    for option in ("tls", "steer", "voice", "place"):
         if getattr(args, option, False) and not (args.cmd or args.target):
             raise HarnessError(f"--{option} goes with --cmd or --target (aicall in-process is given the fakes' URLs "
                                "directly)")
@@ -276,9 +277,11 @@ async def _run(args: argparse.Namespace, fixtures: list, handlers: int = 1,
             return {"X-Twilio-Signature": compute_signature(args.twilio_auth_token, url)}
     if args.cmd:
         target = CommandTarget(args.cmd, url=args.url, path=args.path, ready_timeout=args.ready_timeout,
-                               fresh=args.fresh_handler, log_path=args.report_dir / "handler.log", voice=args.voice)
+                               fresh=args.fresh_handler, log_path=args.report_dir / "handler.log", voice=args.voice,
+                               place=args.place)
     elif args.target:
-        target = UrlTarget(args.target, handler_log=args.handler_log, ready_timeout=args.ready_timeout, voice=args.voice)
+        target = UrlTarget(args.target, handler_log=args.handler_log, ready_timeout=args.ready_timeout, voice=args.voice,
+                           place=args.place)
     else:
         with ErrorLog() as errors:
             return await run_target(AicallTarget(errors), fixtures, pace=args.pace, progress=progress,
@@ -326,12 +329,19 @@ def _load(args: argparse.Namespace) -> int:
         if args.cmd:
             target = CommandTarget(args.cmd, url=args.url, path=args.path, ready_timeout=args.ready_timeout,
                                    log_path=args.report_dir / "handler.log")
-            return await LoadRunner(target, fixtures, plan, progress=progress).run(against)
-        if args.target:
+            runner = LoadRunner(target, fixtures, plan, progress=progress, network=network_of(args))
+        elif args.target:
             target = UrlTarget(args.target, ready_timeout=args.ready_timeout)
             runner = LoadRunner(target, fixtures, plan, progress=progress, fake_ports=args.fake_ports,
-                                on_fakes=lambda f: print_fakes(f, paste=True))
-            return await runner.run(against)
+                                on_fakes=lambda f: print_fakes(f, paste=True), network=network_of(args))
+        else:
+            runner = None
+        if runner is not None:
+            try:
+                return await runner.run(against)
+            finally:
+                for line in dict.fromkeys(runner.refused):  # each host once, in the order first seen
+                    print(f"load: {line} ({runner.refused.count(line)} time(s))", flush=True)
         with InProcessTurnLog() as turn_log:
             return await LoadRunner(AicallTarget(turn_log), fixtures, plan, progress=progress,
                                     handler_log=turn_log.reader).run(against)

@@ -12,8 +12,12 @@ refused". Nothing real is called.
 This is how mitmproxy's regular mode and Hoverfly's simulate mode meet a client: the client opts in through
 ``HTTPS_PROXY``, which requests, httpx (so the openai SDK), websockets (14 and later), grpcio and
 ``aiohttp.ClientSession(trust_env=True)`` read. A client that ignores the proxy variables (aiohttp's
-default session, Node's ``ws``, ``fetch`` before Node 24) connects directly and is not steered: see
-docs/handlers.md for the table, each row tested in tests/harness/test_steering.py.
+default session, so LiveKit's RTZR plugin; Node's ``fetch``, ``ws`` and ``https`` before Node 24) is steered
+one level down, where it resolves or connects: a hook the harness loads into the handler's runtime
+(``steer_hooks/sitecustomize.py`` on ``PYTHONPATH``, ``steer_hooks/steer.cjs`` in ``NODE_OPTIONS``) sends a
+vendor host to its *forwarder* (a port per host on 127.0.0.1 that pipes to the fake, journaled as a
+``Steered(via="resolver")``) and tells the proxy any other host, which it refuses and journals as it would
+a ``CONNECT``. See docs/handlers.md for the table, each row tested in tests/harness/test_steering.py.
 
 The request head is parsed by h11; after the ``200`` the bytes are copied both ways untouched.
 """
@@ -21,15 +25,20 @@ The request head is parsed by h11; after the ``200`` the bytes are copied both w
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from pathlib import Path
+from typing import Any, Callable, Coroutine, Iterable
 
 import h11
 
 from fakertzr.waiting import ChangeNotifier
 from harness.fakes.tls import LOOPBACK_NAMES
 
+HOOKS = Path(__file__).resolve().parent / "steer_hooks"  # sitecustomize.py (Python), steer.cjs (Node)
+HOOK_VARIABLE = "RTZR_TESTKIT_STEER"  # the hooks' configuration: the proxy's address and each host's forwarder
 HEAD_LIMIT = 16 * 1024  # a request head longer than this is not a client's CONNECT
 CHUNK = 64 * 1024
 
@@ -42,6 +51,7 @@ class Steered:
     port: int
     fake: str
     at: float = field(default_factory=time.monotonic)
+    via: str = "proxy"  # "proxy" (the client sent CONNECT) or "resolver" (a runtime hook sent it to a forwarder)
 
 
 @dataclass(frozen=True)
@@ -68,7 +78,7 @@ def split_target(target: str) -> tuple[str, int]:
 
 class SteeringProxy:
     """``async with SteeringProxy({"openapi.vito.ai": ("rtzr", "127.0.0.1", 8443)}) as proxy``; its journal is
-    ``proxy.steered`` and ``proxy.refused``."""
+    ``proxy.steered`` and ``proxy.refused``. Add a route to a running proxy with :meth:`route`."""
 
     def __init__(self, routes: dict[str, tuple[str, str, int]], host: str = "127.0.0.1", port: int = 0) -> None:
         self.routes = {name.lower(): where for name, where in routes.items()}  # vendor host -> (fake, host, port)
@@ -77,6 +87,7 @@ class SteeringProxy:
         self.refused: list[Refused] = []
         self.changes = ChangeNotifier()
         self._server: asyncio.Server | None = None
+        self._forwarders: dict[str, asyncio.Server] = {}  # vendor host -> its listener for the runtime hooks
         self._tasks: set[asyncio.Task[None]] = set()
         self._taken = 0  # refusals charged to a call so far (``take_refused``)
         self.on_refused: Callable[[Refused], None] = lambda refusal: None  # ``harness fakes`` prints each one
@@ -93,7 +104,27 @@ class SteeringProxy:
             env[name] = env[name.lower()] = self.url
         env["NO_PROXY"] = env["no_proxy"] = ",".join(LOOPBACK_NAMES)
         env["NODE_USE_ENV_PROXY"] = "1"  # Node 24 and later: fetch and http(s) read the variables (Node 20 ignores it)
+        # the runtime hooks, for clients that ignore the variables above; added to what the machine already sets
+        env[HOOK_VARIABLE] = json.dumps({"proxy": f"{self.host}:{self.port}", "hosts": self.forwarders})
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(HOOKS), os.environ.get("PYTHONPATH", "")) if p)
+        env["NODE_OPTIONS"] = " ".join(o for o in (f"--require {json.dumps(str(HOOKS / 'steer.cjs'))}",
+                                                   os.environ.get("NODE_OPTIONS", "")) if o)
         return env
+
+    @property
+    def forwarders(self) -> dict[str, int]:
+        """Each vendor host's forwarder port on ``host`` (where the runtime hooks send it)."""
+        return {name: server.sockets[0].getsockname()[1] for name, server in self._forwarders.items()}
+
+    async def route(self, name: str, fake: str, host: str, port: int) -> None:
+        """Steer vendor host ``name`` to the fake at ``host:port`` from now on (its forwarder opened if new)."""
+        name = name.lower()
+        self.routes[name] = (fake, host, port)
+        if self._server is not None and name not in self._forwarders:
+            def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+                self._spawn(self._forward(name, reader, writer))
+
+            self._forwarders[name] = await asyncio.start_server(accepted, self.host, 0)
 
     def take_refused(self, until: float) -> list[Refused]:
         """The refusals up to ``until`` not taken before: each is charged to one call, the first judged after
@@ -105,16 +136,21 @@ class SteeringProxy:
     async def start(self) -> "SteeringProxy":
         self._server = await asyncio.start_server(self._accepted, self.host, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
+        for name, (fake, host, port) in list(self.routes.items()):
+            await self.route(name, fake, host, port)
         return self
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            for task in list(self._tasks):
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-            await self._server.wait_closed()
-            self._server = None
+        servers = [s for s in (self._server, *self._forwarders.values()) if s is not None]
+        for server in servers:
+            server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for server in servers:
+            await server.wait_closed()
+        self._server = None
+        self._forwarders.clear()
 
     async def __aenter__(self) -> "SteeringProxy":
         return await self.start()
@@ -123,9 +159,32 @@ class SteeringProxy:
         await self.stop()
 
     def _accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.create_task(self._serve(reader, writer))
+        self._spawn(self._serve(reader, writer))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _forward(self, name: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """A connection a runtime hook sent to ``name``'s forwarder: piped to its fake as a tunnel would be."""
+        fake, to_host, to_port = self.routes[name]
+        try:
+            up_reader, up_writer = await asyncio.open_connection(to_host, to_port)
+        except OSError:
+            writer.close()
+            return
+        self.steered.append(Steered(name, 443, fake, via="resolver"))
+        self.changes.notify()
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(_pipe(reader, up_writer))
+                group.create_task(_pipe(up_reader, writer))
+        except* OSError:
+            pass
+        finally:
+            up_writer.close()
+            writer.close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -193,7 +252,7 @@ async def _request(conn: h11.Connection, reader: asyncio.StreamReader) -> h11.Re
         return event if isinstance(event, h11.Request) else None
 
 
-def _plain_host(target: str, headers: list[tuple[bytes, bytes]]) -> tuple[str, int]:
+def _plain_host(target: str, headers: Iterable[tuple[bytes, bytes]]) -> tuple[str, int]:
     """The host a plain-HTTP proxy request is for: its absolute URL's, else its Host header's."""
     from urllib.parse import urlsplit
 

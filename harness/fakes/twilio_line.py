@@ -49,6 +49,20 @@ def base64_bytes(text: str) -> int:
     return len(text) * 3 // 4 - text[-2:].count("=")
 
 
+@dataclass(frozen=True)
+class RedirectFollowed:
+    """The handler gave the call new TwiML while it lasted (``POST .../Calls/{Sid}.json`` with ``Twiml`` or ``Url``):
+    its stream got ``stop`` at ``at`` (monotonic) and the new TwiML was followed to ``outcome``: "hangup", "end of
+    TwiML", "ended" (ended through the REST API first) or "stream" (a new ``<Connect><Stream>``, not followed)."""
+
+    at: float
+    by: str  # "twiml" or "url"
+    url: str | None = None
+    said: tuple[str, ...] = ()  # the <Say> texts Twilio spoke to the caller
+    outcome: str = ""
+    stream_url: str | None = None  # outcome "stream": the stream it asked for
+
+
 @dataclass
 class PlayerRecord:
     """What the caller side saw, with monotonic wall times."""
@@ -62,8 +76,9 @@ class PlayerRecord:
     closed_by_handler: bool = False  # the handler ended the call before the caller hung up
     closed_how: str = ""  # "handler", "twilio after stop", "line dropped"
     close_code: int | None = None  # as the caller side saw it: None or 1006 when the socket just went away
-    hung_up_how: str = ""
+    hung_up_how: str = ""  # "stop" (the caller), "vanished", "api" (Status=completed), "redirect", "handler closed first"
     ended_by_api: bool = False  # the handler ended the call through Twilio's REST API (Status=completed)
+    redirect: RedirectFollowed | None = None  # the handler redirected the call (new TwiML through the REST API)
     silence_ms: float = 0.0  # caller silence held while waiting for the bot (``caller.reacts``), not the fixture's
     skipped_ms: float = 0.0  # the fixture's pauses cut short because the bot answered sooner
     reactions: list[dict[str, Any]] = field(default_factory=list)  # each reacting utterance: what it waited for, when
@@ -169,6 +184,10 @@ class TwilioLine:
         ulaw = pcm16_to_ulaw(pcm)
         for i in range(0, len(ulaw), 160):
             await self.send_media(base64.b64encode(ulaw[i : i + 160]).decode())
+
+    def wake(self) -> None:
+        """Wake whoever waits on the line's activity (the call changed at Twilio: ended, redirected)."""
+        self._changed.set()
 
     async def dtmf(self, digit: str) -> bool:
         return await self.send("dtmf", dtmf={"track": "inbound_track", "digit": digit})

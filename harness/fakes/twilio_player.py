@@ -9,10 +9,11 @@ A ``vanish`` hang-up drops the line without ``stop`` or a close frame, but only 
 sent reached the handler's socket (a TCP FIN), so the verdict never depends on what was still queued.
 Pacing is real time times ``pace`` (2.0 plays twice as fast), or ``None``: as fast as the handler reads.
 
-A call may start as Twilio starts it (``WebhookStart``): the handler's voice webhook asked for TwiML and the
-TwiML followed to its ``<Connect><Stream>`` (``harness.fakes.twilio_dial``), the call kept in the fake REST API
-(``harness.fakes.twilio_rest``), where a handler that ends it (``Status=completed``) is obeyed: the caller
-stops, and ``stop`` goes out as Twilio sends it.
+A call may start as Twilio starts it (``WebhookStart``: the handler's voice webhook asked for TwiML and the TwiML
+followed to its ``<Connect><Stream>``), or be placed by the handler (``PlaceStart``: it creates the call through the
+REST API and Twilio dials the caller), the call kept in the fake REST API (``harness.fakes.twilio_call``). A handler
+that ends it there (``Status=completed``) is obeyed: the caller stops, and ``stop`` goes out as Twilio sends it; one
+that redirects it (new ``Twiml`` or ``Url``) has its stream stopped the same way, and the new TwiML followed.
 
 A caller may time words on the bot (``caller.reacts``): the line holds silence, or cuts a pause short, so that
 an utterance starts a set time after the bot's reply to an earlier turn starts or ends; and a caller who hangs
@@ -26,7 +27,6 @@ import base64
 import time
 import uuid
 from collections import OrderedDict
-from dataclasses import dataclass
 from typing import Callable
 
 import aiohttp
@@ -34,10 +34,9 @@ import numpy as np
 
 from callaudio.g711 import pcm16_to_ulaw
 from harness.errors import HarnessError
-from harness.fakes.twilio_dial import VoiceWebhook, dial
+from harness.fakes.twilio_call import CallStart, PlaceStart, TwilioCall, outbound_number
 from harness.fakes.twilio_line import FRAME_MS, PlayerRecord, TwilioLine
-from harness.fakes.twilio_rest import CallStateError, FakeTwilioRest
-from harness.fakes.twilio_webhook import SIGNATURE_HEADER, CallWebhook, signature
+from harness.fakes.twilio_webhook import SIGNATURE_HEADER, signature
 from harness.fakes.wrong_path import why_closed_at_once, why_refused
 from harness.fixture import CallFixture, Reaction
 
@@ -99,29 +98,20 @@ def new_call_sid() -> str:
     return "CA" + uuid.uuid4().hex
 
 
-CALLED_NUMBER = "+8215880000"  # the handler's own number, as the webhook's To
-
-
-@dataclass(frozen=True)
-class WebhookStart:
-    """Start the call at the handler's voice webhook, kept in this fake REST API."""
-
-    webhook: VoiceWebhook
-    twilio: FakeTwilioRest
-
-
 class TwilioPlayer:
     """Plays one fixture's caller over a ``TwilioLine``: its audio at ``pace``, its DTMF and hang-up."""
 
     def __init__(self, session: aiohttp.ClientSession, url: str, fixture: CallFixture, *, pace: float | None = 1.0,
                  call_sid: str | None = None, stream_sid: str | None = None,
                  headers: dict[str, str] | None = None, replying: Callable[[], bool] = lambda: False,
-                 start: WebhookStart | None = None) -> None:
+                 start: CallStart | None = None) -> None:
         self.fixture, self.pace, self.start = fixture, pace, start
         self.replying = replying  # the handler still has work in flight with the LLM or TTS (a reply is being made)
         self.call_sid = call_sid or new_call_sid()
         self.line = TwilioLine(session, url, call_sid=self.call_sid, stream_sid=stream_sid or "MZ" + self.call_sid[2:],
                                headers=headers, pace=pace)
+        if isinstance(start, PlaceStart):  # a number of the call's own: calls placed at once are told apart by it
+            self.line.caller = outbound_number(self.call_sid)
         self.line.on_media = self._heard_media
         self.record = self.line.record
         self._answered = 0
@@ -134,7 +124,8 @@ class TwilioPlayer:
         self._bot_starts: dict[int, float] = {}  # turn -> caller audio ms when the bot's audio for it began
         self._bot_ends: dict[int, float] = {}  # turn -> caller audio ms when it had finished playing
         self._hold_began: tuple[float, int] | None = None
-        self._obeying: asyncio.Task[None] | None = None  # a webhook-started call: its end through the REST API
+        self._redirected = False  # the handler gave the call new TwiML: its stream stops for it
+        self.twilio_call = None if start is None else TwilioCall(start, session, self.call_sid, self.line.caller, pace)
 
     @property
     def stream_sid(self) -> str:
@@ -154,50 +145,42 @@ class TwilioPlayer:
             self._answer.set()
 
     async def run(self) -> PlayerRecord:
+        twilio_call = self.twilio_call
         try:
-            if self.start is not None:
-                await self._dial(self.start)
-            return await self._run()
+            if twilio_call is not None:
+                await self._connect(twilio_call)
+            record = await self._run()
+            if twilio_call is not None and record.hung_up_how == "redirect":
+                record.redirect = await twilio_call.follow_redirect(record.stop_at or time.monotonic())
+            return record
         finally:
-            self._hung_up_at_twilio()
+            if twilio_call is not None:
+                twilio_call.close()
 
-    async def _dial(self, start: WebhookStart) -> None:
-        """The webhook's TwiML followed to its stream: the line opens there with its parameters, and an end of the
-        call through the REST API hangs the caller up."""
-        core, line = start.twilio.core, self.line
-        core.add_incoming(line.caller, CALLED_NUMBER, url=start.webhook.url, sid=self.call_sid)
-        webhook = CallWebhook.incoming(self.call_sid, core.account_sid, line.caller, CALLED_NUMBER)
-        dialled = await dial(line.session, start.webhook, webhook, core.auth_token, pace=self.pace)
-        if dialled.stream_url is None:
-            core.advance(self.call_sid, "completed")
-            raise HarnessError(f"the voice webhook's TwiML ended the call without a Media Stream ({dialled.ended_by}, "
-                               f"{start.webhook.url}): no <Connect><Stream> to play the caller into")
-        core.advance(self.call_sid, "in-progress")
+    async def _connect(self, twilio_call: TwilioCall) -> None:
+        """The call's TwiML followed to its stream: the line opens there with its parameters, and what the handler
+        asks of the call through the REST API (an end, new TwiML) stops the caller."""
+        dialled = await twilio_call.connect()
+        core, line = twilio_call.twilio.core, self.line
+        assert dialled.stream_url is not None
         line.url, line.custom_parameters, line.account_sid = dialled.stream_url, dialled.parameters, core.account_sid
         # Twilio signs the stream's handshake too, with the URL as the TwiML gave it (no form: an empty one)
         line.headers[SIGNATURE_HEADER] = signature(dialled.twiml_url or dialled.stream_url, {}, core.auth_token)
-        ended = start.twilio.ended(self.call_sid)
 
-        async def obey() -> None:
-            await ended.wait()
-            self.record.ended_by_api = True
+        def stop_the_caller() -> None:
             self.hang_up_now()
             self._answer.set()  # a fast-paced caller waiting for an answer stops waiting
+            line.wake()  # ... and so does one listening to the end of the bot's reply
 
-        self._obeying = asyncio.create_task(obey())
+        def ended() -> None:
+            self.record.ended_by_api = True
+            stop_the_caller()
 
-    def _hung_up_at_twilio(self) -> None:
-        """The call over: its REST resource says so (unless the handler ended it there first)."""
-        if self.start is None:
-            return
-        if self._obeying is not None:
-            self._obeying.cancel()
-        call = self.start.twilio.calls.get(self.call_sid)
-        if call is not None and not call.ended:
-            try:
-                self.start.twilio.core.advance(self.call_sid, "completed")
-            except CallStateError:
-                pass
+        def redirected() -> None:
+            self._redirected = True
+            stop_the_caller()
+
+        twilio_call.watch(ended, redirected)
 
     async def _run(self) -> PlayerRecord:
         line = await self._open()
@@ -384,7 +367,8 @@ class TwilioPlayer:
         if self._answered >= turns or self.line.ws.closed or self.record.closed_at is not None:
             return
         try:
-            await self.line.wait_for(lambda line: self._answered >= turns or line.ws.closed, LISTEN_LIMIT_S)
+            await self.line.wait_for(lambda line: self._answered >= turns or line.ws.closed or self._leaving,
+                                     LISTEN_LIMIT_S)  # ``_leaving``: the handler ended or redirected the call
         except asyncio.TimeoutError:
             pass
 
@@ -402,15 +386,21 @@ class TwilioPlayer:
 
     async def _hang_up(self) -> None:
         if self.line.ws.closed or self.record.closed_at is not None:
-            self.record.hung_up_how = "handler closed first"  # the caller never hung up
+            # the caller never hung up; a handler that redirected the call may close its end before ``stop`` goes out
+            self.record.hung_up_how = "redirect" if self._redirected else "handler closed first"
             return
-        if self.fixture.caller.vanish:
+        if self.fixture.caller.vanish and not (self.record.ended_by_api or self._redirected):
             self.record.stop_at = time.monotonic()
             self.record.hung_up_how = "vanished"
             self.line.vanished = True
+            if self.twilio_call is not None:
+                self.twilio_call.caller_hung_up()
             return
-        self.record.hung_up_how = "api" if self.record.ended_by_api else "stop"  # Twilio's ``stop`` either way
+        how = "api" if self.record.ended_by_api else "redirect" if self._redirected else "stop"
+        self.record.hung_up_how = how  # Twilio's ``stop`` whichever it is
         await self.line.stop()
+        if how == "stop" and self.twilio_call is not None:
+            self.twilio_call.caller_hung_up()
 
     async def _end(self, reader: asyncio.Task[None]) -> None:
         """The end of the call on Twilio's side: the socket closes, whatever the handler does."""

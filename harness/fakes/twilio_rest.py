@@ -15,6 +15,9 @@ https://www.twilio.com/docs/voice/api/call-resource:
   https://www.twilio.com/docs/api/rest/change-call-state
 - Statuses: queued -> ringing -> in-progress -> completed, or busy, no-answer, canceled, failed ("All new calls are
   created with a status of queued"). http://www.twilio.com/help/faq/voice/what-do-the-call-statuses-mean
+- Times: ``start_time`` is "Empty if the call has not yet been dialed" (http://www.twilio.com/docs/api/rest/call):
+  set when a queued call starts ringing (an incoming call rings when it is created); ``end_time`` when it ends;
+  ``date_updated`` at every change; ``duration`` the whole seconds between them.
 
 Errors in Twilio's shape, ``{"code", "message", "more_info", "status"}``:
 - 401 20003 ``Authenticate`` for wrong credentials, or credentials of another account
@@ -35,7 +38,9 @@ The fake's own, Twilio's code not found: ``Url`` and ``Twiml`` in one update, or
 cancels it (status ``canceled``).
 
 The runner drives a call's life with ``advance`` (ringing, answered, hung up) and learns what the handler asked with
-``FakeCall.instructions`` (the TwiML or URL to follow now) and ``FakeTwilioRest.ended(sid)`` (an ``asyncio.Event``).
+``FakeCall.instructions`` (the TwiML or URL to follow now) and ``FakeTwilioRest.ended(sid)`` (an ``asyncio.Event``);
+``expect_outbound(to, sid)`` gives the next call created to ``to`` the SID the runner already calls it by (Twilio
+makes its own; the handler cannot tell the difference), so a placed call is judged under one SID from the start.
 """
 
 from __future__ import annotations
@@ -165,10 +170,12 @@ class CallsCore:
         self.clock = clock
         self.calls: dict[str, FakeCall] = {}
         self.listeners: list[Listener] = []
+        self.reserved: dict[str, str] = {}  # To number -> the SID the next call created to it gets
 
     def reset(self) -> None:
-        """Forget every call (the listeners stay)."""
+        """Forget every call and reservation (the listeners stay)."""
         self.calls.clear()
+        self.reserved.clear()
 
     # ------------------------------------------------------------------ checks
     def authenticate(self, authorization: str | None, account_sid: str) -> None:
@@ -195,7 +202,7 @@ class CallsCore:
         now = self.clock()
         call.status, call.date_updated = status, now
         call.history.append((status, now))
-        if status == "in-progress":
+        if status == "ringing" and call.start_time is None:  # dialled
             call.start_time = now
         if status in ENDED:
             call.end_time, call.ended_by = now, by
@@ -205,7 +212,8 @@ class CallsCore:
              sid: str | None = None) -> FakeCall:
         now = self.clock()
         call = FakeCall(sid=sid or new_sid(), account_sid=self.account_sid, to=to, from_=from_, direction=direction,
-                        status=status, date_created=now, date_updated=now, history=[(status, now)])
+                        status=status, date_created=now, date_updated=now, history=[(status, now)],
+                        start_time=now if status == "ringing" else None)
         if instructions.url or instructions.twiml:
             call.instructions.append(Instructions(instructions.url, instructions.twiml, instructions.method,
                                                   instructions.by, now))
@@ -229,7 +237,8 @@ class CallsCore:
             raise TwilioApiError(400, 21205, f"Url is not a valid URL: {url}")
         method = (form.get("Method") or "POST").upper()
         call = self._new(to, from_, "outbound-api", "queued",
-                         Instructions(url=url, twiml=None if url else twiml, method=method, by="create"))
+                         Instructions(url=url, twiml=None if url else twiml, method=method, by="create"),
+                         sid=self.reserved.pop(to, None))
         call.status_callback, call.application_sid = form.get("StatusCallback") or None, app
         return call
 
@@ -341,6 +350,18 @@ class FakeTwilioRest(JournaledFake[RestRequest]):
         self.core.reset()
         self._ended.clear()
         self.clear()
+
+    def expect_outbound(self, to: str, sid: str) -> None:
+        """The next call created to ``to`` (``POST .../Calls.json``) gets ``sid``."""
+        self.core.reserved[to] = sid
+
+    def forget_outbound(self, to: str) -> None:
+        """No call to ``to`` is expected any more (one that was never created leaves no reservation behind)."""
+        self.core.reserved.pop(to, None)
+
+    def creates(self) -> list[RestRequest]:
+        """The ``POST .../Calls.json`` requests taken, in order (answered or refused)."""
+        return [r for r in self.requests if r.method == "POST" and r.path.endswith("/Calls.json")]
 
     def ended(self, sid: str) -> asyncio.Event:
         """Set once call ``sid`` has ended (by an update, or by ``core.advance``)."""

@@ -31,7 +31,7 @@ from hypothesis import HealthCheck, Phase, given, reject, settings, target
 from hypothesis import seed as hypothesis_seed
 from hypothesis.database import DirectoryBasedExampleDatabase
 
-from harness.fakes.services import running_fakes
+from harness.fakes.services import FakeNetwork
 from harness.replay.loop_lag import LoopLag
 from harness.replay.resources import Resources, sample
 from harness.fuzz.scenario import Scenario
@@ -100,9 +100,11 @@ class HandlerSession:
     """The handler under test and its fakes, on an event loop in a thread of their own, for a whole search."""
 
     def __init__(self, target: Target | None, *, pace: float | None, headers_for: HeadersFor = None,
-                 fake_ports: tuple[int, int, int] = (0, 0, 0), on_fakes: Callable = lambda fakes: None) -> None:
+                 fake_ports: tuple[int, int, int] = (0, 0, 0), on_fakes: Callable = lambda fakes: None,
+                 network: FakeNetwork | None = None) -> None:
         self.target, self.pace, self.headers_for = target, pace, headers_for
         self.fake_ports, self.on_fakes = fake_ports, on_fakes
+        self.network = network or FakeNetwork()  # --tls, --steer, and a fake Twilio account (--voice, --place)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="harness-fuzz-handler", daemon=True)
         self.stack = AsyncExitStack()
@@ -141,7 +143,7 @@ class HandlerSession:
             from harness.replay.targets import AicallTarget
 
             self.target = AicallTarget(self.stack.enter_context(ErrorLog()))
-        fakes = await self.stack.enter_async_context(running_fakes(self.fake_ports))
+        fakes = await self.stack.enter_async_context(self.network.fakes(self.fake_ports))
         self.on_fakes(fakes)
         self.shared = SharedHandler(self.target, fakes, self.stack)
         await self.shared.get()

@@ -10,8 +10,8 @@ from collections import Counter
 from typing import Sequence
 
 from harness.judge.events import (Clear, Closed, EventBase, Final, HandlerInvalid, LlmPostcall, LlmRequest, Mark, Media,
-                                  Partial, RtzrAuthFailed, RtzrClosed, RtzrEnd, RtzrRefused, SpeechEnd, SpeechStart, Stop,
-                                  TtsRequest)
+                                  Partial, Redirected, RtzrAuthFailed, RtzrClosed, RtzrEnd, RtzrRefused, SpeechEnd,
+                                  SpeechStart, Stop, TtsRequest)
 from fakertzr.journal import StreamEnd
 from harness.fakes.tts import TONES_HZ
 from harness.fakes.twilio_messages import PROTOCOL
@@ -47,6 +47,20 @@ def llm_deliveries(timeline: CallTimeline) -> list[LlmRequest]:
                     and requests[i + 1].user == r.user)]
 
 
+GONE = {"vanished": "the caller's line dropped", "api": "the handler ended the call (Status=completed)",
+        "redirect": "the handler redirected the call (Twilio stopped its stream)"}  # Stop.how -> what ended the stream
+
+
+def ended_by_handler(ctx: CheckContext) -> EventBase | None:
+    """The moment the handler ended the call itself: it closed the stream, or asked Twilio to end or redirect the
+    call (its REST API; Twilio then sends ``stop`` and closes the stream); None when the caller ended it."""
+    stop = next(iter(ctx.timeline.of(Stop)), None)
+    if stop is not None and stop.by_handler:
+        return stop
+    closed = next(iter(ctx.timeline.of(Closed)), None)
+    return closed if closed is not None and closed.by_handler else None
+
+
 def stops_sending_after_hangup(ctx: CheckContext) -> CheckResult:
     """The report's failure 4: once the caller has hung up, the handler sends nothing more, asks TTS for
     nothing more, and asks the LLM to answer no words that came after the hang-up (a reply to nobody: the
@@ -58,7 +72,7 @@ def stops_sending_after_hangup(ctx: CheckContext) -> CheckResult:
     stop = next(iter(ctx.timeline.of(Stop)), None)
     if stop is None:
         return CheckResult(name, True)
-    gone = "the caller's line dropped" if stop.how == "vanished" else "the caller hung up"
+    gone = GONE.get(stop.how, "the caller hung up")
     since = stop.wall + STOP_GRACE_S
     nobody = next((e for e in ctx.timeline.of(LlmPostcall) if e.late_final), None)
     if nobody is not None:  # the first step of a reply after the hang-up: what failure 4 then sends
@@ -74,7 +88,8 @@ def stops_sending_after_hangup(ctx: CheckContext) -> CheckResult:
         kinds = Counter("invalid" if isinstance(e, HandlerInvalid) else e.kind for e in late)
         return CheckResult(name, False, f"failure 4: {len(late)} message(s) sent after {gone} "
                            f"({', '.join(f'{n} {k}' for k, n in kinds.items())}), the first {late[0].wall - stop.wall:.2f} s "
-                           "after it: Twilio has ended the call, and a send on its closed socket fails", late[0].wall, since=stop.wall)
+                           f"after it: Twilio has ended the {'stream' if stop.how == 'redirect' else 'call'}, and a send "
+                           "on its closed socket fails", late[0].wall, since=stop.wall)
     speech = next((e for e in ctx.timeline.of(TtsRequest) if e.wall > since), None)
     if speech is not None:
         return CheckResult(name, False, f"failure 4: TTS was asked to speak {speech.text[:60]!r} "
@@ -446,18 +461,16 @@ def expectations(ctx: CheckContext) -> CheckResult:
         unanswered = unanswered_utterance(ctx)
         if unanswered is not None:
             return unanswered
-    if expect.get("call_refused"):
-        closed = next(iter(ctx.timeline.of(Closed)), None)
-        if closed is None or not closed.by_handler:
-            return CheckResult("expectations", False, "the handler was expected to end the call itself", end)
+    if expect.get("call_refused") and ended_by_handler(ctx) is None:
+        return CheckResult("expectations", False, "the handler was expected to end the call itself", end)
     return CheckResult("expectations", True)
 
 
 def _refused_for_no_reason(ctx: CheckContext) -> CheckResult | None:
     """``expect.call_refused: false``: the handler ended the call itself though nothing gave it a reason to (first
     among the expectations: it explains the finals and turns that then never came)."""
-    closed = next(iter(ctx.timeline.of(Closed)), None)
-    if ctx.expect.get("call_refused") is not False or closed is None or not closed.by_handler:
+    closed = ended_by_handler(ctx)
+    if ctx.expect.get("call_refused") is not False or closed is None:
         return None
     refused = ctx.timeline.of(RtzrRefused, RtzrAuthFailed)
     said = refused[-1].why if refused and isinstance(refused[-1], RtzrRefused) else ""
@@ -536,13 +549,15 @@ def refuses_without_credentials(ctx: CheckContext) -> CheckResult:
     call, or whose credentials RTZR refused during the call: it must tell the caller (audio they hear)
     and end the call itself, not leave a dead line or hang up without a word."""
     name = "refuses_without_credentials"
-    closed = next(iter(ctx.timeline.of(Closed)), None)
-    ended = closed is not None and closed.by_handler
+    closed = ended_by_handler(ctx)
+    ended = closed is not None
     heard = _heard_before_close(ctx)
-    spoke = heard >= REFUSAL_MIN_HEARD_S
+    said = [t for e in ctx.timeline.of(Redirected) for t in e.said if t.strip()]  # Twilio spoke them (a redirect)
+    spoke = heard >= REFUSAL_MIN_HEARD_S or bool(said)
     cause = f"started without {', '.join(ctx.started_without)}" if ctx.started_without else "RTZR refused its credentials"
     if ended and spoke:
-        return CheckResult(name, True, f"{cause}: the call was refused audibly ({heard:.1f} s) and ended")
+        how = f"{heard:.1f} s" if heard >= REFUSAL_MIN_HEARD_S else f"Twilio said {said[0][:60]!r} after a redirect"
+        return CheckResult(name, True, f"{cause}: the call was refused audibly ({how}) and ended")
     what = ("ended the call without a word" if ended else "left the caller on a dead line" if not spoke
             else "spoke but never ended the call")
     return CheckResult(name, False, f"failure 1: {cause}, and the handler took the call and {what}",
@@ -575,4 +590,12 @@ def run_checks(ctx: CheckContext) -> list[CheckResult]:
               *([refuses_without_credentials] if ctx.started_without or ctx.expect.get("call_refused") else []),
               *(CROSS_CALL_CHECKS if ctx.neighbours is not None else ()),
               *([reaches_only_faked_hosts] if ctx.unfaked_hosts is not None else [])]
-    return [check(ctx) for check in checks]
+    return [check(ctx) for check in checks] + redirect_not_followed(ctx)
+
+
+def redirect_not_followed(ctx: CheckContext) -> list[CheckResult]:
+    """A redirect to a new ``<Connect><Stream>``, which the fake Twilio does not open: what came after was not
+    played, and so not judged (said, as ``replay`` skipped; the call is judged up to the redirect)."""
+    return [skipped("replay", f"the handler redirected the call to a new Media Stream ({e.url or 'TwiML given inline'})"
+                    ": the fake Twilio plays one stream per call and ended the call there; the rest of the call was not "
+                    "played, and is not judged") for e in ctx.timeline.of(Redirected) if e.outcome == "stream"]

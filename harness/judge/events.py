@@ -76,8 +76,9 @@ class SpeechEnd(EventBase):
 
 @dataclass(frozen=True)
 class Stop(EventBase):
-    """The caller hung up (``how``: "stop"), the line dropped ("vanished") or the handler ended the call through
-    Twilio's REST API ("api": ``stop`` sent all the same), after ``audio_ms`` of audio."""
+    """The caller hung up (``how``: "stop"), the line dropped ("vanished"), or the handler ended the call through
+    Twilio's REST API ("api") or gave it new TwiML there ("redirect"): ``stop`` sent all the same, after
+    ``audio_ms`` of audio."""
 
     how: str = "stop"
     audio_ms: float | None = _optional()
@@ -86,6 +87,24 @@ class Stop(EventBase):
     @property
     def vanished(self) -> bool:
         return self.how == "vanished"
+
+    @property
+    def by_handler(self) -> bool:
+        """The handler asked Twilio for it (an end or a redirect through the REST API), not the caller."""
+        return self.how in ("api", "redirect")
+
+
+@dataclass(frozen=True)
+class Redirected(EventBase):
+    """The handler gave the live call new TwiML through Twilio's REST API (``by`` "twiml" or "url"): its stream
+    stopped, and the new TwiML was followed to ``outcome`` ("hangup", "end of TwiML", "ended", or "stream": a new
+    Media Stream the fake Twilio does not open); ``said``: its ``<Say>`` texts, which the caller heard."""
+
+    by: str = "twiml"
+    outcome: str = ""
+    said: tuple[str, ...] = ()
+    url: str | None = _optional()
+    kind: ClassVar[str] = "redirected"
 
 
 @dataclass(frozen=True)
@@ -312,11 +331,11 @@ class HarnessNote(EventBase):
     kind: ClassVar[str] = "harness_note"
 
 
-Event = (CallStart | SpeechStart | SpeechEnd | Stop | Closed | Partial | Final | RtzrRaw | RtzrEnd | RtzrClosed
+Event = (CallStart | SpeechStart | SpeechEnd | Stop | Redirected | Closed | Partial | Final | RtzrRaw | RtzrEnd | RtzrClosed
          | RtzrRefused | RtzrForeign | RtzrAuthFailed | LlmRequest | LlmPostcall | LlmForeign | TtsRequest
          | TtsForeign | Media | Mark | Clear | MarkPlayed | HandlerInvalid | HarnessNote)
 EVENT_TYPES: tuple[type[EventBase], ...] = (
-    CallStart, SpeechStart, SpeechEnd, Stop, Closed, Partial, Final, RtzrRaw, RtzrEnd, RtzrClosed, RtzrRefused,
+    CallStart, SpeechStart, SpeechEnd, Stop, Redirected, Closed, Partial, Final, RtzrRaw, RtzrEnd, RtzrClosed, RtzrRefused,
     RtzrForeign, RtzrAuthFailed, LlmRequest, LlmPostcall, LlmForeign, TtsRequest, TtsForeign, Media, Mark, Clear,
     MarkPlayed, HandlerInvalid, HarnessNote)
 KINDS: dict[str, type[EventBase]] = {cls.kind: cls for cls in EVENT_TYPES}

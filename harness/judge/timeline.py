@@ -23,9 +23,9 @@ from harness.fakes.twilio_line import FRAME_MS, PlayerRecord
 from harness.fixture import CallFixture
 from harness.judge.bot_audio import BotAudio, analyse
 from harness.judge.events import (CallStart, Clear, Closed, Event, EventBase, Final, HandlerInvalid, HarnessNote,
-                                  LlmForeign, LlmPostcall, LlmRequest, Mark, MarkPlayed, Media, Partial, RtzrAuthFailed,
-                                  RtzrClosed, RtzrEnd, RtzrForeign, RtzrRaw, RtzrRefused, SpeechEnd, SpeechStart, Stop,
-                                  TtsForeign, TtsRequest)
+                                  LlmForeign, LlmPostcall, LlmRequest, Mark, MarkPlayed, Media, Partial, Redirected,
+                                  RtzrAuthFailed, RtzrClosed, RtzrEnd, RtzrForeign, RtzrRaw, RtzrRefused, SpeechEnd,
+                                  SpeechStart, Stop, TtsForeign, TtsRequest)
 from harness.judge.words import says
 
 
@@ -174,6 +174,10 @@ def caller_events(fixture: CallFixture, player: PlayerRecord) -> list[Event]:
         sent = np.flatnonzero(frames == frames)  # frames actually sent (not NaN; a pause cut short skips some)
         events.append(Stop(player.stop_at, how=player.hung_up_how,
                            audio_ms=(int(sent[-1]) + 1) * FRAME_MS if len(sent) else 0))
+    if player.redirect is not None:
+        redirect = player.redirect
+        events.append(Redirected(redirect.at, by=redirect.by, outcome=redirect.outcome, said=redirect.said,
+                                 url=redirect.url))
     if player.closed_at is not None:
         events.append(Closed(player.closed_at, by_handler=player.closed_by_handler))
     return events

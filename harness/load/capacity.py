@@ -22,7 +22,7 @@ from typing import Callable
 import aiohttp
 
 from harness.errors import HarnessError
-from harness.fakes.services import FakeServices, running_fakes
+from harness.fakes.services import FakeNetwork, FakeServices
 from harness.fakes.twilio_player import TwilioPlayer
 from harness.fixture import CallFixture
 from harness.judge.handler_log import LogReader
@@ -128,7 +128,8 @@ class LoadRunner:
     def __init__(self, target: Target, fixtures: list[CallFixture], plan: LoadPlan, *,
                  progress: Callable[[str], None] = lambda line: None, handler_log: LogReader | None = None,
                  fake_ports: tuple[int, int, int] = (0, 0, 0),
-                 on_fakes: Callable[[FakeServices], None] = lambda fakes: None) -> None:
+                 on_fakes: Callable[[FakeServices], None] = lambda fakes: None,
+                 network: FakeNetwork | None = None) -> None:
         if not fixtures:
             raise HarnessError("no fixtures to play")
         self.target, self.fixtures, self.plan, self.progress = target, fixtures, plan, progress
@@ -140,6 +141,8 @@ class LoadRunner:
         self._call_numbers = itertools.count()
         self._extra_log = handler_log  # aicall in-process: its per-turn INFO lines
         self.fake_ports, self.on_fakes = fake_ports, on_fakes
+        self.network = network or FakeNetwork()  # --tls, --steer
+        self.refused: list[str] = []  # with --steer: the hosts the handler tried to reach that nothing fakes
         self.lag = LoopLag()
 
     # ----------------------------------------------------------------- calls
@@ -270,7 +273,10 @@ class LoadRunner:
     async def run(self, describe: str) -> LoadResult:
         result = LoadResult(describe, [f.name for f in self.fixtures], self.plan)
         async with AsyncExitStack() as stack:
-            fakes: FakeServices = await stack.enter_async_context(running_fakes(self.fake_ports))
+            fakes: FakeServices = await stack.enter_async_context(self.network.fakes(self.fake_ports))
+            if fakes.proxy is not None:
+                proxy = fakes.proxy
+                stack.callback(lambda: self.refused.extend(str(r) for r in proxy.refused))
             prepare_fakes(fakes, self.fixtures)
             self.on_fakes(fakes)
             self.handler: Handler = await stack.enter_async_context(self.target.start(fakes))

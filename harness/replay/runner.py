@@ -28,8 +28,10 @@ from harness.errors import HandlerDidNotStart, HarnessError
 from harness.fakes.llm import FakeLlm, FakeLlmConfig, LlmRequest, default_reply
 from harness.fakes.services import FakeServices, running_fakes
 from harness.fakes.tts import FakeTts, FakeTtsConfig
+from harness.fakes.twilio_call import CallStart as TwilioStart
+from harness.fakes.twilio_call import PlaceStart, WebhookStart
 from harness.fakes.twilio_line import PlayerRecord
-from harness.fakes.twilio_player import TwilioPlayer, WebhookStart, new_call_sid
+from harness.fakes.twilio_player import TwilioPlayer, new_call_sid
 from harness.fakes.twilio_rest import FakeTwilioRest
 from harness.fixture import CallFixture
 from harness.judge.checks import CHECKS, run_checks
@@ -116,6 +118,7 @@ class PlayedCall:
     stored: list[str] | None
     problem: str | None = None
     started_without: tuple[str, ...] = ()
+    not_started: str | None = None  # why the call could not start as its fixture says (not judged)
 
 
 class ErrorLog(InProcessLog):
@@ -165,14 +168,18 @@ async def play_call(fixture: CallFixture, handler: Handler, rtzr: FakeRtzrBacken
                     started_without: tuple[str, ...] = (), twilio: FakeTwilioRest | None = None) -> PlayedCall:
     """Play one call into ``handler`` and collect everything the judgement needs (never raises); a handler with a
     voice webhook is called through it, the call kept in ``twilio``."""
-    configure_fakes(fixture, rtzr, llm, tts, 0.0 if pace is None else 1.0 / pace)
     started = time.monotonic()
     call_sid = new_call_sid()
+    why = cannot_start(fixture, handler)
+    if why is not None:
+        return PlayedCall(fixture, call_sid, PlayerRecord(), CallTimeline([]), started, started, None, not_started=why)
+    configure_fakes(fixture, rtzr, llm, tts, 0.0 if pace is None else 1.0 / pace)
     handler.mark(f"fixture {fixture.name}, call {call_sid}")
     problem = None
     async with aiohttp.ClientSession() as session:
         player = TwilioPlayer(session, handler.url, fixture, pace=pace, call_sid=call_sid, headers=headers,
-                              replying=lambda: llm.in_flight() or tts.in_flight(), start=webhook_start(handler, twilio))
+                              replying=lambda: llm.in_flight() or tts.in_flight(),
+                              start=call_start(fixture, handler, twilio))
         try:
             await player.run()
         except HarnessError as exc:
@@ -196,13 +203,37 @@ async def play_call(fixture: CallFixture, handler: Handler, rtzr: FakeRtzrBacken
                       started_without)
 
 
-def webhook_start(handler: Handler, twilio: FakeTwilioRest | None) -> WebhookStart | None:
-    """How a call to ``handler`` starts: at its voice webhook when it has one (``--voice``), else on its stream."""
-    if handler.voice is None:
+def starts_how(fixture: CallFixture, handler: Handler) -> str:
+    """How the call starts: the fixture's ``start``, else at the voice webhook with ``--voice``, else placed by the
+    handler with ``--place``, else on the stream."""
+    if fixture.start is not None:
+        return fixture.start
+    return "webhook" if handler.voice is not None else "outbound" if handler.place is not None else "stream"
+
+
+def cannot_start(fixture: CallFixture, handler: Handler) -> str | None:
+    """Why the call cannot start as its fixture says (the run lacks the option it needs), or None."""
+    if fixture.start == "webhook" and handler.voice is None:
+        return ('the call starts at the handler\'s voice webhook ("start": "webhook" in its call.json): give --voice '
+                'PATH|URL (with --cmd or --target)')
+    if fixture.start == "outbound" and handler.place is None:
+        return ('the call is placed by the handler ("start": "outbound" in its call.json): give --place PATH|URL, '
+                'the handler\'s endpoint that places a call (with --cmd or --target)')
+    return None
+
+
+def call_start(fixture: CallFixture, handler: Handler, twilio: FakeTwilioRest | None) -> TwilioStart | None:
+    """How a call to ``handler`` starts at the fake Twilio (``starts_how``): None, on its stream."""
+    how = starts_how(fixture, handler)
+    if how == "stream":
         return None
     if twilio is None:
-        raise HarnessError("a handler with a voice webhook needs the fake Twilio's REST API (FakeServices.twilio)")
-    return WebhookStart(handler.voice, twilio)
+        raise HarnessError("a call started at the fake Twilio needs its REST API (FakeServices.twilio)")
+    if how == "webhook" and handler.voice is not None:
+        return WebhookStart(handler.voice, twilio)
+    if how == "outbound" and handler.place is not None:
+        return PlaceStart(handler.place, twilio)
+    raise HarnessError(cannot_start(fixture, handler) or f"the call cannot start: {how}")
 
 
 def unfaked_hosts(fakes: FakeServices, until: float) -> tuple[str, ...] | None:
@@ -218,6 +249,8 @@ def judge(played: PlayedCall, errors: list[ErrorBlock] | None, *, pace: float | 
     fixture = played.fixture
     wall = played.ended - played.started
     texts = [b.text for b in errors or ()]
+    if played.not_started is not None:
+        return FixtureRun(fixture, [skipped("replay", played.not_started)], [], played.timeline, wall, played.call_sid)
     checks: list[CheckResult] = []
     if played.problem:
         checks.append(CheckResult("replay", False, played.problem))

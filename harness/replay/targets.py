@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 from harness.errors import HandlerDidNotStart, HarnessError
 from harness.fakes.services import FakeServices
 from harness.fakes.twilio_dial import VoiceWebhook
+from harness.fakes.twilio_outbound import PlaceCall
 from harness.judge.context import NO_LOG
 from harness.judge.handler_log import LogReader
 from harness.replay.listening import listening
@@ -56,6 +57,7 @@ class Handler:
     pid: int | None = None  # whose CPU is the handler's: its process group, or this process when in-process
     mark: Callable[[str], None] = lambda text: None  # a ``---- harness: ... ----`` line in the saved log, now
     voice: VoiceWebhook | None = None  # calls start at this voice webhook, as Twilio starts them (``--voice``)
+    place: PlaceCall | None = None  # ... or are placed by the handler when this endpoint is POSTed (``--place``)
 
 
 class Target(Protocol):
@@ -145,13 +147,21 @@ class AicallTarget:
 
 def voice_webhook(voice: str | None, port: int | None) -> VoiceWebhook | None:
     """``--voice``: a path on the launched handler (``/voice``), or a URL (``{port}`` filled in)."""
-    if not voice:
-        return None
-    if voice.startswith(("http://", "https://")):
-        return VoiceWebhook(voice.replace("{port}", str(port)) if port is not None else voice)
+    return VoiceWebhook(_handler_url("--voice", voice, port)) if voice else None
+
+
+def _handler_url(option: str, value: str, port: int | None) -> str:
+    """A path on the launched handler (``/voice``), or a URL (``{port}`` filled in)."""
+    if value.startswith(("http://", "https://")):
+        return value.replace("{port}", str(port)) if port is not None else value
     if port is None:
-        raise HarnessError(f"--voice {voice!r}: with --target give the webhook's whole URL (http://host:port{voice})")
-    return VoiceWebhook(f"http://127.0.0.1:{port}{voice if voice.startswith('/') else '/' + voice}")
+        raise HarnessError(f"{option} {value!r}: with --target give the handler's whole URL (http://host:port{value})")
+    return f"http://127.0.0.1:{port}{value if value.startswith('/') else '/' + value}"
+
+
+def place_endpoint(place: str | None, port: int | None) -> PlaceCall | None:
+    """``--place``: the handler's endpoint that places a call, a path on the launched handler or a URL."""
+    return PlaceCall(_handler_url("--place", place, port)) if place else None
 
 
 def media_url(template: str | None, path: str | None, port: int) -> str:
@@ -231,9 +241,9 @@ class CommandTarget:
 
     def __init__(self, command: str, *, url: str | None = None, path: str | None = None,
                  ready_timeout: float = READY_TIMEOUT_S, fresh: bool = False, log_path: Path | None = None,
-                 voice: str | None = None) -> None:
+                 voice: str | None = None, place: str | None = None) -> None:
         self.command, self.url_template, self.path = command, url, path
-        self.voice = voice
+        self.voice, self.place = voice, place
         self.ready_timeout = ready_timeout
         self.fresh_per_fixture = fresh
         self.log_path = log_path
@@ -254,7 +264,8 @@ class CommandTarget:
         saved = self.saved
         log = LogReader(sink=saved.line if saved else None)
         handler = Handler(media_url(self.url_template, self.path, port), log=log, own_log=True,
-                          mark=saved.marker if saved else lambda text: None, voice=voice_webhook(self.voice, port))
+                          mark=saved.marker if saved else lambda text: None, voice=voice_webhook(self.voice, port),
+                          place=place_endpoint(self.place, port))
         fd, leftovers_file = tempfile.mkstemp(prefix="harness-leftovers-")
         os.close(fd)
         if saved is not None:
@@ -380,12 +391,12 @@ class UrlTarget:
     can_drop_credentials = False
 
     def __init__(self, url: str, *, handler_log: Path | None = None, ready_timeout: float = READY_TIMEOUT_S,
-                 voice: str | None = None) -> None:
+                 voice: str | None = None, place: str | None = None) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("ws", "wss") or not parts.hostname:
             raise HarnessError(f"--target must be a ws:// or wss:// URL, got {url!r}")
         self.url, self.handler_log, self.ready_timeout = url, handler_log, ready_timeout
-        self.voice = voice_webhook(voice, None)
+        self.voice, self.place = voice_webhook(voice, None), place_endpoint(place, None)
 
     @asynccontextmanager
     async def start(self, fakes: FakeServices, *, without: tuple[str, ...] = ()) -> AsyncIterator[Handler]:
@@ -407,12 +418,12 @@ class UrlTarget:
                 handle.close()
             raise
         if handle is None:
-            yield Handler(self.url, voice=self.voice)
+            yield Handler(self.url, voice=self.voice, place=self.place)
             return
         log = LogReader()
         tail = asyncio.create_task(follow_file(handle, log))
         try:
-            yield Handler(self.url, log=log, voice=self.voice)
+            yield Handler(self.url, log=log, voice=self.voice, place=self.place)
         finally:
             await asyncio.sleep(0.3)  # let the last lines the handler wrote reach the file
             tail.cancel()

@@ -30,12 +30,11 @@ from harness.judge.context import recognised_s
 from harness.judge.crosscall import Neighbours, OtherCall, Stall, heard_seconds
 from harness.judge.handler_log import ErrorBlock
 from harness.judge.timeline import CallTimeline, build_timeline
-from harness.judge.verdict import CheckResult
+from harness.judge.verdict import CheckResult, skipped
 from harness.replay.lanes import Lane, Switchboard, confusable, dial_delay_s, plays_alone, together
 from harness.replay.runner import (EXIT_WAIT_S, LOG_QUIET_MAX_S, LOG_QUIET_S, RECONNECT_GRACE_S, SETTLE_S, FixtureRun,
                                    HeadersFor, PlayedCall, SharedHandler, _llm_config, _tts_config,
-                                   _unrecognised_after_a_fault, judge, unfaked_hosts,
-                                   webhook_start)
+                                   _unrecognised_after_a_fault, call_start, cannot_start, judge, unfaked_hosts)
 
 log = logging.getLogger("harness")
 KEEP_FINISHED = 256  # finished calls remembered for their neighbours' judgement
@@ -198,6 +197,11 @@ class CallsAtOnce:
         return call
 
     async def _one(self, call: _Call) -> None:
+        why = cannot_start(call.lane.fixture, await self.shared.get())
+        if why is not None:  # the run lacks the option this call's start needs: not played, not judged
+            await self._done(call, FixtureRun(call.lane.fixture, [skipped("replay", why)], [], CallTimeline([]), 0.0,
+                                              call.sid))
+            return
         try:
             await self._play(call)
             handler = self.shared.handler
@@ -249,7 +253,8 @@ class CallsAtOnce:
         handler.mark(f"fixture {lane.name}, call {lane.call_sid} (calls at once)")
         async with aiohttp.ClientSession() as session:
             call.player = TwilioPlayer(session, handler.url, lane.fixture, pace=self.pace, call_sid=lane.call_sid,
-                                       headers=headers, replying=replying, start=webhook_start(handler, fakes.twilio))
+                                       headers=headers, replying=replying,
+                                       start=call_start(lane.fixture, handler, fakes.twilio))
             call.started = time.monotonic()
             try:
                 await call.player.run()

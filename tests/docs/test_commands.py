@@ -67,6 +67,13 @@ COMMANDS: dict[str, Run | Serve | Skip] = {
     'harness run --cmd "python proving_ground/handlers/deployed_handler.py --port {port}" --path /media --steer '
     '--voice /voice': Skip("every bundled call, a minute; tests/proving_ground/test_deployed_handler.py replays it "
                            "steered and through its webhook, and its variant that reaches an unfaked host"),
+    'harness run --cmd "python proving_ground/handlers/deployed_handler.py --port {port}" --path /media --steer '
+    '--place /call': Skip("every bundled call, a minute (all 30 passed when this option came); "
+                          "tests/proving_ground/test_deployed_handler.py has the handler place a call, steered"),
+    'harness run --cmd "node proving_ground/handlers/node_handler/deployed.js --port {port}" --path /media --steer '
+    '--voice /voice': Skip("every bundled call, about seven minutes at real time (all 30 passed, the same verdicts "
+                           "as server.js); tests/proving_ground/test_deployed_node_handler.py replays three, steered "
+                           "through its webhook, and its variant that reaches an unfaked host"),
     'harness run --cmd "node server.js --port {port}" --path /media': Run(
         "the proving ground's Node.js handler is one; its first call of the 18 (tests/proving_ground replays them all)",
         command='harness run --cmd "node server.js --port {port}" --path /media -k seed-three-turns --pace fast '

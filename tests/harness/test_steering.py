@@ -1,7 +1,8 @@
 """The steering proxy with the client libraries themselves, each in a process of its own started with
 nothing but the fakes' variables: the vendor hosts they hard-code reach the fakes, any other host is refused
-by name, and the clients that ignore the proxy variables are shown to (on a ``.invalid`` host, RFC 6761, so
-a client that goes around the proxy resolves nothing real)."""
+by name. The clients that ignore the proxy variables (aiohttp's default session, Node 20's fetch, ws and
+https) are steered by the runtime hooks (``steer_hooks``), and shown to go around the proxy without them (on a
+``.invalid`` host, RFC 6761, so a client that goes around it resolves nothing real)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from tests.support.client_probe import machine_env, probe
 ROOT = Path(__file__).resolve().parents[2]
 WS_MODULE = ROOT / "proving_ground" / "handlers" / "node_handler" / "node_modules" / "ws"
 UNSET = ("RTZR_API_BASE", "OPENAI_BASE_URL", "TTS_BASE_URL", "RTZR_API_HOST", "OPENAI_API_HOST")
+HOOK_VARIABLES = ("PYTHONPATH", "NODE_OPTIONS", "RTZR_TESTKIT_STEER")
 
 PYTHON_CLIENTS = r'''
 import asyncio, json, sys
@@ -52,11 +54,11 @@ def websockets_():
     except Exception as exc:
         return "ok" if "401" in str(exc) else repr(exc)[:200]  # the fake RTZR's refusal without a token
     return "ok"
-def aiohttp_(trust_env):
+def aiohttp_(trust_env, host=None):
     import aiohttp
     async def go():
         async with aiohttp.ClientSession(trust_env=trust_env) as s:
-            async with s.post(f"https://{invalid}/v1/authenticate", data=form) as r:
+            async with s.post(f"https://{host or invalid}/v1/authenticate", data=form) as r:
                 return r.status
     return asyncio.run(go())
 def grpcio_():
@@ -72,34 +74,46 @@ attempt("openai", openai_)
 attempt("websockets", websockets_)
 attempt("aiohttp trust_env", lambda: aiohttp_(True))
 attempt("aiohttp default", lambda: aiohttp_(False))
+attempt("aiohttp default to an unfaked host", lambda: aiohttp_(False, "api.elevenlabs.io"))
 attempt("grpcio", grpcio_)
 attempt("unfaked host", unfaked)
 print(json.dumps(out))
 '''
 
 NODE_CLIENTS = r'''
-const [host, wsPath] = process.argv.slice(1);
+const [host, wsPath, unfaked] = process.argv.slice(1);
 const WebSocket = require(wsPath);
+const https = require("https");
 const out = {};
+const failed = (e) => String((e.cause && e.cause.code) || e.code || e);
 fetch(`https://${host}/v1/authenticate`, {method: "POST"}).then(
-  () => { out.fetch = "reached"; }, (e) => { out.fetch = String((e.cause && e.cause.code) || e); })
+  (r) => { out.fetch = r.status; }, (e) => { out.fetch = failed(e); })
   .then(() => new Promise((done) => {
     const w = new WebSocket(`wss://${host}/v1/transcribe:streaming`);
-    w.on("unexpected-response", () => { out.ws = "reached"; done(); });
-    w.on("open", () => { out.ws = "reached"; done(); });
-    w.on("error", (e) => { out.ws = out.ws || String(e.code || e); done(); });
+    w.on("unexpected-response", (req, res) => { out.ws = res.statusCode; done(); });
+    w.on("open", () => { out.ws = "open"; done(); });
+    w.on("error", (e) => { out.ws = out.ws || failed(e); done(); });
   }))
+  .then(() => new Promise((done) => {
+    https.get(`https://${host}/v1/authenticate`, (res) => { out.https = res.statusCode; res.resume(); done(); })
+      .on("error", (e) => { out.https = failed(e); done(); });
+  }))
+  .then(() => unfaked && fetch(`https://${unfaked}/v1/voices`).then(
+    (r) => { out.unfaked = r.status; }, (e) => { out.unfaked = failed(e); }))
   .then(() => { console.log(JSON.stringify(out)); process.exit(0); });
 '''
+NEEDS_NODE = pytest.mark.skipif(shutil.which("node") is None or not WS_MODULE.is_dir(),
+                                reason="needs node and `npm ci` in proving_ground/handlers/node_handler")
 
 EVERY_CLIENT = ("requests", "openai", "websockets", "aiohttp trust_env", "grpcio", "unfaked host")
 INVALID = "rtzr.steering-test.invalid"  # routed by the proxy, resolvable by nothing else
 
 
-def _env(fakes) -> dict[str, str]:
+def _env(fakes, *, hooks: bool = True) -> dict[str, str]:
     """The machine's environment less any proxy or CA of its own, plus the fakes' (less the base URLs: these
-    clients hard-code the vendor hosts)."""
-    return {**machine_env(), **{k: v for k, v in fakes.env().items() if k not in UNSET}}
+    clients hard-code the vendor hosts; less the runtime hooks unless ``hooks``)."""
+    unset = UNSET if hooks else UNSET + HOOK_VARIABLES
+    return {**machine_env(), **{k: v for k, v in fakes.env().items() if k not in unset}}
 
 
 
@@ -108,7 +122,7 @@ async def test_python_clients_reach_the_fakes_by_the_vendor_hosts_and_nothing_el
     async with running_fakes(steer=True) as fakes, \
             FakeRtzrGrpcServer(fakes.rtzr, tls=fakes.trust.server_pem() if fakes.trust else None) as grpc_fake:
         assert fakes.proxy is not None
-        fakes.proxy.routes["grpc-openapi.vito.ai"] = ("rtzr-grpc", grpc_fake.host, grpc_fake.port)
+        await fakes.proxy.route("grpc-openapi.vito.ai", "rtzr-grpc", grpc_fake.host, grpc_fake.port)
         got = await probe(sys.executable, "-c", PYTHON_CLIENTS, fakes.rtzr.config.client_id,
                          fakes.rtzr.config.client_secret, "openapi.vito.ai", ",".join(EVERY_CLIENT), env=_env(fakes))
         assert got["requests"] == 200, got
@@ -119,29 +133,57 @@ async def test_python_clients_reach_the_fakes_by_the_vendor_hosts_and_nothing_el
         assert got["unfaked host"] == "ProxyError", got
         assert [str(r) for r in fakes.proxy.refused] == ["the handler tried to reach api.elevenlabs.io: not faked, refused"]
         assert {s.host for s in fakes.proxy.steered} == {"openapi.vito.ai", "api.openai.com", "grpc-openapi.vito.ai"}
+        assert {s.via for s in fakes.proxy.steered} == {"proxy"}  # each of these reads the proxy variables
         assert [r.text for r in fakes.tts.requests] == ["hello"]  # speech sent to api.openai.com reached the fake TTS
 
 
-async def test_aiohttp_default_session_goes_around_the_proxy() -> None:
-    """aiohttp reads the proxy variables only with ``trust_env=True``: its default session is not steered
-    (shown on a host only the proxy knows; the test of the vendor hosts above reached them through it)."""
+async def test_aiohttp_default_session_is_steered_by_the_resolver_hook() -> None:
+    """aiohttp reads the proxy variables only with ``trust_env=True``; its default session (LiveKit's RTZR
+    plugin's) resolves the vendor host itself, and the Python hook answers with the host's forwarder. An
+    unfaked host fails to resolve and is journaled by name."""
     async with running_fakes(steer=True) as fakes:
         assert fakes.proxy is not None
-        fakes.proxy.routes[INVALID] = fakes.proxy.routes["openapi.vito.ai"]
         got = await probe(sys.executable, "-c", PYTHON_CLIENTS, fakes.rtzr.config.client_id,
-                         fakes.rtzr.config.client_secret, INVALID, "aiohttp default,aiohttp trust_env", env=_env(fakes))
+                          fakes.rtzr.config.client_secret, "openapi.vito.ai",
+                          "aiohttp default,aiohttp default to an unfaked host", env=_env(fakes))
+        assert got == {"aiohttp default": 200, "aiohttp default to an unfaked host": "ClientConnectorDNSError"}, got
+        assert [(s.host, s.via) for s in fakes.proxy.steered] == [("openapi.vito.ai", "resolver")]
+        assert [str(r) for r in fakes.proxy.refused] == ["the handler tried to reach api.elevenlabs.io: not faked, refused"]
+
+
+async def test_aiohttp_default_session_goes_around_the_proxy_without_the_hook() -> None:
+    """Without the hook the default session is not steered (shown on a host only the proxy knows)."""
+    async with running_fakes(steer=True) as fakes:
+        assert fakes.proxy is not None
+        await fakes.proxy.route(INVALID, *fakes.proxy.routes["openapi.vito.ai"])
+        got = await probe(sys.executable, "-c", PYTHON_CLIENTS, fakes.rtzr.config.client_id,
+                          fakes.rtzr.config.client_secret, INVALID, "aiohttp default,aiohttp trust_env",
+                          env=_env(fakes, hooks=False))
         assert got["aiohttp default"] == "ClientConnectorDNSError", got
         assert got["aiohttp trust_env"] != "ClientConnectorDNSError", got  # through the proxy it got past DNS
 
 
-@pytest.mark.skipif(shutil.which("node") is None or not WS_MODULE.is_dir(),
-                    reason="needs node and `npm ci` in proving_ground/handlers/node_handler")
-async def test_node_before_24_ignores_the_proxy_variables() -> None:
+@NEEDS_NODE
+async def test_node_fetch_ws_and_https_are_steered_by_the_connect_hook() -> None:
+    """Node 20 ignores the proxy variables; the ``--require`` hook steers its sockets: fetch (undici), the ``ws``
+    package and core ``https`` reach the fake RTZR at openapi.vito.ai (the token endpoint refuses an empty form,
+    the streaming endpoint a missing token: the fake's answers), and fetch to an unfaked host fails unresolved."""
     async with running_fakes(steer=True) as fakes:
         assert fakes.proxy is not None
-        fakes.proxy.routes[INVALID] = fakes.proxy.routes["openapi.vito.ai"]
-        got = await probe("node", "-e", NODE_CLIENTS, INVALID, str(WS_MODULE), env=_env(fakes))
-        assert got == {"fetch": "ENOTFOUND", "ws": "ENOTFOUND"}, got
+        got = await probe("node", "-e", NODE_CLIENTS, "openapi.vito.ai", str(WS_MODULE), "api.elevenlabs.io",
+                          env=_env(fakes))
+        assert got == {"fetch": 400, "ws": 401, "https": 405, "unfaked": "ENOTFOUND"}, got
+        assert {(s.host, s.via) for s in fakes.proxy.steered} == {("openapi.vito.ai", "resolver")}
+        assert [str(r) for r in fakes.proxy.refused] == ["the handler tried to reach api.elevenlabs.io: not faked, refused"]
+
+
+@NEEDS_NODE
+async def test_node_before_24_ignores_the_proxy_variables_without_the_hook() -> None:
+    async with running_fakes(steer=True) as fakes:
+        assert fakes.proxy is not None
+        await fakes.proxy.route(INVALID, *fakes.proxy.routes["openapi.vito.ai"])
+        got = await probe("node", "-e", NODE_CLIENTS, INVALID, str(WS_MODULE), env=_env(fakes, hooks=False))
+        assert got == {"fetch": "ENOTFOUND", "ws": "ENOTFOUND", "https": "ENOTFOUND"}, got
         assert fakes.proxy.steered == [] and fakes.proxy.refused == []
 
 

@@ -8,7 +8,10 @@ fails, naming the host. The production-style handler it builds on, over TLS, let
 from __future__ import annotations
 
 import asyncio
+import json
+import shutil
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -24,9 +27,9 @@ DEPLOYED = f"{sys.executable} {HANDLERS_DIR / 'deployed_handler.py'} --port {{po
 CALLS = ("stalled-neighbour-talks", "failure3-hangup-while-llm-generates", "seed-three-turns")
 
 
-def _replay(command: str, names: tuple[str, ...], seen: list[FakeServices]) -> list:
+def _replay(command: str, names: tuple[str | Path, ...], seen: list[FakeServices], place: str | None = None) -> list:
     fixtures = [load_call(bundled_calls() / name) for name in names]
-    target = CommandTarget(command, path="/media", voice="/voice", ready_timeout=60)
+    target = CommandTarget(command, path="/media", voice="/voice", place=place, ready_timeout=60)
     return asyncio.run(run_target(target, fixtures, pace=None, on_fakes=seen.append,
                                   network=FakeNetwork(tls=True, steer=True, twilio=True)))
 
@@ -56,3 +59,36 @@ def test_a_handler_that_reaches_an_unfaked_host_fails_naming_it() -> None:
     [check] = [c for c in run.checks if c.name == "reaches_only_faked_hosts"]
     assert check.status == Status.FAILED and check.message.startswith("the handler tried to reach api.elevenlabs.io: not faked, refused")
     assert [r.host for r in seen[0].proxy.refused] and {r.host for r in seen[0].proxy.refused} == {"api.elevenlabs.io"}
+
+
+def _placed(tmp_path: Path) -> Path:
+    """The seed call as one the handler places (``"start": "outbound"``): the same audio, its own name."""
+    directory = tmp_path / "seed-three-turns-placed"
+    shutil.copytree(bundled_calls() / "seed-three-turns", directory)
+    doc = json.loads((directory / "call.json").read_text(encoding="utf-8"))
+    doc.update(name=directory.name, start="outbound")
+    (directory / "call.json").write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
+    return directory
+
+
+@pytest.mark.timeout(240)
+def test_the_deployed_handler_places_a_call_and_hands_a_goodbye_back_to_twilio(tmp_path: Path) -> None:
+    """``PLACE_WITH=url HANG_UP_WITH=twiml``: the call it places (``POST /call``; Twilio fetches its ``/voice``
+    when the caller answers) and the goodbye it redirects to a farewell (``update(twiml=<Say>..<Hangup/>)``) both
+    pass, the redirect judged as the handler's end of the call, not the caller's hang-up."""
+    seen: list[FakeServices] = []
+    calls = (_placed(tmp_path), "stalled-neighbour-talks")
+    placed, goodbye = _replay("PLACE_WITH=url HANG_UP_WITH=twiml " + DEPLOYED, calls, seen, place="/call")
+    failed = {r.fixture.name: r.failures() for r in (placed, goodbye) if not r.ok}
+    assert not failed, failed
+    [fakes] = seen
+    call = fakes.twilio.calls[placed.call_sid]
+    assert call.direction == "outbound-api" and [s for s, _ in call.history] == ["queued", "ringing", "in-progress",
+                                                                                  "completed"]
+    [create] = fakes.twilio.creates()
+    assert create.status == 201 and create.form["Url"].endswith("/voice") and create.form["To"] == call.to
+    assert goodbye.record is not None and goodbye.record.hung_up_how == "redirect" and not goodbye.record.ended_by_api
+    assert goodbye.record.redirect is not None and goodbye.record.redirect.outcome == "hangup"
+    assert goodbye.record.redirect.said == ("전화 주셔서 감사합니다. 안녕히 계세요.",)
+    assert fakes.twilio.calls[goodbye.call_sid].status == "completed"
+    assert [c for c in fakes.twilio.calls.values() if c.ended_by == "api"] == []  # nothing ended through Status

@@ -547,8 +547,20 @@ class Call {
 
 // ------------------------------------------------------------------ the server
 const port = Number((process.argv.indexOf("--port") > 0 && process.argv[process.argv.indexOf("--port") + 1]) || process.env.PORT || 8080);
-const server = new WebSocketServer({ host: "127.0.0.1", port, path: "/media", maxPayload: 1 << 20 });
-server.on("connection", (ws) => {
+
+// The stream at ws://127.0.0.1:{port}/media. `onRequest`, when given, answers the port's plain HTTP requests
+// (deployed.js's voice webhook); without it they get ws's own 426.
+function serve({ onRequest } = {}) {
+  const http = onRequest ? require("http").createServer(onRequest) : null;
+  const server = new WebSocketServer({ ...(http ? { server: http } : { host: "127.0.0.1", port }), path: "/media",
+                                       maxPayload: 1 << 20 });
+  server.on("connection", (ws) => onConnection(ws));
+  server.on("listening", () => console.log(`listening on ws://127.0.0.1:${port}/media${BUG ? ` (mutant ${BUG})` : ""}`));
+  if (http) http.listen(port, "127.0.0.1");
+  return server;
+}
+
+function onConnection(ws) {
   let call = null;
   ws.on("message", (data, isBinary) => {
     if (isBinary) return;
@@ -577,5 +589,7 @@ server.on("connection", (ws) => {
     if (BUG !== "state-race" && BUG !== "swallowed-race") delete calls[call.callSid];
     console.log(`call ${call.callSid}: ended`);
   });
-});
-server.on("listening", () => console.log(`listening on ws://127.0.0.1:${port}/media${BUG ? ` (mutant ${BUG})` : ""}`));
+}
+
+if (require.main === module) serve();
+else module.exports = { Call, serve, port }; // deployed.js: the same calls behind its own webhook
