@@ -177,13 +177,8 @@ class SteeringProxy:
         self.steered.append(Steered(name, 443, fake, via="resolver"))
         self.changes.notify()
         try:
-            async with asyncio.TaskGroup() as group:
-                group.create_task(_pipe(reader, up_writer))
-                group.create_task(_pipe(up_reader, writer))
-        except* OSError:
-            pass
+            await _splice(reader, writer, up_reader, up_writer)
         finally:
-            up_writer.close()
             writer.close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -227,12 +222,7 @@ class SteeringProxy:
         leftover, _ = conn.trailing_data  # a client that sent its TLS hello before the 200 came
         if leftover:
             up_writer.write(leftover)
-        try:
-            async with asyncio.TaskGroup() as group:
-                group.create_task(_pipe(reader, up_writer))
-                group.create_task(_pipe(up_reader, writer))
-        finally:
-            up_writer.close()
+        await _splice(reader, writer, up_reader, up_writer)
 
     def _refuse(self, refusal: Refused) -> None:
         self.refused.append(refusal)
@@ -273,6 +263,17 @@ async def _answer(writer: asyncio.StreamWriter, conn: h11.Connection, status: in
     writer.write(conn.send(h11.Data(data=body)))
     writer.write(conn.send(h11.EndOfMessage()))
     await writer.drain()
+
+
+async def _splice(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, up_reader: asyncio.StreamReader,
+                  up_writer: asyncio.StreamWriter) -> None:
+    """The client's connection and the fake's, copied both ways until both are done; the fake's closed after."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(_pipe(reader, up_writer))
+            group.create_task(_pipe(up_reader, writer))
+    finally:
+        up_writer.close()
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -72,7 +72,7 @@ COMMANDS: dict[str, Run | Serve | Skip] = {
                           "tests/proving_ground/test_deployed_handler.py has the handler place a call, steered"),
     'harness run --cmd "node proving_ground/handlers/node_handler/deployed.js --port {port}" --path /media --steer '
     '--voice /voice': Skip("every bundled call, about seven minutes at real time (all 30 passed, the same verdicts "
-                           "as server.js); tests/proving_ground/test_deployed_node_handler.py replays three, steered "
+                           "as server.js); tests/proving_ground/test_deployed_handler.py replays three, steered "
                            "through its webhook, and its variant that reaches an unfaked host"),
     'harness run --cmd "node server.js --port {port}" --path /media': Run(
         "the proving ground's Node.js handler is one; its first call of the 18 (tests/proving_ground replays them all)",

@@ -3,7 +3,11 @@ the twilio SDK) api.twilio.com, speaks through one OpenAI client, takes its call
 ends a goodbye call through Twilio's REST API. Steered (``--steer``) and called through its webhook
 (``--voice``), it passes as the correct handlers do; its variant that also posts to a host nothing fakes
 fails, naming the host. The production-style handler it builds on, over TLS, lets a cut reply's request go
-(it did not, before its socket tracking learned that https wraps the socket)."""
+(it did not, before its socket tracking learned that https wraps the socket).
+
+Its Node.js twin, ``node_handler/deployed.js`` (the twilio npm package for the webhook and the hang-up), is held
+to the same: Node 20's fetch and ``ws`` ignore the proxy variables, so it reaches the fakes through the
+``--require`` hook (``steer_hooks/steer.cjs``); the twilio package's client reads ``HTTP_PROXY``."""
 
 from __future__ import annotations
 
@@ -23,6 +27,13 @@ from harness.replay.targets import CommandTarget
 from proving_ground.mutants import HANDLERS_DIR
 
 DEPLOYED = f"{sys.executable} {HANDLERS_DIR / 'deployed_handler.py'} --port {{port}}"
+NODE_DIR = HANDLERS_DIR / "node_handler"
+NODE_READY = shutil.which("node") is not None and all((NODE_DIR / "node_modules" / m).is_dir() for m in ("ws", "twilio"))
+DEPLOYED_HANDLERS = [
+    pytest.param(DEPLOYED, id="python"),
+    pytest.param(f"node {NODE_DIR / 'deployed.js'} --port {{port}}", id="node", marks=pytest.mark.skipif(
+        not NODE_READY, reason="needs node and `npm ci` in proving_ground/handlers/node_handler")),
+]
 # a goodbye the handler ends through the REST API, a hang-up while the LLM stalls (its cut over TLS), three turns
 CALLS = ("stalled-neighbour-talks", "failure3-hangup-while-llm-generates", "seed-three-turns")
 
@@ -35,12 +46,14 @@ def _replay(command: str, names: tuple[str | Path, ...], seen: list[FakeServices
 
 
 @pytest.mark.timeout(240)
-def test_the_deployed_handler_replays_unchanged_and_passes() -> None:
+@pytest.mark.parametrize("deployed", DEPLOYED_HANDLERS)
+def test_the_deployed_handler_replays_unchanged_and_passes(deployed: str) -> None:
     seen: list[FakeServices] = []
-    runs = _replay(DEPLOYED, CALLS, seen)
+    runs = _replay(deployed, CALLS, seen)
     failed = {r.fixture.name: [f"{c.name}: {c.message}" for c in r.checks if c.status == Status.FAILED]
               for r in runs if not r.ok}
     assert not failed, failed
+    assert [r.fixture.name for r in runs] == list(CALLS)
     [fakes] = seen
     assert fakes.proxy is not None and fakes.proxy.refused == []
     assert {s.host for s in fakes.proxy.steered} >= {"openapi.vito.ai", "api.openai.com", "api.twilio.com"}
@@ -53,9 +66,10 @@ def test_the_deployed_handler_replays_unchanged_and_passes() -> None:
 
 
 @pytest.mark.timeout(120)
-def test_a_handler_that_reaches_an_unfaked_host_fails_naming_it() -> None:
+@pytest.mark.parametrize("deployed", DEPLOYED_HANDLERS)
+def test_a_handler_that_reaches_an_unfaked_host_fails_naming_it(deployed: str) -> None:
     seen: list[FakeServices] = []
-    [run] = _replay("MUTANT=calls-unfaked-host " + DEPLOYED, ("seed-three-turns",), seen)
+    [run] = _replay("MUTANT=calls-unfaked-host " + deployed, ("seed-three-turns",), seen)
     [check] = [c for c in run.checks if c.name == "reaches_only_faked_hosts"]
     assert check.status == Status.FAILED and check.message.startswith("the handler tried to reach api.elevenlabs.io: not faked, refused")
     assert [r.host for r in seen[0].proxy.refused] and {r.host for r in seen[0].proxy.refused} == {"api.elevenlabs.io"}
