@@ -134,7 +134,7 @@ def test_no_long_utterances_draws_none():
 def test_a_mutant_handler_fails_a_shrunk_call_that_harness_run_fails_the_same_way(tmp_path, capsys):
     command = f"MUTANT=closes-after-first-final {HANDLER}"
     code = main(["fuzz", "--cmd", command, "--path", "/media", "--seed", "7", "--examples", "20", "--faults", "none",
-                 "--max-utterances", "2", "--no-barge-in", "--no-hangups", "--no-dtmf", "--shrink-limit", "4",
+                 "--max-utterances", "2", "--no-barge-in", "--no-hangups", "--no-dtmf", "--shrink-limit", "1",
                  "--no-database", "--report-dir", str(tmp_path / "fuzz")])  # kept small: shrinking has its own test
     assert code == 1
     found = json.loads((tmp_path / "fuzz" / "fuzz.json").read_text(encoding="utf-8"))["searches"][0]
