@@ -515,9 +515,13 @@ class Call {
       }
       console.error(`call ${this.callSid}: speech recognition unavailable`, err);
       if (BUG !== "silent-refusal") {
-        await this.speak(APOLOGY, undefined);
-        const deadline = Date.now() + 15000;
-        while (this.marks.size && Date.now() < deadline && !this.ended) await sleep(50); // until the apology's mark echoes
+        try {
+          await this.speak(APOLOGY, undefined);
+          const deadline = Date.now() + 15000;
+          while (this.marks.size && Date.now() < deadline && !this.ended) await sleep(50); // until the apology's mark echoes
+        } catch (spoken) { // TTS down too: the call still ends (an unhandled rejection would end every call at once)
+          console.error(`call ${this.callSid}: the apology could not be spoken`, spoken);
+        }
       }
       this.ended = true;
       this.ws.close(1000);
