@@ -28,7 +28,7 @@ def _finite(value) -> bool:
     return not (isinstance(value, float) and not math.isfinite(value))
 
 
-@examples(600)
+@examples(300, nightly=6000)  # CI's 15 minutes: half of what it was
 @given(text=st.text(max_size=200) | json_values.map(lambda v: json.dumps(v, allow_nan=True)))
 def test_any_text_frame_leaves_the_stream_able_to_finish(text):
     session = new_session(CALL)
@@ -41,7 +41,7 @@ def test_any_text_frame_leaves_the_stream_able_to_finish(text):
 config_fields = st.sampled_from(FakeRtzrConfig.UPDATABLE + ("colour",))
 
 
-@examples(1000)
+@examples(500, nightly=10000)  # CI's 15 minutes: half of what it was
 @given(changes=st.dictionaries(config_fields, json_values, max_size=3))
 def test_any_config_change_is_taken_whole_or_refused_whole(changes):
     backend = FakeRtzrBackend(FakeRtzrConfig(time_scale=0.0))
@@ -69,7 +69,7 @@ def fault_specs(draw):
     return spec
 
 
-@examples(700)
+@examples(350, nightly=7000)  # CI's 15 minutes: half of what it was
 @given(spec=fault_specs())
 def test_any_fault_spec_is_refused_or_runs_a_stream_to_its_end(spec):
     try:
@@ -81,7 +81,7 @@ def test_any_fault_spec_is_refused_or_runs_a_stream_to_its_end(spec):
     assert len(run.final_texts) <= 2
 
 
-@examples(700)
+@examples(350, nightly=7000)  # CI's 15 minutes: half of what it was
 @given(text=st.text(max_size=100) | json_values.map(lambda v: json.dumps(v, allow_nan=True)) | st.binary(max_size=60))
 def test_strict_json_gives_a_value_or_a_fakertzr_error(text):
     try:
@@ -115,7 +115,7 @@ def twilio_messages(draw):
     return json.dumps(msg, allow_nan=True)
 
 
-@examples(1000)
+@examples(500, nightly=10000)  # CI's 15 minutes: half of what it was
 @given(text=twilio_messages())
 def test_any_twilio_message_parses_to_an_event_with_checked_fields(text):
     from aicall import twilio

@@ -2,7 +2,8 @@
 
 ``HYPOTHESIS_PROFILE`` picks the profile (registered in the root ``conftest.py``):
 
-- ``ci`` (default): thousands of examples for the sans-I/O cores, a dozen whole calls; what CI runs.
+- ``ci`` (default): hundreds to thousands of examples for the sans-I/O cores, a dozen whole calls; what CI runs
+  (the heaviest properties at half what they had, with ``nightly=`` keeping their nightly count: CI has 15 minutes).
 - ``nightly``: ten times the cores, hundreds of whole calls.
 - ``dev``: a tenth of ``ci``, for a quick local loop.
 
