@@ -14,11 +14,10 @@ import pytest
 
 from harness.fakes.services import running_fakes
 from harness.fixture import bundled_calls, load_call
-from tests.support.client_probe import machine_env, probe
+from tests.support.client_probe import hard_coding_env, probe
 
 pytest.importorskip("livekit.plugins.rtzr", reason="livekit-plugins-rtzr is in '.[dev]'")
 
-UNSET = ("RTZR_API_BASE", "OPENAI_BASE_URL", "TTS_BASE_URL", "RTZR_API_HOST", "OPENAI_API_HOST")
 CALL = "seed-three-turns"
 
 LIVEKIT_STT = r'''
@@ -59,7 +58,7 @@ async def test_livekits_rtzr_plugin_reaches_fakertzr_through_the_steering_mode()
     async with running_fakes(steer=True) as fakes:
         assert fakes.proxy is not None
         fakes.rtzr.load_fixture(fixture.directory)
-        env = {**machine_env(), **{k: v for k, v in fakes.env().items() if k not in UNSET}}
+        env = hard_coding_env(fakes)
         env.update({"RTZR_CLIENT_ID": fakes.rtzr.config.client_id, "RTZR_CLIENT_SECRET": fakes.rtzr.config.client_secret})
         got = await probe(sys.executable, "-c", LIVEKIT_STT, str(fixture.directory / "caller.wav"), env=env)
         assert got["finals"] == [u.text for u in fixture.script.utterances], got

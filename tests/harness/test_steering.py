@@ -16,12 +16,10 @@ import pytest
 from fakertzr.grpc.service import FakeRtzrGrpcServer
 from harness.fakes.services import running_fakes
 from harness.fakes.steering import Refused, SteeringProxy, split_target
-from tests.support.client_probe import machine_env, probe
+from tests.support.client_probe import hard_coding_env, probe
 
 ROOT = Path(__file__).resolve().parents[2]
 WS_MODULE = ROOT / "proving_ground" / "handlers" / "node_handler" / "node_modules" / "ws"
-UNSET = ("RTZR_API_BASE", "OPENAI_BASE_URL", "TTS_BASE_URL", "RTZR_API_HOST", "OPENAI_API_HOST")
-HOOK_VARIABLES = ("PYTHONPATH", "NODE_OPTIONS", "RTZR_TESTKIT_STEER")
 
 PYTHON_CLIENTS = r'''
 import asyncio, json, sys
@@ -109,22 +107,13 @@ EVERY_CLIENT = ("requests", "openai", "websockets", "aiohttp trust_env", "grpcio
 INVALID = "rtzr.steering-test.invalid"  # routed by the proxy, resolvable by nothing else
 
 
-def _env(fakes, *, hooks: bool = True) -> dict[str, str]:
-    """The machine's environment less any proxy or CA of its own, plus the fakes' (less the base URLs: these
-    clients hard-code the vendor hosts; less the runtime hooks unless ``hooks``)."""
-    unset = UNSET if hooks else UNSET + HOOK_VARIABLES
-    return {**machine_env(), **{k: v for k, v in fakes.env().items() if k not in unset}}
-
-
-
-
 async def test_python_clients_reach_the_fakes_by_the_vendor_hosts_and_nothing_else() -> None:
     async with running_fakes(steer=True) as fakes, \
             FakeRtzrGrpcServer(fakes.rtzr, tls=fakes.trust.server_pem() if fakes.trust else None) as grpc_fake:
         assert fakes.proxy is not None
         await fakes.proxy.route("grpc-openapi.vito.ai", "rtzr-grpc", grpc_fake.host, grpc_fake.port)
         got = await probe(sys.executable, "-c", PYTHON_CLIENTS, fakes.rtzr.config.client_id,
-                         fakes.rtzr.config.client_secret, "openapi.vito.ai", ",".join(EVERY_CLIENT), env=_env(fakes))
+                         fakes.rtzr.config.client_secret, "openapi.vito.ai", ",".join(EVERY_CLIENT), env=hard_coding_env(fakes))
         assert got["requests"] == 200, got
         assert got["openai"] == "ok", got
         assert got["websockets"] == "ok", got
@@ -145,7 +134,7 @@ async def test_aiohttp_default_session_is_steered_by_the_resolver_hook() -> None
         assert fakes.proxy is not None
         got = await probe(sys.executable, "-c", PYTHON_CLIENTS, fakes.rtzr.config.client_id,
                           fakes.rtzr.config.client_secret, "openapi.vito.ai",
-                          "aiohttp default,aiohttp default to an unfaked host", env=_env(fakes))
+                          "aiohttp default,aiohttp default to an unfaked host", env=hard_coding_env(fakes))
         assert got == {"aiohttp default": 200, "aiohttp default to an unfaked host": "ClientConnectorDNSError"}, got
         assert [(s.host, s.via) for s in fakes.proxy.steered] == [("openapi.vito.ai", "resolver")]
         assert [str(r) for r in fakes.proxy.refused] == ["the handler tried to reach api.elevenlabs.io: not faked, refused"]
@@ -158,7 +147,7 @@ async def test_aiohttp_default_session_goes_around_the_proxy_without_the_hook() 
         await fakes.proxy.route(INVALID, *fakes.proxy.routes["openapi.vito.ai"])
         got = await probe(sys.executable, "-c", PYTHON_CLIENTS, fakes.rtzr.config.client_id,
                           fakes.rtzr.config.client_secret, INVALID, "aiohttp default,aiohttp trust_env",
-                          env=_env(fakes, hooks=False))
+                          env=hard_coding_env(fakes, hooks=False))
         assert got["aiohttp default"] == "ClientConnectorDNSError", got
         assert got["aiohttp trust_env"] != "ClientConnectorDNSError", got  # through the proxy it got past DNS
 
@@ -171,7 +160,7 @@ async def test_node_fetch_ws_and_https_are_steered_by_the_connect_hook() -> None
     async with running_fakes(steer=True) as fakes:
         assert fakes.proxy is not None
         got = await probe("node", "-e", NODE_CLIENTS, "openapi.vito.ai", str(WS_MODULE), "api.elevenlabs.io",
-                          env=_env(fakes))
+                          env=hard_coding_env(fakes))
         assert got == {"fetch": 400, "ws": 401, "https": 405, "unfaked": "ENOTFOUND"}, got
         assert {(s.host, s.via) for s in fakes.proxy.steered} == {("openapi.vito.ai", "resolver")}
         assert [str(r) for r in fakes.proxy.refused] == ["the handler tried to reach api.elevenlabs.io: not faked, refused"]
@@ -182,7 +171,7 @@ async def test_node_before_24_ignores_the_proxy_variables_without_the_hook() -> 
     async with running_fakes(steer=True) as fakes:
         assert fakes.proxy is not None
         await fakes.proxy.route(INVALID, *fakes.proxy.routes["openapi.vito.ai"])
-        got = await probe("node", "-e", NODE_CLIENTS, INVALID, str(WS_MODULE), env=_env(fakes, hooks=False))
+        got = await probe("node", "-e", NODE_CLIENTS, INVALID, str(WS_MODULE), env=hard_coding_env(fakes, hooks=False))
         assert got == {"fetch": "ENOTFOUND", "ws": "ENOTFOUND", "https": "ENOTFOUND"}, got
         assert fakes.proxy.steered == [] and fakes.proxy.refused == []
 
