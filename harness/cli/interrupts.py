@@ -38,22 +38,34 @@ class Interrupted(KeyboardInterrupt):
 
 def run_until_signal(main: Coroutine[Any, Any, T], loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None) -> T:
     """``asyncio.run(main)``, where SIGINT and SIGTERM alike cancel ``main`` (its ``finally`` blocks and context
-    managers run, as on any end) and then raise ``Interrupted``. A second signal during that cleanup cancels it too."""
+    managers run, as on any end) and then raise ``Interrupted``. A second signal during that cleanup cancels it too.
+
+    While the loop is being set up or closed a signal is only noted, never raised: an exception raised inside the
+    loop's own machinery (uvloop's signal setup, ``Runner.close``) leaves the loop half-started, and what the user
+    saw was a traceback. A signal noted while the loop started cancels ``main`` as soon as it runs; one noted while
+    the loop closed raises ``Interrupted`` once it has."""
+    got: list[int] = []
+    in_main_thread = threading.current_thread() is threading.main_thread()  # only it gets signals
+
+    def note(signum: int, frame: object) -> None:
+        got.append(signum)
 
     async def guarded() -> T:
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         assert task is not None
-        got: list[int] = []
 
         def stop(signum: int) -> None:
             got.append(signum)
             task.cancel()
 
-        watched = SIGNALS if threading.current_thread() is threading.main_thread() else ()  # only it gets signals
+        watched = SIGNALS if in_main_thread else ()
         for signum in watched:
             loop.add_signal_handler(signum, stop, signum)
         try:
+            if got:  # came while the loop was starting
+                main.close()
+                raise asyncio.CancelledError
             return await main
         except asyncio.CancelledError:
             if got:
@@ -61,16 +73,22 @@ def run_until_signal(main: Coroutine[Any, Any, T], loop_factory: Callable[[], as
             raise
         finally:
             for signum in watched:
-                loop.remove_signal_handler(signum)
+                loop.remove_signal_handler(signum)  # puts back the default, which would end the process at once
+                signal.signal(signum, note)
 
-    before = {signum: signal.getsignal(signum) for signum in SIGNALS}
+    before = {signum: signal.getsignal(signum) for signum in SIGNALS} if in_main_thread else {}
+    before = {signum: handler for signum, handler in before.items() if handler is not None}  # None: not set from Python
     try:
+        for signum in before:
+            signal.signal(signum, note)
         with asyncio.Runner(loop_factory=loop_factory) as runner:
-            return runner.run(guarded())
-    finally:  # the loop's removal puts back the defaults, not what was there (``signals_interrupt``'s, say)
-        if threading.current_thread() is threading.main_thread():
-            for signum, handler in before.items():
-                signal.signal(signum, handler)
+            result = runner.run(guarded())
+    finally:  # what was there before (``signals_interrupt``'s handler, say), not the defaults the loop leaves
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
+    if got:  # the signal came as the loop closed, after ``main`` had finished
+        raise Interrupted(got[0])
+    return result
 
 
 @contextlib.contextmanager

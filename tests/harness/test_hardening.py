@@ -325,3 +325,62 @@ def test_sigterm_stops_harness_fakes_as_ctrl_c_does(tmp_path):
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0 and err.strip() == "harness fakes: stopped by SIGTERM", err
+
+
+# Sends itself a signal where CI's SIGTERM once landed: inside uvloop's own start, once the loop is marked running
+# (its ``_setup_or_resume_signals`` asks ``threading.main_thread()``, bound when uvloop is imported, so patched first).
+SIGNAL_AS_UVLOOP_STARTS = r'''
+import asyncio, os, signal, sys, threading
+real, sent, loops = threading.main_thread, [], []
+def main_thread():
+    if loops and loops[0].is_running() and not sent:
+        sent.append(1)
+        os.kill(os.getpid(), int(sys.argv[1]))  # its Python handler runs before this returns
+    return real()
+threading.main_thread = main_thread
+import uvloop
+from harness.cli.interrupts import Interrupted, run_until_signal, signals_interrupt
+ran = []
+async def work():
+    ran.append(1)
+    await asyncio.Event().wait()
+def factory():
+    loops.append(uvloop.new_event_loop())
+    return loops[0]
+try:
+    with signals_interrupt():  # as ``harness`` runs every command
+        run_until_signal(work(), factory)
+except Interrupted as exc:
+    print(f"interrupted by {exc.how}; signal sent: {bool(sent)}; work ran: {bool(ran)}; loop closed: {loops[0].is_closed()}")
+'''
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_while_the_loop_starts_is_an_interrupt_not_a_traceback(signum):
+    pytest.importorskip("uvloop")
+    done = subprocess.run([sys.executable, "-c", SIGNAL_AS_UVLOOP_STARTS, str(int(signum))], capture_output=True,
+                          text=True, timeout=60, cwd=Path(__file__).parents[2])
+    how = "Ctrl-C (SIGINT)" if signum == signal.SIGINT else "SIGTERM"
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert done.stdout == f"interrupted by {how}; signal sent: True; work ran: False; loop closed: True\n"
+
+
+SIGNAL_AS_THE_LOOP_CLOSES = r'''
+import asyncio, os, signal
+from harness.cli.interrupts import Interrupted, run_until_signal, signals_interrupt
+async def finishes_then_signalled():
+    asyncio.get_running_loop().call_soon(os.kill, os.getpid(), signal.SIGTERM)  # lands after this has returned
+    return "done"
+try:
+    with signals_interrupt():
+        run_until_signal(finishes_then_signalled())
+except Interrupted as exc:
+    print(f"interrupted by {exc.how}")
+'''
+
+
+def test_a_signal_as_the_loop_closes_still_interrupts():
+    """Before, the loop's removal of its handler left SIGTERM's default there: the process died, no cleanup ran."""
+    done = subprocess.run([sys.executable, "-c", SIGNAL_AS_THE_LOOP_CLOSES], capture_output=True, text=True,
+                          timeout=60, cwd=Path(__file__).parents[2])
+    assert (done.returncode, done.stdout, done.stderr) == (0, "interrupted by SIGTERM\n", "")
