@@ -97,6 +97,8 @@ class StreamConnection:
             elif msg.type == WSMsgType.TEXT:
                 if len(self.record.text_frames) < self.record.MAX_TEXT_FRAMES:
                     self.record.text_frames.append(msg.data[:200])
+                if msg.data.strip() == "EOS" and self.record.eos_wall is None:
+                    self.record.eos_wall = time.monotonic()
                 self._enqueue(self.session.receive_text(msg.data))
             else:  # CLOSE, CLOSING, CLOSED, ERROR: the conversation is over
                 if msg.type == WSMsgType.CLOSE:

@@ -127,6 +127,7 @@ class ConnectionRecord:
     faults_fired: list[dict[str, Any]] = field(default_factory=list)
     ended: dict[str, Any] | None = None  # how the conversation ended (a stall ends it with the socket still open)
     closed_wall: float | None = None  # monotonic time the socket was gone and the server let go of it
+    eos_wall: float | None = None  # monotonic time the client's EOS (gRPC: its half-close) came: it ended the stream
     client_close_code: int | None = None  # after a server close: the client's Close in answer (1006: none came)
 
     @property

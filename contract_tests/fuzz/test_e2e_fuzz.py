@@ -1,6 +1,6 @@
 """End-to-end fuzzing: ``harness fuzz`` itself, with calls at once, against aicall, every check a property.
 
-The suite runs ``harness fuzz --calls-at-once 8 --pace x4`` (a long run, ``tests/support/long_runs.py``: it
+The suite runs ``harness fuzz --calls-at-once 8 --pace x2`` (a long run, ``tests/support/long_runs.py``: it
 goes on beside the rest of the suite, mostly waiting on calls) against aicall in-process with fakertzr, the
 fake LLM and the fake TTS. Its calls are drawn by the package's public strategies
 (``harness.fuzz.strategies.waves``: no private copy here), each fault kind covered first, eight in flight
@@ -10,10 +10,14 @@ in ``harness-report/suite-fuzz/fuzz-failures/`` (the message gives ``harness fuz
 that replays it) to replay with ``harness run --fixtures`` and to add to ``fixtures/calls/``. Calls one at a time are fuzzed by ``tests/harness/test_fuzz.py`` and
 ``tests/harness/test_plugin.py``.
 
-Why x4, not x8: at x8 a drawn call of two seconds is over in about 0.6 s of wall time, less than a handler's
-reconnect takes on two cores the rest of the suite loads; two of three CI runs (2026-12-06) failed a call there for
-``recognition_continues`` that passed alone and passed replayed afresh with its neighbours (the search's own
-"a flaky verdict"). At x4 the same 40 calls pass, loaded or not.
+Why x2: the faster the pace, the less wall time a handler has for what the checks measure in audio time (1.5 s
+of talk-over before a barge-in clears is 0.375 s at x4), and aicall in-process shares its event loop with the
+harness and eight calls. At x8 two CI runs in three (2026-12-06) failed a call for ``recognition_continues``
+that passed alone and replayed afresh (the search's own "a flaky verdict"); at x4 one run in three did the same
+(a close at 0 ms). Searched for on purpose (``--faults close,drop``, 200 calls beside three busy loops), x4
+gave three flaky verdicts: two were the judge's (a final met the hang-up on its way; one recognition, twice
+sent, stored once: both fixed and guarded in tests/harness), the third a barge-in cleared 50 ms of wall time
+late. The CI's 40 calls at x2 beside two busy loops: no call failed, 82 s.
 
 How many calls: ``HYPOTHESIS_PROFILE`` ci (default, 40, seed 1: the same calls every run), nightly (400),
 dev (8); nightly and dev draw from a new seed each session.
@@ -33,7 +37,7 @@ SEED = 1 if PROFILE == "ci" else random.SystemRandom().randrange(2**31 - 1)  # c
 
 
 @pytest.mark.long_run("fuzz", examples=max(AT_ONCE, scaled(CALLS, nightly=NIGHTLY_CALLS)), at_once=AT_ONCE, seed=SEED,
-                      pace="x4")
+                      pace="x2")
 def test_generated_calls_eight_at_once_pass_every_check(long_runs):
     run = long_runs.result("fuzz", 1500)
     assert run.summary is not None, f"harness fuzz wrote no fuzz.json (exit {run.returncode}):\n{run.output}"

@@ -68,8 +68,11 @@ async def test_eos_flushes_the_open_utterance_at_once(rtzr, seed):
     assert outcome.close_code == 1000
     if not rtzr.live:
         assert outcome.finals == SEED_TEXTS
-        last = rtzr.fake.journal.connections[-1].finals[-1]
+        record = rtzr.fake.journal.connections[-1]
+        last = record.finals[-1]
         assert last.audio_ms < end_of_third + 500, "the final came from EOS, not from epd"
+        # the journal says when the EOS came, so a judge can tell a final the client's EOS drew out
+        assert record.eos_wall is not None and last.sent_wall >= record.eos_wall
 
 
 async def test_finalize_finalizes_now_and_keeps_the_socket_open(rtzr, seed):

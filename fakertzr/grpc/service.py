@@ -153,6 +153,8 @@ class GrpcStreamConnection(StreamConnection):
         """The client half-closed: the WebSocket's ``EOS``."""
         if len(self.record.text_frames) < self.record.MAX_TEXT_FRAMES:
             self.record.text_frames.append("(half-close)")
+        if self.record.eos_wall is None:
+            self.record.eos_wall = time.monotonic()
         self._enqueue(self.session.receive_text("EOS"))
 
     async def _drop(self) -> None:

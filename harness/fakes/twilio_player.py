@@ -37,12 +37,14 @@ from harness.errors import HarnessError
 from harness.fakes.twilio_call import CallStart, PlaceStart, TwilioCall, outbound_number
 from harness.fakes.twilio_line import FRAME_MS, PlayerRecord, TwilioLine
 from harness.fakes.twilio_webhook import SIGNATURE_HEADER, signature
+from harness.fakes.patience import Patience
 from harness.fakes.wrong_path import why_closed_at_once, why_refused
 from harness.fixture import CallFixture, Reaction
 
 ANSWER_POINT_MS = 700  # fast pacing stops this long after an utterance's last word (or, if longer, its end point
 # and 200 ms) to let it be answered, unless the next utterance starts sooner (RTZR cannot end the first one then)
-FAST_ANSWER_WAIT_S = 3.0  # fast pacing waits this long for each turn's answer before talking on ...
+FAST_ANSWER_WAIT_S = 3.0  # fast pacing waits this long for each turn's answer before talking on (counted while the
+# harness ran on time: ``harness.fakes.patience``) ...
 FAST_DONE_QUIET_S = 0.05  # ... and then for the reply to be over: nothing in flight and no message this long
 QUIET_S = 0.3  # the bot counts as done speaking after this long without a message
 LISTEN_LIMIT_S = 10.0  # at most this long listening to the end of the bot's reply before hanging up
@@ -123,7 +125,7 @@ class TwilioPlayer:
         self._turns_said = 0  # utterances whose last frame has been sent
         self._bot_starts: dict[int, float] = {}  # turn -> caller audio ms when the bot's audio for it began
         self._bot_ends: dict[int, float] = {}  # turn -> caller audio ms when it had finished playing
-        self._hold_began: tuple[float, int] | None = None
+        self._hold_began: tuple[Patience, int] | None = None  # a caller's wait for the bot: since when (frames)
         self._redirected = False  # the handler gave the call new TwiML: its stream stops for it
         self.twilio_call = None if start is None else TwilioCall(start, session, self.call_sid, self.line.caller, pace)
 
@@ -311,11 +313,11 @@ class TwilioPlayer:
     def _waited_out(self, reaction: Reaction) -> bool:
         """The caller has waited ``wait_ms`` of audio (at fast pace ``FAST_ANSWER_WAIT_S``) and speaks anyway."""
         if self._hold_began is None:
-            self._hold_began = (time.monotonic(), self._sent)
-        began_wall, began_frames = self._hold_began
+            self._hold_began = (Patience(min(self.answer_wait_s, reaction.wait_ms / 1000)), self._sent)
+        patience, began_frames = self._hold_began
         if self.pace:
             return (self._sent - began_frames) * FRAME_MS >= reaction.wait_ms
-        return time.monotonic() - began_wall >= min(self.answer_wait_s, reaction.wait_ms / 1000)
+        return patience.spent()
 
     def _end_point_owed(self, reaction: Reaction, hold: int) -> bool:
         """At a hold, the recognizer has not yet had the audio to end the utterance before it (its end point lies
@@ -352,12 +354,10 @@ class TwilioPlayer:
     async def _wait_for_the_reply(self) -> None:  # fast pace, at each of ``_answer_points``
         """Fast pacing still lets each turn be answered, and the answer finish, before the caller talks on
         (bot audio takes no time to play, so a caller who talked on at its first frame would talk over it)."""
-        deadline = time.monotonic() + self.answer_wait_s
-        try:
-            await asyncio.wait_for(self._answer.wait(), self.answer_wait_s)
-        except asyncio.TimeoutError:
+        patience = Patience(self.answer_wait_s)  # counted while the harness ran on time: a loaded machine is no slow handler
+        if not await patience.wait(self._answer):
             return
-        while time.monotonic() < deadline and not self.line.ws.closed and not self._leaving:
+        while not patience.spent() and not self.line.ws.closed and not self._leaving:
             if not await self.line.wait_for_activity(FAST_DONE_QUIET_S) and not self.replying():
                 return
 

@@ -135,6 +135,10 @@ class Partial(_Result):
 
 @dataclass(frozen=True)
 class Final(_Result):
+    """``after_eos``: sent after the client's EOS on its stream (the handler had ended the stream: the final
+    answers it)."""
+
+    after_eos: bool = _optional(False)
     kind: ClassVar[str] = "final"
 
 

@@ -201,9 +201,14 @@ def recognizer_events(rtzr: Journal, frames: np.ndarray, call_start: float | Non
                                           "another call's"))
             continue
         for m in conn.messages:
-            kind = Partial if m.kind == "partial" else Final if m.kind == "final" else RtzrRaw
-            events.append(kind(m.sent_wall, connection=conn.index, text=m.text, audio_ms=m.audio_ms,
-                               call_ms=_call_position(conn.alignment, m.audio_ms)))
+            call_ms = _call_position(conn.alignment, m.audio_ms)
+            if m.kind == "final":
+                after_eos = conn.eos_wall is not None and m.sent_wall >= conn.eos_wall  # the handler had ended the stream
+                events.append(Final(m.sent_wall, connection=conn.index, text=m.text, audio_ms=m.audio_ms,
+                                    call_ms=call_ms, after_eos=after_eos))
+            else:
+                kind = Partial if m.kind == "partial" else RtzrRaw
+                events.append(kind(m.sent_wall, connection=conn.index, text=m.text, audio_ms=m.audio_ms, call_ms=call_ms))
         if (ending := conn.ending) is not None:
             events.append(RtzrEnd(ending.wall, connection=conn.index, how=ending.how, code=ending.code,
                                   reason=ending.reason, audio_ms=ending.audio_ms, opened=conn.opened_wall,
@@ -329,16 +334,21 @@ class Speakers:
 
 
 FRESH_SHARE = 0.2  # a request with more than this share of its audio still to come has not been played through
+ON_ITS_WAY_S = 0.2  # a final this soon after the hang-up, on a stream the handler had not ended, was already coming
 
 
 def post_call(events: list[Event]) -> list[Event]:
     """LLM requests begun after the call ended are post-call work (a summary, CRM notes), ``LlmPostcall``:
     never a delivery of a final nor a turn. One whose new user content gives a final that came after the
     hang-up, and no final from before it (a summary quotes the call), answers words nobody is left to hear
-    the answer to: its ``late_final`` says which."""
+    the answer to: its ``late_final`` says which. A final that came as the caller hung up (within
+    ``ON_ITS_WAY_S``, before the handler ended its stream) met the hang-up on the way: a handler cannot know
+    of a hang-up before its socket says so, and answering that final is a race no handler wins every time
+    (what the answer then sends is judged as any sending after the hang-up is); one the handler's EOS drew
+    out, or one later still, it knew was for nobody."""
     hangup = min((e.wall for e in events if isinstance(e, (Stop, Closed))), default=float("inf"))
     finals = [e for e in events if isinstance(e, Final)]
-    late = [f.text for f in finals if f.wall >= hangup]
+    late = [f.text for f in finals if f.wall >= hangup and (f.after_eos or f.wall >= hangup + ON_ITS_WAY_S)]
     early = [f.text for f in finals if f.wall < hangup]
     result: list[Event] = []
     for e in events:

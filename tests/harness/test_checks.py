@@ -52,6 +52,12 @@ def test_finals_are_persisted():
     assert finals_persisted(ctx(FINAL_A, STOP, stored=["가나"])).ok
     assert not finals_persisted(ctx(FINAL_A, FINAL_B, STOP, stored=["가나"])).ok
     assert finals_persisted(ctx(FINAL_A, STOP, stored=None)).ok  # no store to look at
+    # the stream dropped as its final went out, the handler never got it, resent the audio and got it again: one
+    # recognition, stored once (a fuzzed call under load, 2026-12-06); the same words said twice are two
+    first, again = Final(1.0, connection=0, text="가나", call_ms=2083.0), Final(1.1, connection=1, text="가나", call_ms=2083.0)
+    assert finals_persisted(ctx(first, again, STOP, stored=["가나"])).ok
+    said_twice = Final(4.0, connection=1, text="가나", call_ms=6000.0)
+    assert not finals_persisted(ctx(first, said_twice, STOP, stored=["가나"])).ok
 
 
 def test_recognition_continues_after_an_upstream_close():

@@ -16,7 +16,7 @@ from harness.judge.events import (Final, LlmPostcall, LlmRequest, Media, RtzrFor
                                   TtsRequest)
 from harness.fixture import bundled_calls, load_call
 from harness.judge.checks import CheckContext, expectations, finals_to_llm_once, stops_sending_after_hangup
-from harness.judge.timeline import CallTimeline, post_call
+from harness.judge.timeline import ON_ITS_WAY_S, CallTimeline, post_call
 from harness.judge.words import occurrences
 from harness.replay.runner import ErrorLog, run_fixture
 
@@ -49,10 +49,24 @@ def test_a_summary_after_the_hang_up_is_post_call_work_not_a_delivery_nor_a_turn
 
 def test_a_final_that_came_after_the_hang_up_answered_is_a_reply_to_nobody():
     ctx = judged(final(1.0, "안녕하세요 반갑습니다"), asked(1.1, "안녕하세요 반갑습니다"), STOP,
-                 final(10.01, "그냥 잘"), asked(10.02, "그냥 잘", 1), expect={"llm_turns": 1})
+                 Final(10.01, text="그냥 잘", connection=0, after_eos=True), asked(10.02, "그냥 잘", 1),
+                 expect={"llm_turns": 1})
     result = stops_sending_after_hangup(ctx)
     assert not result.ok and "reply to nobody" in result.message and "'그냥 잘'" in result.message
     assert expectations(ctx).ok, "the late request is no turn of the call: the check named for it says what it is"
+
+
+@pytest.mark.parametrize("came, after_eos, nobody", [
+    (10.0, False, False),  # on its way as the line dropped: the handler could not know yet (a race, not failure 4)
+    (10.15, False, False),
+    (10.0, True, True),  # drawn out by the handler's own EOS: it knew the call was over
+    (10.0 + ON_ITS_WAY_S, False, True),  # long enough after the hang-up to have been told
+])
+def test_a_final_that_met_the_hang_up_on_its_way_is_no_reply_to_nobody(came, after_eos, nobody):
+    gone = Stop(10.0, how="vanished", audio_ms=10000)
+    ctx = judged(final(1.0, "안녕하세요"), asked(1.1, "안녕하세요"), gone,
+                 Final(came, text="그냥 잘", connection=1, after_eos=after_eos), asked(came + 0.001, "그냥 잘", 1))
+    assert stops_sending_after_hangup(ctx).ok is not nobody
 
 
 def test_a_summary_that_quotes_a_late_final_too_is_still_post_call_work():
