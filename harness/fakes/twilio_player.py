@@ -34,10 +34,10 @@ import numpy as np
 
 from callaudio.g711 import pcm16_to_ulaw
 from harness.errors import HarnessError
+from harness.fakes.patience import Patience
 from harness.fakes.twilio_call import CallStart, PlaceStart, TwilioCall, outbound_number
 from harness.fakes.twilio_line import FRAME_MS, PlayerRecord, TwilioLine
 from harness.fakes.twilio_webhook import SIGNATURE_HEADER, signature
-from harness.fakes.patience import Patience
 from harness.fakes.wrong_path import why_closed_at_once, why_refused
 from harness.fixture import CallFixture, Reaction
 
