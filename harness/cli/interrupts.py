@@ -76,8 +76,8 @@ def run_until_signal(main: Coroutine[Any, Any, T], loop_factory: Callable[[], as
                 loop.remove_signal_handler(signum)  # puts back the default, which would end the process at once
                 signal.signal(signum, note)
 
-    before = {signum: signal.getsignal(signum) for signum in SIGNALS} if in_main_thread else {}
-    before = {signum: handler for signum, handler in before.items() if handler is not None}  # None: not set from Python
+    before = {signum: handler for signum in (SIGNALS if in_main_thread else ())
+              if (handler := signal.getsignal(signum)) is not None}  # None: not set from Python, nothing to put back
     try:
         for signum in before:
             signal.signal(signum, note)
