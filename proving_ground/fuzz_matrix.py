@@ -38,6 +38,20 @@ def fuzz(handler, mutant: str, pace: str, examples: int, seed: int, report_dir: 
     return {"mutant": mutant, "pace": pace, "summary": summary}
 
 
+# how long a drawn call takes at each pace, against its length in audio (fast: only the handler's own time)
+PACE_COST = {"realtime": 1.0, "x2": 0.5, "x4": 0.25, "fast": 0.1}
+
+
+def longest_first(searches: list[tuple[str, str, int]]) -> list[tuple[str, str, int]]:
+    """(name, pace, examples) in the order to start them: the searches that take longest first, so a run with
+    a few real-time searches is not left waiting on them alone at its end."""
+    def slowest(search: tuple[str, str, int]) -> tuple[float, float]:
+        per_call = PACE_COST.get(search[1], 1.0)
+        return -per_call * search[2], -per_call  # of two alike, the slower pace first
+
+    return sorted(searches, key=slowest)
+
+
 def cell(result: dict, expected_check: str | None) -> str:
     s = result["summary"]
     f = s["failure"]
@@ -69,11 +83,12 @@ def main() -> int:
     chosen = [m for m in MUTANTS if not args.mutants or m.name in args.mutants.split(",")]
     here = args.report_dir / handler.name.replace(" ", "-")
     with concurrent.futures.ThreadPoolExecutor(args.at_once) as pool:
-        jobs = {} if args.no_correct else {
-            pool.submit(fuzz, handler, "", pace, args.correct, args.seed, here / f"correct-{pace}", args.shrink_limit): None
-            for pace in args.correct_paces.split(",")}
-        jobs.update({pool.submit(fuzz, handler, m.name, m.pace, args.examples, args.seed, here / m.name,
-                                 args.shrink_limit): m for m in chosen})
+        searches = [] if args.no_correct else [("", pace, args.correct) for pace in args.correct_paces.split(",")]
+        searches += [(m.name, m.pace, args.examples) for m in chosen]
+        by_name = {m.name: m for m in chosen}
+        jobs = {pool.submit(fuzz, handler, name, pace, examples, args.seed,
+                            here / (name or f"correct-{pace}"), args.shrink_limit): by_name.get(name)
+                for name, pace, examples in longest_first(searches)}
         results = []
         for job in concurrent.futures.as_completed(jobs):
             m = jobs[job]
