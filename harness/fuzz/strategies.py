@@ -9,7 +9,7 @@ finals, expired tokens, refused handshakes, a failing token endpoint, revoked cr
 handler started without its RTZR credentials at all (the report's failure 1); an utterance long
 enough for RTZR to cut it at ``max_utter_duration`` while the caller talks on; an LLM that stalls;
 the caller's hang-up (or a dropped line) at any point; DTMF; barge-in (long spoken replies the caller's next utterance
-comes over, once the reply has started, however slow the handler: judged by the ``barge_in`` check at a pace where audio
+comes over for at least 2.5 s, once the reply has started, however slow the handler: judged by the ``barge_in`` check at a pace where audio
 plays in time); and callers who time their words on the bot (``caller.reacts``: talking over a reply, or waiting
 for it to end). Each part is a strategy
 of its own. In your own suite::
@@ -46,6 +46,7 @@ from callaudio.g711 import pcm16_to_ulaw
 from fakertzr.params import DEFAULT_EPD_TIME, DEFAULT_MAX_UTTER_DURATION
 from harness.fakes.twilio_player import answer_after_ms
 from harness.fixture import CallFixture, load_call, save_call
+from harness.judge.checks import BARGE_IN_MAX_S
 from harness.fuzz.scenario import (
     CREDENTIALS,
     FAULT_KINDS,
@@ -150,6 +151,20 @@ def long_utterance() -> st.SearchStrategy[SynthUtterance]:
     unless the stream asks otherwise) while the caller talks on."""
     return st.builds(SynthUtterance, pause_before_ms=st.integers(400, 2600),
                      word_ms=st.lists(st.integers(500, 650), min_size=26, max_size=32).map(tuple))
+
+
+TALK_OVER_MS = int(BARGE_IN_MAX_S * 1000) + 1000  # of speech, at least, in the utterance of a barge-in call
+
+
+def talking_over(u: SynthUtterance) -> SynthUtterance:
+    """The utterance of a barge-in call that talks over the reply: ``u`` with its own words said again until it
+    lasts ``TALK_OVER_MS``. Talk shorter than ``barge_in``'s limit cannot fail a handler that never clears
+    playback, and most drawn utterances are (1-4 words of 0.15-0.6 s); words of their drawn length keep the
+    recognizer's partials, which a handler clears on, as often as before."""
+    words = list(u.word_ms)
+    while sum(words) < TALK_OVER_MS:
+        words.append(u.word_ms[len(words) % len(u.word_ms)])
+    return replace(u, word_ms=tuple(words))
 
 
 @st.composite
@@ -307,6 +322,13 @@ def scenarios(draw: st.DrawFn, *, max_utterances: int = 4, max_faults: int = 2, 
     # long spoken replies the caller's next utterance may come over (drawn after what it changes nothing
     # of, so that it shrinks away on its own)
     talks_over = draw(st.booleans()) if barge_in and len(said) > 1 else False
+    if talks_over:
+        over = talking_over(said[1])
+        longer = sum(over.word_ms) - sum(said[1].word_ms)
+        if max_duration_ms is None or audio_ms + longer <= max_duration_ms:
+            said[1] = over
+        else:
+            talks_over = False  # no room in the call for talk long enough to judge
     replies = Llm.of(draw(_llm_data(long_replies=talks_over)))
     speech = Tts(**draw(_tts_data(realtime=True if talks_over else None)))
     # drawn last, so that it shrinks away on its own: utterances timed on what the bot does
@@ -441,7 +463,7 @@ def calls(*, max_utterances: int = 4, max_faults: int = 2, min_faults: int = 0,
       count as one).
     - ``fault_kinds``: the kinds drawn, of ``FAULT_KINDS`` (RTZR's, ``revoked_credentials``, and
       ``no_credentials``: the handler started without them; leave that out for a handler already running).
-    - ``barge_in``: long replies the caller's next utterance talks over.
+    - ``barge_in``: long replies the caller's next utterance talks over (for at least ``TALK_OVER_MS``).
     - ``hangups``: the caller hangs up early (at a point of the audio or after some turns), the line dropped or not.
     - ``keypad``: up to two DTMF key presses.
     - ``long_utterances``: in about one call of three, an utterance long enough for RTZR to cut it at

@@ -8,12 +8,14 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 
-from hypothesis import Phase, find, settings
+from hypothesis import Phase, assume, find, given, settings
 
 from harness.fixture import load_call
 from harness.replay.runner import replay
 from harness.fuzz.scenario import Reaction
-from harness.fuzz.strategies import CREDENTIALS, CUT_MS, TURN_SLACK_MS, DrawnCall, as_call, refused, scenarios
+from harness.fuzz.strategies import (CREDENTIALS, CUT_MS, TALK_OVER_MS, TURN_SLACK_MS, DrawnCall, as_call, refused,
+                                     scenarios)
+from harness.judge.checks import BARGE_IN_MAX_S
 
 def drawn_call(condition, *, smallest: bool = False, **options) -> DrawnCall:
     """The call of a drawn scenario ``condition`` holds for (the smallest, shrunk, when asked: that takes
@@ -78,6 +80,25 @@ def test_a_barge_in_call_talks_over_the_first_reply_once_it_starts_and_shrinks_t
                                                "ms": call.scenario.reacts[0].ms, "wait_ms": 4000}
     plain = drawn_call(lambda s: len(s.utterances) >= 2, smallest=True)
     assert "reacts" not in plain.doc["caller"]  # shrunk away when not needed
+
+
+@settings(max_examples=200, database=None, deadline=None)
+@given(scenario=scenarios())
+def test_a_barge_in_call_talks_over_the_reply_longer_than_barge_ins_limit(scenario):
+    """A handler that never clears playback is talked over for longer than ``barge_in`` allows on every barge-in
+    call (the talk-over utterance once lasted 0.15-2.4 s, mostly under the 1.5 s limit, and such a call could not
+    fail it); its words keep their drawn lengths, so the recognizer's partials come as often as before."""
+    assume(scenario.barge_in)
+    over = scenario.utterances[1]
+    assert sum(over.word_ms) >= TALK_OVER_MS > BARGE_IN_MAX_S * 1000 + 500
+    assert max(over.word_ms) <= 650  # a word of the drawn kind (a long utterance's are 500-650 ms)
+
+
+def test_a_barge_in_call_within_max_duration_is_not_stretched_past_it():
+    scenario = find(scenarios(max_duration_ms=6000), lambda s: s.barge_in,
+                    settings=settings(max_examples=2000, database=None, phases=[Phase.generate]))
+    audio_ms = sum(u.pause_before_ms + sum(u.word_ms) for u in scenario.utterances)
+    assert audio_ms <= 6000 and sum(scenario.utterances[1].word_ms) >= TALK_OVER_MS
 
 
 def test_leaving_an_utterance_out_takes_its_own_timing_with_it():
