@@ -6,7 +6,8 @@ each correct handler passes (any failure there is a false alarm).
     python -m proving_ground.fuzz_matrix --handler "node ws" --examples 100 --correct 200 --at-once 2
 
 Each search is ``harness fuzz --cmd ...`` itself (a process of its own, from a fresh database, seed fixed by
-``--seed``) at the mutant's pace from the catalogue; results are printed as a markdown table and kept as JSON
+``--seed``) at the mutant's pace from the catalogue, and a bug that shows only between calls with as many calls in
+flight as its bundled group (``harness fuzz --calls-at-once``); the longest searches start first; results are printed as a markdown table and kept as JSON
 (``harness-report/fuzz-matrix/HANDLER/matrix.json``, each search's report and shrunk failure beside it).
 """
 
@@ -24,18 +25,21 @@ from .mutants import HANDLERS, MUTANTS
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def fuzz(handler, mutant: str, pace: str, examples: int, seed: int, report_dir: Path, shrink_limit: int) -> dict:
-    """One ``harness fuzz`` search; its summary (fuzz.json's only search) and the command."""
+def fuzz(handler, mutant: str, pace: str, examples: int, seed: int, report_dir: Path, shrink_limit: int,
+         at_once: int = 1) -> dict:
+    """One ``harness fuzz`` search; its summary (fuzz.json's only search) and the command. A bug that shows only
+    between calls (the catalogue's ``at_once``) is searched with that many calls in flight into the handler."""
     command = [sys.executable, "-m", "harness.cli", "fuzz", "--cmd", (f"MUTANT={mutant} " if mutant else "")
                + handler.command, "--path", handler.path, "--pace", pace, "--examples", str(examples),
                "--seed", str(seed), "--shrink-limit", str(shrink_limit), "--no-database", "--report-dir", str(report_dir)]
+    command += ["--calls-at-once", str(at_once)] if at_once > 1 else []
     out = report_dir / "fuzz.json"
     out.unlink(missing_ok=True)  # a search run before into this directory
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=3600)
     if not out.exists():
         raise RuntimeError(f"harness fuzz exited {done.returncode}: {done.stdout[-1500:]}{done.stderr[-1500:]}")
     summary = json.loads(out.read_text(encoding="utf-8"))["searches"][0]
-    return {"mutant": mutant, "pace": pace, "summary": summary}
+    return {"mutant": mutant, "pace": pace, "at_once": at_once, "summary": summary}
 
 
 # how long a drawn call takes at each pace, against its length in audio (fast: only the handler's own time)
@@ -59,8 +63,11 @@ def cell(result: dict, expected_check: str | None) -> str:
         return f"no failure in {s['drawn']} calls" if expected_check else f"pass ({s['drawn']} calls)"
     failed = [c["name"] for c in f["checks"] if c["status"] == "failed"]
     named = "" if expected_check is None or expected_check in failed else f" (not {expected_check})"
-    return (f"call {s['drawn']}: {', '.join(failed)}{named}; shrunk {f['first_size'][0]}u/{f['first_size'][1]}f"
+    first = f.get("first_size") or f["size"]
+    beside = f.get("neighbours") or []
+    return (f"call {s['drawn']}: {', '.join(failed)}{named}; shrunk {first[0]}u/{first[1]}f"
             f" -> {f['size'][0]}u/{f['size'][1]}f in {s['shrink_tries']} tries"
+            + (f", failing only with {len(beside)} call(s) beside it" if beside else "")
             + ("" if f["reproduced"] else "; NOT reproduced"))
 
 
@@ -86,8 +93,8 @@ def main() -> int:
         searches = [] if args.no_correct else [("", pace, args.correct) for pace in args.correct_paces.split(",")]
         searches += [(m.name, m.pace, args.examples) for m in chosen]
         by_name = {m.name: m for m in chosen}
-        jobs = {pool.submit(fuzz, handler, name, pace, examples, args.seed,
-                            here / (name or f"correct-{pace}"), args.shrink_limit): by_name.get(name)
+        jobs = {pool.submit(fuzz, handler, name, pace, examples, args.seed, here / (name or f"correct-{pace}"),
+                            args.shrink_limit, by_name[name].at_once if name else 1): by_name.get(name)
                 for name, pace, examples in longest_first(searches)}
         results = []
         for job in concurrent.futures.as_completed(jobs):
@@ -95,12 +102,15 @@ def main() -> int:
             result = job.result()
             result["expected"] = m.check if m else None
             results.append(result)
-            print(f"{m.name if m else 'correct'} ({result['pace']}): {cell(result, m.check if m else None)}", flush=True)
+            at_once = f", {result['at_once']} at once" if result["at_once"] > 1 else ""
+            print(f"{m.name if m else 'correct'} ({result['pace']}{at_once}): {cell(result, m.check if m else None)}",
+                  flush=True)
     (here / "matrix.json").write_text(json.dumps(results, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     order = {m.name: k for k, m in enumerate(MUTANTS)}
     print(f"\n| bug class ({handler.name}) | pace | harness fuzz --examples {args.examples} --seed {args.seed} |\n|---|---|---|")
     for r in sorted(results, key=lambda r: order.get(r["mutant"], -1)):
-        print(f"| {r['mutant'] or 'correct handler'} | {r['pace']} | {cell(r, r['expected'])} |")
+        pace = r["pace"] + (f", {r['at_once']} at once" if r.get("at_once", 1) > 1 else "")
+        print(f"| {r['mutant'] or 'correct handler'} | {pace} | {cell(r, r['expected'])} |")
     return 0
 
 
