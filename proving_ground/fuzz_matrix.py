@@ -7,8 +7,9 @@ each correct handler passes (any failure there is a false alarm).
 
 Each search is ``harness fuzz --cmd ...`` itself (a process of its own, from a fresh database, seed fixed by
 ``--seed``) at the mutant's pace from the catalogue, and a bug that shows only between calls with as many calls in
-flight as its bundled group (``harness fuzz --calls-at-once``); the longest searches start first; results are printed as a markdown table and kept as JSON
-(``harness-report/fuzz-matrix/HANDLER/matrix.json``, each search's report and shrunk failure beside it).
+flight as its bundled group (``harness fuzz --calls-at-once``); the longest searches start first. Results are
+printed as a markdown table and kept as JSON (``harness-report/fuzz-matrix/HANDLER/matrix.json``, each search's
+report and shrunk failure beside it).
 """
 
 from __future__ import annotations

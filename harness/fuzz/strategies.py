@@ -9,8 +9,8 @@ finals, expired tokens, refused handshakes, a failing token endpoint, revoked cr
 handler started without its RTZR credentials at all (the report's failure 1); an utterance long
 enough for RTZR to cut it at ``max_utter_duration`` while the caller talks on; an LLM that stalls;
 the caller's hang-up (or a dropped line) at any point; DTMF; barge-in (long spoken replies the caller's next utterance
-comes over for at least 2.5 s, once the reply has started, however slow the handler: judged by the ``barge_in`` check at a pace where audio
-plays in time); and callers who time their words on the bot (``caller.reacts``: talking over a reply, or waiting
+comes over for at least 2.5 s, once the reply has started, however slow the handler: judged by the ``barge_in`` check
+at a pace where audio plays in time); and callers who time their words on the bot (``caller.reacts``: talking over a reply, or waiting
 for it to end). Each part is a strategy
 of its own. In your own suite::
 

@@ -1,8 +1,12 @@
 """The fuzz matrix starts its longest searches first: a run's few real-time searches are not left to run alone
 at its end (a real-time search of 100 calls takes about as long as all its fast ones together)."""
 
+import json
+import subprocess
+
+from proving_ground import fuzz_matrix
 from proving_ground.fuzz_matrix import longest_first
-from proving_ground.mutants import MUTANTS
+from proving_ground.mutants import HANDLERS, MUTANTS
 
 
 def test_real_time_searches_start_before_faster_ones() -> None:
@@ -24,12 +28,6 @@ def test_the_catalogue_order_is_kept_among_equals() -> None:
 def test_a_bug_between_calls_is_searched_with_calls_at_once(tmp_path, monkeypatch) -> None:
     """The catalogue's cross-call bugs (``at_once`` > 1) cannot show one call at a time: their search is given
     ``--calls-at-once``, and the cell says a failure needed calls beside it."""
-    import json
-    import subprocess
-
-    from proving_ground import fuzz_matrix
-    from proving_ground.mutants import HANDLERS
-
     seen: list[list[str]] = []
 
     def fake_run(command, **kwargs):
