@@ -19,6 +19,7 @@ from aiohttp import WSMsgType, web
 from .actions import Action, Close, Drop, RevokeTokens, SendRaw, SendResult, Stall
 from .backend import FakeRtzrBackend, OpenedStream
 from .journal import SentMessage
+from .session import is_eos
 
 log = logging.getLogger("fakertzr")
 
@@ -97,7 +98,7 @@ class StreamConnection:
             elif msg.type == WSMsgType.TEXT:
                 if len(self.record.text_frames) < self.record.MAX_TEXT_FRAMES:
                     self.record.text_frames.append(msg.data[:200])
-                if msg.data.strip() == "EOS" and self.record.eos_wall is None:
+                if is_eos(msg.data) and self.record.eos_wall is None:
                     self.record.eos_wall = time.monotonic()
                 self._enqueue(self.session.receive_text(msg.data))
             else:  # CLOSE, CLOSING, CLOSED, ERROR: the conversation is over

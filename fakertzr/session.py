@@ -53,6 +53,11 @@ class To8k:
         return np.round(out).astype(np.int16)
 
 
+def is_eos(text: str) -> bool:
+    """The client's text frame that ends the stream (RTZR's ``EOS``)."""
+    return text.strip() == "EOS"
+
+
 class StreamSession:
     """See the module docstring. ``ended`` turns true at a close, drop or stall."""
 
@@ -105,7 +110,7 @@ class StreamSession:
         """``EOS`` ends the stream; ``{"type": "Finalize"}`` finalizes now; the rest is ignored."""
         if self.ended:
             return []
-        if text.strip() == "EOS":
+        if is_eos(text):
             actions = self._finalize()
             if not self.ended:
                 actions.append(self._terminal_close())
