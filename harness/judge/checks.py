@@ -24,12 +24,13 @@ from harness.judge.metrics import turn_latency
 from harness.judge.heard import (bot_audio_is_speech, llm_told_conversation, replies_in_order, tts_audio_sent_once,
                                  whole_reply_spoken)
 from harness.judge.playback import spans
-from harness.judge.timeline import CallTimeline
+from harness.judge.timeline import ON_ITS_WAY_S, CallTimeline
 from harness.judge.words import occurrences, says
 
 SETTLE_S = 8.0  # after hang-up, every upstream connection must have ended within this
 LET_GO_S = 1.0  # ... and every LLM or TTS request still running at the hang-up must be let go of within this
-STOP_GRACE_S = 0.2  # what was already on the wire when ``stop`` went out (the fake Twilio reads 0.5 s past it)
+STOP_GRACE_S = ON_ITS_WAY_S  # what was already on the wire when ``stop`` went out (the fake Twilio reads 0.5 s
+# past it): the same moment as a final on its way to the handler as the caller hung up, seen from the other side
 BARGE_IN_MAX_S = 1.5  # of the caller's speech over the bot's audio (audio seconds) before playback must be cleared
 ERROR_WINDOW_S = 2.0  # after a failure the fixture provokes, the handler's error lines about it are expected
 REFUSAL_MIN_HEARD_S = 0.3  # a refusal the caller hears: at least this much audio played before the call ended
